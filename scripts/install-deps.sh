@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs every Debian package custos needs to build, test, fuzz and benchmark.
+# Idempotent and quick when everything is already present.
+set -euo pipefail
+PKGS=(
+  build-essential cmake ninja-build pkg-config git ca-certificates openssl
+  libssl-dev libboost-dev libboost-system-dev nlohmann-json3-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libargon2-dev libsqlite3-dev
+  libcurl4-openssl-dev clang libclang-rt-14-dev
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "installing: ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,99 @@
+#include "crypto/aead.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <cstdlib>
+
+namespace custos::crypto {
+
+struct AesGcm::Ctx {
+  EVP_CIPHER_CTX* enc = nullptr;
+  EVP_CIPHER_CTX* dec = nullptr;
+  ~Ctx() {
+    EVP_CIPHER_CTX_free(enc);
+    EVP_CIPHER_CTX_free(dec);
+  }
+};
+
+StatusOr<AesGcm> AesGcm::Create(const SecretBytes& key) {
+  const EVP_CIPHER* cipher = nullptr;
+  if (key.size() == 16) cipher = EVP_aes_128_gcm();
+  else if (key.size() == 32) cipher = EVP_aes_256_gcm();
+  else return InvalidArgument("AES-GCM key must be 16 or 32 bytes");
+  AesGcm a;
+  a.ctx_ = std::make_unique<Ctx>();
+  a.ctx_->enc = EVP_CIPHER_CTX_new();
+  a.ctx_->dec = EVP_CIPHER_CTX_new();
+  if (a.ctx_->enc == nullptr || a.ctx_->dec == nullptr) return InternalError("EVP_CIPHER_CTX_new");
+  const uint8_t* k = key.Expose().data();
+  if (EVP_EncryptInit_ex(a.ctx_->enc, cipher, nullptr, k, nullptr) != 1 ||
+      EVP_DecryptInit_ex(a.ctx_->dec, cipher, nullptr, k, nullptr) != 1)
+    return InternalError("AES-GCM key setup failed");
+  return a;
+}
+
+AesGcm::AesGcm(AesGcm&&) noexcept = default;
+AesGcm& AesGcm::operator=(AesGcm&&) noexcept = default;
+AesGcm::~AesGcm() = default;
+
+Status AesGcm::Seal(ByteSpan nonce, ByteSpan plaintext, ByteSpan aad, std::span<uint8_t> out) {
+  if (nonce.size() != kGcmNonceSize) return InvalidArgument("AES-GCM nonce must be 12 bytes");
+  if (out.size() != plaintext.size() + kGcmTagSize) return InvalidArgument("AES-GCM output size");
+  EVP_CIPHER_CTX* c = ctx_->enc;
+  int len = 0;
+  if (EVP_EncryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) != 1)
+    return InternalError("AES-GCM nonce setup failed");
+  if (!aad.empty() && EVP_EncryptUpdate(c, nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1)
+    return InternalError("AES-GCM aad failed");
+  if (!plaintext.empty() &&
+      EVP_EncryptUpdate(c, out.data(), &len, plaintext.data(), static_cast<int>(plaintext.size())) != 1)
+    return InternalError("AES-GCM encrypt failed");
+  if (EVP_EncryptFinal_ex(c, out.data() + plaintext.size(), &len) != 1)
+    return InternalError("AES-GCM final failed");
+  if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, kGcmTagSize, out.data() + plaintext.size()) != 1)
+    return InternalError("AES-GCM tag failed");
+  return Status::Ok();
+}
+
+Status AesGcm::Open(ByteSpan nonce, ByteSpan ct, ByteSpan aad, std::span<uint8_t> out) {
+  if (nonce.size() != kGcmNonceSize) return InvalidArgument("AES-GCM nonce must be 12 bytes");
+  if (ct.size() < kGcmTagSize) return IntegrityError("ciphertext shorter than its tag");
+  size_t n = ct.size() - kGcmTagSize;
+  if (out.size() != n) return InvalidArgument("AES-GCM output size");
+  EVP_CIPHER_CTX* c = ctx_->dec;
+  int len = 0;
+  bool ok = EVP_DecryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) == 1 &&
+            (aad.empty() || EVP_DecryptUpdate(c, nullptr, &len, aad.data(), static_cast<int>(aad.size())) == 1) &&
+            (n == 0 || EVP_DecryptUpdate(c, out.data(), &len, ct.data(), static_cast<int>(n)) == 1) &&
+            EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, kGcmTagSize,
+                                const_cast<uint8_t*>(ct.data() + n)) == 1 &&
+            EVP_DecryptFinal_ex(c, out.data() + n, &len) == 1;
+  if (!ok) {
+    if (!out.empty()) OPENSSL_cleanse(out.data(), out.size());
+    return IntegrityError("authentication tag mismatch");
+  }
+  return Status::Ok();
+}
+
+Bytes AesGcm::Seal(ByteSpan nonce, ByteSpan plaintext, ByteSpan aad) {
+  Bytes out(plaintext.size() + kGcmTagSize);
+  if (!Seal(nonce, plaintext, aad, std::span<uint8_t>(out)).ok()) std::abort();
+  return out;
+}
+
+StatusOr<Bytes> AesGcm::Open(ByteSpan nonce, ByteSpan ct, ByteSpan aad) {
+  if (ct.size() < kGcmTagSize) return IntegrityError("ciphertext shorter than its tag");
+  Bytes out(ct.size() - kGcmTagSize);
+  RETURN_IF_ERROR(Open(nonce, ct, aad, std::span<uint8_t>(out)));
+  return out;
+}
+
+StatusOr<SecretBytes> AesGcm::OpenSecret(ByteSpan nonce, ByteSpan ct, ByteSpan aad) {
+  if (ct.size() < kGcmTagSize) return IntegrityError("ciphertext shorter than its tag");
+  SecretBytes out(ct.size() - kGcmTagSize);
+  RETURN_IF_ERROR(Open(nonce, ct, aad, out.ExposeMutable()));
+  return out;
+}
+
+}  // namespace custos::crypto

@@ -1,0 +1,102 @@
+#include <nlohmann/json.hpp>
+
+#include "common/file.h"
+#include "crypto/aead.h"
+#include "crypto/ecdsa.h"
+#include "crypto/hash.h"
+#include "crypto/p256.h"
+#include "crypto/random.h"
+#include "tests/testing/testing.h"
+
+namespace custos::crypto {
+namespace {
+
+Bytes Hex(const std::string& h) { return HexDecode(h).value(); }
+
+TEST(Hkdf, Rfc5869Vectors) {
+  auto text = ReadFileString(testing::ProjectPath("src/crypto/testdata/rfc5869.json"));
+  ASSERT_OK(text.status());
+  auto doc = nlohmann::json::parse(*text);
+  ASSERT_EQ(doc["vectors"].size(), 3u);
+  for (auto& v : doc["vectors"]) {
+    Bytes ikm = Hex(v["ikm"]), salt = Hex(v["salt"]), info = Hex(v["info"]);
+    SecretBytes prk = HkdfExtract(salt, ikm);
+    EXPECT_EQ(HexEncode(prk.Expose()), v["prk"].get<std::string>());
+    auto okm = HkdfExpand(prk.Expose(), info, v["L"].get<size_t>());
+    ASSERT_OK(okm.status());
+    EXPECT_EQ(HexEncode(okm->Expose()), v["okm"].get<std::string>());
+  }
+}
+
+TEST(Hkdf, RefusesOversizedOutput) { EXPECT_FALSE(Hkdf(Bytes(32), {}, {}, 255 * 32 + 1).ok()); }
+
+TEST(Sha256, KnownAnswer) {
+  EXPECT_EQ(HexEncode(Sha256Bytes(AsBytes("abc"))),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(AesGcm, RoundTripAndTamper) {
+  auto key = RandomSecret(32);
+  auto gcm = AesGcm::Create(key);
+  ASSERT_OK(gcm.status());
+  Bytes nonce = RandomBytes(12);
+  Bytes ct = gcm->Seal(nonce, AsBytes("attack at dawn"), AsBytes("aad"));
+  auto pt = gcm->Open(nonce, ct, AsBytes("aad"));
+  ASSERT_OK(pt.status());
+  EXPECT_EQ(ToString(*pt), "attack at dawn");
+  EXPECT_EQ(gcm->Open(nonce, ct, AsBytes("other")).status().code(), ErrorCode::kIntegrity);
+  ct[3] ^= 1;
+  EXPECT_EQ(gcm->Open(nonce, ct, AsBytes("aad")).status().code(), ErrorCode::kIntegrity);
+  EXPECT_FALSE(AesGcm::Create(RandomSecret(20)).ok());
+}
+
+TEST(AesGcm, NistKnownAnswer) {
+  // NIST GCM test case 14 (AES-256, zero key, zero IV, one zero block).
+  auto gcm = AesGcm::Create(SecretBytes(32));
+  ASSERT_OK(gcm.status());
+  Bytes ct = gcm->Seal(Bytes(12), Bytes(16), {});
+  EXPECT_EQ(HexEncode(ct), "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919");
+}
+
+TEST(P256, ArithmeticLaws) {
+  Scalar a = Scalar::Random(), b = Scalar::Random();
+  EXPECT_EQ(Point::BaseMul(a + b), Point::BaseMul(a) + Point::BaseMul(b));
+  EXPECT_EQ(Point::BaseMul(a) * b, Point::BaseMul(a * b));
+  EXPECT_EQ(MulAdd(a, b, Point::Generator()), Point::BaseMul(a + b));
+  EXPECT_TRUE((Point::BaseMul(a) - Point::BaseMul(a)).IsIdentity());
+  EXPECT_EQ(a * a.Inverse().value(), Scalar::FromUint(1));
+  auto decoded = Point::Decode(Point::BaseMul(a).Encode());
+  ASSERT_OK(decoded.status());
+  EXPECT_EQ(*decoded, Point::BaseMul(a));
+  EXPECT_EQ(Scalar::FromBytes(a.ToPublicBytes()).value(), a);
+}
+
+TEST(P256, RefusesBadEncodings) {
+  Bytes p = Point::Generator().Encode();
+  p[0] = 0x05;
+  EXPECT_FALSE(Point::Decode(p).ok());
+  Bytes off_curve = Point::Generator().EncodeUncompressed();
+  off_curve[64] ^= 1;
+  EXPECT_FALSE(Point::Decode(off_curve).ok());
+  EXPECT_FALSE(Point::Decode(Bytes{0}).ok());
+  EXPECT_FALSE(Scalar::FromBytes(Bytes(32, 0xff)).ok());
+  EXPECT_FALSE(Scalar::FromBytes(Bytes(31, 1)).ok());
+}
+
+TEST(Ecdsa, SignVerifyAndRefuse) {
+  SigningKey k = SigningKey::Generate();
+  Bytes sig = k.Sign(AsBytes("message"));
+  ASSERT_EQ(sig.size(), 64u);
+  EXPECT_OK(k.verifying_key().Verify(AsBytes("message"), sig));
+  EXPECT_FALSE(k.verifying_key().Verify(AsBytes("messagf"), sig).ok());
+  sig[10] ^= 1;
+  EXPECT_FALSE(k.verifying_key().Verify(AsBytes("message"), sig).ok());
+  SigningKey other = SigningKey::Generate();
+  EXPECT_FALSE(other.verifying_key().Verify(AsBytes("message"), k.Sign(AsBytes("message"))).ok());
+  auto reloaded = SigningKey::FromScalarBytes(k.ToScalarBytes());
+  ASSERT_OK(reloaded.status());
+  EXPECT_OK(k.verifying_key().Verify(AsBytes("m2"), reloaded->Sign(AsBytes("m2"))));
+}
+
+}  // namespace
+}  // namespace custos::crypto

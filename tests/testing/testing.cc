@@ -1,0 +1,36 @@
+#include "tests/testing/testing.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <mutex>
+#include <vector>
+
+namespace custos::testing {
+
+std::string SharedTestdata(const std::string& rel) {
+  return std::string(CUSTOS_SHARED_TESTDATA) + "/" + rel;
+}
+
+std::string ProjectPath(const std::string& rel) { return std::string(CUSTOS_SOURCE_DIR) + "/" + rel; }
+
+std::string TempDir() {
+  static std::mutex mu;
+  static std::vector<std::string>* dirs = [] {
+    auto* v = new std::vector<std::string>();
+    atexit([] {
+      for (auto& d : *dirs) {
+        std::error_code ec;
+        std::filesystem::remove_all(d, ec);
+      }
+    });
+    return v;
+  }();
+  std::string tmpl = (std::filesystem::temp_directory_path() / "custos-test-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) abort();
+  std::lock_guard<std::mutex> lock(mu);
+  dirs->push_back(tmpl);
+  return tmpl;
+}
+
+}  // namespace custos::testing
