@@ -1,0 +1,74 @@
+// HttpServer: the HTTP/1.1 (optionally TLS) front end of every custos daemon.
+//
+// Parsing and framing are Boost.Beast's; this class adds the policy custos needs: a body size
+// limit answered with 413, 400 for malformed requests, per-request timeouts, handler exceptions
+// contained as 500s that never echo internals, and a graceful stop that lets in-flight requests
+// finish. Handlers run on the I/O threads (custos handlers are short and CPU-bound).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "net/http.h"
+
+namespace custos::net {
+
+// HttpServerOptions tunes an HttpServer. TLS is on when both PEM file paths are set.
+struct HttpServerOptions {
+  // threads is the number of I/O threads, each able to run the handler.
+  int threads = 2;
+  // max_body_bytes bounds a request body; larger requests get 413 and the connection closes.
+  size_t max_body_bytes = 1 << 20;
+  // read_timeout bounds reading one request (headers and body), each response write, the TLS
+  // handshake, and how long an idle keep-alive connection is kept open.
+  std::chrono::milliseconds read_timeout{30'000};
+  // stop_grace bounds how long Stop() waits for in-flight requests.
+  std::chrono::milliseconds stop_grace{10'000};
+  // tls_cert_file is a PEM certificate chain (leaf first); tls_key_file its PEM private key.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+};
+
+// HttpServer serves one HttpHandler on one listening socket. Create binds (so port() is known
+// before Start), Start launches the I/O threads, Stop drains and joins them. The destructor
+// calls Stop. Start and Stop must not be called from a handler. An HttpServer cannot be
+// restarted after Stop.
+class HttpServer {
+ public:
+  // Create binds `listen` ("host:port", "[v6]:port"; port 0 picks a free port), loads the TLS
+  // certificate and key if configured, and returns a server that is not yet serving.
+  // Fails with kInvalidArgument for bad options or unreadable TLS files and kUnavailable if the
+  // address cannot be bound.
+  static StatusOr<std::unique_ptr<HttpServer>> Create(std::string_view listen, HttpHandler handler,
+                                                      HttpServerOptions options = {});
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // port is the bound TCP port (the chosen one when listening on port 0).
+  uint16_t port() const;
+  // tls reports whether the server speaks HTTPS.
+  bool tls() const;
+  // Start begins accepting on background threads. Fails if already started or stopped.
+  Status Start();
+  // Stop stops accepting, closes idle connections, lets requests already being read or
+  // handled finish and get their response (up to options.stop_grace), then joins the threads.
+  // Idempotent; safe to call on a server that was never started.
+  void Stop();
+  // connections_accepted counts TCP connections accepted since Start (for keep-alive checks
+  // and metrics).
+  uint64_t connections_accepted() const;
+  // requests_served counts requests whose handler ran.
+  uint64_t requests_served() const;
+
+ private:
+  struct Impl;
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace custos::net
