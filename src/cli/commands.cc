@@ -1,14 +1,477 @@
 #include "cli/commands.h"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <sstream>
+
+#include "ceremony/ceremony.h"
+#include "cli/output_file.h"
+#include "common/file.h"
+#include "crypto/hash.h"
+#include "files/dual_control.h"
+#include "keeper/escrow.h"
+#include "keeper/keeper_client.h"
+#include "keeper/keeper_service.h"
+#include "keeper/keeper_store.h"
+#include "keeper/protocol.h"
+#include "net/http_server.h"
+#include "requester/partial_collector.h"
 
 namespace custos::cli {
 
+using custody::CustodyDescriptor;
+using nlohmann::json;
+
+namespace {
+
+// HardenProcess keeps secrets out of core dumps and swap for every custos command.
+void HardenProcess() {
+  struct rlimit no_core = {0, 0};
+  (void)setrlimit(RLIMIT_CORE, &no_core);
+  (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+crypto::Argon2Params KdfParams(uint32_t m_kib, uint32_t t) {
+  crypto::Argon2Params p;
+  p.m_cost_kib = m_kib;
+  p.t_cost = t;
+  return p;
+}
+
+struct FileDescriptor {
+  int fd = -1;
+  ~FileDescriptor() {
+    if (fd > 2) ::close(fd);
+  }
+};
+
+StatusOr<int> OpenInput(const std::string& path) {
+  if (path == "-") return STDIN_FILENO;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NotFound("cannot open " + path + ": " + std::strerror(errno));
+  return fd;
+}
+
+StatusOr<CustodyDescriptor> LoadVerifiedCustody(const std::string& path) {
+  ASSIGN_OR_RETURN(CustodyDescriptor c, CustodyDescriptor::Load(path));
+  Status st = c.Verify();
+  if (!st.ok()) return st.WithContext(path);
+  return c;
+}
+
+// ---- client ----
+
+Status ClientInit(const std::string& out) {
+  crypto::SigningKey k = crypto::SigningKey::Generate();
+  RETURN_IF_ERROR(keeper::WriteClientKey(out, k));
+  std::cout << "client key written to " << out << " (public key " << out << ".pub)\n";
+  return Status::Ok();
+}
+
+// ---- keeper ----
+
+Status KeeperInit(const std::string& dir, const std::string& domain, const std::string& id,
+                  const std::string& pass_file, uint32_t m_kib, uint32_t t) {
+  ASSIGN_OR_RETURN(custody::Domain d, custody::ParseDomain(domain));
+  ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
+  ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Init(dir, id, d, pass, KdfParams(m_kib, t)));
+  std::cout << "keeper " << id << " (" << domain << ") initialised in " << dir << "\n";
+  return Status::Ok();
+}
+
+Status KeeperAllow(const std::string& dir, const std::string& client, const std::string& name,
+                   const std::string& pass_file) {
+  ASSIGN_OR_RETURN(crypto::Point key, keeper::ReadClientPublicKey(client));
+  ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
+  ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
+  std::string n = name.empty() ? std::filesystem::path(client).stem().string() : name;
+  RETURN_IF_ERROR(store->AddClient(n, key));
+  std::cout << "client " << n << " allowed on keeper " << store->id() << "\n";
+  return Status::Ok();
+}
+
+Status KeeperServe(const std::string& dir, const std::string& listen, const std::string& pass_file,
+                   const std::string& cert, const std::string& key) {
+  ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
+  ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
+  pass = SecretBytes();
+  ASSIGN_OR_RETURN(keeper::FaultInjection faults, keeper::FaultInjection::FromEnv());
+  if (faults.any())
+    std::cerr << "{\"level\":\"warn\",\"msg\":\"FAULT INJECTION ACTIVE: this keeper misbehaves "
+                 "on purpose (test only)\"}\n";
+  (void)mlockall(MCL_CURRENT | MCL_FUTURE);  // best effort; RLIMIT_MEMLOCK may refuse
+  keeper::KeeperService service(*store, faults);
+  net::HttpServerOptions opts;
+  opts.tls_cert_file = cert;
+  opts.tls_key_file = key;
+  opts.max_body_bytes = 4 << 20;
+  // Block the stop signals before threads start so only sigwait below receives them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  ASSIGN_OR_RETURN(auto server, net::HttpServer::Create(
+                                    listen, [&](const net::HttpRequest& r) { return service.Handle(r); },
+                                    opts));
+  RETURN_IF_ERROR(server->Start());
+  std::cout << "keeper " << store->id() << " listening on " << (server->tls() ? "https" : "http")
+            << "://" << listen.substr(0, listen.rfind(':')) << ":" << server->port() << std::endl;
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  std::cerr << "{\"level\":\"info\",\"msg\":\"stopping on signal\",\"signal\":" << sig << "}\n";
+  server->Stop();
+  return Status::Ok();
+}
+
+Status KeeperEscrowExport(const std::string& dir, const std::string& to, const std::string& pass_file,
+                          const std::string& keeper_pass_file, uint32_t m_kib, uint32_t t,
+                          const std::string& ca_file) {
+  ASSIGN_OR_RETURN(std::string escrow_pass_s, ReadPassphraseFile(pass_file));
+  SecretBytes escrow_pass = SecretBytes::CopyFrom(escrow_pass_s);
+  WipeBytes(escrow_pass_s);
+  ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(keeper_pass_file));
+  ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
+  if (store->domain() != custody::Domain::kCustomer)
+    return FailedPrecondition("only customer keepers export recovery fragments");
+  const keeper::KeeperSecrets& s = store->secrets();
+  if (!s.active) return FailedPrecondition("keeper holds no active share to escrow");
+  ASSIGN_OR_RETURN(CustodyDescriptor c, CustodyDescriptor::Parse(s.active->custody_json));
+  ASSIGN_OR_RETURN(keeper::EscrowBlob blob,
+                   keeper::SealEscrow(s, store->id(), store->domain(), c.Fingerprint(), escrow_pass,
+                                      KdfParams(m_kib, t)));
+  Bytes encoded = blob.Encode();
+  Bytes sig = s.identity.Sign(keeper::EscrowUploadMessage(encoded));
+  ASSIGN_OR_RETURN(keeper::KeeperClient client, keeper::KeeperClient::Create(to, ca_file));
+  ASSIGN_OR_RETURN(json r, client.Call("/v1/escrow/put", {{"blob", Base64Encode(encoded)},
+                                                          {"sig", HexEncode(sig)}}));
+  RETURN_IF_ERROR(store->audit().Append(
+      "escrow.export", {{"to", to}, {"custody", c.FingerprintHex()},
+                        {"blob_hash", HexEncode(crypto::Sha256Bytes(encoded))}}));
+  std::cout << "recovery fragment of keeper " << store->id() << " deposited at " << to << "\n";
+  return Status::Ok();
+}
+
+Status KeeperRecover(const std::string& dir, const std::string& from, const std::string& pass_file,
+                     const std::string& custody_path, const std::string& keeper_id,
+                     const std::string& keeper_pass_file, uint32_t m_kib, uint32_t t,
+                     const std::string& ca_file) {
+  ASSIGN_OR_RETURN(CustodyDescriptor c, LoadVerifiedCustody(custody_path));
+  ASSIGN_OR_RETURN(std::string escrow_pass_s, ReadPassphraseFile(pass_file));
+  SecretBytes escrow_pass = SecretBytes::CopyFrom(escrow_pass_s);
+  WipeBytes(escrow_pass_s);
+  ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(keeper_pass_file));
+  ASSIGN_OR_RETURN(keeper::KeeperClient client, keeper::KeeperClient::Create(from, ca_file));
+  json req = {{"custody_fp", c.FingerprintHex()}};
+  if (!keeper_id.empty()) req["keeper_id"] = keeper_id;
+  ASSIGN_OR_RETURN(json r, client.Call("/v1/escrow/get", req));
+  ASSIGN_OR_RETURN(Bytes encoded, keeper::GetBase64(r, "blob"));
+  ASSIGN_OR_RETURN(keeper::EscrowBlob blob, keeper::EscrowBlob::Decode(encoded));
+  if (blob.custody_fp != c.Fingerprint())
+    return IntegrityError("escrow blob belongs to another custody");
+  ASSIGN_OR_RETURN(keeper::KeeperSecrets secrets, keeper::OpenEscrow(blob, escrow_pass));
+  const custody::KeeperRecord* rec = c.FindKeeper(blob.keeper_id);
+  if (rec == nullptr || !secrets.active)
+    return IntegrityError("escrow blob names a keeper that custody.json does not list");
+  // The recovered share must be the one custody.json commits to.
+  if (!(crypto::Point::BaseMul(secrets.active->share) == rec->verification_key) ||
+      secrets.active->index != rec->index ||
+      !(secrets.identity.verifying_key().point() == rec->identity_key))
+    return IntegrityError("recovered share does not match keeper " + blob.keeper_id +
+                          "'s verification key in custody.json");
+  secrets.active->custody_json = c.ToJsonString();
+  ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::CreateFromSecrets(
+                                   dir, blob.keeper_id, blob.domain, std::move(secrets), pass,
+                                   KdfParams(m_kib, t)));
+  RETURN_IF_ERROR(store->audit().Append(
+      "keeper.recover", {{"from", from}, {"custody", c.FingerprintHex()},
+                         {"blob_hash", HexEncode(crypto::Sha256Bytes(encoded))}}));
+  std::cout << "keeper " << blob.keeper_id << " recovered into " << dir << "\n";
+  return Status::Ok();
+}
+
+Status KeeperAuditVerify(const std::string& dir, const std::string& custody_path) {
+  ASSIGN_OR_RETURN(std::string meta_text, ReadFileString(dir + "/keeper.json"));
+  ASSIGN_OR_RETURN(json meta, keeper::ParseJsonObject(meta_text));
+  ASSIGN_OR_RETURN(crypto::Point key, keeper::GetPoint(meta, "identity_key"));
+  if (!custody_path.empty()) {
+    // Pin the identity key to custody.json, so a rewritten keeper.json cannot vouch for a
+    // rewritten log.
+    ASSIGN_OR_RETURN(CustodyDescriptor c, LoadVerifiedCustody(custody_path));
+    const custody::KeeperRecord* rec = c.FindKeeper(meta.value("id", ""));
+    if (rec == nullptr) return NotFound("custody.json does not list this keeper");
+    key = rec->identity_key;
+  }
+  ASSIGN_OR_RETURN(auto report, keeper::AuditLog::Verify(dir + "/audit.log",
+                                                         crypto::VerifyingKey::FromPoint(key)));
+  std::cout << "audit log OK: " << report.entries << " entries, head " << report.head << "\n";
+  return Status::Ok();
+}
+
+// ---- ceremonies ----
+
+Status CeremonyDkg(const std::string& provider, uint32_t pt, const std::string& customer, uint32_t ct,
+                   const std::string& out, const std::string& ca_file) {
+  if (FileExists(out)) return AlreadyExists("refusing to overwrite " + out);
+  ceremony::DkgCeremonyOptions o;
+  o.provider_urls = SplitList(provider);
+  o.customer_urls = SplitList(customer);
+  o.provider_threshold = pt;
+  o.customer_threshold = ct;
+  o.ca_file = ca_file;
+  o.log = &std::cerr;
+  ASSIGN_OR_RETURN(CustodyDescriptor d, ceremony::RunDkg(o));
+  RETURN_IF_ERROR(WriteFileAtomic(out, d.ToJsonString(), 0644));
+  std::cout << "custody " << d.FingerprintHex() << " written to " << out << "\n";
+  return Status::Ok();
+}
+
+StatusOr<crypto::SigningKey> ResolveClientKey(const std::string& flag) {
+  std::string path = flag;
+  if (path.empty()) {
+    const char* env = std::getenv("CUSTOS_CLIENT_KEY");
+    if (env != nullptr) path = env;
+  }
+  if (path.empty())
+    return InvalidArgument(
+        "resharing needs an allowlisted client key: pass --client-key or set CUSTOS_CLIENT_KEY");
+  return keeper::ReadClientKey(path);
+}
+
+Status CeremonyReshare(const std::string& custody_path, const std::string& domain,
+                       const std::string& keepers, uint32_t t, const std::string& out,
+                       const std::string& client_key, const std::string& ca_file) {
+  if (FileExists(out)) return AlreadyExists("refusing to overwrite " + out);
+  ceremony::ReshareCeremonyOptions o;
+  ASSIGN_OR_RETURN(o.current, LoadVerifiedCustody(custody_path));
+  ASSIGN_OR_RETURN(o.domain, custody::ParseDomain(domain));
+  o.new_urls = SplitList(keepers);
+  o.new_threshold = t;
+  ASSIGN_OR_RETURN(crypto::SigningKey key, ResolveClientKey(client_key));
+  o.client_key = &key;
+  o.ca_file = ca_file;
+  o.log = &std::cerr;
+  ASSIGN_OR_RETURN(CustodyDescriptor d, ceremony::RunReshare(o));
+  RETURN_IF_ERROR(WriteFileAtomic(out, d.ToJsonString(), 0644));
+  std::cout << "custody " << d.FingerprintHex() << " (epoch " << d.epoch << ") written to " << out
+            << "\n";
+  return Status::Ok();
+}
+
+// ---- files ----
+
+Status Encrypt(const std::string& custody_path, const std::string& in, const std::string& out,
+               uint32_t chunk_kib) {
+  ASSIGN_OR_RETURN(CustodyDescriptor c, LoadVerifiedCustody(custody_path));
+  FileDescriptor input;
+  ASSIGN_OR_RETURN(input.fd, OpenInput(in));
+  ASSIGN_OR_RETURN(OutputFile output, OutputFile::Open(out));
+  RETURN_IF_ERROR(files::EncryptDualControl(c.public_key, input.fd, output.fd(), chunk_kib * 1024));
+  return output.Commit();
+}
+
+Status Decrypt(const std::string& custody_path, const std::string& client_key, const std::string& in,
+               const std::string& out, const std::string& keepers,
+               const std::vector<std::string>& overrides, const std::string& ca_file) {
+  ASSIGN_OR_RETURN(CustodyDescriptor c, LoadVerifiedCustody(custody_path));
+  ASSIGN_OR_RETURN(crypto::SigningKey key, keeper::ReadClientKey(client_key));
+  FileDescriptor input;
+  ASSIGN_OR_RETURN(input.fd, OpenInput(in));
+  ASSIGN_OR_RETURN(files::DualControlHeader h, files::ReadDualControlHeader(input.fd));
+  if (!(h.y == c.public_key))
+    return PermissionDenied("file was encrypted to another custody (its public key differs)");
+  requester::CollectOptions o;
+  o.custody = &c;
+  o.client_key = &key;
+  o.keeper_ids = SplitList(keepers);
+  for (const std::string& ov : overrides) {
+    auto eq = ov.find('=');
+    if (eq == std::string::npos) return InvalidArgument("--keeper-url takes ID=URL");
+    o.url_override[ov.substr(0, eq)] = ov.substr(eq + 1);
+  }
+  o.ca_file = ca_file;
+  o.log = &std::cerr;
+  ASSIGN_OR_RETURN(crypto::Point s, requester::CollectSharedPoint(o, h.r, h.Digest()));
+  ASSIGN_OR_RETURN(SecretBytes dek, files::UnwrapDek(h, s));
+  ASSIGN_OR_RETURN(OutputFile output, OutputFile::Open(out));
+  RETURN_IF_ERROR(files::DecryptDualControlBody(h, dek, input.fd, output.fd()));
+  return output.Commit();
+}
+
+Status CustodyShow(const std::string& path) {
+  ASSIGN_OR_RETURN(CustodyDescriptor c, LoadVerifiedCustody(path));
+  std::cout << "custody " << c.FingerprintHex() << " epoch " << c.epoch << ": provider "
+            << c.provider.threshold << "-of-" << c.provider.keepers.size() << ", customer "
+            << c.customer.threshold << "-of-" << c.customer.keepers.size() << "; signatures OK\n";
+  return Status::Ok();
+}
+
+}  // namespace
+
 int Main(int argc, char** argv) {
-  CLI::App app{"custos: co-custodial key management"};
+  HardenProcess();
+  CLI::App app{"custos: co-custodial key management (docs/operations.md)"};
   app.require_subcommand(1);
-  CLI11_PARSE(app, argc, argv);
+  app.set_help_all_flag("--help-all");
+  Status result;
+  auto run = [&result](Status st) { result = std::move(st); };
+
+  // Shared flags.
+  std::string pass_file, ca_file, dir, out, in, custody_path, url, id, domain, client, name;
+  uint32_t kdf_m = 1u << 16, kdf_t = 3;
+  auto add_kdf = [&](CLI::App* c) {
+    c->add_option("--kdf-memory-kib", kdf_m, "Argon2id memory (KiB); default 65536 (RFC 9106)");
+    c->add_option("--kdf-iterations", kdf_t, "Argon2id passes; default 3 (RFC 9106)");
+  };
+
+  auto* client_cmd = app.add_subcommand("client", "requester keys")->require_subcommand(1);
+  auto* client_init = client_cmd->add_subcommand("init", "create a client signing key");
+  client_init->add_option("--out", out, "private key path (public key: PATH.pub)")->required();
+  client_init->callback([&] { run(ClientInit(out)); });
+
+  auto* keeper_cmd = app.add_subcommand("keeper", "a keeper of one share")->require_subcommand(1);
+  auto* k_init = keeper_cmd->add_subcommand("init", "create a keeper directory");
+  k_init->add_option("--dir", dir)->required();
+  k_init->add_option("--domain", domain, "provider|customer")->required();
+  k_init->add_option("--id", id)->required();
+  k_init->add_option("--passphrase-file", pass_file, "at-rest passphrase (else CUSTOS_KEEPER_PASSPHRASE)");
+  add_kdf(k_init);
+  k_init->callback([&] { run(KeeperInit(dir, domain, id, pass_file, kdf_m, kdf_t)); });
+
+  auto* k_allow = keeper_cmd->add_subcommand("allow", "allow a client key to request partials");
+  k_allow->add_option("--dir", dir)->required();
+  k_allow->add_option("--client", client, "CLIENT.key.pub")->required();
+  k_allow->add_option("--name", name);
+  k_allow->add_option("--passphrase-file", pass_file);
+  k_allow->callback([&] { run(KeeperAllow(dir, client, name, pass_file)); });
+
+  std::string listen, tls_cert, tls_key;
+  auto* k_serve = keeper_cmd->add_subcommand("serve", "run the keeper daemon");
+  k_serve->add_option("--dir", dir)->required();
+  k_serve->add_option("--listen", listen, "HOST:PORT")->required();
+  k_serve->add_option("--passphrase-file", pass_file);
+  k_serve->add_option("--tls-cert", tls_cert, "PEM certificate chain (enables HTTPS)");
+  k_serve->add_option("--tls-key", tls_key, "PEM private key");
+  k_serve->callback([&] { run(KeeperServe(dir, listen, pass_file, tls_cert, tls_key)); });
+
+  std::string keeper_pass_file;
+  auto* k_escrow = keeper_cmd->add_subcommand("escrow", "recovery fragments")->require_subcommand(1);
+  auto* k_export = k_escrow->add_subcommand("export", "deposit a sealed recovery fragment");
+  k_export->add_option("--dir", dir)->required();
+  k_export->add_option("--to", url, "provider keeper URL")->required();
+  k_export->add_option("--passphrase-file", pass_file, "recovery passphrase")->required();
+  k_export->add_option("--keeper-passphrase-file", keeper_pass_file,
+                       "at-rest passphrase (else CUSTOS_KEEPER_PASSPHRASE)");
+  k_export->add_option("--ca-file", ca_file);
+  add_kdf(k_export);
+  k_export->callback([&] {
+    run(KeeperEscrowExport(dir, url, pass_file, keeper_pass_file, kdf_m, kdf_t, ca_file));
+  });
+
+  auto* k_recover = keeper_cmd->add_subcommand("recover", "restore a customer keeper from escrow");
+  k_recover->add_option("--dir", dir, "new keeper directory")->required();
+  k_recover->add_option("--from", url, "provider keeper URL")->required();
+  k_recover->add_option("--passphrase-file", pass_file, "recovery passphrase")->required();
+  k_recover->add_option("--custody", custody_path)->required();
+  k_recover->add_option("--keeper", id, "which keeper's fragment (if several)");
+  k_recover->add_option("--keeper-passphrase-file", keeper_pass_file,
+                        "new at-rest passphrase (else CUSTOS_KEEPER_PASSPHRASE)");
+  k_recover->add_option("--ca-file", ca_file);
+  add_kdf(k_recover);
+  k_recover->callback([&] {
+    run(KeeperRecover(dir, url, pass_file, custody_path, id, keeper_pass_file, kdf_m, kdf_t, ca_file));
+  });
+
+  auto* k_audit = keeper_cmd->add_subcommand("audit", "audit log")->require_subcommand(1);
+  auto* k_verify = k_audit->add_subcommand("verify", "verify the hash chain and signatures");
+  k_verify->add_option("--dir", dir)->required();
+  k_verify->add_option("--custody", custody_path, "pin the keeper's identity key to custody.json");
+  k_verify->callback([&] { run(KeeperAuditVerify(dir, custody_path)); });
+
+  auto* cer = app.add_subcommand("ceremony", "DKG and resharing")->require_subcommand(1);
+  std::string provider_urls, customer_urls, keepers, client_key;
+  uint32_t pt = 0, ct = 0, threshold = 0;
+  auto* dkg = cer->add_subcommand("dkg", "dealerless key generation across both domains");
+  dkg->add_option("--provider", provider_urls, "URL[,URL...]")->required();
+  dkg->add_option("--provider-threshold", pt)->required();
+  dkg->add_option("--customer", customer_urls, "URL[,URL...]")->required();
+  dkg->add_option("--customer-threshold", ct)->required();
+  dkg->add_option("--out", out)->required();
+  dkg->add_option("--ca-file", ca_file);
+  dkg->callback([&] { run(CeremonyDkg(provider_urls, pt, customer_urls, ct, out, ca_file)); });
+
+  auto* reshare = cer->add_subcommand("reshare", "re-deal one domain to new keepers");
+  reshare->add_option("--custody", custody_path)->required();
+  reshare->add_option("--domain", domain)->required();
+  reshare->add_option("--keepers", keepers, "new keepers: URL[,URL...]")->required();
+  reshare->add_option("--threshold", threshold)->required();
+  reshare->add_option("--out", out)->required();
+  reshare->add_option("--client-key", client_key, "authorising client key (else CUSTOS_CLIENT_KEY)");
+  reshare->add_option("--ca-file", ca_file);
+  reshare->callback([&] {
+    run(CeremonyReshare(custody_path, domain, keepers, threshold, out, client_key, ca_file));
+  });
+
+  uint32_t chunk_kib = 64;
+  auto* enc = app.add_subcommand("encrypt", "encrypt a file to the joint key (no keeper needed)");
+  enc->add_option("--custody", custody_path)->required();
+  enc->add_option("--in", in)->required();
+  enc->add_option("--out", out)->required();
+  enc->add_option("--chunk-kib", chunk_kib, "plaintext bytes per chunk, in KiB (4..16384)");
+  enc->callback([&] { run(Encrypt(custody_path, in, out, chunk_kib)); });
+
+  std::vector<std::string> overrides;
+  auto* dec = app.add_subcommand("decrypt", "decrypt with partials from both domains");
+  dec->add_option("--custody", custody_path)->required();
+  dec->add_option("--client-key", client_key)->required();
+  dec->add_option("--in", in)->required();
+  dec->add_option("--out", out)->required();
+  dec->add_option("--keepers", keepers, "ask only these keepers: ID[,ID...]");
+  dec->add_option("--keeper-url", overrides, "ID=URL: reach a keeper at another address");
+  dec->add_option("--ca-file", ca_file);
+  dec->callback([&] { run(Decrypt(custody_path, client_key, in, out, keepers, overrides, ca_file)); });
+
+  auto* cus = app.add_subcommand("custody", "custody descriptors")->require_subcommand(1);
+  auto* cus_verify = cus->add_subcommand("verify", "check every signature and print the fingerprint");
+  cus_verify->add_option("--custody", custody_path)->required();
+  cus_verify->callback([&] { run(CustodyShow(custody_path)); });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "custos: " << e.what() << " (see --help)\n";
+    return 2;
+  }
+  if (!result.ok()) {
+    std::string msg = result.ToString();
+    for (char& ch : msg)
+      if (ch == '\n') ch = ' ';
+    std::cerr << "custos: error: " << msg << "\n";
+    return 1;
+  }
   return 0;
 }
 

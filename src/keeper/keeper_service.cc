@@ -336,7 +336,7 @@ StatusOr<json> KeeperService::Endorse(const json& body) {
   RETURN_IF_ERROR(d.CheckStructure());
   const custody::KeeperRecord* mine = d.FindKeeper(store_.id());
   KeeperSecrets& secrets = store_.secrets();
-  std::string sid = HexEncode(d.ceremony_id);
+  std::string sid = body.value("session", HexEncode(d.ceremony_id));
   std::optional<ShareSlot> slot;
   auto dkg = dkg_.find(sid);
   auto rs = reshare_.find(sid);
@@ -375,6 +375,11 @@ StatusOr<json> KeeperService::Endorse(const json& body) {
     ReshareSession& s = rs->second;
     if (mine == nullptr) return IntegrityError("descriptor does not list this keeper");
     if (d.previous != s.previous_fp) return IntegrityError("descriptor names another predecessor");
+    ASSIGN_OR_RETURN(CustodyDescriptor previous, CustodyDescriptor::Parse(s.previous_json));
+    Domain other = store_.domain() == Domain::kProvider ? Domain::kCustomer : Domain::kProvider;
+    if (!SameDomain(d.domain(other), previous.domain(other)) ||
+        !(d.public_key == previous.public_key) || d.epoch != previous.epoch + 1)
+      return IntegrityError("descriptor changes more than the reshared domain");
     std::map<std::string, Point> keys;
     std::map<std::string, uint32_t> index_of;
     for (const json& e : s.recipients) {
@@ -665,6 +670,7 @@ StatusOr<json> KeeperService::ReshareReceive(const json& body) {
   ASSIGN_OR_RETURN(auto hk, hpke::PrivateKey::FromBytes(store_.secrets().hpke.ToBytes()));
   ReshareSession s;
   s.previous_fp = previous.Fingerprint();
+  s.previous_json = previous.ToJsonString();
   s.new_threshold = static_cast<uint32_t>(std::min<uint64_t>(t, 1000));
   s.recipients = proposal["recipients"];
   s.receiver = std::make_unique<threshold::ReshareReceiver>(

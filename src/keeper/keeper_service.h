@@ -71,6 +71,7 @@ class KeeperService {
   };
   struct ReshareSession {
     Bytes previous_fp;
+    std::string previous_json;
     uint32_t new_threshold = 0;
     Json recipients;  // [{id,index,url,identity_key,hpke_key}]
     std::unique_ptr<threshold::ReshareReceiver> receiver;

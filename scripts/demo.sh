@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# `make run`: a narrated local demo of co-custody with real keeper processes on loopback.
+# 1 provider keeper + 3 customer keepers (threshold 2): DKG, dual-control encryption, decryption
+# with both domains, refusals for one side alone, escrow + recovery, resharing.
+set -euo pipefail
+CUSTOS=${1:-build/custos}
+CUSTOS=$(cd "$(dirname "$CUSTOS")" && pwd)/$(basename "$CUSTOS")
+WORK=${CUSTOS_DEMO_DIR:-$(mktemp -d /tmp/custos-demo-XXXXXX)}
+mkdir -p "$WORK"
+cd "$WORK"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+export CUSTOS_KEEPER_PASSPHRASE="demo at-rest passphrase (use a real secret in production)"
+KDF=(--kdf-memory-kib 8192 --kdf-iterations 2)   # lighter than the RFC 9106 default, for speed
+BASE=$((20000 + RANDOM % 20000))
+port() { echo $((BASE + $1)); }
+
+start_keeper() {  # name port
+  "$CUSTOS" keeper serve --dir "$1" --listen "127.0.0.1:$2" >"$1.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$2/v1/keeper" >/dev/null 2>&1 && return; sleep 0.05; done
+  echo "keeper $1 did not start"; cat "$1.log"; exit 1
+}
+
+say "Working in $WORK"
+say "A requester (an application of the customer) gets a signing key"
+run "$CUSTOS" client init --out app.key
+
+say "Four keepers: P1 for the cloud provider, C1..C3 for the customer company"
+run "$CUSTOS" keeper init --dir P1 --domain provider --id P1 "${KDF[@]}"
+for i in 1 2 3; do run "$CUSTOS" keeper init --dir C$i --domain customer --id C$i "${KDF[@]}"; done
+for k in P1 C1 C2 C3; do run "$CUSTOS" keeper allow --dir $k --client app.key.pub; done
+start_keeper P1 "$(port 0)"
+for i in 1 2 3; do start_keeper C$i "$(port $i)"; done
+
+say "Dealerless key generation: provider 1-of-1 AND customer 2-of-3; nobody ever holds the key"
+run "$CUSTOS" ceremony dkg --provider "http://127.0.0.1:$(port 0)" --provider-threshold 1 \
+  --customer "http://127.0.0.1:$(port 1),http://127.0.0.1:$(port 2),http://127.0.0.1:$(port 3)" \
+  --customer-threshold 2 --out custody.json
+run "$CUSTOS" custody verify --custody custody.json
+
+say "Encrypt a file: no keeper is contacted, only the joint public key is used"
+head -c 5000000 /dev/urandom > report.bin
+run "$CUSTOS" encrypt --custody custody.json --in report.bin --out report.bin.cus
+
+say "Decrypt with the provider and customers C1, C3"
+run "$CUSTOS" decrypt --custody custody.json --client-key app.key --in report.bin.cus --out out.bin --keepers P1,C1,C3
+cmp report.bin out.bin && echo "byte-identical"
+
+say "The provider alone cannot decrypt"
+if "$CUSTOS" decrypt --custody custody.json --client-key app.key --in report.bin.cus --out no.bin --keepers P1; then exit 1; fi
+say "All customer keepers without the provider cannot decrypt"
+if "$CUSTOS" decrypt --custody custody.json --client-key app.key --in report.bin.cus --out no.bin --keepers C1,C2,C3; then exit 1; fi
+[ ! -e no.bin ] && echo "no output file was written"
+
+say "C2 deposits a passphrase-sealed recovery fragment with the provider"
+echo "correct horse battery staple" > recovery.pass
+run "$CUSTOS" keeper escrow export --dir C2 --to "http://127.0.0.1:$(port 0)" --passphrase-file recovery.pass "${KDF[@]}"
+
+say "C2's machine is lost; a new machine restores it from the fragment"
+kill "${PIDS[2]}"; rm -rf C2
+run "$CUSTOS" keeper recover --dir C2-new --from "http://127.0.0.1:$(port 0)" --passphrase-file recovery.pass --custody custody.json "${KDF[@]}"
+echo "(the allowlist is local policy and is not part of the fragment: allow the client again)"
+run "$CUSTOS" keeper allow --dir C2-new --client app.key.pub
+start_keeper C2-new "$(port 2)"
+run "$CUSTOS" decrypt --custody custody.json --client-key app.key --in report.bin.cus --out out2.bin --keepers P1,C2,C3
+cmp report.bin out2.bin && echo "byte-identical"
+
+say "Reshare the customer domain to C1, C2 and a new keeper C4, threshold 2 (C3 leaves)"
+run "$CUSTOS" keeper init --dir C4 --domain customer --id C4 "${KDF[@]}"
+run "$CUSTOS" keeper allow --dir C4 --client app.key.pub
+start_keeper C4 "$(port 4)"
+CUSTOS_CLIENT_KEY=app.key run "$CUSTOS" ceremony reshare --custody custody.json --domain customer \
+  --keepers "http://127.0.0.1:$(port 1),http://127.0.0.1:$(port 2),http://127.0.0.1:$(port 4)" \
+  --threshold 2 --out custody2.json
+say "The old file decrypts with the new set; the public key did not change"
+run "$CUSTOS" decrypt --custody custody2.json --client-key app.key --in report.bin.cus --out out3.bin --keepers P1,C2,C4
+cmp report.bin out3.bin && echo "byte-identical"
+
+say "Every keeper's audit log verifies"
+for k in P1 C1 C2-new C4; do run "$CUSTOS" keeper audit verify --dir $k; done
+say "Demo complete. Files in $WORK"

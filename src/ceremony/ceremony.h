@@ -1,0 +1,43 @@
+// Ceremony coordinator (`custos ceremony dkg|reshare`). The coordinator is untrusted: it only
+// relays keeper-signed messages (private shares travel HPKE-encrypted to their recipient), and
+// the outcome, custody.json, is valid only with the signature of every keeper it lists, each of
+// which checks the descriptor against its own view first (docs/protocol.md, "DKG", "Resharing").
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "crypto/ecdsa.h"
+#include "custody/custody.h"
+
+namespace custos::ceremony {
+
+struct DkgCeremonyOptions {
+  std::vector<std::string> provider_urls, customer_urls;
+  uint32_t provider_threshold = 1, customer_threshold = 1;
+  std::string ca_file;
+  std::ostream* log = nullptr;  // progress and named cheaters; may be null
+};
+
+// RunDkg runs both domains' GJKR DKGs, excludes (and names) any disqualified keeper by running
+// that domain again without it, collects every keeper's endorsement, activates the descriptor
+// on every keeper and returns it (fully signed and verified).
+StatusOr<custody::CustodyDescriptor> RunDkg(const DkgCeremonyOptions& opts);
+
+struct ReshareCeremonyOptions {
+  custody::CustodyDescriptor current;
+  custody::Domain domain = custody::Domain::kCustomer;
+  std::vector<std::string> new_urls;
+  uint32_t new_threshold = 1;
+  const crypto::SigningKey* client_key = nullptr;  // an allowlisted client authorises the reshare
+  std::string ca_file;
+  std::ostream* log = nullptr;
+};
+
+// RunReshare re-deals one domain's secret to `new_urls` with `new_threshold`. Old keepers whose
+// deal fails verification are named and left out of the quorum; removed keepers are told to
+// erase their share. The joint public key does not change.
+StatusOr<custody::CustodyDescriptor> RunReshare(const ReshareCeremonyOptions& opts);
+
+}  // namespace custos::ceremony

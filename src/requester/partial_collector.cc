@@ -1,0 +1,98 @@
+#include "requester/partial_collector.h"
+
+#include <set>
+
+#include "crypto/hash.h"
+#include "crypto/hpke.h"
+#include "crypto/random.h"
+#include "keeper/keeper_client.h"
+#include "keeper/protocol.h"
+#include "threshold/partial.h"
+#include "threshold/shamir.h"
+
+namespace custos::requester {
+
+using crypto::Point;
+using custody::Domain;
+using nlohmann::json;
+namespace hpke = crypto::hpke;
+
+namespace {
+
+// AskOne requests, opens and verifies one keeper's partial decryption.
+StatusOr<threshold::PartialDecryption> AskOne(const CollectOptions& opts,
+                                              const custody::KeeperRecord& k,
+                                              const hpke::PrivateKey& eph, const Point& r,
+                                              ByteSpan context) {
+  keeper::PartialRequest req;
+  req.custody_fp = opts.custody->Fingerprint();
+  req.keeper_id = k.id;
+  req.r = r;
+  req.context.assign(context.begin(), context.end());
+  req.requester_key = eph.public_key();
+  req.timestamp = keeper::UnixNow();
+  req.nonce = crypto::RandomBytes(16);
+  req.client_key = opts.client_key->verifying_key().point();
+  Bytes encoded = req.Encode();
+  Bytes sig = opts.client_key->Sign(keeper::PartialRequest::SignedBytes(encoded));
+  auto url = opts.url_override.count(k.id) ? opts.url_override.at(k.id) : k.url;
+  ASSIGN_OR_RETURN(keeper::KeeperClient client, keeper::KeeperClient::Create(url, opts.ca_file));
+  ASSIGN_OR_RETURN(json resp, client.Call("/v1/partial", {{"request", Base64Encode(encoded)},
+                                                          {"sig", HexEncode(sig)}}));
+  ASSIGN_OR_RETURN(Bytes sealed, keeper::GetBase64(resp, "sealed"));
+  auto plain = hpke::OpenBase(eph, keeper::PartialResponseInfo(encoded), AsBytes(k.id), sealed);
+  if (!plain.ok()) return IntegrityError("its sealed answer does not open");
+  ASSIGN_OR_RETURN(auto partial, threshold::PartialDecryption::Decode(*plain));
+  if (partial.index != k.index) return IntegrityError("its answer carries another share index");
+  Status st = threshold::VerifyPartial(partial, k.verification_key, r, crypto::Sha256Bytes(encoded));
+  if (!st.ok()) return IntegrityError("its partial decryption proof does not verify (wrong partial)");
+  return partial;
+}
+
+}  // namespace
+
+StatusOr<Point> CollectSharedPoint(const CollectOptions& opts, const Point& r, ByteSpan context) {
+  const custody::CustodyDescriptor& c = *opts.custody;
+  for (const std::string& id : opts.keeper_ids)
+    if (c.FindKeeper(id) == nullptr) return InvalidArgument("custody.json lists no keeper " + id);
+  hpke::PrivateKey eph = hpke::PrivateKey::Generate();
+  Point s;
+  for (Domain d : {Domain::kProvider, Domain::kCustomer}) {
+    const custody::DomainRecord& rec = c.domain(d);
+    std::vector<const custody::KeeperRecord*> order;
+    if (opts.keeper_ids.empty()) {
+      for (const auto& k : rec.keepers) order.push_back(&k);
+    } else {
+      for (const std::string& id : opts.keeper_ids) {
+        const custody::KeeperRecord* k = c.FindKeeper(id);
+        if (k->domain == d) order.push_back(k);
+      }
+    }
+    std::vector<uint32_t> indices;
+    std::vector<Point> ds;
+    std::string failures;
+    for (const custody::KeeperRecord* k : order) {
+      if (indices.size() == rec.threshold) break;
+      auto p = AskOne(opts, *k, eph, r, context);
+      if (!p.ok()) {
+        std::string why = k->id + ": " + p.status().message();
+        if (opts.log) *opts.log << "keeper " << why << "; trying another keeper\n";
+        failures += (failures.empty() ? "" : "; ") + why;
+        continue;
+      }
+      indices.push_back(p->index);
+      ds.push_back(p->d);
+    }
+    if (indices.size() < rec.threshold)
+      return PermissionDenied(
+          std::string("not enough ") + custody::DomainName(d) + " keepers: " +
+          std::to_string(indices.size()) + " of the " + std::to_string(rec.threshold) +
+          " required gave a valid partial decryption" +
+          (failures.empty() ? " (none were asked)" : " (" + failures + ")"));
+    ASSIGN_OR_RETURN(Point sd, threshold::InterpolatePointsAtZero(indices, ds));
+    s += sd;
+  }
+  return s;
+}
+
+}  // namespace custos::requester
