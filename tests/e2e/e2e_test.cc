@@ -1,0 +1,540 @@
+// End-to-end tests of issue 2 with real `custos` processes on loopback: keepers, ceremonies,
+// encrypt/decrypt, escrow, resharing, and the hostile-input refusals. The binary under test is
+// $CUSTOS_BIN (set by CTest). CUSTOS_E2E_LARGE_MIB sizes the large file (default 100).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <thread>
+
+#include "common/file.h"
+#include "crypto/hpke.h"
+#include "crypto/random.h"
+#include "custody/custody.h"
+#include "keeper/keeper_client.h"
+#include "keeper/protocol.h"
+#include "tests/testing/testing.h"
+
+extern char** environ;
+
+namespace custos {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct RunResult {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string Bin() {
+  const char* b = std::getenv("CUSTOS_BIN");
+  return b ? b : "custos";
+}
+
+std::string ReadAll(const std::string& path) {
+  auto s = ReadFileString(path);
+  return s.ok() ? *s : "";
+}
+
+// Spawn starts `args` with extra environment `env`; stdout/stderr go to the given files.
+pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+            const std::string& out_path, const std::string& err_path) {
+  std::vector<std::string> envs;
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    std::string k = kv.substr(0, kv.find('='));
+    if (!env.count(k)) envs.push_back(kv);
+  }
+  for (auto& [k, v] : env) envs.push_back(k + "=" + v);
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (auto& e : envs) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+uint16_t FreePort() {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(s);
+  return ntohs(a.sin_port);
+}
+
+class Cluster {
+ public:
+  std::string root = testing::TempDir();
+  std::map<std::string, std::string> env = {
+      {"CUSTOS_KEEPER_PASSPHRASE", "e2e at-rest passphrase"}};
+  struct Keeper {
+    std::string dir;
+    uint16_t port = 0;
+    pid_t pid = -1;
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+  };
+  std::map<std::string, Keeper> keepers;
+  int seq = 0;
+
+  RunResult Run(std::vector<std::string> args, std::map<std::string, std::string> extra = {}) {
+    args.insert(args.begin(), Bin());
+    auto e = env;
+    for (auto& [k, v] : extra) e[k] = v;
+    std::string base = root + "/run" + std::to_string(seq++);
+    pid_t pid = Spawn(args, e, base + ".out", base + ".err");
+    RunResult r;
+    if (pid < 0) return r;
+    int status = 0;
+    waitpid(pid, &status, 0);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = ReadAll(base + ".out");
+    r.err = ReadAll(base + ".err");
+    return r;
+  }
+
+  std::string P(const std::string& rel) const { return root + "/" + rel; }
+
+  void Init(const std::string& id, const std::string& domain) {
+    auto r = Run({"keeper", "init", "--dir", P(id), "--domain", domain, "--id", id,
+                  "--kdf-memory-kib", "4096", "--kdf-iterations", "1"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = Run({"keeper", "allow", "--dir", P(id), "--client", P("app.key.pub")});
+    ASSERT_EQ(r.code, 0) << r.err;
+    keepers[id].dir = P(id);
+    keepers[id].port = FreePort();
+  }
+
+  void Start(const std::string& id, const std::string& fault = "", const std::string& dir = "") {
+    Keeper& k = keepers[id];
+    if (!dir.empty()) k.dir = dir;
+    auto e = env;
+    if (!fault.empty()) e["CUSTOS_FAULT_INJECTION"] = fault;
+    std::string base = root + "/" + id + "-serve" + std::to_string(seq++);
+    k.pid = Spawn({Bin(), "keeper", "serve", "--dir", k.dir, "--listen",
+                   "127.0.0.1:" + std::to_string(k.port)},
+                  e, base + ".out", base + ".err");
+    ASSERT_GT(k.pid, 0);
+    for (int i = 0; i < 200; ++i) {
+      auto c = keeper::KeeperClient::Create(k.url());
+      if (c.ok() && c->Info().ok()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    FAIL() << "keeper " << id << " did not start: " << ReadAll(base + ".err");
+  }
+
+  void Kill(const std::string& id, int sig = SIGKILL) {
+    Keeper& k = keepers[id];
+    if (k.pid <= 0) return;
+    ::kill(k.pid, sig);
+    int status;
+    waitpid(k.pid, &status, 0);
+    k.pid = -1;
+  }
+
+  ~Cluster() {
+    for (auto& [id, k] : keepers)
+      if (k.pid > 0) {
+        ::kill(k.pid, SIGKILL);
+        int status;
+        waitpid(k.pid, &status, 0);
+      }
+  }
+};
+
+bool SameFile(const std::string& a, const std::string& b) {
+  std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
+  std::istreambuf_iterator<char> ea, eb;
+  if (fs::file_size(a) != fs::file_size(b)) return false;
+  return std::equal(std::istreambuf_iterator<char>(fa), ea, std::istreambuf_iterator<char>(fb));
+}
+
+void WriteRandomFile(const std::string& path, size_t bytes) {
+  std::ofstream f(path, std::ios::binary);
+  Bytes block = crypto::RandomBytes(1 << 20);
+  for (size_t done = 0; done < bytes;) {
+    size_t n = std::min(block.size(), bytes - done);
+    block[done % 997] ^= 0x5a;  // vary blocks
+    f.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(n));
+    done += n;
+  }
+}
+
+// One cluster for the whole suite: 1 provider, 3 customers (t_c = 2). Tests run in order.
+class CoCustody : public ::testing::Test {
+ protected:
+  static Cluster* c;
+  static std::string custody, big, big_enc, small, small_enc;
+
+  static void SetUpTestSuite() {
+    c = new Cluster();
+    ASSERT_EQ(c->Run({"client", "init", "--out", c->P("app.key")}).code, 0);
+    ASSERT_EQ(c->Run({"client", "init", "--out", c->P("stranger.key")}).code, 0);
+    c->Init("P1", "provider");
+    for (auto id : {"C1", "C2", "C3"}) c->Init(id, "customer");
+    for (auto id : {"P1", "C1", "C2", "C3"}) c->Start(id);
+    custody = c->P("custody.json");
+    auto r = c->Run({"ceremony", "dkg", "--provider", c->keepers["P1"].url(),
+                     "--provider-threshold", "1", "--customer",
+                     c->keepers["C1"].url() + "," + c->keepers["C2"].url() + "," +
+                         c->keepers["C3"].url(),
+                     "--customer-threshold", "2", "--out", custody});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const char* mib = std::getenv("CUSTOS_E2E_LARGE_MIB");
+    size_t large = (mib ? std::stoul(mib) : 100) << 20;
+    big = c->P("big.bin");
+    big_enc = c->P("big.bin.cus");
+    WriteRandomFile(big, large);
+    r = c->Run({"encrypt", "--custody", custody, "--in", big, "--out", big_enc});
+    ASSERT_EQ(r.code, 0) << r.err;
+    small = c->P("small.txt");
+    small_enc = c->P("small.txt.cus");
+    ASSERT_OK(WriteFileAtomic(small, std::string_view("the quarterly numbers\n")));
+    r = c->Run({"encrypt", "--custody", custody, "--in", small, "--out", small_enc});
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  static void TearDownTestSuite() { delete c; }
+
+  RunResult Decrypt(const std::string& in, const std::string& out, const std::string& keepers = "",
+                    const std::string& custody_path = "", const std::string& key = "app.key") {
+    std::vector<std::string> args = {"decrypt", "--custody",
+                                     custody_path.empty() ? custody : custody_path,
+                                     "--client-key", c->P(key), "--in", in, "--out", out};
+    if (!keepers.empty()) {
+      args.push_back("--keepers");
+      args.push_back(keepers);
+    }
+    return c->Run(args);
+  }
+};
+Cluster* CoCustody::c = nullptr;
+std::string CoCustody::custody, CoCustody::big, CoCustody::big_enc, CoCustody::small,
+    CoCustody::small_enc;
+
+TEST_F(CoCustody, CustodyIsSignedByEveryKeeper) {
+  auto d = custody::CustodyDescriptor::Load(custody);
+  ASSERT_OK(d.status());
+  EXPECT_OK(d->Verify());
+  EXPECT_EQ(d->provider.keepers.size(), 1u);
+  EXPECT_EQ(d->customer.keepers.size(), 3u);
+  EXPECT_EQ(d->customer.threshold, 2u);
+  EXPECT_EQ(d->signatures.size(), 4u);
+}
+
+TEST_F(CoCustody, LargeFileDecryptsWithProviderAndEveryCustomerPair) {
+  for (std::string pair : {"C1,C2", "C1,C3", "C2,C3"}) {
+    std::string out = c->P("big.out." + pair);
+    auto r = Decrypt(big_enc, out, "P1," + pair);
+    ASSERT_EQ(r.code, 0) << pair << ": " << r.err;
+    EXPECT_TRUE(SameFile(big, out)) << pair;
+    fs::remove(out);
+  }
+}
+
+TEST_F(CoCustody, OneSideAloneFails) {
+  std::string out = c->P("alone.out");
+  auto r = Decrypt(small_enc, out, "P1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("not enough customer keepers"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+  r = Decrypt(small_enc, out, "C1,C2,C3");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("not enough provider keepers"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+  r = Decrypt(small_enc, out, "P1,C1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(CoCustody, WrongPartialIsNamedAndAnotherKeeperUsed) {
+  c->Kill("C1");
+  c->Start("C1", "bad-partial");
+  std::string out = c->P("bad-partial.out");
+  auto r = Decrypt(small_enc, out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("keeper C1"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("proof does not verify"), std::string::npos) << r.err;
+  EXPECT_TRUE(SameFile(small, out));
+  // With only the cheater and one honest customer, decryption fails and names the cheater.
+  r = Decrypt(small_enc, c->P("bad2.out"), "P1,C1,C2");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("C1"), std::string::npos);
+  EXPECT_FALSE(fs::exists(c->P("bad2.out")));
+  c->Kill("C1");
+  c->Start("C1");
+}
+
+TEST_F(CoCustody, KilledKeeperRestartsAndKeepsWorking) {
+  c->Kill("C2", SIGKILL);
+  std::string out = c->P("down.out");
+  auto r = Decrypt(small_enc, out, "P1,C2,C3");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("C2"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+  c->Start("C2");
+  r = Decrypt(small_enc, out, "P1,C2,C3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(SameFile(small, out));
+}
+
+TEST_F(CoCustody, HostileFilesAreRefusedWithoutOutput) {
+  Bytes enc = ReadFileBytes(small_enc).value();
+  struct Case {
+    std::string name;
+    Bytes data;
+    std::string expect;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"empty", Bytes{}, "too short"});
+  cases.push_back({"header-only", Bytes(enc.begin(), enc.begin() + 164), "truncated"});
+  cases.push_back({"truncated-body", Bytes(enc.begin(), enc.end() - 5), ""});
+  Bytes t = enc;
+  t[200] ^= 1;
+  cases.push_back({"tampered-body", t, "authentication failed"});
+  t = enc;
+  t[60] ^= 1;  // inside R
+  cases.push_back({"tampered-R", t, ""});
+  t = enc;
+  t[90] ^= 1;  // file id
+  cases.push_back({"tampered-file-id", t, "does not unwrap"});
+  t = enc;
+  t[0] = 'X';
+  cases.push_back({"bad-magic", t, "bad magic"});
+  Bytes big_prefix = ReadFileBytes(big_enc).value();
+  big_prefix.resize(164 + 65536 + 16);
+  cases.push_back({"first-chunk-of-large-file", big_prefix, "final chunk missing"});
+  for (const auto& k : cases) {
+    std::string in = c->P("hostile-" + k.name), out = c->P("hostile-" + k.name + ".out");
+    ASSERT_OK(WriteFileAtomic(in, k.data));
+    auto r = Decrypt(in, out);
+    EXPECT_NE(r.code, 0) << k.name;
+    EXPECT_NE(r.err.find("custos: error:"), std::string::npos) << k.name << ": " << r.err;
+    if (!k.expect.empty()) {
+      EXPECT_NE(r.err.find(k.expect), std::string::npos) << k.name << ": " << r.err;
+    }
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n') >= 1, true);
+    EXPECT_FALSE(fs::exists(out)) << k.name;
+  }
+}
+
+TEST_F(CoCustody, ModifiedCustodyIsRefused) {
+  json j = json::parse(ReadAll(custody));
+  struct Edit {
+    std::string name;
+    std::function<void(json&)> apply;
+  };
+  std::vector<Edit> edits = {
+      {"threshold", [](json& d) { d["domains"]["customer"]["threshold"] = 1; }},
+      {"url", [](json& d) { d["domains"]["provider"]["keepers"][0]["url"] = "http://127.0.0.1:1"; }},
+      {"drop-signature", [](json& d) { d["signatures"].erase("C2"); }},
+      {"swap-vk", [](json& d) {
+         std::swap(d["domains"]["customer"]["keepers"][0]["verification_key"],
+                   d["domains"]["customer"]["keepers"][1]["verification_key"]);
+       }},
+      {"not-json", nullptr},
+  };
+  for (const auto& e : edits) {
+    std::string path = c->P("custody-" + e.name + ".json");
+    std::string text = "{ this is not json";
+    if (e.apply) {
+      json m = j;
+      e.apply(m);
+      m.erase("fingerprint");
+      text = m.dump(2);
+    }
+    ASSERT_OK(WriteFileAtomic(path, text));
+    std::string out = c->P("custody-" + e.name + ".out");
+    auto r = Decrypt(small_enc, out, "", path);
+    EXPECT_NE(r.code, 0) << e.name;
+    EXPECT_NE(r.err.find("custody"), std::string::npos) << e.name << ": " << r.err;
+    EXPECT_FALSE(fs::exists(out));
+    r = c->Run({"encrypt", "--custody", path, "--in", small, "--out", out});
+    EXPECT_NE(r.code, 0) << e.name;
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
+
+TEST_F(CoCustody, UnknownClientIsRefused) {
+  std::string out = c->P("stranger.out");
+  auto r = Decrypt(small_enc, out, "", "", "stranger.key");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("not on this keeper's allowlist"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+// Sends hand-made partial requests to a keeper: replayed, unsigned/forged and stale ones.
+TEST_F(CoCustody, ReplayedUnsignedAndStaleRequestsAreRefused) {
+  auto d = custody::CustodyDescriptor::Load(custody).value();
+  auto key = keeper::ReadClientKey(c->P("app.key"));
+  ASSERT_OK(key.status());
+  auto client = keeper::KeeperClient::Create(c->keepers["C2"].url());
+  ASSERT_OK(client.status());
+  auto eph = crypto::hpke::PrivateKey::Generate();
+  auto make = [&](uint64_t ts) {
+    keeper::PartialRequest req;
+    req.custody_fp = d.Fingerprint();
+    req.keeper_id = "C2";
+    req.r = crypto::Point::BaseMul(crypto::Scalar::Random());
+    req.context = ToBytes("e2e");
+    req.requester_key = eph.public_key();
+    req.timestamp = ts;
+    req.nonce = crypto::RandomBytes(16);
+    req.client_key = key->verifying_key().point();
+    return req.Encode();
+  };
+  Bytes req = make(keeper::UnixNow());
+  Bytes sig = key->Sign(keeper::PartialRequest::SignedBytes(req));
+  json body = {{"request", Base64Encode(req)}, {"sig", HexEncode(sig)}};
+  auto first = client->Call("/v1/partial", body);
+  ASSERT_OK(first.status());
+  auto replay = client->Call("/v1/partial", body);
+  ASSERT_FALSE(replay.ok());
+  EXPECT_NE(replay.status().message().find("replayed"), std::string::npos) << replay.status().message();
+  // Forged signature.
+  Bytes req2 = make(keeper::UnixNow());
+  Bytes bad = key->Sign(keeper::PartialRequest::SignedBytes(req2));
+  bad[5] ^= 1;
+  auto forged = client->Call("/v1/partial", {{"request", Base64Encode(req2)}, {"sig", HexEncode(bad)}});
+  ASSERT_FALSE(forged.ok());
+  EXPECT_NE(forged.status().message().find("signature does not verify"), std::string::npos);
+  // Missing signature.
+  auto unsigned_req = client->Call("/v1/partial", {{"request", Base64Encode(req2)}});
+  ASSERT_FALSE(unsigned_req.ok());
+  EXPECT_NE(unsigned_req.status().message().find("sig"), std::string::npos);
+  // Stale timestamp.
+  Bytes req3 = make(keeper::UnixNow() - 3600);
+  auto stale = client->Call("/v1/partial", {{"request", Base64Encode(req3)},
+                                            {"sig", HexEncode(key->Sign(keeper::PartialRequest::SignedBytes(req3)))}});
+  ASSERT_FALSE(stale.ok());
+  EXPECT_NE(stale.status().message().find("window"), std::string::npos);
+  // The replay is still refused after a restart: the nonce cache is rebuilt from the audit log.
+  c->Kill("C2", SIGKILL);
+  c->Start("C2");
+  auto client2 = keeper::KeeperClient::Create(c->keepers["C2"].url());
+  auto after = client2->Call("/v1/partial", body);
+  ASSERT_FALSE(after.ok());
+  EXPECT_NE(after.status().message().find("replayed"), std::string::npos);
+}
+
+TEST_F(CoCustody, EscrowRecoveryRestoresALostCustomerKeeper) {
+  ASSERT_OK(WriteFileAtomic(c->P("recovery.pass"), std::string_view("correct horse battery staple\n")));
+  ASSERT_OK(WriteFileAtomic(c->P("wrong.pass"), std::string_view("wrong horse\n")));
+  auto r = c->Run({"keeper", "escrow", "export", "--dir", c->keepers["C3"].dir, "--to",
+                   c->keepers["P1"].url(), "--passphrase-file", c->P("recovery.pass"),
+                   "--kdf-memory-kib", "4096", "--kdf-iterations", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // The provider stores an opaque blob: no share or passphrase in clear.
+  auto fp = custody::CustodyDescriptor::Load(custody)->FingerprintHex();
+  auto blob = ReadFileBytes(c->keepers["P1"].dir + "/escrow/" + fp + "/C3.blob");
+  ASSERT_OK(blob.status());
+  std::string blob_text(blob->begin(), blob->end());
+  EXPECT_EQ(blob_text.find("correct horse"), std::string::npos);
+  // Lose C3 entirely.
+  c->Kill("C3");
+  fs::remove_all(c->keepers["C3"].dir);
+  r = c->Run({"keeper", "recover", "--dir", c->P("C3-new"), "--from", c->keepers["P1"].url(),
+              "--passphrase-file", c->P("wrong.pass"), "--custody", custody});
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("wrong passphrase"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(c->P("C3-new/keeper.json")));
+  r = c->Run({"keeper", "recover", "--dir", c->P("C3-new"), "--from", c->keepers["P1"].url(),
+              "--passphrase-file", c->P("recovery.pass"), "--custody", custody,
+              "--kdf-memory-kib", "4096", "--kdf-iterations", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(c->Run({"keeper", "allow", "--dir", c->P("C3-new"), "--client", c->P("app.key.pub")}).code, 0);
+  c->Start("C3", "", c->P("C3-new"));
+  std::string out = c->P("recovered.out");
+  r = Decrypt(small_enc, out, "P1,C1,C3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(SameFile(small, out));
+}
+
+TEST_F(CoCustody, ReshareKeepsOldFilesAndRetiresRemovedKeeper) {
+  c->Init("C4", "customer");
+  c->Start("C4");
+  std::string custody2 = c->P("custody2.json");
+  std::vector<std::string> args = {"ceremony", "reshare", "--custody", custody, "--domain", "customer",
+                                   "--keepers",
+                                   c->keepers["C1"].url() + "," + c->keepers["C2"].url() + "," +
+                                       c->keepers["C4"].url(),
+                                   "--threshold", "2", "--out", custody2};
+  // Without an authorising client key the reshare is refused.
+  auto r = c->Run(args);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("client key"), std::string::npos) << r.err;
+  // A client that is not allowlisted cannot authorise it either.
+  r = c->Run(args, {{"CUSTOS_CLIENT_KEY", c->P("stranger.key")}});
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("allowlist"), std::string::npos) << r.err;
+  r = c->Run(args, {{"CUSTOS_CLIENT_KEY", c->P("app.key")}});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto d1 = custody::CustodyDescriptor::Load(custody).value();
+  auto d2 = custody::CustodyDescriptor::Load(custody2).value();
+  EXPECT_OK(d2.Verify());
+  EXPECT_EQ(d2.public_key, d1.public_key);
+  EXPECT_EQ(d2.epoch, 2u);
+  EXPECT_EQ(d2.FindKeeper("C3"), nullptr);
+  // The large old file decrypts with the new set.
+  std::string out = c->P("big.reshared.out");
+  r = Decrypt(big_enc, out, "P1,C1,C4", custody2);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(SameFile(big, out));
+  fs::remove(out);
+  // The removed keeper no longer helps: not in custody2, and it erased its share.
+  r = Decrypt(small_enc, c->P("removed.out"), "P1,C3,C4", custody2);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("no keeper C3"), std::string::npos) << r.err;
+  r = Decrypt(small_enc, c->P("removed.out"), "P1,C3,C2");  // the old custody.json
+  EXPECT_NE(r.code, 0);
+  EXPECT_FALSE(fs::exists(c->P("removed.out")));
+  auto info = keeper::KeeperClient::Create(c->keepers["C3"].url())->Info();
+  ASSERT_OK(info.status());
+  EXPECT_TRUE((*info)["custody_fingerprint"].is_null());
+}
+
+TEST_F(CoCustody, AuditLogsVerifyAndDetectTampering) {
+  for (auto id : {"P1", "C1", "C2", "C4"}) {
+    auto r = c->Run({"keeper", "audit", "verify", "--dir", c->keepers[id].dir});
+    EXPECT_EQ(r.code, 0) << id << ": " << r.err;
+    EXPECT_NE(r.out.find("audit log OK"), std::string::npos);
+  }
+  // Every release was recorded: P1 answered every successful decryption.
+  std::string log = ReadAll(c->keepers["P1"].dir + "/audit.log");
+  EXPECT_GE(std::count(log.begin(), log.end(), '\n'), 8);
+  EXPECT_NE(log.find("\"release\""), std::string::npos);
+  // Edit one entry in a copy of the directory: verification names the line.
+  std::string copy = c->P("P1-copy");
+  fs::copy(c->keepers["P1"].dir, copy, fs::copy_options::recursive);
+  std::string text = ReadAll(copy + "/audit.log");
+  auto pos = text.find("\"release\"");
+  text.replace(pos, 9, "\"relaxed\"");
+  ASSERT_OK(WriteFileAtomic(copy + "/audit.log", text));
+  auto r = c->Run({"keeper", "audit", "verify", "--dir", copy});
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("audit log line"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace custos
