@@ -67,9 +67,11 @@ struct DomainOutcome {
   std::vector<Participant*> members;  // the keepers listed in the record
 };
 
-// RunDomainOnce runs the 7 GJKR rounds among `ps`. Returns the agreed result JSON.
+// RunDomainOnce runs the 7 GJKR rounds among `ps`. Returns the agreed result JSON, with each
+// keeper's proof of possession of its new share under "possession_proofs".
 StatusOr<json> RunDomainOnce(std::vector<Participant*>& ps, Domain domain, uint32_t threshold,
                              const Bytes& session, std::ostream* log) {
+  json pops = json::object();
   json params = {{"domain", custody::DomainName(domain)}, {"threshold", threshold},
                  {"participants", json::array()}};
   for (Participant* p : ps) params["participants"].push_back(EntryJson(*p));
@@ -88,6 +90,7 @@ StatusOr<json> RunDomainOnce(std::vector<Participant*>& ps, Domain domain, uint3
       if (round == 7) {
         if (!r->contains("result")) return IntegrityError("keeper " + p->id + " sent no DKG result");
         results.push_back((*r)["result"]);
+        pops[p->id] = r->value("possession_proof", "");
         continue;
       }
       if (!r->contains("message")) return IntegrityError("keeper " + p->id + " sent no message");
@@ -104,7 +107,9 @@ StatusOr<json> RunDomainOnce(std::vector<Participant*>& ps, Domain domain, uint3
         if (r != results[0])
           return IntegrityError("keepers of domain " + std::string(custody::DomainName(domain)) +
                                 " disagree on the DKG result (a relay or keeper fault)");
-      return results[0];
+      json out = results[0];
+      out["possession_proofs"] = pops;
+      return out;
     }
     messages = std::move(next);
     Log(log, "  " + std::string(custody::DomainName(domain)) + ": round " + std::to_string(round) +
@@ -161,6 +166,7 @@ StatusOr<DomainOutcome> RunDomain(std::vector<Participant>& all, Domain domain, 
       k.identity_key = p->identity_key;
       k.hpke_key = p->hpke_key;
       ASSIGN_OR_RETURN(k.verification_key, keeper::GetPoint(result["verification_keys"], p->id.c_str()));
+      ASSIGN_OR_RETURN(k.possession_proof, keeper::GetHex(result["possession_proofs"], p->id.c_str()));
       out.record.keepers.push_back(std::move(k));
       out.members.push_back(p);
     }
@@ -168,19 +174,25 @@ StatusOr<DomainOutcome> RunDomain(std::vector<Participant>& all, Domain domain, 
   }
 }
 
-// Endorse collects one signature per listed keeper (each checks the descriptor itself).
-Status Endorse(CustodyDescriptor& d, const std::map<std::string, KeeperClient*>& clients,
-               const std::map<std::string, Bytes>& sessions) {
+struct Endorser {
+  std::string id;
+  KeeperClient* client;
+  Point identity_key;
+  Bytes session;  // empty: the keeper checks the descriptor against its active custody
+};
+
+// Endorse collects signatures in the given order (each keeper checks the descriptor itself and
+// sees the signatures gathered so far), then verifies the result.
+Status Endorse(CustodyDescriptor& d, const std::vector<Endorser>& order) {
   Bytes msg = d.SignatureMessage();
-  for (const custody::KeeperRecord* k : d.AllKeepers()) {
+  for (const Endorser& e : order) {
     json body = {{"descriptor", d.ToJson()}};
-    auto s = sessions.find(k->id);
-    if (s != sessions.end()) body["session"] = HexEncode(s->second);
-    ASSIGN_OR_RETURN(json r, clients.at(k->id)->Call("/v1/custody/endorse", body));
+    if (!e.session.empty()) body["session"] = HexEncode(e.session);
+    ASSIGN_OR_RETURN(json r, e.client->Call("/v1/custody/endorse", body));
     ASSIGN_OR_RETURN(Bytes sig, keeper::GetHex(r, "signature"));
-    if (!crypto::VerifyingKey::FromPoint(k->identity_key).Verify(msg, sig).ok())
-      return IntegrityError("keeper " + k->id + " returned an invalid endorsement signature");
-    d.signatures[k->id] = std::move(sig);
+    if (!crypto::VerifyingKey::FromPoint(e.identity_key).Verify(msg, sig).ok())
+      return IntegrityError("keeper " + e.id + " returned an invalid endorsement signature");
+    d.signatures[e.id] = std::move(sig);
   }
   return d.Verify();
 }
@@ -205,17 +217,14 @@ StatusOr<CustodyDescriptor> RunDkg(const DkgCeremonyOptions& opts) {
   d.excluded.insert(d.excluded.end(), co.excluded.begin(), co.excluded.end());
   RETURN_IF_ERROR(d.CheckStructure());
   std::map<std::string, KeeperClient*> clients;
-  std::map<std::string, Bytes> sessions;
-  for (Participant* p : po.members) {
-    clients[p->id] = p->client.get();
-    sessions[p->id] = po.session;
-  }
-  for (Participant* p : co.members) {
-    clients[p->id] = p->client.get();
-    sessions[p->id] = co.session;
-  }
+  std::vector<Endorser> order;
+  for (auto* outcome : {&po, &co})
+    for (Participant* p : outcome->members) {
+      clients[p->id] = p->client.get();
+      order.push_back({p->id, p->client.get(), p->identity_key, outcome->session});
+    }
   Log(opts.log, "collecting endorsements from " + std::to_string(clients.size()) + " keepers");
-  RETURN_IF_ERROR(Endorse(d, clients, sessions));
+  RETURN_IF_ERROR(Endorse(d, order));
   for (auto& [id, c] : clients) {
     auto r = c->Call("/v1/custody/activate", {{"descriptor", d.ToJson()}});
     if (!r.ok()) return r.status().WithContext("activating custody on keeper " + id);
@@ -287,9 +296,11 @@ StatusOr<CustodyDescriptor> RunReshare(const ReshareCeremonyOptions& opts) {
   if (quorum.size() < old.threshold)
     return FailedPrecondition("fewer than the old threshold of keepers dealt verifiable shares");
   json keys;
+  std::map<std::string, Bytes> pops;
   for (auto& p : fresh) {
     ASSIGN_OR_RETURN(json r, p.client->Call("/v1/reshare/finalize",
                                             {{"session", HexEncode(session)}, {"quorum", quorum}}));
+    ASSIGN_OR_RETURN(pops[p.id], keeper::GetHex(r, "possession_proof"));
     if (keys.is_null()) keys = r["verification_keys"];
     else if (keys != r["verification_keys"])
       return IntegrityError("new keepers disagree on the reshare result");
@@ -304,25 +315,34 @@ StatusOr<CustodyDescriptor> RunReshare(const ReshareCeremonyOptions& opts) {
   rec.threshold = opts.new_threshold;
   rec.keepers.clear();
   for (auto& p : fresh) {
-    custody::KeeperRecord k{p.id, opts.domain, p.index, p.url, p.identity_key, p.hpke_key, {}};
+    custody::KeeperRecord k{p.id, opts.domain, p.index, p.url, p.identity_key, p.hpke_key, {}, {}};
     ASSIGN_OR_RETURN(k.verification_key, keeper::GetPoint(keys, std::to_string(p.index).c_str()));
+    k.possession_proof = pops[p.id];
     rec.keepers.push_back(std::move(k));
   }
   RETURN_IF_ERROR(d.CheckStructure());
+  // Endorsement order: the new keepers, then the departing dealers (their signatures are the
+  // old domain's approval), then the other domain, which checks that approval.
   std::map<std::string, std::unique_ptr<KeeperClient>> owned;
   std::map<std::string, KeeperClient*> clients;
-  std::map<std::string, Bytes> sessions;
+  std::vector<Endorser> order;
   for (auto& p : fresh) {
     clients[p.id] = p.client.get();
-    sessions[p.id] = session;
+    order.push_back({p.id, p.client.get(), p.identity_key, session});
+  }
+  for (const json& m : deals) {
+    std::string id = m.value("keeper", "");
+    if (bad.count(id) || clients.count(id)) continue;
+    order.push_back({id, old_clients[id].get(), cur.FindKeeper(id)->identity_key, session});
   }
   for (const custody::KeeperRecord* k : d.AllKeepers()) {
     if (clients.count(k->id)) continue;
     ASSIGN_OR_RETURN(KeeperClient c, KeeperClient::Create(k->url, opts.ca_file));
     owned[k->id] = std::make_unique<KeeperClient>(std::move(c));
     clients[k->id] = owned[k->id].get();
+    order.push_back({k->id, clients[k->id], k->identity_key, {}});
   }
-  RETURN_IF_ERROR(Endorse(d, clients, sessions));
+  RETURN_IF_ERROR(Endorse(d, order));
   for (auto& [id, c] : clients) {
     auto r = c->Call("/v1/custody/activate", {{"descriptor", d.ToJson()}});
     if (!r.ok()) return r.status().WithContext("activating custody on keeper " + id);

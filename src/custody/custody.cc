@@ -4,6 +4,7 @@
 
 #include "common/file.h"
 #include "crypto/hash.h"
+#include "threshold/dleq.h"
 #include "threshold/shamir.h"
 
 namespace custos::custody {
@@ -29,6 +30,7 @@ Bytes CustodyDescriptor::SigningBytes() const {
     for (const KeeperRecord& k : r.keepers) {
       w.Var(k.id).U8(static_cast<uint8_t>(k.domain)).U32(k.index).Var(k.url);
       w.Var(k.identity_key.Encode()).Var(k.hpke_key.Encode()).Var(k.verification_key.Encode());
+      w.Var(k.possession_proof);
     }
   }
   w.Var(public_key.Encode()).Var(previous);
@@ -66,7 +68,8 @@ json CustodyDescriptor::ToJson() const {
                                {"url", k.url},
                                {"identity_key", HexEncode(k.identity_key.Encode())},
                                {"hpke_key", HexEncode(k.hpke_key.Encode())},
-                               {"verification_key", HexEncode(k.verification_key.Encode())}});
+                               {"verification_key", HexEncode(k.verification_key.Encode())},
+                               {"possession_proof", HexEncode(k.possession_proof)}});
     }
     domains[DomainName(d)] = jd;
   }
@@ -141,6 +144,8 @@ StatusOr<CustodyDescriptor> CustodyDescriptor::FromJson(const json& j) {
       ASSIGN_OR_RETURN(k.identity_key, PointField(jk, "identity_key"));
       ASSIGN_OR_RETURN(k.hpke_key, PointField(jk, "hpke_key"));
       ASSIGN_OR_RETURN(k.verification_key, PointField(jk, "verification_key"));
+      ASSIGN_OR_RETURN(std::string pop, StringField(jk, "possession_proof"));
+      ASSIGN_OR_RETURN(k.possession_proof, HexDecode(pop));
       r.keepers.push_back(std::move(k));
     }
   }
@@ -198,6 +203,13 @@ Status CustodyDescriptor::CheckStructure() const {
       if (!indices.insert(k.index).second)
         return InvalidArgument("custody: keeper index repeats in domain " + name);
       if (k.domain != d) return InvalidArgument("custody: keeper listed under the wrong domain");
+      auto proof = threshold::DleqProof::Decode(k.possession_proof);
+      if (!proof.ok() ||
+          !threshold::VerifyDleq(*proof, Point::Generator(), k.verification_key, Point::Generator(),
+                                 k.verification_key, PossessionContext(k.id, k.domain, k.index))
+               .ok())
+        return IntegrityError("custody: keeper " + k.id +
+                              " has no valid proof of possession of its share");
     }
     // The verification keys must interpolate (degree t-1) to the domain key, and every keeper
     // beyond the first t must lie on the same polynomial.
@@ -239,6 +251,32 @@ Status CustodyDescriptor::Verify() const {
       return IntegrityError("custody: signature of keeper " + k->id + " does not verify");
   }
   return Status::Ok();
+}
+
+size_t CustodyDescriptor::CountApprovals(const DomainRecord& approvers) const {
+  Bytes msg = SignatureMessage();
+  size_t n = 0;
+  for (const KeeperRecord& k : approvers.keepers) {
+    auto it = signatures.find(k.id);
+    if (it != signatures.end() &&
+        crypto::VerifyingKey::FromPoint(k.identity_key).Verify(msg, it->second).ok())
+      n++;
+  }
+  return n;
+}
+
+Bytes PossessionContext(const std::string& id, Domain domain, uint32_t index) {
+  ByteWriter w;
+  w.Raw(AsBytes("custos/v1/possession")).Var(id).U8(static_cast<uint8_t>(domain)).U32(index);
+  return w.Take();
+}
+
+Bytes ProvePossession(const crypto::Scalar& share, const std::string& id, Domain domain,
+                      uint32_t index) {
+  Point x = Point::BaseMul(share);
+  return threshold::ProveDleq(share, Point::Generator(), x, Point::Generator(), x,
+                              PossessionContext(id, domain, index))
+      .Encode();
 }
 
 const KeeperRecord* CustodyDescriptor::FindKeeper(std::string_view id) const {

@@ -29,7 +29,18 @@ struct KeeperRecord {
   crypto::Point identity_key;      // ECDSA P-256 verifying key (signs broadcasts, descriptors)
   crypto::Point hpke_key;          // receives encrypted shares
   crypto::Point verification_key;  // X_i = x_i * G
+  // possession_proof: Schnorr proof of knowledge of x_i (a DLEQ proof with G1 = G2 = G, context
+  // PossessionContext). Because every listed key carries one, whoever controls a whole domain
+  // still cannot pick a domain key that cancels the other domain's (rogue-key attack on
+  // Y = Y_P + Y_C): doing so would require knowing the other domain's secret.
+  Bytes possession_proof;
 };
+
+// PossessionContext = "custos/v1/possession" || var(id) || u8 domain || u32 index.
+Bytes PossessionContext(const std::string& id, Domain domain, uint32_t index);
+// ProvePossession returns the 64-byte proof that the holder knows `share` with X = share*G.
+Bytes ProvePossession(const crypto::Scalar& share, const std::string& id, Domain domain,
+                      uint32_t index);
 
 struct DomainRecord {
   uint32_t threshold = 0;
@@ -65,8 +76,9 @@ struct CustodyDescriptor {
   static StatusOr<CustodyDescriptor> Load(const std::string& path);
 
   // CheckStructure validates everything but signatures: suite, thresholds, unique ids and
-  // indices, Y = Y_P + Y_C, and that each domain's verification keys lie on one polynomial of
-  // the stated degree whose constant term is the domain key.
+  // indices, Y = Y_P + Y_C, each keeper's proof of possession, and that each domain's
+  // verification keys lie on one polynomial of the stated degree whose constant term is the
+  // domain key.
   Status CheckStructure() const;
   // Verify = CheckStructure + a valid signature from every listed keeper.
   Status Verify() const;
@@ -76,6 +88,9 @@ struct CustodyDescriptor {
   const DomainRecord& domain(Domain d) const { return d == Domain::kProvider ? provider : customer; }
   DomainRecord& domain(Domain d) { return d == Domain::kProvider ? provider : customer; }
   const KeeperRecord* FindKeeper(std::string_view id) const;
+  // CountApprovals returns how many keepers of `approvers` signed this descriptor (signatures
+  // from keepers not listed here, e.g. removed dealers of a reshare, are allowed in the map).
+  size_t CountApprovals(const DomainRecord& approvers) const;
   std::vector<const KeeperRecord*> AllKeepers() const;
 };
 

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <iostream>
 #include <filesystem>
 #include <sstream>
 
@@ -80,6 +81,16 @@ StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
   uint64_t next = 0;
   Bytes prev(32, 0);
   if (FileExists(path)) {
+    // A torn final line is an append that never returned (so was never acknowledged): drop it.
+    ASSIGN_OR_RETURN(std::string text, ReadFileString(path));
+    if (!text.empty() && text.back() != '\n') {
+      size_t keep = text.rfind('\n');
+      keep = keep == std::string::npos ? 0 : keep + 1;
+      if (::truncate(path.c_str(), static_cast<off_t>(keep)) != 0)
+        return Unavailable("cannot drop the torn last line of the audit log");
+      std::cerr << "{\"level\":\"warn\",\"msg\":\"dropped a torn, unacknowledged last line "
+                   "of the audit log\"}\n";
+    }
     auto report = Verify(path, signer->verifying_key());
     if (!report.ok()) return report.status().WithContext("audit log " + path + " does not verify");
     next = report->entries;
@@ -119,7 +130,8 @@ StatusOr<AuditLog::VerifyReport> AuditLog::Verify(const std::string& path,
                                                   const crypto::VerifyingKey& key) {
   ASSIGN_OR_RETURN(std::string text, ReadFileString(path));
   if (!text.empty() && text.back() != '\n')
-    return IntegrityError("audit log ends with a partial line (torn write)");
+    return IntegrityError("ends with a partial line (torn write)")
+        .WithContext("audit log line " + std::to_string(SplitLines(text).size()));
   Bytes prev(32, 0);
   VerifyReport r;
   uint64_t seq = 0;

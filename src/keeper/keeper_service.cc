@@ -318,8 +318,10 @@ StatusOr<json> KeeperService::DkgRound(const json& body) {
       for (auto& [i, why] : r.reconstructed) res["reconstructed"][id_of[i]] = why;
       res["verification_keys"] = json::object();
       for (auto& [i, x] : r.verification_keys) res["verification_keys"][id_of[i]] = HexEncode(x.Encode());
+      Bytes pop = custody::ProvePossession(r.share, store_.id(), store_.domain(),
+                                           s.index_of.at(store_.id()));
       s.result = std::move(r);
-      return json{{"result", res}};
+      return json{{"result", res}, {"possession_proof", HexEncode(pop)}};
     }
   }
   return json{{"message", SignedMessage::Sign(store_.secrets().identity, session,
@@ -390,15 +392,42 @@ StatusOr<json> KeeperService::Endorse(const json& body) {
     RETURN_IF_ERROR(check_own_domain(keys, s.new_threshold, d.domain(store_.domain()).public_key,
                                      index_of));
     slot = ShareSlot{d.ToJsonString(), mine->index, s.result->share};
+  } else if (dealt_.count(sid) && mine == nullptr) {
+    // We dealt in this reshare and leave the domain: approve the transition we dealt for.
+    const json& proposal = dealt_.at(sid);
+    ASSIGN_OR_RETURN(CustodyDescriptor active, ActiveCustody());
+    if (d.previous != active.Fingerprint())
+      return FailedPrecondition("descriptor is not a successor of this keeper's custody");
+    const custody::DomainRecord& own = d.domain(store_.domain());
+    if (own.threshold != proposal.value("threshold", 0u) ||
+        own.keepers.size() != proposal["recipients"].size())
+      return IntegrityError("descriptor differs from the reshare proposal this keeper dealt for");
+    for (size_t k = 0; k < own.keepers.size(); ++k) {
+      ASSIGN_OR_RETURN(KeeperEntry e, ParseEntry(proposal["recipients"][k]));
+      const auto& rec = own.keepers[k];
+      if (rec.id != e.id || rec.index != e.index || !(rec.identity_key == e.identity_key) ||
+          !(rec.hpke_key == e.hpke_key))
+        return IntegrityError("descriptor lists other new keepers than the proposal");
+    }
+    if (!(own.public_key == active.domain(store_.domain()).public_key))
+      return IntegrityError("descriptor changes the domain key");
+    Domain other = store_.domain() == Domain::kProvider ? Domain::kCustomer : Domain::kProvider;
+    if (!SameDomain(d.domain(other), active.domain(other)))
+      return IntegrityError("descriptor changes more than the reshared domain");
   } else {
-    // A descriptor that replaces our active one without touching our domain (the other domain
-    // reshared), or nothing we know of.
+    // A descriptor that replaces our active one without touching our domain: the other domain
+    // reshared. Accept it only with the approval of a threshold of that domain's old keepers.
     ASSIGN_OR_RETURN(CustodyDescriptor active, ActiveCustody());
     if (d.previous != active.Fingerprint())
       return FailedPrecondition("descriptor is not a successor of this keeper's custody");
     if (!SameDomain(d.domain(store_.domain()), active.domain(store_.domain())))
       return IntegrityError("descriptor changes this keeper's domain without a reshare session");
     if (mine == nullptr) return IntegrityError("descriptor does not list this keeper");
+    Domain other = store_.domain() == Domain::kProvider ? Domain::kCustomer : Domain::kProvider;
+    ASSIGN_OR_RETURN(CustodyDescriptor with_sigs, CustodyDescriptor::FromJson(body["descriptor"]));
+    if (with_sigs.CountApprovals(active.domain(other)) < active.domain(other).threshold)
+      return PermissionDenied("a threshold of the reshared domain's current keepers has not "
+                              "approved this descriptor");
     slot = ShareSlot{d.ToJsonString(), secrets.active->index, secrets.active->share};
   }
   if (secrets.active) {
@@ -408,8 +437,10 @@ StatusOr<json> KeeperService::Endorse(const json& body) {
     if (d.previous != active.Fingerprint() || d.epoch != active.epoch + 1)
       return IntegrityError("descriptor is not the next epoch of this keeper's custody");
   }
-  secrets.pending = std::move(slot);
-  RETURN_IF_ERROR(store_.SaveSecrets());
+  if (slot) {
+    secrets.pending = std::move(slot);
+    RETURN_IF_ERROR(store_.SaveSecrets());
+  }
   RETURN_IF_ERROR(store_.audit().Append(
       "custody.endorse", {{"fingerprint", d.FingerprintHex()}, {"epoch", d.epoch}}));
   return json{{"keeper", store_.id()}, {"signature", HexEncode(secrets.identity.Sign(d.SignatureMessage()))}};
@@ -424,6 +455,11 @@ StatusOr<json> KeeperService::Activate(const json& body) {
     ASSIGN_OR_RETURN(CustodyDescriptor active, ActiveCustody());
     if (active.Fingerprint() == d.Fingerprint()) return json{{"status", "active"}};
     if (d.previous == active.Fingerprint() && d.FindKeeper(store_.id()) == nullptr) {
+      // Only a transition approved by a threshold of our domain's current keepers may make us
+      // erase our share; anyone else's descriptor is refused.
+      if (d.CountApprovals(active.domain(store_.domain())) < active.domain(store_.domain()).threshold)
+        return PermissionDenied("a threshold of this domain's keepers has not approved the "
+                                "descriptor that removes this keeper");
       // We were removed by a reshare: erase our share so it can never count again.
       secrets.active.reset();
       secrets.pending.reset();
@@ -492,12 +528,13 @@ StatusOr<json> KeeperService::Partial(const json& body) {
   ASSIGN_OR_RETURN(PartialRequest req, PartialRequest::Decode(encoded));
   if (req.keeper_id != store_.id())
     return InvalidArgument("request is addressed to keeper " + req.keeper_id);
-  std::string client_name;
-  RETURN_IF_ERROR(CheckAllowedClient(req.client_key, &client_name));
+  // Signature first, so the answer does not tell a stranger whether a key is allowlisted.
   if (!crypto::VerifyingKey::FromPoint(req.client_key)
            .Verify(PartialRequest::SignedBytes(encoded), sig)
            .ok())
     return PermissionDenied("request signature does not verify");
+  std::string client_name;
+  RETURN_IF_ERROR(CheckAllowedClient(req.client_key, &client_name));
   ASSIGN_OR_RETURN(CustodyDescriptor custody, ActiveCustody());
   if (req.custody_fp != custody.Fingerprint())
     return FailedPrecondition("request names custody " + HexEncode(req.custody_fp) +
@@ -582,6 +619,7 @@ StatusOr<json> KeeperService::ReshareDeal(const json& body) {
   if (!body.contains("proposal") || !body.contains("authorization"))
     return InvalidArgument("missing 'proposal' or 'authorization'");
   const json& proposal = body["proposal"];
+  if (!proposal.is_object()) return InvalidArgument("'proposal' must be an object");
   ASSIGN_OR_RETURN(ClientAuthorization auth, ClientAuthorization::FromJson(body["authorization"]));
   std::string client_name;
   RETURN_IF_ERROR(CheckAllowedClient(auth.client_key, &client_name));
@@ -614,6 +652,7 @@ StatusOr<json> KeeperService::ReshareDeal(const json& body) {
   ASSIGN_OR_RETURN(auto deal, threshold::DealReshare(session, slot.index, slot.share,
                                                      static_cast<uint32_t>(std::min<uint64_t>(t, 1000)),
                                                      recipients, faults_.reshare_bad_shares));
+  dealt_[HexEncode(session)] = proposal;
   return json{{"message", SignedMessage::Sign(store_.secrets().identity, session, "reshare/deal",
                                               store_.id(), deal.Encode())
                               .ToJson()}};
@@ -632,6 +671,8 @@ StatusOr<json> KeeperService::ReshareReceive(const json& body) {
       return FailedPrecondition("reshare starts from a custody this keeper does not serve");
   }
   const json& proposal = body["proposal"];
+  if (!proposal.is_object() || !proposal.contains("recipients") || !proposal["recipients"].is_array())
+    return InvalidArgument("proposal is missing 'recipients'");
   ASSIGN_OR_RETURN(std::string domain_name, GetString(proposal, "domain"));
   ASSIGN_OR_RETURN(Domain domain, custody::ParseDomain(domain_name));
   if (domain != store_.domain()) return InvalidArgument("this keeper belongs to the other domain");
@@ -698,8 +739,13 @@ StatusOr<json> KeeperService::ReshareFinalize(const json& body) {
   ASSIGN_OR_RETURN(auto result, it->second.receiver->Finalize(q));
   json keys = json::object();
   for (auto& [j, x] : result.verification_keys) keys[std::to_string(j)] = HexEncode(x.Encode());
+  uint32_t me = 0;
+  for (const json& e : it->second.recipients)
+    if (e.value("id", "") == store_.id()) me = e.value("index", 0u);
+  Bytes pop = custody::ProvePossession(result.share, store_.id(), store_.domain(), me);
   it->second.result = std::move(result);
-  return json{{"keeper", store_.id()}, {"verification_keys", keys}};
+  return json{{"keeper", store_.id()}, {"verification_keys", keys},
+              {"possession_proof", HexEncode(pop)}};
 }
 
 }  // namespace custos::keeper

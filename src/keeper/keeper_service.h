@@ -84,6 +84,7 @@ class KeeperService {
   std::map<std::string, DkgSession> dkg_;          // session hex -> state (in memory only)
   std::map<std::string, ReshareSession> reshare_;  // session hex -> state
   std::map<std::string, uint64_t> seen_nonces_;    // nonce hex -> timestamp
+  std::map<std::string, Json> dealt_;              // reshare session hex -> proposal we dealt for
 };
 
 // HttpStatusFor maps an error code to the HTTP status keepers answer with.

@@ -158,16 +158,22 @@ StatusOr<std::unique_ptr<KeeperStore>> KeeperStore::Open(const std::string& dir,
   if (meta.is_discarded() || !meta.contains("kdf") || !meta.contains("id") ||
       !meta.contains("domain"))
     return InvalidArgument("keeper.json is malformed");
+  crypto::Argon2Params params;
+  Bytes salt;
+  try {
+    const json& kdf = meta["kdf"];
+    params.t_cost = kdf.at("t_cost").get<uint32_t>();
+    params.m_cost_kib = kdf.at("m_cost_kib").get<uint32_t>();
+    params.parallelism = kdf.at("parallelism").get<uint32_t>();
+    ASSIGN_OR_RETURN(salt, HexDecode(kdf.at("salt").get<std::string>()));
+    if (!meta["id"].is_string() || !meta["domain"].is_string()) throw std::invalid_argument("id");
+  } catch (const std::exception&) {
+    return InvalidArgument("keeper.json is malformed (kdf parameters, id or domain)");
+  }
   auto store = std::unique_ptr<KeeperStore>(new KeeperStore());
   store->dir_ = dir;
   store->id_ = meta["id"].get<std::string>();
   ASSIGN_OR_RETURN(store->domain_, custody::ParseDomain(meta["domain"].get<std::string>()));
-  crypto::Argon2Params params;
-  const json& kdf = meta["kdf"];
-  params.t_cost = kdf.value("t_cost", 3u);
-  params.m_cost_kib = kdf.value("m_cost_kib", 65536u);
-  params.parallelism = kdf.value("parallelism", 4u);
-  ASSIGN_OR_RETURN(Bytes salt, HexDecode(kdf.value("salt", "")));
   ASSIGN_OR_RETURN(store->at_rest_key_, DeriveAtRestKey(passphrase, salt, params));
   ASSIGN_OR_RETURN(Bytes sealed, ReadFileBytes(dir + kState));
   if (sealed.size() < crypto::kGcmNonceSize + crypto::kGcmTagSize)

@@ -19,9 +19,10 @@ void PutPoints(ByteWriter& w, const std::vector<Point>& pts) {
   for (const Point& p : pts) w.Raw(p.Encode());
 }
 
-StatusOr<std::vector<Point>> GetPoints(ByteReader& r, const char* field) {
+StatusOr<std::vector<Point>> GetPoints(ByteReader& r, const char* field, bool allow_empty = false) {
   ASSIGN_OR_RETURN(uint32_t n, r.U32(field));
-  if (n == 0 || n > kMaxParticipants) return InvalidArgument(std::string("bad count of ") + field);
+  if ((n == 0 && !allow_empty) || n > kMaxParticipants)
+    return InvalidArgument(std::string("bad count of ") + field);
   std::vector<Point> out;
   for (uint32_t k = 0; k < n; ++k) {
     ASSIGN_OR_RETURN(ByteSpan b, r.Raw(crypto::kPointSize, field));
@@ -170,7 +171,8 @@ StatusOr<FeldmanMessage> FeldmanMessage::Decode(ByteSpan b) {
   ByteReader r(b);
   FeldmanMessage m;
   ASSIGN_OR_RETURN(m.dealer, r.U32("dealer"));
-  ASSIGN_OR_RETURN(m.commitments, GetPoints(r, "feldman commitments"));
+  // Empty when the sender is not in QUAL (it publishes nothing).
+  ASSIGN_OR_RETURN(m.commitments, GetPoints(r, "feldman commitments", /*allow_empty=*/true));
   RETURN_IF_ERROR(r.ExpectEnd("feldman message"));
   return m;
 }
@@ -447,7 +449,11 @@ StatusOr<DkgResult> DkgParticipant::Finalize(const std::vector<RevealMessage>& r
   for (const auto& p : params_.participants) res.verification_keys[p.index] = Point();
   for (uint32_t i : qual_) {
     if (!to_reconstruct_.count(i)) {
-      const auto& a = feldman_.at(i);
+      auto found = feldman_.find(i);
+      if (found == feldman_.end())
+        return FailedPrecondition("no valid Feldman commitments from dealer " + std::to_string(i) +
+                                  " and no reconstruction (relay dropped a message)");
+      const auto& a = found->second;
       res.public_key += a[0];
       for (auto& [j, x] : res.verification_keys) x += EvaluateCommitments(a, j);
       continue;

@@ -21,6 +21,7 @@
 #include "crypto/hpke.h"
 #include "crypto/random.h"
 #include "custody/custody.h"
+#include "files/dual_control.h"
 #include "keeper/keeper_client.h"
 #include "keeper/protocol.h"
 #include "tests/testing/testing.h"
@@ -325,6 +326,16 @@ TEST_F(CoCustody, HostileFilesAreRefusedWithoutOutput) {
   Bytes big_prefix = ReadFileBytes(big_enc).value();
   big_prefix.resize(164 + 65536 + 16);
   cases.push_back({"first-chunk-of-large-file", big_prefix, "final chunk missing"});
+  {
+    // A foreign file: a valid custos file encrypted to another joint key.
+    std::string path = c->P("foreign.src");
+    int in = ::open(small.c_str(), O_RDONLY);
+    int out = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_OK(files::EncryptDualControl(crypto::Point::BaseMul(crypto::Scalar::Random()), in, out));
+    ::close(in);
+    ::close(out);
+    cases.push_back({"foreign", ReadFileBytes(path).value(), "another custody"});
+  }
   for (const auto& k : cases) {
     std::string in = c->P("hostile-" + k.name), out = c->P("hostile-" + k.name + ".out");
     ASSERT_OK(WriteFileAtomic(in, k.data));
@@ -471,6 +482,34 @@ TEST_F(CoCustody, EscrowRecoveryRestoresALostCustomerKeeper) {
   EXPECT_TRUE(SameFile(small, out));
 }
 
+// An attacker who can reach the keepers forges a successor descriptor that drops C3 from the
+// customer domain (structurally valid: the remaining keys still interpolate). Without the
+// approval of a threshold of the customer keepers, nobody endorses it and C3 keeps its share.
+TEST_F(CoCustody, ForgedSuccessorDescriptorCannotEraseShares) {
+  auto d = custody::CustodyDescriptor::Load(custody).value();
+  custody::CustodyDescriptor forged = d;
+  forged.signatures.clear();
+  forged.previous = d.Fingerprint();
+  forged.epoch = d.epoch + 1;
+  forged.ceremony_id = crypto::RandomBytes(16);
+  forged.customer.keepers.pop_back();  // drop C3
+  forged.customer.threshold = 2;
+  ASSERT_OK(forged.CheckStructure());
+  auto p1 = keeper::KeeperClient::Create(c->keepers["P1"].url());
+  auto endorse = p1->Call("/v1/custody/endorse", {{"descriptor", forged.ToJson()}});
+  ASSERT_FALSE(endorse.ok());
+  EXPECT_NE(endorse.status().message().find("approved"), std::string::npos) << endorse.status().message();
+  auto c1 = keeper::KeeperClient::Create(c->keepers["C1"].url());
+  endorse = c1->Call("/v1/custody/endorse", {{"descriptor", forged.ToJson()}});
+  ASSERT_FALSE(endorse.ok());
+  auto c3 = keeper::KeeperClient::Create(c->keepers["C3"].url());
+  auto activate = c3->Call("/v1/custody/activate", {{"descriptor", forged.ToJson()}});
+  ASSERT_FALSE(activate.ok());
+  // C3 still serves.
+  auto r = Decrypt(small_enc, c->P("after-forgery.out"), "P1,C1,C3");
+  ASSERT_EQ(r.code, 0) << r.err;
+}
+
 TEST_F(CoCustody, ReshareKeepsOldFilesAndRetiresRemovedKeeper) {
   c->Init("C4", "customer");
   c->Start("C4");
@@ -534,6 +573,39 @@ TEST_F(CoCustody, AuditLogsVerifyAndDetectTampering) {
   auto r = c->Run({"keeper", "audit", "verify", "--dir", copy});
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("audit log line"), std::string::npos) << r.err;
+}
+
+// A customer keeper that deals inconsistent shares is disqualified, named, and left out of
+// custody.json; the ceremony completes with the honest keepers, who can decrypt.
+TEST(DkgCeremony, CheatingDealerIsExcluded) {
+  Cluster c;
+  ASSERT_EQ(c.Run({"client", "init", "--out", c.P("app.key")}).code, 0);
+  c.Init("P1", "provider");
+  for (auto id : {"C1", "C2", "C3", "C4"}) c.Init(id, "customer");
+  c.Start("P1");
+  for (auto id : {"C1", "C2", "C4"}) c.Start(id);
+  c.Start("C3", "dkg-bad-shares");
+  std::string custody = c.P("custody.json");
+  auto r = c.Run({"ceremony", "dkg", "--provider", c.keepers["P1"].url(), "--provider-threshold",
+                  "1", "--customer",
+                  c.keepers["C1"].url() + "," + c.keepers["C2"].url() + "," +
+                      c.keepers["C3"].url() + "," + c.keepers["C4"].url(),
+                  "--customer-threshold", "2", "--out", custody});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("keeper C3 disqualified"), std::string::npos) << r.err;
+  auto d = custody::CustodyDescriptor::Load(custody).value();
+  EXPECT_OK(d.Verify());
+  EXPECT_EQ(d.customer.keepers.size(), 3u);
+  EXPECT_EQ(d.FindKeeper("C3"), nullptr);
+  ASSERT_EQ(d.excluded.size(), 1u);
+  EXPECT_EQ(d.excluded[0].id, "C3");
+  EXPECT_NE(d.excluded[0].reason.find("invalid share"), std::string::npos);
+  ASSERT_OK(WriteFileAtomic(c.P("f.txt"), std::string_view("dual control\n")));
+  ASSERT_EQ(c.Run({"encrypt", "--custody", custody, "--in", c.P("f.txt"), "--out", c.P("f.cus")}).code, 0);
+  r = c.Run({"decrypt", "--custody", custody, "--client-key", c.P("app.key"), "--in", c.P("f.cus"),
+             "--out", c.P("f.out"), "--keepers", "P1,C2,C4"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(SameFile(c.P("f.txt"), c.P("f.out")));
 }
 
 }  // namespace
