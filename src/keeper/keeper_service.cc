@@ -320,6 +320,9 @@ StatusOr<json> KeeperService::DkgRound(const json& body) {
       for (auto& [i, x] : r.verification_keys) res["verification_keys"][id_of[i]] = HexEncode(x.Encode());
       Bytes pop = custody::ProvePossession(r.share, store_.id(), store_.domain(),
                                            s.index_of.at(store_.id()));
+      RETURN_IF_ERROR(store_.audit().Append(
+          "dkg.result", {{"session", sid}, {"domain_key", res["public_key"]},
+                         {"qual", res["qual"]}, {"disqualified", res["disqualified"]}}));
       s.result = std::move(r);
       return json{{"result", res}, {"possession_proof", HexEncode(pop)}};
     }
@@ -743,6 +746,9 @@ StatusOr<json> KeeperService::ReshareFinalize(const json& body) {
   for (const json& e : it->second.recipients)
     if (e.value("id", "") == store_.id()) me = e.value("index", 0u);
   Bytes pop = custody::ProvePossession(result.share, store_.id(), store_.domain(), me);
+  RETURN_IF_ERROR(store_.audit().Append(
+      "reshare.receive", {{"session", HexEncode(session)}, {"quorum", body["quorum"]},
+                          {"previous", HexEncode(it->second.previous_fp)}}));
   it->second.result = std::move(result);
   return json{{"keeper", store_.id()}, {"verification_keys", keys},
               {"possession_proof", HexEncode(pop)}};

@@ -95,7 +95,10 @@ class Cluster {
     std::string dir;
     uint16_t port = 0;
     pid_t pid = -1;
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+    bool tls = false;
+    std::string url() const {
+      return (tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port);
+    }
   };
   std::map<std::string, Keeper> keepers;
   int seq = 0;
@@ -128,18 +131,26 @@ class Cluster {
     keepers[id].port = FreePort();
   }
 
+  // tls_dir, when set, holds cert.pem/key.pem (see MakeTlsCert) and the keeper serves HTTPS.
+  std::string tls_dir;
+
   void Start(const std::string& id, const std::string& fault = "", const std::string& dir = "") {
     Keeper& k = keepers[id];
     if (!dir.empty()) k.dir = dir;
+    k.tls = !tls_dir.empty();
     auto e = env;
     if (!fault.empty()) e["CUSTOS_FAULT_INJECTION"] = fault;
     std::string base = root + "/" + id + "-serve" + std::to_string(seq++);
-    k.pid = Spawn({Bin(), "keeper", "serve", "--dir", k.dir, "--listen",
-                   "127.0.0.1:" + std::to_string(k.port)},
-                  e, base + ".out", base + ".err");
+    std::vector<std::string> args = {Bin(), "keeper", "serve", "--dir", k.dir, "--listen",
+                                     "127.0.0.1:" + std::to_string(k.port)};
+    if (k.tls) {
+      for (std::string a : {std::string("--tls-cert"), tls_dir + "/cert.pem", std::string("--tls-key"), tls_dir + "/key.pem"})
+        args.push_back(a);
+    }
+    k.pid = Spawn(args, e, base + ".out", base + ".err");
     ASSERT_GT(k.pid, 0);
     for (int i = 0; i < 200; ++i) {
-      auto c = keeper::KeeperClient::Create(k.url());
+      auto c = keeper::KeeperClient::Create(k.url(), k.tls ? tls_dir + "/cert.pem" : "");
       if (c.ok() && c->Info().ok()) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
@@ -604,6 +615,39 @@ TEST(DkgCeremony, CheatingDealerIsExcluded) {
   ASSERT_EQ(c.Run({"encrypt", "--custody", custody, "--in", c.P("f.txt"), "--out", c.P("f.cus")}).code, 0);
   r = c.Run({"decrypt", "--custody", custody, "--client-key", c.P("app.key"), "--in", c.P("f.cus"),
              "--out", c.P("f.out"), "--keepers", "P1,C2,C4"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(SameFile(c.P("f.txt"), c.P("f.out")));
+}
+
+// Keepers can serve HTTPS; the coordinator and requesters verify their certificate.
+TEST(TlsKeepers, CeremonyAndDecryptOverHttps) {
+  Cluster c;
+  c.tls_dir = c.P("tls");
+  fs::create_directories(c.tls_dir);
+  std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+                    "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " +
+                    c.tls_dir + "/key.pem -out " + c.tls_dir + "/cert.pem 2>/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  ASSERT_EQ(c.Run({"client", "init", "--out", c.P("app.key")}).code, 0);
+  c.Init("P1", "provider");
+  c.Init("C1", "customer");
+  c.Start("P1");
+  c.Start("C1");
+  std::string ca = c.tls_dir + "/cert.pem";
+  std::string custody = c.P("custody.json");
+  // Without the CA the certificate is not trusted.
+  auto r = c.Run({"ceremony", "dkg", "--provider", c.keepers["P1"].url(), "--provider-threshold", "1",
+                  "--customer", c.keepers["C1"].url(), "--customer-threshold", "1", "--out", custody});
+  EXPECT_NE(r.code, 0);
+  EXPECT_FALSE(fs::exists(custody));
+  r = c.Run({"ceremony", "dkg", "--provider", c.keepers["P1"].url(), "--provider-threshold", "1",
+             "--customer", c.keepers["C1"].url(), "--customer-threshold", "1", "--out", custody,
+             "--ca-file", ca});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_OK(WriteFileAtomic(c.P("f.txt"), std::string_view("over tls\n")));
+  ASSERT_EQ(c.Run({"encrypt", "--custody", custody, "--in", c.P("f.txt"), "--out", c.P("f.cus")}).code, 0);
+  r = c.Run({"decrypt", "--custody", custody, "--client-key", c.P("app.key"), "--in", c.P("f.cus"),
+             "--out", c.P("f.out"), "--ca-file", ca});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(SameFile(c.P("f.txt"), c.P("f.out")));
 }
