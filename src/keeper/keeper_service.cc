@@ -81,7 +81,9 @@ StatusOr<KeeperEntry> ParseEntry(const json& j) {
   ASSIGN_OR_RETURN(uint64_t idx, GetUint(j, "index"));
   if (idx < 1 || idx > 256) return InvalidArgument("keeper index out of range");
   e.index = static_cast<uint32_t>(idx);
-  e.url = j.value("url", "");
+  if (j.contains("url")) {
+    ASSIGN_OR_RETURN(e.url, GetString(j, "url"));
+  }
   ASSIGN_OR_RETURN(e.identity_key, GetPoint(j, "identity_key"));
   ASSIGN_OR_RETURN(e.hpke_key, GetPoint(j, "hpke_key"));
   return e;
@@ -135,7 +137,10 @@ net::HttpResponse KeeperService::Handle(const net::HttpRequest& req) {
     std::cerr << "{\"level\":\"warn\",\"keeper\":" << json(store_.id()).dump()
               << ",\"endpoint\":" << json(req.target).dump()
               << ",\"remote\":" << json(req.remote).dump()
-              << ",\"error\":" << json(r.status().ToString()).dump() << "}\n";
+              << ",\"error\":"
+              // Messages may quote request bytes (e.g. a keeper id) that are not UTF-8.
+              << json(r.status().ToString()).dump(-1, ' ', false, json::error_handler_t::replace)
+              << "}\n";
     return ErrorResponse(r.status());
   }
   return JsonResponse(200, *r);
@@ -341,7 +346,10 @@ StatusOr<json> KeeperService::Endorse(const json& body) {
   RETURN_IF_ERROR(d.CheckStructure());
   const custody::KeeperRecord* mine = d.FindKeeper(store_.id());
   KeeperSecrets& secrets = store_.secrets();
-  std::string sid = body.value("session", HexEncode(d.ceremony_id));
+  std::string sid = HexEncode(d.ceremony_id);
+  if (body.contains("session")) {
+    ASSIGN_OR_RETURN(sid, GetString(body, "session"));
+  }
   std::optional<ShareSlot> slot;
   auto dkg = dkg_.find(sid);
   auto rs = reshare_.find(sid);
@@ -596,7 +604,10 @@ StatusOr<json> KeeperService::EscrowPut(const json& body) {
 
 StatusOr<json> KeeperService::EscrowGet(const json& body) {
   ASSIGN_OR_RETURN(Bytes fp, GetHex(body, "custody_fp"));
-  std::string keeper_id = body.value("keeper_id", "");
+  std::string keeper_id;
+  if (body.contains("keeper_id")) {
+    ASSIGN_OR_RETURN(keeper_id, GetString(body, "keeper_id"));
+  }
   std::string dir = store_.dir() + "/escrow/" + HexEncode(fp);
   if (keeper_id.empty()) {
     std::vector<std::string> ids;

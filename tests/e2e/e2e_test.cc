@@ -153,7 +153,7 @@ class Cluster {
     }
     k.pid = Spawn(args, e, base + ".out", base + ".err");
     ASSERT_GT(k.pid, 0);
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0; i < 800; ++i) {
       auto c = keeper::KeeperClient::Create(k.url(), k.tls ? tls_dir + "/cert.pem" : "");
       if (c.ok() && c->Info().ok()) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
