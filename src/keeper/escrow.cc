@@ -68,6 +68,9 @@ StatusOr<EscrowBlob> SealEscrow(const KeeperSecrets& secrets, const std::string&
 }
 
 StatusOr<KeeperSecrets> OpenEscrow(const EscrowBlob& blob, const SecretBytes& passphrase) {
+  // The blob comes from the provider: do not let it make us burn unbounded memory or time.
+  if (blob.params.m_cost_kib > (1u << 20) || blob.params.t_cost > 16 || blob.params.parallelism > 16)
+    return InvalidArgument("escrow blob asks for Argon2id parameters above 1 GiB / 16 passes / 16 lanes");
   auto key = crypto::Argon2id(passphrase, blob.salt, blob.params, 32);
   if (!key.ok()) return key.status().WithContext("escrow blob parameters");
   ASSIGN_OR_RETURN(auto gcm, crypto::AesGcm::Create(*key));

@@ -53,6 +53,9 @@ KeeperService::KeeperService(KeeperStore& store, FaultInjection faults)
 
 namespace {
 
+// kMaxSessions bounds the ceremony sessions a keeper keeps in memory at once.
+constexpr size_t kMaxSessions = 8;
+
 net::HttpResponse JsonResponse(int status, const json& body) {
   net::HttpResponse r;
   r.status = status;
@@ -218,8 +221,9 @@ StatusOr<json> KeeperService::DkgRound(const json& body) {
     s.participant = std::make_unique<threshold::DkgParticipant>(std::move(participant));
     ASSIGN_OR_RETURN(auto deal, s.participant->Deal());
     dkg_.erase(sid);
-    auto& stored = dkg_[sid] = std::move(s);
-    (void)stored;
+    // Round 1 is unauthenticated while a keeper holds nothing: bound the sessions it keeps.
+    while (dkg_.size() >= kMaxSessions) dkg_.erase(dkg_.begin());
+    dkg_[sid] = std::move(s);
     return json{{"message", SignedMessage::Sign(secrets.identity, session, "dkg/1", store_.id(),
                                                 deal.Encode())
                                 .ToJson()}};
@@ -732,6 +736,7 @@ StatusOr<json> KeeperService::ReshareReceive(const json& body) {
       session, me, std::move(hk), old.threshold, s.new_threshold, new_indices, old_keys,
       old.public_key);
   ASSIGN_OR_RETURN(std::vector<uint32_t> bad, s.receiver->ProcessDeals(deals));
+  while (reshare_.size() >= kMaxSessions) reshare_.erase(reshare_.begin());
   reshare_[HexEncode(session)] = std::move(s);
   json bad_ids = json::array();
   for (uint32_t i : bad)
