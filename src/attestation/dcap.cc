@@ -67,7 +67,8 @@ struct Deleter {
 using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
 using X509CrlPtr = std::unique_ptr<X509_CRL, Deleter<X509_CRL, X509_CRL_free>>;
 using X509StorePtr = std::unique_ptr<X509_STORE, Deleter<X509_STORE, X509_STORE_free>>;
-using X509StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
+using X509StoreCtxPtr =
+    std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
 using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
 using Asn1ObjectPtr = std::unique_ptr<ASN1_OBJECT, Deleter<ASN1_OBJECT, ASN1_OBJECT_free>>;
 
@@ -142,8 +143,8 @@ StatusOr<crypto::VerifyingKey> P256Key(X509* cert, const std::string& what) {
   unsigned char pub[65];
   size_t pub_len = 0;
   bool ok = pkey != nullptr && EVP_PKEY_is_a(pkey, "EC") &&
-            EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
-                                           sizeof(group), &group_len) == 1 &&
+            EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                           &group_len) == 1 &&
             std::strcmp(group, "prime256v1") == 0 &&
             EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pub,
                                             sizeof(pub), &pub_len) == 1;
@@ -235,8 +236,8 @@ StatusOr<std::pair<std::string, Asn1SequencePtr>> OidValuePair(const ASN1_TYPE* 
     return IntegrityError("PCK certificate: malformed SGX extension entry");
   }
   const ASN1_STRING* s = t->value.sequence;
-  ASSIGN_OR_RETURN(Asn1SequencePtr pair, DecodeSequence(ASN1_STRING_get0_data(s),
-                                                        ASN1_STRING_length(s)));
+  ASSIGN_OR_RETURN(Asn1SequencePtr pair,
+                   DecodeSequence(ASN1_STRING_get0_data(s), ASN1_STRING_length(s)));
   if (sk_ASN1_TYPE_num(pair.get()) != 2 ||
       ASN1_TYPE_get(sk_ASN1_TYPE_value(pair.get(), 0)) != V_ASN1_OBJECT) {
     return IntegrityError("PCK certificate: malformed SGX extension entry");
@@ -309,7 +310,8 @@ StatusOr<PckExtensions> ParsePckExtensions(X509* leaf) {
         n = std::stoi(arc);
         const ASN1_TYPE* v = sk_ASN1_TYPE_value(comp.second.get(), 1);
         if (n >= 1 && n <= 17) {
-          if (seen[static_cast<size_t>(n)]) return IntegrityError("PCK certificate: duplicate TCB component");
+          if (seen[static_cast<size_t>(n)])
+            return IntegrityError("PCK certificate: duplicate TCB component");
           seen[static_cast<size_t>(n)] = true;
           ASSIGN_OR_RETURN(int64_t svn, SmallInteger(v, "TCB component"));
           if (n == 17) {
@@ -359,7 +361,8 @@ StatusOr<int64_t> IntField(const json& obj, const char* key, const std::string& 
     if (u > 0xffffffffu) return InvalidArgument(what + ": \"" + key + "\" out of range");
     return static_cast<int64_t>(u);
   }
-  if (!v->is_number_integer()) return InvalidArgument(what + ": \"" + key + "\" must be an integer");
+  if (!v->is_number_integer())
+    return InvalidArgument(what + ": \"" + key + "\" must be an integer");
   int64_t i = v->get<int64_t>();
   if (i < 0 || i > 0xffffffff) return InvalidArgument(what + ": \"" + key + "\" out of range");
   return i;
@@ -399,7 +402,8 @@ Status CheckValidity(const json& obj, std::time_t at, const std::string& what) {
   ASSIGN_OR_RETURN(std::string next_text, StringField(obj, "nextUpdate", what));
   ASSIGN_OR_RETURN(std::time_t issue, ParseRfc3339Utc(issue_text));
   ASSIGN_OR_RETURN(std::time_t next, ParseRfc3339Utc(next_text));
-  if (at < issue) return FailedPrecondition(what + ": not yet valid (issueDate " + issue_text + ")");
+  if (at < issue)
+    return FailedPrecondition(what + ": not yet valid (issueDate " + issue_text + ")");
   if (at > next) return FailedPrecondition(what + ": expired (nextUpdate " + next_text + ")");
   return Status::Ok();
 }
@@ -421,10 +425,13 @@ Status VerifySignedJson(std::string_view chain_pem, std::string_view text, ByteS
 // TCB status convergence (Intel QVL): a worse QE or TDX-module status drags the platform status.
 
 int Severity(const std::string& s) {
-  static const std::map<std::string, int> kOrder = {
-      {"UpToDate", 0},        {"SWHardeningNeeded", 1}, {"ConfigurationNeeded", 2},
-      {"ConfigurationAndSWHardeningNeeded", 3},          {"OutOfDate", 4},
-      {"OutOfDateConfigurationNeeded", 5},               {"Revoked", 6}};
+  static const std::map<std::string, int> kOrder = {{"UpToDate", 0},
+                                                    {"SWHardeningNeeded", 1},
+                                                    {"ConfigurationNeeded", 2},
+                                                    {"ConfigurationAndSWHardeningNeeded", 3},
+                                                    {"OutOfDate", 4},
+                                                    {"OutOfDateConfigurationNeeded", 5},
+                                                    {"Revoked", 6}};
   auto it = kOrder.find(s);
   return it == kOrder.end() ? -1 : it->second;
 }
@@ -573,10 +580,12 @@ StatusOr<TcbResult> MatchTcbInfo(const json& info, const PckExtensions& pck, con
   }
   ASSIGN_OR_RETURN(std::string fmspc, StringField(info, "fmspc", what));
   std::transform(fmspc.begin(), fmspc.end(), fmspc.begin(), ::toupper);
-  if (fmspc != pck.fmspc) return IntegrityError(what + ": FMSPC does not match the PCK certificate");
+  if (fmspc != pck.fmspc)
+    return IntegrityError(what + ": FMSPC does not match the PCK certificate");
   ASSIGN_OR_RETURN(std::string pce_id, StringField(info, "pceId", what));
   std::transform(pce_id.begin(), pce_id.end(), pce_id.begin(), ::toupper);
-  if (pce_id != pck.pce_id) return IntegrityError(what + ": PCE-ID does not match the PCK certificate");
+  if (pce_id != pck.pce_id)
+    return IntegrityError(what + ": PCE-ID does not match the PCK certificate");
 
   TcbResult module{"UpToDate", {}};
   if (tdx) {
@@ -727,8 +736,8 @@ StatusOr<std::time_t> ParseRfc3339Utc(std::string_view t) {
   };
   int y, mo, d, h, mi, s;
   bool ok = t.size() >= 20 && digits(0, 4, y) && t[4] == '-' && digits(5, 2, mo) && t[7] == '-' &&
-            digits(8, 2, d) && (t[10] == 'T' || t[10] == 't') && digits(11, 2, h) &&
-            t[13] == ':' && digits(14, 2, mi) && t[16] == ':' && digits(17, 2, s);
+            digits(8, 2, d) && (t[10] == 'T' || t[10] == 't') && digits(11, 2, h) && t[13] == ':' &&
+            digits(14, 2, mi) && t[16] == ':' && digits(17, 2, s);
   size_t pos = 19;
   if (ok && pos < t.size() && t[pos] == '.') {
     ++pos;
@@ -806,9 +815,8 @@ Status CheckPolicy(const DcapVerdict& v, const AttestationPolicy& p) {
           p.allowed_measurements.end()) {
     return PermissionDenied("policy: measurement not allowed");
   }
-  if (!p.allowed_signers.empty() &&
-      std::find(p.allowed_signers.begin(), p.allowed_signers.end(), v.signer) ==
-          p.allowed_signers.end()) {
+  if (!p.allowed_signers.empty() && std::find(p.allowed_signers.begin(), p.allowed_signers.end(),
+                                              v.signer) == p.allowed_signers.end()) {
     return PermissionDenied("policy: signer not allowed");
   }
   if (p.product_id.has_value() && *p.product_id != v.product_id) {
@@ -816,9 +824,8 @@ Status CheckPolicy(const DcapVerdict& v, const AttestationPolicy& p) {
   }
   if (v.svn < p.min_svn) return PermissionDenied("policy: SVN below minimum");
   if (v.debug && !p.allow_debug) return PermissionDenied("policy: debug enclave not allowed");
-  if (v.tee != "sim" &&
-      std::find(p.accepted_tcb_statuses.begin(), p.accepted_tcb_statuses.end(), v.tcb_status) ==
-          p.accepted_tcb_statuses.end()) {
+  if (v.tee != "sim" && std::find(p.accepted_tcb_statuses.begin(), p.accepted_tcb_statuses.end(),
+                                  v.tcb_status) == p.accepted_tcb_statuses.end()) {
     return PermissionDenied("policy: TCB status " + v.tcb_status + " not accepted");
   }
   return Status::Ok();

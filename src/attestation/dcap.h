@@ -57,7 +57,7 @@ struct DcapVerdict {
   std::string tee;         // "sgx" or "tdx" ("sim" for simulated evidence, made elsewhere)
   std::string tcb_status;  // platform TCB status converged with the QE (and TDX module) status
   std::vector<std::string> advisory_ids;  // Intel security advisories of the matched levels
-  Bytes measurement;       // SGX: MRENCLAVE (32); TDX: MRTD (48)
+  Bytes measurement;                      // SGX: MRENCLAVE (32); TDX: MRTD (48)
   // signer: SGX: MRSIGNER (32). TDX: MROWNER (48), the TD owner identity measured into the TD
   // report (MRSIGNERSEAM names Intel's TDX module signer and is checked against TCB info).
   Bytes signer;

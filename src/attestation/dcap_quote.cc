@@ -96,7 +96,8 @@ Status ParseQeReportCertificationData(LeReader& r, DcapQuote& q) {
 }  // namespace
 
 StatusOr<SgxReportBody> ParseSgxReportBody(ByteSpan body) {
-  if (body.size() != kSgxReportBodySize) return InvalidArgument("SGX report body must be 384 bytes");
+  if (body.size() != kSgxReportBodySize)
+    return InvalidArgument("SGX report body must be 384 bytes");
   LeReader r(body);
   SgxReportBody b;
   ASSIGN_OR_RETURN(b.cpu_svn, r.Copy(16, "cpusvn"));

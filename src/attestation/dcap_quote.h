@@ -31,53 +31,53 @@ inline constexpr size_t kTdReportBodySize = 584;
 // SgxReportBody is an SGX enclave REPORT body (384 bytes): the application enclave's report in
 // an SGX quote, and the quoting enclave's own report in the certification data.
 struct SgxReportBody {
-  Bytes cpu_svn;       // 16
+  Bytes cpu_svn;  // 16
   uint32_t misc_select = 0;
-  Bytes attributes;    // 16: flags (u64 LE) then xfrm; flags bit 1 is DEBUG
-  Bytes mr_enclave;    // 32
-  Bytes mr_signer;     // 32
+  Bytes attributes;  // 16: flags (u64 LE) then xfrm; flags bit 1 is DEBUG
+  Bytes mr_enclave;  // 32
+  Bytes mr_signer;   // 32
   uint16_t isv_prod_id = 0;
   uint16_t isv_svn = 0;
-  Bytes report_data;   // 64
+  Bytes report_data;  // 64
   // debug reports the DEBUG attribute (bit 1 of the attribute flags).
   bool debug() const { return !attributes.empty() && (attributes[0] & 0x02) != 0; }
 };
 
 // TdReportBody is a TDX TD report body as carried in a v4 quote (584 bytes).
 struct TdReportBody {
-  Bytes tee_tcb_svn;      // 16
-  Bytes mr_seam;          // 48
-  Bytes mr_signer_seam;   // 48
-  Bytes seam_attributes;  // 8
-  Bytes td_attributes;    // 8: bit 0 is DEBUG
-  Bytes xfam;             // 8
-  Bytes mr_td;            // 48
-  Bytes mr_config_id;     // 48
-  Bytes mr_owner;         // 48
-  Bytes mr_owner_config;  // 48
+  Bytes tee_tcb_svn;          // 16
+  Bytes mr_seam;              // 48
+  Bytes mr_signer_seam;       // 48
+  Bytes seam_attributes;      // 8
+  Bytes td_attributes;        // 8: bit 0 is DEBUG
+  Bytes xfam;                 // 8
+  Bytes mr_td;                // 48
+  Bytes mr_config_id;         // 48
+  Bytes mr_owner;             // 48
+  Bytes mr_owner_config;      // 48
   std::array<Bytes, 4> rtmr;  // 48 each
-  Bytes report_data;      // 64
+  Bytes report_data;          // 64
   // debug reports the TD's DEBUG attribute (bit 0 of td_attributes).
   bool debug() const { return !td_attributes.empty() && (td_attributes[0] & 0x01) != 0; }
 };
 
 // DcapQuote is a parsed quote. Spans of the original buffer are copied, so it owns its bytes.
 struct DcapQuote {
-  uint16_t version = 0;        // 3 (SGX) or 4 (TDX)
+  uint16_t version = 0;  // 3 (SGX) or 4 (TDX)
   uint16_t attestation_key_type = 0;
   uint32_t tee_type = 0;
-  Bytes qe_vendor_id;          // 16
-  Bytes user_data;             // 20
-  SgxReportBody sgx_body;      // when tee_type == kTeeTypeSgx
-  TdReportBody td_body;        // when tee_type == kTeeTypeTdx
-  Bytes signed_part;           // header || body: what the attestation key signed
-  Bytes quote_signature;       // 64, r || s
-  Bytes attestation_key;       // 64, x || y
-  Bytes qe_report_raw;         // 384: what the PCK key signed
+  Bytes qe_vendor_id;      // 16
+  Bytes user_data;         // 20
+  SgxReportBody sgx_body;  // when tee_type == kTeeTypeSgx
+  TdReportBody td_body;    // when tee_type == kTeeTypeTdx
+  Bytes signed_part;       // header || body: what the attestation key signed
+  Bytes quote_signature;   // 64, r || s
+  Bytes attestation_key;   // 64, x || y
+  Bytes qe_report_raw;     // 384: what the PCK key signed
   SgxReportBody qe_report;
-  Bytes qe_report_signature;   // 64, r || s
+  Bytes qe_report_signature;  // 64, r || s
   Bytes qe_auth_data;
-  std::string pck_chain_pem;   // certification data type 5, trailing NUL padding removed
+  std::string pck_chain_pem;  // certification data type 5, trailing NUL padding removed
 };
 
 // ParseDcapQuote parses an SGX v3 or TDX v4 quote with an ECDSA P-256 attestation key and

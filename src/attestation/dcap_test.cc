@@ -98,37 +98,37 @@ void ExpectEveryFlipRefused(const Vector& v, const std::vector<Region>& regions)
 TEST(DcapTest, SgxQuoteFlippedByteAnywhereIsRefused) {
   Vector v = Load("sgx_quote");
   ExpectEveryFlipRefused(v, {
-      {"header", 0, 48, ""},
-      {"report body", 48, 432, "quote signature"},
-      {"signature data length", 432, 436, ""},
-      {"quote signature", 436, 500, "quote signature"},
-      {"attestation key", 500, 564, ""},
-      {"QE report", 564, 948, "QE report"},
-      {"QE report signature", 948, 1012, "QE report signature"},
-      {"QE auth data size", 1012, 1014, ""},
-      {"QE auth data", 1014, 1046, "QE report_data"},
-      {"certification data type and size", 1046, 1052, ""},
-      {"PCK chain", 1052, 4600, "PCK certificate chain"},
-  });
+                                {"header", 0, 48, ""},
+                                {"report body", 48, 432, "quote signature"},
+                                {"signature data length", 432, 436, ""},
+                                {"quote signature", 436, 500, "quote signature"},
+                                {"attestation key", 500, 564, ""},
+                                {"QE report", 564, 948, "QE report"},
+                                {"QE report signature", 948, 1012, "QE report signature"},
+                                {"QE auth data size", 1012, 1014, ""},
+                                {"QE auth data", 1014, 1046, "QE report_data"},
+                                {"certification data type and size", 1046, 1052, ""},
+                                {"PCK chain", 1052, 4600, "PCK certificate chain"},
+                            });
 }
 
 TEST(DcapTest, TdxQuoteFlippedByteAnywhereIsRefused) {
   Vector v = Load("tdx_quote");
   ExpectEveryFlipRefused(v, {
-      {"header", 0, 48, ""},
-      {"TD report body", 48, 632, "quote signature"},
-      {"signature data length", 632, 636, ""},
-      {"quote signature", 636, 700, "quote signature"},
-      {"attestation key", 700, 764, ""},
-      {"QE report certification data type and size", 764, 770, ""},
-      {"QE report", 770, 1154, "QE report"},
-      {"QE report signature", 1154, 1218, "QE report signature"},
-      {"QE auth data size", 1218, 1220, ""},
-      {"QE auth data", 1220, 1252, "QE report_data"},
-      {"certification data type and size", 1252, 1258, ""},
-      {"PCK chain", 1258, 4936, "PCK certificate chain"},
-      {"zero padding", 4936, 5006, "non-zero bytes after"},
-  });
+                                {"header", 0, 48, ""},
+                                {"TD report body", 48, 632, "quote signature"},
+                                {"signature data length", 632, 636, ""},
+                                {"quote signature", 636, 700, "quote signature"},
+                                {"attestation key", 700, 764, ""},
+                                {"QE report certification data type and size", 764, 770, ""},
+                                {"QE report", 770, 1154, "QE report"},
+                                {"QE report signature", 1154, 1218, "QE report signature"},
+                                {"QE auth data size", 1218, 1220, ""},
+                                {"QE auth data", 1220, 1252, "QE report_data"},
+                                {"certification data type and size", 1252, 1258, ""},
+                                {"PCK chain", 1258, 4936, "PCK certificate chain"},
+                                {"zero padding", 4936, 5006, "non-zero bytes after"},
+                            });
 }
 
 // Flips bytes across one collateral field and expects each flip refused naming `check`.
@@ -157,8 +157,7 @@ TEST_P(DcapCollateralTest, FlippedByteInEachFieldIsRefused) {
   ExpectFieldFlipsRefused(v, &DcapCollateral::tcb_info_issuer_chain, "TCB info issuer chain");
   ExpectFieldFlipsRefused(v, &DcapCollateral::tcb_info, "TCB info: signature");
   ExpectFieldFlipsRefused(v, &DcapCollateral::tcb_info_signature, "TCB info: signature");
-  ExpectFieldFlipsRefused(v, &DcapCollateral::qe_identity_issuer_chain,
-                          "QE identity issuer chain");
+  ExpectFieldFlipsRefused(v, &DcapCollateral::qe_identity_issuer_chain, "QE identity issuer chain");
   ExpectFieldFlipsRefused(v, &DcapCollateral::qe_identity, "QE identity: signature");
   ExpectFieldFlipsRefused(v, &DcapCollateral::qe_identity_signature, "QE identity: signature");
 }
@@ -189,16 +188,14 @@ TEST(DcapTest, ExpiredQeIdentityIsNamed) {
   // The SGX QE identity's nextUpdate (10:01:18) comes before the PCK CRL's (10:23:18) and the
   // TCB info's (10:56:11).
   Vector v = Load("sgx_quote");
-  auto verdict =
-      VerifyDcapQuote(v.quote, v.collateral, *ParseRfc3339Utc("2025-07-19T10:05:00Z"));
+  auto verdict = VerifyDcapQuote(v.quote, v.collateral, *ParseRfc3339Utc("2025-07-19T10:05:00Z"));
   ASSERT_FALSE(verdict.ok());
   EXPECT_THAT(verdict.status().message(), HasSubstr("QE identity: expired"));
 }
 
 TEST(DcapTest, ExpiredPckCrlIsNamed) {
   Vector v = Load("tdx_quote");  // PCK CRL nextUpdate 10:00:35, before the others
-  auto verdict =
-      VerifyDcapQuote(v.quote, v.collateral, *ParseRfc3339Utc("2025-07-19T10:05:00Z"));
+  auto verdict = VerifyDcapQuote(v.quote, v.collateral, *ParseRfc3339Utc("2025-07-19T10:05:00Z"));
   ASSERT_FALSE(verdict.ok());
   EXPECT_THAT(verdict.status().message(), HasSubstr("CRL has expired"));
 }
@@ -221,6 +218,20 @@ TEST(DcapTest, CollateralOfAnotherPlatformIsRefused) {
   verdict = VerifyDcapQuote(sgx.quote, mixed, sgx.at);
   ASSERT_FALSE(verdict.ok());
   EXPECT_THAT(verdict.status().message(), HasSubstr("QE identity"));
+}
+
+TEST(DcapTest, PckChainWithoutItsCrlIsRefused) {
+  // A PCK CRL (and issuer chain) that verify, but of the other PCK CA: the SGX PCK chain is
+  // issued by the Processor CA, so without the Processor CA's CRL it must not verify.
+  Vector sgx = Load("sgx_quote");
+  Vector tdx = Load("tdx_quote");
+  DcapCollateral c = sgx.collateral;
+  c.pck_crl = tdx.collateral.pck_crl;
+  c.pck_crl_issuer_chain = tdx.collateral.pck_crl_issuer_chain;
+  auto verdict = VerifyDcapQuote(sgx.quote, c, sgx.at);
+  ASSERT_FALSE(verdict.ok());
+  EXPECT_THAT(verdict.status().message(),
+              HasSubstr("PCK certificate chain: unable to get certificate CRL"));
 }
 
 TEST(DcapTest, MalformedQuotesAreRefused) {
@@ -296,12 +307,14 @@ TEST(AttestationPolicyTest, EachMismatchIsNamed) {
     std::function<void(AttestationPolicy&, DcapVerdict&)> change;
   };
   const std::vector<Case> cases = {
-      {"measurement", [](AttestationPolicy& p, DcapVerdict&) { p.allowed_measurements[0][0] ^= 1; }},
+      {"measurement",
+       [](AttestationPolicy& p, DcapVerdict&) { p.allowed_measurements[0][0] ^= 1; }},
       {"signer", [](AttestationPolicy& p, DcapVerdict&) { p.allowed_signers[0][31] ^= 1; }},
       {"product id", [](AttestationPolicy& p, DcapVerdict& d) { p.product_id = d.product_id + 1; }},
       {"SVN", [](AttestationPolicy& p, DcapVerdict& d) { p.min_svn = d.svn + 1; }},
       {"debug", [](AttestationPolicy&, DcapVerdict& d) { d.debug = true; }},
-      {"TCB status", [](AttestationPolicy& p, DcapVerdict&) { p.accepted_tcb_statuses = {"UpToDate"}; }},
+      {"TCB status",
+       [](AttestationPolicy& p, DcapVerdict&) { p.accepted_tcb_statuses = {"UpToDate"}; }},
       {"sim", [](AttestationPolicy&, DcapVerdict& d) { d.tee = "sim"; }},
   };
   for (const Case& c : cases) {
@@ -329,9 +342,8 @@ TEST(AttestationPolicyTest, DefaultPolicyAcceptsOnlyUpToDateNonDebug) {
 
 TEST(AttestationPolicyTest, ParsesJson) {
   DcapVerdict v = SgxVerdict();
-  std::string text = R"({"measurements": [")" + HexEncode(v.measurement) +
-                     R"("], "signers": [")" + HexEncode(v.signer) +
-                     R"("], "product_id": )" + std::to_string(v.product_id) +
+  std::string text = R"({"measurements": [")" + HexEncode(v.measurement) + R"("], "signers": [")" +
+                     HexEncode(v.signer) + R"("], "product_id": )" + std::to_string(v.product_id) +
                      R"(, "min_svn": )" + std::to_string(v.svn) +
                      R"(, "allow_debug": false, "allow_sim": false,
                          "tcb_statuses": ["UpToDate", "ConfigurationAndSWHardeningNeeded"]})";
