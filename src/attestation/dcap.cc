@@ -96,6 +96,7 @@ Bytes CertDer(const X509* cert) {
 // of the certificates it holds (64-column base64, no other text): a changed byte anywhere,
 // framing included, is refused rather than silently skipped by the PEM reader.
 StatusOr<Chain> ParsePemChain(std::string_view pem, const std::string& what) {
+  if (pem.size() > (1u << 20)) return InvalidArgument(what + ": too large");
   BioPtr in(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   BioPtr out(BIO_new(BIO_s_mem()));
   if (!in || !out) return InternalError("cannot allocate BIO");
@@ -215,6 +216,8 @@ struct PckExtensions {
   std::string pce_id;  // upper-case hex, 2 bytes
 };
 
+char AsciiUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
+
 std::string OidText(const ASN1_OBJECT* obj) {
   char buf[80];
   int n = OBJ_obj2txt(buf, sizeof(buf), obj, /*no_name=*/1);
@@ -252,7 +255,7 @@ StatusOr<std::string> OctetHex(const ASN1_TYPE* v, size_t size, const char* what
     return IntegrityError(std::string("PCK certificate: malformed ") + what);
   }
   std::string hex = HexEncode(ByteSpan(ASN1_STRING_get0_data(v->value.octet_string), size));
-  std::transform(hex.begin(), hex.end(), hex.begin(), ::toupper);
+  std::transform(hex.begin(), hex.end(), hex.begin(), AsciiUpper);
   return hex;
 }
 
@@ -579,11 +582,11 @@ StatusOr<TcbResult> MatchTcbInfo(const json& info, const PckExtensions& pck, con
     if (id != (tdx ? "TDX" : "SGX")) return IntegrityError(what + ": wrong id \"" + id + "\"");
   }
   ASSIGN_OR_RETURN(std::string fmspc, StringField(info, "fmspc", what));
-  std::transform(fmspc.begin(), fmspc.end(), fmspc.begin(), ::toupper);
+  std::transform(fmspc.begin(), fmspc.end(), fmspc.begin(), AsciiUpper);
   if (fmspc != pck.fmspc)
     return IntegrityError(what + ": FMSPC does not match the PCK certificate");
   ASSIGN_OR_RETURN(std::string pce_id, StringField(info, "pceId", what));
-  std::transform(pce_id.begin(), pce_id.end(), pce_id.begin(), ::toupper);
+  std::transform(pce_id.begin(), pce_id.end(), pce_id.begin(), AsciiUpper);
   if (pce_id != pck.pce_id)
     return IntegrityError(what + ": PCE-ID does not match the PCK certificate");
 
