@@ -35,6 +35,9 @@ say "Four keepers: P1 for the cloud provider, C1..C3 for the customer company"
 run "$CUSTOS" keeper init --dir P1 --domain provider --id P1 "${KDF[@]}"
 for i in 1 2 3; do run "$CUSTOS" keeper init --dir C$i --domain customer --id C$i "${KDF[@]}"; done
 for k in P1 C1 C2 C3; do run "$CUSTOS" keeper allow --dir $k --client app.key.pub; done
+say "The customer's security officer gets an admin key: only admins may authorise a reshare"
+run "$CUSTOS" client init --out officer.key
+for k in C1 C2 C3; do run "$CUSTOS" keeper allow --dir $k --client officer.key.pub --role admin; done
 start_keeper P1 "$(port 0)"
 for i in 1 2 3; do start_keeper C$i "$(port $i)"; done
 
@@ -75,7 +78,7 @@ say "Reshare the customer domain to C1, C2 and a new keeper C4, threshold 2 (C3 
 run "$CUSTOS" keeper init --dir C4 --domain customer --id C4 "${KDF[@]}"
 run "$CUSTOS" keeper allow --dir C4 --client app.key.pub
 start_keeper C4 "$(port 4)"
-CUSTOS_CLIENT_KEY=app.key run "$CUSTOS" ceremony reshare --custody custody.json --domain customer \
+CUSTOS_CLIENT_KEY=officer.key run "$CUSTOS" ceremony reshare --custody custody.json --domain customer \
   --keepers "http://127.0.0.1:$(port 1),http://127.0.0.1:$(port 2),http://127.0.0.1:$(port 4)" \
   --threshold 2 --out custody2.json
 say "The old file decrypts with the new set; the public key did not change"

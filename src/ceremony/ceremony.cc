@@ -236,9 +236,9 @@ StatusOr<CustodyDescriptor> RunDkg(const DkgCeremonyOptions& opts) {
 StatusOr<CustodyDescriptor> RunReshare(const ReshareCeremonyOptions& opts) {
   const CustodyDescriptor& cur = opts.current;
   RETURN_IF_ERROR(cur.Verify());
-  if (opts.client_key == nullptr)
+  if (opts.admin_keys.empty())
     return InvalidArgument(
-        "resharing needs an allowlisted client key: pass --client-key or set CUSTOS_CLIENT_KEY");
+        "resharing needs an admin client key: pass --client-key or set CUSTOS_CLIENT_KEY");
   ASSIGN_OR_RETURN(auto fresh, Contact(opts.new_urls, opts.domain, opts.ca_file));
   if (opts.new_threshold < 1 || opts.new_threshold > fresh.size())
     return InvalidArgument("new threshold must be between 1 and the number of new keepers");
@@ -250,28 +250,32 @@ StatusOr<CustodyDescriptor> RunReshare(const ReshareCeremonyOptions& opts) {
                    {"threshold", opts.new_threshold},
                    {"recipients", json::array()}};
   for (auto& p : fresh) proposal["recipients"].push_back(EntryJson(p));
-  keeper::ClientAuthorization auth = keeper::ClientAuthorization::Create(
-      *opts.client_key, "reshare", crypto::Sha256Bytes(Concat({session, AsBytes(proposal.dump())})));
+  json auths = json::array();
+  for (const crypto::SigningKey* k : opts.admin_keys)
+    auths.push_back(keeper::ClientAuthorization::Create(
+                        *k, "reshare", crypto::Sha256Bytes(Concat({session, AsBytes(proposal.dump())})))
+                        .ToJson());
 
   // Old keepers deal; an unreachable one is skipped while enough remain.
   std::map<std::string, std::unique_ptr<KeeperClient>> old_clients;
   json deals = json::array();
+  std::string refusals;
   for (const auto& k : old.keepers) {
     auto c = KeeperClient::Create(k.url, opts.ca_file);
     if (!c.ok()) return c.status();
     old_clients[k.id] = std::make_unique<KeeperClient>(std::move(c).value());
     auto r = old_clients[k.id]->Call("/v1/reshare/deal", {{"session", HexEncode(session)},
                                                           {"proposal", proposal},
-                                                          {"authorization", auth.ToJson()}});
+                                                          {"authorization", auths}});
     if (!r.ok()) {
-      if (r.status().code() != ErrorCode::kUnavailable) return r.status();
-      Log(opts.log, "reshare: old keeper " + k.id + " unreachable, skipped");
+      Log(opts.log, "reshare: old keeper " + k.id + " did not deal: " + r.status().message());
+      refusals += (refusals.empty() ? "" : "; ") + k.id + ": " + r.status().message();
       continue;
     }
     deals.push_back((*r)["message"]);
   }
   if (deals.size() < old.threshold)
-    return FailedPrecondition("fewer than the old threshold of keepers dealt");
+    return FailedPrecondition("fewer than the old threshold of keepers dealt (" + refusals + ")");
   // New keepers verify every deal and name bad dealers.
   std::set<std::string> bad;
   for (auto& p : fresh) {

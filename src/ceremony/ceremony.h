@@ -30,7 +30,8 @@ struct ReshareCeremonyOptions {
   custody::Domain domain = custody::Domain::kCustomer;
   std::vector<std::string> new_urls;
   uint32_t new_threshold = 1;
-  const crypto::SigningKey* client_key = nullptr;  // an allowlisted client authorises the reshare
+  // Admin client keys authorising the reshare; each old keeper needs one of its own admins.
+  std::vector<const crypto::SigningKey*> admin_keys;
   std::string ca_file;
   std::ostream* log = nullptr;
 };

@@ -14,6 +14,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "attestation/dcap.h"
 #include "ceremony/ceremony.h"
 #include "cli/output_file.h"
 #include "common/file.h"
@@ -99,13 +100,15 @@ Status KeeperInit(const std::string& dir, const std::string& domain, const std::
 }
 
 Status KeeperAllow(const std::string& dir, const std::string& client, const std::string& name,
-                   const std::string& pass_file) {
+                   const std::string& role_name, const std::string& pass_file) {
+  ASSIGN_OR_RETURN(keeper::ClientRole role, keeper::ParseClientRole(role_name));
   ASSIGN_OR_RETURN(crypto::Point key, keeper::ReadClientPublicKey(client));
   ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
   ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
   std::string n = name.empty() ? std::filesystem::path(client).stem().string() : name;
-  RETURN_IF_ERROR(store->AddClient(n, key));
-  std::cout << "client " << n << " allowed on keeper " << store->id() << "\n";
+  RETURN_IF_ERROR(store->AddClient(n, key, role));
+  std::cout << "client " << n << " allowed on keeper " << store->id() << " (role "
+            << keeper::ClientRoleName(role) << ")\n";
   return Status::Ok();
 }
 
@@ -245,16 +248,22 @@ Status CeremonyDkg(const std::string& provider, uint32_t pt, const std::string& 
   return Status::Ok();
 }
 
-StatusOr<crypto::SigningKey> ResolveClientKey(const std::string& flag) {
-  std::string path = flag;
-  if (path.empty()) {
+// ResolveAdminKeys loads the comma-separated admin key files from the flag or CUSTOS_CLIENT_KEY.
+StatusOr<std::vector<crypto::SigningKey>> ResolveAdminKeys(const std::string& flag) {
+  std::string paths = flag;
+  if (paths.empty()) {
     const char* env = std::getenv("CUSTOS_CLIENT_KEY");
-    if (env != nullptr) path = env;
+    if (env != nullptr) paths = env;
   }
-  if (path.empty())
+  if (paths.empty())
     return InvalidArgument(
-        "resharing needs an allowlisted client key: pass --client-key or set CUSTOS_CLIENT_KEY");
-  return keeper::ReadClientKey(path);
+        "resharing needs an admin client key: pass --client-key or set CUSTOS_CLIENT_KEY");
+  std::vector<crypto::SigningKey> keys;
+  for (const std::string& p : SplitList(paths)) {
+    ASSIGN_OR_RETURN(crypto::SigningKey k, keeper::ReadClientKey(p));
+    keys.push_back(std::move(k));
+  }
+  return keys;
 }
 
 Status CeremonyReshare(const std::string& custody_path, const std::string& domain,
@@ -266,8 +275,8 @@ Status CeremonyReshare(const std::string& custody_path, const std::string& domai
   ASSIGN_OR_RETURN(o.domain, custody::ParseDomain(domain));
   o.new_urls = SplitList(keepers);
   o.new_threshold = t;
-  ASSIGN_OR_RETURN(crypto::SigningKey key, ResolveClientKey(client_key));
-  o.client_key = &key;
+  ASSIGN_OR_RETURN(std::vector<crypto::SigningKey> keys, ResolveAdminKeys(client_key));
+  for (const auto& k : keys) o.admin_keys.push_back(&k);
   o.ca_file = ca_file;
   o.log = &std::cerr;
   ASSIGN_OR_RETURN(CustodyDescriptor d, ceremony::RunReshare(o));
@@ -281,6 +290,7 @@ Status CeremonyReshare(const std::string& custody_path, const std::string& domai
 
 Status Encrypt(const std::string& custody_path, const std::string& in, const std::string& out,
                uint32_t chunk_kib) {
+  if (chunk_kib < 4 || chunk_kib > 16384) return InvalidArgument("--chunk-kib must be 4..16384");
   ASSIGN_OR_RETURN(CustodyDescriptor c, LoadVerifiedCustody(custody_path));
   FileDescriptor input;
   ASSIGN_OR_RETURN(input.fd, OpenInput(in));
@@ -315,6 +325,46 @@ Status Decrypt(const std::string& custody_path, const std::string& client_key, c
   ASSIGN_OR_RETURN(OutputFile output, OutputFile::Open(out));
   RETURN_IF_ERROR(files::DecryptDualControlBody(h, dek, input.fd, output.fd()));
   return output.Commit();
+}
+
+// AttestVerify prints a JSON verdict for DCAP evidence and returns non-OK when it is rejected.
+Status AttestVerify(const std::string& evidence, const std::string& collateral_path,
+                    const std::string& policy_path, const std::string& at_text) {
+  ASSIGN_OR_RETURN(Bytes quote, ReadFileBytes(evidence));
+  std::time_t at = std::time(nullptr);
+  if (!at_text.empty()) {
+    ASSIGN_OR_RETURN(at, attestation::ParseRfc3339Utc(at_text));
+  }
+  json out = {{"evidence", evidence}};
+  auto finish = [&](const Status& st) {
+    out["accepted"] = st.ok();
+    if (!st.ok()) out["reason"] = st.message();
+    std::cout << out.dump(2) << "\n";
+    return st;
+  };
+  if (collateral_path.empty())
+    return finish(InvalidArgument("DCAP evidence needs --collateral (sim evidence is not supported yet)"));
+  ASSIGN_OR_RETURN(std::string collateral_text, ReadFileString(collateral_path));
+  ASSIGN_OR_RETURN(attestation::DcapCollateral collateral,
+                   attestation::ParseCollateralJson(collateral_text));
+  auto verdict = attestation::VerifyDcapQuote(quote, collateral, at);
+  if (!verdict.ok()) return finish(verdict.status());
+  out["tee"] = verdict->tee;
+  out["tcb_status"] = verdict->tcb_status;
+  out["advisory_ids"] = verdict->advisory_ids;
+  out["measurement"] = HexEncode(verdict->measurement);
+  out["signer"] = HexEncode(verdict->signer);
+  out["product_id"] = verdict->product_id;
+  out["svn"] = verdict->svn;
+  out["debug"] = verdict->debug;
+  out["report_data"] = HexEncode(verdict->report_data);
+  out["fmspc"] = verdict->fmspc;
+  // Without a policy the question is only "is this a genuine quote?": report its TCB status.
+  if (policy_path.empty()) return finish(Status::Ok());
+  ASSIGN_OR_RETURN(std::string policy_text, ReadFileString(policy_path));
+  ASSIGN_OR_RETURN(attestation::AttestationPolicy policy,
+                   attestation::ParseAttestationPolicyJson(policy_text));
+  return finish(attestation::CheckPolicy(*verdict, policy));
 }
 
 Status CustodyShow(const std::string& path) {
@@ -360,9 +410,11 @@ int Main(int argc, char** argv) {
   auto* k_allow = keeper_cmd->add_subcommand("allow", "allow a client key to request partials");
   k_allow->add_option("--dir", dir)->required();
   k_allow->add_option("--client", client, "CLIENT.key.pub")->required();
+  std::string role = "decrypt";
   k_allow->add_option("--name", name);
+  k_allow->add_option("--role", role, "decrypt (default) or admin (may authorise resharing)");
   k_allow->add_option("--passphrase-file", pass_file);
-  k_allow->callback([&] { run(KeeperAllow(dir, client, name, pass_file)); });
+  k_allow->callback([&] { run(KeeperAllow(dir, client, name, role, pass_file)); });
 
   std::string listen, tls_cert, tls_key;
   auto* k_serve = keeper_cmd->add_subcommand("serve", "run the keeper daemon");
@@ -425,7 +477,8 @@ int Main(int argc, char** argv) {
   reshare->add_option("--keepers", keepers, "new keepers: URL[,URL...]")->required();
   reshare->add_option("--threshold", threshold)->required();
   reshare->add_option("--out", out)->required();
-  reshare->add_option("--client-key", client_key, "authorising client key (else CUSTOS_CLIENT_KEY)");
+  reshare->add_option("--client-key", client_key,
+                      "admin key file(s) authorising the reshare, comma-separated (else CUSTOS_CLIENT_KEY)");
   reshare->add_option("--ca-file", ca_file);
   reshare->callback([&] {
     run(CeremonyReshare(custody_path, domain, keepers, threshold, out, client_key, ca_file));
@@ -454,6 +507,15 @@ int Main(int argc, char** argv) {
   auto* cus_verify = cus->add_subcommand("verify", "check every signature and print the fingerprint");
   cus_verify->add_option("--custody", custody_path)->required();
   cus_verify->callback([&] { run(CustodyShow(custody_path)); });
+
+  std::string evidence, collateral, policy, at;
+  auto* attest = app.add_subcommand("attest", "remote attestation evidence")->require_subcommand(1);
+  auto* a_verify = attest->add_subcommand("verify", "verify a DCAP quote; prints a JSON verdict");
+  a_verify->add_option("--evidence", evidence, "SGX quote v3 or TDX quote v4")->required();
+  a_verify->add_option("--collateral", collateral, "collateral JSON (PCS format)");
+  a_verify->add_option("--policy", policy, "attestation policy JSON");
+  a_verify->add_option("--at", at, "verification time, RFC 3339 UTC (default: now)");
+  a_verify->callback([&] { run(AttestVerify(evidence, collateral, policy, at)); });
 
   try {
     app.parse(argc, argv);

@@ -1,6 +1,8 @@
 #include "keeper/audit_log.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -98,24 +100,60 @@ StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
       ASSIGN_OR_RETURN(prev, HexDecode(report->head));
     }
   }
-  return std::unique_ptr<AuditLog>(new AuditLog(path, signer, next, std::move(prev)));
+  auto log = std::unique_ptr<AuditLog>(new AuditLog(path, signer, next, std::move(prev)));
+  struct stat st;
+  log->known_size_ = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  return log;
 }
 
 Status AuditLog::Append(const std::string& event, const json& details) {
   std::lock_guard<std::mutex> lock(mu_);
+  // Several processes may append to one keeper's log (the daemon, and `keeper allow` or
+  // `escrow export` run beside it): an exclusive flock serialises them, and the tail is re-read
+  // whenever the file grew behind our back so the chain continues from the real last entry.
+  int fd = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Unavailable("cannot open audit log: " + std::string(std::strerror(errno)));
+  if (::flock(fd, LOCK_EX) != 0) {
+    ::close(fd);
+    return Unavailable("cannot lock audit log");
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return Unavailable("cannot stat audit log");
+  }
+  if (static_cast<uint64_t>(st.st_size) != known_size_) {
+    auto entries = ReadEntries(path_);
+    if (!entries.ok() || entries->empty() || !entries->back().contains("hash")) {
+      ::close(fd);
+      return IntegrityError("audit log changed and its last entry cannot be read");
+    }
+    const json& last = entries->back();
+    auto prev = HexDecode(last["hash"].get<std::string>());
+    if (!prev.ok() || !last["seq"].is_number_unsigned()) {
+      ::close(fd);
+      return IntegrityError("audit log changed and its last entry is malformed");
+    }
+    next_seq_ = last["seq"].get<uint64_t>() + 1;
+    prev_ = *prev;
+  }
   std::string time = NowRfc3339();
   Bytes h = EntryHash(next_seq_, time, event, details, prev_);
   json e = {{"seq", next_seq_}, {"time", time}, {"event", event}, {"details", details},
             {"prev", HexEncode(prev_)}, {"hash", HexEncode(h)},
             {"sig", HexEncode(signer_->Sign(h))}};
   std::string line = e.dump() + "\n";
-  int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Unavailable("cannot open audit log: " + std::string(std::strerror(errno)));
   ssize_t n = ::write(fd, line.data(), line.size());
   bool ok = n == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) return Unavailable("cannot append to audit log");
+  if (!ok) {
+    // Leave no fragment behind: the entry was not acknowledged.
+    (void)::ftruncate(fd, st.st_size);
+    ::close(fd);
+    return Unavailable("cannot append to audit log");
+  }
+  ::close(fd);  // releases the lock
   if (next_seq_ == 0) RETURN_IF_ERROR(FsyncDirectory(std::filesystem::path(path_).parent_path()));
+  known_size_ = static_cast<uint64_t>(st.st_size) + line.size();
   next_seq_++;
   prev_ = std::move(h);
   return Status::Ok();

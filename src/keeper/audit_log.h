@@ -46,6 +46,7 @@ class AuditLog {
   mutable std::mutex mu_;
   uint64_t next_seq_;
   Bytes prev_;
+  uint64_t known_size_ = 0;  // file size after our last append; a change means another writer
 };
 
 }  // namespace custos::keeper

@@ -49,6 +49,8 @@ StatusOr<EscrowBlob> SealEscrow(const KeeperSecrets& secrets, const std::string&
                                 custody::Domain domain, ByteSpan custody_fp,
                                 const SecretBytes& passphrase, const crypto::Argon2Params& params) {
   if (!secrets.active) return FailedPrecondition("keeper holds no active share to escrow");
+  if (params.m_cost_kib > (1u << 20) || params.t_cost > 16 || params.parallelism > 16)
+    return InvalidArgument("escrow Argon2id parameters above 1 GiB / 16 passes / 16 lanes");
   EscrowBlob e;
   e.custody_fp.assign(custody_fp.begin(), custody_fp.end());
   e.keeper_id = keeper_id;

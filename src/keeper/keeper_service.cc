@@ -151,7 +151,13 @@ net::HttpResponse KeeperService::Handle(const net::HttpRequest& req) {
 
 StatusOr<CustodyDescriptor> KeeperService::ActiveCustody() const {
   if (!store_.secrets().active) return FailedPrecondition("keeper holds no active share yet");
-  return CustodyDescriptor::Parse(store_.secrets().active->custody_json);
+  const std::string& text = store_.secrets().active->custody_json;
+  if (!active_cache_ || active_json_cache_ != text) {
+    ASSIGN_OR_RETURN(CustodyDescriptor d, CustodyDescriptor::Parse(text));
+    active_cache_ = std::move(d);
+    active_json_cache_ = text;
+  }
+  return *active_cache_;
 }
 
 StatusOr<json> KeeperService::Info() {
@@ -501,10 +507,13 @@ StatusOr<json> KeeperService::Activate(const json& body) {
 
 // ---- partial decryption ----
 
-Status KeeperService::CheckAllowedClient(const Point& key, std::string* name) const {
+Status KeeperService::CheckAllowedClient(const Point& key, std::string* name,
+                                         ClientRole role) const {
   ASSIGN_OR_RETURN(auto clients, store_.LoadAllowlist());
   for (const auto& c : clients) {
     if (c.key == key) {
+      if (role == ClientRole::kAdmin && c.role != ClientRole::kAdmin)
+        return PermissionDenied("client key is allowlisted for decryption only, not as an admin");
       *name = c.name;
       return Status::Ok();
     }
@@ -516,12 +525,16 @@ Status KeeperService::CheckFreshNonce(ByteSpan nonce, uint64_t timestamp) {
   uint64_t now = UnixNow();
   if (timestamp + kRequestWindowSeconds < now || timestamp > now + kRequestWindowSeconds)
     return PermissionDenied("request timestamp is outside the 5-minute window (stale or replayed)");
-  for (auto it = seen_nonces_.begin(); it != seen_nonces_.end();) {
-    if (it->second + 2 * kRequestWindowSeconds < now) it = seen_nonces_.erase(it);
-    else ++it;
+  // Forget nonces first seen more than two windows ago: a replay of them now carries a
+  // timestamp outside the window and is refused by the check above.
+  while (!nonce_expiry_.empty() && nonce_expiry_.front().first + 2 * kRequestWindowSeconds < now) {
+    seen_nonces_.erase(nonce_expiry_.front().second);
+    nonce_expiry_.pop_front();
   }
-  if (!seen_nonces_.emplace(HexEncode(nonce), timestamp).second)
+  std::string key = HexEncode(nonce);
+  if (!seen_nonces_.emplace(key, now).second)
     return PermissionDenied("request nonce was already used (replayed request)");
+  nonce_expiry_.emplace_back(now, std::move(key));
   return Status::Ok();
 }
 
@@ -533,7 +546,8 @@ void KeeperService::LoadReplayCache() {
     if (e.value("event", "") != "release" && e.value("event", "") != "reshare.deal") continue;
     const json& d = e["details"];
     uint64_t ts = d.value("timestamp", uint64_t{0});
-    if (ts + 2 * kRequestWindowSeconds >= now) seen_nonces_[d.value("nonce", "")] = ts;
+    if (ts + 2 * kRequestWindowSeconds >= now && seen_nonces_.emplace(d.value("nonce", ""), ts).second)
+      nonce_expiry_.emplace_back(ts, d.value("nonce", ""));
   }
 }
 
@@ -638,14 +652,33 @@ StatusOr<json> KeeperService::ReshareDeal(const json& body) {
     return InvalidArgument("missing 'proposal' or 'authorization'");
   const json& proposal = body["proposal"];
   if (!proposal.is_object()) return InvalidArgument("'proposal' must be an object");
-  ASSIGN_OR_RETURN(ClientAuthorization auth, ClientAuthorization::FromJson(body["authorization"]));
-  std::string client_name;
-  RETURN_IF_ERROR(CheckAllowedClient(auth.client_key, &client_name));
+  // One or more authorisations (e.g. one per keeper operator); any admin of ours suffices.
+  const json& auths = body["authorization"];
+  if (!auths.is_array() && !auths.is_object()) return InvalidArgument("bad 'authorization'");
   Bytes subject = crypto::Sha256Bytes(Concat({session, AsBytes(proposal.dump())}));
-  if (auth.action != "reshare" || auth.subject != subject)
-    return PermissionDenied("authorization does not cover this reshare proposal");
-  if (!crypto::VerifyingKey::FromPoint(auth.client_key).Verify(auth.Message(), auth.sig).ok())
-    return PermissionDenied("authorization signature does not verify");
+  std::string client_name;
+  Status refusal = PermissionDenied("no authorisation given");
+  std::optional<ClientAuthorization> accepted;
+  for (const json& aj : auths.is_array() ? auths : json::array({auths})) {
+    ASSIGN_OR_RETURN(ClientAuthorization auth, ClientAuthorization::FromJson(aj));
+    if (auth.action != "reshare" || auth.subject != subject) {
+      refusal = PermissionDenied("authorization does not cover this reshare proposal");
+      continue;
+    }
+    if (!crypto::VerifyingKey::FromPoint(auth.client_key).Verify(auth.Message(), auth.sig).ok()) {
+      refusal = PermissionDenied("authorization signature does not verify");
+      continue;
+    }
+    Status st = CheckAllowedClient(auth.client_key, &client_name, ClientRole::kAdmin);
+    if (!st.ok()) {
+      refusal = st;
+      continue;
+    }
+    accepted = std::move(auth);
+    break;
+  }
+  if (!accepted) return refusal;
+  const ClientAuthorization& auth = *accepted;
   ASSIGN_OR_RETURN(CustodyDescriptor custody, ActiveCustody());
   ASSIGN_OR_RETURN(Bytes fp, GetHex(proposal, "custody_fp"));
   if (fp != custody.Fingerprint()) return FailedPrecondition("proposal names another custody");

@@ -12,6 +12,7 @@
 //   POST /v1/reshare/deal|receive|finalize   resharing, old and new keeper sides
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -58,7 +59,9 @@ class KeeperService {
 
   // Requires mu held.
   StatusOr<custody::CustodyDescriptor> ActiveCustody() const;
-  Status CheckAllowedClient(const crypto::Point& key, std::string* name) const;
+  // CheckAllowedClient finds `key` on the allowlist with at least `role` (admin includes decrypt).
+  Status CheckAllowedClient(const crypto::Point& key, std::string* name,
+                            ClientRole role = ClientRole::kDecrypt) const;
   Status CheckFreshNonce(ByteSpan nonce, uint64_t timestamp);
   void LoadReplayCache();
 
@@ -83,7 +86,11 @@ class KeeperService {
   std::mutex& mu_;
   std::map<std::string, DkgSession> dkg_;          // session hex -> state (in memory only)
   std::map<std::string, ReshareSession> reshare_;  // session hex -> state
-  std::map<std::string, uint64_t> seen_nonces_;    // nonce hex -> timestamp
+  std::map<std::string, uint64_t> seen_nonces_;    // nonce hex -> time first seen
+  std::deque<std::pair<uint64_t, std::string>> nonce_expiry_;  // (time first seen, nonce), FIFO
+  // The parsed active custody, re-parsed only when the sealed state's descriptor changes.
+  mutable std::string active_json_cache_;
+  mutable std::optional<custody::CustodyDescriptor> active_cache_;
   std::map<std::string, Json> dealt_;              // reshare session hex -> proposal we dealt for
 };
 

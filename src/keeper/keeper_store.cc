@@ -216,24 +216,35 @@ StatusOr<std::vector<AllowedClient>> KeeperStore::LoadAllowlist() const {
   for (const json& c : j["clients"]) {
     ASSIGN_OR_RETURN(Bytes k, HexDecode(c.value("key", "")));
     ASSIGN_OR_RETURN(auto p, crypto::Point::Decode(k));
-    out.push_back({c.value("name", ""), p});
+    ASSIGN_OR_RETURN(ClientRole role, ParseClientRole(c.value("role", "decrypt")));
+    out.push_back({c.value("name", ""), p, role});
   }
   return out;
 }
 
-Status KeeperStore::AddClient(const std::string& name, const crypto::Point& key) {
+const char* ClientRoleName(ClientRole r) { return r == ClientRole::kAdmin ? "admin" : "decrypt"; }
+
+StatusOr<ClientRole> ParseClientRole(std::string_view s) {
+  if (s == "decrypt") return ClientRole::kDecrypt;
+  if (s == "admin") return ClientRole::kAdmin;
+  return InvalidArgument("client role must be 'decrypt' or 'admin'");
+}
+
+Status KeeperStore::AddClient(const std::string& name, const crypto::Point& key, ClientRole role) {
   ASSIGN_OR_RETURN(auto clients, LoadAllowlist());
   for (const auto& c : clients)
     if (c.key == key) return AlreadyExists("client key is already allowed");
   json arr = json::array();
-  for (const auto& c : clients) arr.push_back({{"name", c.name}, {"key", HexEncode(c.key.Encode())}});
-  arr.push_back({{"name", name}, {"key", HexEncode(key.Encode())}});
+  for (const auto& c : clients)
+    arr.push_back({{"name", c.name}, {"key", HexEncode(c.key.Encode())}, {"role", ClientRoleName(c.role)}});
+  arr.push_back({{"name", name}, {"key", HexEncode(key.Encode())}, {"role", ClientRoleName(role)}});
   json j = {{"clients", arr}};
   Bytes mac_key = AllowlistMacKey(at_rest_key_);
   j["mac"] = HexEncode(crypto::HmacSha256(mac_key, AsBytes(arr.dump())));
   WipeBytes(mac_key);
   RETURN_IF_ERROR(WriteFileAtomic(dir_ + kAllowlist, j.dump(2) + "\n", 0600));
-  return audit_->Append("client.allow", {{"name", name}, {"key", HexEncode(key.Encode())}});
+  return audit_->Append("client.allow", {{"name", name}, {"key", HexEncode(key.Encode())},
+                                         {"role", ClientRoleName(role)}});
 }
 
 std::string KeeperStore::EscrowPath(const std::string& fp, const std::string& keeper_id) const {

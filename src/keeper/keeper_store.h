@@ -44,9 +44,17 @@ struct KeeperSecrets {
   static StatusOr<KeeperSecrets> Decode(const SecretBytes& b);
 };
 
+// ClientRole: what an allowlisted client key may ask for. "decrypt" clients request partial
+// decryptions; "admin" clients may also authorise a reshare of this keeper's domain (which hands
+// the domain secret to new keepers, so it is kept apart from everyday decryption rights).
+enum class ClientRole { kDecrypt, kAdmin };
+const char* ClientRoleName(ClientRole r);
+StatusOr<ClientRole> ParseClientRole(std::string_view s);
+
 struct AllowedClient {
   std::string name;
   crypto::Point key;
+  ClientRole role = ClientRole::kDecrypt;
 };
 
 class KeeperStore {
@@ -76,7 +84,8 @@ class KeeperStore {
 
   // Allowlist: LoadAllowlist verifies the MAC; AddClient appends and re-MACs.
   StatusOr<std::vector<AllowedClient>> LoadAllowlist() const;
-  Status AddClient(const std::string& name, const crypto::Point& key);
+  Status AddClient(const std::string& name, const crypto::Point& key,
+                   ClientRole role = ClientRole::kDecrypt);
 
   AuditLog& audit() { return *audit_; }
   std::string EscrowPath(const std::string& custody_fp_hex, const std::string& keeper_id) const;

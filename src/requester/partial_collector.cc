@@ -53,8 +53,11 @@ StatusOr<threshold::PartialDecryption> AskOne(const CollectOptions& opts,
 
 StatusOr<Point> CollectSharedPoint(const CollectOptions& opts, const Point& r, ByteSpan context) {
   const custody::CustodyDescriptor& c = *opts.custody;
-  for (const std::string& id : opts.keeper_ids)
+  std::set<std::string> seen;
+  for (const std::string& id : opts.keeper_ids) {
     if (c.FindKeeper(id) == nullptr) return InvalidArgument("custody.json lists no keeper " + id);
+    if (!seen.insert(id).second) return InvalidArgument("keeper " + id + " is named twice");
+  }
   hpke::PrivateKey eph = hpke::PrivateKey::Generate();
   Point s;
   for (Domain d : {Domain::kProvider, Domain::kCustomer}) {

@@ -208,8 +208,13 @@ class CoCustody : public ::testing::Test {
     c = new Cluster();
     ASSERT_EQ(c->Run({"client", "init", "--out", c->P("app.key")}).code, 0);
     ASSERT_EQ(c->Run({"client", "init", "--out", c->P("stranger.key")}).code, 0);
+    ASSERT_EQ(c->Run({"client", "init", "--out", c->P("admin.key")}).code, 0);
     c->Init("P1", "provider");
-    for (auto id : {"C1", "C2", "C3"}) c->Init(id, "customer");
+    for (auto id : {"C1", "C2", "C3"}) {
+      c->Init(id, "customer");
+      ASSERT_EQ(c->Run({"keeper", "allow", "--dir", c->P(id), "--client", c->P("admin.key.pub"),
+                        "--role", "admin"}).code, 0);
+    }
     for (auto id : {"P1", "C1", "C2", "C3"}) c->Start(id);
     custody = c->P("custody.json");
     auto r = c->Run({"ceremony", "dkg", "--provider", c->keepers["P1"].url(),
@@ -547,7 +552,13 @@ TEST_F(CoCustody, ReshareKeepsOldFilesAndRetiresRemovedKeeper) {
   r = c->Run(args, {{"CUSTOS_CLIENT_KEY", c->P("stranger.key")}});
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("allowlist"), std::string::npos) << r.err;
+  // Nor can a client allowed to decrypt: resharing needs the admin role.
   r = c->Run(args, {{"CUSTOS_CLIENT_KEY", c->P("app.key")}});
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("not as an admin"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(custody2));
+  // The recovered C3 has no admin on its allowlist and does not deal; C1 and C2 are enough.
+  r = c->Run(args, {{"CUSTOS_CLIENT_KEY", c->P("admin.key")}});
   ASSERT_EQ(r.code, 0) << r.err;
   auto d1 = custody::CustodyDescriptor::Load(custody).value();
   auto d2 = custody::CustodyDescriptor::Load(custody2).value();
@@ -659,6 +670,48 @@ TEST(TlsKeepers, CeremonyAndDecryptOverHttps) {
              "--out", c.P("f.out"), "--ca-file", ca});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(SameFile(c.P("f.txt"), c.P("f.out")));
+}
+
+// `custos attest verify` on the shared Intel DCAP test material (issue 3, item 2).
+TEST(AttestCli, VerdictsForGenuineQuotesAndRefusals) {
+  Cluster c;
+  std::string d = testing::SharedTestdata("dcap/");
+  auto r = c.Run({"attest", "verify", "--evidence", d + "sgx_quote", "--collateral",
+                  d + "sgx_quote_collateral.json", "--at", "2025-06-20T00:00:00Z"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json v = json::parse(r.out);
+  EXPECT_EQ(v["accepted"], true);
+  EXPECT_EQ(v["tee"], "sgx");
+  EXPECT_EQ(v["tcb_status"], "ConfigurationAndSWHardeningNeeded");
+  EXPECT_EQ(v["advisory_ids"], json::array({"INTEL-SA-00289", "INTEL-SA-00615"}));
+  r = c.Run({"attest", "verify", "--evidence", d + "tdx_quote", "--collateral",
+             d + "tdx_quote_collateral.json", "--at", "2025-06-20T00:00:00Z"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  v = json::parse(r.out);
+  EXPECT_EQ(v["tee"], "tdx");
+  EXPECT_EQ(v["tcb_status"], "UpToDate");
+  // Past the collateral's validity window.
+  r = c.Run({"attest", "verify", "--evidence", d + "tdx_quote", "--collateral",
+             d + "tdx_quote_collateral.json", "--at", "2031-01-01T00:00:00Z"});
+  EXPECT_NE(r.code, 0);
+  v = json::parse(r.out);
+  EXPECT_EQ(v["accepted"], false);
+  EXPECT_NE(v["reason"].get<std::string>().find("expired"), std::string::npos) << r.out;
+  // A flipped byte in the quote.
+  Bytes q = ReadFileBytes(d + "sgx_quote").value();
+  q[100] ^= 1;
+  ASSERT_OK(WriteFileAtomic(c.P("bad_quote"), q));
+  r = c.Run({"attest", "verify", "--evidence", c.P("bad_quote"), "--collateral",
+             d + "sgx_quote_collateral.json", "--at", "2025-06-20T00:00:00Z"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(json::parse(r.out)["accepted"], false);
+  // A policy that only accepts UpToDate refuses the SGX quote and names the check.
+  ASSERT_OK(WriteFileAtomic(c.P("policy.json"), std::string_view("{\"tcb_statuses\": [\"UpToDate\"]}")));
+  r = c.Run({"attest", "verify", "--evidence", d + "sgx_quote", "--collateral",
+             d + "sgx_quote_collateral.json", "--at", "2025-06-20T00:00:00Z", "--policy",
+             c.P("policy.json")});
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(json::parse(r.out)["reason"].get<std::string>().find("TCB status"), std::string::npos);
 }
 
 }  // namespace
