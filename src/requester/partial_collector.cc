@@ -1,5 +1,6 @@
 #include "requester/partial_collector.h"
 
+#include <future>
 #include <set>
 
 #include "crypto/hash.h"
@@ -59,40 +60,64 @@ StatusOr<Point> CollectSharedPoint(const CollectOptions& opts, const Point& r, B
     if (!seen.insert(id).second) return InvalidArgument("keeper " + id + " is named twice");
   }
   hpke::PrivateKey eph = hpke::PrivateKey::Generate();
-  Point s;
-  for (Domain d : {Domain::kProvider, Domain::kCustomer}) {
-    const custody::DomainRecord& rec = c.domain(d);
+  struct DomainState {
+    Domain domain;
+    const custody::DomainRecord* rec;
     std::vector<const custody::KeeperRecord*> order;
-    if (opts.keeper_ids.empty()) {
-      for (const auto& k : rec.keepers) order.push_back(&k);
-    } else {
-      for (const std::string& id : opts.keeper_ids) {
-        const custody::KeeperRecord* k = c.FindKeeper(id);
-        if (k->domain == d) order.push_back(k);
-      }
-    }
+    size_t next = 0;
     std::vector<uint32_t> indices;
     std::vector<Point> ds;
     std::string failures;
-    for (const custody::KeeperRecord* k : order) {
-      if (indices.size() == rec.threshold) break;
-      auto p = AskOne(opts, *k, eph, r, context);
+  };
+  std::vector<DomainState> domains;
+  for (Domain d : {Domain::kProvider, Domain::kCustomer}) {
+    DomainState st{d, &c.domain(d), {}, 0, {}, {}, {}};
+    if (opts.keeper_ids.empty()) {
+      for (const auto& k : st.rec->keepers) st.order.push_back(&k);
+    } else {
+      for (const std::string& id : opts.keeper_ids) {
+        const custody::KeeperRecord* k = c.FindKeeper(id);
+        if (k->domain == d) st.order.push_back(k);
+      }
+    }
+    domains.push_back(std::move(st));
+  }
+  // Ask, in parallel, as many keepers of each domain as are still missing; replace each one
+  // that fails by the next in line until every domain has its threshold or none are left.
+  for (;;) {
+    std::vector<std::pair<DomainState*, const custody::KeeperRecord*>> batch;
+    for (DomainState& st : domains) {
+      size_t missing = st.rec->threshold - std::min<size_t>(st.indices.size(), st.rec->threshold);
+      for (size_t k = 0; k < missing && st.next < st.order.size(); ++k)
+        batch.emplace_back(&st, st.order[st.next++]);
+    }
+    if (batch.empty()) break;
+    std::vector<std::future<StatusOr<threshold::PartialDecryption>>> futures;
+    for (auto& [st, k] : batch)
+      futures.push_back(std::async(std::launch::async, [&, k = k] { return AskOne(opts, *k, eph, r, context); }));
+    for (size_t i = 0; i < batch.size(); ++i) {
+      auto p = futures[i].get();
+      DomainState& st = *batch[i].first;
+      const custody::KeeperRecord& k = *batch[i].second;
       if (!p.ok()) {
-        std::string why = k->id + ": " + p.status().message();
+        std::string why = k.id + ": " + p.status().message();
         if (opts.log) *opts.log << "keeper " << why << "; trying another keeper\n";
-        failures += (failures.empty() ? "" : "; ") + why;
+        st.failures += (st.failures.empty() ? "" : "; ") + why;
         continue;
       }
-      indices.push_back(p->index);
-      ds.push_back(p->d);
+      st.indices.push_back(p->index);
+      st.ds.push_back(p->d);
     }
-    if (indices.size() < rec.threshold)
+  }
+  Point s;
+  for (DomainState& st : domains) {
+    if (st.indices.size() < st.rec->threshold)
       return PermissionDenied(
-          std::string("not enough ") + custody::DomainName(d) + " keepers: " +
-          std::to_string(indices.size()) + " of the " + std::to_string(rec.threshold) +
+          std::string("not enough ") + custody::DomainName(st.domain) + " keepers: " +
+          std::to_string(st.indices.size()) + " of the " + std::to_string(st.rec->threshold) +
           " required gave a valid partial decryption" +
-          (failures.empty() ? " (none were asked)" : " (" + failures + ")"));
-    ASSIGN_OR_RETURN(Point sd, threshold::InterpolatePointsAtZero(indices, ds));
+          (st.failures.empty() ? " (none were asked)" : " (" + st.failures + ")"));
+    ASSIGN_OR_RETURN(Point sd, threshold::InterpolatePointsAtZero(st.indices, st.ds));
     s += sd;
   }
   return s;
