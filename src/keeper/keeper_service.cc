@@ -251,75 +251,52 @@ StatusOr<json> KeeperService::DkgRound(const json& body) {
     RETURN_IF_ERROR(m.Verify(s.identity.at(m.keeper), session));
     payloads.emplace_back(idx->second, std::move(m.payload));
   }
-  auto sender_check = [](uint32_t want, uint32_t got) -> Status {
-    if (want != got) return InvalidArgument("signed message names another participant inside");
-    return Status::Ok();
+  // DecodeAll decodes every relayed payload as message type M and checks that the sender named
+  // inside is the keeper that signed it.
+  auto decode_all = [&payloads]<typename M>(uint32_t M::*sender) -> StatusOr<std::vector<M>> {
+    std::vector<M> v;
+    for (auto& [i, b] : payloads) {
+      ASSIGN_OR_RETURN(M m, M::Decode(b));
+      if (m.*sender != i) return InvalidArgument("signed message names another participant inside");
+      v.push_back(std::move(m));
+    }
+    return v;
   };
   Bytes out;
   threshold::DkgParticipant& p = *s.participant;
   switch (round) {
     case 2: {
-      std::vector<threshold::DealMessage> v;
-      for (auto& [i, b] : payloads) {
-        ASSIGN_OR_RETURN(auto m, threshold::DealMessage::Decode(b));
-        RETURN_IF_ERROR(sender_check(i, m.dealer));
-        v.push_back(std::move(m));
-      }
+      ASSIGN_OR_RETURN(auto v, decode_all(&threshold::DealMessage::dealer));
       ASSIGN_OR_RETURN(auto r, p.ProcessDeals(v));
       out = r.Encode();
       break;
     }
     case 3: {
-      std::vector<threshold::ComplaintMessage> v;
-      for (auto& [i, b] : payloads) {
-        ASSIGN_OR_RETURN(auto m, threshold::ComplaintMessage::Decode(b));
-        RETURN_IF_ERROR(sender_check(i, m.complainer));
-        v.push_back(std::move(m));
-      }
+      ASSIGN_OR_RETURN(auto v, decode_all(&threshold::ComplaintMessage::complainer));
       ASSIGN_OR_RETURN(auto r, p.ProcessComplaints(v));
       out = r.Encode();
       break;
     }
     case 4: {
-      std::vector<threshold::ResponseMessage> v;
-      for (auto& [i, b] : payloads) {
-        ASSIGN_OR_RETURN(auto m, threshold::ResponseMessage::Decode(b));
-        RETURN_IF_ERROR(sender_check(i, m.dealer));
-        v.push_back(std::move(m));
-      }
+      ASSIGN_OR_RETURN(auto v, decode_all(&threshold::ResponseMessage::dealer));
       ASSIGN_OR_RETURN(auto r, p.ProcessResponses(v));
       out = r.Encode();
       break;
     }
     case 5: {
-      std::vector<threshold::FeldmanMessage> v;
-      for (auto& [i, b] : payloads) {
-        ASSIGN_OR_RETURN(auto m, threshold::FeldmanMessage::Decode(b));
-        RETURN_IF_ERROR(sender_check(i, m.dealer));
-        v.push_back(std::move(m));
-      }
+      ASSIGN_OR_RETURN(auto v, decode_all(&threshold::FeldmanMessage::dealer));
       ASSIGN_OR_RETURN(auto r, p.ProcessFeldman(v));
       out = r.Encode();
       break;
     }
     case 6: {
-      std::vector<threshold::ExtractionComplaintMessage> v;
-      for (auto& [i, b] : payloads) {
-        ASSIGN_OR_RETURN(auto m, threshold::ExtractionComplaintMessage::Decode(b));
-        RETURN_IF_ERROR(sender_check(i, m.complainer));
-        v.push_back(std::move(m));
-      }
+      ASSIGN_OR_RETURN(auto v, decode_all(&threshold::ExtractionComplaintMessage::complainer));
       ASSIGN_OR_RETURN(auto r, p.ProcessExtractionComplaints(v));
       out = r.Encode();
       break;
     }
     case 7: {
-      std::vector<threshold::RevealMessage> v;
-      for (auto& [i, b] : payloads) {
-        ASSIGN_OR_RETURN(auto m, threshold::RevealMessage::Decode(b));
-        RETURN_IF_ERROR(sender_check(i, m.revealer));
-        v.push_back(std::move(m));
-      }
+      ASSIGN_OR_RETURN(auto v, decode_all(&threshold::RevealMessage::revealer));
       ASSIGN_OR_RETURN(auto r, p.Finalize(v));
       json res;
       std::map<uint32_t, std::string> id_of;
