@@ -39,7 +39,9 @@ StatusOr<DleqProof> DleqProof::Decode(ByteSpan b) {
 DleqProof ProveDleq(const Scalar& x, const Point& g1, const Point& x1, const Point& g2,
                     const Point& x2, ByteSpan context) {
   Scalar k = Scalar::Random();
-  Point a1 = g1 * k, a2 = g2 * k;
+  // k*G uses OpenSSL's precomputed generator table, about three times cheaper than k*P.
+  Point a1 = g1 == Point::Generator() ? Point::BaseMul(k) : g1 * k;
+  Point a2 = g2 * k;
   DleqProof p;
   p.c = Challenge(context, g1, x1, g2, x2, a1, a2);
   p.z = k - p.c * x;
