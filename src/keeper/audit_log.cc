@@ -130,9 +130,12 @@ Status AuditLog::Append(const std::string& event, const json& details) {
     }
     const json& last = entries->back();
     auto prev = HexDecode(last["hash"].get<std::string>());
-    if (!prev.ok() || !last["seq"].is_number_unsigned()) {
+    auto sig = HexDecode(last.value("sig", ""));
+    // Chain only onto an entry this keeper signed (another custos process of the same keeper).
+    if (!prev.ok() || !sig.ok() || !last["seq"].is_number_unsigned() ||
+        !signer_->verifying_key().Verify(*prev, *sig).ok()) {
       ::close(fd);
-      return IntegrityError("audit log changed and its last entry is malformed");
+      return IntegrityError("audit log changed and its last entry is not signed by this keeper");
     }
     next_seq_ = last["seq"].get<uint64_t>() + 1;
     prev_ = *prev;

@@ -228,8 +228,13 @@ StatusOr<json> KeeperService::DkgRound(const json& body) {
     ASSIGN_OR_RETURN(auto deal, s.participant->Deal());
     dkg_.erase(sid);
     // Round 1 is unauthenticated while a keeper holds nothing: bound the sessions it keeps.
-    while (dkg_.size() >= kMaxSessions) dkg_.erase(dkg_.begin());
+    while (dkg_.size() >= kMaxSessions && !dkg_order_.empty()) {
+      dkg_.erase(dkg_order_.front());  // the oldest session goes first
+      dkg_order_.pop_front();
+    }
     dkg_[sid] = std::move(s);
+    std::erase(dkg_order_, sid);
+    dkg_order_.push_back(sid);
     return json{{"message", SignedMessage::Sign(secrets.identity, session, "dkg/1", store_.id(),
                                                 deal.Encode())
                                 .ToJson()}};
@@ -477,8 +482,10 @@ StatusOr<json> KeeperService::Activate(const json& body) {
   RETURN_IF_ERROR(store_.SaveSecrets());
   RETURN_IF_ERROR(store_.audit().Append(
       "custody.activate", {{"fingerprint", d.FingerprintHex()}, {"epoch", d.epoch}}));
-  for (auto it = dkg_.begin(); it != dkg_.end();) it = dkg_.erase(it);
+  dkg_.clear();
+  dkg_order_.clear();
   reshare_.erase(HexEncode(d.ceremony_id));
+  std::erase(reshare_order_, HexEncode(d.ceremony_id));
   return json{{"status", "active"}};
 }
 
@@ -746,8 +753,13 @@ StatusOr<json> KeeperService::ReshareReceive(const json& body) {
       session, me, std::move(hk), old.threshold, s.new_threshold, new_indices, old_keys,
       old.public_key);
   ASSIGN_OR_RETURN(std::vector<uint32_t> bad, s.receiver->ProcessDeals(deals));
-  while (reshare_.size() >= kMaxSessions) reshare_.erase(reshare_.begin());
+  while (reshare_.size() >= kMaxSessions && !reshare_order_.empty()) {
+    reshare_.erase(reshare_order_.front());
+    reshare_order_.pop_front();
+  }
   reshare_[HexEncode(session)] = std::move(s);
+  std::erase(reshare_order_, HexEncode(session));
+  reshare_order_.push_back(HexEncode(session));
   json bad_ids = json::array();
   for (uint32_t i : bad)
     for (const auto& k : old.keepers)

@@ -86,6 +86,7 @@ class KeeperService {
   std::mutex& mu_;
   std::map<std::string, DkgSession> dkg_;          // session hex -> state (in memory only)
   std::map<std::string, ReshareSession> reshare_;  // session hex -> state
+  std::deque<std::string> dkg_order_, reshare_order_;  // session ids, oldest first
   std::map<std::string, uint64_t> seen_nonces_;    // nonce hex -> time first seen
   std::deque<std::pair<uint64_t, std::string>> nonce_expiry_;  // (time first seen, nonce), FIFO
   // The parsed active custody, re-parsed only when the sealed state's descriptor changes.
