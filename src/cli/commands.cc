@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "attestation/dcap.h"
+#include "attestation/sim_evidence.h"
 #include "ceremony/ceremony.h"
 #include "cli/output_file.h"
 #include "common/file.h"
@@ -342,12 +343,19 @@ Status AttestVerify(const std::string& evidence, const std::string& collateral_p
     std::cout << out.dump(2) << "\n";
     return st;
   };
-  if (collateral_path.empty())
-    return finish(InvalidArgument("DCAP evidence needs --collateral (sim evidence is not supported yet)"));
-  ASSIGN_OR_RETURN(std::string collateral_text, ReadFileString(collateral_path));
-  ASSIGN_OR_RETURN(attestation::DcapCollateral collateral,
-                   attestation::ParseCollateralJson(collateral_text));
-  auto verdict = attestation::VerifyDcapQuote(quote, collateral, at);
+  // Evidence type by its magic: custos `sim` evidence, else an Intel DCAP quote.
+  bool sim = quote.size() >= 9 && std::string(quote.begin(), quote.begin() + 9) == "CUSTOSSIM";
+  StatusOr<attestation::DcapVerdict> verdict = InvalidArgument("no verdict");
+  if (sim) {
+    verdict = attestation::VerifySimEvidence(quote);
+  } else {
+    if (collateral_path.empty())
+      return finish(InvalidArgument("DCAP evidence needs --collateral"));
+    ASSIGN_OR_RETURN(std::string collateral_text, ReadFileString(collateral_path));
+    ASSIGN_OR_RETURN(attestation::DcapCollateral collateral,
+                     attestation::ParseCollateralJson(collateral_text));
+    verdict = attestation::VerifyDcapQuote(quote, collateral, at);
+  }
   if (!verdict.ok()) return finish(verdict.status());
   out["tee"] = verdict->tee;
   out["tcb_status"] = verdict->tcb_status;
@@ -360,7 +368,10 @@ Status AttestVerify(const std::string& evidence, const std::string& collateral_p
   out["report_data"] = HexEncode(verdict->report_data);
   out["fmspc"] = verdict->fmspc;
   // Without a policy the question is only "is this a genuine quote?": report its TCB status.
-  if (policy_path.empty()) return finish(Status::Ok());
+  // Sim evidence is never genuine hardware: it needs a policy that allows it.
+  if (policy_path.empty())
+    return finish(sim ? PermissionDenied("policy: sim evidence needs a policy with allow_sim")
+                      : Status::Ok());
   ASSIGN_OR_RETURN(std::string policy_text, ReadFileString(policy_path));
   ASSIGN_OR_RETURN(attestation::AttestationPolicy policy,
                    attestation::ParseAttestationPolicyJson(policy_text));

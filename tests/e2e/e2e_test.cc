@@ -18,6 +18,7 @@
 #include <map>
 #include <thread>
 
+#include "attestation/sim_evidence.h"
 #include "common/file.h"
 #include "crypto/hpke.h"
 #include "crypto/random.h"
@@ -712,6 +713,27 @@ TEST(AttestCli, VerdictsForGenuineQuotesAndRefusals) {
              c.P("policy.json")});
   EXPECT_NE(r.code, 0);
   EXPECT_NE(json::parse(r.out)["reason"].get<std::string>().find("TCB status"), std::string::npos);
+  // Sim evidence is accepted only under a policy that allows it.
+  auto platform = attestation::SimPlatform::LoadOrCreate(c.P("sim"));
+  ASSERT_OK(platform.status());
+  auto measurement = attestation::MeasureExecutable(Bin());
+  ASSERT_OK(measurement.status());
+  auto ev = platform->MakeEvidence(*measurement, {}, Bytes(64, 7));
+  ASSERT_OK(ev.status());
+  ASSERT_OK(WriteFileAtomic(c.P("sim.ev"), *ev));
+  r = c.Run({"attest", "verify", "--evidence", c.P("sim.ev")});
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(json::parse(r.out)["reason"].get<std::string>().find("allow_sim"), std::string::npos);
+  ASSERT_OK(WriteFileAtomic(c.P("sim-ok.json"), std::string_view("{\"allow_sim\": true}")));
+  r = c.Run({"attest", "verify", "--evidence", c.P("sim.ev"), "--policy", c.P("sim-ok.json")});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  v = json::parse(r.out);
+  EXPECT_EQ(v["tee"], "sim");
+  EXPECT_EQ(v["measurement"], HexEncode(*measurement));
+  (*ev)[20] ^= 1;
+  ASSERT_OK(WriteFileAtomic(c.P("sim-bad.ev"), *ev));
+  r = c.Run({"attest", "verify", "--evidence", c.P("sim-bad.ev"), "--policy", c.P("sim-ok.json")});
+  EXPECT_NE(r.code, 0);
 }
 
 }  // namespace
