@@ -54,7 +54,8 @@ Status VerifyDleq(const DleqProof& proof, const Point& g1, const Point& x1, cons
     return IntegrityError("DLEQ proof refers to the identity point");
   Point a1 = g1 == Point::Generator() ? crypto::MulAdd(proof.z, proof.c, x1)
                                       : g1 * proof.z + x1 * proof.c;
-  Point a2 = g2 * proof.z + x2 * proof.c;
+  // A proof of possession (g1 = g2, x1 = x2) has a2 = a1: skip two multiplications.
+  Point a2 = (g2 == g1 && x2 == x1) ? a1 : g2 * proof.z + x2 * proof.c;
   if (!(Challenge(context, g1, x1, g2, x2, a1, a2) == proof.c))
     return IntegrityError("DLEQ proof does not verify");
   return Status::Ok();
