@@ -37,9 +37,23 @@ Status CheckMac(const SecretBytes& km, std::string_view label, const crypto::Dig
 }  // namespace
 
 Status CheckReportData(ByteSpan found, ByteSpan expected) {
-  if (found.size() != expected.size() || !ConstantTimeEquals(found, expected))
+  // TEE report_data fields are 64 bytes (SGX, TDX, sim): the 32-byte binding fills the first
+  // half and the second half must be zero.
+  ByteSpan head = found;
+  if (found.size() == 2 * expected.size()) {
+    head = found.subspan(0, expected.size());
+    for (uint8_t b : found.subspan(expected.size()))
+      if (b != 0) return IntegrityError("sigma: evidence does not bind this session");
+  }
+  if (head.size() != expected.size() || !ConstantTimeEquals(head, expected))
     return IntegrityError("sigma: evidence does not bind this session");
   return Status::Ok();
+}
+
+Bytes ReportDataField(ByteSpan report_data) {
+  Bytes field(report_data.begin(), report_data.end());
+  field.resize(64, 0);
+  return field;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -41,8 +41,14 @@ using InitiatorAuthorizer =
     std::function<Status(std::string_view keeper_id, const crypto::VerifyingKey& key)>;
 
 // CheckReportData compares the report data found in verified evidence with the expected value
-// in constant time: kIntegrity "sigma: evidence does not bind this session" on mismatch.
+// in constant time: kIntegrity "sigma: evidence does not bind this session" on mismatch. A
+// 64-byte TEE report_data field matches when it is the 32-byte value followed by 32 zero bytes
+// (see ReportDataField).
 Status CheckReportData(ByteSpan found, ByteSpan expected);
+
+// ReportDataField places the 32-byte SIGMA report_data in a 64-byte TEE report_data field
+// (SGX REPORTDATA, TDX REPORTDATA, sim evidence): the value, then 32 zero bytes.
+Bytes ReportDataField(ByteSpan report_data);
 
 // InitiatorConfig is what a keeper brings to a handshake.
 struct InitiatorConfig {

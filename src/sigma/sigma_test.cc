@@ -550,5 +550,17 @@ TEST_F(SigmaTest, ReportDataIsTheDesignFormula) {
   EXPECT_FALSE(ReportData(g_y, pk, nonce, Bytes(31)).ok());
 }
 
+TEST(SigmaReportData, SixtyFourByteFieldBindsWithZeroPadding) {
+  Bytes rd(32, 0x5a);
+  Bytes field = ReportDataField(rd);
+  ASSERT_EQ(field.size(), 64u);
+  EXPECT_OK(CheckReportData(field, rd));
+  field[40] = 1;
+  EXPECT_EQ(CheckReportData(field, rd).code(), ErrorCode::kIntegrity);
+  field[40] = 0;
+  field[3] ^= 1;
+  EXPECT_EQ(CheckReportData(field, rd).code(), ErrorCode::kIntegrity);
+}
+
 }  // namespace
 }  // namespace custos::sigma
