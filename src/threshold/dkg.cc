@@ -83,6 +83,27 @@ StatusOr<std::map<uint32_t, const M*>> IndexBySender(const std::vector<M>& msgs,
   return out;
 }
 
+// Response, extraction-complaint and reveal messages share one layout:
+// u32 sender || u32 count || count x (u32 other || s (32) || s' (32)).
+Bytes EncodeRevealedMessage(uint32_t sender, const std::vector<RevealedShare>& v) {
+  ByteWriter w;
+  w.U32(sender);
+  PutRevealed(w, v);
+  return w.Take();
+}
+
+template <typename M>
+StatusOr<M> DecodeRevealedMessage(ByteSpan b, uint32_t M::*sender,
+                                  std::vector<RevealedShare> M::*list, const char* sender_name,
+                                  const char* list_name, const char* what) {
+  ByteReader r(b);
+  M m;
+  ASSIGN_OR_RETURN(m.*sender, r.U32(sender_name));
+  ASSIGN_OR_RETURN(m.*list, GetRevealed(r, list_name));
+  RETURN_IF_ERROR(r.ExpectEnd(what));
+  return m;
+}
+
 }  // namespace
 
 Status DkgParams::Validate() const {
@@ -144,20 +165,11 @@ StatusOr<ComplaintMessage> ComplaintMessage::Decode(ByteSpan b) {
   return m;
 }
 
-Bytes ResponseMessage::Encode() const {
-  ByteWriter w;
-  w.U32(dealer);
-  PutRevealed(w, revealed);
-  return w.Take();
-}
+Bytes ResponseMessage::Encode() const { return EncodeRevealedMessage(dealer, revealed); }
 
 StatusOr<ResponseMessage> ResponseMessage::Decode(ByteSpan b) {
-  ByteReader r(b);
-  ResponseMessage m;
-  ASSIGN_OR_RETURN(m.dealer, r.U32("dealer"));
-  ASSIGN_OR_RETURN(m.revealed, GetRevealed(r, "revealed shares"));
-  RETURN_IF_ERROR(r.ExpectEnd("response message"));
-  return m;
+  return DecodeRevealedMessage(b, &ResponseMessage::dealer, &ResponseMessage::revealed, "dealer",
+                               "revealed shares", "response message");
 }
 
 Bytes FeldmanMessage::Encode() const {
@@ -178,35 +190,20 @@ StatusOr<FeldmanMessage> FeldmanMessage::Decode(ByteSpan b) {
 }
 
 Bytes ExtractionComplaintMessage::Encode() const {
-  ByteWriter w;
-  w.U32(complainer);
-  PutRevealed(w, evidence);
-  return w.Take();
+  return EncodeRevealedMessage(complainer, evidence);
 }
 
 StatusOr<ExtractionComplaintMessage> ExtractionComplaintMessage::Decode(ByteSpan b) {
-  ByteReader r(b);
-  ExtractionComplaintMessage m;
-  ASSIGN_OR_RETURN(m.complainer, r.U32("complainer"));
-  ASSIGN_OR_RETURN(m.evidence, GetRevealed(r, "evidence"));
-  RETURN_IF_ERROR(r.ExpectEnd("extraction complaint message"));
-  return m;
+  return DecodeRevealedMessage(b, &ExtractionComplaintMessage::complainer,
+                               &ExtractionComplaintMessage::evidence, "complainer", "evidence",
+                               "extraction complaint message");
 }
 
-Bytes RevealMessage::Encode() const {
-  ByteWriter w;
-  w.U32(revealer);
-  PutRevealed(w, shares);
-  return w.Take();
-}
+Bytes RevealMessage::Encode() const { return EncodeRevealedMessage(revealer, shares); }
 
 StatusOr<RevealMessage> RevealMessage::Decode(ByteSpan b) {
-  ByteReader r(b);
-  RevealMessage m;
-  ASSIGN_OR_RETURN(m.revealer, r.U32("revealer"));
-  ASSIGN_OR_RETURN(m.shares, GetRevealed(r, "revealed shares"));
-  RETURN_IF_ERROR(r.ExpectEnd("reveal message"));
-  return m;
+  return DecodeRevealedMessage(b, &RevealMessage::revealer, &RevealMessage::shares, "revealer",
+                               "revealed shares", "reveal message");
 }
 
 // ---- participant ----
