@@ -6,7 +6,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config git ca-certificates openssl
   libssl-dev libboost-dev libboost-system-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libargon2-dev libsqlite3-dev
-  libcurl4-openssl-dev clang libclang-rt-14-dev hyperfine curl
+  libcurl4-openssl-dev libseccomp-dev libtomlplusplus-dev clang libclang-rt-14-dev hyperfine curl
 )
 missing=()
 for p in "${PKGS[@]}"; do
