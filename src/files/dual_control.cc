@@ -79,7 +79,9 @@ Status WriteAll(int fd, ByteSpan data) {
 }
 }  // namespace
 
-Status EncryptDualControl(const Point& y, int in_fd, int out_fd, uint32_t chunk_size) {
+namespace {
+// NewHeader draws a fresh header for `y` and the DEK it wraps.
+StatusOr<DualControlHeader> NewHeader(const Point& y, uint32_t chunk_size, SecretBytes& dek) {
   DualControlHeader h;
   h.y = y;
   h.file_id = crypto::RandomBytes(16);
@@ -91,13 +93,47 @@ Status EncryptDualControl(const Point& y, int in_fd, int out_fd, uint32_t chunk_
   crypto::Scalar r = crypto::Scalar::Random();
   h.r = Point::BaseMul(r);
   ASSIGN_OR_RETURN(SecretBytes kek, threshold::DeriveKek(y * r, h.r, y, h.KemContext()));
-  SecretBytes dek = crypto::RandomSecret(kStreamKeySize);
+  dek = crypto::RandomSecret(kStreamKeySize);
   ASSIGN_OR_RETURN(auto gcm, crypto::AesGcm::Create(kek));
   h.wrapped_dek = gcm.Seal(h.wrap_nonce, dek.Expose(), h.Prefix());
+  return h;
+}
+}  // namespace
+
+Status EncryptDualControl(const Point& y, int in_fd, int out_fd, uint32_t chunk_size) {
+  SecretBytes dek;
+  ASSIGN_OR_RETURN(DualControlHeader h, NewHeader(y, chunk_size, dek));
   RETURN_IF_ERROR(WriteAll(out_fd, h.Encode()));
   Bytes digest = h.Digest();
   StreamParams params{dek, h.nonce_prefix, digest, chunk_size};
   return EncryptStream(in_fd, out_fd, params);
+}
+
+StatusOr<Bytes> SealDualControlSecret(const Point& y, const SecretBytes& secret) {
+  if (secret.size() > kMinChunkSize) return InvalidArgument("secret is larger than one chunk");
+  SecretBytes dek;
+  ASSIGN_OR_RETURN(DualControlHeader h, NewHeader(y, kMinChunkSize, dek));
+  Bytes digest = h.Digest();
+  ASSIGN_OR_RETURN(StreamEncryptor enc,
+                   StreamEncryptor::Create(StreamParams{dek, h.nonce_prefix, digest, kMinChunkSize}));
+  Bytes body;
+  RETURN_IF_ERROR(enc.EncryptChunk(secret.Expose(), /*last=*/true, body));
+  return Concat({h.Encode(), body});
+}
+
+StatusOr<SecretBytes> OpenDualControlSecret(ByteSpan file, const Point& s) {
+  ASSIGN_OR_RETURN(DualControlHeader h, DualControlHeader::Decode(file));
+  ByteSpan body = file.subspan(kDualControlHeaderSize);
+  if (body.size() < kStreamTagSize || body.size() > kStreamTagSize + h.chunk_size)
+    return IntegrityError("sealed secret has a body that is not exactly one chunk");
+  ASSIGN_OR_RETURN(SecretBytes dek, UnwrapDek(h, s));
+  Bytes digest = h.Digest();
+  ASSIGN_OR_RETURN(StreamDecryptor dec,
+                   StreamDecryptor::Create(dek, h.nonce_prefix, h.chunk_size, digest));
+  SecretBytes out(body.size() - kStreamTagSize);
+  auto n = dec.DecryptChunk(0, body, /*last=*/true, out.ExposeMutable());
+  if (!n.ok()) return IntegrityError("sealed secret does not authenticate");
+  return out;
 }
 
 StatusOr<DualControlHeader> ReadDualControlHeader(int fd) {

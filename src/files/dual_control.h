@@ -42,6 +42,17 @@ struct DualControlHeader {
 Status EncryptDualControl(const crypto::Point& y, int in_fd, int out_fd,
                           uint32_t chunk_size = 64 * 1024);
 
+// SealDualControlSecret returns a complete dual-control file (header || one final chunk), built
+// in memory, whose plaintext is `secret` (at most kMinChunkSize bytes). The appliance stores its
+// root key this way (the custody envelope, docs/protocol.md "Custody envelope"), so any quorum of
+// both domains can also open it with `custos decrypt`.
+StatusOr<Bytes> SealDualControlSecret(const crypto::Point& y, const SecretBytes& secret);
+
+// OpenDualControlSecret opens a file made by SealDualControlSecret (or any single-chunk
+// dual-control file) with the combined point S = y*R. kInvalidArgument for a malformed header,
+// kIntegrity for a wrong S, an altered header or body, or a body that is not one chunk.
+StatusOr<SecretBytes> OpenDualControlSecret(ByteSpan file, const crypto::Point& s);
+
 // ReadDualControlHeader reads and parses the header from the current position of `fd`.
 StatusOr<DualControlHeader> ReadDualControlHeader(int fd);
 

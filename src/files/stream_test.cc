@@ -7,7 +7,9 @@
 #include <string>
 #include <thread>
 
+#include "crypto/p256.h"
 #include "crypto/random.h"
+#include "files/dual_control.h"
 #include "tests/testing/testing.h"
 
 namespace custos::files {
@@ -401,6 +403,38 @@ TEST_F(StreamRangeTest, RefusesTamperedOrMislabelledLengths) {
   EXPECT_EQ(out, Bytes(out.size(), 0));
   ::close(fd_);
   fd_ = fd2;
+}
+
+}  // namespace
+}  // namespace custos::files
+
+namespace custos::files {
+namespace {
+
+// The custody envelope path: a small secret sealed to Y in memory opens with S = y*R only.
+TEST(DualControlSecret, SealsInMemoryAndOpensOnlyWithTheRightPoint) {
+  crypto::Scalar y = crypto::Scalar::Random();
+  crypto::Point big_y = crypto::Point::BaseMul(y);
+  SecretBytes secret = crypto::RandomSecret(32);
+  auto file = SealDualControlSecret(big_y, secret);
+  ASSERT_TRUE(file.ok()) << file.status().message();
+  ASSERT_EQ(file->size(), kDualControlHeaderSize + 32 + kStreamTagSize);
+  auto h = DualControlHeader::Decode(*file);
+  ASSERT_TRUE(h.ok());
+  auto opened = OpenDualControlSecret(*file, h->r * y);
+  ASSERT_TRUE(opened.ok()) << opened.status().message();
+  EXPECT_TRUE(opened->ConstantTimeEquals(secret));
+  // Wrong S, a flipped body byte, a flipped header byte, a truncated body: all refused.
+  EXPECT_EQ(OpenDualControlSecret(*file, h->r * crypto::Scalar::Random()).status().code(),
+            ErrorCode::kIntegrity);
+  for (size_t pos : {size_t{100}, kDualControlHeaderSize + 3, file->size() - 1}) {
+    Bytes bad = *file;
+    bad[pos] ^= 1;
+    EXPECT_FALSE(OpenDualControlSecret(bad, h->r * y).ok()) << pos;
+  }
+  Bytes cut(file->begin(), file->end() - 1);
+  EXPECT_FALSE(OpenDualControlSecret(cut, h->r * y).ok());
+  EXPECT_FALSE(SealDualControlSecret(big_y, crypto::RandomSecret(kMinChunkSize + 1)).ok());
 }
 
 }  // namespace

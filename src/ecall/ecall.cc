@@ -1,0 +1,177 @@
+#include "ecall/ecall.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace custos::ecall {
+namespace {
+
+constexpr std::string_view kRequestMagic = "CECL";
+constexpr std::string_view kResponseMagic = "CERS";
+
+struct CallInfo {
+  Call call;
+  std::string_view name;
+  int args;
+};
+
+// The dispatch table: the only place that says which calls exist and their arity.
+constexpr CallInfo kCalls[] = {
+    {Call::kHello, "hello", 0},
+    {Call::kLoad, "load", 2},
+    {Call::kInit, "init", 0},
+    {Call::kStatus, "status", 1},
+    {Call::kSigmaRespond, "sigma-respond", 1},
+    {Call::kSigmaFinish, "sigma-finish", 2},
+    {Call::kRecord, "record", 2},
+    {Call::kJoinStart, "join-start", 0},
+    {Call::kJoinFinish, "join-finish", 3},
+    {Call::kJoinComplete, "join-complete", 2},
+    {Call::kPing, "ping", 1},
+};
+
+const CallInfo* Find(Call call) {
+  for (const CallInfo& c : kCalls)
+    if (c.call == call) return &c;
+  return nullptr;
+}
+
+Status CheckMagic(ByteReader& r, std::string_view magic) {
+  ASSIGN_OR_RETURN(ByteSpan m, r.Raw(4, "magic"));
+  if (ToString(m) != magic) return InvalidArgument("ecall: bad magic");
+  ASSIGN_OR_RETURN(uint16_t version, r.U16("version"));
+  if (version != kVersion)
+    return InvalidArgument("ecall: interface version " + std::to_string(version) +
+                           ", this side speaks " + std::to_string(kVersion));
+  return Status::Ok();
+}
+
+StatusOr<std::vector<Bytes>> ReadList(ByteReader& r) {
+  ASSIGN_OR_RETURN(uint16_t n, r.U16("count"));
+  if (n > kMaxArgs) return InvalidArgument("ecall: too many fields");
+  std::vector<Bytes> out;
+  out.reserve(n);
+  for (uint16_t i = 0; i < n; ++i) {
+    ASSIGN_OR_RETURN(ByteSpan b, r.Var("field", kMaxFrameSize));
+    out.emplace_back(b.begin(), b.end());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string_view CallName(Call call) {
+  const CallInfo* c = Find(call);
+  return c == nullptr ? "unknown" : c->name;
+}
+
+int ArgCount(Call call) {
+  const CallInfo* c = Find(call);
+  return c == nullptr ? -1 : c->args;
+}
+
+Bytes Request::Encode() const {
+  ByteWriter w;
+  w.Raw(AsBytes(kRequestMagic)).U16(kVersion).U16(static_cast<uint16_t>(call));
+  w.U16(static_cast<uint16_t>(args.size()));
+  for (const Bytes& a : args) w.Var(a);
+  return w.Take();
+}
+
+StatusOr<Request> Request::Decode(ByteSpan payload) {
+  ByteReader r(payload);
+  RETURN_IF_ERROR(CheckMagic(r, kRequestMagic));
+  ASSIGN_OR_RETURN(uint16_t call, r.U16("call"));
+  Request req;
+  req.call = static_cast<Call>(call);
+  int want = ArgCount(req.call);
+  if (want < 0) return InvalidArgument("ecall: unknown call " + std::to_string(call));
+  ASSIGN_OR_RETURN(req.args, ReadList(r));
+  RETURN_IF_ERROR(r.ExpectEnd("ecall request"));
+  if (static_cast<int>(req.args.size()) != want)
+    return InvalidArgument("ecall: " + std::string(CallName(req.call)) + " takes " +
+                           std::to_string(want) + " arguments, got " +
+                           std::to_string(req.args.size()));
+  return req;
+}
+
+Response Response::FromStatus(const Status& status) {
+  Response r;
+  r.code = status.code();
+  r.message = status.message();
+  return r;
+}
+
+Status Response::ToStatus() const {
+  if (code == ErrorCode::kOk) return Status::Ok();
+  return Status(code, "enclave: " + message);
+}
+
+Bytes Response::Encode() const {
+  ByteWriter w;
+  w.Raw(AsBytes(kResponseMagic)).U16(kVersion).U16(static_cast<uint16_t>(code)).Var(message);
+  w.U16(static_cast<uint16_t>(results.size()));
+  for (const Bytes& b : results) w.Var(b);
+  return w.Take();
+}
+
+StatusOr<Response> Response::Decode(ByteSpan payload) {
+  ByteReader r(payload);
+  RETURN_IF_ERROR(CheckMagic(r, kResponseMagic));
+  Response resp;
+  ASSIGN_OR_RETURN(uint16_t code, r.U16("code"));
+  if (code > static_cast<uint16_t>(ErrorCode::kInternal))
+    return InvalidArgument("ecall: unknown error code " + std::to_string(code));
+  resp.code = static_cast<ErrorCode>(code);
+  ASSIGN_OR_RETURN(ByteSpan msg, r.Var("message", 4096));
+  resp.message = ToString(msg);
+  ASSIGN_OR_RETURN(resp.results, ReadList(r));
+  RETURN_IF_ERROR(r.ExpectEnd("ecall response"));
+  if (resp.code != ErrorCode::kOk && !resp.results.empty())
+    return InvalidArgument("ecall: a failed call carries results");
+  return resp;
+}
+
+Status WriteFrame(int fd, ByteSpan payload) {
+  if (payload.size() > kMaxFrameSize) return InvalidArgument("ecall: frame too large");
+  ByteWriter w;
+  w.U32(static_cast<uint32_t>(payload.size())).Raw(payload);
+  const Bytes& frame = w.bytes();
+  size_t off = 0;
+  while (off < frame.size()) {
+    ssize_t n = ::write(fd, frame.data() + off, frame.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Unavailable(std::string("ecall: write failed: ") + std::strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+namespace {
+Status ReadExact(int fd, uint8_t* p, size_t len) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = ::read(fd, p + got, len - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Unavailable(std::string("ecall: read failed: ") + std::strerror(errno));
+    if (n == 0) return Unavailable("ecall: peer closed");
+    got += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+StatusOr<Bytes> ReadFrame(int fd) {
+  uint8_t len_bytes[4];
+  RETURN_IF_ERROR(ReadExact(fd, len_bytes, 4));
+  uint32_t len = (uint32_t{len_bytes[0]} << 24) | (uint32_t{len_bytes[1]} << 16) |
+                 (uint32_t{len_bytes[2]} << 8) | len_bytes[3];
+  if (len > kMaxFrameSize) return InvalidArgument("ecall: frame too large");
+  Bytes payload(len);
+  RETURN_IF_ERROR(ReadExact(fd, payload.data(), len));
+  return payload;
+}
+
+}  // namespace custos::ecall

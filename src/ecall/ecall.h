@@ -1,0 +1,110 @@
+// The one call interface between the untrusted host (src/host/) and the trusted core
+// (src/enclave/): DESIGN.md "Attested appliance", docs/protocol.md "Host-enclave calls".
+// Everything the host may ask the enclave is listed in `Call` below, with its arguments and
+// results; nothing else crosses the boundary. One call per request (never per primitive).
+//
+// Wire format (all integers big-endian; var(b) = u32 length || b):
+//   frame    = u32 length || payload                          (length <= kMaxFrameSize)
+//   request  = "CECL" || u16 version(=1) || u16 call || u16 argc || var(arg) * argc
+//   response = "CERS" || u16 version(=1) || u16 code || var(message) || u16 n || var(result) * n
+// `code` is a custos ErrorCode (0 = ok). A failed call has no results and a message that names
+// the failed check; messages never carry secret material.
+//
+// What crosses, by design: custody.json, the custody envelope (the root key sealed to Y), SIGMA
+// handshake messages and SIGMA records (encrypted under keys only the enclave and one keeper
+// hold), evidence, public status. The root key and master-key material never cross in clear.
+//
+// Each call, with its arguments -> results:
+//   kHello()                          -> [tee name, pk_E (33), measurement, info json]
+//        Identity of this enclave instance. pk_E is fresh per process start.
+//   kLoad(custody json, envelope)     -> []
+//        Once, first: the custody descriptor (verified inside) and the stored envelope (empty
+//        when the appliance was never initialised). The enclave starts sealed.
+//   kInit()                           -> [envelope]
+//        Generates the root key and returns its envelope for the host to store. Refused when an
+//        envelope exists. The enclave is unsealed afterwards.
+//   kStatus(nonce: empty or 32 bytes) -> [status json, evidence]
+//        Public state, and fresh evidence whose report_data binds pk_E, the custody
+//        fingerprint and the nonce (docs/protocol.md "Status evidence").
+//   kSigmaRespond(message1)           -> [session id (16), message2]
+//   kSigmaFinish(session id, message3)-> [record]   first enclave->peer record (may be empty)
+//   kRecord(session id, record)       -> [record]   the enclave's answer record
+//        A keeper's (or a joining enclave's) SIGMA session; records are sigma/release.h.
+//   kJoinStart()                      -> [handle (16), message1]
+//   kJoinFinish(handle, message2, collateral json or empty) -> [message3, record]
+//   kJoinComplete(handle, record)     -> [envelope]
+//        This enclave joins a cluster through an unsealed peer (it is the SIGMA initiator).
+//   kPing(payload)                    -> [payload]
+//        Echo, for liveness checks and for measuring the cost of one call.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/bytes.h"
+#include "common/status.h"
+
+namespace custos::ecall {
+
+// kVersion is the interface version; a peer with another version is refused at kHello.
+inline constexpr uint16_t kVersion = 1;
+// kMaxFrameSize bounds one frame (request or response payload).
+inline constexpr size_t kMaxFrameSize = 1 << 20;
+// kMaxArgs bounds the number of arguments or results in one message.
+inline constexpr size_t kMaxArgs = 8;
+
+// Call names each entry point; values are wire values and never reused.
+enum class Call : uint16_t {
+  kHello = 1,
+  kLoad = 2,
+  kInit = 3,
+  kStatus = 4,
+  kSigmaRespond = 5,
+  kSigmaFinish = 6,
+  kRecord = 7,
+  kJoinStart = 8,
+  kJoinFinish = 9,
+  kJoinComplete = 10,
+  kPing = 11,
+};
+
+// CallName returns the call's name for logs ("hello", "sigma-respond", ...), or "unknown".
+std::string_view CallName(Call call);
+// ArgCount returns how many arguments `call` takes, or -1 for an unknown call.
+int ArgCount(Call call);
+
+// Request is one decoded call.
+struct Request {
+  Call call = Call::kPing;
+  std::vector<Bytes> args;
+
+  // Encode renders the request payload (without the frame length).
+  Bytes Encode() const;
+  // Decode parses a request payload and checks the magic, the version, that the call is known
+  // and that it has exactly ArgCount(call) arguments. kInvalidArgument names the bad field.
+  static StatusOr<Request> Decode(ByteSpan payload);
+};
+
+// Response is one decoded answer.
+struct Response {
+  ErrorCode code = ErrorCode::kOk;
+  std::string message;
+  std::vector<Bytes> results;
+
+  static Response FromStatus(const Status& status);
+  // ToStatus returns OK, or the error the enclave reported (prefixed "enclave: ").
+  Status ToStatus() const;
+  Bytes Encode() const;
+  static StatusOr<Response> Decode(ByteSpan payload);
+};
+
+// WriteFrame writes u32 length || payload to `fd`, retrying short writes and EINTR.
+// kInvalidArgument above kMaxFrameSize; kUnavailable when the peer is gone.
+Status WriteFrame(int fd, ByteSpan payload);
+// ReadFrame reads one frame from `fd`. kUnavailable on EOF ("peer closed") or a read error,
+// kInvalidArgument for a length above kMaxFrameSize (the stream is then unusable).
+StatusOr<Bytes> ReadFrame(int fd);
+
+}  // namespace custos::ecall

@@ -1,0 +1,72 @@
+#include "ecall/ecall.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gmock/gmock.h"
+#include "tests/testing/testing.h"
+
+namespace custos::ecall {
+namespace {
+
+TEST(Ecall, RequestRoundTripsAndChecksArity) {
+  Request req{Call::kSigmaFinish, {Bytes{1, 2, 3}, Bytes(100, 7)}};
+  auto back = Request::Decode(req.Encode());
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->call, Call::kSigmaFinish);
+  EXPECT_EQ(back->args, req.args);
+  // Wrong arity, unknown call, wrong version, trailing bytes, truncation: all named refusals.
+  Request wrong{Call::kSigmaFinish, {Bytes{1}}};
+  EXPECT_THAT(Request::Decode(wrong.Encode()).status().message(),
+              ::testing::HasSubstr("sigma-finish takes 2 arguments, got 1"));
+  Bytes unknown = Request{Call::kPing, {Bytes{}}}.Encode();
+  unknown[7] = 99;
+  EXPECT_THAT(Request::Decode(unknown).status().message(), ::testing::HasSubstr("unknown call 99"));
+  Bytes version = req.Encode();
+  version[5] = 2;
+  EXPECT_THAT(Request::Decode(version).status().message(),
+              ::testing::HasSubstr("interface version 2"));
+  Bytes trailing = req.Encode();
+  trailing.push_back(0);
+  EXPECT_FALSE(Request::Decode(trailing).ok());
+  Bytes enc = req.Encode();
+  for (size_t cut = 0; cut < enc.size(); ++cut)
+    EXPECT_FALSE(Request::Decode(ByteSpan(enc).subspan(0, cut)).ok()) << cut;
+}
+
+TEST(Ecall, ResponseCarriesStatusOrResults) {
+  Response ok;
+  ok.results = {Bytes{9}, Bytes{}};
+  auto back = Response::Decode(ok.Encode());
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(back->ToStatus().ok());
+  EXPECT_EQ(back->results, ok.results);
+  Response err = Response::FromStatus(PermissionDenied("keeper not in custody"));
+  auto eback = Response::Decode(err.Encode());
+  ASSERT_TRUE(eback.ok());
+  EXPECT_EQ(eback->ToStatus().code(), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(eback->ToStatus().message(), "enclave: keeper not in custody");
+  // An error response with results is malformed.
+  err.results = {Bytes{1}};
+  EXPECT_FALSE(Response::Decode(err.Encode()).ok());
+}
+
+TEST(Ecall, FramesCrossASocketAndRefuseOversizedLengths) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  Bytes big(200000, 0x5a);
+  ASSERT_TRUE(WriteFrame(sv[0], big).ok());
+  auto got = ReadFrame(sv[1]);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, big);
+  uint8_t hostile[4] = {0xff, 0xff, 0xff, 0xff};
+  ASSERT_EQ(write(sv[0], hostile, 4), 4);
+  EXPECT_EQ(ReadFrame(sv[1]).status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(WriteFrame(sv[0], Bytes(kMaxFrameSize + 1)).code(), ErrorCode::kInvalidArgument);
+  close(sv[0]);
+  EXPECT_THAT(ReadFrame(sv[1]).status().message(), ::testing::HasSubstr("peer closed"));
+  close(sv[1]);
+}
+
+}  // namespace
+}  // namespace custos::ecall
