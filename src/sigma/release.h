@@ -1,0 +1,85 @@
+// What travels inside a SIGMA channel (channel.h) between a keeper and an enclave during quorum
+// unseal, and between two enclaves during a cluster join. DESIGN.md "Attested appliance";
+// docs/protocol.md, "Unseal records" and "Enclave join". Each value is the plaintext of one
+// record; the record layer gives confidentiality, integrity and order.
+//
+//   UnsealRequest  E -> K  u8 1 || custody fingerprint (32) || R (33) || envelope digest (32)
+//   PartialRelease K -> E  u8 2 || u32 index || D (33) || DLEQ proof (64)           [threshold]
+//   UnsealProgress E -> K  u8 3 || u8 unsealed || u16 provider count || u16 customer count
+//   JoinRequest    N -> E  u8 4 || var(evidence of N) || var(collateral json, may be empty)
+//   JoinGrant      E -> N  u8 5 || root key (32) || var(envelope)
+//
+// envelope digest = SHA-256("custos/v1/envelope" || envelope); the keeper's DLEQ proof uses
+// context = "custos/v1/unseal" || envelope digest, so a proof made for one envelope does not
+// verify for another. A joining enclave N's evidence binds
+//   report_data = SHA-256("custos/v1/join" || pk_N (33) || SHA-256(message1) || SHA-256(message2))
+// i.e. its own signing key (the key that signed SIGMA message 3) and this very handshake.
+#pragma once
+
+#include <cstdint>
+
+#include "common/bytes.h"
+#include "common/secret.h"
+#include "crypto/p256.h"
+#include "threshold/partial.h"
+
+namespace custos::sigma {
+
+enum class ReleaseRecord : uint8_t {
+  kUnsealRequest = 1,
+  kPartialRelease = 2,
+  kUnsealProgress = 3,
+  kJoinRequest = 4,
+  kJoinGrant = 5,
+};
+
+// kJoinPeerId is the SIGMA keeper_id a joining enclave presents (it is not a keeper).
+inline constexpr std::string_view kJoinPeerId = "@enclave";
+// kRootKeySize is the length of the appliance root key.
+inline constexpr size_t kRootKeySize = 32;
+
+// EnvelopeDigest returns SHA-256("custos/v1/envelope" || envelope).
+Bytes EnvelopeDigest(ByteSpan envelope);
+// UnsealProofContext returns "custos/v1/unseal" || envelope digest.
+Bytes UnsealProofContext(ByteSpan envelope_digest);
+// JoinReportData returns the 32-byte report_data a joining enclave's evidence must bind.
+Bytes JoinReportData(const crypto::Point& joiner_key, ByteSpan message1, ByteSpan message2);
+
+struct UnsealRequest {
+  Bytes custody_fp;       // 32
+  crypto::Point r;        // the envelope's KEM point
+  Bytes envelope_digest;  // 32
+  Bytes Encode() const;
+  static StatusOr<UnsealRequest> Decode(ByteSpan b);
+};
+
+Bytes EncodePartialRelease(const threshold::PartialDecryption& p);
+StatusOr<threshold::PartialDecryption> DecodePartialRelease(ByteSpan b);
+
+struct UnsealProgress {
+  bool unsealed = false;
+  uint16_t provider = 0;  // verified provider partials so far
+  uint16_t customer = 0;  // verified customer partials so far
+  Bytes Encode() const;
+  static StatusOr<UnsealProgress> Decode(ByteSpan b);
+};
+
+struct JoinRequest {
+  Bytes evidence;
+  Bytes collateral;  // DCAP collateral JSON for a quote; empty for sim evidence
+  Bytes Encode() const;
+  static StatusOr<JoinRequest> Decode(ByteSpan b);
+};
+
+// JoinGrant carries the root key: it is encoded into and decoded from SecretBytes only.
+struct JoinGrant {
+  SecretBytes root_key;  // 32
+  Bytes envelope;
+  SecretBytes Encode() const;
+  static StatusOr<JoinGrant> Decode(const SecretBytes& b);
+};
+
+// RecordType returns the type byte of a record plaintext, or kInvalidArgument if empty.
+StatusOr<ReleaseRecord> RecordType(ByteSpan b);
+
+}  // namespace custos::sigma
