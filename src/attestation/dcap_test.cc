@@ -2,6 +2,7 @@
 // dcap-qvl project): both genuine quotes are accepted with their known TCB verdicts, and every
 // alteration of the quote, the collateral, the time or the policy is refused naming the check.
 #include "attestation/dcap.h"
+#include "attestation/evidence.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -363,6 +364,33 @@ TEST(AttestationPolicyTest, ParsesJson) {
   EXPECT_FALSE(ParseAttestationPolicyJson(R"({"allow_debug": "yes"})").ok());
   EXPECT_FALSE(ParseAttestationPolicyJson(R"({"tcb_statuses": ["Fine"]})").ok());
   EXPECT_FALSE(ParseAttestationPolicyJson("[1]").ok());
+}
+
+}  // namespace
+}  // namespace custos::attestation
+
+namespace custos::attestation {
+namespace {
+
+// VerifyEvidence dispatches on the evidence type; DescribeOwnEvidence reads the identity fields
+// a quote carries without collateral, and they agree with the verified verdict.
+TEST(EvidenceTest, DispatchesDcapAndAgreesWithDescribe) {
+  for (const char* name : {"sgx_quote", "tdx_quote"}) {
+    Vector v = Load(name);
+    Bytes json = ReadBinary(std::string("dcap/") + name + "_collateral.json");
+    auto verdict = VerifyEvidence(v.quote, ToString(json), v.at);
+    ASSERT_OK(verdict.status());
+    auto own = DescribeOwnEvidence(v.quote);
+    ASSERT_OK(own.status());
+    EXPECT_EQ(own->tee, verdict->tee);
+    EXPECT_EQ(own->measurement, verdict->measurement);
+    EXPECT_EQ(own->signer, verdict->signer);
+    EXPECT_EQ(own->debug, verdict->debug);
+    EXPECT_EQ(own->report_data, verdict->report_data);
+    EXPECT_FALSE(IsSimEvidence(v.quote));
+    EXPECT_THAT(VerifyEvidence(v.quote, "", v.at).status().message(),
+                HasSubstr("DCAP evidence needs collateral"));
+  }
 }
 
 }  // namespace

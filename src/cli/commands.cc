@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "attestation/dcap.h"
+#include "attestation/evidence.h"
 #include "attestation/sim_evidence.h"
 #include "ceremony/ceremony.h"
 #include "cli/output_file.h"
@@ -344,7 +345,7 @@ Status AttestVerify(const std::string& evidence, const std::string& collateral_p
     return st;
   };
   // Evidence type by its magic: custos `sim` evidence, else an Intel DCAP quote.
-  bool sim = quote.size() >= 9 && std::string(quote.begin(), quote.begin() + 9) == "CUSTOSSIM";
+  bool sim = attestation::IsSimEvidence(quote);
   StatusOr<attestation::DcapVerdict> verdict = InvalidArgument("no verdict");
   if (sim) {
     verdict = attestation::VerifySimEvidence(quote);
