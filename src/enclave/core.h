@@ -1,0 +1,118 @@
+// The trusted core of the appliance (DESIGN.md "Attested appliance"; docs/protocol.md
+// "Quorum unseal", "Enclave join"). It holds the root key and serves the calls of
+// ecall/ecall.h, one at a time. Everything it receives comes from the untrusted host, so every
+// input is checked here: custody.json is verified (signatures and proofs of possession), each
+// keeper is authenticated by SIGMA against custody.json, each partial is checked by its DLEQ
+// proof, and a joining enclave by its evidence under the cluster policy.
+//
+// Unseal: the envelope (files/dual_control.h, sealed to Y) opens with S = y*R. Every SIGMA
+// session with a keeper listed in custody.json asks that keeper for D_i = x_i*R with a proof;
+// once t_p provider and t_c customer partials verified, S = sum of both domains' Lagrange
+// combinations, and the envelope opens inside. One domain alone never reaches S.
+//
+// Cluster policy (join): a peer enclave gets the root key only if its evidence verifies, has
+// this enclave's tee type, measurement, signer and product id, an SVN at least ours, is not a
+// debug enclave unless we are, binds the SIGMA session (sigma/release.h JoinReportData), and
+// is bound to the same custody (through the SIGMA report_data).
+//
+// Thread safety: none; the enclave process serves one call at a time.
+#pragma once
+
+#include <ctime>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "attestation/dcap.h"
+#include "attestation/tee_adapters.h"
+#include "common/bytes.h"
+#include "common/secret.h"
+#include "crypto/ecdsa.h"
+#include "custody/custody.h"
+#include "ecall/ecall.h"
+#include "nlohmann/json.hpp"
+#include "sigma/sigma.h"
+#include "threshold/partial.h"
+
+namespace custos::enclave {
+
+// kMaxSessions bounds concurrent SIGMA sessions; the oldest is dropped beyond it.
+inline constexpr size_t kMaxSessions = 64;
+
+// CoreOptions configures an EnclaveCore.
+struct CoreOptions {
+  std::unique_ptr<attestation::TeeBackend> tee;  // required: the evidence source
+  // now is the clock used to check a DCAP peer's collateral windows (default: time()).
+  std::function<std::time_t()> now;
+  // lockdown describes how the process was hardened (reported by kHello and kStatus).
+  nlohmann::json lockdown = nlohmann::json::object();
+};
+
+// EnclaveCore is the state machine behind the call interface.
+class EnclaveCore {
+ public:
+  // Create draws the enclave's signing key sk_E and learns its own identity from its TEE.
+  static StatusOr<std::unique_ptr<EnclaveCore>> Create(CoreOptions options);
+  ~EnclaveCore();
+
+  // Handle decodes one request payload, runs it and returns the encoded response payload.
+  // Never fails: errors travel in the response.
+  Bytes Handle(ByteSpan request_payload);
+  // Dispatch runs a decoded request.
+  ecall::Response Dispatch(const ecall::Request& request);
+
+  bool sealed() const { return !root_.has_value(); }
+
+ private:
+  struct Contribution {
+    custody::Domain domain;
+    threshold::PartialDecryption partial;
+  };
+  struct Session;
+  struct Join;
+
+  explicit EnclaveCore(CoreOptions options);
+  using Results = StatusOr<std::vector<Bytes>>;
+  Results Hello();
+  Results Load(ByteSpan custody_json, ByteSpan envelope);
+  Results Init();
+  Results StatusCall(ByteSpan nonce);
+  Results SigmaRespond(ByteSpan message1);
+  Results SigmaFinish(ByteSpan session_id, ByteSpan message3);
+  Results Record(ByteSpan session_id, ByteSpan record);
+  Results JoinStart();
+  Results JoinFinish(ByteSpan handle, ByteSpan message2, ByteSpan collateral);
+  Results JoinComplete(ByteSpan handle, ByteSpan record);
+
+  Status RequireLoaded() const;
+  Status SetEnvelope(ByteSpan envelope);
+  Status AuthorizePeer(std::string_view id, const crypto::VerifyingKey& key) const;
+  Status CheckPeerEvidence(ByteSpan evidence, std::string_view collateral,
+                           ByteSpan expected_report_data) const;
+  StatusOr<Bytes> OnPartial(Session& s, ByteSpan plaintext);
+  StatusOr<Bytes> OnJoinRequest(Session& s, ByteSpan plaintext);
+  Status TryUnseal();
+  Bytes RootKeyId() const;
+  Bytes ProgressRecord() const;
+  std::time_t Now() const;
+
+  CoreOptions options_;
+  crypto::SigningKey identity_;       // sk_E, fresh per process
+  attestation::DcapVerdict self_;     // own identity (measurement, signer, ...)
+  std::optional<custody::CustodyDescriptor> custody_;
+  Bytes custody_fp_;
+  Bytes envelope_;
+  Bytes envelope_digest_;
+  crypto::Point envelope_r_;
+  std::optional<SecretBytes> root_;
+  std::map<std::string, Contribution> contributions_;  // keeper id -> verified partial
+  std::vector<std::string> contributors_;              // keepers whose partial counted
+  std::map<std::string, std::unique_ptr<Session>> sessions_;
+  std::map<std::string, std::unique_ptr<Join>> joins_;
+  uint64_t session_counter_ = 0;
+  std::string collateral_for_join_;  // set during JoinFinish for the initiator's verifier
+};
+
+}  // namespace custos::enclave

@@ -1,0 +1,331 @@
+// The trusted core driven in-process through its call interface, with real SIGMA initiators
+// playing the keepers. The same flows with real processes are in tests/e2e/appliance_test.cc.
+#include "enclave/core.h"
+
+#include "attestation/evidence.h"
+#include "crypto/random.h"
+#include "gmock/gmock.h"
+#include "sigma/release.h"
+#include "tests/testing/testing.h"
+#include "threshold/shamir.h"
+
+namespace custos::enclave {
+namespace {
+
+using crypto::Point;
+using crypto::Scalar;
+using custody::Domain;
+using ::testing::HasSubstr;
+
+struct TestKeeper {
+  std::string id;
+  Domain domain;
+  uint32_t index;
+  Scalar share;
+  crypto::SigningKey identity = crypto::SigningKey::Generate();
+};
+
+// A custody of 1 provider (t=1) and 3 customers (t=2), dealt in the clear for the test.
+struct Custody {
+  std::vector<TestKeeper> keepers;
+  custody::CustodyDescriptor d;
+  std::string json;
+  Custody() {
+    Scalar xp = Scalar::Random(), xc = Scalar::Random();
+    keepers.push_back({"P1", Domain::kProvider, 1, xp});
+    auto poly = threshold::Polynomial::Random(xc, 1);
+    for (uint32_t i = 1; i <= 3; ++i)
+      keepers.push_back({"C" + std::to_string(i), Domain::kCustomer, i, poly.Evaluate(i)});
+    d.ceremony_id = crypto::RandomBytes(16);
+    d.provider.threshold = 1;
+    d.provider.public_key = Point::BaseMul(xp);
+    d.customer.threshold = 2;
+    d.customer.public_key = Point::BaseMul(xc);
+    for (const TestKeeper& k : keepers) {
+      custody::DomainRecord& dom = d.domain(k.domain);
+      dom.keepers.push_back({k.id, k.domain, k.index, "http://127.0.0.1:1",
+                             k.identity.verifying_key().point(), Point::BaseMul(Scalar::Random()),
+                             Point::BaseMul(k.share),
+                             custody::ProvePossession(k.share, k.id, k.domain, k.index)});
+    }
+    d.public_key = d.provider.public_key + d.customer.public_key;
+    for (const TestKeeper& k : keepers) d.signatures[k.id] = k.identity.Sign(d.SignatureMessage());
+    json = d.ToJsonString();
+  }
+};
+
+StatusOr<std::vector<Bytes>> Call(EnclaveCore& core, ecall::Call call, std::vector<Bytes> args) {
+  // Through the byte encoding, as the host does.
+  auto resp = ecall::Response::Decode(core.Handle(ecall::Request{call, std::move(args)}.Encode()));
+  if (!resp.ok()) return resp.status();
+  RETURN_IF_ERROR(resp->ToStatus());
+  return resp->results;
+}
+
+nlohmann::json StatusOf(EnclaveCore& core) {
+  auto r = Call(core, ecall::Call::kStatus, {Bytes{}});
+  EXPECT_OK(r.status());
+  return r.ok() ? nlohmann::json::parse(ToString((*r)[0])) : nlohmann::json{};
+}
+
+class EnclaveCoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::TempDir();
+    auto platform = attestation::SimPlatform::LoadOrCreate(dir_ + "/sim");
+    ASSERT_OK(platform.status());
+    platform_ = std::make_unique<attestation::SimPlatform>(*platform);
+    measurement_ = crypto::RandomBytes(32);
+    policy_.allow_sim = true;
+    policy_.accepted_tcb_statuses = {std::string(attestation::kSimTcbStatus)};
+    policy_.allowed_measurements = {measurement_};
+    policy_.allowed_signers = {platform_->signer()};
+  }
+
+  std::unique_ptr<EnclaveCore> NewCore(Bytes measurement = {}, bool debug = false) {
+    attestation::SimIdentity ident;
+    ident.debug = debug;
+    auto tee = std::make_unique<attestation::SimBackend>(
+        *platform_, measurement.empty() ? measurement_ : measurement, ident);
+    CoreOptions o;
+    o.tee = std::move(tee);
+    auto core = EnclaveCore::Create(std::move(o));
+    EXPECT_OK(core.status());
+    return core.ok() ? std::move(*core) : nullptr;
+  }
+
+  // Release runs keeper `k`'s side against `core`: SIGMA, then its partial (corrupted when
+  // `bad_proof`). Returns the progress the enclave reports, or the first refusal.
+  StatusOr<sigma::UnsealProgress> Release(EnclaveCore& core, const TestKeeper& k,
+                                          bool bad_proof = false) {
+    sigma::InitiatorConfig cfg;
+    cfg.keeper_id = k.id;
+    cfg.custody_hash = custody_.d.Fingerprint();
+    cfg.verify_evidence = [this](ByteSpan evidence, ByteSpan expected) -> Status {
+      ASSIGN_OR_RETURN(auto v, attestation::VerifySimEvidence(evidence));
+      RETURN_IF_ERROR(attestation::CheckPolicy(v, policy_));
+      return sigma::CheckReportData(v.report_data, expected);
+    };
+    sigma::SigmaInitiator init(k.identity, cfg);
+    ASSIGN_OR_RETURN(Bytes m1, init.Start());
+    ASSIGN_OR_RETURN(auto r2, Call(core, ecall::Call::kSigmaRespond, {m1}));
+    ASSIGN_OR_RETURN(auto fin, init.Finish(r2[1]));
+    ASSIGN_OR_RETURN(auto r3, Call(core, ecall::Call::kSigmaFinish, {r2[0], fin.message3}));
+    ASSIGN_OR_RETURN(Bytes first, fin.channel.Open(r3[0]));
+    if (first[0] == static_cast<uint8_t>(sigma::ReleaseRecord::kUnsealProgress))
+      return sigma::UnsealProgress::Decode(first);
+    ASSIGN_OR_RETURN(sigma::UnsealRequest req, sigma::UnsealRequest::Decode(first));
+    const custody::KeeperRecord* me = custody_.d.FindKeeper(k.id);
+    threshold::PartialDecryption p = threshold::ComputePartial(
+        k.index, k.share, me->verification_key, req.r, sigma::UnsealProofContext(req.envelope_digest));
+    if (bad_proof) p.d = p.d + Point::Generator();
+    ASSIGN_OR_RETURN(Bytes rec, fin.channel.Seal(sigma::EncodePartialRelease(p)));
+    ASSIGN_OR_RETURN(auto r4, Call(core, ecall::Call::kRecord, {r2[0], rec}));
+    ASSIGN_OR_RETURN(Bytes answer, fin.channel.Open(r4[0]));
+    return sigma::UnsealProgress::Decode(answer);
+  }
+
+  // Initialised returns a fresh sealed core loaded with an envelope made by another core.
+  std::unique_ptr<EnclaveCore> InitAndReload(std::string* root_id) {
+    auto first = NewCore();
+    EXPECT_OK(Call(*first, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+    auto env = Call(*first, ecall::Call::kInit, {});
+    EXPECT_OK(env.status());
+    envelope_ = (*env)[0];
+    *root_id = StatusOf(*first)["root_key_id"];
+    auto core = NewCore();
+    EXPECT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_}).status());
+    return core;
+  }
+
+  const TestKeeper& K(const std::string& id) {
+    for (const TestKeeper& k : custody_.keepers)
+      if (k.id == id) return k;
+    throw std::runtime_error("no keeper");
+  }
+
+  std::string dir_;
+  std::unique_ptr<attestation::SimPlatform> platform_;
+  Bytes measurement_;
+  attestation::AttestationPolicy policy_;
+  Custody custody_;
+  Bytes envelope_;
+};
+
+TEST_F(EnclaveCoreTest, QuorumOfBothDomainsUnsealsTheSameRootKey) {
+  std::string root_id;
+  auto core = InitAndReload(&root_id);
+  ASSERT_FALSE(root_id.empty());
+  EXPECT_TRUE(core->sealed());
+  auto p = Release(*core, K("P1"));
+  ASSERT_OK(p.status());
+  EXPECT_FALSE(p->unsealed);
+  EXPECT_EQ(p->provider, 1);
+  p = Release(*core, K("C2"));
+  ASSERT_OK(p.status());
+  EXPECT_FALSE(p->unsealed);
+  p = Release(*core, K("C3"));
+  ASSERT_OK(p.status());
+  EXPECT_TRUE(p->unsealed);
+  nlohmann::json s = StatusOf(*core);
+  EXPECT_FALSE(s["sealed"].get<bool>());
+  EXPECT_EQ(s["root_key_id"], root_id);
+  EXPECT_EQ(s["contributors"].size(), 3u);
+  // A keeper that comes later is told there is nothing to do, and releases nothing.
+  p = Release(*core, K("C1"));
+  ASSERT_OK(p.status());
+  EXPECT_TRUE(p->unsealed);
+}
+
+TEST_F(EnclaveCoreTest, OneSideAloneNeverUnseals) {
+  std::string root_id;
+  auto core = InitAndReload(&root_id);
+  for (const char* id : {"C1", "C2", "C3"}) ASSERT_OK(Release(*core, K(id)).status());
+  EXPECT_TRUE(core->sealed());
+  auto core2 = NewCore();
+  ASSERT_OK(Call(*core2, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_}).status());
+  ASSERT_OK(Release(*core2, K("P1")).status());
+  ASSERT_OK(Release(*core2, K("C1")).status());
+  EXPECT_TRUE(core2->sealed());
+  EXPECT_TRUE(StatusOf(*core2)["sealed"].get<bool>());
+}
+
+TEST_F(EnclaveCoreTest, RefusesBadProofUnknownKeeperAndForeignIdentityKey) {
+  std::string root_id;
+  auto core = InitAndReload(&root_id);
+  auto bad = Release(*core, K("P1"), /*bad_proof=*/true);
+  EXPECT_EQ(bad.status().code(), ErrorCode::kIntegrity);
+  EXPECT_THAT(bad.status().message(), HasSubstr("partial from keeper P1 refused"));
+  TestKeeper stranger{"X9", Domain::kCustomer, 1, Scalar::Random()};
+  EXPECT_THAT(Release(*core, stranger).status().message(), HasSubstr("keeper X9 is not in custody.json"));
+  TestKeeper impostor = {"C1", Domain::kCustomer, 1, K("C1").share};  // right share, wrong key
+  EXPECT_THAT(Release(*core, impostor).status().message(),
+              HasSubstr("signed with a key custody.json does not list"));
+  // None of these counted.
+  EXPECT_TRUE(StatusOf(*core)["contributors"].empty());
+}
+
+TEST_F(EnclaveCoreTest, KeeperRefusesWrongMeasurementDebugSvnAndSim) {
+  std::string root_id;
+  InitAndReload(&root_id);
+  auto other = NewCore(crypto::RandomBytes(32));
+  ASSERT_OK(Call(*other, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_}).status());
+  EXPECT_THAT(Release(*other, K("P1")).status().message(), HasSubstr("measurement"));
+  auto debug = NewCore({}, /*debug=*/true);
+  ASSERT_OK(Call(*debug, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_}).status());
+  EXPECT_THAT(Release(*debug, K("P1")).status().message(), HasSubstr("debug"));
+  // (TCB status refusals need DCAP evidence: keeper/release_test.cc uses the Intel quotes.)
+  policy_.min_svn = 3;
+  auto core = NewCore();
+  ASSERT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_}).status());
+  EXPECT_THAT(Release(*core, K("P1")).status().message(), HasSubstr("SVN below minimum"));
+  policy_.min_svn = 0;
+  policy_.allow_sim = false;
+  EXPECT_THAT(Release(*core, K("P1")).status().message(), HasSubstr("sim"));
+}
+
+TEST_F(EnclaveCoreTest, ReplayedAndCrossedSigmaMessagesAreRefused) {
+  std::string root_id;
+  auto core = InitAndReload(&root_id);
+  const TestKeeper& k = K("P1");
+  sigma::InitiatorConfig cfg{k.id, custody_.d.Fingerprint(),
+                             [](ByteSpan, ByteSpan) { return Status::Ok(); }};
+  sigma::SigmaInitiator a(k.identity, cfg), b(k.identity, cfg);
+  auto ra = Call(*core, ecall::Call::kSigmaRespond, {*a.Start()});
+  auto rb = Call(*core, ecall::Call::kSigmaRespond, {*b.Start()});
+  ASSERT_OK(ra.status());
+  ASSERT_OK(rb.status());
+  auto fa = a.Finish((*ra)[1]);
+  ASSERT_OK(fa.status());
+  // Message 3 of session a offered to session b: refused, and b is gone.
+  EXPECT_FALSE(Call(*core, ecall::Call::kSigmaFinish, {(*rb)[0], fa->message3}).ok());
+  ASSERT_OK(Call(*core, ecall::Call::kSigmaFinish, {(*ra)[0], fa->message3}).status());
+  // Replaying message 3 into the finished session: refused.
+  EXPECT_THAT(Call(*core, ecall::Call::kSigmaFinish, {(*ra)[0], fa->message3}).status().message(),
+              HasSubstr("already finished"));
+  // A record sealed at sequence 1 (the enclave expects 0) is out of order and refused.
+  ASSERT_OK(fa->channel.Seal(Bytes{2}).status());
+  auto late = fa->channel.Seal(sigma::EncodePartialRelease({}));
+  ASSERT_OK(late.status());
+  EXPECT_THAT(Call(*core, ecall::Call::kRecord, {(*ra)[0], *late}).status().message(),
+              HasSubstr("out of sequence"));
+  // The session served its one record: a replay finds no session.
+  EXPECT_EQ(Call(*core, ecall::Call::kRecord, {(*ra)[0], *late}).status().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(EnclaveCoreTest, LoadRefusesEditedCustodyAndForeignEnvelope) {
+  std::string root_id;
+  InitAndReload(&root_id);
+  auto core = NewCore();
+  std::string edited = custody_.json;
+  edited.replace(edited.find("\"threshold\": 2"), 14, "\"threshold\": 1");
+  EXPECT_FALSE(Call(*core, ecall::Call::kLoad, {ToBytes(edited), Bytes{}}).ok());
+  Custody other;
+  EXPECT_THAT(Call(*core, ecall::Call::kLoad, {ToBytes(other.json), envelope_}).status().message(),
+              HasSubstr("not sealed to this custody"));
+  // A failed load leaves the core unloaded, so a correct load still works.
+  ASSERT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_}).status());
+  EXPECT_THAT(Call(*core, ecall::Call::kInit, {}).status().message(), HasSubstr("already initialised"));
+}
+
+// Join drives node `joiner` through node `peer` as the two hosts would.
+Status Join(EnclaveCore& joiner, EnclaveCore& peer) {
+  ASSIGN_OR_RETURN(auto s1, Call(joiner, ecall::Call::kJoinStart, {}));
+  ASSIGN_OR_RETURN(auto p2, Call(peer, ecall::Call::kSigmaRespond, {s1[1]}));
+  ASSIGN_OR_RETURN(auto s3, Call(joiner, ecall::Call::kJoinFinish, {s1[0], p2[1], Bytes{}}));
+  ASSIGN_OR_RETURN(auto p4, Call(peer, ecall::Call::kSigmaFinish, {p2[0], s3[0]}));
+  if (!p4[0].empty()) return InternalError("peer sent an unexpected first record");
+  ASSIGN_OR_RETURN(auto p5, Call(peer, ecall::Call::kRecord, {p2[0], s3[1]}));
+  return Call(joiner, ecall::Call::kJoinComplete, {s1[0], p5[0]}).status();
+}
+
+TEST_F(EnclaveCoreTest, SameMeasurementJoinsDifferentMeasurementIsRefused) {
+  auto a = NewCore();
+  ASSERT_OK(Call(*a, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+  auto env = Call(*a, ecall::Call::kInit, {});
+  ASSERT_OK(env.status());
+  auto b = NewCore();
+  ASSERT_OK(Call(*b, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+  ASSERT_OK(Join(*b, *a));
+  EXPECT_FALSE(b->sealed());
+  EXPECT_EQ(StatusOf(*b)["root_key_id"], StatusOf(*a)["root_key_id"]);
+
+  auto c = NewCore(crypto::RandomBytes(32));
+  ASSERT_OK(Call(*c, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+  Status refused = Join(*c, *a);
+  EXPECT_THAT(refused.message(), HasSubstr("measurement"));
+  EXPECT_TRUE(c->sealed());
+  // A debug build of the same code is refused too, and a sealed node grants nothing.
+  auto d = NewCore({}, /*debug=*/true);
+  ASSERT_OK(Call(*d, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+  EXPECT_THAT(Join(*d, *a).message(), HasSubstr("debug"));
+  auto sealed_peer = NewCore();
+  ASSERT_OK(Call(*sealed_peer, ecall::Call::kLoad, {ToBytes(custody_.json), (*env)[0]}).status());
+  auto e = NewCore();
+  ASSERT_OK(Call(*e, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+  EXPECT_THAT(Join(*e, *sealed_peer).message(), HasSubstr("sealed"));
+}
+
+TEST_F(EnclaveCoreTest, JoinRefusesAPeerOfAnotherCustody) {
+  auto a = NewCore();
+  ASSERT_OK(Call(*a, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+  ASSERT_OK(Call(*a, ecall::Call::kInit, {}).status());
+  Custody other;
+  auto b = NewCore();
+  ASSERT_OK(Call(*b, ecall::Call::kLoad, {ToBytes(other.json), Bytes{}}).status());
+  EXPECT_THAT(Join(*b, *a).message(), HasSubstr("does not bind this session"));
+}
+
+TEST_F(EnclaveCoreTest, PingEchoesAndBadRequestsAreNamed) {
+  auto core = NewCore();
+  auto r = Call(*core, ecall::Call::kPing, {Bytes{1, 2, 3}});
+  ASSERT_OK(r.status());
+  EXPECT_EQ((*r)[0], (Bytes{1, 2, 3}));
+  auto resp = ecall::Response::Decode(core->Handle(Bytes{1, 2, 3}));
+  ASSERT_OK(resp.status());
+  EXPECT_THAT(resp->message, HasSubstr("magic"));
+  EXPECT_THAT(Call(*core, ecall::Call::kInit, {}).status().message(), HasSubstr("custody not loaded"));
+}
+
+}  // namespace
+}  // namespace custos::enclave
