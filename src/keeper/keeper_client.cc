@@ -15,22 +15,7 @@ StatusOr<KeeperClient> KeeperClient::Create(const std::string& url, const std::s
 }
 
 StatusOr<json> KeeperClient::Decode(StatusOr<net::HttpResponse> r) {
-  if (!r.ok()) return r.status().WithContext("keeper " + url_);
-  json j = json::parse(r->body, nullptr, false);
-  if (r->status != 200) {
-    std::string code = j.is_object() ? j.value("error", "") : "";
-    std::string msg = j.is_object() ? j.value("message", "") : "";
-    if (msg.empty()) msg = "HTTP " + std::to_string(r->status);
-    ErrorCode ec = ErrorCode::kInternal;
-    for (ErrorCode c : {ErrorCode::kInvalidArgument, ErrorCode::kNotFound, ErrorCode::kAlreadyExists,
-                        ErrorCode::kPermissionDenied, ErrorCode::kFailedPrecondition,
-                        ErrorCode::kIntegrity, ErrorCode::kUnavailable, ErrorCode::kInternal})
-      if (code == ErrorCodeName(c)) ec = c;
-    return Status(ec, "keeper " + url_ + " refused: " + msg);
-  }
-  if (j.is_discarded() || !j.is_object())
-    return IntegrityError("keeper " + url_ + " answered with malformed JSON");
-  return j;
+  return net::DecodeJsonResponse(r, "keeper " + url_);
 }
 
 StatusOr<json> KeeperClient::Call(const std::string& path, const json& body) {

@@ -19,21 +19,6 @@ using custody::Domain;
 using nlohmann::json;
 namespace hpke = crypto::hpke;
 
-int HttpStatusFor(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kOk: return 200;
-    case ErrorCode::kInvalidArgument: return 400;
-    case ErrorCode::kPermissionDenied: return 403;
-    case ErrorCode::kNotFound: return 404;
-    case ErrorCode::kAlreadyExists:
-    case ErrorCode::kFailedPrecondition: return 409;
-    case ErrorCode::kIntegrity: return 422;
-    case ErrorCode::kUnavailable: return 503;
-    case ErrorCode::kInternal: return 500;
-  }
-  return 500;
-}
-
 StatusOr<FaultInjection> FaultInjection::FromEnv() {
   FaultInjection f;
   const char* env = std::getenv("CUSTOS_FAULT_INJECTION");
@@ -65,7 +50,7 @@ net::HttpResponse JsonResponse(int status, const json& body) {
 
 net::HttpResponse ErrorResponse(const Status& st) {
   net::HttpResponse r;
-  r.status = HttpStatusFor(st.code());
+  r.status = net::HttpStatusFor(st.code());
   r.body = net::ErrorBody(ErrorCodeName(st.code()), st.message());
   return r;
 }

@@ -95,7 +95,5 @@ class KeeperService {
   std::map<std::string, Json> dealt_;              // reshare session hex -> proposal we dealt for
 };
 
-// HttpStatusFor maps an error code to the HTTP status keepers answer with.
-int HttpStatusFor(ErrorCode code);
 
 }  // namespace custos::keeper

@@ -115,4 +115,45 @@ std::string ErrorBody(std::string_view code, std::string_view message) {
   return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+int HttpStatusFor(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kOk: return 200;
+    case ErrorCode::kInvalidArgument: return 400;
+    case ErrorCode::kPermissionDenied: return 403;
+    case ErrorCode::kNotFound: return 404;
+    case ErrorCode::kAlreadyExists:
+    case ErrorCode::kFailedPrecondition: return 409;
+    case ErrorCode::kIntegrity: return 422;
+    case ErrorCode::kUnavailable: return 503;
+    case ErrorCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+HttpResponse ErrorResponse(const Status& status) {
+  HttpResponse r;
+  r.status = HttpStatusFor(status.code());
+  r.body = ErrorBody(ErrorCodeName(status.code()), status.message());
+  return r;
+}
+
+StatusOr<nlohmann::json> DecodeJsonResponse(const StatusOr<HttpResponse>& r, std::string_view peer) {
+  if (!r.ok()) return r.status().WithContext(std::string(peer));
+  nlohmann::json j = nlohmann::json::parse(r->body, nullptr, false);
+  if (r->status != 200) {
+    std::string code = j.is_object() ? j.value("error", "") : "";
+    std::string msg = j.is_object() ? j.value("message", "") : "";
+    if (msg.empty()) msg = "HTTP " + std::to_string(r->status);
+    ErrorCode ec = ErrorCode::kInternal;
+    for (ErrorCode c : {ErrorCode::kInvalidArgument, ErrorCode::kNotFound, ErrorCode::kAlreadyExists,
+                        ErrorCode::kPermissionDenied, ErrorCode::kFailedPrecondition,
+                        ErrorCode::kIntegrity, ErrorCode::kUnavailable, ErrorCode::kInternal})
+      if (code == ErrorCodeName(c)) ec = c;
+    return Status(ec, std::string(peer) + " refused: " + msg);
+  }
+  if (j.is_discarded() || !j.is_object())
+    return IntegrityError(std::string(peer) + " answered with malformed JSON");
+  return j;
+}
+
 }  // namespace custos::net

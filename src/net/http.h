@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "common/status.h"
+#include "nlohmann/json.hpp"
 
 namespace custos::net {
 
@@ -65,5 +66,18 @@ StatusOr<Url> ParseUrl(std::string_view text);
 // ErrorBody renders the JSON error body every custos endpoint uses:
 // {"error":"<code>","message":"<message>"}. The message must already be safe to show.
 std::string ErrorBody(std::string_view code, std::string_view message);
+
+// HttpStatusFor maps an error code to the HTTP status custos servers answer with
+// (400, 403, 404, 409, 422, 503, 500).
+int HttpStatusFor(ErrorCode code);
+
+// ErrorResponse renders `status` (not OK) as an ErrorBody response with HttpStatusFor.
+HttpResponse ErrorResponse(const Status& status);
+
+// DecodeJsonResponse turns a custos server's answer into its JSON object, or into the Status
+// its ErrorBody names ("<peer> refused: <message>"), keeping the error code. A transport error
+// gets `peer` as context; a 200 that is not a JSON object is kIntegrity.
+StatusOr<nlohmann::json> DecodeJsonResponse(const StatusOr<HttpResponse>& response,
+                                            std::string_view peer);
 
 }  // namespace custos::net
