@@ -3,6 +3,7 @@
 # and "meets"/"BELOW" (docs/benchmarks.md explains each figure and the latest measured run).
 #
 #   BUILD_DIR/threshold_bench   partials/s, keeper /v1/partial handling, DKG crypto (in process)
+#   BUILD_DIR/attestation_bench DCAP quote (real Intel vectors) and sim evidence checks/s
 #   scripts/bench_stream.sh     STREAM encrypt/decrypt vs `openssl speed -evp aes-256-gcm`
 #   scripts/bench_e2e.sh        DKG ceremony and `custos decrypt` with real keepers on loopback
 #
@@ -13,7 +14,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 python=/usr/bin/python3
 [ -x "$python" ] || python=python3
-for b in threshold_bench stream_bench custos; do
+for b in threshold_bench attestation_bench stream_bench custos; do
   [ -x "$build/$b" ] || { echo "bench: $build/$b is missing (build it first: make build)" >&2; exit 1; }
 done
 
@@ -32,6 +33,10 @@ openssl speed -seconds 3 ecdhp256 2>/dev/null | tee "$out/ecdh.txt" | grep -i 'e
 echo
 echo "== threshold_bench (in process)"
 "$build/threshold_bench" --benchmark_out="$out/threshold.json" --benchmark_out_format=json
+
+echo
+echo "== attestation_bench (in process)"
+"$build/attestation_bench" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 
 echo
 echo "== scripts/bench_stream.sh"
