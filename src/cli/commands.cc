@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "attestation/dcap.h"
+#include "cli/appliance_commands.h"
 #include "attestation/evidence.h"
 #include "attestation/sim_evidence.h"
 #include "ceremony/ceremony.h"
@@ -115,7 +116,13 @@ Status KeeperAllow(const std::string& dir, const std::string& client, const std:
 }
 
 Status KeeperServe(const std::string& dir, const std::string& listen, const std::string& pass_file,
-                   const std::string& cert, const std::string& key) {
+                   const std::string& cert, const std::string& key, const AutoReleaseFlags& release) {
+  std::optional<keeper::ReleaseOptions> release_options;
+  if (!release.url.empty()) {
+    if (release.policy_path.empty()) return InvalidArgument("--auto-release needs --release-policy");
+    ASSIGN_OR_RETURN(release_options, LoadReleaseOptions(release.url, release.policy_path,
+                                                         release.collateral_path, release.ca_file));
+  }
   ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
   ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
   pass = SecretBytes();
@@ -139,6 +146,10 @@ Status KeeperServe(const std::string& dir, const std::string& listen, const std:
                                     listen, [&](const net::HttpRequest& r) { return service.Handle(r); },
                                     opts));
   RETURN_IF_ERROR(server->Start());
+  std::unique_ptr<keeper::AutoRelease> auto_release;
+  if (release_options)
+    auto_release = std::make_unique<keeper::AutoRelease>(*store, *release_options,
+                                                         std::chrono::milliseconds(release.interval_ms));
   std::cout << "keeper " << store->id() << " listening on " << (server->tls() ? "https" : "http")
             << "://" << listen.substr(0, listen.rfind(':')) << ":" << server->port() << std::endl;
   int sig = 0;
@@ -435,7 +446,9 @@ int Main(int argc, char** argv) {
   k_serve->add_option("--passphrase-file", pass_file);
   k_serve->add_option("--tls-cert", tls_cert, "PEM certificate chain (enables HTTPS)");
   k_serve->add_option("--tls-key", tls_key, "PEM private key");
-  k_serve->callback([&] { run(KeeperServe(dir, listen, pass_file, tls_cert, tls_key)); });
+  AutoReleaseFlags auto_release;
+  AddAutoReleaseFlags(k_serve, auto_release);
+  k_serve->callback([&] { run(KeeperServe(dir, listen, pass_file, tls_cert, tls_key, auto_release)); });
 
   std::string keeper_pass_file;
   auto* k_escrow = keeper_cmd->add_subcommand("escrow", "recovery fragments")->require_subcommand(1);
@@ -528,6 +541,8 @@ int Main(int argc, char** argv) {
   a_verify->add_option("--policy", policy, "attestation policy JSON");
   a_verify->add_option("--at", at, "verification time, RFC 3339 UTC (default: now)");
   a_verify->callback([&] { run(AttestVerify(evidence, collateral, policy, at)); });
+
+  AddApplianceCommands(app, keeper_cmd, run);
 
   try {
     app.parse(argc, argv);

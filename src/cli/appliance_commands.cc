@@ -1,0 +1,139 @@
+#include "cli/appliance_commands.h"
+
+#include <signal.h>
+
+#include <iostream>
+
+#include "attestation/dcap.h"
+#include "common/file.h"
+#include "host/appliance.h"
+#include "host/config.h"
+#include "keeper/keeper_service.h"
+#include "net/http_client.h"
+#include "net/http_server.h"
+
+namespace custos::cli {
+
+using json = nlohmann::json;
+
+StatusOr<keeper::ReleaseOptions> LoadReleaseOptions(const std::string& url, const std::string& policy_path,
+                                                    const std::string& collateral_path,
+                                                    const std::string& ca_file) {
+  keeper::ReleaseOptions o;
+  o.server_url = url;
+  o.ca_file = ca_file;
+  ASSIGN_OR_RETURN(std::string policy_text, ReadFileString(policy_path));
+  ASSIGN_OR_RETURN(o.policy, attestation::ParseAttestationPolicyJson(policy_text));
+  if (!collateral_path.empty()) {
+    ASSIGN_OR_RETURN(o.collateral_json, ReadFileString(collateral_path));
+  }
+  ASSIGN_OR_RETURN(keeper::FaultInjection faults, keeper::FaultInjection::FromEnv());
+  o.bad_partial = faults.bad_partial;
+  return o;
+}
+
+void AddAutoReleaseFlags(CLI::App* serve, AutoReleaseFlags& f) {
+  serve->add_option("--auto-release", f.url,
+                    "appliance URL: verify it and release this keeper's partial whenever it is sealed");
+  serve->add_option("--release-policy", f.policy_path, "attestation policy JSON for --auto-release");
+  serve->add_option("--release-collateral", f.collateral_path, "DCAP collateral JSON for --auto-release");
+  serve->add_option("--release-ca", f.ca_file, "CA bundle for an https appliance");
+  serve->add_option("--release-interval-ms", f.interval_ms, "how often to check the appliance (default 2000)");
+}
+
+namespace {
+
+Status Server(const std::string& config_path) {
+  ASSIGN_OR_RETURN(host::ServerConfig config, host::LoadServerConfig(config_path));
+  std::string binary = config.enclave_binary.empty() ? host::DefaultEnclaveBinary() : config.enclave_binary;
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  ASSIGN_OR_RETURN(std::unique_ptr<host::Appliance> appliance, host::Appliance::Start(config, binary));
+  net::HttpServerOptions opts;
+  opts.tls_cert_file = config.tls_cert;
+  opts.tls_key_file = config.tls_key;
+  ASSIGN_OR_RETURN(auto server, net::HttpServer::Create(
+                                    config.listen,
+                                    [&](const net::HttpRequest& r) { return appliance->Handle(r); }, opts));
+  RETURN_IF_ERROR(server->Start());
+  std::cout << "custos server listening on " << (server->tls() ? "https" : "http") << "://"
+            << config.listen.substr(0, config.listen.rfind(':')) << ":" << server->port() << std::endl;
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  std::cerr << json{{"level", "info"}, {"component", "host"}, {"msg", "stopping on signal"}, {"signal", sig}}.dump()
+            << std::endl;
+  server->Stop();
+  appliance->Stop();
+  return Status::Ok();
+}
+
+StatusOr<json> CallServer(const std::string& url, const std::string& ca_file, const std::string& method,
+                          const std::string& path) {
+  net::HttpClientOptions o;
+  o.ca_file = ca_file;
+  ASSIGN_OR_RETURN(net::HttpClient client, net::HttpClient::Create(url, o));
+  auto r = method == "GET" ? client.Get(path) : client.Post(path, "{}", {{"content-type", "application/json"}});
+  return net::DecodeJsonResponse(r, "appliance " + url);
+}
+
+Status OperatorInit(const std::string& url, const std::string& ca_file) {
+  ASSIGN_OR_RETURN(json r, CallServer(url, ca_file, "POST", "/v1/sys/init"));
+  std::cout << r.dump(2) << "\n";
+  return Status::Ok();
+}
+
+Status OperatorStatus(const std::string& url, const std::string& ca_file) {
+  ASSIGN_OR_RETURN(json r, CallServer(url, ca_file, "GET", "/v1/sys/status"));
+  std::cout << r.dump(2) << "\n";
+  return Status::Ok();
+}
+
+Status KeeperRelease(const std::string& dir, const std::string& pass_file, const std::string& url,
+                     const std::string& policy, const std::string& collateral, const std::string& ca_file) {
+  ASSIGN_OR_RETURN(keeper::ReleaseOptions o, LoadReleaseOptions(url, policy, collateral, ca_file));
+  ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
+  ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
+  ASSIGN_OR_RETURN(keeper::ReleaseOutcome out, keeper::ReleaseToAppliance(*store, o));
+  json j = {{"keeper", store->id()}, {"released", out.released}, {"unsealed", out.unsealed}};
+  if (out.released) {
+    j["measurement"] = out.measurement;
+    j["provider_partials"] = out.provider;
+    j["customer_partials"] = out.customer;
+  }
+  std::cout << j.dump() << "\n";
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<void(Status)> run) {
+  // The strings live as long as `app` (they are captured by the callbacks).
+  static std::string config, url, ca_file, dir, pass_file, policy, collateral;
+  auto* server = app.add_subcommand("server", "run an appliance node (host + trusted core)");
+  server->add_option("--config", config, "server.toml (docs/server.example.toml)")->required();
+  server->callback([run] { run(Server(config)); });
+
+  auto* op = app.add_subcommand("operator", "appliance operations")->require_subcommand(1);
+  auto* op_init = op->add_subcommand("init", "generate the root key in the enclave; store its envelope");
+  op_init->add_option("--server", url, "appliance URL")->required();
+  op_init->add_option("--ca", ca_file, "CA bundle for https");
+  op_init->callback([run] { run(OperatorInit(url, ca_file)); });
+  auto* op_status = op->add_subcommand("status", "print the appliance's status (sealed, contributors, evidence)");
+  op_status->add_option("--server", url, "appliance URL")->required();
+  op_status->add_option("--ca", ca_file, "CA bundle for https");
+  op_status->callback([run] { run(OperatorStatus(url, ca_file)); });
+
+  auto* rel = keeper_cmd->add_subcommand("release", "verify the appliance's enclave and send it this keeper's partial");
+  rel->add_option("--dir", dir)->required();
+  rel->add_option("--passphrase-file", pass_file, "at-rest passphrase (else CUSTOS_KEEPER_PASSPHRASE)");
+  rel->add_option("--server", url, "appliance URL")->required();
+  rel->add_option("--policy", policy, "attestation policy JSON")->required();
+  rel->add_option("--collateral", collateral, "DCAP collateral JSON (for quotes)");
+  rel->add_option("--ca", ca_file, "CA bundle for https");
+  rel->callback([run] { run(KeeperRelease(dir, pass_file, url, policy, collateral, ca_file)); });
+}
+
+}  // namespace custos::cli

@@ -1,0 +1,34 @@
+// The appliance's commands (`custos server`, `custos operator ...`, `custos keeper release`):
+// docs/operations.md "Running the appliance".
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "common/status.h"
+#include "keeper/release.h"
+
+namespace custos::cli {
+
+// AddApplianceCommands registers `server`, `operator init|status` and `keeper release` (under
+// `keeper_cmd`). Each callback hands its Status to `run`.
+void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<void(Status)> run);
+
+// AutoReleaseFlags are `keeper serve`'s --auto-release options.
+struct AutoReleaseFlags {
+  std::string url;
+  std::string policy_path;
+  std::string collateral_path;
+  std::string ca_file;
+  int interval_ms = 2000;
+};
+// AddAutoReleaseFlags adds them to `serve`.
+void AddAutoReleaseFlags(CLI::App* serve, AutoReleaseFlags& flags);
+// LoadReleaseOptions reads the policy (and collateral) files into ReleaseOptions.
+StatusOr<keeper::ReleaseOptions> LoadReleaseOptions(const std::string& url, const std::string& policy_path,
+                                                    const std::string& collateral_path,
+                                                    const std::string& ca_file);
+
+}  // namespace custos::cli

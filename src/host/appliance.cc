@@ -1,0 +1,254 @@
+#include "host/appliance.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <filesystem>
+#include <iostream>
+
+#include "common/file.h"
+#include "crypto/hash.h"
+#include "net/http_client.h"
+
+namespace custos::host {
+
+using json = nlohmann::json;
+
+namespace {
+
+void Log(const std::string& level, const std::string& msg, const json& extra = json::object()) {
+  json j = {{"level", level}, {"component", "host"}, {"msg", msg}};
+  for (auto& [k, v] : extra.items()) j[k] = v;
+  std::cerr << j.dump() << std::endl;
+}
+
+StatusOr<Bytes> GetB64(const json& body, const char* key) {
+  if (!body.is_object() || !body.contains(key) || !body[key].is_string())
+    return InvalidArgument(std::string("missing or non-string field \"") + key + "\"");
+  auto b = Base64Decode(body[key].get<std::string>());
+  if (!b.ok()) return InvalidArgument(std::string("field \"") + key + "\" is not base64");
+  return *b;
+}
+
+StatusOr<Bytes> GetHexField(const json& body, const char* key) {
+  if (!body.is_object() || !body.contains(key) || !body[key].is_string())
+    return InvalidArgument(std::string("missing or non-string field \"") + key + "\"");
+  auto b = HexDecode(body[key].get<std::string>());
+  if (!b.ok()) return InvalidArgument(std::string("field \"") + key + "\" is not hex");
+  return *b;
+}
+
+}  // namespace
+
+std::string DefaultEnclaveBinary() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return "custos-enclave";
+  return (std::filesystem::path(std::string(buf, static_cast<size_t>(n))).parent_path() /
+          "custos-enclave")
+      .string();
+}
+
+EnclaveLaunch EnclaveLaunchFor(const ServerConfig& c, const std::string& enclave_binary) {
+  EnclaveLaunch l;
+  l.binary = enclave_binary;
+  l.args = {"--tee", c.tee_backend};
+  if (c.tee_backend == "sim") {
+    l.args.insert(l.args.end(), {"--sim-key-dir", c.sim_key_dir.empty() ? c.data_dir + "/sim" : c.sim_key_dir,
+                                 "--sim-product-id", std::to_string(c.sim_product_id), "--sim-svn",
+                                 std::to_string(c.sim_svn)});
+    if (c.sim_debug) l.args.push_back("--sim-debug");
+  }
+  l.args.insert(l.args.end(), {"--gramine-root", c.gramine_root, "--tsm-root", c.tsm_root});
+  return l;
+}
+
+Appliance::Appliance(ServerConfig config, std::unique_ptr<EnclaveProcess> enclave)
+    : config_(std::move(config)), enclave_(std::move(enclave)) {}
+
+Appliance::~Appliance() { Stop(); }
+
+StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config,
+                                                      const std::string& enclave_binary) {
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) return Unavailable("cannot create data_dir " + config.data_dir + ": " + ec.message());
+  ::chmod(config.data_dir.c_str(), 0700);
+  ASSIGN_OR_RETURN(std::string custody_json, ReadFileString(config.custody_path));
+  Bytes envelope;
+  std::string envelope_path = config.data_dir + "/" + std::string(kEnvelopeFile);
+  if (std::filesystem::exists(envelope_path)) {
+    ASSIGN_OR_RETURN(envelope, ReadFileBytes(envelope_path));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<EnclaveProcess> enclave,
+                   EnclaveProcess::Spawn(EnclaveLaunchFor(config, enclave_binary)));
+  RETURN_IF_ERROR(enclave->Call(ecall::Call::kLoad, {ToBytes(custody_json), envelope}).status());
+  std::unique_ptr<Appliance> a(new Appliance(config, std::move(enclave)));
+  Log("info", "trusted core started",
+      {{"tee", a->enclave_->tee()},
+       {"enclave_pid", a->enclave_->pid()},
+       {"measurement", HexEncode(a->enclave_->measurement())},
+       {"initialized", !envelope.empty()},
+       {"state", "sealed"}});
+  if (!config.join_url.empty()) a->join_thread_ = std::thread([p = a.get()] { p->JoinLoop(); });
+  return a;
+}
+
+void Appliance::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(join_mu_);
+    stopping_ = true;
+  }
+  join_cv_.notify_all();
+  if (join_thread_.joinable()) join_thread_.join();
+}
+
+net::HttpResponse Appliance::Handle(const net::HttpRequest& req) {
+  std::string path = req.target.substr(0, req.target.find('?'));
+  StatusOr<json> out = NotFound("no route " + req.method + " " + path);
+  json body;
+  if (req.method == "POST") {
+    body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object())
+      return net::ErrorResponse(InvalidArgument("request body is not a JSON object"));
+  }
+  if (req.method == "GET" && path == "/v1/sys/health") out = Health();
+  else if (req.method == "GET" && path == "/v1/sys/status") out = Status(req.target);
+  else if (req.method == "POST" && path == "/v1/sys/init") out = Init();
+  else if (req.method == "POST" && path == "/v1/sys/sigma/respond") out = SigmaRespond(body);
+  else if (req.method == "POST" && path == "/v1/sys/sigma/finish") out = SigmaFinish(body);
+  else if (req.method == "POST" && path == "/v1/sys/sigma/record") out = SigmaRecord(body);
+  if (!out.ok()) return net::ErrorResponse(out.status());
+  net::HttpResponse r;
+  r.body = out->dump();
+  return r;
+}
+
+StatusOr<json> Appliance::Health() {
+  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kStatus, {Bytes{}}));
+  json s = json::parse(ToString(r[0]), nullptr, false);
+  if (s.is_discarded()) return InternalError("trusted core returned malformed status");
+  return json{{"sealed", s.value("sealed", true)}, {"initialized", s.value("initialized", false)}};
+}
+
+StatusOr<json> Appliance::Status(const std::string& target) {
+  Bytes nonce;
+  size_t q = target.find("nonce=");
+  if (q != std::string::npos) {
+    std::string hex = target.substr(q + 6);
+    hex = hex.substr(0, hex.find('&'));
+    auto n = HexDecode(hex);
+    if (!n.ok() || n->size() != 32) return InvalidArgument("nonce must be 64 hex digits");
+    nonce = *n;
+  }
+  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kStatus, {nonce}));
+  json s = json::parse(ToString(r[0]), nullptr, false);
+  if (s.is_discarded()) return InternalError("trusted core returned malformed status");
+  s["evidence"] = Base64Encode(r[1]);
+  json host = {{"enclave_pid", enclave_->pid()}};
+  if (!config_.join_url.empty()) {
+    std::lock_guard<std::mutex> lock(join_mu_);
+    host["join"] = config_.join_url;
+    if (!last_join_error_.empty()) host["last_join_error"] = last_join_error_;
+  }
+  s["host"] = host;
+  return s;
+}
+
+custos::Status Appliance::StoreEnvelope(const Bytes& envelope) {
+  std::string path = config_.data_dir + "/" + std::string(kEnvelopeFile);
+  // WriteFileAtomic fsyncs the file and the directory before returning.
+  return WriteFileAtomic(path, envelope, 0600);
+}
+
+StatusOr<json> Appliance::Init() {
+  std::lock_guard<std::mutex> lock(init_mu_);
+  std::string path = config_.data_dir + "/" + std::string(kEnvelopeFile);
+  if (std::filesystem::exists(path))
+    return FailedPrecondition("already initialised: " + path + " exists");
+  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kInit, {}));
+  RETURN_IF_ERROR(StoreEnvelope(r[0]));
+  std::string digest = HexEncode(crypto::Sha256Bytes(r[0]));
+  Log("info", "appliance initialised: root key generated in the trusted core, envelope stored",
+      {{"envelope", path}, {"envelope_sha256", digest}, {"state", "unsealed"}});
+  return json{{"initialized", true}, {"envelope", path}, {"envelope_sha256", digest}};
+}
+
+StatusOr<json> Appliance::SigmaRespond(const json& body) {
+  ASSIGN_OR_RETURN(Bytes m1, GetB64(body, "message1"));
+  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kSigmaRespond, {m1}));
+  return json{{"session", HexEncode(r[0])}, {"message2", Base64Encode(r[1])}};
+}
+
+StatusOr<json> Appliance::SigmaFinish(const json& body) {
+  ASSIGN_OR_RETURN(Bytes session, GetHexField(body, "session"));
+  ASSIGN_OR_RETURN(Bytes m3, GetB64(body, "message3"));
+  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kSigmaFinish, {session, m3}));
+  return json{{"record", Base64Encode(r[0])}};
+}
+
+StatusOr<json> Appliance::SigmaRecord(const json& body) {
+  ASSIGN_OR_RETURN(Bytes session, GetHexField(body, "session"));
+  ASSIGN_OR_RETURN(Bytes record, GetB64(body, "record"));
+  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kRecord, {session, record}));
+  // The core's status tells whether this record unsealed it; log transitions for operators.
+  auto st = enclave_->Call(ecall::Call::kStatus, {Bytes{}});
+  if (st.ok()) {
+    json s = json::parse(ToString((*st)[0]), nullptr, false);
+    if (!s.is_discarded() && !s.value("sealed", true))
+      Log("info", "keeper record accepted", {{"state", "unsealed"}, {"contributors", s["contributors"]}});
+  }
+  return json{{"record", Base64Encode(r[0])}};
+}
+
+// ---- cluster join ----
+
+custos::Status Appliance::JoinOnce() {
+  ASSIGN_OR_RETURN(net::HttpClient client, net::HttpClient::Create(config_.join_url));
+  std::string collateral;
+  if (!config_.join_collateral.empty()) {
+    ASSIGN_OR_RETURN(collateral, ReadFileString(config_.join_collateral));
+  }
+  auto post = [&](const char* path, const json& body) {
+    return net::DecodeJsonResponse(client.Post(path, body.dump(), {{"content-type", "application/json"}}),
+                                   "peer " + config_.join_url);
+  };
+  ASSIGN_OR_RETURN(auto s1, enclave_->Call(ecall::Call::kJoinStart, {}));
+  ASSIGN_OR_RETURN(json p2, post("/v1/sys/sigma/respond", {{"message1", Base64Encode(s1[1])}}));
+  ASSIGN_OR_RETURN(Bytes m2, GetB64(p2, "message2"));
+  std::string session = p2.value("session", "");
+  ASSIGN_OR_RETURN(auto s3, enclave_->Call(ecall::Call::kJoinFinish, {s1[0], m2, ToBytes(collateral)}));
+  ASSIGN_OR_RETURN(json p4, post("/v1/sys/sigma/finish", {{"session", session}, {"message3", Base64Encode(s3[0])}}));
+  ASSIGN_OR_RETURN(json p5, post("/v1/sys/sigma/record", {{"session", session}, {"record", Base64Encode(s3[1])}}));
+  ASSIGN_OR_RETURN(Bytes grant, GetB64(p5, "record"));
+  ASSIGN_OR_RETURN(auto done, enclave_->Call(ecall::Call::kJoinComplete, {s1[0], grant}));
+  std::lock_guard<std::mutex> lock(init_mu_);
+  std::string path = config_.data_dir + "/" + std::string(kEnvelopeFile);
+  if (!std::filesystem::exists(path)) RETURN_IF_ERROR(StoreEnvelope(done[0]));
+  return custos::Status::Ok();
+}
+
+void Appliance::JoinLoop() {
+  for (;;) {
+    auto st = enclave_->Call(ecall::Call::kStatus, {Bytes{}});
+    bool sealed = true;
+    if (st.ok()) sealed = json::parse(ToString((*st)[0]), nullptr, false).value("sealed", true);
+    if (!sealed) return;
+    custos::Status r = JoinOnce();
+    {
+      std::unique_lock<std::mutex> lock(join_mu_);
+      if (r.ok()) {
+        last_join_error_.clear();
+        Log("info", "joined the cluster through " + config_.join_url, {{"state", "unsealed"}});
+        return;
+      }
+      if (r.message() != last_join_error_)
+        Log("warn", "join through " + config_.join_url + " failed; retrying", {{"reason", r.message()}});
+      last_join_error_ = r.message();
+      if (join_cv_.wait_for(lock, std::chrono::seconds(2), [this] { return stopping_; })) return;
+    }
+  }
+}
+
+}  // namespace custos::host

@@ -1,0 +1,81 @@
+// The untrusted host of an appliance node (`custos server`; DESIGN.md "Attested appliance",
+// docs/protocol.md "Appliance API"). It starts the trusted core (host/enclave_process.h),
+// hands it custody.json and the stored envelope, persists what the core returns, relays
+// keepers' and peer enclaves' SIGMA messages to it, and joins a cluster through a peer when
+// configured. It never holds the root key: it only ever sees the envelope, SIGMA messages and
+// records, evidence and public status.
+//
+// Routes (JSON bodies, binary fields base64):
+//   GET  /v1/sys/health                 {"sealed": bool, "initialized": bool}
+//   GET  /v1/sys/status[?nonce=HEX32]   the core's status + "evidence" (base64) + "host"
+//   POST /v1/sys/init                   {} -> {"initialized": true, "envelope_sha256": hex}
+//   POST /v1/sys/sigma/respond          {"message1"} -> {"session", "message2"}
+//   POST /v1/sys/sigma/finish           {"session", "message3"} -> {"record"}
+//   POST /v1/sys/sigma/record           {"session", "record"} -> {"record"}
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "host/config.h"
+#include "host/enclave_process.h"
+#include "net/http.h"
+#include "nlohmann/json.hpp"
+
+namespace custos::host {
+
+// kEnvelopeFile is the envelope's file name in the data directory.
+inline constexpr std::string_view kEnvelopeFile = "envelope.cdc";
+
+class Appliance {
+ public:
+  // Start creates the data directory (0700), starts the trusted core from `enclave_binary`,
+  // loads custody.json and the stored envelope into it, and, if config.join_url is set and
+  // the core is sealed, starts joining through that peer in the background (retrying every
+  // 2 s until it succeeds or Stop is called).
+  static StatusOr<std::unique_ptr<Appliance>> Start(const ServerConfig& config,
+                                                    const std::string& enclave_binary);
+  ~Appliance();
+
+  // Handle serves one API request; thread-safe.
+  net::HttpResponse Handle(const net::HttpRequest& request);
+  // Stop ends the join thread (if any). The core stops when the Appliance is destroyed.
+  void Stop();
+
+  pid_t enclave_pid() const { return enclave_->pid(); }
+  const EnclaveProcess& enclave() const { return *enclave_; }
+
+ private:
+  Appliance(ServerConfig config, std::unique_ptr<EnclaveProcess> enclave);
+  using Json = nlohmann::json;
+  StatusOr<Json> Status(const std::string& target);
+  StatusOr<Json> Init();
+  StatusOr<Json> SigmaRespond(const Json& body);
+  StatusOr<Json> SigmaFinish(const Json& body);
+  StatusOr<Json> SigmaRecord(const Json& body);
+  StatusOr<Json> Health();
+  custos::Status JoinOnce();
+  void JoinLoop();
+  custos::Status StoreEnvelope(const Bytes& envelope);
+
+  ServerConfig config_;
+  std::unique_ptr<EnclaveProcess> enclave_;
+  std::mutex init_mu_;
+  std::mutex join_mu_;
+  std::condition_variable join_cv_;
+  bool stopping_ = false;
+  std::string last_join_error_;
+  std::thread join_thread_;
+};
+
+// DefaultEnclaveBinary returns custos-enclave next to the running executable.
+std::string DefaultEnclaveBinary();
+
+// EnclaveLaunchFor builds the core's command line from the configuration.
+EnclaveLaunch EnclaveLaunchFor(const ServerConfig& config, const std::string& enclave_binary);
+
+}  // namespace custos::host
