@@ -68,10 +68,7 @@ StatusOr<ReleaseOutcome> Run(KeeperStore& store, const ReleaseOptions& o, Seen& 
   cfg.custody_hash = fp;
   cfg.verify_evidence = [&](ByteSpan evidence, ByteSpan expected) -> Status {
     seen.evidence.assign(evidence.begin(), evidence.end());
-    std::time_t now = o.now ? o.now() : std::time(nullptr);
-    ASSIGN_OR_RETURN(seen.verdict, attestation::VerifyEvidence(evidence, o.collateral_json, now));
-    RETURN_IF_ERROR(attestation::CheckPolicy(seen.verdict, o.policy));
-    return sigma::CheckReportData(seen.verdict.report_data, expected);
+    return CheckEnclaveEvidence(evidence, expected, o, &seen.verdict);
   };
   SecretBytes identity_scalar;
   {
@@ -127,6 +124,14 @@ StatusOr<ReleaseOutcome> Run(KeeperStore& store, const ReleaseOptions& o, Seen& 
 }
 
 }  // namespace
+
+Status CheckEnclaveEvidence(ByteSpan evidence, ByteSpan expected_report_data,
+                            const ReleaseOptions& o, attestation::DcapVerdict* verdict) {
+  std::time_t now = o.now ? o.now() : std::time(nullptr);
+  ASSIGN_OR_RETURN(*verdict, attestation::VerifyEvidence(evidence, o.collateral_json, now));
+  RETURN_IF_ERROR(attestation::CheckPolicy(*verdict, o.policy));
+  return sigma::CheckReportData(verdict->report_data, expected_report_data);
+}
 
 StatusOr<ReleaseOutcome> ReleaseToAppliance(KeeperStore& store, const ReleaseOptions& options) {
   Seen seen;

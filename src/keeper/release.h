@@ -42,6 +42,13 @@ struct ReleaseOutcome {
   std::string measurement; // hex measurement of the enclave released to
 };
 
+// CheckEnclaveEvidence is the keeper's evidence check inside SIGMA: the evidence verifies (sim,
+// or DCAP against options.collateral_json at options.now), satisfies options.policy, and its
+// report_data binds `expected_report_data` (32 bytes, zero-padded in the 64-byte field), in
+// that order. Fills `verdict` as far as verification got.
+Status CheckEnclaveEvidence(ByteSpan evidence, ByteSpan expected_report_data,
+                            const ReleaseOptions& options, attestation::DcapVerdict* verdict);
+
 // ReleaseToAppliance runs one release. Refusals: kFailedPrecondition (the appliance serves
 // another custody, or this keeper holds no share), the verifier's error prefixed
 // "sigma: evidence refused: " (policy, collateral, report_data), the enclave's error for a

@@ -1,0 +1,201 @@
+// Shared harness of the end-to-end tests: real `custos` processes ($CUSTOS_BIN) on loopback.
+#pragma once
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/file.h"
+#include "crypto/random.h"
+#include "keeper/keeper_client.h"
+#include "tests/testing/testing.h"
+
+extern char** environ;
+
+namespace custos::e2e {
+
+namespace fs = std::filesystem;
+
+struct RunResult {
+  int code = -1;
+  std::string out, err;
+  long max_rss_kib = 0;  // peak resident memory of the command
+};
+
+inline std::string Bin() {
+  const char* b = std::getenv("CUSTOS_BIN");
+  return b ? b : "custos";
+}
+
+inline std::string ReadAll(const std::string& path) {
+  auto s = ReadFileString(path);
+  return s.ok() ? *s : "";
+}
+
+// Spawn starts `args` with extra environment `env`; stdout/stderr go to the given files.
+inline pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+            const std::string& out_path, const std::string& err_path) {
+  std::vector<std::string> envs;
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    std::string k = kv.substr(0, kv.find('='));
+    if (!env.count(k)) envs.push_back(kv);
+  }
+  for (auto& [k, v] : env) envs.push_back(k + "=" + v);
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (auto& e : envs) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+inline uint16_t FreePort() {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(s);
+  return ntohs(a.sin_port);
+}
+
+class Cluster {
+ public:
+  std::string root = testing::TempDir();
+  std::map<std::string, std::string> env = {
+      {"CUSTOS_KEEPER_PASSPHRASE", "e2e at-rest passphrase"}};
+  struct Keeper {
+    std::string dir;
+    uint16_t port = 0;
+    pid_t pid = -1;
+    bool tls = false;
+    std::string log;  // stderr of the running process
+    std::string url() const {
+      return (tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port);
+    }
+  };
+  std::map<std::string, Keeper> keepers;
+  int seq = 0;
+
+  RunResult Run(std::vector<std::string> args, std::map<std::string, std::string> extra = {}) {
+    args.insert(args.begin(), Bin());
+    auto e = env;
+    for (auto& [k, v] : extra) e[k] = v;
+    std::string base = root + "/run" + std::to_string(seq++);
+    pid_t pid = Spawn(args, e, base + ".out", base + ".err");
+    RunResult r;
+    if (pid < 0) return r;
+    int status = 0;
+    struct rusage usage {};
+    wait4(pid, &status, 0, &usage);
+    r.max_rss_kib = usage.ru_maxrss;
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = ReadAll(base + ".out");
+    r.err = ReadAll(base + ".err");
+    return r;
+  }
+
+  std::string P(const std::string& rel) const { return root + "/" + rel; }
+
+  void Init(const std::string& id, const std::string& domain) {
+    auto r = Run({"keeper", "init", "--dir", P(id), "--domain", domain, "--id", id,
+                  "--kdf-memory-kib", "4096", "--kdf-iterations", "1"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = Run({"keeper", "allow", "--dir", P(id), "--client", P("app.key.pub")});
+    ASSERT_EQ(r.code, 0) << r.err;
+    keepers[id].dir = P(id);
+    keepers[id].port = FreePort();
+  }
+
+  // tls_dir, when set, holds cert.pem/key.pem (see MakeTlsCert) and the keeper serves HTTPS.
+  std::string tls_dir;
+
+  void Start(const std::string& id, const std::string& fault = "", const std::string& dir = "",
+             const std::vector<std::string>& extra_args = {}) {
+    Keeper& k = keepers[id];
+    if (!dir.empty()) k.dir = dir;
+    k.tls = !tls_dir.empty();
+    auto e = env;
+    if (!fault.empty()) e["CUSTOS_FAULT_INJECTION"] = fault;
+    std::string base = root + "/" + id + "-serve" + std::to_string(seq++);
+    std::vector<std::string> args = {Bin(), "keeper", "serve", "--dir", k.dir, "--listen",
+                                     "127.0.0.1:" + std::to_string(k.port)};
+    if (k.tls) {
+      for (std::string a : {std::string("--tls-cert"), tls_dir + "/cert.pem", std::string("--tls-key"), tls_dir + "/key.pem"})
+        args.push_back(a);
+    }
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    k.log = base + ".err";
+    k.pid = Spawn(args, e, base + ".out", base + ".err");
+    ASSERT_GT(k.pid, 0);
+    for (int i = 0; i < 800; ++i) {
+      auto c = keeper::KeeperClient::Create(k.url(), k.tls ? tls_dir + "/cert.pem" : "");
+      if (c.ok() && c->Info().ok()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    FAIL() << "keeper " << id << " did not start: " << ReadAll(base + ".err");
+  }
+
+  void Kill(const std::string& id, int sig = SIGKILL) {
+    Keeper& k = keepers[id];
+    if (k.pid <= 0) return;
+    ::kill(k.pid, sig);
+    int status;
+    waitpid(k.pid, &status, 0);
+    k.pid = -1;
+  }
+
+  ~Cluster() {
+    for (auto& [id, k] : keepers)
+      if (k.pid > 0) {
+        ::kill(k.pid, SIGKILL);
+        int status;
+        waitpid(k.pid, &status, 0);
+      }
+  }
+};
+
+inline bool SameFile(const std::string& a, const std::string& b) {
+  std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
+  std::istreambuf_iterator<char> ea, eb;
+  if (fs::file_size(a) != fs::file_size(b)) return false;
+  return std::equal(std::istreambuf_iterator<char>(fa), ea, std::istreambuf_iterator<char>(fb));
+}
+
+inline void WriteRandomFile(const std::string& path, size_t bytes) {
+  std::ofstream f(path, std::ios::binary);
+  Bytes block = crypto::RandomBytes(1 << 20);
+  for (size_t done = 0; done < bytes;) {
+    size_t n = std::min(block.size(), bytes - done);
+    block[done % 997] ^= 0x5a;  // vary blocks
+    f.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(n));
+    done += n;
+  }
+}
+
+}  // namespace custos::e2e
