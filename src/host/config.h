@@ -1,0 +1,97 @@
+// The appliance server's configuration file. `custos server --config server.toml` reads one
+// TOML file (docs/server.example.toml is a commented example) with three tables:
+//
+//   [server]   listen, data_dir, custody, tls_cert, tls_key, join
+//   [tee]      backend, enclave_binary, sim_key_dir, sim_product_id, sim_svn, sim_debug,
+//              gramine_root, tsm_root
+//   [cluster]  collateral
+//
+// The parser is strict because a typo in a security setting must stop the server, not silently
+// fall back to a default: unknown tables and keys, values of the wrong type, integers out of
+// range and inconsistent settings are all refused with kInvalidArgument. Error messages name
+// the file label, the key ("server.toml: unknown key tee.bakend") and, for TOML syntax errors,
+// the line and column; they never quote a value from the file, which may be a secret pasted
+// into the wrong place.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace custos::host {
+
+// ServerConfig is a parsed and checked server.toml. The fields listed as paths are resolved
+// against the directory of the configuration file (ParseServerConfig's `base_dir`), so the
+// server does not depend on its working directory; paths are used as written otherwise (no
+// "~" expansion, ".." kept, symlinks not resolved).
+struct ServerConfig {
+  // [server] listen: "host:port" or "[ipv6]:port" the HTTP(S) API binds. The port is required
+  // (0..65535; 0 picks a free port, for tests); the host must not be empty and an IPv6
+  // literal must be bracketed. A host name is resolved by the server when it binds.
+  std::string listen = "127.0.0.1:8200";
+  // [server] data_dir (required, path): the node's state directory (sealed state, audit log).
+  std::string data_dir;
+  // [server] custody (required, path): the custody.json this node serves under.
+  std::string custody_path;
+  // [server] tls_cert, tls_key (paths, both or neither): PEM certificate chain (leaf first) and
+  // its PEM private key. Neither means plain HTTP (the channel to the trusted core is
+  // protected end to end by SIGMA, not by TLS).
+  std::string tls_cert;
+  std::string tls_key;
+  // [server] join (optional): base URL (http:// or https://, checked by net::ParseUrl) of an
+  // unsealed node of the same cluster to join instead of waiting for a quorum unseal.
+  std::string join_url;
+  // [tee] backend: the evidence source, "sim", "sgx-gramine" or "tdx-configfs"
+  // (attestation::MakeTeeBackend).
+  std::string tee_backend = "sim";
+  // [tee] enclave_binary (path): the custos-enclave executable the host launches as its
+  // trusted core. Empty means "next to the running custos binary"; the caller resolves that,
+  // this parser does not.
+  std::string enclave_binary;
+  // [tee] sim_key_dir (path, sim backend): directory of the simulated platform key. Empty or
+  // absent means data_dir + "/sim" (filled in by the parser, so it is never empty after a
+  // successful parse).
+  std::string sim_key_dir;
+  // [tee] sim_product_id, sim_svn (integers 0..65535, sim backend): the ISV product id and
+  // security version the sim evidence reports.
+  uint16_t sim_product_id = 0;
+  uint16_t sim_svn = 0;
+  // [tee] sim_debug (boolean, sim backend): report a debug enclave. Policies normally refuse
+  // debug evidence; this exists to test that they do.
+  bool sim_debug = false;
+  // [tee] gramine_root (absolute path, sgx-gramine backend): Gramine's attestation
+  // pseudo-file directory. Not resolved against base_dir; a relative value is refused.
+  std::string gramine_root = "/dev/attestation";
+  // [tee] tsm_root (absolute path, tdx-configfs backend): the configfs-tsm report directory.
+  // Not resolved against base_dir; a relative value is refused.
+  std::string tsm_root = "/sys/kernel/config/tsm/report";
+  // [cluster] collateral (optional, path): DCAP collateral JSON used when verifying peers'
+  // quotes (join and being joined).
+  std::string join_collateral;
+
+  bool operator==(const ServerConfig&) const = default;
+};
+
+// ParseServerConfig parses the text of a server.toml and checks every rule described on
+// ServerConfig. Relative paths are resolved against `base_dir` (which should be absolute; if
+// it is empty, relative paths stay relative to the working directory). Error messages are
+// prefixed "server.toml: ". Returns kInvalidArgument for any refusal, kInternal only if the
+// TOML library fails in an unexpected way. Never throws; safe to call concurrently.
+StatusOr<ServerConfig> ParseServerConfig(std::string_view toml_text, const std::string& base_dir);
+
+// LoadServerConfig reads the file at `path` (at most 1 MiB) and parses it with base_dir = the
+// absolute directory containing `path`. Error messages are prefixed with `path` as given.
+// kNotFound if the file does not exist, kUnavailable if it cannot be read, kInvalidArgument if
+// it is too large, ParseServerConfig's errors otherwise.
+StatusOr<ServerConfig> LoadServerConfig(const std::string& path);
+
+// RenderServerConfig writes `config` as a TOML file, every table and key in the order of the
+// documentation above. For any config ParseServerConfig returned, parsing the output with the
+// same base_dir gives an equal config (paths were already resolved, so they are written as
+// resolved). Strings with bytes that are not valid UTF-8 cannot be represented; such a config
+// never comes out of the parser.
+std::string RenderServerConfig(const ServerConfig& config);
+
+}  // namespace custos::host
