@@ -1,0 +1,359 @@
+// End-to-end tests of the attested appliance (issue 3) with real processes on loopback: four
+// keepers (1 provider, 2-of-3 customers) after a real DKG, `custos server` nodes (host +
+// custos-enclave), `custos operator init`, `custos keeper release` and `keeper serve
+// --auto-release`, cluster join, and the refusals. Tests run in order and share one cluster.
+#include <fstream>
+#include <regex>
+
+#include "attestation/sim_evidence.h"
+#include "crypto/hash.h"
+#include "keeper/keeper_store.h"
+#include "net/http_client.h"
+#include "sigma/release.h"
+#include "sigma/sigma.h"
+#include "gmock/gmock.h"
+#include "tests/e2e/harness.h"
+
+namespace custos {
+namespace {
+
+using namespace e2e;
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+std::string EnclaveBin() { return (fs::path(Bin()).parent_path() / "custos-enclave").string(); }
+
+struct Node {
+  std::string name, dir, config, log;
+  uint16_t port = 0;
+  pid_t pid = -1;
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+};
+
+class Appliance : public ::testing::Test {
+ protected:
+  static Cluster* c;
+  static std::string custody, policy;
+  static std::map<std::string, Node> nodes;
+
+  static void SetUpTestSuite() {
+    c = new Cluster();
+    ASSERT_EQ(c->Run({"client", "init", "--out", c->P("app.key")}).code, 0);
+    c->Init("P1", "provider");
+    for (auto id : {"C1", "C2", "C3"}) c->Init(id, "customer");
+    for (auto id : {"P1", "C1", "C2", "C3"}) c->Start(id);
+    custody = c->P("custody.json");
+    auto r = c->Run({"ceremony", "dkg", "--provider", c->keepers["P1"].url(), "--provider-threshold", "1",
+                     "--customer",
+                     c->keepers["C1"].url() + "," + c->keepers["C2"].url() + "," + c->keepers["C3"].url(),
+                     "--customer-threshold", "2", "--out", custody});
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  static void TearDownTestSuite() {
+    for (auto& [n, node] : nodes) StopNode(node);
+    nodes.clear();
+    delete c;
+  }
+
+  // StartNode writes NAME/server.toml and starts `custos server` (all nodes share one sim
+  // platform key, as nodes on one host would).
+  static Node& StartNode(const std::string& name, const std::string& extra_server = "",
+                         const std::string& extra_tee = "") {
+    Node& n = nodes[name];
+    n.name = name;
+    n.dir = c->P(name);
+    fs::create_directories(n.dir);
+    if (n.port == 0) n.port = FreePort();
+    n.config = n.dir + "/server.toml";
+    std::ofstream(n.config) << "[server]\nlisten = \"127.0.0.1:" << n.port << "\"\ndata_dir = \"data\"\n"
+                            << "custody = \"" << custody << "\"\n" << extra_server << "[tee]\nbackend = \"sim\"\n"
+                            << "sim_key_dir = \"" << c->P("sim-platform") << "\"\n" << extra_tee;
+    n.log = n.dir + "/server" + std::to_string(c->seq++) + ".err";
+    n.pid = Spawn({Bin(), "server", "--config", n.config}, c->env, n.dir + "/server.out", n.log);
+    EXPECT_GT(n.pid, 0);
+    for (int i = 0; i < 400; ++i) {
+      auto s = Status(n);
+      if (s.ok()) return n;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ADD_FAILURE() << "server " << name << " did not start: " << ReadAll(n.log);
+    return n;
+  }
+
+  static void StopNode(Node& n, int sig = SIGTERM) {
+    if (n.pid <= 0) return;
+    ::kill(n.pid, sig);
+    int st;
+    waitpid(n.pid, &st, 0);
+    n.pid = -1;
+  }
+
+  static StatusOr<json> Status(const Node& n) {
+    auto client = net::HttpClient::Create(n.url());
+    if (!client.ok()) return client.status();
+    return net::DecodeJsonResponse(client->Get("/v1/sys/status"), "node");
+  }
+
+  static json MustStatus(const Node& n) {
+    auto s = Status(n);
+    EXPECT_OK(s.status());
+    return s.ok() ? *s : json::object();
+  }
+
+  // WritePolicy writes a keeper policy pinning the node's measurement and platform signer.
+  static std::string WritePolicy(const std::string& file, const json& overrides = json::object()) {
+    json st = MustStatus(nodes.begin()->second);
+    auto ev = Base64Decode(st.value("evidence", ""));
+    auto v = attestation::VerifySimEvidence(ev.ok() ? *ev : Bytes{});
+    EXPECT_OK(v.status());
+    json p = {{"allow_sim", true},
+              {"measurements", {st.value("measurement", "")}},
+              {"signers", {v.ok() ? HexEncode(v->signer) : ""}}};
+    for (auto& [k, val] : overrides.items()) p[k] = val;
+    std::string path = c->P(file);
+    std::ofstream(path) << p.dump();
+    return path;
+  }
+
+  static RunResult Release(const std::string& keeper, const Node& n, const std::string& policy_path = "",
+                           std::map<std::string, std::string> env = {}) {
+    return c->Run({"keeper", "release", "--dir", c->P(keeper), "--server", n.url(), "--policy",
+                   policy_path.empty() ? policy : policy_path},
+                  env);
+  }
+
+  static bool WaitFor(const std::function<bool()>& cond, int ms = 15000) {
+    for (int i = 0; i < ms / 50; ++i) {
+      if (cond()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+};
+Cluster* Appliance::c = nullptr;
+std::string Appliance::custody, Appliance::policy;
+std::map<std::string, Node> Appliance::nodes;
+
+TEST_F(Appliance, InitRestartSealedThenQuorumUnseals) {
+  Node& n = StartNode("node1");
+  json s = MustStatus(n);
+  EXPECT_TRUE(s["sealed"].get<bool>());
+  EXPECT_FALSE(s["initialized"].get<bool>());
+  EXPECT_EQ(s["lockdown"]["seccomp"], true);
+  EXPECT_EQ(s["lockdown"]["dumps_disabled"], true);
+  // The sim measurement is the SHA-256 of the trusted-core executable (docs/threat-model.md).
+  auto exe = ReadFileBytes(EnclaveBin());
+  ASSERT_OK(exe.status());
+  EXPECT_EQ(s["measurement"], HexEncode(crypto::Sha256Bytes(*exe)));
+  // The core runs under a seccomp filter, seen from outside its process.
+  std::string proc_status = ReadAll("/proc/" + std::to_string(s["host"]["enclave_pid"].get<int>()) + "/status");
+  EXPECT_THAT(proc_status, HasSubstr("Seccomp:\t2"));
+  policy = WritePolicy("policy.json");
+
+  auto r = c->Run({"operator", "init", "--server", n.url()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  s = MustStatus(n);
+  EXPECT_FALSE(s["sealed"].get<bool>());
+  std::string root_id = s["root_key_id"];
+  EXPECT_NE(c->Run({"operator", "init", "--server", n.url()}).code, 0);  // only once
+
+  StopNode(n, SIGKILL);  // host killed: its core exits with it
+  StartNode("node1");
+  s = MustStatus(n);
+  EXPECT_TRUE(s["sealed"].get<bool>());
+  EXPECT_TRUE(s["initialized"].get<bool>());
+  for (const char* k : {"P1", "C1"}) {
+    r = Release(k, n);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(MustStatus(n)["sealed"].get<bool>()) << "sealed after " << k;
+  }
+  r = Release("C3", n);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"unsealed\":true"));
+  s = MustStatus(n);
+  EXPECT_FALSE(s["sealed"].get<bool>());
+  EXPECT_EQ(s["root_key_id"], root_id);
+  EXPECT_EQ(s["contributors"].size(), 3u);
+  // Each release is in the keeper's own verified audit log.
+  auto audit = c->Run({"keeper", "audit", "verify", "--dir", c->P("C3"), "--custody", custody});
+  EXPECT_EQ(audit.code, 0) << audit.err;
+  EXPECT_THAT(ReadAll(c->P("C3") + "/audit.log"), HasSubstr("enclave.release"));
+}
+
+TEST_F(Appliance, OneSideAloneNeverUnseals) {
+  Node& n = nodes["node1"];
+  StopNode(n);
+  StartNode("node1");
+  for (const char* k : {"C1", "C2", "C3"}) ASSERT_EQ(Release(k, n).code, 0);
+  json s = MustStatus(n);
+  EXPECT_TRUE(s["sealed"].get<bool>());
+  EXPECT_EQ(s["contributors"].size(), 3u);
+  StopNode(n);
+  StartNode("node1");
+  ASSERT_EQ(Release("P1", n).code, 0);
+  EXPECT_TRUE(MustStatus(n)["sealed"].get<bool>());
+}
+
+TEST_F(Appliance, KeepersRefuseWrongMeasurementSimForbiddenAndDebugEnclave) {
+  Node& n = nodes["node1"];
+  StopNode(n);
+  StartNode("node1");  // a fresh sealed life: no keeper counted yet
+  std::string wrong = WritePolicy("wrong-measurement.json", {{"measurements", {HexEncode(crypto::RandomBytes(32))}}});
+  auto r = Release("P1", n, wrong);
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("measurement not allowed"));
+  std::string no_sim = WritePolicy("no-sim.json", {{"allow_sim", false}});
+  r = Release("C1", n, no_sim);
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("sim evidence not allowed"));
+  EXPECT_THAT(ReadAll(c->P("C1") + "/audit.log"), HasSubstr("enclave.refused"));
+
+  Node& dbg = StartNode("debug-node", "", "sim_debug = true\n");
+  r = Release("P1", dbg);
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("debug enclave not allowed"));
+  EXPECT_TRUE(MustStatus(dbg)["sealed"].get<bool>());
+  StopNode(dbg);
+}
+
+TEST_F(Appliance, EnclaveRefusesBadProofUnknownKeeperAndReplayedSigma) {
+  Node& n = nodes["node1"];
+  StopNode(n);
+  StartNode("node1");
+  auto r = Release("P1", n, "", {{"CUSTOS_FAULT_INJECTION", "bad-partial"}});
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("partial from keeper P1 refused"));
+
+  // Raw SIGMA from this test process: a keeper id custody.json does not list.
+  auto client = net::HttpClient::Create(n.url());
+  ASSERT_OK(client.status());
+  auto post = [&](const char* path, const json& body) {
+    return net::DecodeJsonResponse(client->Post(path, body.dump(), {{"content-type", "application/json"}}), "node");
+  };
+  auto d = custody::CustodyDescriptor::Load(custody);
+  ASSERT_OK(d.status());
+  auto accept_any = [](ByteSpan, ByteSpan) { return Status::Ok(); };
+  crypto::SigningKey stranger_key = crypto::SigningKey::Generate();
+  sigma::SigmaInitiator stranger(stranger_key, {"X9", d->Fingerprint(), accept_any});
+  auto m2 = post("/v1/sys/sigma/respond", {{"message1", Base64Encode(*stranger.Start())}});
+  ASSERT_OK(m2.status());
+  auto fin = stranger.Finish(*Base64Decode((*m2)["message2"].get<std::string>()));
+  ASSERT_OK(fin.status());
+  auto refused = post("/v1/sys/sigma/finish", {{"session", (*m2)["session"]}, {"message3", Base64Encode(fin->message3)}});
+  EXPECT_THAT(refused.status().message(), HasSubstr("keeper X9 is not in custody.json"));
+
+  // As the real keeper C2 (its identity key from its store): replays and reordering refused.
+  auto pass = SecretBytes::CopyFrom(std::string_view("e2e at-rest passphrase"));
+  auto store = keeper::KeeperStore::Open(c->P("C2"), pass);
+  ASSERT_OK(store.status());
+  sigma::SigmaInitiator a(store.value()->secrets().identity, {"C2", d->Fingerprint(), accept_any});
+  sigma::SigmaInitiator b(store.value()->secrets().identity, {"C2", d->Fingerprint(), accept_any});
+  auto ra = post("/v1/sys/sigma/respond", {{"message1", Base64Encode(*a.Start())}});
+  auto rb = post("/v1/sys/sigma/respond", {{"message1", Base64Encode(*b.Start())}});
+  ASSERT_OK(ra.status());
+  ASSERT_OK(rb.status());
+  auto fa = a.Finish(*Base64Decode((*ra)["message2"].get<std::string>()));
+  ASSERT_OK(fa.status());
+  // Session a's message 3 into session b: refused.
+  EXPECT_FALSE(post("/v1/sys/sigma/finish", {{"session", (*rb)["session"]}, {"message3", Base64Encode(fa->message3)}}).ok());
+  ASSERT_OK(post("/v1/sys/sigma/finish", {{"session", (*ra)["session"]}, {"message3", Base64Encode(fa->message3)}}).status());
+  EXPECT_THAT(post("/v1/sys/sigma/finish", {{"session", (*ra)["session"]}, {"message3", Base64Encode(fa->message3)}})
+                  .status().message(), HasSubstr("already finished"));
+  ASSERT_OK(fa->channel.Seal(Bytes{2}).status());  // skip sequence number 0
+  auto late = fa->channel.Seal(Bytes{2});
+  EXPECT_THAT(post("/v1/sys/sigma/record", {{"session", (*ra)["session"]}, {"record", Base64Encode(*late)}})
+                  .status().message(), HasSubstr("out of sequence"));
+  EXPECT_TRUE(MustStatus(n)["sealed"].get<bool>());
+  // The server is still serving and a proper release still counts.
+  EXPECT_EQ(Release("C2", n).code, 0);
+}
+
+// Scans the readable memory of `pid` for `needle`. Returns -1 if the memory cannot be read.
+int CountInMemory(pid_t pid, ByteSpan needle) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  int fd = ::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY);
+  if (fd < 0 || !maps) return -1;
+  int found = 0;
+  std::string line;
+  Bytes buf;
+  while (std::getline(maps, line)) {
+    unsigned long lo = 0, hi = 0;
+    char perms[5] = {};
+    if (sscanf(line.c_str(), "%lx-%lx %4s", &lo, &hi, perms) != 3 || perms[0] != 'r') continue;
+    if (line.find("[vvar]") != std::string::npos || hi - lo > (1ul << 32)) continue;
+    buf.resize(hi - lo);
+    ssize_t n = pread(fd, buf.data(), buf.size(), static_cast<off_t>(lo));
+    if (n <= 0) continue;
+    auto end = buf.begin() + n;
+    for (auto it = buf.begin(); (it = std::search(it, end, needle.begin(), needle.end())) != end; ++it) ++found;
+  }
+  ::close(fd);
+  return found;
+}
+
+TEST_F(Appliance, HostMemoryHoldsNoRootKeyAfterUnseal) {
+  Node& n = nodes["node1"];
+  StopNode(n);
+  StartNode("node1");
+  for (const char* k : {"P1", "C1", "C2"}) ASSERT_EQ(Release(k, n).code, 0);
+  json s = MustStatus(n);
+  ASSERT_FALSE(s["sealed"].get<bool>());
+  // The quorum can open the envelope itself with `custos decrypt`: that gives the test the
+  // root key to look for.
+  std::string root_file = c->P("root.bin");
+  auto r = c->Run({"decrypt", "--custody", custody, "--client-key", c->P("app.key"), "--in",
+                   n.dir + "/data/envelope.cdc", "--out", root_file});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto root = ReadFileBytes(root_file);
+  ASSERT_OK(root.status());
+  ASSERT_EQ(root->size(), 32u);
+  int in_host = CountInMemory(n.pid, *root);
+  if (in_host < 0) GTEST_SKIP() << "cannot read /proc/" << n.pid << "/mem here (needs CAP_SYS_PTRACE)";
+  EXPECT_EQ(in_host, 0) << "the host process holds a copy of the root key";
+  // Control: the same scan finds the key in the trusted core's memory, so the scan works.
+  int in_core = CountInMemory(s["host"]["enclave_pid"].get<int>(), *root);
+  EXPECT_GT(in_core, 0);
+  fs::remove(root_file);
+}
+
+TEST_F(Appliance, AutoReleaseUnsealsARestartedAppliance) {
+  Node& n = nodes["node1"];
+  for (const char* k : {"P1", "C1", "C3"}) {
+    c->Kill(k, SIGTERM);
+    c->Start(k, "", "", {"--auto-release", n.url(), "--release-policy", policy, "--release-interval-ms", "200"});
+  }
+  StopNode(n, SIGKILL);
+  StartNode("node1");
+  EXPECT_TRUE(WaitFor([&] {
+    auto s = Status(n);
+    return s.ok() && !(*s)["sealed"].get<bool>();
+  })) << ReadAll(c->keepers["P1"].log);
+  EXPECT_THAT(ReadAll(c->keepers["C1"].log), HasSubstr("partial released"));
+}
+
+TEST_F(Appliance, SecondNodeJoinsDifferentMeasurementIsRefused) {
+  Node& n1 = nodes["node1"];
+  ASSERT_TRUE(WaitFor([&] { return !MustStatus(n1)["sealed"].get<bool>(); }));
+  std::string root_id = MustStatus(n1)["root_key_id"];
+  Node& n2 = StartNode("node2", "join = \"" + n1.url() + "\"\n");
+  EXPECT_TRUE(WaitFor([&] { return !MustStatus(n2)["sealed"].get<bool>(); })) << ReadAll(n2.log);
+  EXPECT_EQ(MustStatus(n2)["root_key_id"], root_id);
+  EXPECT_TRUE(fs::exists(n2.dir + "/data/envelope.cdc"));
+
+  // Same code plus one byte: another measurement. The cluster policy refuses it.
+  std::string other = c->P("custos-enclave-other");
+  fs::copy_file(EnclaveBin(), other, fs::copy_options::overwrite_existing);
+  std::ofstream(other, std::ios::app) << '\n';
+  fs::permissions(other, fs::perms::owner_all);
+  Node& n3 = StartNode("node3", "join = \"" + n1.url() + "\"\n", "enclave_binary = \"" + other + "\"\n");
+  EXPECT_TRUE(WaitFor([&] { return MustStatus(n3)["host"].contains("last_join_error"); }));
+  json s3 = MustStatus(n3);
+  EXPECT_TRUE(s3["sealed"].get<bool>());
+  EXPECT_THAT(s3["host"]["last_join_error"].get<std::string>(), HasSubstr("measurement not allowed"));
+  EXPECT_NE(s3["measurement"], MustStatus(n1)["measurement"]);
+  StopNode(n3);
+  StopNode(n2);
+}
+
+}  // namespace
+}  // namespace custos
