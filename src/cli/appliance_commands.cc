@@ -2,7 +2,10 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <iostream>
+#include <thread>
+#include <vector>
 
 #include "attestation/dcap.h"
 #include "common/file.h"
@@ -91,27 +94,55 @@ Status OperatorStatus(const std::string& url, const std::string& ca_file) {
   return Status::Ok();
 }
 
-Status KeeperRelease(const std::string& dir, const std::string& pass_file, const std::string& url,
+// KeeperRelease releases from one or more keeper directories (several: in parallel, as the
+// keepers of a quorum would; used by scripts/bench_unseal.sh). `elapsed_ms` covers the
+// releases only, not process start or the Argon2id unlock of the keeper stores.
+Status KeeperRelease(const std::vector<std::string>& dirs, const std::string& pass_file, const std::string& url,
                      const std::string& policy, const std::string& collateral, const std::string& ca_file) {
   ASSIGN_OR_RETURN(keeper::ReleaseOptions o, LoadReleaseOptions(url, policy, collateral, ca_file));
   ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
-  ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
-  ASSIGN_OR_RETURN(keeper::ReleaseOutcome out, keeper::ReleaseToAppliance(*store, o));
-  json j = {{"keeper", store->id()}, {"released", out.released}, {"unsealed", out.unsealed}};
-  if (out.released) {
-    j["measurement"] = out.measurement;
-    j["provider_partials"] = out.provider;
-    j["customer_partials"] = out.customer;
+  std::vector<std::unique_ptr<keeper::KeeperStore>> stores;
+  for (const std::string& dir : dirs) {
+    ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
+    stores.push_back(std::move(store));
   }
-  std::cout << j.dump() << "\n";
-  return Status::Ok();
+  std::vector<StatusOr<keeper::ReleaseOutcome>> results(stores.size(), InternalError("not run"));
+  auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < stores.size(); ++i)
+    threads.emplace_back([&, i] { results[i] = keeper::ReleaseToAppliance(*stores[i], o); });
+  for (std::thread& t : threads) t.join();
+  double elapsed_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  Status first_error;
+  bool unsealed = false;
+  for (size_t i = 0; i < stores.size(); ++i) {
+    json j = {{"keeper", stores[i]->id()}};
+    if (!results[i].ok()) {
+      j["error"] = results[i].status().message();
+      if (first_error.ok()) first_error = results[i].status().WithContext("keeper " + stores[i]->id());
+    } else {
+      const keeper::ReleaseOutcome& out = *results[i];
+      j["released"] = out.released;
+      j["unsealed"] = out.unsealed;
+      unsealed = unsealed || out.unsealed;
+      if (out.released) {
+        j["measurement"] = out.measurement;
+        j["provider_partials"] = out.provider;
+        j["customer_partials"] = out.customer;
+      }
+    }
+    std::cout << j.dump() << "\n";
+  }
+  if (stores.size() > 1) std::cout << json{{"elapsed_ms", elapsed_ms}, {"unsealed", unsealed}}.dump() << "\n";
+  return first_error;
 }
 
 }  // namespace
 
 void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<void(Status)> run) {
   // The strings live as long as `app` (they are captured by the callbacks).
-  static std::string config, url, ca_file, dir, pass_file, policy, collateral;
+  static std::string config, url, ca_file, pass_file, policy, collateral;
+  static std::vector<std::string> dirs;
   auto* server = app.add_subcommand("server", "run an appliance node (host + trusted core)");
   server->add_option("--config", config, "server.toml (docs/server.example.toml)")->required();
   server->callback([run] { run(Server(config)); });
@@ -127,13 +158,13 @@ void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<voi
   op_status->callback([run] { run(OperatorStatus(url, ca_file)); });
 
   auto* rel = keeper_cmd->add_subcommand("release", "verify the appliance's enclave and send it this keeper's partial");
-  rel->add_option("--dir", dir)->required();
+  rel->add_option("--dir", dirs, "keeper directory (repeat to release from several, in parallel)")->required();
   rel->add_option("--passphrase-file", pass_file, "at-rest passphrase (else CUSTOS_KEEPER_PASSPHRASE)");
   rel->add_option("--server", url, "appliance URL")->required();
   rel->add_option("--policy", policy, "attestation policy JSON")->required();
   rel->add_option("--collateral", collateral, "DCAP collateral JSON (for quotes)");
   rel->add_option("--ca", ca_file, "CA bundle for https");
-  rel->callback([run] { run(KeeperRelease(dir, pass_file, url, policy, collateral, ca_file)); });
+  rel->callback([run] { run(KeeperRelease(dirs, pass_file, url, policy, collateral, ca_file)); });
 }
 
 }  // namespace custos::cli

@@ -270,6 +270,10 @@ Bytes EnclaveCore::ProgressRecord() const {
   p.unsealed = !sealed();
   for (const auto& [id, c] : contributions_)
     (c.domain == Domain::kProvider ? p.provider : p.customer)++;
+  for (const std::string& id : contributors_) {  // after unseal: the partials that opened it
+    const custody::KeeperRecord* k = custody_->FindKeeper(id);
+    if (k != nullptr) (k->domain == Domain::kProvider ? p.provider : p.customer)++;
+  }
   return p.Encode();
 }
 
