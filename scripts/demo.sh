@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: a narrated local demo of co-custody with real keeper processes on loopback.
 # 1 provider keeper + 3 customer keepers (threshold 2): DKG, dual-control encryption, decryption
-# with both domains, refusals for one side alone, escrow + recovery, resharing.
+# with both domains, refusals for one side alone, the attested appliance (init, sealed restart,
+# keeper policy refusal, quorum unseal), escrow + recovery, resharing.
 set -euo pipefail
 CUSTOS=${1:-build/custos}
 CUSTOS=$(cd "$(dirname "$CUSTOS")" && pwd)/$(basename "$CUSTOS")
@@ -61,6 +62,36 @@ say "All customer keepers without the provider cannot decrypt"
 if "$CUSTOS" decrypt --custody custody.json --client-key app.key --in report.bin.cus --out no.bin --keepers C1,C2,C3; then exit 1; fi
 [ ! -e no.bin ] && echo "no output file was written"
 
+say "The attested appliance: a server whose trusted core (own process, sim TEE) generates the root key"
+printf '[server]\nlisten = "127.0.0.1:%s"\ndata_dir = "appliance"\ncustody = "custody.json"\n' "$(port 9)" > server.toml
+cat server.toml
+start_server() {
+  "$CUSTOS" server --config server.toml >>server.log 2>&1 &
+  SERVER_PID=$!; PIDS+=($SERVER_PID)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$(port 9)/v1/sys/health" >/dev/null 2>&1 && return; sleep 0.05; done
+  echo "server did not start"; cat server.log; exit 1
+}
+start_server
+run "$CUSTOS" operator init --server "http://127.0.0.1:$(port 9)"
+say "Restart: the enclave starts sealed; its root key exists nowhere else"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+start_server
+curl -s "http://127.0.0.1:$(port 9)/v1/sys/health"; echo
+say "Each keeper checks the enclave's evidence against its policy (pinned measurement) before releasing"
+MEASUREMENT=$(curl -s "http://127.0.0.1:$(port 9)/v1/sys/status" | python3 -c 'import json,sys;print(json.load(sys.stdin)["measurement"])')
+echo "{\"allow_sim\": true, \"measurements\": [\"$MEASUREMENT\"]}" > policy.json
+cat policy.json
+say "A keeper whose policy pins another measurement refuses"
+echo '{"allow_sim": true, "measurements": ["00000000000000000000000000000000000000000000000000000000000000aa"]}' > other-policy.json
+if "$CUSTOS" keeper release --dir C3 --server "http://127.0.0.1:$(port 9)" --policy other-policy.json; then exit 1; fi
+say "Customer keepers alone do not unseal it"
+run "$CUSTOS" keeper release --dir C1 --dir C2 --server "http://127.0.0.1:$(port 9)" --policy policy.json
+curl -s "http://127.0.0.1:$(port 9)/v1/sys/health"; echo
+say "With the provider keeper too, the enclave unseals"
+run "$CUSTOS" keeper release --dir P1 --server "http://127.0.0.1:$(port 9)" --policy policy.json
+run "$CUSTOS" operator status --server "http://127.0.0.1:$(port 9)" | grep -E '"(sealed|keeper|root_key_id|seccomp)"'
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+
 say "C2 deposits a passphrase-sealed recovery fragment with the provider"
 echo "correct horse battery staple" > recovery.pass
 run "$CUSTOS" keeper escrow export --dir C2 --to "http://127.0.0.1:$(port 0)" --passphrase-file recovery.pass "${KDF[@]}"
@@ -70,6 +101,7 @@ kill "${PIDS[2]}"; rm -rf C2
 run "$CUSTOS" keeper recover --dir C2-new --from "http://127.0.0.1:$(port 0)" --passphrase-file recovery.pass --custody custody.json "${KDF[@]}"
 echo "(the allowlist is local policy and is not part of the fragment: allow the client again)"
 run "$CUSTOS" keeper allow --dir C2-new --client app.key.pub
+run "$CUSTOS" keeper allow --dir C2-new --client officer.key.pub --role admin
 start_keeper C2-new "$(port 2)"
 run "$CUSTOS" decrypt --custody custody.json --client-key app.key --in report.bin.cus --out out2.bin --keepers P1,C2,C3
 cmp report.bin out2.bin && echo "byte-identical"
