@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 namespace custos::ecall {
@@ -171,6 +172,37 @@ StatusOr<Bytes> ReadFrame(int fd) {
   if (len > kMaxFrameSize) return InvalidArgument("ecall: frame too large");
   Bytes payload(len);
   RETURN_IF_ERROR(ReadExact(fd, payload.data(), len));
+  return payload;
+}
+
+Status FrameReader::Fill(size_t want) {
+  // Make room: move the unread part to the front, grow if a frame is larger than the buffer.
+  if (start_ > 0) {
+    std::memmove(buf_.data(), buf_.data() + start_, end_ - start_);
+    end_ -= start_;
+    start_ = 0;
+  }
+  if (buf_.size() < std::max<size_t>(want, 64 * 1024)) buf_.resize(std::max<size_t>(want, 64 * 1024));
+  while (end_ < want) {
+    ssize_t n = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Unavailable(std::string("ecall: read failed: ") + std::strerror(errno));
+    if (n == 0) return Unavailable("ecall: peer closed");
+    end_ += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+StatusOr<Bytes> FrameReader::Next() {
+  if (end_ - start_ < 4) RETURN_IF_ERROR(Fill(4));
+  const uint8_t* p = buf_.data() + start_;
+  uint32_t len = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+  if (len > kMaxFrameSize) return InvalidArgument("ecall: frame too large");
+  if (end_ - start_ < 4 + size_t{len}) RETURN_IF_ERROR(Fill(4 + size_t{len}));
+  Bytes payload(buf_.begin() + static_cast<ptrdiff_t>(start_ + 4),
+                buf_.begin() + static_cast<ptrdiff_t>(start_ + 4 + len));
+  start_ += 4 + len;
+  if (start_ == end_) start_ = end_ = 0;
   return payload;
 }
 

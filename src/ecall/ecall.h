@@ -103,6 +103,22 @@ struct Response {
 // WriteFrame writes u32 length || payload to `fd`, retrying short writes and EINTR.
 // kInvalidArgument above kMaxFrameSize; kUnavailable when the peer is gone.
 Status WriteFrame(int fd, ByteSpan payload);
+// FrameReader reads frames from one stream socket, buffering what a read returns, so that a
+// frame usually costs one read(2) instead of two (the length, then the payload). Not
+// thread-safe; one reader per socket.
+class FrameReader {
+ public:
+  explicit FrameReader(int fd) : fd_(fd) {}
+  // Next returns the next frame's payload; errors as ReadFrame.
+  StatusOr<Bytes> Next();
+
+ private:
+  Status Fill(size_t want);
+  int fd_;
+  Bytes buf_;
+  size_t start_ = 0, end_ = 0;
+};
+
 // ReadFrame reads one frame from `fd`. kUnavailable on EOF ("peer closed") or a read error,
 // kInvalidArgument for a length above kMaxFrameSize (the stream is then unusable).
 StatusOr<Bytes> ReadFrame(int fd);

@@ -3,6 +3,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include "gmock/gmock.h"
 #include "tests/testing/testing.h"
 
@@ -65,6 +67,33 @@ TEST(Ecall, FramesCrossASocketAndRefuseOversizedLengths) {
   EXPECT_EQ(WriteFrame(sv[0], Bytes(kMaxFrameSize + 1)).code(), ErrorCode::kInvalidArgument);
   close(sv[0]);
   EXPECT_THAT(ReadFrame(sv[1]).status().message(), ::testing::HasSubstr("peer closed"));
+  close(sv[1]);
+}
+
+TEST(Ecall, FrameReaderSplitsCoalescedAndPartialFrames) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  // Three frames written back to back arrive in one read; each comes out whole.
+  for (size_t n : {size_t{0}, size_t{5}, size_t{100000}}) ASSERT_TRUE(WriteFrame(sv[0], Bytes(n, 7)).ok());
+  FrameReader reader(sv[1]);
+  for (size_t n : {size_t{0}, size_t{5}, size_t{100000}}) {
+    auto f = reader.Next();
+    ASSERT_TRUE(f.ok()) << f.status().message();
+    EXPECT_EQ(f->size(), n);
+  }
+  // A frame written byte by byte still comes out whole.
+  Bytes frame = {0, 0, 0, 3, 'a', 'b', 'c'};
+  std::thread writer([&] {
+    for (uint8_t b : frame) ASSERT_EQ(write(sv[0], &b, 1), 1);
+  });
+  auto f = reader.Next();
+  writer.join();
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(ToString(*f), "abc");
+  uint8_t hostile[4] = {0xff, 0, 0, 0};
+  ASSERT_EQ(write(sv[0], hostile, 4), 4);
+  EXPECT_EQ(reader.Next().status().code(), ErrorCode::kInvalidArgument);
+  close(sv[0]);
   close(sv[1]);
 }
 

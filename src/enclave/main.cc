@@ -64,8 +64,9 @@ Status Run(int fd, attestation::TeeBackendConfig tee_config) {
   ASSIGN_OR_RETURN(std::unique_ptr<enclave::EnclaveCore> core,
                    enclave::EnclaveCore::Create(std::move(options)));
   Log("info", "trusted core ready", {{"tee", tee_config.name}, {"lockdown", lockdown}});
+  ecall::FrameReader reader(fd);
   for (;;) {
-    auto request = ecall::ReadFrame(fd);
+    auto request = reader.Next();
     if (!request.ok()) {
       if (request.status().code() == ErrorCode::kUnavailable) return Status::Ok();  // host gone
       return request.status();

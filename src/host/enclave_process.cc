@@ -71,7 +71,7 @@ StatusOr<std::vector<Bytes>> EnclaveProcess::Call(ecall::Call call, std::vector<
   std::lock_guard<std::mutex> lock(mu_);
   if (broken_) return Unavailable("trusted core is gone; restart the server");
   Status st = ecall::WriteFrame(fd_, payload);
-  StatusOr<Bytes> answer = st.ok() ? ecall::ReadFrame(fd_) : StatusOr<Bytes>(st);
+  StatusOr<Bytes> answer = st.ok() ? reader_.Next() : StatusOr<Bytes>(st);
   if (!answer.ok()) {
     broken_ = true;  // the stream is out of step or the core died: never reuse it
     return Unavailable("trusted core: " + answer.status().message());

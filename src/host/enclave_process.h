@@ -46,10 +46,11 @@ class EnclaveProcess {
   const std::string& info_json() const { return info_json_; }
 
  private:
-  EnclaveProcess(pid_t pid, int fd) : pid_(pid), fd_(fd) {}
+  EnclaveProcess(pid_t pid, int fd) : pid_(pid), fd_(fd), reader_(fd) {}
   std::mutex mu_;
   pid_t pid_;
   int fd_;
+  ecall::FrameReader reader_;  // guarded by mu_
   bool broken_ = false;
   std::string tee_;
   Bytes enclave_key_, measurement_;
