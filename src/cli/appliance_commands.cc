@@ -40,7 +40,7 @@ void AddAutoReleaseFlags(CLI::App* serve, AutoReleaseFlags& f) {
                     "appliance URL: verify it and release this keeper's partial whenever it is sealed");
   serve->add_option("--release-policy", f.policy_path, "attestation policy JSON for --auto-release");
   serve->add_option("--release-collateral", f.collateral_path, "DCAP collateral JSON for --auto-release");
-  serve->add_option("--release-ca", f.ca_file, "CA bundle for an https appliance");
+  serve->add_option("--release-ca-file", f.ca_file, "CA bundle for an https appliance");
   serve->add_option("--release-interval-ms", f.interval_ms, "how often to check the appliance (default 2000)");
 }
 
@@ -48,6 +48,8 @@ namespace {
 
 Status Server(const std::string& config_path) {
   ASSIGN_OR_RETURN(host::ServerConfig config, host::LoadServerConfig(config_path));
+  // A trusted core that dies must show up as an error on the next call, not kill the host.
+  signal(SIGPIPE, SIG_IGN);
   std::string binary = config.enclave_binary.empty() ? host::DefaultEnclaveBinary() : config.enclave_binary;
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -150,11 +152,11 @@ void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<voi
   auto* op = app.add_subcommand("operator", "appliance operations")->require_subcommand(1);
   auto* op_init = op->add_subcommand("init", "generate the root key in the enclave; store its envelope");
   op_init->add_option("--server", url, "appliance URL")->required();
-  op_init->add_option("--ca", ca_file, "CA bundle for https");
+  op_init->add_option("--ca-file", ca_file, "CA bundle for https");
   op_init->callback([run] { run(OperatorInit(url, ca_file)); });
   auto* op_status = op->add_subcommand("status", "print the appliance's status (sealed, contributors, evidence)");
   op_status->add_option("--server", url, "appliance URL")->required();
-  op_status->add_option("--ca", ca_file, "CA bundle for https");
+  op_status->add_option("--ca-file", ca_file, "CA bundle for https");
   op_status->callback([run] { run(OperatorStatus(url, ca_file)); });
 
   auto* rel = keeper_cmd->add_subcommand("release", "verify the appliance's enclave and send it this keeper's partial");
@@ -163,7 +165,7 @@ void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<voi
   rel->add_option("--server", url, "appliance URL")->required();
   rel->add_option("--policy", policy, "attestation policy JSON")->required();
   rel->add_option("--collateral", collateral, "DCAP collateral JSON (for quotes)");
-  rel->add_option("--ca", ca_file, "CA bundle for https");
+  rel->add_option("--ca-file", ca_file, "CA bundle for https");
   rel->callback([run] { run(KeeperRelease(dirs, pass_file, url, policy, collateral, ca_file)); });
 }
 

@@ -21,7 +21,7 @@ struct CallInfo {
 // The dispatch table: the only place that says which calls exist and their arity.
 constexpr CallInfo kCalls[] = {
     {Call::kHello, "hello", 0},
-    {Call::kLoad, "load", 2},
+    {Call::kLoad, "load", 4},
     {Call::kInit, "init", 0},
     {Call::kStatus, "status", 1},
     {Call::kSigmaRespond, "sigma-respond", 1},
@@ -107,6 +107,7 @@ Response Response::FromStatus(const Status& status) {
 
 Status Response::ToStatus() const {
   if (code == ErrorCode::kOk) return Status::Ok();
+  if (message.rfind("enclave: ", 0) == 0) return Status(code, message);
   return Status(code, "enclave: " + message);
 }
 

@@ -17,11 +17,15 @@
 // Each call, with its arguments -> results:
 //   kHello()                          -> [tee name, pk_E (33), measurement, info json]
 //        Identity of this enclave instance. pk_E is fresh per process start.
-//   kLoad(custody json, envelope)     -> []
-//        Once, first: the custody descriptor (verified inside) and the stored envelope (empty
-//        when the appliance was never initialised). The enclave starts sealed.
-//   kInit()                           -> [envelope]
-//        Generates the root key and returns its envelope for the host to store. Refused when an
+//   kLoad(custody json, envelope, origin evidence, collateral json) -> []
+//        Once, first: the custody descriptor (verified inside), the stored envelope and the
+//        evidence of the enclave that made it (both empty when the appliance was never
+//        initialised), and DCAP collateral for that evidence (empty for sim). The origin
+//        evidence must verify and satisfy the cluster policy; whether it names this envelope
+//        and root key is checked once the root key is known. The enclave starts sealed.
+//   kInit()                           -> [envelope, origin evidence]
+//        Generates the root key and returns its envelope and the origin evidence (binding the
+//        envelope, the custody and the root key id) for the host to store. Refused when an
 //        envelope exists. The enclave is unsealed afterwards.
 //   kStatus(nonce: empty or 32 bytes) -> [status json, evidence]
 //        Public state, and fresh evidence whose report_data binds pk_E, the custody
@@ -32,7 +36,7 @@
 //        A keeper's (or a joining enclave's) SIGMA session; records are sigma/release.h.
 //   kJoinStart()                      -> [handle (16), message1]
 //   kJoinFinish(handle, message2, collateral json or empty) -> [message3, record]
-//   kJoinComplete(handle, record)     -> [envelope]
+//   kJoinComplete(handle, record)     -> [envelope, origin evidence]
 //        This enclave joins a cluster through an unsealed peer (it is the SIGMA initiator).
 //   kPing(payload)                    -> [payload]
 //        Echo, for liveness checks and for measuring the cost of one call.

@@ -70,7 +70,7 @@ ecall::Response EnclaveCore::Dispatch(const ecall::Request& r) {
   const std::vector<Bytes>& a = r.args;
   switch (r.call) {
     case ecall::Call::kHello: out = Hello(); break;
-    case ecall::Call::kLoad: out = Load(a[0], a[1]); break;
+    case ecall::Call::kLoad: out = Load(a[0], a[1], a[2], a[3]); break;
     case ecall::Call::kInit: out = Init(); break;
     case ecall::Call::kStatus: out = StatusCall(a[0]); break;
     case ecall::Call::kSigmaRespond: out = SigmaRespond(a[0]); break;
@@ -113,10 +113,45 @@ Status EnclaveCore::SetEnvelope(ByteSpan envelope) {
   return Status::Ok();
 }
 
-EnclaveCore::Results EnclaveCore::Load(ByteSpan custody_json, ByteSpan envelope) {
+StatusOr<attestation::DcapVerdict> EnclaveCore::CheckOriginEvidence(ByteSpan evidence,
+                                                                     std::string_view collateral) const {
+  ASSIGN_OR_RETURN(attestation::DcapVerdict v, attestation::VerifyEvidence(evidence, collateral, Now()));
+  if (v.tee != self_.tee) return PermissionDenied("envelope origin: made on tee " + v.tee + ", this node is " + self_.tee);
+  attestation::AttestationPolicy policy;
+  policy.allowed_signers = {self_.signer};
+  policy.product_id = self_.product_id;
+  policy.allow_debug = self_.debug;
+  policy.allow_sim = self_.tee == "sim";
+  policy.accepted_tcb_statuses = {v.tcb_status};  // the origin's TCB was judged when it was made
+  RETURN_IF_ERROR(attestation::CheckPolicy(v, policy).WithContext("envelope origin"));
+  if (v.svn > self_.svn) return PermissionDenied("envelope origin: made by a newer SVN than this core");
+  return v;
+}
+
+Status EnclaveCore::CheckOriginBinding(ByteSpan origin_report_data, ByteSpan envelope,
+                                       const SecretBytes& root) const {
+  if (root.size() != sigma::kRootKeySize) return IntegrityError("enclave: root key has the wrong length");
+  Bytes expected = sigma::EnvelopeOriginReportData(sigma::EnvelopeDigest(envelope), custody_fp_,
+                                                   sigma::RootKeyId(root));
+  if (!sigma::CheckReportData(origin_report_data, expected).ok())
+    return IntegrityError(
+        "enclave: the envelope was not made by an enclave for this root key (origin evidence does "
+        "not match): refusing it");
+  return Status::Ok();
+}
+
+EnclaveCore::Results EnclaveCore::Load(ByteSpan custody_json, ByteSpan envelope, ByteSpan origin_evidence,
+                                       ByteSpan collateral) {
   if (custody_) return FailedPrecondition("enclave: custody already loaded");
   ASSIGN_OR_RETURN(custody::CustodyDescriptor c, custody::CustodyDescriptor::Parse(ToString(custody_json)));
   RETURN_IF_ERROR(c.Verify().WithContext("enclave: custody.json"));
+  if (envelope.empty() != origin_evidence.empty())
+    return FailedPrecondition("enclave: an envelope needs the evidence of the enclave that made it");
+  collateral_ = ToString(collateral);
+  attestation::DcapVerdict origin;
+  if (!origin_evidence.empty()) {
+    ASSIGN_OR_RETURN(origin, CheckOriginEvidence(origin_evidence, collateral_));
+  }
   custody_ = std::move(c);
   custody_fp_ = custody_->Fingerprint();
   if (!envelope.empty()) {
@@ -125,6 +160,8 @@ EnclaveCore::Results EnclaveCore::Load(ByteSpan custody_json, ByteSpan envelope)
       custody_.reset();
       return st;
     }
+    origin_evidence_.assign(origin_evidence.begin(), origin_evidence.end());
+    origin_report_data_ = origin.report_data;
   }
   return std::vector<Bytes>{};
 }
@@ -134,14 +171,14 @@ EnclaveCore::Results EnclaveCore::Init() {
   if (!envelope_.empty()) return FailedPrecondition("enclave: already initialised (an envelope exists)");
   SecretBytes root = crypto::RandomSecret(sigma::kRootKeySize);
   ASSIGN_OR_RETURN(Bytes envelope, files::SealDualControlSecret(custody_->public_key, root));
+  Bytes origin_rd = sigma::ReportDataField(sigma::EnvelopeOriginReportData(
+      sigma::EnvelopeDigest(envelope), custody_fp_, sigma::RootKeyId(root)));
+  ASSIGN_OR_RETURN(Bytes origin, options_.tee->Evidence(origin_rd));
   RETURN_IF_ERROR(SetEnvelope(envelope));
+  origin_evidence_ = origin;
+  origin_report_data_ = origin_rd;
   root_ = std::move(root);
-  return std::vector<Bytes>{envelope};
-}
-
-Bytes EnclaveCore::RootKeyId() const {
-  auto mac = crypto::HmacSha256(root_->Expose(), AsBytes("custos/v1/root-key-id"));
-  return Bytes(mac.begin(), mac.begin() + 16);
+  return std::vector<Bytes>{envelope, origin};
 }
 
 EnclaveCore::Results EnclaveCore::StatusCall(ByteSpan nonce) {
@@ -160,7 +197,7 @@ EnclaveCore::Results EnclaveCore::StatusCall(ByteSpan nonce) {
   }
   json contributors = json::array();
   if (root_) {
-    s["root_key_id"] = HexEncode(RootKeyId());
+    s["root_key_id"] = HexEncode(sigma::RootKeyId(*root_));
     for (const std::string& id : contributors_) {
       const custody::KeeperRecord* k = custody_->FindKeeper(id);
       contributors.push_back({{"keeper", id}, {"domain", k ? custody::DomainName(k->domain) : "?"}});
@@ -317,9 +354,10 @@ Status EnclaveCore::TryUnseal() {
     contributions_.clear();
     return IntegrityError("enclave: verified partials do not open the envelope: " + root.status().message());
   }
+  contributions_.clear();
+  RETURN_IF_ERROR(CheckOriginBinding(origin_report_data_, envelope_, *root));
   root_ = std::move(*root);
   contributors_ = used;
-  contributions_.clear();
   return Status::Ok();
 }
 
@@ -345,7 +383,7 @@ StatusOr<Bytes> EnclaveCore::OnJoinRequest(Session& s, ByteSpan plaintext) {
   Bytes expected = sigma::JoinReportData(s.peer_key->point(), s.message1, s.message2);
   RETURN_IF_ERROR(CheckPeerEvidence(req.evidence, ToString(req.collateral), expected)
                       .WithContext("join refused"));
-  sigma::JoinGrant grant{root_->Clone(), envelope_};
+  sigma::JoinGrant grant{root_->Clone(), envelope_, origin_evidence_};
   SecretBytes encoded = grant.Encode();
   return s.channel->Seal(encoded.Expose());
 }
@@ -367,7 +405,12 @@ EnclaveCore::Results EnclaveCore::JoinStart() {
   ASSIGN_OR_RETURN(j->message1, j->initiator->Start());
   Bytes handle = crypto::RandomBytes(kSessionIdSize);
   Bytes message1 = j->message1;
-  if (joins_.size() >= 4) joins_.erase(joins_.begin());
+  if (joins_.size() >= 4) {
+    auto oldest = std::min_element(joins_.begin(), joins_.end(), [](const auto& a, const auto& b) {
+      return a.second->order < b.second->order;
+    });
+    joins_.erase(oldest);
+  }
   joins_[HexEncode(handle)] = std::move(j);
   return std::vector<Bytes>{handle, message1};
 }
@@ -402,11 +445,18 @@ EnclaveCore::Results EnclaveCore::JoinComplete(ByteSpan handle, ByteSpan record)
   ASSIGN_OR_RETURN(sigma::JoinGrant grant, sigma::JoinGrant::Decode(plaintext));
   if (!envelope_.empty() && grant.envelope != envelope_)
     return FailedPrecondition("enclave: the peer holds another envelope than the one stored here");
-  if (envelope_.empty()) RETURN_IF_ERROR(SetEnvelope(grant.envelope));
+  // The granted key must be the one a genuine enclave sealed in this envelope.
+  ASSIGN_OR_RETURN(attestation::DcapVerdict origin, CheckOriginEvidence(grant.origin_evidence, collateral_));
+  RETURN_IF_ERROR(CheckOriginBinding(origin.report_data, grant.envelope, grant.root_key));
+  if (envelope_.empty()) {
+    RETURN_IF_ERROR(SetEnvelope(grant.envelope));
+    origin_evidence_ = grant.origin_evidence;
+    origin_report_data_ = origin.report_data;
+  }
   root_ = std::move(grant.root_key);
   contributors_.clear();
   contributions_.clear();
-  return std::vector<Bytes>{envelope_};
+  return std::vector<Bytes>{envelope_, origin_evidence_};
 }
 
 }  // namespace custos::enclave

@@ -10,6 +10,14 @@
 // once t_p provider and t_c customer partials verified, S = sum of both domains' Lagrange
 // combinations, and the envelope opens inside. One domain alone never reaches S.
 //
+// Envelope origin: anyone can encrypt to Y, so an envelope proves nothing by itself. kInit
+// returns evidence whose report_data binds the envelope, the custody and the root key id
+// (sigma/release.h EnvelopeOriginReportData). kLoad verifies that evidence under the origin
+// policy (same tee, signer and product id, SVN not above ours, debug only if we are debug:
+// the measurement may differ, so an upgraded core can open an envelope an older one made), and
+// once the root key is recovered (unseal or join) the binding is checked; a mismatch refuses
+// the root key. A host that substitutes an envelope of its own therefore never gets it used.
+//
 // Cluster policy (join): a peer enclave gets the root key only if its evidence verifies, has
 // this enclave's tee type, measurement, signer and product id, an SVN at least ours, is not a
 // debug enclave unless we are, binds the SIGMA session (sigma/release.h JoinReportData), and
@@ -76,7 +84,7 @@ class EnclaveCore {
   explicit EnclaveCore(CoreOptions options);
   using Results = StatusOr<std::vector<Bytes>>;
   Results Hello();
-  Results Load(ByteSpan custody_json, ByteSpan envelope);
+  Results Load(ByteSpan custody_json, ByteSpan envelope, ByteSpan origin_evidence, ByteSpan collateral);
   Results Init();
   Results StatusCall(ByteSpan nonce);
   Results SigmaRespond(ByteSpan message1);
@@ -91,10 +99,11 @@ class EnclaveCore {
   Status AuthorizePeer(std::string_view id, const crypto::VerifyingKey& key) const;
   Status CheckPeerEvidence(ByteSpan evidence, std::string_view collateral,
                            ByteSpan expected_report_data) const;
+  StatusOr<attestation::DcapVerdict> CheckOriginEvidence(ByteSpan evidence, std::string_view collateral) const;
+  Status CheckOriginBinding(ByteSpan origin_report_data, ByteSpan envelope, const SecretBytes& root) const;
   StatusOr<Bytes> OnPartial(Session& s, ByteSpan plaintext);
   StatusOr<Bytes> OnJoinRequest(Session& s, ByteSpan plaintext);
   Status TryUnseal();
-  Bytes RootKeyId() const;
   Bytes ProgressRecord() const;
   std::time_t Now() const;
 
@@ -104,6 +113,9 @@ class EnclaveCore {
   std::optional<custody::CustodyDescriptor> custody_;
   Bytes custody_fp_;
   Bytes envelope_;
+  Bytes origin_evidence_;     // evidence of the enclave that made envelope_
+  Bytes origin_report_data_;  // its (verified) 64-byte report_data, checked once the root is known
+  std::string collateral_;    // DCAP collateral the host supplied at load (empty for sim)
   Bytes envelope_digest_;
   crypto::Point envelope_r_;
   std::optional<SecretBytes> root_;

@@ -4,6 +4,7 @@
 
 #include "attestation/evidence.h"
 #include "crypto/random.h"
+#include "files/dual_control.h"
 #include "gmock/gmock.h"
 #include "sigma/release.h"
 #include "tests/testing/testing.h"
@@ -128,13 +129,14 @@ class EnclaveCoreTest : public ::testing::Test {
   // Initialised returns a fresh sealed core loaded with an envelope made by another core.
   std::unique_ptr<EnclaveCore> InitAndReload(std::string* root_id) {
     auto first = NewCore();
-    EXPECT_OK(Call(*first, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+    EXPECT_OK(Call(*first, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
     auto env = Call(*first, ecall::Call::kInit, {});
     EXPECT_OK(env.status());
     envelope_ = (*env)[0];
+    origin_ = (*env)[1];
     *root_id = StatusOf(*first)["root_key_id"];
     auto core = NewCore();
-    EXPECT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_}).status());
+    EXPECT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_, origin_, Bytes{}}).status());
     return core;
   }
 
@@ -150,6 +152,7 @@ class EnclaveCoreTest : public ::testing::Test {
   attestation::AttestationPolicy policy_;
   Custody custody_;
   Bytes envelope_;
+  Bytes origin_;
 };
 
 TEST_F(EnclaveCoreTest, QuorumOfBothDomainsUnsealsTheSameRootKey) {
@@ -183,7 +186,7 @@ TEST_F(EnclaveCoreTest, OneSideAloneNeverUnseals) {
   for (const char* id : {"C1", "C2", "C3"}) ASSERT_OK(Release(*core, K(id)).status());
   EXPECT_TRUE(core->sealed());
   auto core2 = NewCore();
-  ASSERT_OK(Call(*core2, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_}).status());
+  ASSERT_OK(Call(*core2, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_, origin_, Bytes{}}).status());
   ASSERT_OK(Release(*core2, K("P1")).status());
   ASSERT_OK(Release(*core2, K("C1")).status());
   EXPECT_TRUE(core2->sealed());
@@ -205,19 +208,45 @@ TEST_F(EnclaveCoreTest, RefusesBadProofUnknownKeeperAndForeignIdentityKey) {
   EXPECT_TRUE(StatusOf(*core)["contributors"].empty());
 }
 
+// Anyone can encrypt to Y: a host that swaps in an envelope of its own (with the genuine
+// envelope's origin evidence, or none) never gets its root key used, even with a full quorum.
+TEST_F(EnclaveCoreTest, SubstitutedEnvelopeIsRefused) {
+  std::string root_id;
+  InitAndReload(&root_id);
+  SecretBytes host_root = crypto::RandomSecret(32);
+  auto forged = files::SealDualControlSecret(custody_.d.public_key, host_root);
+  ASSERT_OK(forged.status());
+  auto core = NewCore();
+  EXPECT_THAT(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), *forged, Bytes{}, Bytes{}}).status().message(),
+              HasSubstr("needs the evidence of the enclave that made it"));
+  ASSERT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), *forged, origin_, Bytes{}}).status());
+  ASSERT_OK(Release(*core, K("P1")).status());
+  ASSERT_OK(Release(*core, K("C1")).status());
+  auto last = Release(*core, K("C2"));
+  EXPECT_THAT(last.status().message(), HasSubstr("envelope was not made by an enclave for this root key"));
+  EXPECT_TRUE(core->sealed());
+  // Origin evidence from an enclave with another signer (platform) is refused at load.
+  auto other_platform = attestation::SimPlatform::LoadOrCreate(dir_ + "/other-sim");
+  ASSERT_OK(other_platform.status());
+  auto foreign = other_platform->MakeEvidence(measurement_, {}, Bytes(64, 0));
+  auto core2 = NewCore();
+  EXPECT_THAT(Call(*core2, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_, *foreign, Bytes{}}).status().message(),
+              HasSubstr("signer not allowed"));
+}
+
 TEST_F(EnclaveCoreTest, KeeperRefusesWrongMeasurementDebugSvnAndSim) {
   std::string root_id;
   InitAndReload(&root_id);
   auto other = NewCore(crypto::RandomBytes(32));
-  ASSERT_OK(Call(*other, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_}).status());
+  ASSERT_OK(Call(*other, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_, origin_, Bytes{}}).status());
   EXPECT_THAT(Release(*other, K("P1")).status().message(), HasSubstr("measurement"));
   auto debug = NewCore({}, /*debug=*/true);
-  ASSERT_OK(Call(*debug, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_}).status());
+  ASSERT_OK(Call(*debug, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_, origin_, Bytes{}}).status());
   EXPECT_THAT(Release(*debug, K("P1")).status().message(), HasSubstr("debug"));
   // (TCB status refusals need DCAP evidence: keeper/release_test.cc uses the Intel quotes.)
   policy_.min_svn = 3;
   auto core = NewCore();
-  ASSERT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_}).status());
+  ASSERT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_, origin_, Bytes{}}).status());
   EXPECT_THAT(Release(*core, K("P1")).status().message(), HasSubstr("SVN below minimum"));
   policy_.min_svn = 0;
   policy_.allow_sim = false;
@@ -259,12 +288,12 @@ TEST_F(EnclaveCoreTest, LoadRefusesEditedCustodyAndForeignEnvelope) {
   auto core = NewCore();
   std::string edited = custody_.json;
   edited.replace(edited.find("\"threshold\": 2"), 14, "\"threshold\": 1");
-  EXPECT_FALSE(Call(*core, ecall::Call::kLoad, {ToBytes(edited), Bytes{}}).ok());
+  EXPECT_FALSE(Call(*core, ecall::Call::kLoad, {ToBytes(edited), Bytes{}, Bytes{}, Bytes{}}).ok());
   Custody other;
-  EXPECT_THAT(Call(*core, ecall::Call::kLoad, {ToBytes(other.json), envelope_}).status().message(),
+  EXPECT_THAT(Call(*core, ecall::Call::kLoad, {ToBytes(other.json), envelope_, origin_, Bytes{}}).status().message(),
               HasSubstr("not sealed to this custody"));
   // A failed load leaves the core unloaded, so a correct load still works.
-  ASSERT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_}).status());
+  ASSERT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_, origin_, Bytes{}}).status());
   EXPECT_THAT(Call(*core, ecall::Call::kInit, {}).status().message(), HasSubstr("already initialised"));
 }
 
@@ -281,38 +310,38 @@ Status Join(EnclaveCore& joiner, EnclaveCore& peer) {
 
 TEST_F(EnclaveCoreTest, SameMeasurementJoinsDifferentMeasurementIsRefused) {
   auto a = NewCore();
-  ASSERT_OK(Call(*a, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+  ASSERT_OK(Call(*a, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
   auto env = Call(*a, ecall::Call::kInit, {});
   ASSERT_OK(env.status());
   auto b = NewCore();
-  ASSERT_OK(Call(*b, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+  ASSERT_OK(Call(*b, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
   ASSERT_OK(Join(*b, *a));
   EXPECT_FALSE(b->sealed());
   EXPECT_EQ(StatusOf(*b)["root_key_id"], StatusOf(*a)["root_key_id"]);
 
   auto c = NewCore(crypto::RandomBytes(32));
-  ASSERT_OK(Call(*c, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+  ASSERT_OK(Call(*c, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
   Status refused = Join(*c, *a);
   EXPECT_THAT(refused.message(), HasSubstr("measurement"));
   EXPECT_TRUE(c->sealed());
   // A debug build of the same code is refused too, and a sealed node grants nothing.
   auto d = NewCore({}, /*debug=*/true);
-  ASSERT_OK(Call(*d, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+  ASSERT_OK(Call(*d, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
   EXPECT_THAT(Join(*d, *a).message(), HasSubstr("debug"));
   auto sealed_peer = NewCore();
-  ASSERT_OK(Call(*sealed_peer, ecall::Call::kLoad, {ToBytes(custody_.json), (*env)[0]}).status());
+  ASSERT_OK(Call(*sealed_peer, ecall::Call::kLoad, {ToBytes(custody_.json), (*env)[0], (*env)[1], Bytes{}}).status());
   auto e = NewCore();
-  ASSERT_OK(Call(*e, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+  ASSERT_OK(Call(*e, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
   EXPECT_THAT(Join(*e, *sealed_peer).message(), HasSubstr("sealed"));
 }
 
 TEST_F(EnclaveCoreTest, JoinRefusesAPeerOfAnotherCustody) {
   auto a = NewCore();
-  ASSERT_OK(Call(*a, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}}).status());
+  ASSERT_OK(Call(*a, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
   ASSERT_OK(Call(*a, ecall::Call::kInit, {}).status());
   Custody other;
   auto b = NewCore();
-  ASSERT_OK(Call(*b, ecall::Call::kLoad, {ToBytes(other.json), Bytes{}}).status());
+  ASSERT_OK(Call(*b, ecall::Call::kLoad, {ToBytes(other.json), Bytes{}, Bytes{}, Bytes{}}).status());
   EXPECT_THAT(Join(*b, *a).message(), HasSubstr("does not bind this session"));
 }
 

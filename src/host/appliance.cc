@@ -76,14 +76,23 @@ StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config
   if (ec) return Unavailable("cannot create data_dir " + config.data_dir + ": " + ec.message());
   ::chmod(config.data_dir.c_str(), 0700);
   ASSIGN_OR_RETURN(std::string custody_json, ReadFileString(config.custody_path));
-  Bytes envelope;
+  Bytes envelope, origin;
   std::string envelope_path = config.data_dir + "/" + std::string(kEnvelopeFile);
+  std::string origin_path = config.data_dir + "/" + std::string(kOriginFile);
   if (std::filesystem::exists(envelope_path)) {
     ASSIGN_OR_RETURN(envelope, ReadFileBytes(envelope_path));
+    if (std::filesystem::exists(origin_path)) {
+      ASSIGN_OR_RETURN(origin, ReadFileBytes(origin_path));
+    }
+  }
+  std::string collateral;
+  if (!config.join_collateral.empty()) {
+    ASSIGN_OR_RETURN(collateral, ReadFileString(config.join_collateral));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<EnclaveProcess> enclave,
                    EnclaveProcess::Spawn(EnclaveLaunchFor(config, enclave_binary)));
-  RETURN_IF_ERROR(enclave->Call(ecall::Call::kLoad, {ToBytes(custody_json), envelope}).status());
+  RETURN_IF_ERROR(
+      enclave->Call(ecall::Call::kLoad, {ToBytes(custody_json), envelope, origin, ToBytes(collateral)}).status());
   std::unique_ptr<Appliance> a(new Appliance(config, std::move(enclave)));
   Log("info", "trusted core started",
       {{"tee", a->enclave_->tee()},
@@ -156,10 +165,11 @@ StatusOr<json> Appliance::Status(const std::string& target) {
   return s;
 }
 
-custos::Status Appliance::StoreEnvelope(const Bytes& envelope) {
-  std::string path = config_.data_dir + "/" + std::string(kEnvelopeFile);
+custos::Status Appliance::StoreEnvelope(const Bytes& envelope, const Bytes& origin) {
+  // The origin evidence first: the envelope's presence is what "initialised" means. Each
   // WriteFileAtomic fsyncs the file and the directory before returning.
-  return WriteFileAtomic(path, envelope, 0600);
+  RETURN_IF_ERROR(WriteFileAtomic(config_.data_dir + "/" + std::string(kOriginFile), origin, 0600));
+  return WriteFileAtomic(config_.data_dir + "/" + std::string(kEnvelopeFile), envelope, 0600);
 }
 
 StatusOr<json> Appliance::Init() {
@@ -168,7 +178,7 @@ StatusOr<json> Appliance::Init() {
   if (std::filesystem::exists(path))
     return FailedPrecondition("already initialised: " + path + " exists");
   ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kInit, {}));
-  RETURN_IF_ERROR(StoreEnvelope(r[0]));
+  RETURN_IF_ERROR(StoreEnvelope(r[0], r[1]));
   std::string digest = HexEncode(crypto::Sha256Bytes(r[0]));
   Log("info", "appliance initialised: root key generated in the trusted core, envelope stored",
       {{"envelope", path}, {"envelope_sha256", digest}, {"state", "unsealed"}});
@@ -225,7 +235,7 @@ custos::Status Appliance::JoinOnce() {
   ASSIGN_OR_RETURN(auto done, enclave_->Call(ecall::Call::kJoinComplete, {s1[0], grant}));
   std::lock_guard<std::mutex> lock(init_mu_);
   std::string path = config_.data_dir + "/" + std::string(kEnvelopeFile);
-  if (!std::filesystem::exists(path)) RETURN_IF_ERROR(StoreEnvelope(done[0]));
+  if (!std::filesystem::exists(path)) RETURN_IF_ERROR(StoreEnvelope(done[0], done[1]));
   return custos::Status::Ok();
 }
 

@@ -30,6 +30,8 @@ namespace custos::host {
 
 // kEnvelopeFile is the envelope's file name in the data directory.
 inline constexpr std::string_view kEnvelopeFile = "envelope.cdc";
+// kOriginFile holds the evidence of the enclave that made the envelope.
+inline constexpr std::string_view kOriginFile = "envelope.origin";
 
 class Appliance {
  public:
@@ -60,7 +62,7 @@ class Appliance {
   StatusOr<Json> Health();
   custos::Status JoinOnce();
   void JoinLoop();
-  custos::Status StoreEnvelope(const Bytes& envelope);
+  custos::Status StoreEnvelope(const Bytes& envelope, const Bytes& origin);
 
   ServerConfig config_;
   std::unique_ptr<EnclaveProcess> enclave_;

@@ -67,8 +67,10 @@ struct ServerConfig {
   // [tee] tsm_root (absolute path, tdx-configfs backend): the configfs-tsm report directory.
   // Not resolved against base_dir; a relative value is refused.
   std::string tsm_root = "/sys/kernel/config/tsm/report";
-  // [cluster] collateral (optional, path): DCAP collateral JSON used when verifying peers'
-  // quotes (join and being joined).
+  // [cluster] collateral (optional, path): DCAP collateral JSON (Intel PCS format) handed to
+  // the trusted core, which verifies it against the pinned Intel root: for the envelope's
+  // origin quote at start, for the peer's quote when this node joins, and sent along with this
+  // node's own quote so the peer can verify it. Not needed with the sim backend.
   std::string join_collateral;
 
   bool operator==(const ServerConfig&) const = default;

@@ -136,11 +136,14 @@ Status CheckEnclaveEvidence(ByteSpan evidence, ByteSpan expected_report_data,
 StatusOr<ReleaseOutcome> ReleaseToAppliance(KeeperStore& store, const ReleaseOptions& options) {
   Seen seen;
   StatusOr<ReleaseOutcome> out = Run(store, options, seen);
-  if (!out.ok() && out.status().code() != ErrorCode::kUnavailable) {
-    // Refusals are part of the keeper's record too (best effort: the refusal is what matters).
+  if (!out.ok() && options.audit_refusals && !seen.evidence.empty()) {
+    // A judged enclave that was refused is part of the keeper's record too (best effort: the
+    // refusal is what matters). Failures before any evidence (unreachable, not initialised)
+    // are not about an enclave and are only reported to the caller.
     (void)store.audit().Append("enclave.refused", {{"appliance", options.server_url},
                                                    {"reason", out.status().message()},
-                                                   {"measurement", HexEncode(seen.verdict.measurement)}});
+                                                   {"measurement", HexEncode(seen.verdict.measurement)},
+                                                   {"evidence_sha256", HexEncode(crypto::Sha256Bytes(seen.evidence))}});
   }
   return out;
 }
@@ -160,7 +163,10 @@ AutoRelease::~AutoRelease() {
 void AutoRelease::Loop() {
   std::string last;
   for (;;) {
-    StatusOr<ReleaseOutcome> r = ReleaseToAppliance(store_, options_);
+    // The same refusal repeated every interval is recorded once, not once per attempt.
+    ReleaseOptions o = options_;
+    o.audit_refusals = last.rfind("error: ", 0) != 0;
+    StatusOr<ReleaseOutcome> r = ReleaseToAppliance(store_, o);
     std::string now;
     json line = {{"component", "auto-release"}, {"appliance", options_.server_url}};
     if (!r.ok()) {

@@ -31,6 +31,7 @@ struct ReleaseOptions {
   std::string ca_file;                    // trusted CAs for an https appliance
   std::function<std::time_t()> now;      // clock for DCAP validity windows (default time())
   bool bad_partial = false;               // fault injection (tests): send a wrong D_i
+  bool audit_refusals = true;             // record refused evidence as "enclave.refused"
 };
 
 // ReleaseOutcome says what happened.

@@ -23,6 +23,16 @@ Bytes UnsealProofContext(ByteSpan envelope_digest) {
   return Concat({AsBytes("custos/v1/unseal"), envelope_digest});
 }
 
+Bytes EnvelopeOriginReportData(ByteSpan envelope_digest, ByteSpan custody_fp, ByteSpan root_key_id) {
+  return crypto::Sha256Bytes(
+      Concat({AsBytes("custos/v1/envelope-origin"), envelope_digest, custody_fp, root_key_id}));
+}
+
+Bytes RootKeyId(const SecretBytes& root_key) {
+  auto mac = crypto::HmacSha256(root_key.Expose(), AsBytes("custos/v1/root-key-id"));
+  return Bytes(mac.begin(), mac.begin() + 16);
+}
+
 Bytes JoinReportData(const crypto::Point& joiner_key, ByteSpan message1, ByteSpan message2) {
   return crypto::Sha256Bytes(Concat({AsBytes("custos/v1/join"), joiner_key.Encode(),
                                      crypto::Sha256Bytes(message1),
@@ -107,17 +117,15 @@ StatusOr<JoinRequest> JoinRequest::Decode(ByteSpan b) {
 }
 
 SecretBytes JoinGrant::Encode() const {
-  SecretBytes out(1 + root_key.size() + 4 + envelope.size());
+  // Only the root key is secret; the rest is built as plain bytes and copied in after it.
+  ByteWriter tail;
+  tail.Var(envelope).Var(origin_evidence);
+  const Bytes& t = tail.bytes();
+  SecretBytes out(1 + root_key.size() + t.size());
   uint8_t* p = out.ExposeMutable().data();
   p[0] = static_cast<uint8_t>(ReleaseRecord::kJoinGrant);
   std::memcpy(p + 1, root_key.Expose().data(), root_key.size());
-  size_t off = 1 + root_key.size();
-  uint32_t n = static_cast<uint32_t>(envelope.size());
-  p[off] = static_cast<uint8_t>(n >> 24);
-  p[off + 1] = static_cast<uint8_t>(n >> 16);
-  p[off + 2] = static_cast<uint8_t>(n >> 8);
-  p[off + 3] = static_cast<uint8_t>(n);
-  if (!envelope.empty()) std::memcpy(p + off + 4, envelope.data(), envelope.size());
+  std::memcpy(p + 1 + root_key.size(), t.data(), t.size());
   return out;
 }
 
@@ -129,6 +137,8 @@ StatusOr<JoinGrant> JoinGrant::Decode(const SecretBytes& b) {
   g.root_key = SecretBytes::CopyFrom(key);
   ASSIGN_OR_RETURN(ByteSpan env, r.Var("envelope", 64 * 1024));
   g.envelope.assign(env.begin(), env.end());
+  ASSIGN_OR_RETURN(ByteSpan origin, r.Var("origin evidence", 64 * 1024));
+  g.origin_evidence.assign(origin.begin(), origin.end());
   RETURN_IF_ERROR(r.ExpectEnd("join grant"));
   return g;
 }

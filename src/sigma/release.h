@@ -7,7 +7,7 @@
 //   PartialRelease K -> E  u8 2 || u32 index || D (33) || DLEQ proof (64)           [threshold]
 //   UnsealProgress E -> K  u8 3 || u8 unsealed || u16 provider count || u16 customer count
 //   JoinRequest    N -> E  u8 4 || var(evidence of N) || var(collateral json, may be empty)
-//   JoinGrant      E -> N  u8 5 || root key (32) || var(envelope)
+//   JoinGrant      E -> N  u8 5 || root key (32) || var(envelope) || var(origin evidence)
 //
 // envelope digest = SHA-256("custos/v1/envelope" || envelope); the keeper's DLEQ proof uses
 // context = "custos/v1/unseal" || envelope digest, so a proof made for one envelope does not
@@ -42,6 +42,14 @@ inline constexpr size_t kRootKeySize = 32;
 Bytes EnvelopeDigest(ByteSpan envelope);
 // UnsealProofContext returns "custos/v1/unseal" || envelope digest.
 Bytes UnsealProofContext(ByteSpan envelope_digest);
+// EnvelopeOriginReportData returns the report_data of the evidence an enclave produces when it
+// creates an envelope (kInit): SHA-256("custos/v1/envelope-origin" || envelope digest (32) ||
+// custody fingerprint (32) || root key id (16)). Only a genuine enclave can produce such
+// evidence, so an envelope the host made itself (anyone can encrypt to Y) is refused.
+Bytes EnvelopeOriginReportData(ByteSpan envelope_digest, ByteSpan custody_fp, ByteSpan root_key_id);
+// RootKeyId returns the public identifier of a root key: the first 16 bytes of
+// HMAC-SHA256(root key, "custos/v1/root-key-id").
+Bytes RootKeyId(const SecretBytes& root_key);
 // JoinReportData returns the 32-byte report_data a joining enclave's evidence must bind.
 Bytes JoinReportData(const crypto::Point& joiner_key, ByteSpan message1, ByteSpan message2);
 
@@ -75,6 +83,7 @@ struct JoinRequest {
 struct JoinGrant {
   SecretBytes root_key;  // 32
   Bytes envelope;
+  Bytes origin_evidence;
   SecretBytes Encode() const;
   static StatusOr<JoinGrant> Decode(const SecretBytes& b);
 };

@@ -32,11 +32,12 @@ TEST(ReleaseRecords, RoundTripAndRefuseWrongTypeOrLength) {
   EXPECT_EQ(jb->evidence, j.evidence);
   EXPECT_TRUE(jb->collateral.empty());
 
-  JoinGrant g{crypto::RandomSecret(32), crypto::RandomBytes(212)};
+  JoinGrant g{crypto::RandomSecret(32), crypto::RandomBytes(212), crypto::RandomBytes(241)};
   auto gb = JoinGrant::Decode(g.Encode());
   ASSERT_TRUE(gb.ok());
   EXPECT_TRUE(gb->root_key.ConstantTimeEquals(g.root_key));
   EXPECT_EQ(gb->envelope, g.envelope);
+  EXPECT_EQ(gb->origin_evidence, g.origin_evidence);
   SecretBytes short_grant = SecretBytes::CopyFrom(ByteSpan(g.Encode().Expose()).subspan(0, 20));
   EXPECT_FALSE(JoinGrant::Decode(short_grant).ok());
   EXPECT_FALSE(RecordType(Bytes{9}).ok());

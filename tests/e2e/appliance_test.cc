@@ -316,6 +316,29 @@ TEST_F(Appliance, HostMemoryHoldsNoRootKeyAfterUnseal) {
   fs::remove(root_file);
 }
 
+// The host swaps in an envelope of its own making (anyone can encrypt to Y): even a full quorum
+// does not get the enclave to adopt that root key.
+TEST_F(Appliance, SubstitutedEnvelopeNeverUnseals) {
+  Node& n = nodes["node1"];
+  StopNode(n);
+  std::string env = n.dir + "/data/envelope.cdc";
+  fs::copy_file(env, env + ".genuine", fs::copy_options::overwrite_existing);
+  ASSERT_OK(WriteFileAtomic(c->P("host-root.bin"), crypto::RandomBytes(32)));
+  auto r = c->Run({"encrypt", "--custody", custody, "--in", c->P("host-root.bin"), "--out", env, "--chunk-kib", "4"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  StartNode("node1");
+  for (const char* k : {"P1", "C1"}) ASSERT_EQ(Release(k, n).code, 0);
+  r = Release("C2", n);
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("envelope was not made by an enclave for this root key"));
+  EXPECT_TRUE(MustStatus(n)["sealed"].get<bool>());
+  StopNode(n);
+  fs::rename(env + ".genuine", env);
+  StartNode("node1");
+  for (const char* k : {"P1", "C1", "C2"}) ASSERT_EQ(Release(k, n).code, 0);
+  EXPECT_FALSE(MustStatus(n)["sealed"].get<bool>());
+}
+
 TEST_F(Appliance, AutoReleaseUnsealsARestartedAppliance) {
   Node& n = nodes["node1"];
   for (const char* k : {"P1", "C1", "C3"}) {
