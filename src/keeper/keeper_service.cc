@@ -533,6 +533,9 @@ StatusOr<json> KeeperService::Partial(const json& body) {
     return PermissionDenied("request signature does not verify");
   std::string client_name;
   RETURN_IF_ERROR(CheckAllowedClient(req.client_key, &client_name));
+  ASSIGN_OR_RETURN(bool appliance_point, store_.IsAppliancePoint(req.r));
+  if (appliance_point)
+    return PermissionDenied("R is an appliance envelope's point: its partials go only to attested enclaves");
   ASSIGN_OR_RETURN(CustodyDescriptor custody, ActiveCustody());
   if (req.custody_fp != custody.Fingerprint())
     return FailedPrecondition("request names custody " + HexEncode(req.custody_fp) +

@@ -247,6 +247,25 @@ Status KeeperStore::AddClient(const std::string& name, const crypto::Point& key,
                                          {"role", ClientRoleName(role)}});
 }
 
+Status KeeperStore::AddAppliancePoint(const crypto::Point& r) {
+  ASSIGN_OR_RETURN(bool known, IsAppliancePoint(r));
+  if (known) return Status::Ok();
+  std::string path = dir_ + "/appliance_points";
+  std::string text;
+  if (std::filesystem::exists(path)) {
+    ASSIGN_OR_RETURN(text, ReadFileString(path));
+  }
+  text += HexEncode(r.Encode()) + "\n";
+  return WriteFileAtomic(path, text, 0600);
+}
+
+StatusOr<bool> KeeperStore::IsAppliancePoint(const crypto::Point& r) const {
+  std::string path = dir_ + "/appliance_points";
+  if (!std::filesystem::exists(path)) return false;
+  ASSIGN_OR_RETURN(std::string text, ReadFileString(path));
+  return text.find(HexEncode(r.Encode())) != std::string::npos;
+}
+
 std::string KeeperStore::EscrowPath(const std::string& fp, const std::string& keeper_id) const {
   return dir_ + "/escrow/" + fp + "/" + keeper_id + ".blob";
 }

@@ -88,6 +88,13 @@ class KeeperStore {
                    ClientRole role = ClientRole::kDecrypt);
 
   AuditLog& audit() { return *audit_; }
+
+  // Appliance envelope points: the R of every envelope this keeper released a partial for to
+  // an attested enclave. Client partial requests for these points are refused, so the root key
+  // goes only to enclaves (docs/threat-model.md "Appliance"). The file is public data
+  // (appliance_points, one hex point per line), written with WriteFileAtomic.
+  Status AddAppliancePoint(const crypto::Point& r);
+  StatusOr<bool> IsAppliancePoint(const crypto::Point& r) const;
   std::string EscrowPath(const std::string& custody_fp_hex, const std::string& keeper_id) const;
 
  private:

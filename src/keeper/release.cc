@@ -108,6 +108,8 @@ StatusOr<ReleaseOutcome> Run(KeeperStore& store, const ReleaseOptions& o, Seen& 
        {"evidence_sha256", HexEncode(crypto::Sha256Bytes(seen.evidence))},
        {"r", HexEncode(req.r.Encode())},
        {"envelope_digest", HexEncode(req.envelope_digest)}}));
+  // From now on this keeper serves R to attested enclaves only, never to a client.
+  RETURN_IF_ERROR(store.AddAppliancePoint(req.r));
   threshold::PartialDecryption partial = threshold::ComputePartial(
       index, share, me->verification_key, req.r, sigma::UnsealProofContext(req.envelope_digest));
   if (o.bad_partial) partial.d = partial.d + crypto::Point::Generator();

@@ -7,6 +7,8 @@
 
 #include "attestation/sim_evidence.h"
 #include "crypto/hash.h"
+#include "files/dual_control.h"
+#include "threshold/shamir.h"
 #include "keeper/keeper_store.h"
 #include "net/http_client.h"
 #include "sigma/release.h"
@@ -298,22 +300,49 @@ TEST_F(Appliance, HostMemoryHoldsNoRootKeyAfterUnseal) {
   for (const char* k : {"P1", "C1", "C2"}) ASSERT_EQ(Release(k, n).code, 0);
   json s = MustStatus(n);
   ASSERT_FALSE(s["sealed"].get<bool>());
-  // The quorum can open the envelope itself with `custos decrypt`: that gives the test the
-  // root key to look for.
-  std::string root_file = c->P("root.bin");
-  auto r = c->Run({"decrypt", "--custody", custody, "--client-key", c->P("app.key"), "--in",
-                   n.dir + "/data/envelope.cdc", "--out", root_file});
-  ASSERT_EQ(r.code, 0) << r.err;
-  auto root = ReadFileBytes(root_file);
-  ASSERT_OK(root.status());
+  // The keepers refuse a client partials for the envelope's point: the root key goes only to
+  // attested enclaves, so `custos decrypt` of the envelope fails even for an allowlisted client.
+  std::string envelope = n.dir + "/data/envelope.cdc";
+  auto r = c->Run({"decrypt", "--custody", custody, "--client-key", c->P("app.key"), "--in", envelope,
+                   "--out", c->P("root.bin")});
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("appliance envelope's point"));
+  EXPECT_FALSE(fs::exists(c->P("root.bin")));
+  // The test holds every keeper's secrets, so it opens the envelope itself to know the key to
+  // look for: S = sum of both domains' Lagrange-combined x_i * R.
+  auto env_bytes = ReadFileBytes(envelope);
+  ASSERT_OK(env_bytes.status());
+  auto header = files::DualControlHeader::Decode(*env_bytes);
+  ASSERT_OK(header.status());
+  auto pass = SecretBytes::CopyFrom(std::string_view("e2e at-rest passphrase"));
+  crypto::Point sum;
+  for (auto [ids, n_ids] : {std::pair{std::vector<std::string>{"P1"}, 1}, {std::vector<std::string>{"C1", "C2"}, 2}}) {
+    std::vector<uint32_t> idx;
+    std::vector<crypto::Point> pts;
+    for (const std::string& id : ids) {
+      auto store = keeper::KeeperStore::Open(c->P(id), pass);
+      ASSERT_OK(store.status());
+      const auto& slot = *store.value()->secrets().active;
+      idx.push_back(slot.index);
+      pts.push_back(header->r * slot.share);
+    }
+    auto part = threshold::InterpolatePointsAtZero(idx, pts);
+    ASSERT_OK(part.status());
+    sum += *part;
+    (void)n_ids;
+  }
+  auto opened = files::OpenDualControlSecret(*env_bytes, sum);
+  ASSERT_OK(opened.status());
+  Bytes root_bytes(opened->Expose().begin(), opened->Expose().end());
+  auto root = StatusOr<Bytes>(root_bytes);
   ASSERT_EQ(root->size(), 32u);
+  EXPECT_EQ(HexEncode(sigma::RootKeyId(*opened)), s["root_key_id"].get<std::string>());
   int in_host = CountInMemory(n.pid, *root);
   if (in_host < 0) GTEST_SKIP() << "cannot read /proc/" << n.pid << "/mem here (needs CAP_SYS_PTRACE)";
   EXPECT_EQ(in_host, 0) << "the host process holds a copy of the root key";
   // Control: the same scan finds the key in the trusted core's memory, so the scan works.
   int in_core = CountInMemory(s["host"]["enclave_pid"].get<int>(), *root);
   EXPECT_GT(in_core, 0);
-  fs::remove(root_file);
 }
 
 // The host swaps in an envelope of its own making (anyone can encrypt to Y): even a full quorum
