@@ -44,6 +44,18 @@ struct SyscallRule {
 SyscallRule Plain(const char* name) { return {name}; }
 SyscallRule When(const char* name, scmp_arg_cmp condition) { return {name, true, condition}; }
 
+// Arg builds the condition "argument `arg` compared by `op` with `a` (and `b` for masked
+// compares)". It spells out what libseccomp's SCMP_A0..SCMP_A5 macros expand to, because those
+// use C99 compound literals that C++ compilers warn about.
+scmp_arg_cmp Arg(unsigned int arg, scmp_compare op, scmp_datum_t a, scmp_datum_t b = 0) {
+  scmp_arg_cmp c{};
+  c.arg = arg;
+  c.op = op;
+  c.datum_a = a;
+  c.datum_b = b;
+  return c;
+}
+
 // The base set every lock-down keeps (see InstallSeccompFilter in the header for why each is
 // here). Conditions narrow a syscall to the one use the core has for it; `self` is this
 // process's id.
@@ -51,13 +63,13 @@ std::vector<SyscallRule> BaseAllowList(pid_t self) {
   return {
       Plain("read"),
       Plain("write"),
-      When("writev", SCMP_A0(SCMP_CMP_EQ, STDERR_FILENO)),
+      When("writev", Arg(0, SCMP_CMP_EQ, STDERR_FILENO)),
       Plain("close"),
       Plain("fstat"),
       Plain("newfstatat"),
       Plain("brk"),
-      When("mmap", SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)),
-      When("mprotect", SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)),
+      When("mmap", Arg(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)),
+      When("mprotect", Arg(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)),
       Plain("munmap"),
       Plain("mremap"),
       Plain("madvise"),
@@ -72,8 +84,8 @@ std::vector<SyscallRule> BaseAllowList(pid_t self) {
       Plain("rt_sigreturn"),
       Plain("rt_sigprocmask"),
       Plain("sigaltstack"),
-      When("tgkill", SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(self))),
-      When("prctl", SCMP_A0(SCMP_CMP_EQ, PR_GET_DUMPABLE)),
+      When("tgkill", Arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(self))),
+      When("prctl", Arg(0, SCMP_CMP_EQ, PR_GET_DUMPABLE)),
       Plain("exit"),
       Plain("exit_group"),
   };
@@ -88,7 +100,7 @@ std::vector<SyscallRule> FileAllowList() {
       Plain("mkdirat"),
       Plain("rmdir"),
       // rmdir where the architecture has no rmdir syscall; plain unlink stays refused.
-      When("unlinkat", SCMP_A2(SCMP_CMP_MASKED_EQ, AT_REMOVEDIR, AT_REMOVEDIR)),
+      When("unlinkat", Arg(2, SCMP_CMP_MASKED_EQ, AT_REMOVEDIR, AT_REMOVEDIR)),
   };
 }
 
