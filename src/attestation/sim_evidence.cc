@@ -28,19 +28,6 @@ constexpr size_t kPlatformKeySize = 33;
 
 std::string ErrnoText() { return std::strerror(errno); }
 
-// WriteAll writes `data` to `fd`, retrying short writes and EINTR.
-bool WriteAll(int fd, ByteSpan data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
 
 // ReadKeyFile opens `path`, refuses group/other access, and reads at most kKeyFileSize + 1
 // bytes into a SecretBytes (so an oversized file is detected without reading it all).
@@ -109,7 +96,7 @@ Status CreateKeyFile(const std::string& dir, const std::string& path) {
   const std::string tmp = path + ".tmp-" + HexEncode(crypto::RandomBytes(8));
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Unavailable("sim platform key: cannot create " + tmp + ": " + ErrnoText());
-  bool written = WriteAll(fd, file.Expose()) && ::fsync(fd) == 0;
+  bool written = WriteFully(fd, file.Expose()).ok() && ::fsync(fd) == 0;
   std::string err = written ? "" : ErrnoText();
   ::close(fd);
   if (!written) {

@@ -47,6 +47,17 @@ StatusOr<std::string> ReadFileString(const std::string& path) {
   return std::string(b.begin(), b.end());
 }
 
+Status WriteFully(int fd, ByteSpan data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Unavailable(std::string("write failed: ") + (n < 0 ? std::strerror(errno) : "no progress"));
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
 Status FsyncDirectory(const std::string& dir) {
   int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Unavailable(Errno("cannot open directory", dir));

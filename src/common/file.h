@@ -17,6 +17,9 @@ Status WriteFileAtomic(const std::string& path, ByteSpan data, int mode = 0600);
 inline Status WriteFileAtomic(const std::string& path, std::string_view data, int mode = 0600) {
   return WriteFileAtomic(path, AsBytes(data), mode);
 }
+// WriteFully writes all of `data` to `fd`, retrying short writes and EINTR. kUnavailable
+// ("write failed: <strerror>") on any other error or a zero-length write.
+Status WriteFully(int fd, ByteSpan data);
 // FsyncDirectory flushes a directory's entries (after create/rename/unlink).
 Status FsyncDirectory(const std::string& dir);
 bool FileExists(const std::string& path);

@@ -1,5 +1,7 @@
 #include "ecall/ecall.h"
 
+#include "common/file.h"
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -140,15 +142,7 @@ Status WriteFrame(int fd, ByteSpan payload) {
   if (payload.size() > kMaxFrameSize) return InvalidArgument("ecall: frame too large");
   ByteWriter w;
   w.U32(static_cast<uint32_t>(payload.size())).Raw(payload);
-  const Bytes& frame = w.bytes();
-  size_t off = 0;
-  while (off < frame.size()) {
-    ssize_t n = ::write(fd, frame.data() + off, frame.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Unavailable(std::string("ecall: write failed: ") + std::strerror(errno));
-    off += static_cast<size_t>(n);
-  }
-  return Status::Ok();
+  return WriteFully(fd, w.bytes()).WithContext("ecall");
 }
 
 namespace {

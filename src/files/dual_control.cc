@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/file.h"
 #include "crypto/aead.h"
 #include "crypto/hash.h"
 #include "crypto/random.h"
@@ -66,18 +67,6 @@ Bytes DualControlHeader::KemContext() const {
   return Concat({AsBytes("custos/v1/file"), crypto::Sha256Bytes(Prefix())});
 }
 
-namespace {
-Status WriteAll(int fd, ByteSpan data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Unavailable(std::string("write failed: ") + std::strerror(errno));
-    off += static_cast<size_t>(n);
-  }
-  return Status::Ok();
-}
-}  // namespace
 
 namespace {
 // NewHeader draws a fresh header for `y` and the DEK it wraps.
@@ -103,7 +92,7 @@ StatusOr<DualControlHeader> NewHeader(const Point& y, uint32_t chunk_size, Secre
 Status EncryptDualControl(const Point& y, int in_fd, int out_fd, uint32_t chunk_size) {
   SecretBytes dek;
   ASSIGN_OR_RETURN(DualControlHeader h, NewHeader(y, chunk_size, dek));
-  RETURN_IF_ERROR(WriteAll(out_fd, h.Encode()));
+  RETURN_IF_ERROR(WriteFully(out_fd, h.Encode()));
   Bytes digest = h.Digest();
   StreamParams params{dek, h.nonce_prefix, digest, chunk_size};
   return EncryptStream(in_fd, out_fd, params);

@@ -1,5 +1,7 @@
 #include "files/stream.h"
 
+#include "common/file.h"
+
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <unistd.h>
@@ -62,19 +64,6 @@ StatusOr<size_t> ReadFull(int fd, std::span<uint8_t> buf) {
     got += static_cast<size_t>(n);
   }
   return got;
-}
-
-Status WriteAll(int fd, ByteSpan data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Unavailable(std::string("stream write failed: ") + std::strerror(errno));
-    }
-    done += static_cast<size_t>(n);
-  }
-  return Status::Ok();
 }
 
 Status PreadFull(int fd, std::span<uint8_t> buf, uint64_t offset) {
@@ -243,7 +232,7 @@ Status EncryptStream(int in_fd, int out_fd, const StreamParams& params) {
     const size_t n = last ? filled : chunk;
     const uint8_t lookahead = last ? 0 : buf.data()[chunk];
     RETURN_IF_ERROR(enc.EncryptChunkInto(buf.span(0, n), last, buf.span(0, n + kStreamTagSize)));
-    RETURN_IF_ERROR(WriteAll(out_fd, buf.span(0, n + kStreamTagSize)));
+    RETURN_IF_ERROR(WriteFully(out_fd, buf.span(0, n + kStreamTagSize)));
     if (last) return Status::Ok();
     buf.data()[0] = lookahead;
     filled = 1;
@@ -281,7 +270,7 @@ Status DecryptStream(int in_fd, int out_fd, const StreamParams& params) {
       return IntegrityError(last ? "stream truncated: final chunk missing"
                                  : "stream continues after its final chunk");
     }
-    RETURN_IF_ERROR(WriteAll(out_fd, pt.span(0, *opened)));
+    RETURN_IF_ERROR(WriteFully(out_fd, pt.span(0, *opened)));
     if (last) return Status::Ok();
     ct.data()[0] = ct.data()[full];
     filled = 1;

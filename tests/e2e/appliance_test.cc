@@ -73,7 +73,7 @@ class Appliance : public ::testing::Test {
     n.log = n.dir + "/server" + std::to_string(c->seq++) + ".err";
     n.pid = Spawn({Bin(), "server", "--config", n.config}, c->env, n.dir + "/server.out", n.log);
     EXPECT_GT(n.pid, 0);
-    for (int i = 0; i < 400; ++i) {
+    for (int i = 0; i < 1200; ++i) {  // 30 s: a sanitized build on a loaded machine is slow
       auto s = Status(n);
       if (s.ok()) return n;
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -124,7 +124,7 @@ class Appliance : public ::testing::Test {
                   env);
   }
 
-  static bool WaitFor(const std::function<bool()>& cond, int ms = 15000) {
+  static bool WaitFor(const std::function<bool()>& cond, int ms = 30000) {
     for (int i = 0; i < ms / 50; ++i) {
       if (cond()) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
