@@ -5,6 +5,8 @@
 #   BUILD_DIR/threshold_bench   partials/s, keeper /v1/partial handling, DKG crypto (in process)
 #   BUILD_DIR/attestation_bench DCAP quote (real Intel vectors) and sim evidence checks/s
 #   scripts/bench_stream.sh     STREAM encrypt/decrypt vs `openssl speed -evp aes-256-gcm`
+#   BUILD_DIR/ecall_bench       one host<->enclave call (sim backend, real custos-enclave)
+#   scripts/bench_unseal.sh     appliance unseal latency, 1 provider + 2-of-3 customers
 #   scripts/bench_e2e.sh        DKG ceremony and `custos decrypt` with real keepers on loopback
 #
 # Usage: scripts/bench.sh [BUILD_DIR]   (default: build). Figures are CPU-bound: run on an idle
@@ -14,7 +16,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 python=/usr/bin/python3
 [ -x "$python" ] || python=python3
-for b in threshold_bench attestation_bench stream_bench custos; do
+for b in threshold_bench attestation_bench ecall_bench stream_bench custos custos-enclave; do
   [ -x "$build/$b" ] || { echo "bench: $build/$b is missing (build it first: make build)" >&2; exit 1; }
 done
 
@@ -43,6 +45,11 @@ echo "== scripts/bench_stream.sh"
 "$root/scripts/bench_stream.sh" "$build/stream_bench" | tee "$out/stream.txt"
 
 echo
+echo "== ecall_bench (host<->enclave call, target <= 20 us)"
+"$build/ecall_bench" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+echo "== scripts/bench_unseal.sh (appliance unseal, target <= 100 ms)"
+"$root/scripts/bench_unseal.sh" "$build/custos"
+
 echo "== scripts/bench_e2e.sh (real keeper processes on loopback)"
 "$root/scripts/bench_e2e.sh" "$build/custos" "$out/e2e.json"
 
