@@ -13,10 +13,6 @@
 #include <string>
 #include <string_view>
 
-// The fuzz build links custos_cli and custos_host only (CMakeLists.txt), neither of which
-// pulls in custos_kms, so the module source is compiled into this target directly.
-#include "kms/sigv4.cc"
-
 namespace {
 
 constexpr std::string_view kFuzzAkid = "AKIDFUZZEXAMPLE";
