@@ -13,6 +13,8 @@
 #include <string>
 #include <string_view>
 
+#include "kms/sigv4.h"
+
 namespace {
 
 constexpr std::string_view kFuzzAkid = "AKIDFUZZEXAMPLE";
