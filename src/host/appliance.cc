@@ -10,6 +10,7 @@
 #include "common/file.h"
 #include "crypto/hash.h"
 #include "net/http_client.h"
+#include "sigma/release.h"
 
 namespace custos::host {
 
@@ -182,7 +183,11 @@ StatusOr<json> Appliance::Init() {
   std::string digest = HexEncode(crypto::Sha256Bytes(r[0]));
   Log("info", "appliance initialised: root key generated in the trusted core, envelope stored",
       {{"envelope", path}, {"envelope_sha256", digest}, {"state", "unsealed"}});
-  return json{{"initialized", true}, {"envelope", path}, {"envelope_sha256", digest}};
+  // envelope_digest is the value keepers bind their proofs to and record in their audit logs.
+  return json{{"initialized", true},
+              {"envelope", path},
+              {"envelope_sha256", digest},
+              {"envelope_digest", HexEncode(sigma::EnvelopeDigest(r[0]))}};
 }
 
 StatusOr<json> Appliance::SigmaRespond(const json& body) {
