@@ -28,8 +28,9 @@
 //        envelope, the custody and the root key id) for the host to store. Refused when an
 //        envelope exists. The enclave is unsealed afterwards.
 //   kStatus(nonce: empty or 32 bytes) -> [status json, evidence]
-//        Public state, and fresh evidence whose report_data binds pk_E, the custody
-//        fingerprint and the nonce (docs/protocol.md "Status evidence").
+//        Public state; with a nonce, also fresh evidence whose report_data binds pk_E, the
+//        custody fingerprint and the nonce (docs/protocol.md "Status evidence"); with an empty
+//        nonce the evidence result is empty (the host's own state checks).
 //   kSigmaRespond(message1)           -> [session id (16), message2]
 //   kSigmaFinish(session id, message3)-> [record]   first enclave->peer record (may be empty)
 //   kRecord(session id, record)       -> [record]   the enclave's answer record

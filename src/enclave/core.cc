@@ -183,7 +183,6 @@ EnclaveCore::Results EnclaveCore::Init() {
 
 EnclaveCore::Results EnclaveCore::StatusCall(ByteSpan nonce) {
   if (!nonce.empty() && nonce.size() != 32) return InvalidArgument("enclave: status nonce must be 32 bytes");
-  Bytes n = nonce.empty() ? Bytes(32, 0) : Bytes(nonce.begin(), nonce.end());
   json s = {{"tee", std::string(options_.tee->name())},
             {"enclave_key", HexEncode(identity_.verifying_key().Encode())},
             {"measurement", HexEncode(self_.measurement)},
@@ -207,9 +206,13 @@ EnclaveCore::Results EnclaveCore::StatusCall(ByteSpan nonce) {
       contributors.push_back({{"keeper", id}, {"domain", custody::DomainName(c.domain)}});
   }
   s["contributors"] = contributors;
-  s["report_data"] = HexEncode(StatusReportData(identity_.verifying_key(), custody_fp_, n));
-  ASSIGN_OR_RETURN(Bytes evidence, options_.tee->Evidence(sigma::ReportDataField(
-                                       StatusReportData(identity_.verifying_key(), custody_fp_, n))));
+  // Evidence (one TEE signature) only when asked for: the host's own state checks skip it.
+  Bytes evidence;
+  if (!nonce.empty()) {
+    Bytes report_data = StatusReportData(identity_.verifying_key(), custody_fp_, nonce);
+    s["report_data"] = HexEncode(report_data);
+    ASSIGN_OR_RETURN(evidence, options_.tee->Evidence(sigma::ReportDataField(report_data)));
+  }
   return std::vector<Bytes>{ToBytes(s.dump()), evidence};
 }
 

@@ -10,6 +10,7 @@
 #include "common/file.h"
 #include "crypto/hash.h"
 #include "net/http_client.h"
+#include "net/json_fields.h"
 #include "sigma/release.h"
 
 namespace custos::host {
@@ -22,22 +23,6 @@ void Log(const std::string& level, const std::string& msg, const json& extra = j
   json j = {{"level", level}, {"component", "host"}, {"msg", msg}};
   for (auto& [k, v] : extra.items()) j[k] = v;
   std::cerr << j.dump() << std::endl;
-}
-
-StatusOr<Bytes> GetB64(const json& body, const char* key) {
-  if (!body.is_object() || !body.contains(key) || !body[key].is_string())
-    return InvalidArgument(std::string("missing or non-string field \"") + key + "\"");
-  auto b = Base64Decode(body[key].get<std::string>());
-  if (!b.ok()) return InvalidArgument(std::string("field \"") + key + "\" is not base64");
-  return *b;
-}
-
-StatusOr<Bytes> GetHexField(const json& body, const char* key) {
-  if (!body.is_object() || !body.contains(key) || !body[key].is_string())
-    return InvalidArgument(std::string("missing or non-string field \"") + key + "\"");
-  auto b = HexDecode(body[key].get<std::string>());
-  if (!b.ok()) return InvalidArgument(std::string("field \"") + key + "\" is not hex");
-  return *b;
 }
 
 }  // namespace
@@ -135,15 +120,21 @@ net::HttpResponse Appliance::Handle(const net::HttpRequest& req) {
   return r;
 }
 
-StatusOr<json> Appliance::Health() {
-  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kStatus, {Bytes{}}));
+StatusOr<json> Appliance::CoreStatus(ByteSpan nonce, Bytes* evidence) {
+  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kStatus, {Bytes(nonce.begin(), nonce.end())}));
   json s = json::parse(ToString(r[0]), nullptr, false);
-  if (s.is_discarded()) return InternalError("trusted core returned malformed status");
+  if (s.is_discarded() || !s.is_object()) return InternalError("trusted core returned malformed status");
+  if (evidence != nullptr) *evidence = std::move(r[1]);
+  return s;
+}
+
+StatusOr<json> Appliance::Health() {
+  ASSIGN_OR_RETURN(json s, CoreStatus({}, nullptr));
   return json{{"sealed", s.value("sealed", true)}, {"initialized", s.value("initialized", false)}};
 }
 
 StatusOr<json> Appliance::Status(const std::string& target) {
-  Bytes nonce;
+  Bytes nonce(32, 0);  // without ?nonce=, evidence over an all-zero nonce
   size_t q = target.find("nonce=");
   if (q != std::string::npos) {
     std::string hex = target.substr(q + 6);
@@ -152,10 +143,9 @@ StatusOr<json> Appliance::Status(const std::string& target) {
     if (!n.ok() || n->size() != 32) return InvalidArgument("nonce must be 64 hex digits");
     nonce = *n;
   }
-  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kStatus, {nonce}));
-  json s = json::parse(ToString(r[0]), nullptr, false);
-  if (s.is_discarded()) return InternalError("trusted core returned malformed status");
-  s["evidence"] = Base64Encode(r[1]);
+  Bytes evidence;
+  ASSIGN_OR_RETURN(json s, CoreStatus(nonce, &evidence));
+  s["evidence"] = Base64Encode(evidence);
   json host = {{"enclave_pid", enclave_->pid()}};
   if (!config_.join_url.empty()) {
     std::lock_guard<std::mutex> lock(join_mu_);
@@ -191,29 +181,26 @@ StatusOr<json> Appliance::Init() {
 }
 
 StatusOr<json> Appliance::SigmaRespond(const json& body) {
-  ASSIGN_OR_RETURN(Bytes m1, GetB64(body, "message1"));
+  ASSIGN_OR_RETURN(Bytes m1, net::GetBase64(body, "message1"));
   ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kSigmaRespond, {m1}));
   return json{{"session", HexEncode(r[0])}, {"message2", Base64Encode(r[1])}};
 }
 
 StatusOr<json> Appliance::SigmaFinish(const json& body) {
-  ASSIGN_OR_RETURN(Bytes session, GetHexField(body, "session"));
-  ASSIGN_OR_RETURN(Bytes m3, GetB64(body, "message3"));
+  ASSIGN_OR_RETURN(Bytes session, net::GetHex(body, "session"));
+  ASSIGN_OR_RETURN(Bytes m3, net::GetBase64(body, "message3"));
   ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kSigmaFinish, {session, m3}));
   return json{{"record", Base64Encode(r[0])}};
 }
 
 StatusOr<json> Appliance::SigmaRecord(const json& body) {
-  ASSIGN_OR_RETURN(Bytes session, GetHexField(body, "session"));
-  ASSIGN_OR_RETURN(Bytes record, GetB64(body, "record"));
+  ASSIGN_OR_RETURN(Bytes session, net::GetHex(body, "session"));
+  ASSIGN_OR_RETURN(Bytes record, net::GetBase64(body, "record"));
   ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kRecord, {session, record}));
   // The core's status tells whether this record unsealed it; log transitions for operators.
-  auto st = enclave_->Call(ecall::Call::kStatus, {Bytes{}});
-  if (st.ok()) {
-    json s = json::parse(ToString((*st)[0]), nullptr, false);
-    if (!s.is_discarded() && !s.value("sealed", true))
-      Log("info", "keeper record accepted", {{"state", "unsealed"}, {"contributors", s["contributors"]}});
-  }
+  auto st = CoreStatus({}, nullptr);
+  if (st.ok() && !st->value("sealed", true))
+    Log("info", "keeper record accepted", {{"state", "unsealed"}, {"contributors", (*st)["contributors"]}});
   return json{{"record", Base64Encode(r[0])}};
 }
 
@@ -231,12 +218,12 @@ custos::Status Appliance::JoinOnce() {
   };
   ASSIGN_OR_RETURN(auto s1, enclave_->Call(ecall::Call::kJoinStart, {}));
   ASSIGN_OR_RETURN(json p2, post("/v1/sys/sigma/respond", {{"message1", Base64Encode(s1[1])}}));
-  ASSIGN_OR_RETURN(Bytes m2, GetB64(p2, "message2"));
+  ASSIGN_OR_RETURN(Bytes m2, net::GetBase64(p2, "message2"));
   std::string session = p2.value("session", "");
   ASSIGN_OR_RETURN(auto s3, enclave_->Call(ecall::Call::kJoinFinish, {s1[0], m2, ToBytes(collateral)}));
   ASSIGN_OR_RETURN(json p4, post("/v1/sys/sigma/finish", {{"session", session}, {"message3", Base64Encode(s3[0])}}));
   ASSIGN_OR_RETURN(json p5, post("/v1/sys/sigma/record", {{"session", session}, {"record", Base64Encode(s3[1])}}));
-  ASSIGN_OR_RETURN(Bytes grant, GetB64(p5, "record"));
+  ASSIGN_OR_RETURN(Bytes grant, net::GetBase64(p5, "record"));
   ASSIGN_OR_RETURN(auto done, enclave_->Call(ecall::Call::kJoinComplete, {s1[0], grant}));
   std::lock_guard<std::mutex> lock(init_mu_);
   std::string path = config_.data_dir + "/" + std::string(kEnvelopeFile);
@@ -246,10 +233,8 @@ custos::Status Appliance::JoinOnce() {
 
 void Appliance::JoinLoop() {
   for (;;) {
-    auto st = enclave_->Call(ecall::Call::kStatus, {Bytes{}});
-    bool sealed = true;
-    if (st.ok()) sealed = json::parse(ToString((*st)[0]), nullptr, false).value("sealed", true);
-    if (!sealed) return;
+    auto st = CoreStatus({}, nullptr);
+    if (st.ok() && !st->value("sealed", true)) return;
     custos::Status r = JoinOnce();
     {
       std::unique_lock<std::mutex> lock(join_mu_);

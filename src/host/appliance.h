@@ -60,6 +60,9 @@ class Appliance {
   StatusOr<Json> SigmaFinish(const Json& body);
   StatusOr<Json> SigmaRecord(const Json& body);
   StatusOr<Json> Health();
+  // CoreStatus is the core's status JSON; with a 32-byte nonce it also returns fresh evidence
+  // in `evidence` (an empty nonce skips the TEE signature: for the host's own state checks).
+  StatusOr<Json> CoreStatus(ByteSpan nonce, Bytes* evidence);
   custos::Status JoinOnce();
   void JoinLoop();
   custos::Status StoreEnvelope(const Bytes& envelope, const Bytes& origin);

@@ -167,30 +167,10 @@ StatusOr<json> ParseJsonObject(std::string_view text) {
   return j;
 }
 
-StatusOr<std::string> GetString(const json& j, const char* field) {
-  if (!j.is_object() || !j.contains(field) || !j[field].is_string())
-    return InvalidArgument(std::string("missing or non-string field '") + field + "'");
-  return j[field].get<std::string>();
-}
-
 StatusOr<uint64_t> GetUint(const json& j, const char* field) {
   if (!j.is_object() || !j.contains(field) || !j[field].is_number_unsigned())
     return InvalidArgument(std::string("missing or non-integer field '") + field + "'");
   return j[field].get<uint64_t>();
-}
-
-StatusOr<Bytes> GetHex(const json& j, const char* field) {
-  ASSIGN_OR_RETURN(std::string s, GetString(j, field));
-  auto b = HexDecode(s);
-  if (!b.ok()) return InvalidArgument(std::string("field '") + field + "' is not hex");
-  return b;
-}
-
-StatusOr<Bytes> GetBase64(const json& j, const char* field) {
-  ASSIGN_OR_RETURN(std::string s, GetString(j, field));
-  auto b = Base64Decode(s);
-  if (!b.ok()) return InvalidArgument(std::string("field '") + field + "' is not base64");
-  return b;
 }
 
 StatusOr<crypto::Point> GetPoint(const json& j, const char* field) {

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "net/json_fields.h"
+
 #include "common/bytes.h"
 #include "crypto/ecdsa.h"
 #include "crypto/p256.h"
@@ -79,10 +81,10 @@ StatusOr<crypto::Point> ReadClientPublicKey(const std::string& path);
 
 // JSON helpers that turn a missing or mistyped field into a clear kInvalidArgument.
 StatusOr<nlohmann::json> ParseJsonObject(std::string_view text);
-StatusOr<std::string> GetString(const nlohmann::json& j, const char* field);
+using net::GetString;  // net/json_fields.h
 StatusOr<uint64_t> GetUint(const nlohmann::json& j, const char* field);
-StatusOr<Bytes> GetHex(const nlohmann::json& j, const char* field);
-StatusOr<Bytes> GetBase64(const nlohmann::json& j, const char* field);
+using net::GetBase64;
+using net::GetHex;
 StatusOr<crypto::Point> GetPoint(const nlohmann::json& j, const char* field);
 
 // UnixNow returns the current time in seconds.

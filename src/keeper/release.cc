@@ -6,6 +6,7 @@
 #include "attestation/evidence.h"
 #include "crypto/hash.h"
 #include "net/http_client.h"
+#include "net/json_fields.h"
 #include "sigma/release.h"
 #include "sigma/sigma.h"
 
@@ -15,12 +16,11 @@ using json = nlohmann::json;
 
 namespace {
 
+// B64Field reads a base64 field of the appliance's answer; a malformed answer is kIntegrity.
 StatusOr<Bytes> B64Field(const json& j, const char* key) {
-  if (!j.contains(key) || !j[key].is_string())
-    return IntegrityError(std::string("appliance answer lacks \"") + key + "\"");
-  auto b = Base64Decode(j[key].get<std::string>());
-  if (!b.ok()) return IntegrityError(std::string("appliance answer has a malformed \"") + key + "\"");
-  return *b;
+  auto b = net::GetBase64(j, key);
+  if (!b.ok()) return IntegrityError("appliance answer: " + b.status().message());
+  return b;
 }
 
 // What the evidence verifier saw, for the audit log.
