@@ -41,6 +41,36 @@
 //        This enclave joins a cluster through an unsealed peer (it is the SIGMA initiator).
 //   kPing(payload)                    -> [payload]
 //        Echo, for liveness checks and for measuring the cost of one call.
+//
+// KMS calls (ecall/kms_calls.h has the encodings; docs/protocol.md "KMS calls"). Every one
+// needs an unsealed core (kFailedPrecondition "enclave: sealed" otherwise). `ref` is an
+// encoded KeyRef, `ctx` an encoded EncryptionContext, `n` a u32 (U32Arg).
+//   kKmsCreateKey(key id, version u32, spec) -> [wrapped material, public key]
+//        Draws new key material for one version and returns it wrapped under the root key;
+//        the public key (SubjectPublicKeyInfo DER) for ECC_NIST_P256, empty otherwise.
+//   kKmsEncrypt(ref, plaintext, ctx)  -> [ciphertext blob]        SYMMETRIC_DEFAULT only
+//   kKmsDecrypt(ref, blob, ctx)       -> [plaintext]
+//        The blob must name ref's key id and version (kInvalidArgument "kms: ciphertext names
+//        another key"); a wrong context or tampered blob is kIntegrity.
+//   kKmsReEncrypt(src ref, blob, src ctx, dst ref, dst ctx) -> [ciphertext blob]
+//   kKmsGenerateDataKey(ref, n, ctx, with_plaintext u8) -> [blob, plaintext or empty]
+//   kKmsGenerateRandom(n)             -> [bytes]
+//   kKmsSign(ref, message, type "RAW"|"DIGEST") -> [DER ECDSA signature]   ECC_NIST_P256
+//   kKmsVerify(ref, message, type, DER signature) -> []    kIntegrity if it does not verify
+//   kKmsGenerateMac(ref, message)     -> [mac (32)]                           HMAC_256
+//   kKmsVerifyMac(ref, message, mac)  -> []                kIntegrity if it does not verify
+//   kKmsNewAccessSecret(access key id) -> [secret access key (40 chars), wrapped secret]
+//   kKmsOpenAccessSecret(access key id, wrapped secret) -> [secret access key]
+//        SigV4 secrets: the host verifies request signatures, so it receives the secret in
+//        clear (docs/threat-model.md); at rest it is only stored wrapped under the root key.
+//   kAuditAppend(anchor, entries)     -> [head, signature]
+//        Extends the audit hash chain (audit/chain.h) with entries (u32 count || var(entry)*)
+//        and signs the new head with the audit key derived from the root key. anchor is empty
+//        for the first append of an empty log, else the stored head (u64 seq || hash 32) ||
+//        its signature (64): the core accepts it if it equals the head it last signed or, on
+//        the first append since start, if its signature verifies under the audit key.
+//        head = u64 seq || hash (32). The audit public key is in kStatus's JSON
+//        ("audit_public_key", hex SEC1 compressed) once unsealed.
 #pragma once
 
 #include <cstdint>
@@ -73,6 +103,19 @@ enum class Call : uint16_t {
   kJoinFinish = 9,
   kJoinComplete = 10,
   kPing = 11,
+  kKmsCreateKey = 20,
+  kKmsEncrypt = 21,
+  kKmsDecrypt = 22,
+  kKmsReEncrypt = 23,
+  kKmsGenerateDataKey = 24,
+  kKmsGenerateRandom = 25,
+  kKmsSign = 26,
+  kKmsVerify = 27,
+  kKmsGenerateMac = 28,
+  kKmsVerifyMac = 29,
+  kKmsNewAccessSecret = 30,
+  kKmsOpenAccessSecret = 31,
+  kAuditAppend = 32,
 };
 
 // CallName returns the call's name for logs ("hello", "sigma-respond", ...), or "unknown".

@@ -1,0 +1,77 @@
+// Arguments and results of the KMS calls of ecall/ecall.h, and the KMS ciphertext blob
+// (docs/protocol.md "KMS calls", "KMS ciphertext blob"). Shared by the host (which stores
+// wrapped key material and must find the key a ciphertext names) and the trusted core (which
+// alone unwraps key material). Nothing here holds a secret in clear.
+//
+// Key material of a customer master key version is wrapped inside the core under
+//   KW = HKDF-SHA256(ikm = root key, salt = "", info = "custos/v1/cmk-wrap", 32)
+// as wrapped = nonce (12) || AES-256-GCM(KW, nonce, material, aad) with
+//   aad = "custos/v1/cmk" || var(key id) || u32 version || var(key spec).
+// A wrapped blob moved to another key id, version or spec fails to unwrap.
+//
+// Ciphertext blob (what Encrypt, GenerateDataKey and ReEncrypt return; byte-exact):
+//   "CKC1" || u8 suite (=1) || var(key id) || u32 version || salt (32) || nonce (12)
+//   || AES-256-GCM ciphertext || tag (16)
+// The message key is HKDF-SHA256(ikm = version material, salt = salt,
+// info = "custos/v1/kms-encrypt", 32); the AAD is every header byte before the ciphertext
+// followed by EncodeEncryptionContext(context). The blob therefore names its key and version,
+// and a blob decrypted under another context, key or version fails as kIntegrity.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include "common/bytes.h"
+#include "common/status.h"
+
+namespace custos::ecall {
+
+// KMS key specs the core implements (AWS names).
+inline constexpr std::string_view kSpecSymmetric = "SYMMETRIC_DEFAULT";  // AES-256-GCM
+inline constexpr std::string_view kSpecHmac256 = "HMAC_256";             // HMAC-SHA-256
+inline constexpr std::string_view kSpecEccP256 = "ECC_NIST_P256";        // ECDSA_SHA_256
+
+// kMaxKmsPlaintext is AWS's Encrypt limit (4096 bytes); kMaxDataKeyBytes GenerateDataKey's
+// NumberOfBytes limit (1024); kMaxRandomBytes GenerateRandom's (1024); kMaxMacMessage
+// GenerateMac's and Sign's RAW message limit (4096).
+inline constexpr size_t kMaxKmsPlaintext = 4096;
+inline constexpr size_t kMaxDataKeyBytes = 1024;
+inline constexpr size_t kMaxRandomBytes = 1024;
+inline constexpr size_t kMaxMacMessage = 4096;
+
+// KeyRef names one wrapped key version, as the host passes it to the core.
+//   encoding = var(key id) || u32 version || var(spec) || var(wrapped material)
+struct KeyRef {
+  std::string key_id;
+  uint32_t version = 0;
+  std::string spec;
+  Bytes wrapped;
+
+  Bytes Encode() const;
+  static StatusOr<KeyRef> Decode(ByteSpan encoded);
+};
+
+// EncryptionContext is AWS's map of non-secret strings bound to a ciphertext.
+using EncryptionContext = std::map<std::string, std::string>;
+
+// EncodeEncryptionContext: u32 count || (var(key) || var(value)) * count, keys in byte order
+// (std::map order). The empty context encodes as u32 0.
+Bytes EncodeEncryptionContext(const EncryptionContext& context);
+StatusOr<EncryptionContext> DecodeEncryptionContext(ByteSpan encoded);
+
+// CiphertextHeader is the public part of a ciphertext blob.
+struct CiphertextHeader {
+  std::string key_id;
+  uint32_t version = 0;
+};
+
+// ParseCiphertextHeader reads the key id and version a blob names, checking the magic, the
+// suite and that the blob is long enough to hold salt, nonce and tag. kInvalidArgument names
+// the bad field ("kms ciphertext: bad magic", ...).
+StatusOr<CiphertextHeader> ParseCiphertextHeader(ByteSpan blob);
+
+// U32Arg/ParseU32Arg: a u32 call argument as 4 big-endian bytes.
+Bytes U32Arg(uint32_t v);
+StatusOr<uint32_t> ParseU32Arg(ByteSpan arg, const char* field);
+
+}  // namespace custos::ecall

@@ -1,0 +1,151 @@
+// The appliance's persistent state (DESIGN.md "Storage"; docs/architecture.md "Store"): KMS
+// keys and their versions, aliases, tags, SigV4 access keys and the audit chain. Only wrapped
+// key material and metadata are stored: the host never has anything else to give it.
+//
+// Every mutating call is one transaction and is durable when it returns OK (the SQLite backend
+// runs WAL with synchronous=FULL), so an acknowledged request survives kill -9 and power loss.
+// Implementations are thread-safe. Errors: kNotFound for a missing object, kAlreadyExists for a
+// duplicate name, kUnavailable for an I/O or database failure (the message names the
+// operation, never a value).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+#include "common/bytes.h"
+#include "common/status.h"
+
+namespace custos::store {
+
+// KeyRecord is one KMS key's metadata (AWS KeyMetadata, as far as custos keeps it). Times are
+// Unix seconds.
+struct KeyRecord {
+  std::string key_id;       // UUID
+  std::string arn;          // arn:aws:kms:REGION:ACCOUNT:key/UUID
+  std::string description;
+  std::string key_spec;     // SYMMETRIC_DEFAULT | HMAC_256 | ECC_NIST_P256
+  std::string key_usage;    // ENCRYPT_DECRYPT | GENERATE_VERIFY_MAC | SIGN_VERIFY
+  std::string key_state;    // Enabled | Disabled | PendingDeletion
+  int64_t creation_date = 0;
+  std::optional<int64_t> deletion_date;  // set while PendingDeletion
+  int32_t pending_window_days = 0;       // set while PendingDeletion
+  bool rotation_enabled = false;
+  int32_t rotation_period_days = 365;
+  std::optional<int64_t> next_rotation_date;
+  std::string policy;             // key policy JSON document
+  uint32_t current_version = 1;   // the version new ciphertexts use
+};
+
+// KeyVersion is one version of a key's material, wrapped inside the trusted core
+// (ecall/kms_calls.h).
+struct KeyVersion {
+  std::string key_id;
+  uint32_t version = 0;
+  Bytes wrapped_material;
+  Bytes public_key;           // SubjectPublicKeyInfo DER for asymmetric keys, else empty
+  int64_t created = 0;
+  std::string rotation_type;  // "" for the first version, "AUTOMATIC" or "ON_DEMAND"
+};
+
+struct AliasRecord {
+  std::string alias_name;  // "alias/..."
+  std::string key_id;
+  int64_t creation_date = 0;
+  int64_t last_updated_date = 0;
+};
+
+struct Tag {
+  std::string key;
+  std::string value;
+};
+
+// AccessKeyRecord is one SigV4 credential. The secret is stored only wrapped under the root
+// key (ecall kKmsNewAccessSecret).
+struct AccessKeyRecord {
+  std::string access_key_id;  // "CKIA" + 16 upper-case base32 characters
+  std::string name;           // operator-chosen, unique
+  std::string principal_arn;  // arn:aws:iam::ACCOUNT:user/NAME
+  Bytes wrapped_secret;
+  int64_t created = 0;
+};
+
+// AuditRecord is one stored audit entry: the entry JSON, its chain hash h_seq
+// (audit/chain.h), and the core's signature over the head when this entry ended a batch
+// (empty otherwise).
+struct AuditRecord {
+  uint64_t seq = 0;
+  std::string entry;
+  Bytes hash;
+  Bytes signature;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Keys. CreateKey stores the record and its first version in one transaction.
+  virtual Status CreateKey(const KeyRecord& key, const KeyVersion& first_version) = 0;
+  virtual StatusOr<KeyRecord> GetKey(std::string_view key_id) = 0;
+  // ListKeys returns every key, ordered by key_id.
+  virtual StatusOr<std::vector<KeyRecord>> ListKeys() = 0;
+  // UpdateKey replaces the metadata of an existing key (kNotFound if absent).
+  virtual Status UpdateKey(const KeyRecord& key) = 0;
+  // AddKeyVersion stores a new version and the updated record (its current_version, next
+  // rotation date) in one transaction; kAlreadyExists if that version exists.
+  virtual Status AddKeyVersion(const KeyRecord& key, const KeyVersion& version) = 0;
+  virtual StatusOr<KeyVersion> GetKeyVersion(std::string_view key_id, uint32_t version) = 0;
+  // ListKeyVersions returns the key's versions, oldest first.
+  virtual StatusOr<std::vector<KeyVersion>> ListKeyVersions(std::string_view key_id) = 0;
+  // DeleteKey removes a key with its versions, aliases and tags (deletion after the waiting
+  // period). kNotFound if absent.
+  virtual Status DeleteKey(std::string_view key_id) = 0;
+
+  // Aliases. CreateAlias: kAlreadyExists if the name is taken. UpdateAlias/DeleteAlias:
+  // kNotFound if absent.
+  virtual Status CreateAlias(const AliasRecord& alias) = 0;
+  virtual Status UpdateAlias(std::string_view alias_name, std::string_view key_id,
+                             int64_t updated) = 0;
+  virtual Status DeleteAlias(std::string_view alias_name) = 0;
+  virtual StatusOr<AliasRecord> GetAlias(std::string_view alias_name) = 0;
+  // ListAliases returns all aliases (or those of one key when key_id is set), by name.
+  virtual StatusOr<std::vector<AliasRecord>> ListAliases(
+      std::optional<std::string_view> key_id) = 0;
+
+  // Tags: TagResource adds or overwrites; UntagResource removes the named keys (absent ones
+  // are ignored); ListTags orders by tag key.
+  virtual Status TagResource(std::string_view key_id, const std::vector<Tag>& tags) = 0;
+  virtual Status UntagResource(std::string_view key_id,
+                               const std::vector<std::string>& tag_keys) = 0;
+  virtual StatusOr<std::vector<Tag>> ListTags(std::string_view key_id) = 0;
+
+  // Access keys. PutAccessKey: kAlreadyExists for a duplicate id or name.
+  virtual Status PutAccessKey(const AccessKeyRecord& key) = 0;
+  virtual StatusOr<AccessKeyRecord> GetAccessKey(std::string_view access_key_id) = 0;
+  virtual StatusOr<std::vector<AccessKeyRecord>> ListAccessKeys() = 0;
+
+  // Audit. AppendAudit stores a batch in one transaction; each record's seq must be the next
+  // one (kFailedPrecondition otherwise, nothing stored). LastAudit is the newest record (with
+  // seq 0 and empty fields when the log is empty); LastSignedAudit the newest record with a
+  // signature. ReadAudit returns up to `limit` records with seq >= from_seq, in order.
+  virtual Status AppendAudit(const std::vector<AuditRecord>& records) = 0;
+  virtual StatusOr<AuditRecord> LastAudit() = 0;
+  virtual StatusOr<AuditRecord> LastSignedAudit() = 0;
+  virtual StatusOr<std::vector<AuditRecord>> ReadAudit(uint64_t from_seq, size_t limit) = 0;
+
+  // Meta: small named values (e.g. "audit_public_key"). GetMeta: kNotFound if unset.
+  virtual Status PutMeta(std::string_view name, std::string_view value) = 0;
+  virtual StatusOr<std::string> GetMeta(std::string_view name) = 0;
+};
+
+// OpenSqliteStore opens (creating if needed, mode 0600) the SQLite database at `path`, sets
+// WAL and synchronous=FULL, and applies any pending schema migrations (PRAGMA user_version
+// records the schema version; a database from a newer custos is refused with
+// kFailedPrecondition naming both versions).
+StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+// kSchemaVersion is the schema version this build writes.
+inline constexpr int kSchemaVersion = 1;
+
+}  // namespace custos::store
