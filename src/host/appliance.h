@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 
+#include "common/secret.h"
 #include "host/config.h"
 #include "host/enclave_process.h"
 #include "net/http.h"
@@ -32,6 +33,13 @@ namespace custos::host {
 inline constexpr std::string_view kEnvelopeFile = "envelope.cdc";
 // kOriginFile holds the evidence of the enclave that made the envelope.
 inline constexpr std::string_view kOriginFile = "envelope.origin";
+
+// AccessKeyGrant is a new SigV4 credential, as handed to its owner once.
+struct AccessKeyGrant {
+  std::string access_key_id;
+  SecretBytes secret_access_key;
+  std::string principal_arn;
+};
 
 class Appliance {
  public:
@@ -45,8 +53,19 @@ class Appliance {
 
   // Handle serves one API request; thread-safe.
   net::HttpResponse Handle(const net::HttpRequest& request);
-  // Stop ends the join thread (if any). The core stops when the Appliance is destroyed.
+  // Stop ends the join thread (if any) and drains the audit writer. The core stops when the
+  // Appliance is destroyed.
   void Stop();
+
+  // CreateAccessKey makes a SigV4 access key for the principal arn:aws:iam::ACCOUNT:user/NAME
+  // (the core draws the secret and wraps it under the root key; the store keeps only the
+  // wrapped form). The secret is returned once. Needs an unsealed core; kAlreadyExists for a
+  // name already in use. Also served as POST /v1/sys/access-keys (admin token required).
+  StatusOr<AccessKeyGrant> CreateAccessKey(const std::string& name);
+
+  // admin_token_file is the file holding the token /v1/sys admin routes require
+  // (data_dir/admin.token, created 0600 at start).
+  std::string admin_token_file() const;
 
   pid_t enclave_pid() const { return enclave_->pid(); }
   const EnclaveProcess& enclave() const { return *enclave_; }
