@@ -33,6 +33,19 @@ constexpr CallInfo kCalls[] = {
     {Call::kJoinFinish, "join-finish", 3},
     {Call::kJoinComplete, "join-complete", 2},
     {Call::kPing, "ping", 1},
+    {Call::kKmsCreateKey, "kms-create-key", 3},
+    {Call::kKmsEncrypt, "kms-encrypt", 3},
+    {Call::kKmsDecrypt, "kms-decrypt", 3},
+    {Call::kKmsReEncrypt, "kms-re-encrypt", 5},
+    {Call::kKmsGenerateDataKey, "kms-generate-data-key", 4},
+    {Call::kKmsGenerateRandom, "kms-generate-random", 1},
+    {Call::kKmsSign, "kms-sign", 3},
+    {Call::kKmsVerify, "kms-verify", 4},
+    {Call::kKmsGenerateMac, "kms-generate-mac", 2},
+    {Call::kKmsVerifyMac, "kms-verify-mac", 3},
+    {Call::kKmsNewAccessSecret, "kms-new-access-secret", 1},
+    {Call::kKmsOpenAccessSecret, "kms-open-access-secret", 2},
+    {Call::kAuditAppend, "audit-append", 2},
 };
 
 const CallInfo* Find(Call call) {
