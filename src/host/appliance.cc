@@ -9,6 +9,7 @@
 
 #include "common/file.h"
 #include "crypto/hash.h"
+#include "crypto/random.h"
 #include "net/http_client.h"
 #include "net/json_fields.h"
 #include "sigma/release.h"
@@ -80,6 +81,7 @@ StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config
   RETURN_IF_ERROR(
       enclave->Call(ecall::Call::kLoad, {ToBytes(custody_json), envelope, origin, ToBytes(collateral)}).status());
   std::unique_ptr<Appliance> a(new Appliance(config, std::move(enclave)));
+  RETURN_IF_ERROR(a->OpenKms());
   Log("info", "trusted core started",
       {{"tee", a->enclave_->tee()},
        {"enclave_pid", a->enclave_->pid()},
@@ -87,7 +89,81 @@ StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config
        {"initialized", !envelope.empty()},
        {"state", "sealed"}});
   if (!config.join_url.empty()) a->join_thread_ = std::thread([p = a.get()] { p->JoinLoop(); });
+  a->maintenance_thread_ = std::thread([p = a.get()] { p->MaintenanceLoop(); });
   return a;
+}
+
+custos::Status Appliance::OpenKms() {
+  ASSIGN_OR_RETURN(store_, store::OpenSqliteStore(config_.data_dir + "/" + std::string(kDatabaseFile)));
+  kms::CoreCall core = [e = enclave_.get()](ecall::Call call, std::vector<Bytes> args) {
+    return e->Call(call, std::move(args));
+  };
+  kms::ServiceOptions so;
+  so.region = config_.kms_region;
+  so.account_id = config_.kms_account_id;
+  kms_ = std::make_unique<kms::KmsService>(store_.get(), core, so);
+  RETURN_IF_ERROR(kms_->Load());
+  kms::SigV4Options sig;
+  sig.region = config_.kms_region;
+  sig.service = "kms";
+  api_ = std::make_unique<kms::KmsApi>(kms_.get(), store_.get(), core, kms::AuditSink(), sig);
+  // The admin token: kept across restarts so operators' scripts keep working; 0600.
+  std::string token_path = admin_token_file();
+  if (std::filesystem::exists(token_path)) {
+    ASSIGN_OR_RETURN(admin_token_, ReadFileString(token_path));
+    while (!admin_token_.empty() && (admin_token_.back() == '\n' || admin_token_.back() == '\r')) admin_token_.pop_back();
+    if (admin_token_.size() < 32) return FailedPrecondition(token_path + " holds a token shorter than 32 characters");
+  } else {
+    admin_token_ = HexEncode(crypto::RandomBytes(32));
+    RETURN_IF_ERROR(WriteFileAtomic(token_path, ToBytes(admin_token_ + "\n"), 0600));
+  }
+  return custos::Status::Ok();
+}
+
+std::string Appliance::admin_token_file() const { return config_.data_dir + "/" + std::string(kAdminTokenFile); }
+
+StatusOr<AccessKeyGrant> Appliance::CreateAccessKey(const std::string& name) {
+  ASSIGN_OR_RETURN(kms::NewAccessKey k, api_->CreateAccessKey(name));
+  Log("info", "access key created", {{"access_key_id", k.access_key_id}, {"principal", k.principal_arn}});
+  return AccessKeyGrant{k.access_key_id, std::move(k.secret_access_key), k.principal_arn};
+}
+
+StatusOr<json> Appliance::AccessKeys(const net::HttpRequest& req, const json& body) {
+  auto auth = req.headers.find("authorization");
+  std::string want = "Bearer " + admin_token_;
+  if (auth == req.headers.end() || !ConstantTimeEquals(AsBytes(auth->second), AsBytes(want)))
+    return PermissionDenied("admin token missing or wrong (Authorization: Bearer <" + admin_token_file() + ">)");
+  ASSIGN_OR_RETURN(std::string name, net::GetString(body, "name"));
+  ASSIGN_OR_RETURN(AccessKeyGrant g, CreateAccessKey(name));
+  json out = {{"access_key_id", g.access_key_id},
+              {"secret_access_key", std::string(g.secret_access_key.ExposeAsString())},
+              {"principal_arn", g.principal_arn}};
+  return out;
+}
+
+std::string Appliance::Metrics() {
+  std::string out = api_->metrics().Render();
+  auto st = CoreStatus({}, nullptr);
+  out += "# HELP custos_sealed 1 while the trusted core has no root key.\n# TYPE custos_sealed gauge\n";
+  out += "custos_sealed " + std::string(st.ok() && !st->value("sealed", true) ? "0" : "1") + "\n";
+  out += "# HELP custos_core_up 1 while the trusted core answers.\n# TYPE custos_core_up gauge\n";
+  out += "custos_core_up " + std::string(st.ok() ? "1" : "0") + "\n";
+  return out;
+}
+
+void Appliance::MaintenanceLoop() {
+  std::string last_error;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(join_mu_);
+      if (join_cv_.wait_for(lock, std::chrono::seconds(30), [this] { return stopping_; })) return;
+    }
+    auto st = CoreStatus({}, nullptr);
+    if (!st.ok() || st->value("sealed", true)) continue;
+    custos::Status s = kms_->RunMaintenance();
+    if (!s.ok() && s.message() != last_error) Log("warn", "key maintenance failed", {{"reason", s.message()}});
+    last_error = s.ok() ? "" : s.message();
+  }
 }
 
 void Appliance::Stop() {
@@ -97,10 +173,18 @@ void Appliance::Stop() {
   }
   join_cv_.notify_all();
   if (join_thread_.joinable()) join_thread_.join();
+  if (maintenance_thread_.joinable()) maintenance_thread_.join();
 }
 
 net::HttpResponse Appliance::Handle(const net::HttpRequest& req) {
   std::string path = req.target.substr(0, req.target.find('?'));
+  if (path == "/" && req.method == "POST") return api_->Handle(req);
+  if (path == "/metrics" && req.method == "GET") {
+    net::HttpResponse m;
+    m.content_type = "text/plain; version=0.0.4";
+    m.body = Metrics();
+    return m;
+  }
   StatusOr<json> out = NotFound("no route " + req.method + " " + path);
   json body;
   if (req.method == "POST") {
@@ -114,6 +198,7 @@ net::HttpResponse Appliance::Handle(const net::HttpRequest& req) {
   else if (req.method == "POST" && path == "/v1/sys/sigma/respond") out = SigmaRespond(body);
   else if (req.method == "POST" && path == "/v1/sys/sigma/finish") out = SigmaFinish(body);
   else if (req.method == "POST" && path == "/v1/sys/sigma/record") out = SigmaRecord(body);
+  else if (req.method == "POST" && path == "/v1/sys/access-keys") out = AccessKeys(req, body);
   if (!out.ok()) return net::ErrorResponse(out.status());
   net::HttpResponse r;
   r.body = out->dump();

@@ -12,6 +12,11 @@
 //   POST /v1/sys/sigma/respond          {"message1"} -> {"session", "message2"}
 //   POST /v1/sys/sigma/finish           {"session", "message3"} -> {"record"}
 //   POST /v1/sys/sigma/record           {"session", "record"} -> {"record"}
+//   POST /v1/sys/access-keys            {"name"} -> {"access_key_id", "secret_access_key",
+//                                       "principal_arn"}; needs "Authorization: Bearer <token>"
+//                                       with the token in data_dir/admin.token
+//   GET  /metrics                       Prometheus text: KMS requests and latency, sealed state
+//   POST /                              the AWS KMS JSON 1.1 API (kms/api.h)
 #pragma once
 
 #include <atomic>
@@ -24,6 +29,9 @@
 #include "common/secret.h"
 #include "host/config.h"
 #include "host/enclave_process.h"
+#include "kms/api.h"
+#include "kms/service.h"
+#include "store/store.h"
 #include "net/http.h"
 #include "nlohmann/json.hpp"
 
@@ -31,6 +39,10 @@ namespace custos::host {
 
 // kEnvelopeFile is the envelope's file name in the data directory.
 inline constexpr std::string_view kEnvelopeFile = "envelope.cdc";
+// kDatabaseFile is the Store (keys, aliases, access keys, audit chain) in the data directory.
+inline constexpr std::string_view kDatabaseFile = "custos.db";
+// kAdminTokenFile holds the bearer token the /v1/sys admin routes require.
+inline constexpr std::string_view kAdminTokenFile = "admin.token";
 // kOriginFile holds the evidence of the enclave that made the envelope.
 inline constexpr std::string_view kOriginFile = "envelope.origin";
 
@@ -85,6 +97,10 @@ class Appliance {
   custos::Status JoinOnce();
   void JoinLoop();
   custos::Status StoreEnvelope(const Bytes& envelope, const Bytes& origin);
+  StatusOr<Json> AccessKeys(const net::HttpRequest& request, const Json& body);
+  std::string Metrics();
+  void MaintenanceLoop();
+  custos::Status OpenKms();
 
   ServerConfig config_;
   std::unique_ptr<EnclaveProcess> enclave_;
@@ -94,6 +110,11 @@ class Appliance {
   bool stopping_ = false;
   std::string last_join_error_;
   std::thread join_thread_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<kms::KmsService> kms_;
+  std::unique_ptr<kms::KmsApi> api_;
+  std::string admin_token_;
+  std::thread maintenance_thread_;
 };
 
 // DefaultEnclaveBinary returns custos-enclave next to the running executable.

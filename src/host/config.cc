@@ -3,6 +3,8 @@
 // all walk it, so a key added there is parsed, accepted and rendered alike.
 #include "host/config.h"
 
+#include <regex>
+
 #include <fcntl.h>
 #include <toml++/toml.h>
 #include <unistd.h>
@@ -45,9 +47,9 @@ struct FieldSpec {
   PathRule path = PathRule::kNone;
 };
 
-constexpr std::array<std::string_view, 3> kTables = {"server", "tee", "cluster"};
+constexpr std::array<std::string_view, 4> kTables = {"server", "tee", "cluster", "kms"};
 
-const std::array<FieldSpec, 15> kFields = {{
+const std::array<FieldSpec, 17> kFields = {{
     {"server", "listen", &ServerConfig::listen},
     {"server", "data_dir", &ServerConfig::data_dir, PathRule::kResolve},
     {"server", "custody", &ServerConfig::custody_path, PathRule::kResolve},
@@ -63,6 +65,8 @@ const std::array<FieldSpec, 15> kFields = {{
     {"tee", "gramine_root", &ServerConfig::gramine_root, PathRule::kAbsolute},
     {"tee", "tsm_root", &ServerConfig::tsm_root, PathRule::kAbsolute},
     {"cluster", "collateral", &ServerConfig::join_collateral, PathRule::kResolve},
+    {"kms", "region", &ServerConfig::kms_region},
+    {"kms", "account_id", &ServerConfig::kms_account_id},
 }};
 
 constexpr std::array<std::string_view, 3> kBackends = {"sim", "sgx-gramine", "tdx-configfs"};
@@ -314,6 +318,12 @@ Status CheckConsistency(const ServerConfig& config) {
   if (!known_backend) {
     return InvalidArgument("tee.backend must be one of \"sim\", \"sgx-gramine\", \"tdx-configfs\"");
   }
+  static const std::regex region_re("^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$");
+  if (!std::regex_match(config.kms_region, region_re))
+    return InvalidArgument("kms.region must look like an AWS region (e.g. us-east-1)");
+  static const std::regex account_re("^[0-9]{12}$");
+  if (!std::regex_match(config.kms_account_id, account_re))
+    return InvalidArgument("kms.account_id must be 12 digits");
   for (const FieldSpec& f : kFields) {
     if (f.path != PathRule::kAbsolute) continue;
     const std::string& value = config.*std::get<std::string ServerConfig::*>(f.target);

@@ -72,6 +72,10 @@ struct ServerConfig {
   // origin quote at start, for the peer's quote when this node joins, and sent along with this
   // node's own quote so the peer can verify it. Not needed with the sim backend.
   std::string join_collateral;
+  // [kms] region: the AWS region clients sign for and key ARNs name (SigV4 credential scope).
+  std::string kms_region = "us-east-1";
+  // [kms] account_id: the 12-digit account in key and principal ARNs.
+  std::string kms_account_id = "000000000000";
 
   bool operator==(const ServerConfig&) const = default;
 };

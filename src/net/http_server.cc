@@ -267,9 +267,13 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   void SendError(int status, std::string_view code, std::string_view message) {
-    HttpResponse out = ErrorResponse(status, code, message);
+    HttpResponse out = shared_->options.transport_error
+                           ? shared_->options.transport_error(status, code, message)
+                           : ErrorResponse(status, code, message);
     http::response<http::string_body> res{static_cast<http::status>(status), 11};
     res.set(http::field::content_type, out.content_type);
+    for (const auto& [name, value] : out.headers)
+      if (!IsServerOwnedHeader(name)) res.set(name, value);
     res.body() = std::move(out.body);
     res.keep_alive(false);
     res.prepare_payload();

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,6 +32,10 @@ struct HttpServerOptions {
   // tls_cert_file is a PEM certificate chain (leaf first); tls_key_file its PEM private key.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // transport_error, if set, renders the errors the server answers itself before a handler
+  // runs (413 body too large, 431 headers too large, 400 malformed request) — e.g. in the
+  // AWS JSON error shape on the KMS API. `code` is custos's own short code for the error.
+  std::function<HttpResponse(int status, std::string_view code, std::string_view message)> transport_error;
 };
 
 // HttpServer serves one HttpHandler on one listening socket. Create binds (so port() is known
