@@ -7,7 +7,13 @@ PKGS=(
   libssl-dev libboost-dev libboost-system-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libargon2-dev libsqlite3-dev
   libcurl4-openssl-dev libseccomp-dev libtomlplusplus-dev clang libclang-rt-14-dev hyperfine curl
+  # KMS API conformance clients (tests/conformance): the AWS CLI, boto3, cryptography.
+  awscli python3-boto3 python3-cryptography
 )
+# Node.js and npm for the AWS SDK for JavaScript conformance suite: Debian's only where no
+# node/npm is installed already (another distribution's nodejs conflicts with Debian's npm).
+if ! command -v node >/dev/null 2>&1; then PKGS+=(nodejs); fi
+if ! command -v npm >/dev/null 2>&1; then PKGS+=(npm); fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
