@@ -80,11 +80,36 @@ ecall::Response EnclaveCore::Dispatch(const ecall::Request& r) {
     case ecall::Call::kJoinFinish: out = JoinFinish(a[0], a[1], a[2]); break;
     case ecall::Call::kJoinComplete: out = JoinComplete(a[0], a[1]); break;
     case ecall::Call::kPing: out = std::vector<Bytes>{a[0]}; break;
+    case ecall::Call::kKmsCreateKey:
+    case ecall::Call::kKmsEncrypt:
+    case ecall::Call::kKmsDecrypt:
+    case ecall::Call::kKmsReEncrypt:
+    case ecall::Call::kKmsGenerateDataKey:
+    case ecall::Call::kKmsGenerateRandom:
+    case ecall::Call::kKmsSign:
+    case ecall::Call::kKmsVerify:
+    case ecall::Call::kKmsGenerateMac:
+    case ecall::Call::kKmsVerifyMac:
+    case ecall::Call::kKmsNewAccessSecret:
+    case ecall::Call::kKmsOpenAccessSecret:
+    case ecall::Call::kAuditAppend: out = Kms(r); break;
   }
   if (!out.ok()) return ecall::Response::FromStatus(out.status());
   ecall::Response resp;
   resp.results = std::move(*out);
   return resp;
+}
+
+EnclaveCore::Results EnclaveCore::Kms(const ecall::Request& request) {
+  if (kms_ == nullptr) return FailedPrecondition("enclave: sealed");
+  return kms_->Serve(request);
+}
+
+Status EnclaveCore::AdoptRoot(SecretBytes root) {
+  ASSIGN_OR_RETURN(KmsKeyring keyring, KmsKeyring::Derive(root));
+  kms_ = std::make_unique<KmsService>(std::move(keyring));
+  root_ = std::move(root);
+  return Status::Ok();
 }
 
 // ---- identity, custody, envelope ----
@@ -177,7 +202,7 @@ EnclaveCore::Results EnclaveCore::Init() {
   RETURN_IF_ERROR(SetEnvelope(envelope));
   origin_evidence_ = origin;
   origin_report_data_ = origin_rd;
-  root_ = std::move(root);
+  RETURN_IF_ERROR(AdoptRoot(std::move(root)));
   return std::vector<Bytes>{envelope, origin};
 }
 
@@ -197,6 +222,7 @@ EnclaveCore::Results EnclaveCore::StatusCall(ByteSpan nonce) {
   json contributors = json::array();
   if (root_) {
     s["root_key_id"] = HexEncode(sigma::RootKeyId(*root_));
+    s["audit_public_key"] = HexEncode(kms_->audit_public_key().Encode());
     for (const std::string& id : contributors_) {
       const custody::KeeperRecord* k = custody_->FindKeeper(id);
       contributors.push_back({{"keeper", id}, {"domain", k ? custody::DomainName(k->domain) : "?"}});
@@ -359,7 +385,7 @@ Status EnclaveCore::TryUnseal() {
   }
   contributions_.clear();
   RETURN_IF_ERROR(CheckOriginBinding(origin_report_data_, envelope_, *root));
-  root_ = std::move(*root);
+  RETURN_IF_ERROR(AdoptRoot(std::move(*root)));
   contributors_ = used;
   return Status::Ok();
 }
@@ -456,7 +482,7 @@ EnclaveCore::Results EnclaveCore::JoinComplete(ByteSpan handle, ByteSpan record)
     origin_evidence_ = grant.origin_evidence;
     origin_report_data_ = origin.report_data;
   }
-  root_ = std::move(grant.root_key);
+  RETURN_IF_ERROR(AdoptRoot(std::move(grant.root_key)));
   contributors_.clear();
   contributions_.clear();
   return std::vector<Bytes>{envelope_, origin_evidence_};

@@ -40,6 +40,7 @@
 #include "crypto/ecdsa.h"
 #include "custody/custody.h"
 #include "ecall/ecall.h"
+#include "enclave/kms_ops.h"
 #include "nlohmann/json.hpp"
 #include "sigma/sigma.h"
 #include "threshold/partial.h"
@@ -93,6 +94,8 @@ class EnclaveCore {
   Results JoinStart();
   Results JoinFinish(ByteSpan handle, ByteSpan message2, ByteSpan collateral);
   Results JoinComplete(ByteSpan handle, ByteSpan record);
+  // Kms serves the KMS calls (enclave/kms_ops.h); a sealed core refuses them.
+  Results Kms(const ecall::Request& request);
 
   Status RequireLoaded() const;
   Status SetEnvelope(ByteSpan envelope);
@@ -104,6 +107,9 @@ class EnclaveCore {
   StatusOr<Bytes> OnPartial(Session& s, ByteSpan plaintext);
   StatusOr<Bytes> OnJoinRequest(Session& s, ByteSpan plaintext);
   Status TryUnseal();
+  // AdoptRoot makes `root` this core's root key and derives the KMS keyring from it: the one
+  // place root_ is set (init, unseal, join).
+  Status AdoptRoot(SecretBytes root);
   Bytes ProgressRecord() const;
   std::time_t Now() const;
 
@@ -119,6 +125,7 @@ class EnclaveCore {
   Bytes envelope_digest_;
   crypto::Point envelope_r_;
   std::optional<SecretBytes> root_;
+  std::unique_ptr<KmsService> kms_;  // set together with root_
   std::map<std::string, Contribution> contributions_;  // keeper id -> verified partial
   std::vector<std::string> contributors_;              // keepers whose partial counted
   std::map<std::string, std::unique_ptr<Session>> sessions_;
