@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+#include "cli/kms_commands.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -543,6 +544,7 @@ int Main(int argc, char** argv) {
   a_verify->callback([&] { run(AttestVerify(evidence, collateral, policy, at)); });
 
   AddApplianceCommands(app, keeper_cmd, run);
+  AddKmsCommands(app, run);
 
   try {
     app.parse(argc, argv);

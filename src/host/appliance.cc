@@ -106,7 +106,20 @@ custos::Status Appliance::OpenKms() {
   kms::SigV4Options sig;
   sig.region = config_.kms_region;
   sig.service = "kms";
-  api_ = std::make_unique<kms::KmsApi>(kms_.get(), store_.get(), core, kms::AuditSink(), sig);
+  // The audit chain: the core extends and signs it (ecall kAuditAppend). The audit public key
+  // (derived from the root key) is recorded in the store the first time the core signs, for
+  // `custos audit verify`.
+  BatchSigner signer = [this](ByteSpan anchor, const std::vector<std::string>& entries) -> StatusOr<SignedHead> {
+    ByteWriter w;
+    w.U32(static_cast<uint32_t>(entries.size()));
+    for (const std::string& e : entries) w.Var(e);
+    ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kAuditAppend, {Bytes(anchor.begin(), anchor.end()), w.Take()}));
+    if (!audit_key_recorded_.load()) RecordAuditKey();
+    return SignedHead{std::move(r[0]), std::move(r[1])};
+  };
+  ASSIGN_OR_RETURN(audit_, AuditWriter::Start(*store_, signer));
+  kms::AuditSink sink = [this](const json& entry) { return audit_->Append(entry); };
+  api_ = std::make_unique<kms::KmsApi>(kms_.get(), store_.get(), core, sink, sig);
   // The admin token: kept across restarts so operators' scripts keep working; 0600.
   std::string token_path = admin_token_file();
   if (std::filesystem::exists(token_path)) {
@@ -118,6 +131,19 @@ custos::Status Appliance::OpenKms() {
     RETURN_IF_ERROR(WriteFileAtomic(token_path, ToBytes(admin_token_ + "\n"), 0600));
   }
   return custos::Status::Ok();
+}
+
+void Appliance::RecordAuditKey() {
+  auto st = CoreStatus({}, nullptr);
+  if (!st.ok() || !st->contains("audit_public_key")) return;
+  std::string key = (*st)["audit_public_key"].get<std::string>();
+  auto stored = store_->GetMeta("audit_public_key");
+  if (stored.ok() && *stored != key) {
+    Log("error", "the audit key of this root differs from the one the store recorded", {{"stored", *stored}, {"core", key}});
+    return;
+  }
+  if (!stored.ok() && !store_->PutMeta("audit_public_key", key).ok()) return;
+  audit_key_recorded_ = true;
 }
 
 std::string Appliance::admin_token_file() const { return config_.data_dir + "/" + std::string(kAdminTokenFile); }
@@ -174,6 +200,7 @@ void Appliance::Stop() {
   join_cv_.notify_all();
   if (join_thread_.joinable()) join_thread_.join();
   if (maintenance_thread_.joinable()) maintenance_thread_.join();
+  if (audit_) audit_->Stop();
 }
 
 net::HttpResponse Appliance::Handle(const net::HttpRequest& req) {

@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "common/secret.h"
+#include "host/audit_writer.h"
 #include "host/config.h"
 #include "host/enclave_process.h"
 #include "kms/api.h"
@@ -101,6 +102,7 @@ class Appliance {
   std::string Metrics();
   void MaintenanceLoop();
   custos::Status OpenKms();
+  void RecordAuditKey();
 
   ServerConfig config_;
   std::unique_ptr<EnclaveProcess> enclave_;
@@ -113,6 +115,8 @@ class Appliance {
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<kms::KmsService> kms_;
   std::unique_ptr<kms::KmsApi> api_;
+  std::unique_ptr<AuditWriter> audit_;
+  std::atomic<bool> audit_key_recorded_{false};
   std::string admin_token_;
   std::thread maintenance_thread_;
 };

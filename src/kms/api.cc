@@ -162,13 +162,17 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
     entry["outcome"] = outcome;
     entry["http_status"] = r.status;
     if (audit_) {
+      // A result is never handed out unaudited. A refusal that cannot be audited (typically:
+      // the core is sealed, so nothing can sign the chain) keeps its own answer: it did nothing.
       Status s = audit_(entry);
-      if (!s.ok())
+      if (!s.ok() && r.status == 200) {
         r = ErrorResponse(500, "KMSInternalException",
                           "the audit log could not be written, so the request is refused", request_id);
+        metrics_.Record(operation, "KMSInternalException", std::chrono::steady_clock::now() - start);
+        return r;
+      }
     }
-    metrics_.Record(operation, r.status == 200 ? std::string("ok") : outcome,
-                    std::chrono::steady_clock::now() - start);
+    metrics_.Record(operation, outcome, std::chrono::steady_clock::now() - start);
     return r;
   };
   auto fail = [&](int status, const char* type, const std::string& message) {

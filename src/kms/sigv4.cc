@@ -621,4 +621,33 @@ StatusOr<SigV4Identity> VerifySigV4(const net::HttpRequest& request, const Crede
   return SigV4Identity{auth.access_key_id, auth.region, auth.service, signed_request.amz_date};
 }
 
+Status SignSigV4(net::HttpRequest& request, const SigV4Credentials& credentials, std::string_view region,
+                 std::string_view service, std::time_t now) {
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char date[32];
+  std::strftime(date, sizeof(date), "%Y%m%dT%H%M%SZ", &tm);
+  std::string amz_date = date;
+  std::string day = amz_date.substr(0, 8);
+  request.headers["x-amz-date"] = amz_date;
+  request.headers.erase("authorization");
+  if (!credentials.session_token.empty()) request.headers["x-amz-security-token"] = credentials.session_token;
+  ParsedRequest parsed{request.method, request.target, {}};
+  std::vector<std::string> names;
+  for (const auto& [name, value] : request.headers) {  // std::map: already ascending
+    parsed.headers.push_back({name, value});
+    names.push_back(name);
+  }
+  std::string payload_hash = HexEncode(crypto::Sha256(AsBytes(request.body)));
+  ASSIGN_OR_RETURN(std::string canonical, CanonicalRequest(parsed, names, payload_hash, /*normalize_path=*/true));
+  std::string scope = CredentialScope(day, region, service);
+  SecretBytes key = SigningKey(credentials.secret_access_key, day, region, service);
+  std::string signed_names;
+  for (const auto& n : names) signed_names += (signed_names.empty() ? "" : ";") + n;
+  request.headers["authorization"] = "AWS4-HMAC-SHA256 Credential=" + credentials.access_key_id + "/" + scope +
+                                     ", SignedHeaders=" + signed_names +
+                                     ", Signature=" + Signature(key, StringToSign(amz_date, scope, canonical));
+  return Status::Ok();
+}
+
 }  // namespace custos::kms

@@ -203,6 +203,13 @@ SecretBytes SigningKey(const SecretBytes& secret_access_key, std::string_view da
 // Signature returns hex(HMAC-SHA256(signing_key, string_to_sign)), lower case.
 std::string Signature(const SecretBytes& signing_key, std::string_view string_to_sign);
 
+// SignSigV4 signs `request` as an AWS SDK does (the client side, for custos's own KMS client,
+// load generator and tests): it sets x-amz-date (from `now`) and an Authorization header over
+// every header the request carries (names must already be lower case, `host` included) and
+// the SHA-256 of the body. Fails only for a target that is not origin-form.
+Status SignSigV4(net::HttpRequest& request, const SigV4Credentials& credentials, std::string_view region,
+                 std::string_view service, std::time_t now);
+
 // VerifySigV4 authenticates `request` (as net::HttpServer hands it over) at server time `now`.
 // It accepts the Authorization-header form and the presigned query form, and requires:
 // algorithm AWS4-HMAC-SHA256; a credential scope naming options.region and options.service on
