@@ -5,7 +5,9 @@
 // exactly the input) and decode again to the same value. The input is also sent through a
 // socketpair: as a raw stream cut into frames by ReadFrame and by FrameReader, which must agree
 // (each frame is offered to the decoders), and wrapped by WriteFrame, which both readers must
-// give back unchanged.
+// give back unchanged. A decoded KMS request's arguments go through the decoders the core applies
+// to them (ecall/kms_calls.h: KeyRef, encryption context, ciphertext header, u32), which must
+// never crash and must be canonical where they succeed (fuzz/kms_blob_fuzz.cc fuzzes them alone).
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "ecall/ecall.h"
+#include "ecall/kms_calls.h"
 
 namespace custos::ecall {
 namespace {
@@ -28,6 +31,50 @@ bool SameBytes(ByteSpan a, ByteSpan b) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end());
 }
 
+// KmsArgs says which arguments of a KMS call carry which encoding.
+struct KmsArgs {
+  Call call;
+  std::vector<size_t> refs, contexts, blobs, u32s;
+};
+
+const std::vector<KmsArgs>& KmsArgTable() {
+  static const std::vector<KmsArgs> table = {
+      {Call::kKmsCreateKey, {}, {}, {}, {1}},
+      {Call::kKmsEncrypt, {0}, {2}, {}, {}},
+      {Call::kKmsDecrypt, {0}, {2}, {1}, {}},
+      {Call::kKmsReEncrypt, {0, 3}, {2, 4}, {1}, {}},
+      {Call::kKmsGenerateDataKey, {0}, {2}, {}, {1}},
+      {Call::kKmsGenerateRandom, {}, {}, {}, {0}},
+      {Call::kKmsSign, {0}, {}, {}, {}},
+      {Call::kKmsVerify, {0}, {}, {}, {}},
+      {Call::kKmsGenerateMac, {0}, {}, {}, {}},
+      {Call::kKmsVerifyMac, {0}, {}, {}, {}},
+  };
+  return table;
+}
+
+void FuzzKmsArguments(const Request& req) {
+  for (const KmsArgs& k : KmsArgTable()) {
+    if (k.call != req.call) continue;
+    for (size_t i : k.refs) {
+      auto ref = KeyRef::Decode(req.args[i]);
+      if (ref.ok() && !SameBytes(ref->Encode(), req.args[i])) std::abort();
+    }
+    for (size_t i : k.contexts) {
+      auto ctx = DecodeEncryptionContext(req.args[i]);
+      if (ctx.ok() && !SameBytes(EncodeEncryptionContext(*ctx), req.args[i])) std::abort();
+    }
+    for (size_t i : k.blobs) {
+      auto h = ParseCiphertextHeader(req.args[i]);
+      if (h.ok() && h->key_id.empty()) std::abort();
+    }
+    for (size_t i : k.u32s) {
+      auto v = ParseU32Arg(req.args[i], "n");
+      if (v.ok() != (req.args[i].size() == 4)) std::abort();
+    }
+  }
+}
+
 void FuzzRequest(ByteSpan in) {
   auto req = Request::Decode(in);
   if (!req.ok()) return;
@@ -37,6 +84,7 @@ void FuzzRequest(ByteSpan in) {
   if (!SameBytes(encoded, in)) std::abort();
   auto again = Request::Decode(encoded);
   if (!again.ok() || again->call != req->call || again->args != req->args) std::abort();
+  FuzzKmsArguments(*req);
 }
 
 void FuzzResponse(ByteSpan in) {

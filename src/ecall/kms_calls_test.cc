@@ -83,7 +83,8 @@ TEST(EncryptionContext, EncodesInByteOrderAndRoundTrips) {
   EXPECT_TRUE(empty->empty());
 
   // Byte order, not signed-char order: "\x80" sorts after "z".
-  EncryptionContext ctx = {{"z", "last ascii"}, {"\x80high", "non-ascii"}, {"a", ""}, {"", "empty key"}};
+  EncryptionContext ctx = {
+      {"z", "last ascii"}, {"\x80high", "non-ascii"}, {"a", ""}, {"", "empty key"}};
   Bytes enc = EncodeEncryptionContext(ctx);
   ByteWriter w;
   w.U32(4).Var("").Var("empty key").Var("a").Var("").Var("z").Var("last ascii");
@@ -124,7 +125,8 @@ TEST(EncryptionContext, RefusesDuplicateUnorderedTrailingAndOversized) {
   // A count far above what the bytes hold is refused without reading (or reserving) that much.
   EXPECT_FALSE(DecodeEncryptionContext(Bytes{0xff, 0xff, 0xff, 0xff}).ok());
 
-  EXPECT_OK(DecodeEncryptionContext(EncodeEncryptionContext({{std::string(8192, 'k'), std::string(8192, 'v')}}))
+  EXPECT_OK(DecodeEncryptionContext(
+                EncodeEncryptionContext({{std::string(8192, 'k'), std::string(8192, 'v')}}))
                 .status());
   EXPECT_THAT(DecodeEncryptionContext(EncodeEncryptionContext({{std::string(8193, 'k'), "v"}}))
                   .status()
@@ -181,10 +183,10 @@ TEST(KmsCalls, HaveTheDocumentedArityAndDistinctNames) {
     int args;
   };
   const Want want[] = {
-      {Call::kKmsCreateKey, 3},        {Call::kKmsEncrypt, 3},          {Call::kKmsDecrypt, 3},
-      {Call::kKmsReEncrypt, 5},        {Call::kKmsGenerateDataKey, 4},  {Call::kKmsGenerateRandom, 1},
-      {Call::kKmsSign, 3},             {Call::kKmsVerify, 4},           {Call::kKmsGenerateMac, 2},
-      {Call::kKmsVerifyMac, 3},        {Call::kKmsNewAccessSecret, 1},  {Call::kKmsOpenAccessSecret, 2},
+      {Call::kKmsCreateKey, 3}, {Call::kKmsEncrypt, 3},         {Call::kKmsDecrypt, 3},
+      {Call::kKmsReEncrypt, 5}, {Call::kKmsGenerateDataKey, 4}, {Call::kKmsGenerateRandom, 1},
+      {Call::kKmsSign, 3},      {Call::kKmsVerify, 4},          {Call::kKmsGenerateMac, 2},
+      {Call::kKmsVerifyMac, 3}, {Call::kKmsNewAccessSecret, 1}, {Call::kKmsOpenAccessSecret, 2},
       {Call::kAuditAppend, 2},
   };
   std::set<std::string_view> names;

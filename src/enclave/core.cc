@@ -107,7 +107,7 @@ EnclaveCore::Results EnclaveCore::Kms(const ecall::Request& request) {
 
 Status EnclaveCore::AdoptRoot(SecretBytes root) {
   ASSIGN_OR_RETURN(KmsKeyring keyring, KmsKeyring::Derive(root));
-  kms_ = std::make_unique<KmsService>(std::move(keyring));
+  kms_ = std::make_unique<KmsOperations>(std::move(keyring));
   root_ = std::move(root);
   return Status::Ok();
 }

@@ -125,7 +125,7 @@ class EnclaveCore {
   Bytes envelope_digest_;
   crypto::Point envelope_r_;
   std::optional<SecretBytes> root_;
-  std::unique_ptr<KmsService> kms_;  // set together with root_
+  std::unique_ptr<KmsOperations> kms_;  // set together with root_
   std::map<std::string, Contribution> contributions_;  // keeper id -> verified partial
   std::vector<std::string> contributors_;              // keepers whose partial counted
   std::map<std::string, std::unique_ptr<Session>> sessions_;

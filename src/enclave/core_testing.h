@@ -62,7 +62,8 @@ struct Custody {
 };
 
 // Call runs one call through the byte encoding, as the host does.
-inline StatusOr<std::vector<Bytes>> Call(EnclaveCore& core, ecall::Call call, std::vector<Bytes> args) {
+inline StatusOr<std::vector<Bytes>> Call(EnclaveCore& core, ecall::Call call,
+                                         std::vector<Bytes> args) {
   auto resp = ecall::Response::Decode(core.Handle(ecall::Request{call, std::move(args)}.Encode()));
   if (!resp.ok()) return resp.status();
   RETURN_IF_ERROR(resp->ToStatus());
@@ -125,8 +126,9 @@ class CoreFixture : public ::testing::Test {
       return sigma::UnsealProgress::Decode(first);
     ASSIGN_OR_RETURN(sigma::UnsealRequest req, sigma::UnsealRequest::Decode(first));
     const custody::KeeperRecord* me = custody_.d.FindKeeper(k.id);
-    threshold::PartialDecryption p = threshold::ComputePartial(
-        k.index, k.share, me->verification_key, req.r, sigma::UnsealProofContext(req.envelope_digest));
+    threshold::PartialDecryption p =
+        threshold::ComputePartial(k.index, k.share, me->verification_key, req.r,
+                                  sigma::UnsealProofContext(req.envelope_digest));
     if (bad_proof) p.d = p.d + Point::Generator();
     ASSIGN_OR_RETURN(Bytes rec, fin.channel.Seal(sigma::EncodePartialRelease(p)));
     ASSIGN_OR_RETURN(auto r4, Call(core, ecall::Call::kRecord, {r2[0], rec}));
@@ -137,14 +139,16 @@ class CoreFixture : public ::testing::Test {
   // Initialised returns a fresh sealed core loaded with an envelope made by another core.
   std::unique_ptr<EnclaveCore> InitAndReload(std::string* root_id) {
     auto first = NewCore();
-    EXPECT_OK(Call(*first, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
+    EXPECT_OK(Call(*first, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}})
+                  .status());
     auto env = Call(*first, ecall::Call::kInit, {});
     EXPECT_OK(env.status());
     envelope_ = (*env)[0];
     origin_ = (*env)[1];
     *root_id = StatusOf(*first)["root_key_id"];
     auto core = NewCore();
-    EXPECT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_, origin_, Bytes{}}).status());
+    EXPECT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_, origin_, Bytes{}})
+                  .status());
     return core;
   }
 

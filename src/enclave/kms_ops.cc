@@ -24,10 +24,10 @@ namespace {
 constexpr std::string_view kBlobMagic = "CKC1";
 constexpr uint8_t kBlobSuite = 1;
 constexpr size_t kBlobSaltSize = 32;
-constexpr size_t kKeySize = 32;               // KW, KA, message keys, symmetric and HMAC material
-constexpr size_t kMacSize = 32;               // HMAC-SHA-256
-constexpr size_t kAccessSecretEntropy = 30;   // bytes behind the 40 base64 characters
-constexpr size_t kMaxAccessKeyIdSize = 128;   // AWS AccessKeyId is at most 128 characters
+constexpr size_t kKeySize = 32;              // KW, KA, message keys, symmetric and HMAC material
+constexpr size_t kMacSize = 32;              // HMAC-SHA-256
+constexpr size_t kAccessSecretEntropy = 30;  // bytes behind the 40 base64 characters
+constexpr size_t kMaxAccessKeyIdSize = 128;  // AWS AccessKeyId is at most 128 characters
 constexpr size_t kAnchorSize = 8 + audit::kHashSize + crypto::kSignatureSize;
 
 constexpr std::string_view kUsagePrefix = "kms: key usage does not allow ";
@@ -45,7 +45,8 @@ StatusOr<crypto::SigningKey> DeriveAuditKey(const SecretBytes& root) {
   for (unsigned counter = 0; counter <= 0xff; ++counter) {
     ByteWriter info;
     info.Raw(AsBytes("custos/v1/audit-signing-key")).U8(static_cast<uint8_t>(counter));
-    ASSIGN_OR_RETURN(SecretBytes candidate, crypto::HkdfExpand(prk.Expose(), info.bytes(), crypto::kScalarSize));
+    ASSIGN_OR_RETURN(SecretBytes candidate,
+                     crypto::HkdfExpand(prk.Expose(), info.bytes(), crypto::kScalarSize));
     auto key = crypto::SigningKey::FromScalarBytes(candidate);  // refuses 0 and values >= n
     if (key.ok()) return std::move(key).value();
   }
@@ -77,15 +78,16 @@ StatusOr<SecretBytes> Unwrap(const SecretBytes& key, ByteSpan wrapped, ByteSpan 
   if (wrapped.size() < crypto::kGcmNonceSize + crypto::kGcmTagSize)
     return IntegrityError("too short");
   ASSIGN_OR_RETURN(crypto::AesGcm gcm, crypto::AesGcm::Create(key));
-  return gcm.OpenSecret(wrapped.first(crypto::kGcmNonceSize), wrapped.subspan(crypto::kGcmNonceSize), aad);
+  return gcm.OpenSecret(wrapped.first(crypto::kGcmNonceSize),
+                        wrapped.subspan(crypto::kGcmNonceSize), aad);
 }
 
 // ---- argument checks ----
 
 Status CheckLength(size_t n, size_t min, size_t max, const char* what) {
   if (n < min || n > max)
-    return InvalidArgument(std::string("kms: ") + what + " must be " + std::to_string(min) + " to " +
-                           std::to_string(max) + " bytes");
+    return InvalidArgument(std::string("kms: ") + what + " must be " + std::to_string(min) +
+                           " to " + std::to_string(max) + " bytes");
   return Status::Ok();
 }
 
@@ -116,16 +118,18 @@ StatusOr<Pkey> EcKey(const SecretBytes& material, bool with_private) {
   OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
   if (bld == nullptr) return InternalError("kms: OSSL_PARAM_BLD_new failed");
   OSSL_PARAM* params = nullptr;
-  bool ok = OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) &&
-            OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub.data(), pub.size()) &&
-            (!with_private || OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d->bn()));
+  bool ok =
+      OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) &&
+      OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub.data(), pub.size()) &&
+      (!with_private || OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d->bn()));
   if (ok) params = OSSL_PARAM_BLD_to_param(bld);
   OSSL_PARAM_BLD_free(bld);
   if (params == nullptr) return InternalError("kms: cannot build EC key parameters");
   EVP_PKEY* raw = nullptr;
   PkeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
   if (ctx != nullptr && EVP_PKEY_fromdata_init(ctx.get()) == 1)
-    EVP_PKEY_fromdata(ctx.get(), &raw, with_private ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY, params);
+    EVP_PKEY_fromdata(ctx.get(), &raw, with_private ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY,
+                      params);
   OSSL_PARAM_free(params);  // the secure block holding the scalar is cleared as it is freed
   if (raw == nullptr) {
     ERR_clear_error();
@@ -195,40 +199,42 @@ StatusOr<SecretBytes> KmsKeyring::UnwrapMaterial(const KeyRef& ref) const {
   return material;
 }
 
-Bytes KmsKeyring::WrapAccessSecret(std::string_view access_key_id, const SecretBytes& secret) const {
+Bytes KmsKeyring::WrapAccessSecret(std::string_view access_key_id,
+                                   const SecretBytes& secret) const {
   return Wrap(access_wrap_, secret, AccessSecretAad(access_key_id));
 }
 
-StatusOr<SecretBytes> KmsKeyring::UnwrapAccessSecret(std::string_view access_key_id, ByteSpan wrapped) const {
+StatusOr<SecretBytes> KmsKeyring::UnwrapAccessSecret(std::string_view access_key_id,
+                                                     ByteSpan wrapped) const {
   auto secret = Unwrap(access_wrap_, wrapped, AccessSecretAad(access_key_id));
   if (!secret.ok()) return IntegrityError("kms: access secret does not unwrap");
   return secret;
 }
 
-// ---- KmsService ----
+// ---- KmsOperations ----
 
-KmsService::KmsService(KmsKeyring keyring) : keyring_(std::move(keyring)) {}
+KmsOperations::KmsOperations(KmsKeyring keyring) : keyring_(std::move(keyring)) {}
 
-StatusOr<std::vector<Bytes>> KmsService::Serve(const ecall::Request& request) {
+StatusOr<std::vector<Bytes>> KmsOperations::Serve(const ecall::Request& request) {
   struct Route {
     ecall::Call call;
-    Results (KmsService::*handler)(Args);
+    Results (KmsOperations::*handler)(Args);
   };
   // The KMS calls and their handlers; ecall.cc's table says their names and arity.
   static constexpr Route kRoutes[] = {
-      {ecall::Call::kKmsCreateKey, &KmsService::CreateKey},
-      {ecall::Call::kKmsEncrypt, &KmsService::Encrypt},
-      {ecall::Call::kKmsDecrypt, &KmsService::Decrypt},
-      {ecall::Call::kKmsReEncrypt, &KmsService::ReEncrypt},
-      {ecall::Call::kKmsGenerateDataKey, &KmsService::GenerateDataKey},
-      {ecall::Call::kKmsGenerateRandom, &KmsService::GenerateRandom},
-      {ecall::Call::kKmsSign, &KmsService::Sign},
-      {ecall::Call::kKmsVerify, &KmsService::Verify},
-      {ecall::Call::kKmsGenerateMac, &KmsService::GenerateMac},
-      {ecall::Call::kKmsVerifyMac, &KmsService::VerifyMac},
-      {ecall::Call::kKmsNewAccessSecret, &KmsService::NewAccessSecret},
-      {ecall::Call::kKmsOpenAccessSecret, &KmsService::OpenAccessSecret},
-      {ecall::Call::kAuditAppend, &KmsService::AuditAppend},
+      {ecall::Call::kKmsCreateKey, &KmsOperations::CreateKey},
+      {ecall::Call::kKmsEncrypt, &KmsOperations::Encrypt},
+      {ecall::Call::kKmsDecrypt, &KmsOperations::Decrypt},
+      {ecall::Call::kKmsReEncrypt, &KmsOperations::ReEncrypt},
+      {ecall::Call::kKmsGenerateDataKey, &KmsOperations::GenerateDataKey},
+      {ecall::Call::kKmsGenerateRandom, &KmsOperations::GenerateRandom},
+      {ecall::Call::kKmsSign, &KmsOperations::Sign},
+      {ecall::Call::kKmsVerify, &KmsOperations::Verify},
+      {ecall::Call::kKmsGenerateMac, &KmsOperations::GenerateMac},
+      {ecall::Call::kKmsVerifyMac, &KmsOperations::VerifyMac},
+      {ecall::Call::kKmsNewAccessSecret, &KmsOperations::NewAccessSecret},
+      {ecall::Call::kKmsOpenAccessSecret, &KmsOperations::OpenAccessSecret},
+      {ecall::Call::kAuditAppend, &KmsOperations::AuditAppend},
   };
   for (const Route& r : kRoutes) {
     if (r.call != request.call) continue;
@@ -239,7 +245,8 @@ StatusOr<std::vector<Bytes>> KmsService::Serve(const ecall::Request& request) {
   return InvalidArgument("kms: not a KMS call");
 }
 
-StatusOr<KeyRef> KmsService::RefFor(ByteSpan encoded_ref, std::string_view spec, std::string_view op) const {
+StatusOr<KeyRef> KmsOperations::RefFor(ByteSpan encoded_ref, std::string_view spec,
+                                       std::string_view op) const {
   ASSIGN_OR_RETURN(KeyRef ref, KeyRef::Decode(encoded_ref));
   if (ref.spec != spec) return FailedPrecondition(std::string(kUsagePrefix) + std::string(op));
   return ref;
@@ -247,13 +254,14 @@ StatusOr<KeyRef> KmsService::RefFor(ByteSpan encoded_ref, std::string_view spec,
 
 // Blob layout (kms_calls.h): header = "CKC1" || u8 suite || var(key id) || u32 version,
 // then salt (32) || nonce (12) || ciphertext || tag (16); AAD = header || salt || nonce || ctx.
-StatusOr<Bytes> KmsService::SealBlob(const KeyRef& ref, const SecretBytes& material, ByteSpan plaintext,
-                                     ByteSpan context) const {
+StatusOr<Bytes> KmsOperations::SealBlob(const KeyRef& ref, const SecretBytes& material,
+                                        ByteSpan plaintext, ByteSpan context) const {
   Bytes salt = crypto::RandomBytes(kBlobSaltSize);
   Bytes nonce = crypto::RandomBytes(crypto::kGcmNonceSize);
   ByteWriter w;
   w.Raw(AsBytes(kBlobMagic)).U8(kBlobSuite).Var(ref.key_id).U32(ref.version).Raw(salt).Raw(nonce);
-  ASSIGN_OR_RETURN(SecretBytes key, crypto::Hkdf(material.Expose(), salt, AsBytes("custos/v1/kms-encrypt"), kKeySize));
+  ASSIGN_OR_RETURN(SecretBytes key, crypto::Hkdf(material.Expose(), salt,
+                                                 AsBytes("custos/v1/kms-encrypt"), kKeySize));
   ASSIGN_OR_RETURN(crypto::AesGcm gcm, crypto::AesGcm::Create(key));
   Bytes aad = Concat({w.bytes(), context});
   Bytes blob = w.Take();
@@ -263,20 +271,21 @@ StatusOr<Bytes> KmsService::SealBlob(const KeyRef& ref, const SecretBytes& mater
   return blob;
 }
 
-StatusOr<size_t> KmsService::BlobHeaderFor(const KeyRef& ref, ByteSpan blob) {
+StatusOr<size_t> KmsOperations::BlobHeaderFor(const KeyRef& ref, ByteSpan blob) {
   ASSIGN_OR_RETURN(ecall::CiphertextHeader h, ecall::ParseCiphertextHeader(blob));
   if (h.key_id != ref.key_id || h.version != ref.version)
     return InvalidArgument("kms: ciphertext names another key");
   return kBlobMagic.size() + 1 + 4 + h.key_id.size() + 4;  // magic, suite, var(key id), version
 }
 
-StatusOr<SecretBytes> KmsService::OpenBlob(const SecretBytes& material, ByteSpan blob, size_t header,
-                                           ByteSpan context) const {
+StatusOr<SecretBytes> KmsOperations::OpenBlob(const SecretBytes& material, ByteSpan blob,
+                                              size_t header, ByteSpan context) const {
   // ParseCiphertextHeader checked that salt, nonce and tag follow the header.
   size_t body = header + kBlobSaltSize + crypto::kGcmNonceSize;
   ByteSpan salt = blob.subspan(header, kBlobSaltSize);
   ByteSpan nonce = blob.subspan(header + kBlobSaltSize, crypto::kGcmNonceSize);
-  ASSIGN_OR_RETURN(SecretBytes key, crypto::Hkdf(material.Expose(), salt, AsBytes("custos/v1/kms-encrypt"), kKeySize));
+  ASSIGN_OR_RETURN(SecretBytes key, crypto::Hkdf(material.Expose(), salt,
+                                                 AsBytes("custos/v1/kms-encrypt"), kKeySize));
   ASSIGN_OR_RETURN(crypto::AesGcm gcm, crypto::AesGcm::Create(key));
   Bytes aad = Concat({blob.first(body), context});
   auto plaintext = gcm.OpenSecret(nonce, blob.subspan(body), aad);
@@ -285,7 +294,7 @@ StatusOr<SecretBytes> KmsService::OpenBlob(const SecretBytes& material, ByteSpan
 }
 
 // kKmsCreateKey(key id, version u32, spec) -> [wrapped material, public key]
-KmsService::Results KmsService::CreateKey(Args a) {
+KmsOperations::Results KmsOperations::CreateKey(Args a) {
   std::string key_id = ToString(a[0]);
   ASSIGN_OR_RETURN(uint32_t version, ecall::ParseU32Arg(a[1], "kms: version"));
   std::string spec = ToString(a[2]);
@@ -300,13 +309,14 @@ KmsService::Results KmsService::CreateKey(Args a) {
     ASSIGN_OR_RETURN(Pkey pub, EcKey(material, /*with_private=*/false));
     ASSIGN_OR_RETURN(public_key, SubjectPublicKeyInfo(pub.get()));
   } else {
-    return InvalidArgument("kms: unsupported key spec (SYMMETRIC_DEFAULT, HMAC_256 or ECC_NIST_P256)");
+    return InvalidArgument(
+        "kms: unsupported key spec (SYMMETRIC_DEFAULT, HMAC_256 or ECC_NIST_P256)");
   }
   return std::vector<Bytes>{keyring_.WrapMaterial(key_id, version, spec, material), public_key};
 }
 
 // kKmsEncrypt(ref, plaintext, ctx) -> [blob]
-KmsService::Results KmsService::Encrypt(Args a) {
+KmsOperations::Results KmsOperations::Encrypt(Args a) {
   ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecSymmetric, "encrypt"));
   RETURN_IF_ERROR(CheckLength(a[1].size(), 1, ecall::kMaxKmsPlaintext, "plaintext"));
   ASSIGN_OR_RETURN(Bytes context, ContextAad(a[2]));
@@ -316,7 +326,7 @@ KmsService::Results KmsService::Encrypt(Args a) {
 }
 
 // kKmsDecrypt(ref, blob, ctx) -> [plaintext]
-KmsService::Results KmsService::Decrypt(Args a) {
+KmsOperations::Results KmsOperations::Decrypt(Args a) {
   ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecSymmetric, "decrypt"));
   ASSIGN_OR_RETURN(Bytes context, ContextAad(a[2]));
   // Which key the blob names is public: check it before unwrapping anything.
@@ -327,7 +337,7 @@ KmsService::Results KmsService::Decrypt(Args a) {
 }
 
 // kKmsReEncrypt(src ref, blob, src ctx, dst ref, dst ctx) -> [blob]
-KmsService::Results KmsService::ReEncrypt(Args a) {
+KmsOperations::Results KmsOperations::ReEncrypt(Args a) {
   ASSIGN_OR_RETURN(KeyRef src, RefFor(a[0], ecall::kSpecSymmetric, "decrypt"));
   ASSIGN_OR_RETURN(KeyRef dst, RefFor(a[3], ecall::kSpecSymmetric, "encrypt"));
   ASSIGN_OR_RETURN(Bytes src_context, ContextAad(a[2]));
@@ -344,12 +354,13 @@ KmsService::Results KmsService::ReEncrypt(Args a) {
 }
 
 // kKmsGenerateDataKey(ref, n, ctx, with_plaintext u8) -> [blob, plaintext or empty]
-KmsService::Results KmsService::GenerateDataKey(Args a) {
+KmsOperations::Results KmsOperations::GenerateDataKey(Args a) {
   ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecSymmetric, "generate data key"));
   ASSIGN_OR_RETURN(uint32_t n, ecall::ParseU32Arg(a[1], "kms: number of bytes"));
   RETURN_IF_ERROR(CheckLength(n, 1, ecall::kMaxDataKeyBytes, "a data key"));
   ASSIGN_OR_RETURN(Bytes context, ContextAad(a[2]));
-  if (a[3].size() != 1 || a[3][0] > 1) return InvalidArgument("kms: with_plaintext must be one byte, 0 or 1");
+  if (a[3].size() != 1 || a[3][0] > 1)
+    return InvalidArgument("kms: with_plaintext must be one byte, 0 or 1");
   ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
   SecretBytes data_key = crypto::RandomSecret(n);
   ASSIGN_OR_RETURN(Bytes blob, SealBlob(ref, material, data_key.Expose(), context));
@@ -359,14 +370,14 @@ KmsService::Results KmsService::GenerateDataKey(Args a) {
 }
 
 // kKmsGenerateRandom(n) -> [bytes]
-KmsService::Results KmsService::GenerateRandom(Args a) {
+KmsOperations::Results KmsOperations::GenerateRandom(Args a) {
   ASSIGN_OR_RETURN(uint32_t n, ecall::ParseU32Arg(a[0], "kms: number of bytes"));
   RETURN_IF_ERROR(CheckLength(n, 1, ecall::kMaxRandomBytes, "random output"));
   return std::vector<Bytes>{crypto::RandomBytes(n)};
 }
 
 // kKmsSign(ref, message, type) -> [DER ECDSA-Sig-Value]
-KmsService::Results KmsService::Sign(Args a) {
+KmsOperations::Results KmsOperations::Sign(Args a) {
   ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecEccP256, "sign"));
   ASSIGN_OR_RETURN(crypto::Digest digest, SigningDigest(a[1], a[2]));
   ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
@@ -389,7 +400,7 @@ KmsService::Results KmsService::Sign(Args a) {
 }
 
 // kKmsVerify(ref, message, type, DER signature) -> []
-KmsService::Results KmsService::Verify(Args a) {
+KmsOperations::Results KmsOperations::Verify(Args a) {
   ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecEccP256, "verify"));
   ASSIGN_OR_RETURN(crypto::Digest digest, SigningDigest(a[1], a[2]));
   ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
@@ -410,7 +421,7 @@ KmsService::Results KmsService::Verify(Args a) {
 }
 
 // kKmsGenerateMac(ref, message) -> [mac]
-KmsService::Results KmsService::GenerateMac(Args a) {
+KmsOperations::Results KmsOperations::GenerateMac(Args a) {
   ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecHmac256, "generate mac"));
   RETURN_IF_ERROR(CheckLength(a[1].size(), 1, ecall::kMaxMacMessage, "message"));
   ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
@@ -419,7 +430,7 @@ KmsService::Results KmsService::GenerateMac(Args a) {
 }
 
 // kKmsVerifyMac(ref, message, mac) -> []
-KmsService::Results KmsService::VerifyMac(Args a) {
+KmsOperations::Results KmsOperations::VerifyMac(Args a) {
   ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecHmac256, "verify mac"));
   RETURN_IF_ERROR(CheckLength(a[1].size(), 1, ecall::kMaxMacMessage, "message"));
   ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
@@ -430,26 +441,28 @@ KmsService::Results KmsService::VerifyMac(Args a) {
 }
 
 // kKmsNewAccessSecret(access key id) -> [secret access key, wrapped secret]
-KmsService::Results KmsService::NewAccessSecret(Args a) {
+KmsOperations::Results KmsOperations::NewAccessSecret(Args a) {
   RETURN_IF_ERROR(CheckLength(a[0].size(), 1, kMaxAccessKeyIdSize, "access key id"));
   SecretBytes entropy = crypto::RandomSecret(kAccessSecretEntropy);
   std::string b64 = Base64Encode(entropy.Expose());  // 30 bytes: 40 characters, no padding
   SecretBytes secret = SecretBytes::CopyFrom(b64);
   WipeBytes(b64);
   Bytes wrapped = keyring_.WrapAccessSecret(ToString(a[0]), secret);
-  return std::vector<Bytes>{Bytes(secret.Expose().begin(), secret.Expose().end()), std::move(wrapped)};
+  return std::vector<Bytes>{Bytes(secret.Expose().begin(), secret.Expose().end()),
+                            std::move(wrapped)};
 }
 
 // kKmsOpenAccessSecret(access key id, wrapped secret) -> [secret access key]
-KmsService::Results KmsService::OpenAccessSecret(Args a) {
+KmsOperations::Results KmsOperations::OpenAccessSecret(Args a) {
   RETURN_IF_ERROR(CheckLength(a[0].size(), 1, kMaxAccessKeyIdSize, "access key id"));
   ASSIGN_OR_RETURN(SecretBytes secret, keyring_.UnwrapAccessSecret(ToString(a[0]), a[1]));
-  if (secret.size() != kAccessSecretSize) return IntegrityError("kms: access secret does not unwrap");
+  if (secret.size() != kAccessSecretSize)
+    return IntegrityError("kms: access secret does not unwrap");
   return std::vector<Bytes>{Bytes(secret.Expose().begin(), secret.Expose().end())};
 }
 
 // kAuditAppend(anchor, entries) -> [head, signature]
-KmsService::Results KmsService::AuditAppend(Args a) {
+KmsOperations::Results KmsOperations::AuditAppend(Args a) {
   ByteSpan anchor = a[0];
   // The entries first: nothing is checked against the chain until the request is well formed.
   ByteReader r(a[1]);
@@ -468,7 +481,8 @@ KmsService::Results KmsService::AuditAppend(Args a) {
     if (last_signed_) return FailedPrecondition("audit: anchor is not the current head");
   } else {
     if (anchor.size() != kAnchorSize)
-      return InvalidArgument("audit: anchor must be a head (40 bytes) and its signature (64 bytes)");
+      return InvalidArgument(
+          "audit: anchor must be a head (40 bytes) and its signature (64 bytes)");
     ByteSpan encoded_head = anchor.first(anchor.size() - crypto::kSignatureSize);
     ASSIGN_OR_RETURN(head, audit::DecodeHead(encoded_head));
     if (last_signed_) {

@@ -67,12 +67,12 @@ class KmsKeyring {
   std::unique_ptr<crypto::SigningKey> audit_key_;
 };
 
-// KmsService serves the KMS calls of ecall/ecall.h (kKmsCreateKey .. kAuditAppend) over one
+// KmsOperations serves the KMS calls of ecall/ecall.h (kKmsCreateKey .. kAuditAppend) over one
 // keyring, and keeps the audit chain's last signed head for this core's life. The core creates
 // it when the root key becomes known; a sealed core has none and refuses these calls itself.
-class KmsService {
+class KmsOperations {
  public:
-  explicit KmsService(KmsKeyring keyring);
+  explicit KmsOperations(KmsKeyring keyring);
 
   // Serve runs one KMS call and returns its results, or the error the call documents. Arity is
   // checked again here (kInvalidArgument), so a hand-built Request cannot index past its args.
@@ -103,11 +103,12 @@ class KmsService {
 
   // RefFor decodes a KeyRef and checks its spec allows `op` (kFailedPrecondition "kms: key
   // usage does not allow OP" otherwise); the material stays wrapped.
-  StatusOr<ecall::KeyRef> RefFor(ByteSpan encoded_ref, std::string_view spec, std::string_view op) const;
+  StatusOr<ecall::KeyRef> RefFor(ByteSpan encoded_ref, std::string_view spec,
+                                 std::string_view op) const;
   // SealBlob makes a ciphertext blob under `material` (fresh salt and nonce); `context` is the
   // encoded encryption context.
-  StatusOr<Bytes> SealBlob(const ecall::KeyRef& ref, const SecretBytes& material, ByteSpan plaintext,
-                           ByteSpan context) const;
+  StatusOr<Bytes> SealBlob(const ecall::KeyRef& ref, const SecretBytes& material,
+                           ByteSpan plaintext, ByteSpan context) const;
   // BlobHeaderFor parses a blob's header, checks it names ref's key id and version
   // (kInvalidArgument "kms: ciphertext names another key") and returns the header's length.
   static StatusOr<size_t> BlobHeaderFor(const ecall::KeyRef& ref, ByteSpan blob);

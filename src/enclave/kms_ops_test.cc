@@ -31,11 +31,11 @@ namespace {
 using ecall::KeyRef;
 using ::testing::HasSubstr;
 
-#define EXPECT_REFUSED(expr, want_code, text)                                  \
-  do {                                                                         \
-    auto _refused = (expr);                                                    \
+#define EXPECT_REFUSED(expr, want_code, text)                                       \
+  do {                                                                              \
+    auto _refused = (expr);                                                         \
     EXPECT_EQ(_refused.status().code(), want_code) << _refused.status().ToString(); \
-    EXPECT_THAT(_refused.status().message(), HasSubstr(text));                 \
+    EXPECT_THAT(_refused.status().message(), HasSubstr(text));                      \
   } while (0)
 
 // Key is one created CMK version as the host keeps it.
@@ -66,8 +66,10 @@ bool OpensslVerifies(ByteSpan spki, ByteSpan message, ByteSpan der_signature) {
   Evp pub(spki);
   if (pub.key == nullptr) return false;
   EVP_MD_CTX* md = EVP_MD_CTX_new();
-  bool ok = md != nullptr && EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, pub.key) == 1 &&
-            EVP_DigestVerify(md, der_signature.data(), der_signature.size(), message.data(), message.size()) == 1;
+  bool ok = md != nullptr &&
+            EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, pub.key) == 1 &&
+            EVP_DigestVerify(md, der_signature.data(), der_signature.size(), message.data(),
+                             message.size()) == 1;
   EVP_MD_CTX_free(md);
   return ok;
 }
@@ -77,7 +79,8 @@ class KmsOpsTest : public CoreFixture {
   // Unsealed returns a core that ran kInit (its own root key).
   std::unique_ptr<EnclaveCore> Unsealed(Bytes* envelope = nullptr, Bytes* origin = nullptr) {
     auto core = NewCore();
-    EXPECT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
+    EXPECT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}})
+                  .status());
     auto init = Call(*core, ecall::Call::kInit, {});
     EXPECT_OK(init.status());
     if (init.ok() && envelope != nullptr) *envelope = (*init)[0];
@@ -88,13 +91,16 @@ class KmsOpsTest : public CoreFixture {
   // Joined returns a new core that joined `peer` (same root key, fresh process state).
   std::unique_ptr<EnclaveCore> Joined(EnclaveCore& peer) {
     auto core = NewCore();
-    EXPECT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
+    EXPECT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}})
+                  .status());
     EXPECT_OK(Join(*core, peer));
     return core;
   }
 
-  static Key Create(EnclaveCore& core, const std::string& id, uint32_t version, std::string_view spec) {
-    auto r = Call(core, ecall::Call::kKmsCreateKey, {ToBytes(id), ecall::U32Arg(version), ToBytes(spec)});
+  static Key Create(EnclaveCore& core, const std::string& id, uint32_t version,
+                    std::string_view spec) {
+    auto r = Call(core, ecall::Call::kKmsCreateKey,
+                  {ToBytes(id), ecall::U32Arg(version), ToBytes(spec)});
     EXPECT_OK(r.status());
     Key k;
     k.ref = KeyRef{id, version, std::string(spec), r.ok() ? (*r)[0] : Bytes{}};
@@ -103,7 +109,8 @@ class KmsOpsTest : public CoreFixture {
   }
 
   static Bytes Encrypt(EnclaveCore& core, const Key& k, ByteSpan plaintext, const Bytes& ctx) {
-    auto r = Call(core, ecall::Call::kKmsEncrypt, {k.Ref(), Bytes(plaintext.begin(), plaintext.end()), ctx});
+    auto r = Call(core, ecall::Call::kKmsEncrypt,
+                  {k.Ref(), Bytes(plaintext.begin(), plaintext.end()), ctx});
     EXPECT_OK(r.status());
     return r.ok() ? (*r)[0] : Bytes{};
   }
@@ -117,11 +124,14 @@ class KmsOpsTest : public CoreFixture {
 // Dummy arguments of the right arity for every KMS call.
 std::vector<std::pair<ecall::Call, std::vector<Bytes>>> EveryKmsCall() {
   std::vector<std::pair<ecall::Call, std::vector<Bytes>>> out;
-  for (ecall::Call c : {ecall::Call::kKmsCreateKey, ecall::Call::kKmsEncrypt, ecall::Call::kKmsDecrypt, ecall::Call::kKmsReEncrypt,
-                 ecall::Call::kKmsGenerateDataKey, ecall::Call::kKmsGenerateRandom, ecall::Call::kKmsSign, ecall::Call::kKmsVerify,
-                 ecall::Call::kKmsGenerateMac, ecall::Call::kKmsVerifyMac, ecall::Call::kKmsNewAccessSecret,
-                 ecall::Call::kKmsOpenAccessSecret, ecall::Call::kAuditAppend})
-    out.push_back({c, std::vector<Bytes>(static_cast<size_t>(ecall::ArgCount(c)), Bytes{0, 0, 0, 1})});
+  for (ecall::Call c :
+       {ecall::Call::kKmsCreateKey, ecall::Call::kKmsEncrypt, ecall::Call::kKmsDecrypt,
+        ecall::Call::kKmsReEncrypt, ecall::Call::kKmsGenerateDataKey,
+        ecall::Call::kKmsGenerateRandom, ecall::Call::kKmsSign, ecall::Call::kKmsVerify,
+        ecall::Call::kKmsGenerateMac, ecall::Call::kKmsVerifyMac, ecall::Call::kKmsNewAccessSecret,
+        ecall::Call::kKmsOpenAccessSecret, ecall::Call::kAuditAppend})
+    out.push_back(
+        {c, std::vector<Bytes>(static_cast<size_t>(ecall::ArgCount(c)), Bytes{0, 0, 0, 1})});
   return out;
 }
 
@@ -130,7 +140,8 @@ TEST_F(KmsOpsTest, SealedCoreRefusesEveryKmsCall) {
   Bytes envelope, origin;
   Unsealed(&envelope, &origin);
   auto sealed = NewCore();  // loaded with an envelope, no quorum yet
-  ASSERT_OK(Call(*sealed, ecall::Call::kLoad, {ToBytes(custody_.json), envelope, origin, Bytes{}}).status());
+  ASSERT_OK(Call(*sealed, ecall::Call::kLoad, {ToBytes(custody_.json), envelope, origin, Bytes{}})
+                .status());
   for (EnclaveCore* core : {unloaded.get(), sealed.get()}) {
     for (const auto& [call, args] : EveryKmsCall()) {
       auto r = Call(*core, call, args);
@@ -157,7 +168,9 @@ TEST_F(KmsOpsTest, CreateKeyForEachSpec) {
   EXPECT_TRUE(EVP_PKEY_is_a(pub.key, "EC"));
   char group[64] = {};
   size_t group_len = 0;
-  ASSERT_EQ(EVP_PKEY_get_utf8_string_param(pub.key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), &group_len), 1);
+  ASSERT_EQ(EVP_PKEY_get_utf8_string_param(pub.key, OSSL_PKEY_PARAM_GROUP_NAME, group,
+                                           sizeof(group), &group_len),
+            1);
   EXPECT_EQ(std::string(group), "prime256v1");
   // Fresh material each time, even for the same id and version.
   Key again = Create(*core, "k-sym", 1, ecall::kSpecSymmetric);
@@ -165,11 +178,14 @@ TEST_F(KmsOpsTest, CreateKeyForEachSpec) {
   Key ecc2 = Create(*core, "k-ecc", 1, ecall::kSpecEccP256);
   EXPECT_NE(ecc2.public_key, ecc.public_key);
 
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsCreateKey, {ToBytes("k"), ecall::U32Arg(1), ToBytes("RSA_2048")}),
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsCreateKey,
+                      {ToBytes("k"), ecall::U32Arg(1), ToBytes("RSA_2048")}),
                  ErrorCode::kInvalidArgument, "kms: unsupported key spec");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsCreateKey, {ToBytes("k"), Bytes{0, 1}, ToBytes(ecall::kSpecSymmetric)}),
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsCreateKey,
+                      {ToBytes("k"), Bytes{0, 1}, ToBytes(ecall::kSpecSymmetric)}),
                  ErrorCode::kInvalidArgument, "version must be a 4-byte integer");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsCreateKey, {Bytes{}, ecall::U32Arg(1), ToBytes(ecall::kSpecSymmetric)}),
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsCreateKey,
+                      {Bytes{}, ecall::U32Arg(1), ToBytes(ecall::kSpecSymmetric)}),
                  ErrorCode::kInvalidArgument, "key id must be 1 to 2048 bytes");
 }
 
@@ -191,7 +207,8 @@ TEST_F(KmsOpsTest, EncryptDecryptRoundTripWithTheDocumentedBlob) {
   // The plaintext does not appear in the blob, and each blob is fresh (salt and nonce).
   EXPECT_EQ(std::search(blob.begin(), blob.end(), plaintext.begin(), plaintext.end()), blob.end());
   Bytes blob2 = Encrypt(*core, k, plaintext, ctx);
-  EXPECT_NE(Bytes(blob.begin() + 17, blob.begin() + 17 + 44), Bytes(blob2.begin() + 17, blob2.begin() + 17 + 44));
+  EXPECT_NE(Bytes(blob.begin() + 17, blob.begin() + 17 + 44),
+            Bytes(blob2.begin() + 17, blob2.begin() + 17 + 44));
 
   auto back = Decrypt(*core, k, blob, ctx);
   ASSERT_OK(back.status());
@@ -203,14 +220,15 @@ TEST_F(KmsOpsTest, EncryptDecryptRoundTripWithTheDocumentedBlob) {
   ASSERT_OK(big_back.status());
   EXPECT_EQ((*big_back)[0], big);
 
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {k.Ref(), Bytes(ecall::kMaxKmsPlaintext + 1, 1), Ctx({})}),
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt,
+                      {k.Ref(), Bytes(ecall::kMaxKmsPlaintext + 1, 1), Ctx({})}),
                  ErrorCode::kInvalidArgument, "plaintext must be 1 to 4096 bytes");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {k.Ref(), Bytes{}, Ctx({})}), ErrorCode::kInvalidArgument,
-                 "plaintext must be 1 to 4096 bytes");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {k.Ref(), plaintext, Bytes{0, 0, 0}}), ErrorCode::kInvalidArgument,
-                 "encryption context");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {Bytes{1, 2, 3}, plaintext, Ctx({})}), ErrorCode::kInvalidArgument,
-                 "kms key ref");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {k.Ref(), Bytes{}, Ctx({})}),
+                 ErrorCode::kInvalidArgument, "plaintext must be 1 to 4096 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {k.Ref(), plaintext, Bytes{0, 0, 0}}),
+                 ErrorCode::kInvalidArgument, "encryption context");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {Bytes{1, 2, 3}, plaintext, Ctx({})}),
+                 ErrorCode::kInvalidArgument, "kms key ref");
 }
 
 TEST_F(KmsOpsTest, DecryptRefusesWrongContextAndEveryTamperedRegion) {
@@ -218,9 +236,12 @@ TEST_F(KmsOpsTest, DecryptRefusesWrongContextAndEveryTamperedRegion) {
   Key k = Create(*core, "key-1", 1, ecall::kSpecSymmetric);
   Bytes ctx = Ctx({{"a", "1"}});
   Bytes blob = Encrypt(*core, k, ToBytes("sixteen byte msg"), ctx);
-  for (const Bytes& other : {Ctx({}), Ctx({{"a", "2"}}), Ctx({{"a", "1"}, {"b", "1"}}), Ctx({{"A", "1"}})})
-    EXPECT_REFUSED(Decrypt(*core, k, blob, other), ErrorCode::kIntegrity, "kms: ciphertext does not authenticate");
-  EXPECT_REFUSED(Decrypt(*core, k, blob, Bytes{0, 0, 0, 1}), ErrorCode::kInvalidArgument, "encryption context");
+  for (const Bytes& other :
+       {Ctx({}), Ctx({{"a", "2"}}), Ctx({{"a", "1"}, {"b", "1"}}), Ctx({{"A", "1"}})})
+    EXPECT_REFUSED(Decrypt(*core, k, blob, other), ErrorCode::kIntegrity,
+                   "kms: ciphertext does not authenticate");
+  EXPECT_REFUSED(Decrypt(*core, k, blob, Bytes{0, 0, 0, 1}), ErrorCode::kInvalidArgument,
+                 "encryption context");
 
   const size_t header = 4 + 1 + 4 + 5 + 4;
   struct Region {
@@ -235,9 +256,12 @@ TEST_F(KmsOpsTest, DecryptRefusesWrongContextAndEveryTamperedRegion) {
       {"key id", 9, 14, ErrorCode::kInvalidArgument, "kms: ciphertext names another key"},
       {"version", 14, 18, ErrorCode::kInvalidArgument, "kms: ciphertext names another key"},
       {"salt", header, header + 32, ErrorCode::kIntegrity, "kms: ciphertext does not authenticate"},
-      {"nonce", header + 32, header + 44, ErrorCode::kIntegrity, "kms: ciphertext does not authenticate"},
-      {"ciphertext", header + 44, blob.size() - 16, ErrorCode::kIntegrity, "kms: ciphertext does not authenticate"},
-      {"tag", blob.size() - 16, blob.size(), ErrorCode::kIntegrity, "kms: ciphertext does not authenticate"},
+      {"nonce", header + 32, header + 44, ErrorCode::kIntegrity,
+       "kms: ciphertext does not authenticate"},
+      {"ciphertext", header + 44, blob.size() - 16, ErrorCode::kIntegrity,
+       "kms: ciphertext does not authenticate"},
+      {"tag", blob.size() - 16, blob.size(), ErrorCode::kIntegrity,
+       "kms: ciphertext does not authenticate"},
   };
   for (const Region& r : regions) {
     for (size_t i = r.from; i < r.to; ++i) {
@@ -268,12 +292,15 @@ TEST_F(KmsOpsTest, DecryptRefusesAnotherKeysOrVersionsRef) {
   Key a2 = Create(*core, "key-a", 2, ecall::kSpecSymmetric);
   Key b1 = Create(*core, "key-b", 1, ecall::kSpecSymmetric);
   Bytes blob = Encrypt(*core, a1, ToBytes("for a1"), Ctx({}));
-  EXPECT_REFUSED(Decrypt(*core, b1, blob, Ctx({})), ErrorCode::kInvalidArgument, "kms: ciphertext names another key");
-  EXPECT_REFUSED(Decrypt(*core, a2, blob, Ctx({})), ErrorCode::kInvalidArgument, "kms: ciphertext names another key");
+  EXPECT_REFUSED(Decrypt(*core, b1, blob, Ctx({})), ErrorCode::kInvalidArgument,
+                 "kms: ciphertext names another key");
+  EXPECT_REFUSED(Decrypt(*core, a2, blob, Ctx({})), ErrorCode::kInvalidArgument,
+                 "kms: ciphertext names another key");
   // A ref with a1's name but a2's material: the name matches, the material does not unwrap.
   Key forged = a1;
   forged.ref.wrapped = a2.ref.wrapped;
-  EXPECT_REFUSED(Decrypt(*core, forged, blob, Ctx({})), ErrorCode::kIntegrity, "kms: key material does not unwrap");
+  EXPECT_REFUSED(Decrypt(*core, forged, blob, Ctx({})), ErrorCode::kIntegrity,
+                 "kms: key material does not unwrap");
   EXPECT_OK(Decrypt(*core, a1, blob, Ctx({})).status());
 }
 
@@ -285,22 +312,28 @@ TEST_F(KmsOpsTest, WrappedMaterialMovedToAnotherIdVersionOrSpecDoesNotUnwrap) {
   auto moved = [&](std::string id, uint32_t version, std::string_view spec, const Bytes& wrapped) {
     return KeyRef{std::move(id), version, std::string(spec), wrapped}.Encode();
   };
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {moved("key-b", 1, ecall::kSpecSymmetric, sym.ref.wrapped), msg, Ctx({})}),
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt,
+                      {moved("key-b", 1, ecall::kSpecSymmetric, sym.ref.wrapped), msg, Ctx({})}),
                  ErrorCode::kIntegrity, "kms: key material does not unwrap");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {moved("key-a", 2, ecall::kSpecSymmetric, sym.ref.wrapped), msg, Ctx({})}),
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt,
+                      {moved("key-a", 2, ecall::kSpecSymmetric, sym.ref.wrapped), msg, Ctx({})}),
                  ErrorCode::kIntegrity, "kms: key material does not unwrap");
   // Symmetric material presented as an HMAC key, and HMAC material as a symmetric key.
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateMac, {moved("key-a", 1, ecall::kSpecHmac256, sym.ref.wrapped), msg}),
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateMac,
+                      {moved("key-a", 1, ecall::kSpecHmac256, sym.ref.wrapped), msg}),
                  ErrorCode::kIntegrity, "kms: key material does not unwrap");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {moved("key-h", 1, ecall::kSpecSymmetric, hmac.ref.wrapped), msg, Ctx({})}),
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt,
+                      {moved("key-h", 1, ecall::kSpecSymmetric, hmac.ref.wrapped), msg, Ctx({})}),
                  ErrorCode::kIntegrity, "kms: key material does not unwrap");
   for (size_t i = 0; i < sym.ref.wrapped.size(); ++i) {
     Bytes bad = sym.ref.wrapped;
     bad[i] ^= 0x80;
-    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {moved("key-a", 1, ecall::kSpecSymmetric, bad), msg, Ctx({})}),
+    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt,
+                        {moved("key-a", 1, ecall::kSpecSymmetric, bad), msg, Ctx({})}),
                    ErrorCode::kIntegrity, "kms: key material does not unwrap");
   }
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {moved("key-a", 1, ecall::kSpecSymmetric, Bytes(27, 0)), msg, Ctx({})}),
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt,
+                      {moved("key-a", 1, ecall::kSpecSymmetric, Bytes(27, 0)), msg, Ctx({})}),
                  ErrorCode::kIntegrity, "kms: key material does not unwrap");
 }
 
@@ -310,11 +343,12 @@ TEST_F(KmsOpsTest, AnotherRootCannotUnwrapOrDecrypt) {
   Key k = Create(*core, "key-a", 1, ecall::kSpecSymmetric);
   Key e = Create(*core, "key-e", 1, ecall::kSpecEccP256);
   Bytes blob = Encrypt(*core, k, ToBytes("secret"), Ctx({}));
-  EXPECT_REFUSED(Decrypt(*other, k, blob, Ctx({})), ErrorCode::kIntegrity, "kms: key material does not unwrap");
-  EXPECT_REFUSED(Call(*other, ecall::Call::kKmsEncrypt, {k.Ref(), ToBytes("x"), Ctx({})}), ErrorCode::kIntegrity,
+  EXPECT_REFUSED(Decrypt(*other, k, blob, Ctx({})), ErrorCode::kIntegrity,
                  "kms: key material does not unwrap");
-  EXPECT_REFUSED(Call(*other, ecall::Call::kKmsSign, {e.Ref(), ToBytes("x"), ToBytes("RAW")}), ErrorCode::kIntegrity,
-                 "kms: key material does not unwrap");
+  EXPECT_REFUSED(Call(*other, ecall::Call::kKmsEncrypt, {k.Ref(), ToBytes("x"), Ctx({})}),
+                 ErrorCode::kIntegrity, "kms: key material does not unwrap");
+  EXPECT_REFUSED(Call(*other, ecall::Call::kKmsSign, {e.Ref(), ToBytes("x"), ToBytes("RAW")}),
+                 ErrorCode::kIntegrity, "kms: key material does not unwrap");
   EXPECT_NE(StatusOf(*core)["audit_public_key"], StatusOf(*other)["audit_public_key"]);
 }
 
@@ -327,21 +361,26 @@ TEST_F(KmsOpsTest, KeyUsageIsCheckedForEveryOperation) {
   const ErrorCode fp = ErrorCode::kFailedPrecondition;
   EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {hmac.Ref(), ToBytes("x"), Ctx({})}), fp,
                  "kms: key usage does not allow encrypt");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsDecrypt, {ecc.Ref(), blob, Ctx({})}), fp, "kms: key usage does not allow decrypt");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateDataKey, {ecc.Ref(), ecall::U32Arg(32), Ctx({}), Bytes{1}}), fp,
-                 "kms: key usage does not allow generate data key");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsReEncrypt, {sym.Ref(), blob, Ctx({}), hmac.Ref(), Ctx({})}), fp,
-                 "kms: key usage does not allow encrypt");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsReEncrypt, {ecc.Ref(), blob, Ctx({}), sym.Ref(), Ctx({})}), fp,
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsDecrypt, {ecc.Ref(), blob, Ctx({})}), fp,
                  "kms: key usage does not allow decrypt");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateDataKey,
+                      {ecc.Ref(), ecall::U32Arg(32), Ctx({}), Bytes{1}}),
+                 fp, "kms: key usage does not allow generate data key");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsReEncrypt, {sym.Ref(), blob, Ctx({}), hmac.Ref(), Ctx({})}), fp,
+      "kms: key usage does not allow encrypt");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsReEncrypt, {ecc.Ref(), blob, Ctx({}), sym.Ref(), Ctx({})}), fp,
+      "kms: key usage does not allow decrypt");
   EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {sym.Ref(), ToBytes("x"), ToBytes("RAW")}), fp,
                  "kms: key usage does not allow sign");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerify, {hmac.Ref(), ToBytes("x"), ToBytes("RAW"), Bytes{0x30}}), fp,
-                 "kms: key usage does not allow verify");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsVerify, {hmac.Ref(), ToBytes("x"), ToBytes("RAW"), Bytes{0x30}}),
+      fp, "kms: key usage does not allow verify");
   EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateMac, {sym.Ref(), ToBytes("x")}), fp,
                  "kms: key usage does not allow generate mac");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerifyMac, {ecc.Ref(), ToBytes("x"), Bytes(32, 0)}), fp,
-                 "kms: key usage does not allow verify mac");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerifyMac, {ecc.Ref(), ToBytes("x"), Bytes(32, 0)}),
+                 fp, "kms: key usage does not allow verify mac");
 }
 
 TEST_F(KmsOpsTest, ReEncryptMovesACiphertextToAnotherKeyAndContext) {
@@ -349,7 +388,8 @@ TEST_F(KmsOpsTest, ReEncryptMovesACiphertextToAnotherKeyAndContext) {
   Key a = Create(*core, "key-a", 1, ecall::kSpecSymmetric);
   Key b = Create(*core, "key-b", 4, ecall::kSpecSymmetric);
   Bytes blob = Encrypt(*core, a, ToBytes("moving"), Ctx({{"from", "a"}}));
-  auto r = Call(*core, ecall::Call::kKmsReEncrypt, {a.Ref(), blob, Ctx({{"from", "a"}}), b.Ref(), Ctx({{"to", "b"}})});
+  auto r = Call(*core, ecall::Call::kKmsReEncrypt,
+                {a.Ref(), blob, Ctx({{"from", "a"}}), b.Ref(), Ctx({{"to", "b"}})});
   ASSERT_OK(r.status());
   auto h = ecall::ParseCiphertextHeader((*r)[0]);
   ASSERT_OK(h.status());
@@ -358,10 +398,13 @@ TEST_F(KmsOpsTest, ReEncryptMovesACiphertextToAnotherKeyAndContext) {
   auto back = Decrypt(*core, b, (*r)[0], Ctx({{"to", "b"}}));
   ASSERT_OK(back.status());
   EXPECT_EQ((*back)[0], ToBytes("moving"));
-  EXPECT_REFUSED(Decrypt(*core, b, (*r)[0], Ctx({{"from", "a"}})), ErrorCode::kIntegrity, "does not authenticate");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsReEncrypt, {a.Ref(), blob, Ctx({}), b.Ref(), Ctx({})}), ErrorCode::kIntegrity,
-                 "kms: ciphertext does not authenticate");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsReEncrypt, {b.Ref(), blob, Ctx({{"from", "a"}}), a.Ref(), Ctx({})}),
+  EXPECT_REFUSED(Decrypt(*core, b, (*r)[0], Ctx({{"from", "a"}})), ErrorCode::kIntegrity,
+                 "does not authenticate");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsReEncrypt, {a.Ref(), blob, Ctx({}), b.Ref(), Ctx({})}),
+      ErrorCode::kIntegrity, "kms: ciphertext does not authenticate");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsReEncrypt,
+                      {b.Ref(), blob, Ctx({{"from", "a"}}), a.Ref(), Ctx({})}),
                  ErrorCode::kInvalidArgument, "kms: ciphertext names another key");
 }
 
@@ -369,7 +412,8 @@ TEST_F(KmsOpsTest, GenerateDataKeyWithAndWithoutPlaintext) {
   auto core = Unsealed();
   Key k = Create(*core, "key-a", 1, ecall::kSpecSymmetric);
   Bytes ctx = Ctx({{"bucket", "b1"}});
-  auto with = Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(32), ctx, Bytes{1}});
+  auto with =
+      Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(32), ctx, Bytes{1}});
   ASSERT_OK(with.status());
   ASSERT_EQ(with->size(), 2u);
   EXPECT_EQ((*with)[1].size(), 32u);
@@ -377,7 +421,8 @@ TEST_F(KmsOpsTest, GenerateDataKeyWithAndWithoutPlaintext) {
   ASSERT_OK(opened.status());
   EXPECT_EQ((*opened)[0], (*with)[1]);
 
-  auto without = Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(32), ctx, Bytes{0}});
+  auto without =
+      Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(32), ctx, Bytes{0}});
   ASSERT_OK(without.status());
   EXPECT_TRUE((*without)[1].empty());
   auto key = Decrypt(*core, k, (*without)[0], ctx);
@@ -385,15 +430,18 @@ TEST_F(KmsOpsTest, GenerateDataKeyWithAndWithoutPlaintext) {
   EXPECT_EQ((*key)[0].size(), 32u);
   EXPECT_NE((*key)[0], (*with)[1]);
 
-  auto largest = Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(1024), ctx, Bytes{1}});
+  auto largest =
+      Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(1024), ctx, Bytes{1}});
   ASSERT_OK(largest.status());
   EXPECT_EQ((*largest)[1].size(), 1024u);
   for (uint32_t n : {0u, 1025u})
-    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(n), ctx, Bytes{1}}),
-                   ErrorCode::kInvalidArgument, "a data key must be 1 to 1024 bytes");
+    EXPECT_REFUSED(
+        Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(n), ctx, Bytes{1}}),
+        ErrorCode::kInvalidArgument, "a data key must be 1 to 1024 bytes");
   for (const Bytes& flag : {Bytes{}, Bytes{2}, Bytes{1, 0}})
-    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(32), ctx, flag}),
-                   ErrorCode::kInvalidArgument, "with_plaintext");
+    EXPECT_REFUSED(
+        Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(32), ctx, flag}),
+        ErrorCode::kInvalidArgument, "with_plaintext");
 }
 
 TEST_F(KmsOpsTest, GenerateRandomHonoursItsBounds) {
@@ -409,9 +457,10 @@ TEST_F(KmsOpsTest, GenerateRandomHonoursItsBounds) {
   ASSERT_OK(b.status());
   EXPECT_NE((*a)[0], (*b)[0]);
   for (uint32_t n : {0u, 1025u})
-    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateRandom, {ecall::U32Arg(n)}), ErrorCode::kInvalidArgument,
-                   "random output must be 1 to 1024 bytes");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateRandom, {Bytes{1}}), ErrorCode::kInvalidArgument, "4-byte integer");
+    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateRandom, {ecall::U32Arg(n)}),
+                   ErrorCode::kInvalidArgument, "random output must be 1 to 1024 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateRandom, {Bytes{1}}),
+                 ErrorCode::kInvalidArgument, "4-byte integer");
 }
 
 TEST_F(KmsOpsTest, SignProducesDerSignaturesThatOpensslAndVerifyAccept) {
@@ -434,31 +483,40 @@ TEST_F(KmsOpsTest, SignProducesDerSignaturesThatOpensslAndVerifyAccept) {
   auto over_digest = Call(*core, ecall::Call::kKmsSign, {k.Ref(), digest, ToBytes("DIGEST")});
   ASSERT_OK(over_digest.status());
   EXPECT_TRUE(OpensslVerifies(k.public_key, message, (*over_digest)[0]));
-  EXPECT_OK(Call(*core, ecall::Call::kKmsVerify, {k.Ref(), message, ToBytes("RAW"), (*over_digest)[0]}).status());
-  EXPECT_OK(Call(*core, ecall::Call::kKmsVerify, {k.Ref(), digest, ToBytes("DIGEST"), sig}).status());
+  EXPECT_OK(
+      Call(*core, ecall::Call::kKmsVerify, {k.Ref(), message, ToBytes("RAW"), (*over_digest)[0]})
+          .status());
+  EXPECT_OK(
+      Call(*core, ecall::Call::kKmsVerify, {k.Ref(), digest, ToBytes("DIGEST"), sig}).status());
 
   const ErrorCode integrity = ErrorCode::kIntegrity;
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerify, {k.Ref(), ToBytes("another message"), ToBytes("RAW"), sig}), integrity,
-                 "kms: signature does not verify");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerify,
+                      {k.Ref(), ToBytes("another message"), ToBytes("RAW"), sig}),
+                 integrity, "kms: signature does not verify");
   // Signed by another key of the same spec.
   Key other = Create(*core, "key-f", 1, ecall::kSpecEccP256);
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerify, {other.Ref(), message, ToBytes("RAW"), sig}), integrity,
-                 "kms: signature does not verify");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerify, {other.Ref(), message, ToBytes("RAW"), sig}),
+                 integrity, "kms: signature does not verify");
   Bytes flipped = sig;
   flipped[flipped.size() - 1] ^= 1;
   Bytes trailing = sig;
   trailing.push_back(0);
   for (const Bytes& bad : {flipped, trailing, Bytes{}, Bytes(64, 1), Bytes{0x30, 0x00}})
-    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerify, {k.Ref(), message, ToBytes("RAW"), bad}), integrity,
-                   "kms: signature does not verify");
+    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerify, {k.Ref(), message, ToBytes("RAW"), bad}),
+                   integrity, "kms: signature does not verify");
 
   const ErrorCode invalid = ErrorCode::kInvalidArgument;
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {k.Ref(), message, ToBytes("raw")}), invalid, "RAW or DIGEST");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {k.Ref(), Bytes(31, 1), ToBytes("DIGEST")}), invalid, "32 bytes");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {k.Ref(), Bytes{}, ToBytes("RAW")}), invalid, "1 to 4096 bytes");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {k.Ref(), Bytes(4097, 1), ToBytes("RAW")}), invalid, "1 to 4096 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {k.Ref(), message, ToBytes("raw")}), invalid,
+                 "RAW or DIGEST");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {k.Ref(), Bytes(31, 1), ToBytes("DIGEST")}),
+                 invalid, "32 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {k.Ref(), Bytes{}, ToBytes("RAW")}), invalid,
+                 "1 to 4096 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {k.Ref(), Bytes(4097, 1), ToBytes("RAW")}),
+                 invalid, "1 to 4096 bytes");
   EXPECT_OK(Call(*core, ecall::Call::kKmsSign, {k.Ref(), Bytes(4096, 1), ToBytes("RAW")}).status());
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerify, {k.Ref(), message, ToBytes("PSS"), sig}), invalid, "RAW or DIGEST");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerify, {k.Ref(), message, ToBytes("PSS"), sig}),
+                 invalid, "RAW or DIGEST");
 }
 
 TEST_F(KmsOpsTest, MacsVerifyAndRefuseEveryMismatch) {
@@ -480,16 +538,17 @@ TEST_F(KmsOpsTest, MacsVerifyAndRefuseEveryMismatch) {
   Bytes longer = (*mac)[0];
   longer.push_back(0);
   for (const Bytes& bad : {flipped, shorter, longer, Bytes{}})
-    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerifyMac, {k.Ref(), message, bad}), ErrorCode::kIntegrity,
-                   "kms: mac does not verify");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerifyMac, {k.Ref(), ToBytes("authenticate mE"), (*mac)[0]}),
+    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerifyMac, {k.Ref(), message, bad}),
+                   ErrorCode::kIntegrity, "kms: mac does not verify");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsVerifyMac, {k.Ref(), ToBytes("authenticate mE"), (*mac)[0]}),
+      ErrorCode::kIntegrity, "kms: mac does not verify");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerifyMac, {other.Ref(), message, (*mac)[0]}),
                  ErrorCode::kIntegrity, "kms: mac does not verify");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerifyMac, {other.Ref(), message, (*mac)[0]}), ErrorCode::kIntegrity,
-                 "kms: mac does not verify");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateMac, {k.Ref(), Bytes(4097, 1)}), ErrorCode::kInvalidArgument,
-                 "message must be 1 to 4096 bytes");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateMac, {k.Ref(), Bytes{}}), ErrorCode::kInvalidArgument,
-                 "message must be 1 to 4096 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateMac, {k.Ref(), Bytes(4097, 1)}),
+                 ErrorCode::kInvalidArgument, "message must be 1 to 4096 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateMac, {k.Ref(), Bytes{}}),
+                 ErrorCode::kInvalidArgument, "message must be 1 to 4096 bytes");
 }
 
 TEST_F(KmsOpsTest, AccessSecretsRoundTripOnlyUnderTheirId) {
@@ -499,32 +558,37 @@ TEST_F(KmsOpsTest, AccessSecretsRoundTripOnlyUnderTheirId) {
   const Bytes& secret = (*made)[0];
   const Bytes& wrapped = (*made)[1];
   ASSERT_EQ(secret.size(), kAccessSecretSize);
-  for (uint8_t c : secret) EXPECT_TRUE(std::isalnum(c) || c == '+' || c == '/') << static_cast<int>(c);
+  for (uint8_t c : secret)
+    EXPECT_TRUE(std::isalnum(c) || c == '+' || c == '/') << static_cast<int>(c);
   EXPECT_EQ(wrapped.size(), 12u + 40u + 16u);
-  auto opened = Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), wrapped});
+  auto opened =
+      Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), wrapped});
   ASSERT_OK(opened.status());
   EXPECT_EQ((*opened)[0], secret);
   auto second = Call(*core, ecall::Call::kKmsNewAccessSecret, {ToBytes("AKIAEXAMPLE0001")});
   ASSERT_OK(second.status());
   EXPECT_NE((*second)[0], secret);
 
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0002"), wrapped}), ErrorCode::kIntegrity,
-                 "access secret does not unwrap");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0002"), wrapped}),
+      ErrorCode::kIntegrity, "access secret does not unwrap");
   Bytes bad = wrapped;
   bad[20] ^= 1;
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), bad}), ErrorCode::kIntegrity,
-                 "access secret does not unwrap");
-  auto other = Unsealed();
-  EXPECT_REFUSED(Call(*other, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), wrapped}),
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), bad}),
                  ErrorCode::kIntegrity, "access secret does not unwrap");
+  auto other = Unsealed();
+  EXPECT_REFUSED(
+      Call(*other, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), wrapped}),
+      ErrorCode::kIntegrity, "access secret does not unwrap");
   // A CMK's wrapped material is not an access secret (different key and AAD).
   Key k = Create(*core, "AKIAEXAMPLE0001", 1, ecall::kSpecSymmetric);
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), k.ref.wrapped}),
-                 ErrorCode::kIntegrity, "access secret does not unwrap");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsNewAccessSecret, {Bytes{}}), ErrorCode::kInvalidArgument,
-                 "access key id must be 1 to 128 bytes");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsNewAccessSecret, {Bytes(129, 'A')}), ErrorCode::kInvalidArgument,
-                 "access key id must be 1 to 128 bytes");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), k.ref.wrapped}),
+      ErrorCode::kIntegrity, "access secret does not unwrap");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsNewAccessSecret, {Bytes{}}),
+                 ErrorCode::kInvalidArgument, "access key id must be 1 to 128 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsNewAccessSecret, {Bytes(129, 'A')}),
+                 ErrorCode::kInvalidArgument, "access key id must be 1 to 128 bytes");
 }
 
 // ---- audit chain ----
@@ -582,20 +646,26 @@ TEST_F(KmsOpsTest, AuditAppendsChainAndSignHeads) {
   const ErrorCode fp = ErrorCode::kFailedPrecondition;
   // A stale anchor (genuinely signed, but not the last head), an empty anchor once a head is
   // signed, and a fork (same seq, another hash) are refused.
-  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {anchor1, Entries(second)}), fp, "audit: anchor is not the current head");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {Bytes{}, Entries(second)}), fp, "audit: anchor is not the current head");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {anchor1, Entries(second)}), fp,
+                 "audit: anchor is not the current head");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {Bytes{}, Entries(second)}), fp,
+                 "audit: anchor is not the current head");
   Bytes fork = anchor2;
   fork[8] ^= 1;
-  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {fork, Entries(second)}), fp, "audit: anchor is not the current head");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {fork, Entries(second)}), fp,
+                 "audit: anchor is not the current head");
   // Malformed requests.
-  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {anchor2, Entries({})}), ErrorCode::kInvalidArgument,
-                 "audit: no entries");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {anchor2, Entries({})}),
+                 ErrorCode::kInvalidArgument, "audit: no entries");
   Bytes trailing = Entries(second);
   trailing.push_back(0);
-  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {anchor2, trailing}), ErrorCode::kInvalidArgument, "trailing bytes");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {anchor2, Bytes{0, 0, 0, 2, 0, 0, 0, 1, 'x'}}),
-                 ErrorCode::kInvalidArgument, "audit: entry");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {Bytes(anchor2.begin(), anchor2.end() - 1), Entries(second)}),
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {anchor2, trailing}),
+                 ErrorCode::kInvalidArgument, "trailing bytes");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kAuditAppend, {anchor2, Bytes{0, 0, 0, 2, 0, 0, 0, 1, 'x'}}),
+      ErrorCode::kInvalidArgument, "audit: entry");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend,
+                      {Bytes(anchor2.begin(), anchor2.end() - 1), Entries(second)}),
                  ErrorCode::kInvalidArgument, "anchor must be");
   // None of the refusals moved the head: the current one still extends.
   auto r3 = Call(*core, ecall::Call::kAuditAppend, {anchor2, Entries({"e4", "e5"})});
@@ -622,24 +692,25 @@ TEST_F(KmsOpsTest, AuditAfterRestartAcceptsTheStoredAnchorAndRefusesAForgedOne) 
   Bytes other_seq = stored;
   other_seq[7] ^= 1;
   audit::Head fake{2, crypto::RandomBytes(32)};
-  Bytes foreign = Concat({audit::EncodeHead(fake.seq, fake.hash),
-                          crypto::SigningKey::Generate().Sign(audit::CheckpointMessage(fake.seq, fake.hash))});
+  Bytes foreign =
+      Concat({audit::EncodeHead(fake.seq, fake.hash),
+              crypto::SigningKey::Generate().Sign(audit::CheckpointMessage(fake.seq, fake.hash))});
   Bytes zero_sig = Concat({(*r1)[0], Bytes(64, 0)});
   for (const Bytes& forged : {other_hash, other_seq, foreign, zero_sig})
-    EXPECT_REFUSED(Call(*restarted, ecall::Call::kAuditAppend, {forged, Entries({"three"})}), ErrorCode::kIntegrity,
-                   "audit: anchor signature does not verify");
+    EXPECT_REFUSED(Call(*restarted, ecall::Call::kAuditAppend, {forged, Entries({"three"})}),
+                   ErrorCode::kIntegrity, "audit: anchor signature does not verify");
   auto r2 = Call(*restarted, ecall::Call::kAuditAppend, {stored, Entries({"three"})});
   ASSERT_OK(r2.status());
   audit::Head want = Chain(Chain({0, audit::GenesisHash()}, {"one", "two"}), {"three"});
   EXPECT_EQ((*r2)[0], audit::EncodeHead(3, want.hash));
   EXPECT_OK(key.Verify(audit::CheckpointMessage(3, want.hash), (*r2)[1]));
   // From now on the restarted core holds its own head: the older stored anchor is stale.
-  EXPECT_REFUSED(Call(*restarted, ecall::Call::kAuditAppend, {stored, Entries({"four"})}), ErrorCode::kFailedPrecondition,
-                 "audit: anchor is not the current head");
+  EXPECT_REFUSED(Call(*restarted, ecall::Call::kAuditAppend, {stored, Entries({"four"})}),
+                 ErrorCode::kFailedPrecondition, "audit: anchor is not the current head");
   // A core with another root key has another audit key: the stored anchor does not verify there.
   auto stranger = Unsealed();
-  EXPECT_REFUSED(Call(*stranger, ecall::Call::kAuditAppend, {stored, Entries({"x"})}), ErrorCode::kIntegrity,
-                 "audit: anchor signature does not verify");
+  EXPECT_REFUSED(Call(*stranger, ecall::Call::kAuditAppend, {stored, Entries({"x"})}),
+                 ErrorCode::kIntegrity, "audit: anchor signature does not verify");
 }
 
 TEST_F(KmsOpsTest, EveryWayToTheRootKeyDerivesTheSameKeyring) {
@@ -649,8 +720,10 @@ TEST_F(KmsOpsTest, EveryWayToTheRootKeyDerivesTheSameKeyring) {
   Bytes blob = Encrypt(*first, k, ToBytes("survives restarts"), Ctx({}));
   // Quorum unseal of the stored envelope (1 provider + 2 customers).
   auto unsealed = NewCore();
-  ASSERT_OK(Call(*unsealed, ecall::Call::kLoad, {ToBytes(custody_.json), envelope, origin, Bytes{}}).status());
-  EXPECT_EQ(Call(*unsealed, ecall::Call::kKmsDecrypt, {k.Ref(), blob, Ctx({})}).status().message(), "enclave: sealed");
+  ASSERT_OK(Call(*unsealed, ecall::Call::kLoad, {ToBytes(custody_.json), envelope, origin, Bytes{}})
+                .status());
+  EXPECT_EQ(Call(*unsealed, ecall::Call::kKmsDecrypt, {k.Ref(), blob, Ctx({})}).status().message(),
+            "enclave: sealed");
   for (const char* id : {"P1", "C1", "C2"}) ASSERT_OK(Release(*unsealed, K(id)).status());
   ASSERT_FALSE(unsealed->sealed());
   // Join.
@@ -678,7 +751,9 @@ TEST(KmsKeyringTest, DerivationIsAFunctionOfTheRootKey) {
   auto opened = b->UnwrapMaterial(KeyRef{"id", 1, std::string(ecall::kSpecSymmetric), wrapped});
   ASSERT_OK(opened.status());
   EXPECT_TRUE(opened->ConstantTimeEquals(material));
-  EXPECT_EQ(c->UnwrapMaterial(KeyRef{"id", 1, std::string(ecall::kSpecSymmetric), wrapped}).status().code(),
+  EXPECT_EQ(c->UnwrapMaterial(KeyRef{"id", 1, std::string(ecall::kSpecSymmetric), wrapped})
+                .status()
+                .code(),
             ErrorCode::kIntegrity);
   // The audit key is the documented derivation: HKDF(root, "", "custos/v1/audit-signing-key" ||
   // u8 counter), the first candidate that is a valid scalar (counter 0 but for ~2^-32 of roots).
@@ -701,8 +776,10 @@ class RealCore {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n <= 0) return nullptr;
-    std::string binary = (std::filesystem::path(std::string(exe, static_cast<size_t>(n))).parent_path() /
-                          "custos-enclave").string();
+    std::string binary =
+        (std::filesystem::path(std::string(exe, static_cast<size_t>(n))).parent_path() /
+         "custos-enclave")
+            .string();
     if (access(binary.c_str(), X_OK) != 0) return nullptr;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return nullptr;
@@ -747,21 +824,25 @@ TEST_F(KmsOpsTest, TheSeccompFilteredProcessServesEveryKmsCall) {
   auto core = RealCore::Start(dir_ + "/real-sim");
   if (core == nullptr) GTEST_SKIP() << "custos-enclave is not built next to this test";
   ASSERT_OK(core->Call(ecall::Call::kHello, {}).status());
-  ASSERT_OK(core->Call(ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
+  ASSERT_OK(
+      core->Call(ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
   ASSERT_OK(core->Call(ecall::Call::kInit, {}).status());
   auto status = core->Call(ecall::Call::kStatus, {Bytes{}});
   ASSERT_OK(status.status());
   nlohmann::json s = nlohmann::json::parse(ToString((*status)[0]));
   EXPECT_TRUE(s["lockdown"]["seccomp"].get<bool>());
   ASSERT_TRUE(s.contains("audit_public_key"));
-  auto audit_key = crypto::VerifyingKey::Decode(*HexDecode(s["audit_public_key"].get<std::string>()));
+  auto audit_key =
+      crypto::VerifyingKey::Decode(*HexDecode(s["audit_public_key"].get<std::string>()));
   ASSERT_OK(audit_key.status());
 
   std::map<std::string, Key> keys;
   for (std::string_view spec : {ecall::kSpecSymmetric, ecall::kSpecHmac256, ecall::kSpecEccP256}) {
-    auto r = core->Call(ecall::Call::kKmsCreateKey, {ToBytes(spec), ecall::U32Arg(1), ToBytes(spec)});
+    auto r =
+        core->Call(ecall::Call::kKmsCreateKey, {ToBytes(spec), ecall::U32Arg(1), ToBytes(spec)});
     ASSERT_OK(r.status());
-    keys[std::string(spec)] = Key{KeyRef{std::string(spec), 1, std::string(spec), (*r)[0]}, (*r)[1]};
+    keys[std::string(spec)] =
+        Key{KeyRef{std::string(spec), 1, std::string(spec), (*r)[0]}, (*r)[1]};
   }
   const Key& sym = keys[std::string(ecall::kSpecSymmetric)];
   const Key& hmac = keys[std::string(ecall::kSpecHmac256)];
@@ -772,16 +853,25 @@ TEST_F(KmsOpsTest, TheSeccompFilteredProcessServesEveryKmsCall) {
   auto plain = core->Call(ecall::Call::kKmsDecrypt, {sym.Ref(), (*blob)[0], ctx});
   ASSERT_OK(plain.status());
   EXPECT_EQ((*plain)[0], ToBytes("through the filter"));
-  EXPECT_EQ(core->Call(ecall::Call::kKmsDecrypt, {sym.Ref(), (*blob)[0], Ctx({})}).status().code(), ErrorCode::kIntegrity);
-  ASSERT_OK(core->Call(ecall::Call::kKmsReEncrypt, {sym.Ref(), (*blob)[0], ctx, sym.Ref(), Ctx({})}).status());
-  ASSERT_OK(core->Call(ecall::Call::kKmsGenerateDataKey, {sym.Ref(), ecall::U32Arg(32), ctx, Bytes{1}}).status());
+  EXPECT_EQ(core->Call(ecall::Call::kKmsDecrypt, {sym.Ref(), (*blob)[0], Ctx({})}).status().code(),
+            ErrorCode::kIntegrity);
+  ASSERT_OK(core->Call(ecall::Call::kKmsReEncrypt, {sym.Ref(), (*blob)[0], ctx, sym.Ref(), Ctx({})})
+                .status());
+  ASSERT_OK(
+      core->Call(ecall::Call::kKmsGenerateDataKey, {sym.Ref(), ecall::U32Arg(32), ctx, Bytes{1}})
+          .status());
   ASSERT_OK(core->Call(ecall::Call::kKmsGenerateRandom, {ecall::U32Arg(64)}).status());
   auto sig = core->Call(ecall::Call::kKmsSign, {ecc.Ref(), ToBytes("m"), ToBytes("RAW")});
   ASSERT_OK(sig.status());
   EXPECT_TRUE(OpensslVerifies(ecc.public_key, ToBytes("m"), (*sig)[0]));
-  ASSERT_OK(core->Call(ecall::Call::kKmsVerify, {ecc.Ref(), ToBytes("m"), ToBytes("RAW"), (*sig)[0]}).status());
-  EXPECT_EQ(core->Call(ecall::Call::kKmsVerify, {ecc.Ref(), ToBytes("n"), ToBytes("RAW"), (*sig)[0]}).status().code(),
-            ErrorCode::kIntegrity);
+  ASSERT_OK(
+      core->Call(ecall::Call::kKmsVerify, {ecc.Ref(), ToBytes("m"), ToBytes("RAW"), (*sig)[0]})
+          .status());
+  EXPECT_EQ(
+      core->Call(ecall::Call::kKmsVerify, {ecc.Ref(), ToBytes("n"), ToBytes("RAW"), (*sig)[0]})
+          .status()
+          .code(),
+      ErrorCode::kIntegrity);
   auto mac = core->Call(ecall::Call::kKmsGenerateMac, {hmac.Ref(), ToBytes("m")});
   ASSERT_OK(mac.status());
   ASSERT_OK(core->Call(ecall::Call::kKmsVerifyMac, {hmac.Ref(), ToBytes("m"), (*mac)[0]}).status());
