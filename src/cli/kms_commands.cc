@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "common/file.h"
+#include "common/secret.h"
 #include "net/http_client.h"
 #include "net/json_fields.h"
 

@@ -37,6 +37,17 @@ std::string DefaultEnclaveBinary() {
       .string();
 }
 
+net::HttpServerOptions ApiServerOptions(const ServerConfig& config) {
+  net::HttpServerOptions o;
+  o.tls_cert_file = config.tls_cert;
+  o.tls_key_file = config.tls_key;
+  o.transport_error = [](int status, std::string_view, std::string_view message) {
+    return kms::KmsApi::ErrorResponse(status, status == 400 ? "SerializationException" : "ValidationException",
+                                      message, "");
+  };
+  return o;
+}
+
 EnclaveLaunch EnclaveLaunchFor(const ServerConfig& c, const std::string& enclave_binary) {
   EnclaveLaunch l;
   l.binary = enclave_binary;

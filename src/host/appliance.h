@@ -34,6 +34,7 @@
 #include "kms/service.h"
 #include "store/store.h"
 #include "net/http.h"
+#include "net/http_server.h"
 #include "nlohmann/json.hpp"
 
 namespace custos::host {
@@ -120,6 +121,11 @@ class Appliance {
   std::string admin_token_;
   std::thread maintenance_thread_;
 };
+
+// ApiServerOptions returns the HttpServer options an appliance node serves with: TLS from the
+// config, and the errors the HTTP layer answers itself (413 body too large, 431, 400) in the
+// AWS JSON error shape, since most clients of this port are AWS SDKs.
+net::HttpServerOptions ApiServerOptions(const ServerConfig& config);
 
 // DefaultEnclaveBinary returns custos-enclave next to the running executable.
 std::string DefaultEnclaveBinary();

@@ -104,7 +104,8 @@ net::HttpResponse KmsApi::ErrorResponse(int http_status, std::string_view type, 
   net::HttpResponse r;
   r.status = http_status;
   r.content_type = "application/x-amz-json-1.1";
-  r.body = json{{"__type", type}, {"message", message}}.dump();
+  // Messages may quote a cut piece of the request: render invalid UTF-8 as U+FFFD, never throw.
+  r.body = json{{"__type", type}, {"message", message}}.dump(-1, ' ', false, json::error_handler_t::replace);
   if (!request_id.empty()) r.headers["x-amzn-requestid"] = request_id;
   return r;
 }
@@ -213,7 +214,7 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
   if (!out.ok()) return fail(out.http_status, out.error_type.c_str(), out.message);
   net::HttpResponse r;
   r.content_type = "application/x-amz-json-1.1";
-  r.body = out.response.dump();
+  r.body = out.response.dump(-1, ' ', false, json::error_handler_t::replace);
   r.headers["x-amzn-requestid"] = request_id;
   return finish(std::move(r), "ok");
 }
