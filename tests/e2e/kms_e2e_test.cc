@@ -278,7 +278,7 @@ TEST(KmsE2E, AuditVerifyDetectsAnEditedDatabase) {
   kms::KmsClient c = s.Client();
   std::string id = Ok(c, "CreateKey", json::object())["KeyMetadata"]["KeyId"];
   for (int i = 0; i < 5; ++i) Ok(c, "Encrypt", {{"KeyId", id}, {"Plaintext", "eA=="}});
-  EXPECT_EQ(ErrorOf(c, "DisableKey", {{"KeyId", "alias/none"}}), "NotFoundException");
+  EXPECT_EQ(ErrorOf(c, "DescribeKey", {{"KeyId", "alias/none"}}), "NotFoundException");
   ASSERT_EQ(s.Stop(), 0);
   RunResult ok = AuditVerify(dir + "/server");
   ASSERT_EQ(ok.code, 0) << ok.out << ok.err;
