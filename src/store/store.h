@@ -85,36 +85,42 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Keys. CreateKey stores the record and its first version in one transaction.
+  // Keys. CreateKey stores the record and its first version in one transaction;
+  // kAlreadyExists for a taken key_id. The version's key_id must be the record's and the
+  // record's current_version the version's number (kInvalidArgument otherwise): a stored key's
+  // current_version always names a stored version, which UpdateKey and AddKeyVersion keep so.
   virtual Status CreateKey(const KeyRecord& key, const KeyVersion& first_version) = 0;
   virtual StatusOr<KeyRecord> GetKey(std::string_view key_id) = 0;
   // ListKeys returns every key, ordered by key_id.
   virtual StatusOr<std::vector<KeyRecord>> ListKeys() = 0;
-  // UpdateKey replaces the metadata of an existing key (kNotFound if absent).
+  // UpdateKey replaces the metadata of an existing key (kNotFound if absent; kInvalidArgument
+  // if its current_version names no stored version).
   virtual Status UpdateKey(const KeyRecord& key) = 0;
   // AddKeyVersion stores a new version and the updated record (its current_version, next
-  // rotation date) in one transaction; kAlreadyExists if that version exists.
+  // rotation date) in one transaction; kAlreadyExists if that version exists, kNotFound if the
+  // key does not, kInvalidArgument as for CreateKey/UpdateKey. On any failure neither is stored.
   virtual Status AddKeyVersion(const KeyRecord& key, const KeyVersion& version) = 0;
   virtual StatusOr<KeyVersion> GetKeyVersion(std::string_view key_id, uint32_t version) = 0;
-  // ListKeyVersions returns the key's versions, oldest first.
+  // ListKeyVersions returns the key's versions, oldest first (kNotFound if the key is absent).
   virtual StatusOr<std::vector<KeyVersion>> ListKeyVersions(std::string_view key_id) = 0;
   // DeleteKey removes a key with its versions, aliases and tags (deletion after the waiting
   // period). kNotFound if absent.
   virtual Status DeleteKey(std::string_view key_id) = 0;
 
   // Aliases. CreateAlias: kAlreadyExists if the name is taken. UpdateAlias/DeleteAlias:
-  // kNotFound if absent.
+  // kNotFound if absent. CreateAlias/UpdateAlias to a key that does not exist: kNotFound.
   virtual Status CreateAlias(const AliasRecord& alias) = 0;
   virtual Status UpdateAlias(std::string_view alias_name, std::string_view key_id,
                              int64_t updated) = 0;
   virtual Status DeleteAlias(std::string_view alias_name) = 0;
   virtual StatusOr<AliasRecord> GetAlias(std::string_view alias_name) = 0;
-  // ListAliases returns all aliases (or those of one key when key_id is set), by name.
+  // ListAliases returns all aliases (or those of one key when key_id is set), by name; with
+  // key_id set, kNotFound if that key does not exist.
   virtual StatusOr<std::vector<AliasRecord>> ListAliases(
       std::optional<std::string_view> key_id) = 0;
 
   // Tags: TagResource adds or overwrites; UntagResource removes the named keys (absent ones
-  // are ignored); ListTags orders by tag key.
+  // are ignored); ListTags orders by tag key. All three: kNotFound if the key does not exist.
   virtual Status TagResource(std::string_view key_id, const std::vector<Tag>& tags) = 0;
   virtual Status UntagResource(std::string_view key_id,
                                const std::vector<std::string>& tag_keys) = 0;
@@ -128,7 +134,9 @@ class Store {
   // Audit. AppendAudit stores a batch in one transaction; each record's seq must be the next
   // one (kFailedPrecondition otherwise, nothing stored). LastAudit is the newest record (with
   // seq 0 and empty fields when the log is empty); LastSignedAudit the newest record with a
-  // signature. ReadAudit returns up to `limit` records with seq >= from_seq, in order.
+  // signature (likewise seq 0 and empty fields when none has one). ReadAudit returns up to
+  // `limit` records with seq >= from_seq, in order. An empty batch is a no-op; the first seq of
+  // an empty log is 1, and seqs above INT64_MAX are refused (kInvalidArgument).
   virtual Status AppendAudit(const std::vector<AuditRecord>& records) = 0;
   virtual StatusOr<AuditRecord> LastAudit() = 0;
   virtual StatusOr<AuditRecord> LastSignedAudit() = 0;
@@ -142,7 +150,9 @@ class Store {
 // OpenSqliteStore opens (creating if needed, mode 0600) the SQLite database at `path`, sets
 // WAL and synchronous=FULL, and applies any pending schema migrations (PRAGMA user_version
 // records the schema version; a database from a newer custos is refused with
-// kFailedPrecondition naming both versions).
+// kFailedPrecondition naming both versions; so is a SQLite file of another program). Fails
+// (kUnavailable) rather than run on weaker guarantees if WAL, synchronous=FULL or foreign keys
+// do not take effect. docs/storage.md describes the schema and the durability promise.
 StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
 
 // kSchemaVersion is the schema version this build writes.
