@@ -27,7 +27,10 @@
 // Evaluation (AWS's order): an explicit Deny whose principal, action, resource and conditions
 // all match wins; else an Allow that matches grants; else the request is implicitly denied.
 // A condition key absent from the request makes its operator false, except for the *IfExists
-// forms and ForAllValues (true on an empty set) and Null.
+// forms and ForAllValues (true on an empty set) and Null, and (as in AWS) the negated
+// operators StringNotEquals*, StringNotLike, which are true when the key is absent: a Deny
+// "unless kms:EncryptionContext:k is X" must also deny a request without k.
+// docs/kms-policies.md lists what is refused and why.
 #pragma once
 #include <map>
 #include <memory>
