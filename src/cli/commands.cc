@@ -17,6 +17,7 @@
 
 #include "attestation/dcap.h"
 #include "cli/appliance_commands.h"
+#include "cli/audit_commands.h"
 #include "attestation/evidence.h"
 #include "attestation/sim_evidence.h"
 #include "ceremony/ceremony.h"
@@ -544,6 +545,7 @@ int Main(int argc, char** argv) {
   a_verify->callback([&] { run(AttestVerify(evidence, collateral, policy, at)); });
 
   AddApplianceCommands(app, keeper_cmd, run);
+  AddAuditCommands(app, run);
   AddKmsCommands(app, run);
 
   try {

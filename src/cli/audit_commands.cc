@@ -1,0 +1,94 @@
+#include "cli/audit_commands.h"
+
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+#include "audit/verify.h"
+#include "crypto/ecdsa.h"
+#include "host/appliance.h"
+#include "store/store.h"
+
+namespace custos::cli {
+
+namespace {
+
+// kPageSize bounds the records held in memory at once.
+constexpr size_t kPageSize = 4096;
+
+}  // namespace
+
+Status AuditVerify(const AuditVerifyFlags& flags, std::ostream& out, std::ostream& err) {
+  const std::string db_path = flags.data_dir + "/" + std::string(host::kDatabaseFile);
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(db_path, ec))
+    return NotFound("no database at " + db_path);
+  std::optional<audit::Head> expected_head;
+  if (!flags.expect_head.empty()) {
+    StatusOr<audit::Head> head = audit::ParseHead(flags.expect_head);
+    if (!head.ok()) return head.status().WithContext("--expect-head");
+    expected_head = std::move(head).value();
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::OpenSqliteStore(db_path));
+
+  std::string key_hex = flags.public_key;
+  const bool key_from_database = key_hex.empty();
+  if (key_from_database) {
+    StatusOr<std::string> stored = store->GetMeta("audit_public_key");
+    if (!stored.ok() && stored.status().code() == ErrorCode::kNotFound)
+      return NotFound("the database names no audit public key: give --public-key");
+    if (!stored.ok()) return stored.status();
+    key_hex = *stored;
+    // Whoever could rewrite the log could also have replaced this key with their own.
+    err << "warning: the audit public key was read from the database being verified; pin it "
+           "with --public-key (\"audit_public_key\" in `custos operator status`)\n";
+  }
+  StatusOr<Bytes> key_bytes = HexDecode(key_hex);
+  if (!key_bytes.ok()) return InvalidArgument("audit public key: not hex");
+  StatusOr<crypto::VerifyingKey> key = crypto::VerifyingKey::Decode(*key_bytes);
+  if (!key.ok()) return key.status().WithContext("audit public key");
+
+  audit::ChainVerifier verifier(*key);
+  if (expected_head) verifier.ExpectHead(*expected_head);
+  uint64_t next = 1;
+  bool going = true;
+  while (going) {
+    ASSIGN_OR_RETURN(std::vector<store::AuditRecord> page, store->ReadAudit(next, kPageSize));
+    if (page.empty()) break;
+    for (const store::AuditRecord& r : page) {
+      going = verifier.Add(r.seq, r.entry, r.hash, r.signature);
+      if (!going) break;
+    }
+    // Continue after the last record read, whatever its seq: a gap is the verifier's to report.
+    next = page.back().seq + 1;
+    if (next == 0) break;  // seq at the top of the range: nothing can follow
+  }
+  audit::AuditReport report = verifier.Finish();
+
+  nlohmann::json j = report.ToJson();
+  j["database"] = db_path;
+  j["public_key"] = HexEncode(key->Encode());
+  j["public_key_from"] = key_from_database ? "database" : "--public-key";
+  out << j.dump(2) << "\n";
+  if (!report.intact) return IntegrityError("audit log: " + report.failure);
+  return Status::Ok();
+}
+
+void AddAuditCommands(CLI::App& app, std::function<void(Status)> run) {
+  // The flags live as long as `app` (they are captured by the callback).
+  static AuditVerifyFlags flags;
+  flags = {};  // Main may run more than once in a process (tests)
+  auto* audit_cmd = app.add_subcommand("audit", "the appliance's KMS audit log")->require_subcommand(1);
+  auto* verify = audit_cmd->add_subcommand(
+      "verify", "verify the hash chain and the core's signatures; prints a JSON report");
+  verify->add_option("--data-dir", flags.data_dir, "the appliance's data_dir (holds custos.db)")
+      ->required();
+  verify->add_option("--public-key", flags.public_key,
+                     "audit public key, hex (\"audit_public_key\" in `custos operator status`); "
+                     "default: the one stored in the database");
+  verify->add_option("--expect-head", flags.expect_head,
+                     "SEQ:HASH from an earlier verify: the log must still hold this head");
+  verify->callback([run] { run(AuditVerify(flags, std::cout, std::cerr)); });
+}
+
+}  // namespace custos::cli
