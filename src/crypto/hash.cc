@@ -55,25 +55,32 @@ Digest HmacSha256(ByteSpan key, ByteSpan data) {
 
 namespace {
 
-// RunHkdf drives OpenSSL's HKDF provider in the given mode (extract-only or expand-only).
-Status RunHkdf(int mode, ByteSpan key, ByteSpan salt_or_info, uint8_t* out, size_t out_len) {
-  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+// HkdfAlgorithm is OpenSSL's HKDF implementation, fetched once: a fetch walks the provider
+// tables under a lock and cost about as much as the derivation itself on the KMS hot path.
+EVP_KDF* HkdfAlgorithm() {
+  static EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  return kdf;
+}
+
+// RunHkdf drives OpenSSL's HKDF provider in the given mode (extract-only, expand-only, or both
+// in one derivation). `salt` is used by the extract step, `info` by the expand step.
+Status RunHkdf(int mode, ByteSpan key, ByteSpan salt, ByteSpan info, uint8_t* out, size_t out_len) {
+  EVP_KDF* kdf = HkdfAlgorithm();
   if (kdf == nullptr) return InternalError("HKDF is unavailable in OpenSSL");
   EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
-  EVP_KDF_free(kdf);
   if (ctx == nullptr) return InternalError("EVP_KDF_CTX_new failed");
   static const uint8_t kEmpty = 0;
-  OSSL_PARAM params[5];
+  auto octets = [](const char* name, ByteSpan b) {
+    return OSSL_PARAM_construct_octet_string(name, const_cast<uint8_t*>(b.empty() ? &kEmpty : b.data()), b.size());
+  };
+  OSSL_PARAM params[6];
   size_t n = 0;
   char digest[] = "SHA256";
   params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
   params[n++] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-  params[n++] = OSSL_PARAM_construct_octet_string(
-      OSSL_KDF_PARAM_KEY, const_cast<uint8_t*>(key.empty() ? &kEmpty : key.data()), key.size());
-  params[n++] = OSSL_PARAM_construct_octet_string(
-      mode == EVP_KDF_HKDF_MODE_EXTRACT_ONLY ? OSSL_KDF_PARAM_SALT : OSSL_KDF_PARAM_INFO,
-      const_cast<uint8_t*>(salt_or_info.empty() ? &kEmpty : salt_or_info.data()),
-      salt_or_info.size());
+  params[n++] = octets(OSSL_KDF_PARAM_KEY, key);
+  if (mode != EVP_KDF_HKDF_MODE_EXPAND_ONLY) params[n++] = octets(OSSL_KDF_PARAM_SALT, salt);
+  if (mode != EVP_KDF_HKDF_MODE_EXTRACT_ONLY) params[n++] = octets(OSSL_KDF_PARAM_INFO, info);
   params[n] = OSSL_PARAM_construct_end();
   int rc = EVP_KDF_derive(ctx, out, out_len, params);
   EVP_KDF_CTX_free(ctx);
@@ -88,7 +95,7 @@ SecretBytes HkdfExtract(ByteSpan salt, ByteSpan ikm) {
   static const uint8_t kZeros[32] = {};
   ByteSpan s = salt.empty() ? ByteSpan(kZeros, 32) : salt;
   SecretBytes prk(32);
-  if (!RunHkdf(EVP_KDF_HKDF_MODE_EXTRACT_ONLY, ikm, s, prk.ExposeMutable().data(), 32).ok())
+  if (!RunHkdf(EVP_KDF_HKDF_MODE_EXTRACT_ONLY, ikm, s, {}, prk.ExposeMutable().data(), 32).ok())
     std::abort();
   return prk;
 }
@@ -98,13 +105,15 @@ StatusOr<SecretBytes> HkdfExpand(ByteSpan prk, ByteSpan info, size_t length) {
   if (prk.size() < 32) return InvalidArgument("HKDF PRK shorter than the hash length");
   SecretBytes out(length);
   RETURN_IF_ERROR(
-      RunHkdf(EVP_KDF_HKDF_MODE_EXPAND_ONLY, prk, info, out.ExposeMutable().data(), length));
+      RunHkdf(EVP_KDF_HKDF_MODE_EXPAND_ONLY, prk, {}, info, out.ExposeMutable().data(), length));
   return out;
 }
 
 StatusOr<SecretBytes> Hkdf(ByteSpan ikm, ByteSpan salt, ByteSpan info, size_t length) {
-  SecretBytes prk = HkdfExtract(salt, ikm);
-  return HkdfExpand(prk.Expose(), info, length);
+  if (length == 0 || length > 255 * 32) return InvalidArgument("HKDF output length out of range");
+  SecretBytes out(length);
+  RETURN_IF_ERROR(RunHkdf(EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND, ikm, salt, info, out.ExposeMutable().data(), length));
+  return out;
 }
 
 }  // namespace custos::crypto
