@@ -25,6 +25,9 @@ TEST(Hkdf, Rfc5869Vectors) {
     auto okm = HkdfExpand(prk.Expose(), info, v["L"].get<size_t>());
     ASSERT_OK(okm.status());
     EXPECT_EQ(HexEncode(okm->Expose()), v["okm"].get<std::string>());
+    auto one_shot = Hkdf(ikm, salt, info, v["L"].get<size_t>());  // extract and expand at once
+    ASSERT_OK(one_shot.status());
+    EXPECT_EQ(HexEncode(one_shot->Expose()), v["okm"].get<std::string>());
   }
 }
 
