@@ -4,8 +4,10 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 10
+# DEV_DIR is where `make run` (custos server --dev) keeps its state between runs.
+DEV_DIR ?= .custos-dev
 
-.PHONY: deps build build-asan build-fuzz test test-fast test-asan fuzz-smoke fuzz bench run clean
+.PHONY: deps build build-asan build-fuzz test test-fast test-asan fuzz-smoke fuzz bench run demo clean
 
 deps:
 	@scripts/install-deps.sh
@@ -44,7 +46,13 @@ fuzz: build-fuzz
 bench: build
 	scripts/bench.sh $(BUILD)
 
+# run: the dev mode (docs/operations.md "Dev mode"): keepers, DKG, appliance, unseal and an
+# access key in one foreground process; prints the endpoint and credentials. Ctrl-C stops it.
 run: build
+	$(BUILD)/custos server --dev --data-dir $(DEV_DIR)
+
+# demo: the narrated walk through co-custody and the appliance with separate processes.
+demo: build
 	scripts/demo.sh $(BUILD)/custos
 
 clean:

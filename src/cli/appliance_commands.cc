@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "attestation/dcap.h"
+#include "cli/dev_mode.h"
 #include "common/file.h"
 #include "host/appliance.h"
 #include "host/config.h"
@@ -145,9 +146,29 @@ void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<voi
   // The strings live as long as `app` (they are captured by the callbacks).
   static std::string config, url, ca_file, pass_file, policy, collateral;
   static std::vector<std::string> dirs;
+  static bool dev = false;
+  static DevModeOptions dev_options;
   auto* server = app.add_subcommand("server", "run an appliance node (host + trusted core)");
-  server->add_option("--config", config, "server.toml (docs/server.example.toml)")->required();
-  server->callback([run] { run(Server(config)); });
+  auto* config_opt =
+      server->add_option("--config", config, "server.toml (docs/server.example.toml)");
+  auto* dev_flag = server->add_flag(
+      "--dev", dev,
+      "development only: in-process keepers, DKG, init, unseal and an access key in one command");
+  config_opt->excludes(dev_flag);
+  server
+      ->add_option("--listen", dev_options.listen,
+                   "with --dev: loopback HOST:PORT (default 127.0.0.1:8200)")
+      ->needs(dev_flag);
+  server
+      ->add_option("--data-dir", dev_options.data_dir,
+                   "with --dev: state directory (default ./.custos-dev)")
+      ->needs(dev_flag);
+  server->callback([run] {
+    if (dev) return run(RunDevMode(dev_options));
+    if (config.empty())
+      return run(InvalidArgument("server needs --config (or --dev for a development setup)"));
+    run(Server(config));
+  });
 
   auto* op = app.add_subcommand("operator", "appliance operations")->require_subcommand(1);
   auto* op_init = op->add_subcommand("init", "generate the root key in the enclave; store its envelope");

@@ -1,0 +1,507 @@
+#include "cli/dev_mode.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "attestation/dcap.h"
+#include "ceremony/ceremony.h"
+#include "common/file.h"
+#include "crypto/random.h"
+#include "custody/custody.h"
+#include "host/appliance.h"
+#include "host/config.h"
+#include "keeper/keeper_service.h"
+#include "keeper/keeper_store.h"
+#include "keeper/release.h"
+#include "net/http_server.h"
+
+namespace custos::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// The dev deployment's fixed shape: provider 1-of-1 AND customer 2-of-3, the smallest one that
+// shows both domains and a customer threshold. Unseal uses P1, C1 and C2; C3 is the spare.
+constexpr char kProviderId[] = "P1";
+const std::vector<std::string> kCustomerIds = {"C1", "C2", "C3"};
+const std::vector<std::string> kUnsealIds = {"P1", "C1", "C2"};
+constexpr uint32_t kCustomerThreshold = 2;
+constexpr char kAccessKeyName[] = "dev";
+constexpr char kCredentialsFile[] = "dev-credentials";
+
+void Log(const std::string& level, const std::string& msg, const json& extra = json::object()) {
+  json j = {{"level", level}, {"component", "dev"}, {"msg", msg}};
+  for (auto& [k, v] : extra.items()) j[k] = v;
+  std::cerr << j.dump() << std::endl;
+}
+
+double MsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// SplitListen separates "host:port" / "[v6]:port" into the host as it appears in a URL
+// (brackets kept) and the port text.
+StatusOr<std::pair<std::string, std::string>> SplitListen(const std::string& listen) {
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size())
+    return InvalidArgument("--listen must be HOST:PORT");
+  return std::make_pair(listen.substr(0, colon), listen.substr(colon + 1));
+}
+
+// CheckLoopback refuses a listen host other than a loopback address: dev mode serves plain
+// HTTP with credentials anyone on the machine could read, and must not be reachable from
+// elsewhere.
+Status CheckLoopback(const std::string& host) {
+  if (host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0) return Status::Ok();
+  return InvalidArgument("dev mode listens on loopback only (127.0.0.1, [::1] or localhost), not " +
+                         host);
+}
+
+// DataDirLock holds an exclusive flock on D/lock so that two dev servers never share a data
+// directory (their keepers and appliances would overwrite each other's state).
+class DataDirLock {
+ public:
+  static StatusOr<std::unique_ptr<DataDirLock>> Acquire(const std::string& dir) {
+    std::string path = dir + "/lock";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return Unavailable("cannot open " + path + ": " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);
+      return FailedPrecondition("another `custos server --dev` is using " + dir);
+    }
+    return std::unique_ptr<DataDirLock>(new DataDirLock(fd));
+  }
+  ~DataDirLock() { ::close(fd_); }
+  DataDirLock(const DataDirLock&) = delete;
+  DataDirLock& operator=(const DataDirLock&) = delete;
+
+ private:
+  explicit DataDirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+// LoadOrCreatePassphrase returns the keepers' at-rest passphrase, drawing a random one on the
+// first start. Keeping it in a file beside the shares is what makes dev mode dev-only.
+StatusOr<SecretBytes> LoadOrCreatePassphrase(const std::string& path) {
+  if (!FileExists(path)) {
+    SecretBytes raw = crypto::RandomSecret(32);
+    std::string hex = HexEncode(raw.Expose());
+    Status st = WriteFileAtomic(path, hex + "\n", 0600);
+    WipeBytes(hex);
+    RETURN_IF_ERROR(st);
+  }
+  ASSIGN_OR_RETURN(std::string text, ReadPassphraseFile(path));
+  SecretBytes pass = SecretBytes::CopyFrom(text);
+  WipeBytes(text);
+  if (pass.empty()) return InvalidArgument(path + " is empty");
+  return pass;
+}
+
+// DevKeeper is one in-process keeper: its unsealed store, its request handlers and the
+// loopback HTTP server the ceremony talks to. Members are destroyed server first.
+struct DevKeeper {
+  std::unique_ptr<keeper::KeeperStore> store;
+  std::unique_ptr<keeper::KeeperService> service;
+  std::unique_ptr<net::HttpServer> server;
+  std::string url;
+};
+
+// DevKdfParams are the Argon2id parameters dev mode seals new keeper stores with: one pass over
+// 8 MiB, the kind of values `custos keeper init --kdf-memory-kib --kdf-iterations` accepts.
+// The RFC 9106 defaults cost 64 MiB and three passes per keeper, which on a loaded 2-core
+// machine took 13 s for four keepers and broke the 5 s start-up budget, while protecting
+// nothing here: the passphrase is a file next to the stores. Production defaults are not
+// touched; a store keeps its parameters in keeper.json, so Open uses whatever it was made with.
+crypto::Argon2Params DevKdfParams() {
+  crypto::Argon2Params p;
+  p.t_cost = 1;
+  p.m_cost_kib = 8192;
+  p.parallelism = 1;
+  return p;
+}
+
+// OpenOrInitKeeper reopens the keeper in `dir` or creates it (one Argon2id derivation either
+// way).
+StatusOr<std::unique_ptr<keeper::KeeperStore>> OpenOrInitKeeper(const std::string& dir,
+                                                                const std::string& id,
+                                                                custody::Domain domain,
+                                                                const SecretBytes& pass) {
+  if (FileExists(dir + "/keeper.json")) {
+    ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
+    if (store->id() != id || store->domain() != domain)
+      return FailedPrecondition(dir + " holds keeper " + store->id() + ", expected " + id);
+    return store;
+  }
+  return keeper::KeeperStore::Init(dir, id, domain, pass, DevKdfParams());
+}
+
+// DevCredentials is the dev access key as saved in D/dev-credentials.
+struct DevCredentials {
+  std::string access_key_id;
+  SecretBytes secret_access_key;
+  std::string principal_arn;
+};
+
+StatusOr<DevCredentials> LoadCredentials(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileString(path));
+  json j = json::parse(text, nullptr, false);
+  WipeBytes(text);
+  if (j.is_discarded() || !j.is_object() || !j.contains("access_key_id") ||
+      !j["access_key_id"].is_string() || !j.contains("secret_access_key") ||
+      !j["secret_access_key"].is_string())
+    return InvalidArgument(path + " is malformed");
+  DevCredentials c;
+  c.access_key_id = j["access_key_id"].get<std::string>();
+  std::string& secret = j["secret_access_key"].get_ref<std::string&>();
+  c.secret_access_key = SecretBytes::CopyFrom(secret);
+  WipeBytes(secret);
+  c.principal_arn = j.value("principal_arn", "");
+  return c;
+}
+
+Status SaveCredentials(const std::string& path, const DevCredentials& c) {
+  json j = {{"access_key_id", c.access_key_id},
+            {"secret_access_key", std::string(c.secret_access_key.ExposeAsString())},
+            {"principal_arn", c.principal_arn}};
+  std::string text = j.dump(2) + "\n";
+  WipeBytes(j["secret_access_key"].get_ref<std::string&>());
+  Status st = WriteFileAtomic(path, text, 0600);
+  WipeBytes(text);
+  return st;
+}
+
+// CallAppliance runs one API request through the appliance's handler, in process (the same
+// code path as over HTTP, without the loopback round trip).
+StatusOr<json> CallAppliance(host::Appliance& appliance, const std::string& method,
+                             const std::string& target) {
+  net::HttpRequest req;
+  req.method = method;
+  req.target = target;
+  if (method == "POST") {
+    req.body = "{}";
+    req.headers["content-type"] = "application/json";
+  }
+  req.remote = "dev-mode";
+  return net::DecodeJsonResponse(StatusOr<net::HttpResponse>(appliance.Handle(req)), "appliance");
+}
+
+// DevDeployment owns every running piece. Members are declared in start order, so they are
+// destroyed (and stopped) in reverse: API server, appliance, keepers.
+class DevDeployment {
+ public:
+  explicit DevDeployment(DevModeOptions options) : options_(std::move(options)) {}
+  ~DevDeployment() { Stop(); }
+
+  // Start brings the deployment up to "ready" and fills the printed lines.
+  Status Start();
+  // Stop drains the API server, stops the appliance (its core exits), then the keepers.
+  void Stop();
+  // TakeEnvLines hands over the KEY=VALUE lines (they hold the secret access key).
+  std::string TakeEnvLines() { return std::move(env_lines_); }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  Status PrepareDataDir();
+  Status StartKeepers();
+  Status RunDkgIfNeeded();
+  Status StartAppliance();
+  Status InitIfNeeded();
+  Status Unseal();
+  Status EnsureAccessKey();
+  Status WriteDevEnv();
+
+  DevModeOptions options_;
+  std::string dir_;  // absolute data directory
+  std::unique_ptr<DataDirLock> lock_;
+  SecretBytes passphrase_;
+  std::vector<DevKeeper> keepers_;  // P1, C1, C2, C3
+  std::unique_ptr<host::Appliance> appliance_;
+  std::unique_ptr<net::HttpServer> api_;
+  std::string endpoint_;
+  std::string region_;  // the SigV4 region the KMS API answers to
+  // fresh_root_key_: this start generated the root key, so no saved access key is valid.
+  bool fresh_root_key_ = false;
+  DevCredentials credentials_;
+  std::string env_lines_;
+  bool env_written_ = false;
+};
+
+Status DevDeployment::PrepareDataDir() {
+  // Refuse a non-loopback address before creating anything.
+  ASSIGN_OR_RETURN(auto listen, SplitListen(options_.listen));
+  RETURN_IF_ERROR(CheckLoopback(listen.first));
+  std::error_code ec;
+  fs::path abs = fs::absolute(options_.data_dir, ec);
+  if (ec) return InvalidArgument("cannot resolve --data-dir: " + ec.message());
+  dir_ = abs.lexically_normal().string();
+  if (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+  fs::create_directories(dir_ + "/keepers", ec);
+  if (ec) return Unavailable("cannot create " + dir_ + ": " + ec.message());
+  for (const std::string& d : {dir_, dir_ + "/keepers"})
+    if (::chmod(d.c_str(), 0700) != 0)
+      return Unavailable("cannot chmod " + d + ": " + std::strerror(errno));
+  ASSIGN_OR_RETURN(lock_, DataDirLock::Acquire(dir_));
+  // A dev.env left by a crash must not announce a server that is not ready yet.
+  ::unlink((dir_ + "/" + kDevEnvFile).c_str());
+  ASSIGN_OR_RETURN(passphrase_, LoadOrCreatePassphrase(dir_ + "/keepers/passphrase"));
+  return Status::Ok();
+}
+
+Status DevDeployment::StartKeepers() {
+  std::vector<std::pair<std::string, custody::Domain>> ids = {
+      {kProviderId, custody::Domain::kProvider}};
+  for (const std::string& id : kCustomerIds) ids.emplace_back(id, custody::Domain::kCustomer);
+  // One Argon2id derivation each: run them in parallel.
+  std::vector<StatusOr<std::unique_ptr<keeper::KeeperStore>>> stores;
+  stores.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) stores.emplace_back(InternalError("not run"));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < ids.size(); ++i)
+    threads.emplace_back([&, i] {
+      stores[i] = OpenOrInitKeeper(dir_ + "/keepers/" + ids[i].first, ids[i].first, ids[i].second,
+                                   passphrase_);
+    });
+  for (std::thread& t : threads) t.join();
+  passphrase_ = SecretBytes();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!stores[i].ok()) return stores[i].status().WithContext("keeper " + ids[i].first);
+    DevKeeper k;
+    k.store = std::move(stores[i]).value();
+    k.service = std::make_unique<keeper::KeeperService>(*k.store, keeper::FaultInjection{});
+    net::HttpServerOptions opts;
+    opts.max_body_bytes = 4 << 20;
+    keeper::KeeperService* service = k.service.get();
+    ASSIGN_OR_RETURN(
+        k.server, net::HttpServer::Create(
+                      "127.0.0.1:0",
+                      [service](const net::HttpRequest& r) { return service->Handle(r); }, opts));
+    RETURN_IF_ERROR(k.server->Start());
+    k.url = "http://127.0.0.1:" + std::to_string(k.server->port());
+    Log("info", "keeper serving", {{"keeper", ids[i].first}, {"url", k.url}});
+    keepers_.push_back(std::move(k));
+  }
+  return Status::Ok();
+}
+
+Status DevDeployment::RunDkgIfNeeded() {
+  std::string custody_path = dir_ + "/custody.json";
+  if (FileExists(custody_path)) return Status::Ok();
+  // Without custody.json this must be a first start: keepers holding a share, or an
+  // appliance envelope, mean an earlier setup was interrupted or edited by hand.
+  for (DevKeeper& k : keepers_) {
+    std::lock_guard<std::mutex> lock(k.store->mu());
+    if (k.store->secrets().active || k.store->secrets().pending)
+      return FailedPrecondition("keeper " + k.store->id() + " already holds a share but " +
+                                custody_path + " is missing; remove " + dir_ + " to start over");
+  }
+  if (FileExists(dir_ + "/server/" + std::string(host::kEnvelopeFile)))
+    return FailedPrecondition("the appliance has an envelope but " + custody_path +
+                              " is missing; remove " + dir_ + " to start over");
+  ceremony::DkgCeremonyOptions o;
+  o.provider_urls = {keepers_[0].url};
+  for (size_t i = 1; i < keepers_.size(); ++i) o.customer_urls.push_back(keepers_[i].url);
+  o.provider_threshold = 1;
+  o.customer_threshold = kCustomerThreshold;
+  std::ostringstream progress;
+  o.log = &progress;
+  StatusOr<custody::CustodyDescriptor> d = ceremony::RunDkg(o);
+  // The ceremony's progress lines, as JSON log lines (they name keepers and rounds, no secret).
+  std::istringstream lines(progress.str());
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty()) Log("info", "dkg: " + line);
+  if (!d.ok()) return d.status();
+  RETURN_IF_ERROR(WriteFileAtomic(custody_path, d->ToJsonString(), 0644));
+  Log("info", "custody written", {{"custody", d->FingerprintHex()}, {"path", custody_path}});
+  return Status::Ok();
+}
+
+Status DevDeployment::StartAppliance() {
+  ASSIGN_OR_RETURN(auto listen, SplitListen(options_.listen));
+  host::ServerConfig config;
+  config.listen = options_.listen;
+  config.data_dir = dir_ + "/server";
+  config.custody_path = dir_ + "/custody.json";
+  config.tee_backend = "sim";
+  config.sim_key_dir = config.data_dir + "/sim";
+  region_ = config.kms_region;
+  std::string binary =
+      options_.enclave_binary.empty() ? host::DefaultEnclaveBinary() : options_.enclave_binary;
+  ASSIGN_OR_RETURN(appliance_, host::Appliance::Start(config, binary));
+  host::Appliance* appliance = appliance_.get();
+  ASSIGN_OR_RETURN(
+      api_,
+      net::HttpServer::Create(
+          config.listen, [appliance](const net::HttpRequest& r) { return appliance->Handle(r); },
+          host::ApiServerOptions(config)));
+  RETURN_IF_ERROR(api_->Start());
+  endpoint_ = "http://" + listen.first + ":" + std::to_string(api_->port());
+  Log("info", "appliance serving", {{"endpoint", endpoint_}});
+  return Status::Ok();
+}
+
+Status DevDeployment::InitIfNeeded() {
+  ASSIGN_OR_RETURN(json health, CallAppliance(*appliance_, "GET", "/v1/sys/health"));
+  if (health.value("initialized", false)) return Status::Ok();
+  ASSIGN_OR_RETURN(json init, CallAppliance(*appliance_, "POST", "/v1/sys/init"));
+  fresh_root_key_ = true;
+  Log("info", "appliance initialised", {{"envelope_digest", init.value("envelope_digest", "")}});
+  return Status::Ok();
+}
+
+Status DevDeployment::Unseal() {
+  // The policy every dev keeper applies: sim evidence, and only from the core this process
+  // started (its measurement is the SHA-256 of that custos-enclave executable, so a rebuilt
+  // core is pinned afresh on the next start). Written out for `custos keeper release` by hand.
+  json policy_json = {{"allow_sim", true},
+                      {"measurements", {HexEncode(appliance_->enclave().measurement())}}};
+  RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/release-policy.json", policy_json.dump(2) + "\n", 0644));
+  keeper::ReleaseOptions o;
+  o.server_url = endpoint_;
+  ASSIGN_OR_RETURN(o.policy, attestation::ParseAttestationPolicyJson(policy_json.dump()));
+  std::vector<DevKeeper*> releasing;
+  for (DevKeeper& k : keepers_)
+    for (const std::string& id : kUnsealIds)
+      if (k.store->id() == id) releasing.push_back(&k);
+  std::vector<StatusOr<keeper::ReleaseOutcome>> results(releasing.size(), InternalError("not run"));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < releasing.size(); ++i)
+    threads.emplace_back(
+        [&, i] { results[i] = keeper::ReleaseToAppliance(*releasing[i]->store, o); });
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < releasing.size(); ++i) {
+    const std::string& id = releasing[i]->store->id();
+    if (!results[i].ok()) return results[i].status().WithContext("release from keeper " + id);
+    Log("info", "keeper release",
+        {{"keeper", id}, {"released", results[i]->released}, {"unsealed", results[i]->unsealed}});
+  }
+  ASSIGN_OR_RETURN(json health, CallAppliance(*appliance_, "GET", "/v1/sys/health"));
+  if (health.value("sealed", true))
+    return InternalError("the appliance is still sealed after releases from P1, C1, C2");
+  return Status::Ok();
+}
+
+Status DevDeployment::EnsureAccessKey() {
+  std::string path = dir_ + "/" + kCredentialsFile;
+  // A new root key means a new key store: an access key saved under the old one is gone.
+  if (!fresh_root_key_ && FileExists(path)) {
+    ASSIGN_OR_RETURN(credentials_, LoadCredentials(path));
+    Log("info", "reusing the dev access key", {{"access_key_id", credentials_.access_key_id}});
+    return Status::Ok();
+  }
+  StatusOr<host::AccessKeyGrant> grant = appliance_->CreateAccessKey(kAccessKeyName);
+  if (!grant.ok() && grant.status().code() == ErrorCode::kAlreadyExists) {
+    // D/dev-credentials was deleted: "dev" exists but its secret is unknown; make another.
+    grant = appliance_->CreateAccessKey(std::string(kAccessKeyName) + "-" +
+                                        HexEncode(crypto::RandomBytes(4)));
+  }
+  if (!grant.ok()) return grant.status();
+  credentials_.access_key_id = grant->access_key_id;
+  credentials_.secret_access_key = std::move(grant->secret_access_key);
+  credentials_.principal_arn = grant->principal_arn;
+  RETURN_IF_ERROR(SaveCredentials(path, credentials_));
+  Log("info", "dev access key created",
+      {{"access_key_id", credentials_.access_key_id}, {"principal", credentials_.principal_arn}});
+  return Status::Ok();
+}
+
+Status DevDeployment::WriteDevEnv() {
+  std::string lines;
+  lines += "CUSTOS_ENDPOINT=" + endpoint_ + "\n";
+  lines += "AWS_ACCESS_KEY_ID=" + credentials_.access_key_id + "\n";
+  lines += "AWS_SECRET_ACCESS_KEY=" + std::string(credentials_.secret_access_key.ExposeAsString()) +
+           "\n";
+  lines += "AWS_REGION=" + region_ + "\n";
+  lines += "CUSTOS_ADMIN_TOKEN_FILE=" + appliance_->admin_token_file() + "\n";
+  lines += "CUSTOS_DATA_DIR=" + dir_ + "\n";
+  RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + kDevEnvFile, lines, 0600));
+  env_written_ = true;
+  env_lines_ = std::move(lines);
+  return Status::Ok();
+}
+
+Status DevDeployment::Start() {
+  struct Step {
+    const char* name;
+    Status (DevDeployment::*run)();
+  };
+  const Step steps[] = {{"data directory", &DevDeployment::PrepareDataDir},
+                        {"keepers", &DevDeployment::StartKeepers},
+                        {"dkg", &DevDeployment::RunDkgIfNeeded},
+                        {"appliance", &DevDeployment::StartAppliance},
+                        {"init", &DevDeployment::InitIfNeeded},
+                        {"unseal", &DevDeployment::Unseal},
+                        {"access key", &DevDeployment::EnsureAccessKey},
+                        {"dev.env", &DevDeployment::WriteDevEnv}};
+  for (const Step& s : steps) {
+    Clock::time_point t = Clock::now();
+    Status st = (this->*s.run)();
+    if (!st.ok()) return st.WithContext("dev mode: " + std::string(s.name));
+    Log("debug", "step done", {{"step", s.name}, {"ms", MsSince(t)}});
+  }
+  return Status::Ok();
+}
+
+void DevDeployment::Stop() {
+  if (env_written_) {
+    ::unlink((dir_ + "/" + kDevEnvFile).c_str());
+    env_written_ = false;
+  }
+  if (api_) api_->Stop();
+  if (appliance_) {
+    appliance_->Stop();
+    appliance_.reset();  // closes the core's socket; the core exits and is reaped
+  }
+  for (auto it = keepers_.rbegin(); it != keepers_.rend(); ++it)
+    if (it->server) it->server->Stop();
+  keepers_.clear();
+  api_.reset();
+}
+
+}  // namespace
+
+Status RunDevMode(const DevModeOptions& options) {
+  Clock::time_point start = Clock::now();
+  // A trusted core that dies must show up as an error on the next call, not kill the host.
+  signal(SIGPIPE, SIG_IGN);
+  // Block the stop signals before any thread starts, so only sigwait below receives them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  Log("warn",
+      "DEV MODE: keeper passphrase stored beside the shares, sim TEE, credentials on disk; "
+      "for development only");
+  DevDeployment dev(options);
+  RETURN_IF_ERROR(dev.Start());
+  Log("info", "dev mode ready",
+      {{"startup_ms", MsSince(start)}, {"env_file", dev.dir() + "/" + kDevEnvFile}});
+  // The lines a shell can `export` or `source`: on stdout only, never in a log.
+  std::string lines = dev.TakeEnvLines();
+  std::cout << lines << std::flush;
+  WipeBytes(lines);
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  Log("info", "stopping on signal", {{"signal", sig}});
+  dev.Stop();
+  Log("info", "stopped");
+  return Status::Ok();
+}
+
+}  // namespace custos::cli
