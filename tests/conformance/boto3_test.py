@@ -313,6 +313,8 @@ class T01Keys(Base):
         self.assertEqual(got.get("DeletionDate"), resp.get("DeletionDate"), short(got))
         expect_error(self.kms, "Encrypt", "KMSInvalidStateException", KeyId=md["KeyId"], Plaintext=b"x")
         expect_error(self.kms, "EnableKey", "KMSInvalidStateException", KeyId=md["KeyId"])
+        expect_error(self.kms, "ScheduleKeyDeletion", "KMSInvalidStateException", KeyId=md["KeyId"],
+                     PendingWindowInDays=7)
         resp = call(self.kms, "CancelKeyDeletion", KeyId=md["KeyId"])
         self.assertEqual(resp.get("KeyId"), md.get("Arn"), f"CancelKeyDeletion response: {short(resp)}")
         got = call(self.kms, "DescribeKey", KeyId=md["KeyId"])["KeyMetadata"]
@@ -383,6 +385,7 @@ class T03Crypto(Base):
         big = os.urandom(4096)
         enc = call(self.kms, "Encrypt", KeyId=md["KeyId"], Plaintext=big)
         self.assertEqual(call(self.kms, "Decrypt", CiphertextBlob=enc.get("CiphertextBlob"))["Plaintext"], big)
+        expect_error(self.kms, "Encrypt", "ValidationException", KeyId=md["KeyId"], Plaintext=big + b"!")
 
     def test_02_encryption_context(self):
         md = Env.key("sym")
@@ -406,6 +409,8 @@ class T03Crypto(Base):
             bad[pos] ^= 0x01
             expect_error(self.kms, "Decrypt", "InvalidCiphertextException", CiphertextBlob=bytes(bad))
         expect_error(self.kms, "Decrypt", "InvalidCiphertextException", CiphertextBlob=blob[:-20])
+        expect_error(self.kms, "Decrypt", "InvalidCiphertextException", CiphertextBlob=b"not a kms ciphertext")
+        expect_error(self.kms, "Decrypt", "InvalidCiphertextException", CiphertextBlob=os.urandom(200))
 
     def test_04_incorrect_key(self):
         k1, k2 = Env.key("sym"), Env.key("alias2")

@@ -317,6 +317,8 @@ step('Decrypt of a tampered blob: InvalidCiphertextException', async () => {
     bad[pos] ^= 0x01;
     await expectError(main, 'Decrypt', 'InvalidCiphertextException', { CiphertextBlob: bad });
   }
+  await expectError(main, 'Decrypt', 'InvalidCiphertextException', { CiphertextBlob: bytes('not a kms ciphertext') });
+  await expectError(main, 'Decrypt', 'InvalidCiphertextException', { CiphertextBlob: crypto.randomBytes(200) });
 });
 
 step('Decrypt naming another KeyId: IncorrectKeyException', async () => {
