@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: a narrated local demo of co-custody with real keeper processes on loopback.
+# `make demo`: a narrated local demo of co-custody with real keeper processes on loopback.
 # 1 provider keeper + 3 customer keepers (threshold 2): DKG, dual-control encryption, decryption
 # with both domains, refusals for one side alone, the attested appliance (init, sealed restart,
 # keeper policy refusal, quorum unseal), escrow + recovery, resharing.

@@ -58,9 +58,7 @@ Status Server(const std::string& config_path) {
   sigaddset(&sigs, SIGINT);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   ASSIGN_OR_RETURN(std::unique_ptr<host::Appliance> appliance, host::Appliance::Start(config, binary));
-  net::HttpServerOptions opts;
-  opts.tls_cert_file = config.tls_cert;
-  opts.tls_key_file = config.tls_key;
+  net::HttpServerOptions opts = host::ApiServerOptions(config);
   ASSIGN_OR_RETURN(auto server, net::HttpServer::Create(
                                     config.listen,
                                     [&](const net::HttpRequest& r) { return appliance->Handle(r); }, opts));

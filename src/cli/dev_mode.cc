@@ -427,6 +427,8 @@ Status DevDeployment::WriteDevEnv() {
   lines += "AWS_SECRET_ACCESS_KEY=" + std::string(credentials_.secret_access_key.ExposeAsString()) +
            "\n";
   lines += "AWS_REGION=" + region_ + "\n";
+  // AWS CLI v1 and older boto3 read only AWS_DEFAULT_REGION.
+  lines += "AWS_DEFAULT_REGION=" + region_ + "\n";
   lines += "CUSTOS_ADMIN_TOKEN_FILE=" + appliance_->admin_token_file() + "\n";
   lines += "CUSTOS_DATA_DIR=" + dir_ + "\n";
   RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + kDevEnvFile, lines, 0600));

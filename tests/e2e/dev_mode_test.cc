@@ -142,7 +142,7 @@ class DevMode : public ::testing::Test {
     std::vector<std::string> keys;
     for (auto& [k, v] : s.lines) keys.push_back(k);
     EXPECT_THAT(keys, ::testing::ElementsAre("CUSTOS_ENDPOINT", "AWS_ACCESS_KEY_ID",
-                                             "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
+                                             "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION",
                                              "CUSTOS_ADMIN_TOKEN_FILE", "CUSTOS_DATA_DIR"));
     std::smatch m;
     std::string endpoint = s.Get("CUSTOS_ENDPOINT");
