@@ -8,6 +8,7 @@
 #   BUILD_DIR/ecall_bench       one host<->enclave call (sim backend, real custos-enclave)
 #   scripts/bench_unseal.sh     appliance unseal latency, 1 provider + 2-of-3 customers
 #   scripts/bench_e2e.sh        DKG ceremony and `custos decrypt` with real keepers on loopback
+#   scripts/bench_kms.sh        KMS API req/s and p50/p99 with signed requests vs nginx (wrk)
 #
 # Usage: scripts/bench.sh [BUILD_DIR]   (default: build). Figures are CPU-bound: run on an idle
 # machine; the load average is printed with the results. Benchmarks only print, never assert.
@@ -52,6 +53,9 @@ echo "== scripts/bench_unseal.sh (appliance unseal, target <= 100 ms)"
 
 echo "== scripts/bench_e2e.sh (real keeper processes on loopback)"
 "$root/scripts/bench_e2e.sh" "$build/custos" "$out/e2e.json"
+
+echo "== scripts/bench_kms.sh (KMS API, signed requests, vs nginx; target Encrypt@64 >= 0.4 x nginx, p99 <= 5 ms)"
+"$root/scripts/bench_kms.sh" "$build/custos" "$out/kms_bench.txt"
 
 echo
 echo "== summary (load now: $(cut -d' ' -f1-3 /proc/loadavg))"
