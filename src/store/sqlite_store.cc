@@ -99,6 +99,17 @@ class Stmt {
     if (rc == SQLITE_DONE) return false;
     return SqliteError(db_, op_, rc);
   }
+  // Rows steps through every remaining row and returns read(*this) for each, in order.
+  template <typename Read>
+  auto Rows(Read read) -> StatusOr<std::vector<decltype(read(*this))>> {
+    std::vector<decltype(read(*this))> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, Step());
+      if (!row) return out;
+      out.push_back(read(*this));
+    }
+  }
+
   // Run steps a statement that returns no rows.
   Status Run() {
     ASSIGN_OR_RETURN(bool row, Step());
@@ -461,13 +472,7 @@ class SqliteStore final : public Store {
     constexpr char kOp[] = "list keys";
     std::lock_guard<std::mutex> lock(mu_);
     ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kListKeys));
-    std::vector<KeyRecord> out;
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      out.push_back(ReadKey(s));
-    }
-    return out;
+    return s.Rows([](Stmt& r) { return ReadKey(r); });
   }
 
   Status UpdateKey(const KeyRecord& key) override {
@@ -526,13 +531,7 @@ class SqliteStore final : public Store {
     RETURN_IF_ERROR(RequireKey(kOp, key_id));
     ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kListVersions));
     s.Text(key_id);
-    std::vector<KeyVersion> out;
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      out.push_back(ReadVersion(s));
-    }
-    return out;
+    return s.Rows([](Stmt& r) { return ReadVersion(r); });
   }
 
   Status DeleteKey(std::string_view key_id) override {
@@ -621,13 +620,7 @@ class SqliteStore final : public Store {
     if (key_id) RETURN_IF_ERROR(RequireKey(kOp, *key_id));
     ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, key_id ? kListKeyAliases : kListAliases));
     if (key_id) s.Text(*key_id);
-    std::vector<AliasRecord> out;
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      out.push_back(ReadAlias(s));
-    }
-    return out;
+    return s.Rows([](Stmt& r) { return ReadAlias(r); });
   }
 
   // ---- Tags.
@@ -668,13 +661,7 @@ class SqliteStore final : public Store {
     RETURN_IF_ERROR(RequireKey(kOp, key_id));
     ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kListTags));
     s.Text(key_id);
-    std::vector<Tag> out;
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      out.push_back(Tag{s.ColText(0), s.ColText(1)});
-    }
-    return out;
+    return s.Rows([](Stmt& r) { return Tag{r.ColText(0), r.ColText(1)}; });
   }
 
   // ---- Access keys.
@@ -710,13 +697,7 @@ class SqliteStore final : public Store {
     constexpr char kOp[] = "list access keys";
     std::lock_guard<std::mutex> lock(mu_);
     ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kListAccessKeys));
-    std::vector<AccessKeyRecord> out;
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      out.push_back(ReadAccessKey(s));
-    }
-    return out;
+    return s.Rows([](Stmt& r) { return ReadAccessKey(r); });
   }
 
   // ---- Audit.
