@@ -7,10 +7,14 @@ FUZZ_SECONDS ?= 10
 # DEV_DIR is where `make run` (custos server --dev) keeps its state between runs.
 DEV_DIR ?= .custos-dev
 
-.PHONY: deps build build-asan build-fuzz test test-fast test-asan fuzz-smoke fuzz bench run demo clean
+.PHONY: test-deps deps build build-asan build-fuzz test test-fast test-asan fuzz-smoke fuzz bench run demo clean
 
 deps:
 	@scripts/install-deps.sh
+
+# test-deps: npm packages the tests start themselves (s3rver, pinned by tests/s3/package-lock.json).
+test-deps: deps
+	npm ci --prefix tests/s3 --no-audit --no-fund --loglevel=error
 
 build: deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -28,10 +32,10 @@ build-fuzz: deps
 # smoke run of every fuzz target.
 test: test-fast test-asan fuzz-smoke
 
-test-fast: build
+test-fast: build test-deps
 	ctest --test-dir $(BUILD) --output-on-failure
 
-test-asan: build-asan
+test-asan: build-asan test-deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  CUSTOS_E2E_LARGE_MIB=8 ctest --test-dir $(ASAN_BUILD) --output-on-failure
 

@@ -13,6 +13,8 @@ PKGS=(
   sqlite3
   # KMS throughput benchmark (scripts/bench_kms.sh): the load generator and the nginx reference.
   wrk nginx-light
+  # Objects (custos put/get): S3 XML answers; the benchmark chart (scripts/bench_objects.sh).
+  libtinyxml2-dev gnuplot-nox
 )
 # Node.js and npm for the AWS SDK for JavaScript conformance suite: Debian's only where no
 # node/npm is installed already (another distribution's nodejs conflicts with Debian's npm).
