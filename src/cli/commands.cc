@@ -1,5 +1,6 @@
 #include "cli/commands.h"
 #include "cli/kms_commands.h"
+#include "cli/object_commands.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -547,6 +548,7 @@ int Main(int argc, char** argv) {
   AddApplianceCommands(app, keeper_cmd, run);
   AddAuditCommands(app, run);
   AddKmsCommands(app, run);
+  AddObjectCommands(app, run);
 
   try {
     app.parse(argc, argv);

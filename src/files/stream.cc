@@ -143,6 +143,13 @@ StatusOr<StreamEncryptor> StreamEncryptor::Create(const StreamParams& params) {
   return Create(params.dek, params.nonce_prefix, params.chunk_size, params.header_digest);
 }
 
+StatusOr<StreamEncryptor> StreamEncryptor::CreateAt(const StreamParams& params, uint64_t first_index) {
+  if (first_index >= kMaxChunks) return InvalidArgument("stream chunk index out of range");
+  ASSIGN_OR_RETURN(StreamEncryptor enc, Create(params));
+  enc.next_index_ = first_index;
+  return enc;
+}
+
 Status StreamEncryptor::EncryptChunk(ByteSpan plaintext, bool last, Bytes& out) {
   // Checked here too so that a hostile size never drives the resize below.
   if (plaintext.size() > chunk_size_) return InvalidArgument("stream chunk larger than chunk size");

@@ -91,6 +91,10 @@ class StreamEncryptor {
   static StatusOr<StreamEncryptor> Create(const SecretBytes& dek, ByteSpan nonce_prefix,
                                           uint32_t chunk_size, ByteSpan header_digest);
   static StatusOr<StreamEncryptor> Create(const StreamParams& params);
+  // CreateAt starts the counter at `first_index`, for a writer that seals disjoint runs of one
+  // stream's chunks in parallel (objects/transfer.h: one run per multipart part). The caller must
+  // give every index to exactly one encryptor: two runs covering one index would reuse a nonce.
+  static StatusOr<StreamEncryptor> CreateAt(const StreamParams& params, uint64_t first_index);
 
   // EncryptChunk seals the next chunk and OVERWRITES `out` with ciphertext || tag
   // (plaintext.size() + 16 bytes; `out`'s capacity is reused; `out` must not hold `plaintext`,
