@@ -129,6 +129,12 @@ Status Put(const std::string& src, const std::string& dest, const ObjectFlags& f
   if (modes != 1) return InvalidArgument("put needs exactly one of --key alias/NAME (appliance), --custody custody.json (dual control) or --plain");
   ASSIGN_OR_RETURN(Location loc, objects::ParseLocation(dest));
   if (loc.key.empty() || loc.key.back() == '/') loc.key += std::filesystem::path(src).filename().string();
+  if (loc.scheme == Location::Scheme::kFile) {
+    // Like S3, where a key's "directories" need not exist: create the destination directory.
+    std::error_code ec;
+    std::filesystem::create_directories(loc.bucket, ec);
+    if (ec) return Unavailable("cannot create " + loc.bucket + ": " + ec.message());
+  }
   ASSIGN_OR_RETURN(auto store, Open(loc, f));
   std::unique_ptr<objects::DataKeyCustodian> custodian;
   if (!f.key.empty()) {

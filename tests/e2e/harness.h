@@ -23,6 +23,7 @@
 #include "common/file.h"
 #include "crypto/random.h"
 #include "keeper/keeper_client.h"
+#include "kms/client.h"
 #include "tests/testing/testing.h"
 
 extern char** environ;
@@ -197,5 +198,58 @@ inline void WriteRandomFile(const std::string& path, size_t bytes) {
     done += n;
   }
 }
+
+// DevServer is one `custos server --dev` process and the credentials it printed.
+struct DevServer {
+  pid_t pid = -1;
+  std::string dir, endpoint, out_path, err_path;
+  std::map<std::string, std::string> env;  // dev.env
+
+  static DevServer Start(const std::string& dir) {
+    DevServer s;
+    s.dir = dir;
+    s.out_path = dir + ".out";
+    s.err_path = dir + ".err";
+    fs::remove(dir + "/dev.env");
+    s.pid = Spawn({Bin(), "server", "--dev", "--listen", "127.0.0.1:0", "--data-dir", dir}, {}, s.out_path, s.err_path);
+    for (int i = 0; i < 600 && !fs::exists(dir + "/dev.env"); ++i) {
+      int st = 0;
+      if (waitpid(s.pid, &st, WNOHANG) == s.pid) {
+        ADD_FAILURE() << "dev server exited: " << ReadAll(s.err_path);
+        s.pid = -1;
+        return s;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::string text = ReadAll(dir + "/dev.env");
+    for (size_t p = 0; p < text.size();) {
+      size_t nl = text.find('\n', p);
+      std::string line = text.substr(p, nl - p);
+      if (auto eq = line.find('='); eq != std::string::npos) s.env[line.substr(0, eq)] = line.substr(eq + 1);
+      if (nl == std::string::npos) break;
+      p = nl + 1;
+    }
+    s.endpoint = s.env["CUSTOS_ENDPOINT"];
+    EXPECT_FALSE(s.endpoint.empty()) << "no dev.env: " << ReadAll(s.err_path);
+    return s;
+  }
+
+  kms::KmsClient Client() const {
+    kms::SigV4Credentials c{env.at("AWS_ACCESS_KEY_ID"),
+                            SecretBytes::CopyFrom(std::string_view(env.at("AWS_SECRET_ACCESS_KEY"))), ""};
+    auto k = kms::KmsClient::Create(endpoint, std::move(c), env.at("AWS_REGION"));
+    EXPECT_OK(k.status());
+    return std::move(k).value();
+  }
+
+  int Stop(int sig = SIGTERM) {
+    if (pid <= 0) return -1;
+    ::kill(pid, sig);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    pid = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+};
 
 }  // namespace custos::e2e
