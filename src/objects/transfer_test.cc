@@ -13,6 +13,7 @@
 #include "crypto/aead.h"
 #include "crypto/random.h"
 #include "objects/dir_store.h"
+#include "objects/progress.h"
 #include "objects/object_format.h"
 #include "tests/testing/testing.h"
 
@@ -336,6 +337,24 @@ TEST(RangeTest, ParsesAndRefuses) {
   EXPECT_FALSE(r->last.has_value());
   for (const char* bad : {"", "-5", "5", "a-b", "20-10", "1-2-3", "99999999999999999999-"})
     EXPECT_FALSE(ParseRange(bad).ok()) << bad;
+}
+
+}  // namespace
+}  // namespace custos::objects
+
+namespace custos::objects {
+namespace {
+
+TEST(ProgressTest, FormatsSizeRateAndEta) {
+  EXPECT_EQ(FormatBytes(0), "0 B");
+  EXPECT_EQ(FormatBytes(1023), "1023 B");
+  EXPECT_EQ(FormatBytes(1536), "1.5 KiB");
+  EXPECT_EQ(FormatBytes(100u << 20), "100.0 MiB");
+  // 25 MiB of 100 MiB in 1 s: 25 %, 25 MiB/s, 3 s to go.
+  EXPECT_EQ(FormatProgress(25u << 20, 100u << 20, 1.0), "25.0 MiB / 100.0 MiB   25%  25.0 MiB/s  ETA 0:00:03");
+  // Done: no ETA. Unknown total: bytes and rate only.
+  EXPECT_EQ(FormatProgress(100u << 20, 100u << 20, 4.0), "100.0 MiB / 100.0 MiB  100%  25.0 MiB/s");
+  EXPECT_EQ(FormatProgress(2048, 0, 2.0), "2.0 KiB  1.0 KiB/s");
 }
 
 }  // namespace

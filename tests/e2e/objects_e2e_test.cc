@@ -348,5 +348,45 @@ TEST_F(Objects, ListAndRemove) {
   }
 }
 
+// On a terminal, put and get draw a progress line with rate and ETA; --quiet draws nothing.
+// util-linux `script` gives the command a pseudo-terminal.
+TEST_F(Objects, ProgressBarOnATerminalAndQuietForScripts) {
+  std::string src = c->P("progress.bin");
+  WriteRandomFile(src, 48u << 20);
+  int seq = 0;
+  auto on_tty = [&](const std::string& cmd) {
+    RunResult r;
+    std::string base = c->P("tty" + std::to_string(seq++));
+    pid_t pid = Spawn({"/usr/bin/script", "-qec", cmd, "/dev/null"}, c->env, base + ".out", base + ".err");
+    int status = 0;
+    if (pid > 0 && waitpid(pid, &status, 0) == pid) r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+    r.out = ReadAll(base + ".out");  // the terminal's output: stdout and stderr together
+    r.err = ReadAll(base + ".err");
+    return r;
+  };
+  std::string put = Bin() + " put " + src + " s3://bucket/progress.bin --key alias/objects --concurrency 1";
+  auto r = on_tty(put);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\r"));
+  EXPECT_THAT(r.out, HasSubstr("MiB/s"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("[0-9]+%"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("ETA [0-9]+:[0-9][0-9]:[0-9][0-9]"));  // s3rver takes > 1 s for 48 MiB
+  EXPECT_THAT(r.out, HasSubstr("48.0 MiB / 48.0 MiB  100%"));  // the final state
+  EXPECT_THAT(r.out, HasSubstr("upload: "));
+  r = on_tty(Bin() + " get s3://bucket/progress.bin " + c->P("progress.out") + " --concurrency 1");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("100%"));
+  EXPECT_THAT(r.out, HasSubstr("download: "));
+  EXPECT_TRUE(SameFile(src, c->P("progress.out")));
+  r = on_tty(put + " --quiet");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, "");
+  // Not a terminal: no progress line, one summary line.
+  r = c->Run({"put", src, "s3://bucket/progress.bin", "--key", "alias/objects"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_THAT(r.out, ::testing::StartsWith("upload: "));
+}
+
 }  // namespace
 }  // namespace custos
