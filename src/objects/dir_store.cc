@@ -162,7 +162,7 @@ class DirectoryStore : public ObjectStore {
   }
 
   Status Get(const std::string& key, const std::vector<ByteRange>& ranges, RangeSink& sink,
-             TransferStats* stats) override {
+             TransferStats* stats, std::optional<uint64_t> object_size) override {
     RETURN_IF_ERROR(ValidateKey(key).WithContext(description()));
     std::string name = Name(key);
     UniqueFd fd(::open((root_ / key).c_str(), O_RDONLY | O_CLOEXEC));
@@ -171,6 +171,9 @@ class DirectoryStore : public ObjectStore {
     if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, name + ": fstat");
     if (!S_ISREG(st.st_mode)) return NotFound(name + ": not a regular file");
     uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (object_size && *object_size != size)
+      return FailedPrecondition(name + ": the file changed size since it was examined (" +
+                                std::to_string(*object_size) + " -> " + std::to_string(size) + " bytes)");
     for (const ByteRange& range : ranges) {
       if (range.end() < range.offset || range.end() > size) {
         return InvalidArgument(name + ": range " + std::to_string(range.offset) + "+" +

@@ -417,10 +417,16 @@ class S3Store : public ObjectStore {
   }
 
   Status Get(const std::string& key, const std::vector<ByteRange>& ranges, RangeSink& sink,
-             TransferStats* stats) override {
+             TransferStats* stats, std::optional<uint64_t> object_size) override {
     // The size the service reports bounds every range; HEAD also turns a missing object or
-    // bucket into kNotFound before any sink is opened.
-    ASSIGN_OR_RETURN(ObjectInfo info, Head(key));
+    // bucket into kNotFound before any sink is opened. A caller that just did HEAD passes the size.
+    ObjectInfo info;
+    if (object_size) {
+      RETURN_IF_ERROR(CheckKey(key));
+      info.size = *object_size;
+    } else {
+      ASSIGN_OR_RETURN(info, Head(key));
+    }
     for (const ByteRange& range : ranges) {
       if (range.end() < range.offset || range.end() > info.size) {
         return InvalidArgument(Name(key) + ": range " + RangeText(range) +

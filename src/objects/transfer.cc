@@ -387,13 +387,55 @@ class DestinationFile {
   bool committed_ = false;
 };
 
+// DataKeyGate runs the custodian's OpenKey on its own thread, so that the body's ranged GETs
+// start while the key request (a KMS Decrypt, or the keepers' partials) is in flight; each sink
+// waits for the key before its first chunk, holding at most one chunk while it waits (the rest
+// stays in the socket, which pushes back on the sender).
+class DataKeyGate {
+ public:
+  DataKeyGate(DataKeyCustodian& custodian, const ObjectHeader& h)
+      : thread_([this, &custodian, &h] {
+          StatusOr<SecretBytes> key = custodian.OpenKey(h);
+          std::lock_guard<std::mutex> g(mu_);
+          key_ = std::move(key);
+          done_ = true;
+          cv_.notify_all();
+        }) {}
+  ~DataKeyGate() { thread_.join(); }
+  DataKeyGate(const DataKeyGate&) = delete;
+  DataKeyGate& operator=(const DataKeyGate&) = delete;
+
+  // Wait returns the data key (owned by the gate) or the custodian's error.
+  StatusOr<const SecretBytes*> Wait() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return done_; });
+    if (!key_.ok()) return key_.status();
+    return &key_.value();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  StatusOr<SecretBytes> key_ = InternalError("data key not requested");
+  std::thread thread_;  // last: started once the members above exist
+};
+
+// ChunkKeys is what every opening sink of one object shares.
+struct ChunkKeys {
+  DataKeyGate& gate;
+  ByteSpan nonce_prefix;
+  ByteSpan header_digest;
+  uint32_t chunk_size;
+};
+
 // OpeningBody receives the stored bytes of chunks [first, last] and writes the plaintext that
 // falls inside [want_begin, want_end) to the destination at (plaintext offset - want_begin).
 class OpeningBody : public BodySink {
  public:
-  OpeningBody(int out_fd, const Layout& layout, const files::StreamParams& params, uint64_t first,
+  OpeningBody(int out_fd, const Layout& layout, const ChunkKeys& keys, uint64_t first,
               uint64_t last, uint64_t want_begin, uint64_t want_end)
-      : out_fd_(out_fd), layout_(layout), params_(params), next_(first), last_(last),
+      : out_fd_(out_fd), layout_(layout), keys_(keys), next_(first), last_(last),
         want_begin_(want_begin), want_end_(want_end), buf_(layout.stored_chunk()) {}
 
   Status Write(std::span<const uint8_t> bytes) override {
@@ -416,7 +458,9 @@ class OpeningBody : public BodySink {
  private:
   Status OpenChunk(size_t stored) {
     if (!dec_) {
-      auto d = files::StreamDecryptor::Create(params_);
+      auto key = keys_.gate.Wait();
+      if (!key.ok()) return FailedPrecondition("no data key: " + key.status().message());
+      auto d = files::StreamDecryptor::Create(**key, keys_.nonce_prefix, keys_.chunk_size, keys_.header_digest);
       if (!d.ok()) return d.status();
       dec_.emplace(std::move(*d));
     }
@@ -437,7 +481,7 @@ class OpeningBody : public BodySink {
 
   const int out_fd_;
   const Layout layout_;
-  const files::StreamParams params_;
+  const ChunkKeys keys_;
   uint64_t next_;
   const uint64_t last_, want_begin_, want_end_;
   WipedBuffer buf_;
@@ -447,22 +491,20 @@ class OpeningBody : public BodySink {
 
 class OpeningSink : public RangeSink {
  public:
-  OpeningSink(int out_fd, const Layout& layout, const files::StreamParams& params, uint64_t want_begin,
-              uint64_t want_end)
-      : out_fd_(out_fd), layout_(layout), params_(params), want_begin_(want_begin), want_end_(want_end) {}
+  OpeningSink(int out_fd, const Layout& layout, const ChunkKeys& keys, uint64_t want_begin, uint64_t want_end)
+      : out_fd_(out_fd), layout_(layout), keys_(keys), want_begin_(want_begin), want_end_(want_end) {}
   StatusOr<std::unique_ptr<BodySink>> Open(const ByteRange& range) override {
     ASSIGN_OR_RETURN(uint64_t first, layout_.ChunkAt(range.offset));
     uint64_t last = first;
     while (layout_.ChunkEnd(last) < range.end()) ++last;
     if (layout_.ChunkEnd(last) != range.end()) return InternalError("download range does not end on a chunk boundary");
-    return std::unique_ptr<BodySink>(
-        new OpeningBody(out_fd_, layout_, params_, first, last, want_begin_, want_end_));
+    return std::unique_ptr<BodySink>(new OpeningBody(out_fd_, layout_, keys_, first, last, want_begin_, want_end_));
   }
 
  private:
   const int out_fd_;
   const Layout layout_;
-  const files::StreamParams params_;
+  const ChunkKeys keys_;
   const uint64_t want_begin_, want_end_;
 };
 
@@ -519,7 +561,7 @@ StatusOr<ObjectHeader> FetchHeader(ObjectStore& store, const std::string& key, u
                                    TransferStats* stats) {
   MemorySink head;
   uint64_t n = std::min<uint64_t>(size, kMaxObjectHeaderSize);
-  RETURN_IF_ERROR(store.Get(key, {{0, n}}, head, stats));
+  RETURN_IF_ERROR(store.Get(key, {{0, n}}, head, stats, size));
   return ObjectHeader::Decode(head.bytes);
 }
 
@@ -739,7 +781,7 @@ StatusOr<GetResult> GetObject(ObjectStore& store, const std::string& key, const 
     ASSIGN_OR_RETURN(auto out, DestinationFile::Open(dest_path));
     if (end > begin) {
       PlainSink sink(out->fd(), begin);
-      RETURN_IF_ERROR(store.Get(key, PlainRanges(begin, end, tuning.part_size), sink, stats));
+      RETURN_IF_ERROR(store.Get(key, PlainRanges(begin, end, tuning.part_size), sink, stats, info.size));
     }
     RETURN_IF_ERROR(out->Commit());
     result.plaintext_bytes = result.fetched_bytes = end - begin;
@@ -770,12 +812,19 @@ StatusOr<GetResult> GetObject(ObjectStore& store, const std::string& key, const 
   if (planned) planned(to_fetch);
 
   ASSIGN_OR_RETURN(DataKeyCustodian * custodian, custodians(h.mode));
-  ASSIGN_OR_RETURN(SecretBytes dek, custodian->OpenKey(h));
-  Bytes digest = h.Digest();
-  files::StreamParams params{dek, h.nonce_prefix, digest, h.chunk_size};
   ASSIGN_OR_RETURN(auto out, DestinationFile::Open(dest_path));
-  OpeningSink sink(out->fd(), layout, params, begin, end);
-  RETURN_IF_ERROR(store.Get(key, ranges, sink, stats));
+  Bytes digest = h.Digest();
+  Status fetched;
+  {
+    // The key request and the body download run at the same time (DataKeyGate).
+    DataKeyGate gate(*custodian, h);
+    OpeningSink sink(out->fd(), layout, ChunkKeys{gate, h.nonce_prefix, digest, h.chunk_size}, begin, end);
+    fetched = store.Get(key, ranges, sink, stats, info.size);
+    // A refused key explains a failed download better than the sinks' "no data key".
+    auto dek = gate.Wait();
+    if (!dek.ok()) return dek.status();
+  }
+  RETURN_IF_ERROR(fetched);
   if (::ftruncate(out->fd(), static_cast<off_t>(end - begin)) != 0)
     return Unavailable(Errno("cannot size the destination file"));
   RETURN_IF_ERROR(out->Commit());

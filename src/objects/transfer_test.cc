@@ -61,9 +61,9 @@ class RecordingStore : public ObjectStore {
   }
   StatusOr<ObjectInfo> Head(const std::string& key) override { return inner_->Head(key); }
   Status Get(const std::string& key, const std::vector<ByteRange>& ranges, RangeSink& sink,
-             TransferStats* stats) override {
+             TransferStats* stats, std::optional<uint64_t> object_size) override {
     gets.insert(gets.end(), ranges.begin(), ranges.end());
-    return inner_->Get(key, ranges, sink, stats);
+    return inner_->Get(key, ranges, sink, stats, object_size);
   }
   StatusOr<std::vector<ObjectInfo>> List(const std::string& prefix) override { return inner_->List(prefix); }
   Status Delete(const std::string& key) override { return inner_->Delete(key); }
