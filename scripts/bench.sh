@@ -9,6 +9,7 @@
 #   scripts/bench_unseal.sh     appliance unseal latency, 1 provider + 2-of-3 customers
 #   scripts/bench_e2e.sh        DKG ceremony and `custos decrypt` with real keepers on loopback
 #   scripts/bench_kms.sh        KMS API req/s and p50/p99 with signed requests vs nginx (wrk)
+#   scripts/bench_objects.sh    custos put/get through s3rver: encrypted (both modes) vs --plain vs aws s3 cp
 #
 # Usage: scripts/bench.sh [BUILD_DIR]   (default: build). Figures are CPU-bound: run on an idle
 # machine; the load average is printed with the results. Benchmarks only print, never assert.
@@ -56,6 +57,9 @@ echo "== scripts/bench_e2e.sh (real keeper processes on loopback)"
 
 echo "== scripts/bench_kms.sh (KMS API, signed requests, vs nginx; target Encrypt@64 >= 0.4 x nginx, p99 <= 5 ms)"
 "$root/scripts/bench_kms.sh" "$build/custos" "$out/kms_bench.txt"
+
+echo "== scripts/bench_objects.sh (encrypted objects via s3rver; target appliance overhead <= 5 % from 16 MiB)"
+BENCH_OUT="$out/objects" "$root/scripts/bench_objects.sh" "$build"
 
 echo
 echo "== summary (load now: $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -22,7 +22,7 @@
 # CUSTOSOB header and for the others have the source's size. Any failure stops the script (exit 1)
 # with the command and its error output.
 #
-# Prints a table (mean ± stddev of both directions, ratios vs plain and vs awscli) and the verdict
+# Prints a table (median ± stddev of both directions, ratios vs plain and vs awscli) and the verdict
 # for the target "appliance-mode overhead <= 5 % for objects >= 16 MiB" (the worst size counts).
 # Writes BENCH_OUT/results.csv, BENCH_OUT/results.md and BENCH_OUT/hyperfine/*.json, and draws
 # the chart from the CSV with scripts/plot_objects.gp. Timings are never asserted: a MISSED
@@ -30,12 +30,12 @@
 #
 # Environment:
 #   BENCH_OBJECT_SIZES  sizes, B/KiB/MiB/GiB suffixes   (default "1KiB 1MiB 16MiB 256MiB 1GiB")
-#   BENCH_RUNS          timed runs per measurement      (default 5 up to 16 MiB, 3 above)
+#   BENCH_RUNS          timed runs per measurement      (default 7 up to 16 MiB, 5 up to 256 MiB, 3 above)
 #   BENCH_OUT           result directory                (default docs/bench-objects)
 #   BENCH_PNG           chart                           (default docs/objects-bench.png when
 #                                                        BENCH_OUT is the default, else
 #                                                        BENCH_OUT/objects-bench.png)
-#   BENCH_DIR           parent of the work directory    (default /var/tmp)
+#   BENCH_DIR           parent of the work directory    (default /dev/shm if it has 14 GiB free, else /var/tmp)
 #   BENCH_KEEP=1        keep the work directory (logs, s3rver data, hyperfine output)
 # Needs hyperfine, gnuplot (pngcairo), /usr/bin/aws, node/npm, curl, python3.
 # The default run took 6.5 minutes on 2 shared cores (most of it the 1 GiB rounds); it moves
@@ -92,7 +92,14 @@ done
 [ ${#size_labels[@]} -gt 0 ] || { echo "bench_objects: BENCH_OBJECT_SIZES is empty" >&2; exit 2; }
 methods=(plain appliance dual awscli)
 
-work="$(mktemp -d "${BENCH_DIR:-/var/tmp}/custos-bench-objects.XXXXXX")" || exit 2
+# Default: tmpfs (/dev/shm) when it has room, so that disk writeback (the destination's fsync,
+# s3rver's files) does not add seconds of noise to runs that measure the transfer path.
+if [ -z "${BENCH_DIR:-}" ]; then
+  BENCH_DIR=/var/tmp
+  shm_free=$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')
+  [ -n "$shm_free" ] && [ "$shm_free" -gt $((14 << 20)) ] && BENCH_DIR=/dev/shm
+fi
+work="$(mktemp -d "$BENCH_DIR/custos-bench-objects.XXXXXX")" || exit 2
 s3_pid="" server_pid="" keeper_pids=()
 
 stop_pid() {  # stop_pid PID: TERM, up to 10 s, then KILL; reaps it
@@ -322,10 +329,12 @@ stored_check() {
 results="$work/results.tsv"
 : >"$results"
 fmt_ms() { awk -v m="$1" -v s="$2" 'BEGIN { m *= 1000; s *= 1000; if (m < 100) printf "%8.1f ± %5.1f ms", m, s; else printf "%8.0f ± %5.0f ms", m, s }'; }
-json_stats() {  # json_stats FILE: "mean stddev min max runs" in seconds
-  "$py" -c 'import json, sys
+json_stats() {  # json_stats FILE: "median stddev min max runs" in seconds
+  # The median, not the mean: on a shared VM one stalled run (s3rver's garbage collector, page
+  # cache writeback) otherwise decides a ratio.
+  "$py" -c 'import json, sys, statistics
 r = json.load(open(sys.argv[1]))["results"][0]
-print(r["mean"], r["stddev"] or 0.0, r["min"], r["max"], len(r["times"]))' "$1"
+print(statistics.median(r["times"]), r["stddev"] or 0.0, r["min"], r["max"], len(r["times"]))' "$1"
 }
 
 # merge_runs OUT NAME ROUND_JSON...: one hyperfine-style JSON (all run times, their mean, stddev,
@@ -356,7 +365,7 @@ nm=${#methods[@]}
 for idx in "${!size_labels[@]}"; do
   label="${size_labels[$idx]}" bytes="${size_bytes[$idx]}"
   src="$work/data/$label.bin"
-  if [ -n "${BENCH_RUNS:-}" ]; then runs="$BENCH_RUNS"; elif [ "$bytes" -le $((16 << 20)) ]; then runs=5; else runs=3; fi
+  if [ -n "${BENCH_RUNS:-}" ]; then runs="$BENCH_RUNS"; elif [ "$bytes" -le $((16 << 20)) ]; then runs=7; elif [ "$bytes" -le $((256 << 20)) ]; then runs=5; else runs=3; fi
   warmup=0
   [ "$bytes" -le $((16 << 20)) ] && warmup=1
   echo "$label ($bytes bytes): $runs interleaved rounds, $warmup warm-up"
@@ -452,8 +461,8 @@ def x(v):
 with open(csv_path, "w", newline="") as fh:
     w = csv.writer(fh)
     w.writerow(["size", "size_bytes", "size_index", "method",
-                "upload_mean_s", "upload_stddev_s", "upload_min_s", "upload_max_s", "upload_runs",
-                "download_mean_s", "download_stddev_s", "download_min_s", "download_max_s", "download_runs",
+                "upload_median_s", "upload_stddev_s", "upload_min_s", "upload_max_s", "upload_runs",
+                "download_median_s", "download_stddev_s", "download_min_s", "download_max_s", "download_runs",
                 "upload_mib_s", "download_mib_s", "stored_bytes",
                 "upload_vs_plain", "download_vs_plain", "upload_vs_awscli", "download_vs_awscli"])
     for r in rows:
@@ -510,8 +519,9 @@ for d in details:
 with open(md_path, "w") as fh:
     fh.write("# Encrypted object upload and download (scripts/bench_objects.sh)\n\n")
     fh.write(meta + ".\n\n")
-    fh.write("Mean ± standard deviation of the wall time of one `custos put` / `custos get` (or `aws s3 cp`) "
-             "process, measured with hyperfine, the methods interleaved round by round; ratios are of the means. plain = `--plain` (no encryption), "
+    fh.write("Median ± standard deviation of the wall time of one `custos put` / `custos get` (or `aws s3 cp`) "
+             "process, measured with hyperfine, the methods interleaved round by round; ratios are of the medians. "
+             "The work directory (sources, s3rver's storage, downloads) is in BENCH_DIR (tmpfs by default). plain = `--plain` (no encryption), "
              "appliance = `--key alias/bench` (data key from the dev appliance), dual = `--custody` "
              "(co-custody key; the download asks the keepers), awscli = `/usr/bin/aws s3 cp`. "
              "Every download was compared with its source (cmp).\n\n")

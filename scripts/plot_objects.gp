@@ -23,9 +23,9 @@ array colour[4] = ['#7f7f7f', '#1f77b4', '#d62728', '#2ca02c']
 
 stats csv using (column('size_index')) nooutput
 nsizes = STATS_max + 1
-stats csv using (column('upload_mean_s') < column('download_mean_s') ? column('upload_mean_s') : column('download_mean_s')) nooutput name 'T'
+stats csv using (column('upload_median_s') < column('download_median_s') ? column('upload_median_s') : column('download_median_s')) nooutput name 'T'
 ymin = 10 ** floor(log10(T_min * 0.9))
-stats csv using (column('upload_mean_s') > column('download_mean_s') ? column('upload_mean_s') + column('upload_stddev_s') : column('download_mean_s') + column('download_stddev_s')) nooutput name 'U'
+stats csv using (column('upload_median_s') > column('download_median_s') ? column('upload_median_s') + column('upload_stddev_s') : column('download_median_s') + column('download_stddev_s')) nooutput name 'U'
 ymax = 10 ** ceil(log10(U_max * 1.1))
 # Overhead of the encrypted modes (not awscli) over plain, in percent. All stats run before any
 # range is set: stats skips points outside a fixed range.
@@ -47,9 +47,9 @@ set multiplot layout 3,1 title 'custos put / get of encrypted objects vs plain (
 
 lo(m, sd) = m - sd > ymin ? m - sd : ymin
 do for [panel in 'upload download'] {
-  mc = panel . '_mean_s'
+  mc = panel . '_median_s'
   sc = panel . '_stddev_s'
-  set title panel . ' time (mean of the runs, whiskers: 1 stddev)'
+  set title panel . ' time (median of the runs, whiskers: 1 stddev)'
   set logscale y
   set yrange [ymin : ymax]
   set ylabel 'seconds (log scale)'
