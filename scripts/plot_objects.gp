@@ -68,7 +68,7 @@ do for [panel in 'upload download'] {
 }
 
 # Overhead over plain, percent: appliance upload/download, dual upload/download.
-set title 'overhead over plain: (mean / plain mean - 1) x 100; dashed line: the 5 % target for appliance mode, objects >= 16 MiB'
+set title 'overhead over plain: (median / plain median - 1) x 100; dashed line: the 5 % target for appliance mode, objects >= 16 MiB'
 set ylabel 'percent'
 set format y '%g %%'
 # Small objects can cost several times plain (one KMS or keeper round trip on a tiny transfer):
