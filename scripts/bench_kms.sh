@@ -120,29 +120,9 @@ print(f"fsync of a 256-byte append there: median {t[100] * 1e3:.2f} ms, p99 {t[1
 PY
 
 # ---- custos dev server --------------------------------------------------------------------
-mkdir -p "$tmp/dev"
-"$custos" server --dev --listen 127.0.0.1:0 --data-dir "$tmp/dev" >"$tmp/server.log" 2>&1 &
-server_pid=$!
-env_ready() {
-  [ -f "$tmp/dev/dev.env" ] || return 1
-  local v
-  for v in CUSTOS_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION; do
-    grep -q "^$v=." "$tmp/dev/dev.env" || return 1
-  done
-}
-deadline=$((SECONDS + 120))
-until env_ready; do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    wait "$server_pid"; rc=$?; server_pid=""
-    tail -n 30 "$tmp/server.log" >&2
-    fail "custos server --dev exited ($rc) before writing dev.env"
-  fi
-  [ $SECONDS -lt $deadline ] || { tail -n 30 "$tmp/server.log" >&2; fail "no dev.env within 120 s"; }
-  sleep 0.2
-done
-while IFS= read -r line; do
-  if [[ "$line" =~ ^([A-Z_][A-Z0-9_]*)=(.*)$ ]]; then export "${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"; fi
-done <"$tmp/dev/dev.env"
+. "$here/lib/dev_server.sh"
+start_dev_server "$custos" "$tmp/dev" "$tmp/server.log" 120 || fail "no dev server"
+export_dev_env "$tmp/dev"
 unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_KMS
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
 export NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost" PYTHONDONTWRITEBYTECODE=1

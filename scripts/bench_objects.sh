@@ -182,26 +182,8 @@ s3rver_version="$(node -p 'require(process.argv[1]).version' "$repo/tests/s3/nod
 echo "s3rver ${s3rver_version:-?}: $s3 (pid $s3_pid)"
 
 # ---- the dev appliance and its KMS key -----------------------------------------------------
-mkdir -p "$work/dev"
-"$custos" server --dev --listen 127.0.0.1:0 --data-dir "$work/dev" >"$work/logs/server.log" 2>&1 &
-server_pid=$!
-env_ready() {
-  [ -f "$work/dev/dev.env" ] || return 1
-  local v
-  for v in CUSTOS_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION; do
-    grep -q "^$v=." "$work/dev/dev.env" || return 1
-  done
-}
-deadline=$((SECONDS + 120))
-until env_ready; do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    wait "$server_pid"; rc=$?; server_pid=""
-    tail -n 30 "$work/logs/server.log" >&2
-    fail "custos server --dev exited ($rc) before writing dev.env"
-  fi
-  [ $SECONDS -lt $deadline ] || { tail -n 30 "$work/logs/server.log" >&2; fail "no dev.env within 120 s"; }
-  sleep 0.2
-done
+. "$here/lib/dev_server.sh"
+start_dev_server "$custos" "$work/dev" "$work/logs/server.log" 120 || fail "no dev appliance"
 declare -A devenv=()
 while IFS= read -r line; do
   if [[ "$line" =~ ^([A-Z_][A-Z0-9_]*)=(.*)$ ]]; then devenv["${BASH_REMATCH[1]}"]="${BASH_REMATCH[2]}"; fi
