@@ -235,6 +235,34 @@ TEST_F(TransferTest, AlteredObjectsAreRefusedWithoutOutput) {
   ASSERT_OK(Fetch("a", dir + "/a.out").status());
 }
 
+// Every stored byte matters: flipping any one of them makes the download fail and leaves no file.
+// Checked for every byte of the header (with the wrapped key), of both tags and of the final
+// chunk, and every 7th byte of the full chunk's body (GCM covers those bytes alike; all 4,300
+// positions take 20 s, too long for the sanitizer run).
+TEST_F(TransferTest, FlippingAnyStoredByteIsRefused) {
+  ASSERT_OK(PutObject(Src(kChunk + 100), *store, "every", &custodian, tuning).status());
+  const Bytes original = ReadBytes(Stored("every"));
+  ASSERT_GT(original.size(), kChunk + 100 + 2 * 16u);
+  std::string out = dir + "/every.out";
+  size_t refused = 0;
+  const size_t header = ObjectHeader::Decode(original)->EncodedSize();
+  const size_t full_body_end = header + kChunk;  // then the first tag, the final chunk and its tag
+  size_t tried = 0;
+  for (size_t pos = 0; pos < original.size(); ++pos) {
+    if (pos >= header && pos < full_body_end && (pos - header) % 7 != 0) continue;
+    ++tried;
+    Bytes t = original;
+    t[pos] ^= 0x01;
+    WriteBytes(Stored("flipped"), t);
+    auto r = Fetch("flipped", out);
+    if (!r.ok() && !fs::exists(out)) ++refused;
+    else ADD_FAILURE() << "byte " << pos << " of " << original.size() << " was not protected";
+  }
+  EXPECT_EQ(refused, tried);
+  EXPECT_GT(tried, 700u);
+  ASSERT_OK(Fetch("every", out).status());
+}
+
 TEST_F(TransferTest, PlainModeCopiesBytesAndRefusesToDecryptForeignObjects) {
   std::string src = Src(6u << 20);
   ASSERT_OK(PutObject(src, *store, "plain", nullptr, tuning).status());
