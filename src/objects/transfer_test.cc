@@ -75,15 +75,8 @@ class RecordingStore : public ObjectStore {
   std::unique_ptr<ObjectStore> inner_;
 };
 
-Bytes ReadBytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(f), {});
-}
-void WriteBytes(const std::string& path, ByteSpan b) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
-
+Bytes ReadBytes(const std::string& path) { return custos::testing::ReadFileBytes(path); }
+void WriteBytes(const std::string& path, ByteSpan b) { custos::testing::WriteFileBytes(path, b); }
 constexpr uint32_t kChunk = 4096;
 constexpr size_t kStoredChunk = kChunk + 16;
 

@@ -40,16 +40,8 @@ class Appliance : public ::testing::Test {
 
   static void SetUpTestSuite() {
     c = new Cluster();
-    ASSERT_EQ(c->Run({"client", "init", "--out", c->P("app.key")}).code, 0);
-    c->Init("P1", "provider");
-    for (auto id : {"C1", "C2", "C3"}) c->Init(id, "customer");
-    for (auto id : {"P1", "C1", "C2", "C3"}) c->Start(id);
-    custody = c->P("custody.json");
-    auto r = c->Run({"ceremony", "dkg", "--provider", c->keepers["P1"].url(), "--provider-threshold", "1",
-                     "--customer",
-                     c->keepers["C1"].url() + "," + c->keepers["C2"].url() + "," + c->keepers["C3"].url(),
-                     "--customer-threshold", "2", "--out", custody});
-    ASSERT_EQ(r.code, 0) << r.err;
+    StartCoCustody(*c, custody);
+    if (HasFatalFailure()) return;
   }
   static void TearDownTestSuite() {
     for (auto& [n, node] : nodes) StopNode(node);

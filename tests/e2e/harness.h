@@ -181,6 +181,22 @@ class Cluster {
   }
 };
 
+// StartCoCustody is the setup several suites share: a client key app.key, keepers P1 (provider,
+// 1-of-1) and C1..C3 (customers, 2-of-3) initialised, allowing it and running, and their DKG.
+// `custody` receives custody.json's path.
+inline void StartCoCustody(Cluster& c, std::string& custody) {
+  ASSERT_EQ(c.Run({"client", "init", "--out", c.P("app.key")}).code, 0);
+  c.Init("P1", "provider");
+  for (auto id : {"C1", "C2", "C3"}) c.Init(id, "customer");
+  for (auto id : {"P1", "C1", "C2", "C3"}) c.Start(id);
+  custody = c.P("custody.json");
+  auto r = c.Run({"ceremony", "dkg", "--provider", c.keepers["P1"].url(), "--provider-threshold", "1",
+                  "--customer",
+                  c.keepers["C1"].url() + "," + c.keepers["C2"].url() + "," + c.keepers["C3"].url(),
+                  "--customer-threshold", "2", "--out", custody});
+  ASSERT_EQ(r.code, 0) << r.err;
+}
+
 inline bool SameFile(const std::string& a, const std::string& b) {
   std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
   std::istreambuf_iterator<char> ea, eb;

@@ -20,15 +20,8 @@ using ::testing::HasSubstr;
 
 constexpr size_t kChunk = 64 * 1024;  // the default chunk size
 
-Bytes ReadBytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(f), {});
-}
-void WriteBytes(const std::string& path, ByteSpan b) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
-
+Bytes ReadBytes(const std::string& path) { return custos::testing::ReadFileBytes(path); }
+void WriteBytes(const std::string& path, ByteSpan b) { custos::testing::WriteFileBytes(path, b); }
 class Objects : public ::testing::Test {
  protected:
   static Cluster* c;
@@ -38,16 +31,8 @@ class Objects : public ::testing::Test {
 
   static void SetUpTestSuite() {
     c = new Cluster();
-    ASSERT_EQ(c->Run({"client", "init", "--out", c->P("app.key")}).code, 0);
-    c->Init("P1", "provider");
-    for (auto id : {"C1", "C2", "C3"}) c->Init(id, "customer");
-    for (auto id : {"P1", "C1", "C2", "C3"}) c->Start(id);
-    custody = c->P("custody.json");
-    auto r = c->Run({"ceremony", "dkg", "--provider", c->keepers["P1"].url(), "--provider-threshold", "1",
-                     "--customer",
-                     c->keepers["C1"].url() + "," + c->keepers["C2"].url() + "," + c->keepers["C3"].url(),
-                     "--customer-threshold", "2", "--out", custody});
-    ASSERT_EQ(r.code, 0) << r.err;
+    StartCoCustody(*c, custody);
+    if (HasFatalFailure()) return;
 
     auto started = testing::S3rverProcess::Start({"bucket", "other"});
     ASSERT_TRUE(started.ok()) << started.status().ToString();
