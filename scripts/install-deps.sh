@@ -9,6 +9,8 @@ PKGS=(
   libcurl4-openssl-dev libseccomp-dev libtomlplusplus-dev clang libclang-rt-14-dev hyperfine curl
   # KMS API conformance clients (tests/conformance): the AWS CLI, boto3, cryptography.
   awscli python3-boto3 python3-cryptography
+  # GNU time: the e2e tests measure a command's own peak memory with it.
+  time
   # The sqlite3 shell: the e2e audit test edits a database with it, operators back up with it.
   sqlite3
   # KMS throughput benchmark (scripts/bench_kms.sh): the load generator and the nginx reference.

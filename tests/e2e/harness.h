@@ -35,7 +35,10 @@ namespace fs = std::filesystem;
 struct RunResult {
   int code = -1;
   std::string out, err;
-  long max_rss_kib = 0;  // peak resident memory of the command
+  // max_rss_kib: peak resident memory. From Run it is wait4's ru_maxrss, which on Linux also
+  // counts the test process's own peak (exec after posix_spawn's vfork records the parent's
+  // high-water mark); RunMeasured reports the command's own peak.
+  long max_rss_kib = 0;
 };
 
 inline std::string Bin() {
@@ -118,6 +121,31 @@ class Cluster {
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     r.out = ReadAll(base + ".out");
     r.err = ReadAll(base + ".err");
+    return r;
+  }
+
+  // RunMeasured is Run through GNU time, whose forked child starts from time's small address
+  // space, so max_rss_kib is the command's own peak resident memory (kernel's VmHWM).
+  RunResult RunMeasured(std::vector<std::string> args) {
+    std::string rss = root + "/rss" + std::to_string(seq) + ".txt";
+    args.insert(args.begin(), Bin());
+    args.insert(args.begin(), {"/usr/bin/time", "-f", "%M", "-o", rss});
+    auto e = env;
+    std::string base = root + "/run" + std::to_string(seq++);
+    pid_t pid = Spawn(args, e, base + ".out", base + ".err");
+    RunResult r;
+    if (pid < 0) return r;
+    int status = 0;
+    waitpid(pid, &status, 0);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = ReadAll(base + ".out");
+    r.err = ReadAll(base + ".err");
+    std::string text = ReadAll(rss);
+    auto nl = text.find_last_not_of("\n");
+    if (nl != std::string::npos) {
+      auto start = text.find_last_of('\n', nl);
+      r.max_rss_kib = std::atol(text.substr(start == std::string::npos ? 0 : start + 1).c_str());
+    }
     return r;
   }
 
