@@ -47,15 +47,8 @@ py=/usr/bin/python3
 
 tmp="$(mktemp -d "${BENCH_KMS_DIR:-/var/tmp}/custos-bench-kms.XXXXXX")"
 server_pid="" nginx_pid="" load_pid=""
+. "$here/lib/dev_server.sh"  # start_dev_server, export_dev_env, stop_pid
 
-stop_pid() {  # stop_pid PID: TERM, up to 10 s, then KILL; reaps it
-  local pid="$1"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -120,7 +113,6 @@ print(f"fsync of a 256-byte append there: median {t[100] * 1e3:.2f} ms, p99 {t[1
 PY
 
 # ---- custos dev server --------------------------------------------------------------------
-. "$here/lib/dev_server.sh"
 start_dev_server "$custos" "$tmp/dev" "$tmp/server.log" 120 || fail "no dev server"
 export_dev_env "$tmp/dev"
 unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_KMS

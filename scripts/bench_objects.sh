@@ -101,15 +101,8 @@ if [ -z "${BENCH_DIR:-}" ]; then
 fi
 work="$(mktemp -d "$BENCH_DIR/custos-bench-objects.XXXXXX")" || exit 2
 s3_pid="" server_pid="" keeper_pids=()
+. "$here/lib/dev_server.sh"  # start_dev_server, export_dev_env, stop_pid
 
-stop_pid() {  # stop_pid PID: TERM, up to 10 s, then KILL; reaps it
-  local pid="$1"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-}
 cleanup() {
   local rc=$? p
   trap - EXIT INT TERM
@@ -182,7 +175,6 @@ s3rver_version="$(node -p 'require(process.argv[1]).version' "$repo/tests/s3/nod
 echo "s3rver ${s3rver_version:-?}: $s3 (pid $s3_pid)"
 
 # ---- the dev appliance and its KMS key -----------------------------------------------------
-. "$here/lib/dev_server.sh"
 start_dev_server "$custos" "$work/dev" "$work/logs/server.log" 120 || fail "no dev appliance"
 declare -A devenv=()
 while IFS= read -r line; do
