@@ -8,6 +8,8 @@
 #include "crypto/random.h"
 #include "keeper/keeper_client.h"
 #include "keeper/protocol.h"
+#include "net/http.h"
+#include "net/http_client.h"
 
 namespace custos::ceremony {
 
@@ -233,6 +235,38 @@ StatusOr<CustodyDescriptor> RunDkg(const DkgCeremonyOptions& opts) {
   return d;
 }
 
+Status CheckApplianceSurvives(const std::string& url, const CustodyDescriptor& current,
+                              const std::string& ca_file, bool* initialized) {
+  *initialized = false;
+  net::HttpClientOptions http;
+  http.ca_file = ca_file;
+  std::string retired = "; if it is retired, pass --skip-appliance " + url;
+  auto client = net::HttpClient::Create(url, http);
+  if (!client.ok())
+    return FailedPrecondition("appliance " + url + ": " + client.status().message() + retired);
+  auto status = net::DecodeJsonResponse(client->Get("/v1/sys/status"), "appliance " + url);
+  if (!status.ok())
+    return FailedPrecondition("cannot check that appliance " + url + " keeps its root key: " +
+                              status.status().message() + retired);
+  const json& s = *status;
+  if (!s.value("initialized", false)) return Status::Ok();  // no root key yet: nothing to lose
+  *initialized = true;
+  if (!s.contains("public_key") || !s.contains("origin_binding"))
+    return FailedPrecondition("appliance " + url +
+                              " would be stranded: its core predates custody updates (its status "
+                              "has no public_key/origin_binding); upgrade it, unseal it, then reshare");
+  if (s.value("public_key", "") != HexEncode(current.public_key.Encode()))
+    return FailedPrecondition("appliance " + url + " serves another joint public key (custody " +
+                              s.value("custody", "") + "): it is not an appliance of this custody" + retired);
+  if (s.value("origin_binding", "") != "joint-key")
+    return FailedPrecondition(
+        "appliance " + url +
+        " would be stranded: its envelope's origin evidence is bound to the custody fingerprint "
+        "(made by an older core), which this reshare changes; unseal it once with this release (its "
+        "core re-binds the evidence to the joint key), then reshare");
+  return Status::Ok();
+}
+
 StatusOr<CustodyDescriptor> RunReshare(const ReshareCeremonyOptions& opts) {
   const CustodyDescriptor& cur = opts.current;
   RETURN_IF_ERROR(cur.Verify());
@@ -259,6 +293,8 @@ StatusOr<CustodyDescriptor> RunReshare(const ReshareCeremonyOptions& opts) {
   // Old keepers deal; an unreachable one is skipped while enough remain.
   std::map<std::string, std::unique_ptr<KeeperClient>> old_clients;
   json deals = json::array();
+  json appliance_points = json::array();
+  std::set<std::string> reported_appliances;
   std::string refusals;
   for (const auto& k : old.keepers) {
     auto c = KeeperClient::Create(k.url, opts.ca_file);
@@ -273,9 +309,30 @@ StatusOr<CustodyDescriptor> RunReshare(const ReshareCeremonyOptions& opts) {
       continue;
     }
     deals.push_back((*r)["message"]);
+    if (r->contains("appliance_points")) appliance_points.push_back((*r)["appliance_points"]);
+    if (r->contains("appliances") && (*r)["appliances"].is_array())
+      for (const json& u : (*r)["appliances"])
+        if (u.is_string()) reported_appliances.insert(u.get<std::string>());
   }
   if (deals.size() < old.threshold)
     return FailedPrecondition("fewer than the old threshold of keepers dealt (" + refusals + ")");
+  // Every appliance of this custody must keep its root key. Nothing is committed yet (the deals
+  // only live in the old keepers' memory), so a refusal here changes nothing.
+  std::set<std::string> appliances(opts.appliances.begin(), opts.appliances.end());
+  for (const std::string& url : reported_appliances) appliances.insert(url);
+  for (const std::string& url : opts.skip_appliances) {
+    if (appliances.erase(url)) Log(opts.log, "reshare: appliance " + url + " skipped (--skip-appliance)");
+  }
+  std::vector<std::string> to_update;
+  for (const std::string& url : appliances) {
+    bool initialized = false;
+    Status st = CheckApplianceSurvives(url, cur, opts.ca_file, &initialized);
+    if (!st.ok()) return FailedPrecondition("reshare refused: " + st.message());
+    Log(opts.log, "reshare: appliance " + url +
+                      (initialized ? " keeps its root key (origin evidence bound to the joint key)"
+                                   : " is not initialised (nothing to keep)"));
+    if (initialized) to_update.push_back(url);
+  }
   // New keepers verify every deal and name bad dealers.
   std::set<std::string> bad;
   for (auto& p : fresh) {
@@ -283,7 +340,8 @@ StatusOr<CustodyDescriptor> RunReshare(const ReshareCeremonyOptions& opts) {
                                             {{"session", HexEncode(session)},
                                              {"previous", cur.ToJson()},
                                              {"proposal", proposal},
-                                             {"deals", deals}}));
+                                             {"deals", deals},
+                                             {"appliance_points", appliance_points}}));
     for (const json& b : r["bad"]) bad.insert(b.get<std::string>());
   }
   std::vector<custody::ExcludedKeeper> excluded;
@@ -359,6 +417,21 @@ StatusOr<CustodyDescriptor> RunReshare(const ReshareCeremonyOptions& opts) {
     else Log(opts.log, "reshare: could not retire keeper " + k.id + ": " + r.status().message() +
                            " (its share no longer counts: custody " + d.FingerprintHex() +
                            " does not list it)");
+  }
+  // Hand every appliance the new descriptor now, so it unseals with the new keepers (keepers
+  // also hand it over at their next release, so a failure here strands nothing).
+  for (const std::string& url : to_update) {
+    net::HttpClientOptions http;
+    http.ca_file = opts.ca_file;
+    auto client = net::HttpClient::Create(url, http);
+    StatusOr<json> r = client.ok() ? net::DecodeJsonResponse(client->Post("/v1/sys/custody",
+                                                                           json{{"descriptor", d.ToJson()}}.dump(),
+                                                                           {{"content-type", "application/json"}}),
+                                                              "appliance " + url)
+                                   : StatusOr<json>(client.status());
+    if (r.ok()) Log(opts.log, "reshare: appliance " + url + " now serves custody " + d.FingerprintHex());
+    else Log(opts.log, "reshare: could not hand custody " + d.FingerprintHex() + " to appliance " + url + ": " +
+                           r.status().message() + " (its keepers hand it over at their next release)");
   }
   return d;
 }

@@ -10,6 +10,7 @@
 #include "attestation/dcap.h"
 #include "cli/dev_mode.h"
 #include "common/file.h"
+#include "common/log.h"
 #include "host/appliance.h"
 #include "host/config.h"
 #include "keeper/keeper_service.h"
@@ -67,8 +68,7 @@ Status Server(const std::string& config_path) {
             << config.listen.substr(0, config.listen.rfind(':')) << ":" << server->port() << std::endl;
   int sig = 0;
   sigwait(&sigs, &sig);
-  std::cerr << json{{"level", "info"}, {"component", "host"}, {"msg", "stopping on signal"}, {"signal", sig}}.dump()
-            << std::endl;
+  Log("info", "host", "stopping on signal", {{"signal", sig}});
   server->Stop();
   appliance->Stop();
   return Status::Ok();
@@ -85,6 +85,20 @@ StatusOr<json> CallServer(const std::string& url, const std::string& ca_file, co
 
 Status OperatorInit(const std::string& url, const std::string& ca_file) {
   ASSIGN_OR_RETURN(json r, CallServer(url, ca_file, "POST", "/v1/sys/init"));
+  std::cout << r.dump(2) << "\n";
+  return Status::Ok();
+}
+
+// OperatorCustodyUpdate hands an appliance the successor descriptor of a reshare (the core
+// checks it: every signature, the same joint key, a higher epoch).
+Status OperatorCustodyUpdate(const std::string& url, const std::string& ca_file, const std::string& custody_path) {
+  ASSIGN_OR_RETURN(custody::CustodyDescriptor d, custody::CustodyDescriptor::Load(custody_path));
+  net::HttpClientOptions o;
+  o.ca_file = ca_file;
+  ASSIGN_OR_RETURN(net::HttpClient client, net::HttpClient::Create(url, o));
+  ASSIGN_OR_RETURN(json r, net::DecodeJsonResponse(client.Post("/v1/sys/custody", json{{"descriptor", d.ToJson()}}.dump(),
+                                                               {{"content-type", "application/json"}}),
+                                                   "appliance " + url));
   std::cout << r.dump(2) << "\n";
   return Status::Ok();
 }
@@ -126,6 +140,7 @@ Status KeeperRelease(const std::vector<std::string>& dirs, const std::string& pa
       j["released"] = out.released;
       j["unsealed"] = out.unsealed;
       unsealed = unsealed || out.unsealed;
+      if (out.custody_updated) j["custody_updated"] = true;
       if (out.released) {
         j["measurement"] = out.measurement;
         j["provider_partials"] = out.provider;
@@ -177,6 +192,13 @@ void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<voi
   op_status->add_option("--server", url, "appliance URL")->required();
   op_status->add_option("--ca-file", ca_file, "CA bundle for https");
   op_status->callback([run] { run(OperatorStatus(url, ca_file)); });
+  static std::string custody_path;
+  auto* op_custody = op->add_subcommand(
+      "custody-update", "hand the appliance the custody.json a reshare produced (it keeps its root key)");
+  op_custody->add_option("--server", url, "appliance URL")->required();
+  op_custody->add_option("--custody", custody_path, "the new custody.json")->required();
+  op_custody->add_option("--ca-file", ca_file, "CA bundle for https");
+  op_custody->callback([run] { run(OperatorCustodyUpdate(url, ca_file, custody_path)); });
 
   auto* rel = keeper_cmd->add_subcommand("release", "verify the appliance's enclave and send it this keeper's partial");
   rel->add_option("--dir", dirs, "keeper directory (repeat to release from several, in parallel)")->required();

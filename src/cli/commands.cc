@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+
 #include "cli/kms_commands.h"
 #include "cli/object_commands.h"
 
@@ -24,6 +25,7 @@
 #include "ceremony/ceremony.h"
 #include "cli/output_file.h"
 #include "common/file.h"
+#include "common/log.h"
 #include "crypto/hash.h"
 #include "files/dual_control.h"
 #include "keeper/escrow.h"
@@ -131,8 +133,7 @@ Status KeeperServe(const std::string& dir, const std::string& listen, const std:
   pass = SecretBytes();
   ASSIGN_OR_RETURN(keeper::FaultInjection faults, keeper::FaultInjection::FromEnv());
   if (faults.any())
-    std::cerr << "{\"level\":\"warn\",\"msg\":\"FAULT INJECTION ACTIVE: this keeper misbehaves "
-                 "on purpose (test only)\"}\n";
+    Log("warn", "keeper", "FAULT INJECTION ACTIVE: this keeper misbehaves on purpose (test only)");
   (void)mlockall(MCL_CURRENT | MCL_FUTURE);  // best effort; RLIMIT_MEMLOCK may refuse
   keeper::KeeperService service(*store, faults);
   net::HttpServerOptions opts;
@@ -157,7 +158,7 @@ Status KeeperServe(const std::string& dir, const std::string& listen, const std:
             << "://" << listen.substr(0, listen.rfind(':')) << ":" << server->port() << std::endl;
   int sig = 0;
   sigwait(&sigs, &sig);
-  std::cerr << "{\"level\":\"info\",\"msg\":\"stopping on signal\",\"signal\":" << sig << "}\n";
+  Log("info", "keeper", "stopping on signal", {{"signal", sig}});
   server->Stop();
   return Status::Ok();
 }
@@ -284,7 +285,8 @@ StatusOr<std::vector<crypto::SigningKey>> ResolveAdminKeys(const std::string& fl
 
 Status CeremonyReshare(const std::string& custody_path, const std::string& domain,
                        const std::string& keepers, uint32_t t, const std::string& out,
-                       const std::string& client_key, const std::string& ca_file) {
+                       const std::string& client_key, const std::string& ca_file,
+                       const std::vector<std::string>& appliances, const std::vector<std::string>& skip) {
   if (FileExists(out)) return AlreadyExists("refusing to overwrite " + out);
   ceremony::ReshareCeremonyOptions o;
   ASSIGN_OR_RETURN(o.current, LoadVerifiedCustody(custody_path));
@@ -294,6 +296,10 @@ Status CeremonyReshare(const std::string& custody_path, const std::string& domai
   ASSIGN_OR_RETURN(std::vector<crypto::SigningKey> keys, ResolveAdminKeys(client_key));
   for (const auto& k : keys) o.admin_keys.push_back(&k);
   o.ca_file = ca_file;
+  for (const std::string& a : appliances)
+    for (const std::string& u : SplitList(a)) o.appliances.push_back(u);
+  for (const std::string& a : skip)
+    for (const std::string& u : SplitList(a)) o.skip_appliances.push_back(u);
   o.log = &std::cerr;
   ASSIGN_OR_RETURN(CustodyDescriptor d, ceremony::RunReshare(o));
   RETURN_IF_ERROR(WriteFileAtomic(out, d.ToJsonString(), 0644));
@@ -508,8 +514,15 @@ int Main(int argc, char** argv) {
   reshare->add_option("--client-key", client_key,
                       "admin key file(s) authorising the reshare, comma-separated (else CUSTOS_CLIENT_KEY)");
   reshare->add_option("--ca-file", ca_file);
+  std::vector<std::string> appliances, skip_appliances;
+  reshare->add_option("--appliance", appliances,
+                      "appliance URL(s) of this custody to keep (besides those the old keepers released to); "
+                      "each is checked before any keeper commits and handed the new custody after");
+  reshare->add_option("--skip-appliance", skip_appliances,
+                      "appliance URL(s) not to check: retired, or listed under another address with --appliance");
   reshare->callback([&] {
-    run(CeremonyReshare(custody_path, domain, keepers, threshold, out, client_key, ca_file));
+    run(CeremonyReshare(custody_path, domain, keepers, threshold, out, client_key, ca_file, appliances,
+                        skip_appliances));
   });
 
   uint32_t chunk_kib = 64;
@@ -549,6 +562,15 @@ int Main(int argc, char** argv) {
   AddAuditCommands(app, run);
   AddKmsCommands(app, run);
   AddObjectCommands(app, run);
+
+  // One CA setting for every client command: --ca-file, else CUSTOS_CA_FILE (the object
+  // commands then fall back to AWS_CA_BUNDLE, as AWS tools do). docs/operations.md "TLS".
+  std::function<void(CLI::App*)> ca_env = [&](CLI::App* a) {
+    for (const char* name : {"--ca-file", "--release-ca-file"})
+      if (CLI::Option* o = a->get_option_no_throw(name)) o->envname("CUSTOS_CA_FILE");
+    for (CLI::App* sub : a->get_subcommands([](CLI::App*) { return true; })) ca_env(sub);
+  };
+  ca_env(&app);
 
   try {
     app.parse(argc, argv);

@@ -19,6 +19,7 @@
 #include "attestation/dcap.h"
 #include "ceremony/ceremony.h"
 #include "common/file.h"
+#include "common/log.h"
 #include "crypto/random.h"
 #include "custody/custody.h"
 #include "host/appliance.h"
@@ -46,9 +47,7 @@ constexpr char kAccessKeyName[] = "dev";
 constexpr char kCredentialsFile[] = "dev-credentials";
 
 void Log(const std::string& level, const std::string& msg, const json& extra = json::object()) {
-  json j = {{"level", level}, {"component", "dev"}, {"msg", msg}};
-  for (auto& [k, v] : extra.items()) j[k] = v;
-  std::cerr << j.dump() << std::endl;
+  custos::Log(level, "dev", msg, extra);
 }
 
 double MsSince(Clock::time_point start) {

@@ -48,7 +48,7 @@ objects::S3Options S3Settings(const ObjectFlags& f) {
   o.access_key_id = Env({"AWS_ACCESS_KEY_ID"});
   o.secret_access_key = Env({"AWS_SECRET_ACCESS_KEY"});
   o.session_token = Env({"AWS_SESSION_TOKEN"});
-  o.ca_file = f.ca_file;
+  o.ca_file = !f.ca_file.empty() ? f.ca_file : Env({"AWS_CA_BUNDLE"});
   o.concurrency = f.concurrency;
   return o;
 }
@@ -74,7 +74,7 @@ StatusOr<kms::KmsClient> KmsFromEnv(const ObjectFlags& f) {
   WipeBytes(secret);
   if (std::getenv("CUSTOS_ACCESS_KEY_ID") == nullptr) c.session_token = Env({"AWS_SESSION_TOKEN"});
   net::HttpClientOptions ho;
-  ho.ca_file = f.ca_file;
+  ho.ca_file = !f.ca_file.empty() ? f.ca_file : Env({"AWS_CA_BUNDLE"});
   return kms::KmsClient::Create(endpoint, std::move(c), Env({"CUSTOS_REGION"}, Region(f)), ho);
 }
 
@@ -98,7 +98,7 @@ StatusOr<objects::DualControlSettings> DualFromFlags(const ObjectFlags& f, bool 
     if (eq == std::string::npos) return InvalidArgument("--keeper-url takes ID=URL");
     s.url_override[ov.substr(0, eq)] = ov.substr(eq + 1);
   }
-  s.ca_file = f.ca_file;
+  s.ca_file = !f.ca_file.empty() ? f.ca_file : Env({"AWS_CA_BUNDLE"});
   s.log = &std::cerr;
   return s;
 }
@@ -226,7 +226,7 @@ Status Remove(const std::string& remote, const ObjectFlags& f) {
 void AddS3Flags(CLI::App* c, ObjectFlags& f) {
   c->add_option("--endpoint", f.endpoint, "S3-compatible endpoint URL (default $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS)");
   c->add_option("--region", f.region, "S3 region (default $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1)");
-  c->add_option("--ca-file", f.ca_file, "CA bundle for https endpoints");
+  c->add_option("--ca-file", f.ca_file, "CA bundle for https endpoints (default $CUSTOS_CA_FILE, $AWS_CA_BUNDLE)");
   c->add_flag("--quiet,-q", f.quiet, "no progress bar and no summary line");
   c->add_option("--concurrency", f.concurrency, "parts or ranges in flight (default 4)");
 }

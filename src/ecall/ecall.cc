@@ -33,6 +33,8 @@ constexpr CallInfo kCalls[] = {
     {Call::kJoinFinish, "join-finish", 3},
     {Call::kJoinComplete, "join-complete", 2},
     {Call::kPing, "ping", 1},
+    {Call::kCustodyUpdate, "custody-update", 1},
+    {Call::kOriginRebind, "origin-rebind", 0},
     {Call::kKmsCreateKey, "kms-create-key", 3},
     {Call::kKmsEncrypt, "kms-encrypt", 3},
     {Call::kKmsDecrypt, "kms-decrypt", 3},

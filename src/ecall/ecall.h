@@ -17,16 +17,17 @@
 // Each call, with its arguments -> results:
 //   kHello()                          -> [tee name, pk_E (33), measurement, info json]
 //        Identity of this enclave instance. pk_E is fresh per process start.
-//   kLoad(custody json, envelope, origin evidence, collateral json) -> []
+//   kLoad(custody json, envelope, origin file, collateral json) -> []
 //        Once, first: the custody descriptor (verified inside), the stored envelope and the
-//        evidence of the enclave that made it (both empty when the appliance was never
-//        initialised), and DCAP collateral for that evidence (empty for sim). The origin
-//        evidence must verify and satisfy the cluster policy; whether it names this envelope
-//        and root key is checked once the root key is known. The enclave starts sealed.
-//   kInit()                           -> [envelope, origin evidence]
-//        Generates the root key and returns its envelope and the origin evidence (binding the
-//        envelope, the custody and the root key id) for the host to store. Refused when an
-//        envelope exists. The enclave is unsealed afterwards.
+//        origin file (sigma/release.h EnvelopeOrigin: the evidence of the enclave that made it;
+//        both empty when the appliance was never initialised), and DCAP collateral for that
+//        evidence (empty for sim). The origin evidence must verify and satisfy the origin
+//        policy; whether it names this envelope and root key is checked once the root key is
+//        known. The enclave starts sealed.
+//   kInit()                           -> [envelope, origin file]
+//        Generates the root key and returns its envelope and the origin file (evidence binding
+//        the envelope, the joint public key Y and the root key id) for the host to store.
+//        Refused when an envelope exists. The enclave is unsealed afterwards.
 //   kStatus(nonce: empty or 32 bytes) -> [status json, evidence]
 //        Public state; with a nonce, also fresh evidence whose report_data binds pk_E, the
 //        custody fingerprint and the nonce (docs/protocol.md "Status evidence"); with an empty
@@ -37,10 +38,18 @@
 //        A keeper's (or a joining enclave's) SIGMA session; records are sigma/release.h.
 //   kJoinStart()                      -> [handle (16), message1]
 //   kJoinFinish(handle, message2, collateral json or empty) -> [message3, record]
-//   kJoinComplete(handle, record)     -> [envelope, origin evidence]
+//   kJoinComplete(handle, record)     -> [envelope, origin file]
 //        This enclave joins a cluster through an unsealed peer (it is the SIGMA initiator).
 //   kPing(payload)                    -> [payload]
 //        Echo, for liveness checks and for measuring the cost of one call.
+//   kCustodyUpdate(custody json)      -> [fingerprint (32)]
+//        Adopts a newer custody descriptor after a reshare: it must verify, have the same
+//        joint public key Y and a higher epoch (the same descriptor again is a no-op). The
+//        root key, if present, stays; partials and SIGMA sessions in progress are dropped.
+//   kOriginRebind()                   -> [origin file]
+//        Needs an unsealed core with an envelope. Legacy origin evidence (bound to a custody
+//        fingerprint, which a reshare changes) is replaced by evidence bound to Y; the host
+//        stores the returned file. Evidence already bound to Y is returned unchanged.
 //
 // KMS calls (ecall/kms_calls.h has the encodings; docs/protocol.md "KMS calls"). Every one
 // needs an unsealed core (kFailedPrecondition "enclave: sealed" otherwise). `ref` is an
@@ -103,6 +112,8 @@ enum class Call : uint16_t {
   kJoinFinish = 9,
   kJoinComplete = 10,
   kPing = 11,
+  kCustodyUpdate = 12,
+  kOriginRebind = 13,
   kKmsCreateKey = 20,
   kKmsEncrypt = 21,
   kKmsDecrypt = 22,

@@ -80,6 +80,8 @@ ecall::Response EnclaveCore::Dispatch(const ecall::Request& r) {
     case ecall::Call::kJoinFinish: out = JoinFinish(a[0], a[1], a[2]); break;
     case ecall::Call::kJoinComplete: out = JoinComplete(a[0], a[1]); break;
     case ecall::Call::kPing: out = std::vector<Bytes>{a[0]}; break;
+    case ecall::Call::kCustodyUpdate: out = CustodyUpdate(a[0]); break;
+    case ecall::Call::kOriginRebind: out = OriginRebind(); break;
     case ecall::Call::kKmsCreateKey:
     case ecall::Call::kKmsEncrypt:
     case ecall::Call::kKmsDecrypt:
@@ -153,16 +155,34 @@ StatusOr<attestation::DcapVerdict> EnclaveCore::CheckOriginEvidence(ByteSpan evi
   return v;
 }
 
-Status EnclaveCore::CheckOriginBinding(ByteSpan origin_report_data, ByteSpan envelope,
-                                       const SecretBytes& root) const {
+Status EnclaveCore::CheckOriginBinding(sigma::OriginBinding binding, ByteSpan origin_report_data,
+                                       ByteSpan envelope, const SecretBytes& root) const {
   if (root.size() != sigma::kRootKeySize) return IntegrityError("enclave: root key has the wrong length");
-  Bytes expected = sigma::EnvelopeOriginReportData(sigma::EnvelopeDigest(envelope), custody_fp_,
-                                                   sigma::RootKeyId(root));
-  if (!sigma::CheckReportData(origin_report_data, expected).ok())
-    return IntegrityError(
-        "enclave: the envelope was not made by an enclave for this root key (origin evidence does "
-        "not match): refusing it");
-  return Status::Ok();
+  Bytes digest = sigma::EnvelopeDigest(envelope);
+  Bytes id = sigma::RootKeyId(root);
+  if (binding == sigma::OriginBinding::kJointKey) {
+    Bytes expected = sigma::EnvelopeOriginReportData(digest, custody_->public_key, id);
+    if (!sigma::CheckReportData(origin_report_data, expected).ok())
+      return IntegrityError(
+          "enclave: the envelope was not made by an enclave for this root key (origin evidence does "
+          "not match): refusing it");
+    return Status::Ok();
+  }
+  for (const Bytes& fp : known_fps_)
+    if (sigma::CheckReportData(origin_report_data, sigma::LegacyEnvelopeOriginReportData(digest, fp, id)).ok())
+      return Status::Ok();
+  return IntegrityError(
+      "enclave: custody fingerprint changed: the envelope's origin evidence (made by an older core) "
+      "names a custody descriptor this core does not know, or the envelope was not made by an "
+      "enclave for this root key: refusing it (load the descriptor the node was initialised under, "
+      "or its direct successor)");
+}
+
+void EnclaveCore::RememberCustody(const custody::CustodyDescriptor& c) {
+  for (const Bytes& fp : {c.Fingerprint(), c.previous}) {
+    if (fp.empty() || std::find(known_fps_.begin(), known_fps_.end(), fp) != known_fps_.end()) continue;
+    known_fps_.push_back(fp);
+  }
 }
 
 EnclaveCore::Results EnclaveCore::Load(ByteSpan custody_json, ByteSpan envelope, ByteSpan origin_evidence,
@@ -174,8 +194,10 @@ EnclaveCore::Results EnclaveCore::Load(ByteSpan custody_json, ByteSpan envelope,
     return FailedPrecondition("enclave: an envelope needs the evidence of the enclave that made it");
   collateral_ = ToString(collateral);
   attestation::DcapVerdict origin;
+  sigma::EnvelopeOrigin origin_file;
   if (!origin_evidence.empty()) {
-    ASSIGN_OR_RETURN(origin, CheckOriginEvidence(origin_evidence, collateral_));
+    ASSIGN_OR_RETURN(origin_file, sigma::EnvelopeOrigin::Decode(origin_evidence));
+    ASSIGN_OR_RETURN(origin, CheckOriginEvidence(origin_file.evidence, collateral_));
   }
   custody_ = std::move(c);
   custody_fp_ = custody_->Fingerprint();
@@ -185,9 +207,10 @@ EnclaveCore::Results EnclaveCore::Load(ByteSpan custody_json, ByteSpan envelope,
       custody_.reset();
       return st;
     }
-    origin_evidence_.assign(origin_evidence.begin(), origin_evidence.end());
+    origin_ = std::move(origin_file);
     origin_report_data_ = origin.report_data;
   }
+  RememberCustody(*custody_);
   return std::vector<Bytes>{};
 }
 
@@ -197,13 +220,53 @@ EnclaveCore::Results EnclaveCore::Init() {
   SecretBytes root = crypto::RandomSecret(sigma::kRootKeySize);
   ASSIGN_OR_RETURN(Bytes envelope, files::SealDualControlSecret(custody_->public_key, root));
   Bytes origin_rd = sigma::ReportDataField(sigma::EnvelopeOriginReportData(
-      sigma::EnvelopeDigest(envelope), custody_fp_, sigma::RootKeyId(root)));
-  ASSIGN_OR_RETURN(Bytes origin, options_.tee->Evidence(origin_rd));
+      sigma::EnvelopeDigest(envelope), custody_->public_key, sigma::RootKeyId(root)));
+  ASSIGN_OR_RETURN(Bytes evidence, options_.tee->Evidence(origin_rd));
   RETURN_IF_ERROR(SetEnvelope(envelope));
-  origin_evidence_ = origin;
+  origin_ = sigma::EnvelopeOrigin{sigma::OriginBinding::kJointKey, evidence};
   origin_report_data_ = origin_rd;
   RETURN_IF_ERROR(AdoptRoot(std::move(root)));
-  return std::vector<Bytes>{envelope, origin};
+  return std::vector<Bytes>{envelope, origin_.Encode()};
+}
+
+EnclaveCore::Results EnclaveCore::OriginRebind() {
+  RETURN_IF_ERROR(RequireLoaded());
+  if (envelope_.empty()) return FailedPrecondition("enclave: not initialised (no envelope)");
+  if (sealed()) return FailedPrecondition("enclave: sealed: the origin evidence is re-bound once the root key is here");
+  if (origin_.binding != sigma::OriginBinding::kJointKey) {
+    // The legacy binding was checked when the root key arrived; bind the same envelope and
+    // root key to Y, which no reshare changes.
+    Bytes rd = sigma::ReportDataField(
+        sigma::EnvelopeOriginReportData(envelope_digest_, custody_->public_key, sigma::RootKeyId(*root_)));
+    ASSIGN_OR_RETURN(Bytes evidence, options_.tee->Evidence(rd));
+    origin_ = sigma::EnvelopeOrigin{sigma::OriginBinding::kJointKey, evidence};
+    origin_report_data_ = rd;
+  }
+  return std::vector<Bytes>{origin_.Encode()};
+}
+
+EnclaveCore::Results EnclaveCore::CustodyUpdate(ByteSpan custody_json) {
+  RETURN_IF_ERROR(RequireLoaded());
+  ASSIGN_OR_RETURN(custody::CustodyDescriptor c, custody::CustodyDescriptor::Parse(ToString(custody_json)));
+  RETURN_IF_ERROR(c.Verify().WithContext("enclave: custody update"));
+  if (!(c.public_key == custody_->public_key))
+    return FailedPrecondition(
+        "enclave: custody update has another joint public key: it is not a reshare of the custody "
+        "this node serves");
+  Bytes fp = c.Fingerprint();
+  if (fp == custody_fp_) return std::vector<Bytes>{fp};
+  if (c.epoch <= custody_->epoch)
+    return FailedPrecondition("enclave: custody update is not newer: epoch " + std::to_string(c.epoch) +
+                              ", this node serves epoch " + std::to_string(custody_->epoch));
+  custody_ = std::move(c);
+  custody_fp_ = fp;
+  RememberCustody(*custody_);
+  // Partials, sessions and joins in progress were made under the previous descriptor (keeper
+  // indices and verification keys change with a reshare): start over under the new one.
+  contributions_.clear();
+  sessions_.clear();
+  joins_.clear();
+  return std::vector<Bytes>{fp};
 }
 
 EnclaveCore::Results EnclaveCore::StatusCall(ByteSpan nonce) {
@@ -216,17 +279,18 @@ EnclaveCore::Results EnclaveCore::StatusCall(ByteSpan nonce) {
             {"lockdown", options_.lockdown}};
   if (custody_) {
     s["custody"] = HexEncode(custody_fp_);
+    s["custody_epoch"] = custody_->epoch;
+    s["public_key"] = HexEncode(custody_->public_key.Encode());
     s["thresholds"] = {{"provider", custody_->provider.threshold},
                        {"customer", custody_->customer.threshold}};
   }
+  if (!envelope_.empty()) s["origin_binding"] = std::string(sigma::OriginBindingName(origin_.binding));
   json contributors = json::array();
   if (root_) {
     s["root_key_id"] = HexEncode(sigma::RootKeyId(*root_));
     s["audit_public_key"] = HexEncode(kms_->audit_public_key().Encode());
-    for (const std::string& id : contributors_) {
-      const custody::KeeperRecord* k = custody_->FindKeeper(id);
-      contributors.push_back({{"keeper", id}, {"domain", k ? custody::DomainName(k->domain) : "?"}});
-    }
+    for (const auto& [id, domain] : contributors_)
+      contributors.push_back({{"keeper", id}, {"domain", custody::DomainName(domain)}});
   } else {
     for (const auto& [id, c] : contributions_)
       contributors.push_back({{"keeper", id}, {"domain", custody::DomainName(c.domain)}});
@@ -336,10 +400,8 @@ Bytes EnclaveCore::ProgressRecord() const {
   p.unsealed = !sealed();
   for (const auto& [id, c] : contributions_)
     (c.domain == Domain::kProvider ? p.provider : p.customer)++;
-  for (const std::string& id : contributors_) {  // after unseal: the partials that opened it
-    const custody::KeeperRecord* k = custody_->FindKeeper(id);
-    if (k != nullptr) (k->domain == Domain::kProvider ? p.provider : p.customer)++;
-  }
+  for (const auto& [id, domain] : contributors_)  // after unseal: the partials that opened it
+    (domain == Domain::kProvider ? p.provider : p.customer)++;
   return p.Encode();
 }
 
@@ -362,7 +424,7 @@ StatusOr<Bytes> EnclaveCore::OnPartial(Session& s, ByteSpan plaintext) {
 
 Status EnclaveCore::TryUnseal() {
   crypto::Point s;
-  std::vector<std::string> used;
+  std::vector<std::pair<std::string, Domain>> used;
   for (Domain d : {Domain::kProvider, Domain::kCustomer}) {
     const custody::DomainRecord& dom = custody_->domain(d);
     std::vector<uint32_t> indices;
@@ -371,7 +433,7 @@ Status EnclaveCore::TryUnseal() {
       if (c.domain != d || indices.size() == dom.threshold) continue;
       indices.push_back(c.partial.index);
       points.push_back(c.partial.d);
-      used.push_back(id);
+      used.emplace_back(id, d);
     }
     if (indices.size() < dom.threshold) return Status::Ok();  // not yet: both domains needed
     ASSIGN_OR_RETURN(crypto::Point sd, threshold::InterpolatePointsAtZero(indices, points));
@@ -384,7 +446,7 @@ Status EnclaveCore::TryUnseal() {
     return IntegrityError("enclave: verified partials do not open the envelope: " + root.status().message());
   }
   contributions_.clear();
-  RETURN_IF_ERROR(CheckOriginBinding(origin_report_data_, envelope_, *root));
+  RETURN_IF_ERROR(CheckOriginBinding(origin_.binding, origin_report_data_, envelope_, *root));
   RETURN_IF_ERROR(AdoptRoot(std::move(*root)));
   contributors_ = used;
   return Status::Ok();
@@ -412,7 +474,7 @@ StatusOr<Bytes> EnclaveCore::OnJoinRequest(Session& s, ByteSpan plaintext) {
   Bytes expected = sigma::JoinReportData(s.peer_key->point(), s.message1, s.message2);
   RETURN_IF_ERROR(CheckPeerEvidence(req.evidence, ToString(req.collateral), expected)
                       .WithContext("join refused"));
-  sigma::JoinGrant grant{root_->Clone(), envelope_, origin_evidence_};
+  sigma::JoinGrant grant{root_->Clone(), envelope_, origin_.Encode()};
   SecretBytes encoded = grant.Encode();
   return s.channel->Seal(encoded.Expose());
 }
@@ -475,17 +537,18 @@ EnclaveCore::Results EnclaveCore::JoinComplete(ByteSpan handle, ByteSpan record)
   if (!envelope_.empty() && grant.envelope != envelope_)
     return FailedPrecondition("enclave: the peer holds another envelope than the one stored here");
   // The granted key must be the one a genuine enclave sealed in this envelope.
-  ASSIGN_OR_RETURN(attestation::DcapVerdict origin, CheckOriginEvidence(grant.origin_evidence, collateral_));
-  RETURN_IF_ERROR(CheckOriginBinding(origin.report_data, grant.envelope, grant.root_key));
-  if (envelope_.empty()) {
-    RETURN_IF_ERROR(SetEnvelope(grant.envelope));
-    origin_evidence_ = grant.origin_evidence;
+  ASSIGN_OR_RETURN(sigma::EnvelopeOrigin granted, sigma::EnvelopeOrigin::Decode(grant.origin_evidence));
+  ASSIGN_OR_RETURN(attestation::DcapVerdict origin, CheckOriginEvidence(granted.evidence, collateral_));
+  RETURN_IF_ERROR(CheckOriginBinding(granted.binding, origin.report_data, grant.envelope, grant.root_key));
+  if (envelope_.empty() || origin_.binding != sigma::OriginBinding::kJointKey) {
+    if (envelope_.empty()) RETURN_IF_ERROR(SetEnvelope(grant.envelope));
+    origin_ = std::move(granted);
     origin_report_data_ = origin.report_data;
   }
   RETURN_IF_ERROR(AdoptRoot(std::move(grant.root_key)));
   contributors_.clear();
   contributions_.clear();
-  return std::vector<Bytes>{envelope_, origin_evidence_};
+  return std::vector<Bytes>{envelope_, origin_.Encode()};
 }
 
 }  // namespace custos::enclave

@@ -11,12 +11,21 @@
 // combinations, and the envelope opens inside. One domain alone never reaches S.
 //
 // Envelope origin: anyone can encrypt to Y, so an envelope proves nothing by itself. kInit
-// returns evidence whose report_data binds the envelope, the custody and the root key id
-// (sigma/release.h EnvelopeOriginReportData). kLoad verifies that evidence under the origin
-// policy (same tee, signer and product id, SVN not above ours, debug only if we are debug:
-// the measurement may differ, so an upgraded core can open an envelope an older one made), and
-// once the root key is recovered (unseal or join) the binding is checked; a mismatch refuses
-// the root key. A host that substitutes an envelope of its own therefore never gets it used.
+// returns evidence whose report_data binds the envelope, the joint public key Y and the root
+// key id (sigma/release.h EnvelopeOriginReportData). kLoad verifies that evidence under the
+// origin policy (same tee, signer and product id, SVN not above ours, debug only if we are
+// debug: the measurement may differ, so an upgraded core can open an envelope an older one
+// made), and once the root key is recovered (unseal or join) the binding is checked; a
+// mismatch refuses the root key. A host that substitutes an envelope of its own therefore never
+// gets it used. Legacy evidence (bound to one custody fingerprint) is accepted for the
+// fingerprints this core knows and re-bound to Y on request (kOriginRebind).
+//
+// Custody updates (kCustodyUpdate): a reshare changes the custody descriptor but not Y. The
+// core adopts a descriptor that verifies, has the same Y and a higher epoch, so it unseals with
+// the new keepers' partials and keeps its root key. Accepting any such descriptor is safe: a
+// descriptor that verifies lists, for t_d keepers of each domain, proofs of possession of
+// shares that interpolate to Y_d, so whoever can make one knows x_P and x_C and could open the
+// envelope anyway (docs/threat-model.md "Custody updates").
 //
 // Cluster policy (join): a peer enclave gets the root key only if its evidence verifies, has
 // this enclave's tee type, measurement, signer and product id, an SVN at least ours, is not a
@@ -42,6 +51,7 @@
 #include "ecall/ecall.h"
 #include "enclave/kms_ops.h"
 #include "nlohmann/json.hpp"
+#include "sigma/release.h"
 #include "sigma/sigma.h"
 #include "threshold/partial.h"
 
@@ -94,6 +104,8 @@ class EnclaveCore {
   Results JoinStart();
   Results JoinFinish(ByteSpan handle, ByteSpan message2, ByteSpan collateral);
   Results JoinComplete(ByteSpan handle, ByteSpan record);
+  Results CustodyUpdate(ByteSpan custody_json);
+  Results OriginRebind();
   // Kms serves the KMS calls (enclave/kms_ops.h); a sealed core refuses them.
   Results Kms(const ecall::Request& request);
 
@@ -103,7 +115,12 @@ class EnclaveCore {
   Status CheckPeerEvidence(ByteSpan evidence, std::string_view collateral,
                            ByteSpan expected_report_data) const;
   StatusOr<attestation::DcapVerdict> CheckOriginEvidence(ByteSpan evidence, std::string_view collateral) const;
-  Status CheckOriginBinding(ByteSpan origin_report_data, ByteSpan envelope, const SecretBytes& root) const;
+  // CheckOriginBinding checks that verified origin evidence (its report_data field) names
+  // `envelope` and `root`: under Y for kJointKey, under one of known_fps_ for legacy evidence.
+  Status CheckOriginBinding(sigma::OriginBinding binding, ByteSpan origin_report_data, ByteSpan envelope,
+                            const SecretBytes& root) const;
+  // RememberCustody adds a descriptor's fingerprint and its predecessor to known_fps_.
+  void RememberCustody(const custody::CustodyDescriptor& c);
   StatusOr<Bytes> OnPartial(Session& s, ByteSpan plaintext);
   StatusOr<Bytes> OnJoinRequest(Session& s, ByteSpan plaintext);
   Status TryUnseal();
@@ -119,15 +136,19 @@ class EnclaveCore {
   std::optional<custody::CustodyDescriptor> custody_;
   Bytes custody_fp_;
   Bytes envelope_;
-  Bytes origin_evidence_;     // evidence of the enclave that made envelope_
+  sigma::EnvelopeOrigin origin_;  // evidence of the enclave that made envelope_, and its binding
   Bytes origin_report_data_;  // its (verified) 64-byte report_data, checked once the root is known
+  // Custody fingerprints served in this life, and their predecessors: legacy origin evidence
+  // may name any of them.
+  std::vector<Bytes> known_fps_;
   std::string collateral_;    // DCAP collateral the host supplied at load (empty for sim)
   Bytes envelope_digest_;
   crypto::Point envelope_r_;
   std::optional<SecretBytes> root_;
   std::unique_ptr<KmsOperations> kms_;  // set together with root_
   std::map<std::string, Contribution> contributions_;  // keeper id -> verified partial
-  std::vector<std::string> contributors_;              // keepers whose partial counted
+  // Keepers whose partial opened the envelope, with their domain (kept across custody updates).
+  std::vector<std::pair<std::string, custody::Domain>> contributors_;
   std::map<std::string, std::unique_ptr<Session>> sessions_;
   std::map<std::string, std::unique_ptr<Join>> joins_;
   uint64_t session_counter_ = 0;

@@ -200,6 +200,126 @@ TEST_F(EnclaveCoreTest, JoinRefusesAPeerOfAnotherCustody) {
   EXPECT_THAT(Join(*b, *a).message(), HasSubstr("does not bind this session"));
 }
 
+// A reshare changes the custody descriptor but not Y: the core adopts the successor and
+// unseals with the new keepers' partials, with the same root key (issue 11).
+TEST_F(EnclaveCoreTest, ReshareKeepsTheRootKey) {
+  std::string root_id;
+  auto core = InitAndReload(&root_id);
+  nlohmann::json before = StatusOf(*core);
+  EXPECT_EQ(before["origin_binding"], "joint-key");
+  EXPECT_EQ(before["custody_epoch"], 1u);
+  Custody next = custody_.Successor(Domain::kCustomer, 3, 2, "N");
+  auto fp = Call(*core, ecall::Call::kCustodyUpdate, {ToBytes(next.json)});
+  ASSERT_OK(fp.status());
+  EXPECT_EQ((*fp)[0], next.d.Fingerprint());
+  nlohmann::json after = StatusOf(*core);
+  EXPECT_EQ(after["custody"], next.d.FingerprintHex());
+  EXPECT_EQ(after["custody_epoch"], 2u);
+  EXPECT_EQ(after["public_key"], before["public_key"]);
+  // Old customer keepers are no longer listed; the new ones unseal with the provider.
+  EXPECT_THAT(Release(*core, K("C1"), false, &next).status().message(), HasSubstr("not in custody.json"));
+  // A keeper still on the old descriptor refuses the core (the evidence binds the new one).
+  EXPECT_THAT(Release(*core, K("P1")).status().message(), HasSubstr("does not bind this session"));
+  const TestKeeper& p1 = next.keepers[0];
+  ASSERT_EQ(p1.id, "P1");
+  ASSERT_OK(Release(*core, p1, false, &next).status());
+  ASSERT_OK(Release(*core, next.keepers[1], false, &next).status());
+  auto last = Release(*core, next.keepers[3], false, &next);
+  ASSERT_OK(last.status());
+  EXPECT_TRUE(last->unsealed);
+  EXPECT_EQ(StatusOf(*core)["root_key_id"], root_id);
+  // A provider reshare after that, adopted by an unsealed core: the root key stays, and a
+  // freshly started core unseals under it too.
+  Custody third = next.Successor(Domain::kProvider, 2, 2, "Q");
+  ASSERT_OK(Call(*core, ecall::Call::kCustodyUpdate, {ToBytes(third.json)}).status());
+  EXPECT_FALSE(core->sealed());
+  EXPECT_EQ(StatusOf(*core)["root_key_id"], root_id);
+  auto fresh = NewCore();
+  ASSERT_OK(Call(*fresh, ecall::Call::kLoad, {ToBytes(third.json), envelope_, origin_, Bytes{}}).status());
+  for (const TestKeeper& k : third.keepers)
+    if (k.id == "Q1" || k.id == "Q2" || k.id == "N1" || k.id == "N3") ASSERT_OK(Release(*fresh, k, false, &third).status());
+  EXPECT_FALSE(fresh->sealed());
+  EXPECT_EQ(StatusOf(*fresh)["root_key_id"], root_id);
+}
+
+TEST_F(EnclaveCoreTest, CustodyUpdateRefusesAnotherKeyAnOlderEpochAndBadSignatures) {
+  std::string root_id;
+  auto core = InitAndReload(&root_id);
+  Custody other;  // another DKG: another Y
+  EXPECT_THAT(Call(*core, ecall::Call::kCustodyUpdate, {ToBytes(other.json)}).status().message(),
+              HasSubstr("another joint public key"));
+  Custody next = custody_.Successor(Domain::kCustomer, 3, 2, "N");
+  std::string forged = next.json;
+  forged.replace(forged.find("\"threshold\": 2"), 14, "\"threshold\": 1");
+  EXPECT_FALSE(Call(*core, ecall::Call::kCustodyUpdate, {ToBytes(forged)}).ok());
+  ASSERT_OK(Call(*core, ecall::Call::kCustodyUpdate, {ToBytes(next.json)}).status());
+  // Going back, or sideways to another descriptor of the same epoch, is refused.
+  EXPECT_THAT(Call(*core, ecall::Call::kCustodyUpdate, {ToBytes(custody_.json)}).status().message(),
+              HasSubstr("not newer"));
+  Custody sibling = custody_.Successor(Domain::kCustomer, 2, 2, "S");
+  EXPECT_THAT(Call(*core, ecall::Call::kCustodyUpdate, {ToBytes(sibling.json)}).status().message(),
+              HasSubstr("not newer"));
+  // The same descriptor again is a no-op.
+  ASSERT_OK(Call(*core, ecall::Call::kCustodyUpdate, {ToBytes(next.json)}).status());
+  EXPECT_EQ(StatusOf(*core)["custody"], next.d.FingerprintHex());
+  EXPECT_THAT(Call(*core, ecall::Call::kOriginRebind, {}).status().message(), HasSubstr("sealed"));
+}
+
+// Envelopes from cores before this release carry evidence bound to one custody fingerprint.
+// The core accepts it for the descriptor it knows and its predecessor (the appliance a reshare
+// stranded), re-binds it to Y on request, and names the cause when it cannot.
+TEST_F(EnclaveCoreTest, LegacyOriginIsAcceptedReboundAndNamedWhenStranded) {
+  std::string root_id;
+  InitAndReload(&root_id);
+  auto id = HexDecode(root_id);
+  ASSERT_OK(id.status());
+  Bytes legacy_rd = sigma::ReportDataField(sigma::LegacyEnvelopeOriginReportData(
+      sigma::EnvelopeDigest(envelope_), custody_.d.Fingerprint(), *id));
+  auto legacy = platform_->MakeEvidence(measurement_, {}, legacy_rd);
+  ASSERT_OK(legacy.status());
+  Custody next = custody_.Successor(Domain::kCustomer, 3, 2, "N");
+  // Stranded by an old build: the node now has the successor only. One step back is known.
+  auto core = NewCore();
+  ASSERT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(next.json), envelope_, *legacy, Bytes{}}).status());
+  EXPECT_EQ(StatusOf(*core)["origin_binding"], "custody-fingerprint");
+  for (int i : {0, 1, 2}) ASSERT_OK(Release(*core, next.keepers[i], false, &next).status());
+  ASSERT_FALSE(core->sealed());
+  EXPECT_EQ(StatusOf(*core)["root_key_id"], root_id);
+  auto rebound = Call(*core, ecall::Call::kOriginRebind, {});
+  ASSERT_OK(rebound.status());
+  auto decoded = sigma::EnvelopeOrigin::Decode((*rebound)[0]);
+  ASSERT_OK(decoded.status());
+  EXPECT_EQ(decoded->binding, sigma::OriginBinding::kJointKey);
+  EXPECT_EQ(StatusOf(*core)["origin_binding"], "joint-key");
+  // Two reshares later, the re-bound file still opens; the legacy one is refused with its cause.
+  Custody third = next.Successor(Domain::kProvider, 1, 1, "Q");
+  auto later = NewCore();
+  ASSERT_OK(Call(*later, ecall::Call::kLoad, {ToBytes(third.json), envelope_, (*rebound)[0], Bytes{}}).status());
+  for (const TestKeeper& k : third.keepers)
+    if (k.id == "Q1" || k.id == "N1" || k.id == "N2") ASSERT_OK(Release(*later, k, false, &third).status());
+  EXPECT_FALSE(later->sealed());
+  auto stranded = NewCore();
+  ASSERT_OK(Call(*stranded, ecall::Call::kLoad, {ToBytes(third.json), envelope_, *legacy, Bytes{}}).status());
+  Status refused;
+  for (const TestKeeper& k : third.keepers)
+    if (k.id == "Q1" || k.id == "N1" || k.id == "N2") refused = Release(*stranded, k, false, &third).status();
+  EXPECT_EQ(refused.code(), ErrorCode::kIntegrity);
+  EXPECT_THAT(refused.message(), HasSubstr("custody fingerprint changed"));
+  EXPECT_TRUE(stranded->sealed());
+  // A legacy file declared as joint-key binding (the host relabels it) is refused too.
+  sigma::EnvelopeOrigin relabelled{sigma::OriginBinding::kJointKey, *legacy};
+  auto relabel = NewCore();
+  ASSERT_OK(Call(*relabel, ecall::Call::kLoad, {ToBytes(custody_.json), envelope_, relabelled.Encode(), Bytes{}}).status());
+  ASSERT_OK(Release(*relabel, K("P1")).status());
+  ASSERT_OK(Release(*relabel, K("C1")).status());
+  EXPECT_THAT(Release(*relabel, K("C2")).status().message(), HasSubstr("not made by an enclave for this root key"));
+  // Malformed origin files are refused at load.
+  Bytes bad = relabelled.Encode();
+  bad[4] = 9;  // version
+  EXPECT_THAT(Call(*NewCore(), ecall::Call::kLoad, {ToBytes(custody_.json), envelope_, bad, Bytes{}}).status().message(),
+              HasSubstr("version 9"));
+}
+
 TEST_F(EnclaveCoreTest, PingEchoesAndBadRequestsAreNamed) {
   auto core = NewCore();
   auto r = Call(*core, ecall::Call::kPing, {Bytes{1, 2, 3}});

@@ -30,6 +30,13 @@ struct TestKeeper {
   uint32_t index;
   Scalar share;
   crypto::SigningKey identity = crypto::SigningKey::Generate();
+
+  TestKeeper(std::string id_, Domain domain_, uint32_t index_, Scalar share_)
+      : id(std::move(id_)), domain(domain_), index(index_), share(std::move(share_)) {}
+  // Copies keep the identity key (a keeper that stays through a reshare keeps it).
+  TestKeeper(const TestKeeper& o)
+      : id(o.id), domain(o.domain), index(o.index), share(o.share),
+        identity(std::move(crypto::SigningKey::FromScalarBytes(o.identity.ToScalarBytes())).value()) {}
 };
 
 // A custody of 1 provider (t=1) and 3 customers (t=2), dealt in the clear for the test.
@@ -37,8 +44,8 @@ struct Custody {
   std::vector<TestKeeper> keepers;
   custody::CustodyDescriptor d;
   std::string json;
+  Scalar xp = Scalar::Random(), xc = Scalar::Random();
   Custody() {
-    Scalar xp = Scalar::Random(), xc = Scalar::Random();
     keepers.push_back({"P1", Domain::kProvider, 1, xp});
     auto poly = threshold::Polynomial::Random(xc, 1);
     for (uint32_t i = 1; i <= 3; ++i)
@@ -48,14 +55,42 @@ struct Custody {
     d.provider.public_key = Point::BaseMul(xp);
     d.customer.threshold = 2;
     d.customer.public_key = Point::BaseMul(xc);
-    for (const TestKeeper& k : keepers) {
-      custody::DomainRecord& dom = d.domain(k.domain);
-      dom.keepers.push_back({k.id, k.domain, k.index, "http://127.0.0.1:1",
-                             k.identity.verifying_key().point(), Point::BaseMul(Scalar::Random()),
-                             Point::BaseMul(k.share),
-                             custody::ProvePossession(k.share, k.id, k.domain, k.index)});
-    }
+    for (const TestKeeper& k : keepers) d.domain(k.domain).keepers.push_back(Record(k));
     d.public_key = d.provider.public_key + d.customer.public_key;
+    Sign();
+  }
+
+  // Successor is this custody after a reshare of `domain` to `n` fresh keepers named
+  // PREFIX1..PREFIXn with threshold `t` (same secret, so the same Y): epoch + 1, previous =
+  // this fingerprint, the other domain unchanged.
+  Custody Successor(Domain domain, uint32_t n, uint32_t t, const std::string& prefix) const {
+    Custody next = *this;
+    next.keepers.clear();
+    for (const TestKeeper& k : keepers)
+      if (k.domain != domain) next.keepers.push_back(k);
+    auto poly = threshold::Polynomial::Random(domain == Domain::kProvider ? xp : xc, t - 1);
+    custody::DomainRecord& dom = next.d.domain(domain);
+    dom.threshold = t;
+    dom.keepers.clear();
+    for (uint32_t i = 1; i <= n; ++i) {
+      next.keepers.push_back({prefix + std::to_string(i), domain, i, poly.Evaluate(i)});
+      dom.keepers.push_back(Record(next.keepers.back()));
+    }
+    next.d.epoch = d.epoch + 1;
+    next.d.previous = d.Fingerprint();
+    next.d.ceremony_id = crypto::RandomBytes(16);
+    next.Sign();
+    return next;
+  }
+
+ private:
+  static custody::KeeperRecord Record(const TestKeeper& k) {
+    return {k.id, k.domain, k.index, "http://127.0.0.1:1", k.identity.verifying_key().point(),
+            Point::BaseMul(Scalar::Random()), Point::BaseMul(k.share),
+            custody::ProvePossession(k.share, k.id, k.domain, k.index)};
+  }
+  void Sign() {
+    d.signatures.clear();
     for (const TestKeeper& k : keepers) d.signatures[k.id] = k.identity.Sign(d.SignatureMessage());
     json = d.ToJsonString();
   }
@@ -107,10 +142,11 @@ class CoreFixture : public ::testing::Test {
   // Release runs keeper `k`'s side against `core`: SIGMA, then its partial (corrupted when
   // `bad_proof`). Returns the progress the enclave reports, or the first refusal.
   StatusOr<sigma::UnsealProgress> Release(EnclaveCore& core, const TestKeeper& k,
-                                          bool bad_proof = false) {
+                                          bool bad_proof = false, const Custody* custody = nullptr) {
+    const Custody& cust = custody != nullptr ? *custody : custody_;
     sigma::InitiatorConfig cfg;
     cfg.keeper_id = k.id;
-    cfg.custody_hash = custody_.d.Fingerprint();
+    cfg.custody_hash = cust.d.Fingerprint();
     cfg.verify_evidence = [this](ByteSpan evidence, ByteSpan expected) -> Status {
       ASSIGN_OR_RETURN(auto v, attestation::VerifySimEvidence(evidence));
       RETURN_IF_ERROR(attestation::CheckPolicy(v, policy_));
@@ -125,7 +161,8 @@ class CoreFixture : public ::testing::Test {
     if (first[0] == static_cast<uint8_t>(sigma::ReleaseRecord::kUnsealProgress))
       return sigma::UnsealProgress::Decode(first);
     ASSIGN_OR_RETURN(sigma::UnsealRequest req, sigma::UnsealRequest::Decode(first));
-    const custody::KeeperRecord* me = custody_.d.FindKeeper(k.id);
+    const custody::KeeperRecord* me = cust.d.FindKeeper(k.id);
+    if (me == nullptr) return NotFound("test keeper " + k.id + " is not in the custody");
     threshold::PartialDecryption p =
         threshold::ComputePartial(k.index, k.share, me->verification_key, req.r,
                                   sigma::UnsealProofContext(req.envelope_digest));

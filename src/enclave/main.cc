@@ -16,6 +16,7 @@
 
 #include "CLI/CLI.hpp"
 #include "attestation/tee_adapters.h"
+#include "common/log.h"
 #include "crypto/ecdsa.h"
 #include "crypto/random.h"
 #include "ecall/ecall.h"
@@ -27,10 +28,7 @@ namespace {
 using namespace custos;
 
 void Log(const std::string& level, const std::string& msg, const nlohmann::json& extra = {}) {
-  nlohmann::json j = {{"level", level}, {"component", "enclave"}, {"msg", msg}};
-  if (extra.is_object())
-    for (auto& [k, v] : extra.items()) j[k] = v;
-  std::cerr << j.dump() << std::endl;
+  custos::Log(level, "enclave", msg, extra.is_object() ? extra : nlohmann::json::object());
 }
 
 StatusOr<std::string> SelfPath() {

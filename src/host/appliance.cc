@@ -8,8 +8,10 @@
 #include <iostream>
 
 #include "common/file.h"
+#include "common/log.h"
 #include "crypto/hash.h"
 #include "crypto/random.h"
+#include "custody/custody.h"
 #include "net/http_client.h"
 #include "net/json_fields.h"
 #include "sigma/release.h"
@@ -21,9 +23,31 @@ using json = nlohmann::json;
 namespace {
 
 void Log(const std::string& level, const std::string& msg, const json& extra = json::object()) {
-  json j = {{"level", level}, {"component", "host"}, {"msg", msg}};
-  for (auto& [k, v] : extra.items()) j[k] = v;
-  std::cerr << j.dump() << std::endl;
+  custos::Log(level, "host", msg, extra);
+}
+
+// ChooseCustody returns the descriptor the node serves: [server] custody, or the one it adopted
+// after a reshare (data_dir/custody.json) when that one is newer. Both must be of the same
+// joint key; the core verifies the chosen one again at kLoad.
+StatusOr<std::string> ChooseCustody(const ServerConfig& config) {
+  ASSIGN_OR_RETURN(std::string configured, ReadFileString(config.custody_path));
+  std::string adopted_path = config.data_dir + "/" + std::string(kCustodyFile);
+  if (!std::filesystem::exists(adopted_path)) return configured;
+  ASSIGN_OR_RETURN(std::string adopted, ReadFileString(adopted_path));
+  auto a = custody::CustodyDescriptor::Parse(adopted);
+  if (!a.ok()) return a.status().WithContext(adopted_path);
+  auto c = custody::CustodyDescriptor::Parse(configured);
+  if (!c.ok()) return c.status().WithContext(config.custody_path);
+  if (!(a->public_key == c->public_key))
+    return FailedPrecondition(adopted_path + " (adopted after a reshare) and " + config.custody_path +
+                              " ([server] custody) have different joint public keys: they are not the "
+                              "same custody; point [server] custody at this node's custody");
+  bool use_adopted = a->epoch > c->epoch;
+  Log("info", "custody descriptor chosen",
+      {{"path", use_adopted ? adopted_path : config.custody_path},
+       {"epoch", use_adopted ? a->epoch : c->epoch},
+       {"custody", use_adopted ? a->FingerprintHex() : c->FingerprintHex()}});
+  return use_adopted ? adopted : configured;
 }
 
 }  // namespace
@@ -77,7 +101,7 @@ StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) return Unavailable("cannot create data_dir " + config.data_dir + ": " + ec.message());
   ::chmod(config.data_dir.c_str(), 0700);
-  ASSIGN_OR_RETURN(std::string custody_json, ReadFileString(config.custody_path));
+  ASSIGN_OR_RETURN(std::string custody_json, ChooseCustody(config));
   Bytes envelope, origin;
   std::string envelope_path = config.data_dir + "/" + std::string(kEnvelopeFile);
   std::string origin_path = config.data_dir + "/" + std::string(kOriginFile);
@@ -240,6 +264,7 @@ net::HttpResponse Appliance::Handle(const net::HttpRequest& req) {
   else if (req.method == "POST" && path == "/v1/sys/sigma/respond") out = SigmaRespond(body);
   else if (req.method == "POST" && path == "/v1/sys/sigma/finish") out = SigmaFinish(body);
   else if (req.method == "POST" && path == "/v1/sys/sigma/record") out = SigmaRecord(body);
+  else if (req.method == "POST" && path == "/v1/sys/custody") out = CustodyUpdate(body);
   else if (req.method == "POST" && path == "/v1/sys/access-keys") out = AccessKeys(req, body);
   if (!out.ok()) return net::ErrorResponse(out.status());
   net::HttpResponse r;
@@ -326,9 +351,43 @@ StatusOr<json> Appliance::SigmaRecord(const json& body) {
   ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kRecord, {session, record}));
   // The core's status tells whether this record unsealed it; log transitions for operators.
   auto st = CoreStatus({}, nullptr);
-  if (st.ok() && !st->value("sealed", true))
+  if (st.ok() && !st->value("sealed", true)) {
     Log("info", "keeper record accepted", {{"state", "unsealed"}, {"contributors", (*st)["contributors"]}});
+    if (st->value("origin_binding", "") == "custody-fingerprint") RebindOrigin();
+  }
   return json{{"record", Base64Encode(r[0])}};
+}
+
+void Appliance::RebindOrigin() {
+  std::lock_guard<std::mutex> lock(init_mu_);
+  auto r = enclave_->Call(ecall::Call::kOriginRebind, {});
+  custos::Status st = r.ok() ? WriteFileAtomic(config_.data_dir + "/" + std::string(kOriginFile), (*r)[0], 0600)
+                             : r.status();
+  if (st.ok())
+    Log("info", "envelope origin evidence re-bound to the joint public key (it survives reshares)",
+        {{"origin", config_.data_dir + "/" + std::string(kOriginFile)}});
+  else
+    Log("error", "could not re-bind the envelope origin evidence; a reshare would strand this node",
+        {{"reason", st.message()}});
+}
+
+StatusOr<json> Appliance::CustodyUpdate(const json& body) {
+  if (!body.contains("descriptor") || !body["descriptor"].is_object())
+    return InvalidArgument("missing 'descriptor' (the custody.json object)");
+  ASSIGN_OR_RETURN(custody::CustodyDescriptor d, custody::CustodyDescriptor::FromJson(body["descriptor"]));
+  std::string text = d.ToJsonString();
+  std::lock_guard<std::mutex> lock(init_mu_);
+  ASSIGN_OR_RETURN(auto before, CoreStatus({}, nullptr));
+  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kCustodyUpdate, {ToBytes(text)}));
+  std::string fp = HexEncode(r[0]);
+  if (before.value("custody", "") != fp) {
+    // The core adopted it; keep it so a restart serves it too (ChooseCustody).
+    RETURN_IF_ERROR(WriteFileAtomic(config_.data_dir + "/" + std::string(kCustodyFile), ToBytes(text), 0600));
+    Log("info", "custody updated",
+        {{"custody", fp}, {"epoch", d.epoch}, {"previous", before.value("custody", "")},
+         {"sealed", before.value("sealed", true)}});
+  }
+  return json{{"custody", fp}, {"epoch", d.epoch}};
 }
 
 // ---- cluster join ----
@@ -352,9 +411,19 @@ custos::Status Appliance::JoinOnce() {
   ASSIGN_OR_RETURN(json p5, post("/v1/sys/sigma/record", {{"session", session}, {"record", Base64Encode(s3[1])}}));
   ASSIGN_OR_RETURN(Bytes grant, net::GetBase64(p5, "record"));
   ASSIGN_OR_RETURN(auto done, enclave_->Call(ecall::Call::kJoinComplete, {s1[0], grant}));
-  std::lock_guard<std::mutex> lock(init_mu_);
-  std::string path = config_.data_dir + "/" + std::string(kEnvelopeFile);
-  if (!std::filesystem::exists(path)) RETURN_IF_ERROR(StoreEnvelope(done[0], done[1]));
+  {
+    std::lock_guard<std::mutex> lock(init_mu_);
+    std::string path = config_.data_dir + "/" + std::string(kEnvelopeFile);
+    std::string origin_path = config_.data_dir + "/" + std::string(kOriginFile);
+    if (!std::filesystem::exists(path)) {
+      RETURN_IF_ERROR(StoreEnvelope(done[0], done[1]));
+    } else if (auto stored = ReadFileBytes(origin_path); !stored.ok() || *stored != done[1]) {
+      // The peer's origin evidence replaced a legacy one here (enclave JoinComplete).
+      RETURN_IF_ERROR(WriteFileAtomic(origin_path, done[1], 0600));
+    }
+  }
+  auto st = CoreStatus({}, nullptr);
+  if (st.ok() && st->value("origin_binding", "") == "custody-fingerprint") RebindOrigin();
   return custos::Status::Ok();
 }
 

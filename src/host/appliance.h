@@ -12,6 +12,9 @@
 //   POST /v1/sys/sigma/respond          {"message1"} -> {"session", "message2"}
 //   POST /v1/sys/sigma/finish           {"session", "message3"} -> {"record"}
 //   POST /v1/sys/sigma/record           {"session", "record"} -> {"record"}
+//   POST /v1/sys/custody                {"descriptor": custody.json} -> {"custody", "epoch"}
+//                                       adopts the successor descriptor of a reshare (the core
+//                                       checks it: same joint key, higher epoch, every signature)
 //   POST /v1/sys/access-keys            {"name"} -> {"access_key_id", "secret_access_key",
 //                                       "principal_arn"}; needs "Authorization: Bearer <token>"
 //                                       with the token in data_dir/admin.token
@@ -47,6 +50,9 @@ inline constexpr std::string_view kDatabaseFile = "custos.db";
 inline constexpr std::string_view kAdminTokenFile = "admin.token";
 // kOriginFile holds the evidence of the enclave that made the envelope.
 inline constexpr std::string_view kOriginFile = "envelope.origin";
+// kCustodyFile is the custody descriptor the node adopted after a reshare (POST
+// /v1/sys/custody). At start the node serves the newer of it and [server] custody.
+inline constexpr std::string_view kCustodyFile = "custody.json";
 
 // AccessKeyGrant is a new SigV4 credential, as handed to its owner once.
 struct AccessKeyGrant {
@@ -92,6 +98,10 @@ class Appliance {
   StatusOr<Json> SigmaRespond(const Json& body);
   StatusOr<Json> SigmaFinish(const Json& body);
   StatusOr<Json> SigmaRecord(const Json& body);
+  StatusOr<Json> CustodyUpdate(const Json& body);
+  // RebindOrigin replaces legacy origin evidence (bound to one custody fingerprint) with
+  // evidence bound to the joint key once the core is unsealed, and stores it.
+  void RebindOrigin();
   StatusOr<Json> Health();
   // CoreStatus is the core's status JSON; with a 32-byte nonce it also returns fresh evidence
   // in `evidence` (an empty nonce skips the TEE signature: for the host's own state checks).

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/file.h"
+#include "common/log.h"
 #include "crypto/hash.h"
 
 namespace custos::keeper {
@@ -90,8 +91,7 @@ StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
       keep = keep == std::string::npos ? 0 : keep + 1;
       if (::truncate(path.c_str(), static_cast<off_t>(keep)) != 0)
         return Unavailable("cannot drop the torn last line of the audit log");
-      std::cerr << "{\"level\":\"warn\",\"msg\":\"dropped a torn, unacknowledged last line "
-                   "of the audit log\"}\n";
+      Log("warn", "keeper", "dropped a torn, unacknowledged last line of the audit log");
     }
     auto report = Verify(path, signer->verifying_key());
     if (!report.ok()) return report.status().WithContext("audit log " + path + " does not verify");

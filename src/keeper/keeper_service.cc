@@ -3,8 +3,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <set>
 
 #include "common/file.h"
+#include "common/log.h"
 #include "crypto/hash.h"
 #include "crypto/hpke.h"
 #include "keeper/escrow.h"
@@ -122,13 +124,9 @@ net::HttpResponse KeeperService::Handle(const net::HttpRequest& req) {
     return (this->*(route->second))(*body);
   }();
   if (!r.ok()) {
-    std::cerr << "{\"level\":\"warn\",\"keeper\":" << json(store_.id()).dump()
-              << ",\"endpoint\":" << json(req.target).dump()
-              << ",\"remote\":" << json(req.remote).dump()
-              << ",\"error\":"
-              // Messages may quote request bytes (e.g. a keeper id) that are not UTF-8.
-              << json(r.status().ToString()).dump(-1, ' ', false, json::error_handler_t::replace)
-              << "}\n";
+    // Messages may quote request bytes (e.g. a keeper id) that are not UTF-8: LogLine replaces them.
+    LogLine({{"level", "warn"}, {"component", "keeper"}, {"keeper", store_.id()}, {"endpoint", req.target},
+             {"remote", req.remote}, {"error", r.status().ToString()}});
     return ErrorResponse(r.status());
   }
   return JsonResponse(200, *r);
@@ -676,9 +674,33 @@ StatusOr<json> KeeperService::ReshareDeal(const json& body) {
                                                      static_cast<uint32_t>(std::min<uint64_t>(t, 1000)),
                                                      recipients, faults_.reshare_bad_shares));
   dealt_[HexEncode(session)] = proposal;
+  // What the new keepers and the coordinator need to keep every appliance of this custody: the
+  // envelope points this keeper serves to enclaves only (signed, so the coordinator cannot add
+  // or drop any), and the appliances it released to (the coordinator checks each survives).
+  ASSIGN_OR_RETURN(std::vector<Point> points, store_.AppliancePoints());
+  Bytes encoded_points;
+  for (const Point& p : points) {
+    Bytes e = p.Encode();
+    encoded_points.insert(encoded_points.end(), e.begin(), e.end());
+  }
   return json{{"message", SignedMessage::Sign(store_.secrets().identity, session, "reshare/deal",
                                               store_.id(), deal.Encode())
-                              .ToJson()}};
+                              .ToJson()},
+              {"appliance_points", SignedMessage::Sign(store_.secrets().identity, session,
+                                                       "reshare/appliance-points", store_.id(), encoded_points)
+                                       .ToJson()},
+              {"appliances", KnownAppliances()}};
+}
+
+json KeeperService::KnownAppliances() const {
+  std::set<std::string> urls;
+  auto entries = AuditLog::ReadEntries(store_.dir() + "/audit.log");
+  if (entries.ok())
+    for (const json& e : *entries)
+      if (e.value("event", "") == "enclave.release" && e.contains("details") && e["details"].is_object())
+        urls.insert(e["details"].value("appliance", ""));
+  urls.erase("");
+  return json(urls);
 }
 
 StatusOr<json> KeeperService::ReshareReceive(const json& body) {
@@ -730,6 +752,24 @@ StatusOr<json> KeeperService::ReshareReceive(const json& body) {
     ASSIGN_OR_RETURN(auto d, threshold::ReshareDeal::Decode(m.payload));
     if (d.dealer != old_k->second->index) return InvalidArgument("deal names another dealer inside");
     deals.push_back(std::move(d));
+  }
+  // Envelope points the old keepers serve to enclaves only: this keeper refuses clients for
+  // them from now on too, so no allowlisted client can ask the new domain for an appliance's
+  // root key (docs/threat-model.md "Appliance"). Optional: keepers before this release send none.
+  if (body.contains("appliance_points")) {
+    if (!body["appliance_points"].is_array()) return InvalidArgument("'appliance_points' must be an array");
+    for (const json& mj : body["appliance_points"]) {
+      ASSIGN_OR_RETURN(SignedMessage m, SignedMessage::FromJson(mj));
+      auto old_k = old_by_id.find(m.keeper);
+      if (old_k == old_by_id.end()) return InvalidArgument("appliance points from a keeper not in the old set");
+      if (m.kind != "reshare/appliance-points") return InvalidArgument("message is not a list of appliance points");
+      RETURN_IF_ERROR(m.Verify(crypto::VerifyingKey::FromPoint(old_k->second->identity_key), session));
+      if (m.payload.size() % 33 != 0) return InvalidArgument("appliance points: length is not a multiple of 33");
+      for (size_t off = 0; off < m.payload.size(); off += 33) {
+        ASSIGN_OR_RETURN(Point r, Point::Decode(ByteSpan(m.payload).subspan(off, 33)));
+        RETURN_IF_ERROR(store_.AddAppliancePoint(r));
+      }
+    }
   }
   ASSIGN_OR_RETURN(auto hk, hpke::PrivateKey::FromBytes(store_.secrets().hpke.ToBytes()));
   ReshareSession s;

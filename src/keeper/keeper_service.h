@@ -55,6 +55,8 @@ class KeeperService {
   StatusOr<Json> EscrowGet(const Json& body);
   StatusOr<Json> ReshareDeal(const Json& body);
   StatusOr<Json> ReshareReceive(const Json& body);
+  // KnownAppliances lists the appliance URLs this keeper released to (from its audit log).
+  Json KnownAppliances() const;
   StatusOr<Json> ReshareFinalize(const Json& body);
 
   // Requires mu held.

@@ -266,6 +266,23 @@ StatusOr<bool> KeeperStore::IsAppliancePoint(const crypto::Point& r) const {
   return text.find(HexEncode(r.Encode())) != std::string::npos;
 }
 
+StatusOr<std::vector<crypto::Point>> KeeperStore::AppliancePoints() const {
+  std::vector<crypto::Point> out;
+  std::string path = dir_ + "/appliance_points";
+  if (!std::filesystem::exists(path)) return out;
+  ASSIGN_OR_RETURN(std::string text, ReadFileString(path));
+  for (size_t p = 0; p < text.size();) {
+    size_t nl = text.find('\n', p);
+    std::string line = text.substr(p, nl == std::string::npos ? std::string::npos : nl - p);
+    p = nl == std::string::npos ? text.size() : nl + 1;
+    if (line.empty()) continue;
+    ASSIGN_OR_RETURN(Bytes b, HexDecode(line));
+    ASSIGN_OR_RETURN(crypto::Point r, crypto::Point::Decode(b));
+    out.push_back(r);
+  }
+  return out;
+}
+
 std::string KeeperStore::EscrowPath(const std::string& fp, const std::string& keeper_id) const {
   return dir_ + "/escrow/" + fp + "/" + keeper_id + ".blob";
 }

@@ -95,6 +95,8 @@ class KeeperStore {
   // (appliance_points, one hex point per line), written with WriteFileAtomic.
   Status AddAppliancePoint(const crypto::Point& r);
   StatusOr<bool> IsAppliancePoint(const crypto::Point& r) const;
+  // AppliancePoints lists them all (a reshare hands them to the new keepers).
+  StatusOr<std::vector<crypto::Point>> AppliancePoints() const;
   std::string EscrowPath(const std::string& custody_fp_hex, const std::string& keeper_id) const;
 
  private:

@@ -1,7 +1,10 @@
 #include "keeper/release.h"
 
-#include <iostream>
+#include <functional>
 #include <mutex>
+#include <optional>
+
+#include "common/log.h"
 
 #include "attestation/evidence.h"
 #include "crypto/hash.h"
@@ -29,7 +32,38 @@ struct Seen {
   Bytes evidence;
 };
 
-StatusOr<ReleaseOutcome> Run(KeeperStore& store, const ReleaseOptions& o, Seen& seen) {
+ApplianceIdentity IdentityOf(const json& status) {
+  ApplianceIdentity id;
+  if (status.is_object()) {
+    id.enclave_key = status.value("enclave_key", "");
+    id.custody = status.value("custody", "");
+  }
+  return id;
+}
+
+// HandOverCustody gives an appliance that still serves an older descriptor of this keeper's
+// joint key the keeper's own (the successor after a reshare). Anything else is a refusal.
+Status HandOverCustody(const custody::CustodyDescriptor& custody, const json& status,
+                       const std::function<StatusOr<json>(const char*, const json&)>& post) {
+  std::string theirs = status.value("custody", std::string("(none)"));
+  std::string refusal = "appliance serves custody " + theirs + ", this keeper serves " + custody.FingerprintHex();
+  if (!status.contains("public_key") || !status["custody_epoch"].is_number_unsigned())
+    return FailedPrecondition(refusal);
+  if (status.value("public_key", "") != HexEncode(custody.public_key.Encode()))
+    return FailedPrecondition(refusal + " (another joint public key: not the same custody)");
+  uint64_t epoch = status["custody_epoch"].get<uint64_t>();
+  if (epoch >= custody.epoch)
+    return FailedPrecondition(refusal + " (the appliance's is newer, epoch " + std::to_string(epoch) +
+                              " > " + std::to_string(custody.epoch) +
+                              ": this keeper has not activated the current descriptor, or was removed)");
+  ASSIGN_OR_RETURN(json r, post("/v1/sys/custody", {{"descriptor", custody.ToJson()}}));
+  if (r.value("custody", "") != custody.FingerprintHex())
+    return IntegrityError("appliance did not adopt custody " + custody.FingerprintHex());
+  return Status::Ok();
+}
+
+StatusOr<ReleaseOutcome> Run(KeeperStore& store, const ReleaseOptions& o, Seen& seen,
+                             ApplianceIdentity* appliance) {
   custody::CustodyDescriptor custody;
   crypto::Scalar share;
   uint32_t index = 0;
@@ -52,10 +86,18 @@ StatusOr<ReleaseOutcome> Run(KeeperStore& store, const ReleaseOptions& o, Seen& 
     return net::DecodeJsonResponse(client.Post(path, body.dump(), {{"content-type", "application/json"}}), peer);
   };
   ASSIGN_OR_RETURN(json status, net::DecodeJsonResponse(client.Get("/v1/sys/status"), peer));
-  if (status.value("custody", "") != custody.FingerprintHex())
-    return FailedPrecondition("appliance serves custody " + status.value("custody", std::string("(none)")) +
-                              ", this keeper serves " + custody.FingerprintHex());
+  if (appliance != nullptr) *appliance = IdentityOf(status);
   ReleaseOutcome out;
+  if (status.value("custody", "") != custody.FingerprintHex()) {
+    // After a reshare: hand the appliance the successor descriptor (same Y), then go on.
+    RETURN_IF_ERROR(HandOverCustody(custody, status, post));
+    out.custody_updated = true;
+    ASSIGN_OR_RETURN(status, net::DecodeJsonResponse(client.Get("/v1/sys/status"), peer));
+    if (appliance != nullptr) *appliance = IdentityOf(status);
+    if (status.value("custody", "") != custody.FingerprintHex())
+      return FailedPrecondition("appliance serves custody " + status.value("custody", std::string("(none)")) +
+                                " after the update, this keeper serves " + custody.FingerprintHex());
+  }
   if (!status.value("sealed", true)) {
     out.unsealed = true;  // nothing to release
     return out;
@@ -135,9 +177,18 @@ Status CheckEnclaveEvidence(ByteSpan evidence, ByteSpan expected_report_data,
   return sigma::CheckReportData(verdict->report_data, expected_report_data);
 }
 
-StatusOr<ReleaseOutcome> ReleaseToAppliance(KeeperStore& store, const ReleaseOptions& options) {
+StatusOr<ApplianceIdentity> ProbeAppliance(const ReleaseOptions& o) {
+  net::HttpClientOptions http;
+  http.ca_file = o.ca_file;
+  ASSIGN_OR_RETURN(net::HttpClient client, net::HttpClient::Create(o.server_url, http));
+  ASSIGN_OR_RETURN(json status, net::DecodeJsonResponse(client.Get("/v1/sys/status"), "appliance " + o.server_url));
+  return IdentityOf(status);
+}
+
+StatusOr<ReleaseOutcome> ReleaseToAppliance(KeeperStore& store, const ReleaseOptions& options,
+                                            ApplianceIdentity* identity) {
   Seen seen;
-  StatusOr<ReleaseOutcome> out = Run(store, options, seen);
+  StatusOr<ReleaseOutcome> out = Run(store, options, seen, identity);
   if (!out.ok() && options.audit_refusals && !seen.evidence.empty()) {
     // A judged enclave that was refused is part of the keeper's record too (best effort: the
     // refusal is what matters). Failures before any evidence (unreachable, not initialised)
@@ -164,13 +215,44 @@ AutoRelease::~AutoRelease() {
 
 void AutoRelease::Loop() {
   std::string last;
+  std::optional<ApplianceIdentity> halted;  // the core an integrity failure stopped us on
   for (;;) {
+    if (halted) {
+      // Nothing is retried against the same core and custody: only a restart of the core (new
+      // pk_E) or a custody update can change the outcome.
+      auto probe = ProbeAppliance(options_);
+      if (probe.ok() && !(*probe == *halted)) {
+        halted.reset();
+        last.clear();
+        LogLine({{"level", "info"}, {"component", "auto-release"}, {"appliance", options_.server_url},
+                 {"msg", "the appliance's core or custody changed; releasing again"}});
+      }
+    }
+    if (halted) {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (cv_.wait_for(lock, interval_, [this] { return stopping_; })) return;
+      continue;
+    }
     // The same refusal repeated every interval is recorded once, not once per attempt.
     ReleaseOptions o = options_;
     o.audit_refusals = last.rfind("error: ", 0) != 0;
-    StatusOr<ReleaseOutcome> r = ReleaseToAppliance(store_, o);
+    ApplianceIdentity seen;
+    StatusOr<ReleaseOutcome> r = ReleaseToAppliance(store_, o, &seen);
     std::string now;
     json line = {{"component", "auto-release"}, {"appliance", options_.server_url}};
+    if (!r.ok() && r.status().code() == ErrorCode::kIntegrity && !seen.enclave_key.empty()) {
+      halted = seen;
+      line["level"] = "error";
+      line["msg"] = "release stopped: integrity failure; not retrying until the appliance's core restarts "
+                    "or its custody changes";
+      line["reason"] = r.status().message();
+      line["enclave_key"] = seen.enclave_key;
+      LogLine(line);
+      last = "halted";
+      std::unique_lock<std::mutex> lock(mu_);
+      if (cv_.wait_for(lock, interval_, [this] { return stopping_; })) return;
+      continue;
+    }
     if (!r.ok()) {
       now = "error: " + r.status().message();
       line["level"] = "warn";
@@ -181,12 +263,13 @@ void AutoRelease::Loop() {
       line["level"] = "info";
       line["msg"] = r->unsealed ? "partial released; appliance unsealed" : "partial released; appliance still sealed";
       line["measurement"] = r->measurement;
+      if (r->custody_updated) line["custody_updated"] = true;
     } else {
       now = r->unsealed ? "unsealed" : "waiting";
       line["level"] = "info";
       line["msg"] = r->unsealed ? "appliance is unsealed" : "already contributed; waiting for the other keepers";
     }
-    if (now != last || (r.ok() && r->released)) std::cerr << line.dump() << std::endl;
+    if (now != last || (r.ok() && r->released)) LogLine(line);
     last = now;
     std::unique_lock<std::mutex> lock(mu_);
     if (cv_.wait_for(lock, interval_, [this] { return stopping_; })) return;

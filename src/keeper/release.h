@@ -1,6 +1,8 @@
 // The keeper's side of quorum unseal (DESIGN.md "Unseal"; docs/protocol.md "Quorum unseal"):
 // `custos keeper release` and `custos keeper serve --auto-release`. The keeper
-//   1. reads the appliance's public status and checks it serves this keeper's custody;
+//   1. reads the appliance's public status and checks it serves this keeper's custody; an
+//      appliance still on an older descriptor of the same joint key (after a reshare) is handed
+//      this keeper's descriptor first (POST /v1/sys/custody; the core verifies it);
 //   2. runs SIGMA-I as initiator (sigma/sigma.h): the enclave's evidence must verify (DCAP with
 //      collateral, or sim), satisfy the keeper's attestation policy, and bind this session
 //      (g^y, pk_E, nonce_K, custody fingerprint) through its report_data;
@@ -41,6 +43,14 @@ struct ReleaseOutcome {
   uint16_t provider = 0;   // verified provider partials so far (while sealed)
   uint16_t customer = 0;   // verified customer partials so far (while sealed)
   std::string measurement; // hex measurement of the enclave released to
+  bool custody_updated = false;  // the appliance was handed this keeper's newer descriptor
+};
+
+// ApplianceIdentity is what a release saw of the appliance before any handshake: the core's
+// pk_E (fresh per core process) and the custody it serves. Empty when it was not reached.
+struct ApplianceIdentity {
+  std::string enclave_key, custody;
+  bool operator==(const ApplianceIdentity&) const = default;
 };
 
 // CheckEnclaveEvidence is the keeper's evidence check inside SIGMA: the evidence verifies (sim,
@@ -56,11 +66,20 @@ Status CheckEnclaveEvidence(ByteSpan evidence, ByteSpan expected_report_data,
 // refused partial, kUnavailable when the appliance cannot be reached.
 // It is idempotent: against an unsealed appliance, or one that already counted this keeper's
 // partial in its current (sealed) life, it releases nothing.
-StatusOr<ReleaseOutcome> ReleaseToAppliance(KeeperStore& store, const ReleaseOptions& options);
+// `seen`, if given, receives the appliance's identity as its status reported it.
+StatusOr<ReleaseOutcome> ReleaseToAppliance(KeeperStore& store, const ReleaseOptions& options,
+                                            ApplianceIdentity* seen = nullptr);
+
+// ProbeAppliance reads the appliance's status (no handshake, nothing audited).
+StatusOr<ApplianceIdentity> ProbeAppliance(const ReleaseOptions& options);
 
 // AutoRelease runs ReleaseToAppliance every `interval` in a background thread, so a restarted
 // (sealed) appliance is unsealed again as soon as enough keepers have verified it
 // (`custos keeper serve --auto-release URL`). Outcome changes are logged to stderr as JSON.
+// An integrity failure (the envelope does not open with verified partials, its origin evidence
+// names another custody, the evidence does not bind the session, ...) will not go away by
+// retrying: auto-release stops releasing to that core and logs the cause once, and resumes
+// only when the appliance's core or custody changes (a restart, a custody update).
 class AutoRelease {
  public:
   AutoRelease(KeeperStore& store, ReleaseOptions options, std::chrono::milliseconds interval);

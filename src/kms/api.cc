@@ -191,6 +191,16 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
   auto identity = VerifySigV4(req, [this](std::string_view id) { return Lookup(id); }, sigv4_, std::time(nullptr));
   if (!identity.ok()) {
     MappedError e = MapSigV4Error(identity.status());
+    if (identity.status().message() == sigv4_error::kLookupFailed &&
+        identity.status().code() == ErrorCode::kFailedPrecondition)
+      // Access secrets are wrapped under the root key: a sealed core cannot open them, so no
+      // request (metadata calls included) can be authenticated until the node is unsealed.
+      return fail(e.status, e.type,
+                  "the appliance is sealed: its trusted core has no root key until a quorum of keepers "
+                  "releases it, so no access key can be checked (see custos operator status)");
+    if (identity.status().message() == sigv4_error::kLookupFailed &&
+        identity.status().code() == ErrorCode::kUnavailable)
+      return fail(e.status, e.type, "the trusted core is not answering, so no access key can be checked: restart the server");
     return fail(e.status, e.type, std::string(identity.status().message()));
   }
   std::string principal;

@@ -1,5 +1,6 @@
 #include "sigma/release.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "crypto/hash.h"
@@ -23,9 +24,58 @@ Bytes UnsealProofContext(ByteSpan envelope_digest) {
   return Concat({AsBytes("custos/v1/unseal"), envelope_digest});
 }
 
-Bytes EnvelopeOriginReportData(ByteSpan envelope_digest, ByteSpan custody_fp, ByteSpan root_key_id) {
+Bytes EnvelopeOriginReportData(ByteSpan envelope_digest, const crypto::Point& joint_key,
+                               ByteSpan root_key_id) {
+  return crypto::Sha256Bytes(Concat({AsBytes("custos/v1/envelope-origin-y"), envelope_digest,
+                                     joint_key.Encode(), root_key_id}));
+}
+
+Bytes LegacyEnvelopeOriginReportData(ByteSpan envelope_digest, ByteSpan custody_fp,
+                                     ByteSpan root_key_id) {
   return crypto::Sha256Bytes(
       Concat({AsBytes("custos/v1/envelope-origin"), envelope_digest, custody_fp, root_key_id}));
+}
+
+namespace {
+constexpr std::string_view kOriginMagic = "CORG";
+constexpr uint8_t kOriginVersion = 1;
+}  // namespace
+
+Bytes EnvelopeOrigin::Encode() const {
+  ByteWriter w;
+  w.Raw(AsBytes(kOriginMagic));
+  w.U8(kOriginVersion);
+  w.U8(static_cast<uint8_t>(binding));
+  w.Raw(evidence);
+  return w.Take();
+}
+
+StatusOr<EnvelopeOrigin> EnvelopeOrigin::Decode(ByteSpan file) {
+  EnvelopeOrigin o;
+  if (file.size() < kOriginMagic.size() ||
+      !std::equal(kOriginMagic.begin(), kOriginMagic.end(), file.begin())) {
+    o.binding = OriginBinding::kCustodyFingerprint;
+    o.evidence.assign(file.begin(), file.end());
+    return o;
+  }
+  ByteReader r(file);
+  RETURN_IF_ERROR(r.Raw(kOriginMagic.size(), "magic").status());
+  ASSIGN_OR_RETURN(uint8_t version, r.U8("origin version"));
+  if (version != kOriginVersion)
+    return InvalidArgument("envelope origin: version " + std::to_string(version) + ", this core reads 1");
+  ASSIGN_OR_RETURN(uint8_t binding, r.U8("origin binding"));
+  if (binding != static_cast<uint8_t>(OriginBinding::kJointKey) &&
+      binding != static_cast<uint8_t>(OriginBinding::kCustodyFingerprint))
+    return InvalidArgument("envelope origin: unknown binding " + std::to_string(binding));
+  o.binding = static_cast<OriginBinding>(binding);
+  ASSIGN_OR_RETURN(ByteSpan evidence, r.Raw(r.remaining(), "evidence"));
+  if (evidence.empty()) return InvalidArgument("envelope origin: no evidence");
+  o.evidence.assign(evidence.begin(), evidence.end());
+  return o;
+}
+
+std::string_view OriginBindingName(OriginBinding binding) {
+  return binding == OriginBinding::kJointKey ? "joint-key" : "custody-fingerprint";
 }
 
 Bytes RootKeyId(const SecretBytes& root_key) {

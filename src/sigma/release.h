@@ -42,11 +42,44 @@ inline constexpr size_t kRootKeySize = 32;
 Bytes EnvelopeDigest(ByteSpan envelope);
 // UnsealProofContext returns "custos/v1/unseal" || envelope digest.
 Bytes UnsealProofContext(ByteSpan envelope_digest);
-// EnvelopeOriginReportData returns the report_data of the evidence an enclave produces when it
-// creates an envelope (kInit): SHA-256("custos/v1/envelope-origin" || envelope digest (32) ||
-// custody fingerprint (32) || root key id (16)). Only a genuine enclave can produce such
-// evidence, so an envelope the host made itself (anyone can encrypt to Y) is refused.
-Bytes EnvelopeOriginReportData(ByteSpan envelope_digest, ByteSpan custody_fp, ByteSpan root_key_id);
+// EnvelopeOriginReportData returns the report_data of the evidence an enclave produces for an
+// envelope it made (kInit), or re-binds once it holds the root key (kOriginRebind):
+//   SHA-256("custos/v1/envelope-origin-y" || envelope digest (32) || Y (33, compressed) ||
+//           root key id (16))
+// Only a genuine enclave can produce such evidence, so an envelope the host made itself
+// (anyone can encrypt to Y) is refused. It binds the joint public key Y, which a reshare does
+// not change, so an appliance survives every reshare (docs/protocol.md "Custody envelope").
+Bytes EnvelopeOriginReportData(ByteSpan envelope_digest, const crypto::Point& joint_key,
+                               ByteSpan root_key_id);
+// LegacyEnvelopeOriginReportData is the binding cores made before custody updates existed:
+// SHA-256("custos/v1/envelope-origin" || envelope digest (32) || custody fingerprint (32) ||
+// root key id (16)). It names one custody descriptor, so a reshare stranded such an envelope;
+// the core still accepts it (for the fingerprints it knows) and re-binds it at the next unseal.
+Bytes LegacyEnvelopeOriginReportData(ByteSpan envelope_digest, ByteSpan custody_fp,
+                                     ByteSpan root_key_id);
+
+// OriginBinding says what an envelope's origin evidence binds besides the envelope and the
+// root key id.
+enum class OriginBinding : uint8_t {
+  kCustodyFingerprint = 1,  // legacy: one custody descriptor (stranded by a reshare)
+  kJointKey = 2,            // the joint public key Y (survives reshares)
+};
+
+// EnvelopeOrigin is the content of <data_dir>/envelope.origin:
+//   "CORG" || u8 version (1) || u8 binding (2 = joint key) || evidence        (this release)
+//   evidence                                       (no magic: legacy, custody fingerprint)
+// The host stores it opaquely; the core decodes it at kLoad and reports the binding in its
+// status, so a reshare can refuse to strand a sealed appliance whose evidence is legacy.
+struct EnvelopeOrigin {
+  OriginBinding binding = OriginBinding::kJointKey;
+  Bytes evidence;
+  Bytes Encode() const;
+  // Decode never fails on legacy files (anything without the magic); a file with the magic
+  // must carry version 1, a known binding and non-empty evidence.
+  static StatusOr<EnvelopeOrigin> Decode(ByteSpan file);
+};
+// OriginBindingName is "joint-key" or "custody-fingerprint" (status JSON "origin_binding").
+std::string_view OriginBindingName(OriginBinding binding);
 // RootKeyId returns the public identifier of a root key: the first 16 bytes of
 // HMAC-SHA256(root key, "custos/v1/root-key-id").
 Bytes RootKeyId(const SecretBytes& root_key);
