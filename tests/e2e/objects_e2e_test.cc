@@ -361,8 +361,9 @@ TEST_F(Objects, ProgressBarOnATerminalAndQuietForScripts) {
   // A line drawn before the end carries an ETA. Whether one is drawn depends on the speed of
   // the machine (lines come every 200 ms; an idle machine uploads 48 MiB faster than that), so
   // the ETA is asserted when an intermediate line exists; FormatProgress has its unit test.
-  if (std::regex_search(r.out, std::regex("\\s[0-9]{1,2}%")))
+  if (std::regex_search(r.out, std::regex("\\s[0-9]{1,2}%"))) {
     EXPECT_THAT(r.out, ::testing::ContainsRegex("ETA [0-9]+:[0-9][0-9]:[0-9][0-9]"));
+  }
   EXPECT_THAT(r.out, HasSubstr("48.0 MiB / 48.0 MiB  100%"));  // the final state
   EXPECT_THAT(r.out, HasSubstr("upload: "));
   r = on_tty(Bin() + " get s3://bucket/progress.bin " + c->P("progress.out") + " --concurrency 1");
