@@ -261,6 +261,7 @@ EnclaveCore::Results EnclaveCore::CustodyUpdate(ByteSpan custody_json) {
   custody_ = std::move(c);
   custody_fp_ = fp;
   RememberCustody(*custody_);
+  unseal_failure_.clear();  // a legacy origin may match a fingerprint known now
   // Partials, sessions and joins in progress were made under the previous descriptor (keeper
   // indices and verification keys change with a reshare): start over under the new one.
   contributions_.clear();
@@ -285,6 +286,7 @@ EnclaveCore::Results EnclaveCore::StatusCall(ByteSpan nonce) {
                        {"customer", custody_->customer.threshold}};
   }
   if (!envelope_.empty()) s["origin_binding"] = std::string(sigma::OriginBindingName(origin_.binding));
+  if (!unseal_failure_.empty() && sealed()) s["unseal_error"] = unseal_failure_;
   json contributors = json::array();
   if (root_) {
     s["root_key_id"] = HexEncode(sigma::RootKeyId(*root_));
@@ -369,6 +371,9 @@ EnclaveCore::Results EnclaveCore::SigmaFinish(ByteSpan session_id, ByteSpan mess
   } else if (envelope_.empty()) {
     sessions_.erase(it);
     return FailedPrecondition("enclave: not initialised (no envelope): run `custos operator init`");
+  } else if (!unseal_failure_.empty()) {
+    sessions_.erase(it);
+    return IntegrityError(unseal_failure_);
   } else {
     plaintext = sigma::UnsealRequest{custody_fp_, envelope_r_, envelope_digest_}.Encode();
   }
@@ -440,13 +445,18 @@ Status EnclaveCore::TryUnseal() {
     s += sd;
   }
   auto root = files::OpenDualControlSecret(envelope_, s);
-  if (!root.ok()) {
-    // Every proof verified, so this means custody.json and the envelope disagree.
-    contributions_.clear();
-    return IntegrityError("enclave: verified partials do not open the envelope: " + root.status().message());
-  }
   contributions_.clear();
-  RETURN_IF_ERROR(CheckOriginBinding(origin_.binding, origin_report_data_, envelope_, *root));
+  // Every proof verified, so a failure from here on is the envelope's (or its origin
+  // evidence's): no later quorum can do better in this core's life. It is remembered, so keepers
+  // stop releasing to this core (SigmaFinish, status "unseal_error") instead of retrying.
+  if (!root.ok()) {
+    unseal_failure_ = "enclave: verified partials do not open the envelope: " + root.status().message();
+    return IntegrityError(unseal_failure_);
+  }
+  if (Status bound = CheckOriginBinding(origin_.binding, origin_report_data_, envelope_, *root); !bound.ok()) {
+    unseal_failure_ = bound.message();
+    return bound;
+  }
   RETURN_IF_ERROR(AdoptRoot(std::move(*root)));
   contributors_ = used;
   return Status::Ok();

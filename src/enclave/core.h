@@ -141,6 +141,9 @@ class EnclaveCore {
   // Custody fingerprints served in this life, and their predecessors: legacy origin evidence
   // may name any of them.
   std::vector<Bytes> known_fps_;
+  // Why verified partials could not unseal this core (envelope or origin evidence); once set,
+  // keepers are refused before they release anything, until a custody update.
+  std::string unseal_failure_;
   std::string collateral_;    // DCAP collateral the host supplied at load (empty for sim)
   Bytes envelope_digest_;
   crypto::Point envelope_r_;

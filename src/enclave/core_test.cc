@@ -91,6 +91,11 @@ TEST_F(EnclaveCoreTest, SubstitutedEnvelopeIsRefused) {
   auto last = Release(*core, K("C2"));
   EXPECT_THAT(last.status().message(), HasSubstr("envelope was not made by an enclave for this root key"));
   EXPECT_TRUE(core->sealed());
+  // The failure is remembered: later keepers are refused before they release anything.
+  EXPECT_THAT(StatusOf(*core).value("unseal_error", ""), HasSubstr("not made by an enclave"));
+  auto again = Release(*core, K("P1"));
+  EXPECT_EQ(again.status().code(), ErrorCode::kIntegrity);
+  EXPECT_THAT(again.status().message(), HasSubstr("not made by an enclave"));
   // Origin evidence from an enclave with another signer (platform) is refused at load.
   auto other_platform = attestation::SimPlatform::LoadOrCreate(dir_ + "/other-sim");
   ASSERT_OK(other_platform.status());

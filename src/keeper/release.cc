@@ -102,6 +102,11 @@ StatusOr<ReleaseOutcome> Run(KeeperStore& store, const ReleaseOptions& o, Seen& 
     out.unsealed = true;  // nothing to release
     return out;
   }
+  // The core could not be unsealed by verified partials in this life (its envelope or origin
+  // evidence is wrong): releasing again would change nothing. The host's word, so it can only
+  // make this keeper release less.
+  if (status.contains("unseal_error") && status["unseal_error"].is_string())
+    return IntegrityError("appliance cannot be unsealed: " + status["unseal_error"].get<std::string>());
   for (const json& c : status.value("contributors", json::array()))
     if (c.is_object() && c.value("keeper", "") == store.id()) return out;  // already counted
 

@@ -23,110 +23,42 @@ using namespace e2e;
 using nlohmann::json;
 using ::testing::HasSubstr;
 
-std::string EnclaveBin() { return (fs::path(Bin()).parent_path() / "custos-enclave").string(); }
-
-struct Node {
-  std::string name, dir, config, log;
-  uint16_t port = 0;
-  pid_t pid = -1;
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
-};
-
 class Appliance : public ::testing::Test {
  protected:
   static Cluster* c;
   static std::string custody, policy;
-  static std::map<std::string, Node> nodes;
+  static ApplianceNodes* apps;
 
   static void SetUpTestSuite() {
     c = new Cluster();
     StartCoCustody(*c, custody);
+    apps = new ApplianceNodes(*c, custody);
     if (HasFatalFailure()) return;
   }
   static void TearDownTestSuite() {
-    for (auto& [n, node] : nodes) StopNode(node);
-    nodes.clear();
+    delete apps;
+    apps = nullptr;
     delete c;
   }
 
-  // StartNode writes NAME/server.toml and starts `custos server` (all nodes share one sim
-  // platform key, as nodes on one host would).
   static Node& StartNode(const std::string& name, const std::string& extra_server = "",
                          const std::string& extra_tee = "") {
-    Node& n = nodes[name];
-    n.name = name;
-    n.dir = c->P(name);
-    fs::create_directories(n.dir);
-    if (n.port == 0) n.port = FreePort();
-    n.config = n.dir + "/server.toml";
-    std::ofstream(n.config) << "[server]\nlisten = \"127.0.0.1:" << n.port << "\"\ndata_dir = \"data\"\n"
-                            << "custody = \"" << custody << "\"\n" << extra_server << "[tee]\nbackend = \"sim\"\n"
-                            << "sim_key_dir = \"" << c->P("sim-platform") << "\"\n" << extra_tee;
-    n.log = n.dir + "/server" + std::to_string(c->seq++) + ".err";
-    n.pid = Spawn({Bin(), "server", "--config", n.config}, c->env, n.dir + "/server.out", n.log);
-    EXPECT_GT(n.pid, 0);
-    for (int i = 0; i < 1200; ++i) {  // 30 s: a sanitized build on a loaded machine is slow
-      auto s = Status(n);
-      if (s.ok()) return n;
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    ADD_FAILURE() << "server " << name << " did not start: " << ReadAll(n.log);
-    return n;
+    return apps->Start(name, extra_server, extra_tee);
   }
-
-  static void StopNode(Node& n, int sig = SIGTERM) {
-    if (n.pid <= 0) return;
-    ::kill(n.pid, sig);
-    int st;
-    waitpid(n.pid, &st, 0);
-    n.pid = -1;
-  }
-
-  static StatusOr<json> Status(const Node& n) {
-    auto client = net::HttpClient::Create(n.url());
-    if (!client.ok()) return client.status();
-    return net::DecodeJsonResponse(client->Get("/v1/sys/status"), "node");
-  }
-
-  static json MustStatus(const Node& n) {
-    auto s = Status(n);
-    EXPECT_OK(s.status());
-    return s.ok() ? *s : json::object();
-  }
-
-  // WritePolicy writes a keeper policy pinning the node's measurement and platform signer.
+  static void StopNode(Node& n, int sig = SIGTERM) { ApplianceNodes::Stop(n, sig); }
+  static StatusOr<json> Status(const Node& n) { return ApplianceNodes::Status(n); }
+  static json MustStatus(const Node& n) { return ApplianceNodes::MustStatus(n); }
   static std::string WritePolicy(const std::string& file, const json& overrides = json::object()) {
-    json st = MustStatus(nodes.begin()->second);
-    auto ev = Base64Decode(st.value("evidence", ""));
-    auto v = attestation::VerifySimEvidence(ev.ok() ? *ev : Bytes{});
-    EXPECT_OK(v.status());
-    json p = {{"allow_sim", true},
-              {"measurements", {st.value("measurement", "")}},
-              {"signers", {v.ok() ? HexEncode(v->signer) : ""}}};
-    for (auto& [k, val] : overrides.items()) p[k] = val;
-    std::string path = c->P(file);
-    std::ofstream(path) << p.dump();
-    return path;
+    return apps->WritePolicy(file, overrides);
   }
-
   static RunResult Release(const std::string& keeper, const Node& n, const std::string& policy_path = "",
                            std::map<std::string, std::string> env = {}) {
-    return c->Run({"keeper", "release", "--dir", c->P(keeper), "--server", n.url(), "--policy",
-                   policy_path.empty() ? policy : policy_path},
-                  env);
-  }
-
-  static bool WaitFor(const std::function<bool()>& cond, int ms = 30000) {
-    for (int i = 0; i < ms / 50; ++i) {
-      if (cond()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
+    return apps->Release(keeper, n, policy_path.empty() ? policy : policy_path, std::move(env));
   }
 };
 Cluster* Appliance::c = nullptr;
 std::string Appliance::custody, Appliance::policy;
-std::map<std::string, Node> Appliance::nodes;
+ApplianceNodes* Appliance::apps = nullptr;
 
 TEST_F(Appliance, InitRestartSealedThenQuorumUnseals) {
   Node& n = StartNode("node1");
@@ -175,7 +107,7 @@ TEST_F(Appliance, InitRestartSealedThenQuorumUnseals) {
 }
 
 TEST_F(Appliance, OneSideAloneNeverUnseals) {
-  Node& n = nodes["node1"];
+  Node& n = apps->nodes["node1"];
   StopNode(n);
   StartNode("node1");
   for (const char* k : {"C1", "C2", "C3"}) ASSERT_EQ(Release(k, n).code, 0);
@@ -189,7 +121,7 @@ TEST_F(Appliance, OneSideAloneNeverUnseals) {
 }
 
 TEST_F(Appliance, KeepersRefuseWrongMeasurementSimForbiddenAndDebugEnclave) {
-  Node& n = nodes["node1"];
+  Node& n = apps->nodes["node1"];
   StopNode(n);
   StartNode("node1");  // a fresh sealed life: no keeper counted yet
   std::string wrong = WritePolicy("wrong-measurement.json", {{"measurements", {HexEncode(crypto::RandomBytes(32))}}});
@@ -211,7 +143,7 @@ TEST_F(Appliance, KeepersRefuseWrongMeasurementSimForbiddenAndDebugEnclave) {
 }
 
 TEST_F(Appliance, EnclaveRefusesBadProofUnknownKeeperAndReplayedSigma) {
-  Node& n = nodes["node1"];
+  Node& n = apps->nodes["node1"];
   StopNode(n);
   StartNode("node1");
   auto r = Release("P1", n, "", {{"CUSTOS_FAULT_INJECTION", "bad-partial"}});
@@ -286,7 +218,7 @@ int CountInMemory(pid_t pid, ByteSpan needle) {
 }
 
 TEST_F(Appliance, HostMemoryHoldsNoRootKeyAfterUnseal) {
-  Node& n = nodes["node1"];
+  Node& n = apps->nodes["node1"];
   StopNode(n);
   StartNode("node1");
   for (const char* k : {"P1", "C1", "C2"}) ASSERT_EQ(Release(k, n).code, 0);
@@ -340,7 +272,7 @@ TEST_F(Appliance, HostMemoryHoldsNoRootKeyAfterUnseal) {
 // The host swaps in an envelope of its own making (anyone can encrypt to Y): even a full quorum
 // does not get the enclave to adopt that root key.
 TEST_F(Appliance, SubstitutedEnvelopeNeverUnseals) {
-  Node& n = nodes["node1"];
+  Node& n = apps->nodes["node1"];
   StopNode(n);
   std::string env = n.dir + "/data/envelope.cdc";
   fs::copy_file(env, env + ".genuine", fs::copy_options::overwrite_existing);
@@ -361,7 +293,7 @@ TEST_F(Appliance, SubstitutedEnvelopeNeverUnseals) {
 }
 
 TEST_F(Appliance, AutoReleaseUnsealsARestartedAppliance) {
-  Node& n = nodes["node1"];
+  Node& n = apps->nodes["node1"];
   for (const char* k : {"P1", "C1", "C3"}) {
     c->Kill(k, SIGTERM);
     c->Start(k, "", "", {"--auto-release", n.url(), "--release-policy", policy, "--release-interval-ms", "200"});
@@ -376,7 +308,7 @@ TEST_F(Appliance, AutoReleaseUnsealsARestartedAppliance) {
 }
 
 TEST_F(Appliance, SecondNodeJoinsDifferentMeasurementIsRefused) {
-  Node& n1 = nodes["node1"];
+  Node& n1 = apps->nodes["node1"];
   ASSERT_TRUE(WaitFor([&] { return !MustStatus(n1)["sealed"].get<bool>(); }));
   std::string root_id = MustStatus(n1)["root_key_id"];
   Node& n2 = StartNode("node2", "join = \"" + n1.url() + "\"\n");

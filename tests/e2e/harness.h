@@ -15,15 +15,18 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "attestation/sim_evidence.h"
 #include "common/file.h"
 #include "crypto/random.h"
 #include "keeper/keeper_client.h"
 #include "kms/client.h"
+#include "net/http_client.h"
 #include "tests/testing/testing.h"
 
 extern char** environ;
@@ -242,6 +245,109 @@ inline void WriteRandomFile(const std::string& path, size_t bytes) {
     done += n;
   }
 }
+
+inline std::string EnclaveBin() { return (fs::path(Bin()).parent_path() / "custos-enclave").string(); }
+
+// WaitFor polls `cond` every 50 ms for up to `ms`.
+inline bool WaitFor(const std::function<bool()>& cond, int ms = 30000) {
+  for (int i = 0; i < ms / 50; ++i) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+// Node is one `custos server` process (host + custos-enclave).
+struct Node {
+  std::string name, dir, config, log;
+  uint16_t port = 0;
+  pid_t pid = -1;
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+};
+
+// ApplianceNodes starts appliance nodes of one custody under a Cluster's root (NAME/server.toml,
+// data in NAME/data; all nodes share one sim platform key, as nodes on one host would) and
+// releases keepers' partials to them.
+class ApplianceNodes {
+ public:
+  ApplianceNodes(Cluster& c, std::string custody) : c_(c), custody_(std::move(custody)) {}
+  ~ApplianceNodes() {
+    for (auto& [n, node] : nodes) Stop(node);
+  }
+
+  Node& Start(const std::string& name, const std::string& extra_server = "", const std::string& extra_tee = "") {
+    Node& n = nodes[name];
+    n.name = name;
+    n.dir = c_.P(name);
+    fs::create_directories(n.dir);
+    if (n.port == 0) n.port = FreePort();
+    n.config = n.dir + "/server.toml";
+    std::ofstream(n.config) << "[server]\nlisten = \"127.0.0.1:" << n.port << "\"\ndata_dir = \"data\"\n"
+                            << "custody = \"" << custody_ << "\"\n" << extra_server << "[tee]\nbackend = \"sim\"\n"
+                            << "sim_key_dir = \"" << c_.P("sim-platform") << "\"\n" << extra_tee;
+    n.log = n.dir + "/server" + std::to_string(c_.seq++) + ".err";
+    n.pid = Spawn({Bin(), "server", "--config", n.config}, c_.env, n.dir + "/server.out", n.log);
+    EXPECT_GT(n.pid, 0);
+    for (int i = 0; i < 1200; ++i) {  // 30 s: a sanitized build on a loaded machine is slow
+      if (Status(n).ok()) return n;
+      int st = 0;
+      if (waitpid(n.pid, &st, WNOHANG) == n.pid) {
+        n.pid = -1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ADD_FAILURE() << "server " << name << " did not start: " << ReadAll(n.log);
+    return n;
+  }
+
+  static void Stop(Node& n, int sig = SIGTERM) {
+    if (n.pid <= 0) return;
+    ::kill(n.pid, sig);
+    int st;
+    waitpid(n.pid, &st, 0);
+    n.pid = -1;
+  }
+
+  static StatusOr<nlohmann::json> Status(const Node& n) {
+    auto client = net::HttpClient::Create(n.url());
+    if (!client.ok()) return client.status();
+    return net::DecodeJsonResponse(client->Get("/v1/sys/status"), "node");
+  }
+
+  static nlohmann::json MustStatus(const Node& n) {
+    auto s = Status(n);
+    EXPECT_OK(s.status());
+    return s.ok() ? *s : nlohmann::json::object();
+  }
+
+  // WritePolicy writes a keeper policy pinning the first node's measurement and platform signer.
+  std::string WritePolicy(const std::string& file, const nlohmann::json& overrides = nlohmann::json::object()) {
+    nlohmann::json st = MustStatus(nodes.begin()->second);
+    auto ev = Base64Decode(st.value("evidence", ""));
+    auto v = attestation::VerifySimEvidence(ev.ok() ? *ev : Bytes{});
+    EXPECT_OK(v.status());
+    nlohmann::json p = {{"allow_sim", true},
+                        {"measurements", {st.value("measurement", "")}},
+                        {"signers", {v.ok() ? HexEncode(v->signer) : ""}}};
+    for (auto& [k, val] : overrides.items()) p[k] = val;
+    std::string path = c_.P(file);
+    std::ofstream(path) << p.dump();
+    return path;
+  }
+
+  // Release runs `custos keeper release` from keeper directory `keeper` (under the cluster root).
+  RunResult Release(const std::string& keeper, const Node& n, const std::string& policy_path,
+                    std::map<std::string, std::string> env = {}) {
+    return c_.Run({"keeper", "release", "--dir", c_.P(keeper), "--server", n.url(), "--policy", policy_path}, env);
+  }
+
+  std::map<std::string, Node> nodes;
+
+ private:
+  Cluster& c_;
+  std::string custody_;
+};
 
 // DevServer is one `custos server --dev` process and the credentials it printed.
 struct DevServer {
