@@ -7,7 +7,7 @@
 //   PartialRelease K -> E  u8 2 || u32 index || D (33) || DLEQ proof (64)           [threshold]
 //   UnsealProgress E -> K  u8 3 || u8 unsealed || u16 provider count || u16 customer count
 //   JoinRequest    N -> E  u8 4 || var(evidence of N) || var(collateral json, may be empty)
-//   JoinGrant      E -> N  u8 5 || root key (32) || var(envelope) || var(origin evidence)
+//   JoinGrant      E -> N  u8 5 || root key (32) || var(envelope) || var(origin file)
 //
 // envelope digest = SHA-256("custos/v1/envelope" || envelope); the keeper's DLEQ proof uses
 // context = "custos/v1/unseal" || envelope digest, so a proof made for one envelope does not
