@@ -6,6 +6,8 @@
 // stops on an integrity failure instead of releasing every interval. Tests run in order and
 // share one cluster.
 #include <fstream>
+#include <regex>
+#include <sstream>
 
 #include "attestation/sim_evidence.h"
 #include "crypto/hash.h"
@@ -283,6 +285,23 @@ TEST_F(Reshare, AutoReleaseStopsOnAnIntegrityFailure) {
       << ReadAll(c->keepers["P2"].log);
   EXPECT_THAT(ReadAll(c->keepers["P2"].log), HasSubstr("releasing again"));
   ExpectSameRootAndOldCiphertextDecrypts();
+}
+
+// Every line the server, its core and the keepers logged is one JSON object with a UTC time.
+TEST_F(Reshare, EveryLogLineHasATimestamp) {
+  std::vector<std::string> logs = {node().log, c->keepers["P2"].log, c->keepers["C1"].log};
+  size_t lines = 0;
+  for (const std::string& path : logs) {
+    std::istringstream text(ReadAll(path));
+    for (std::string line; std::getline(text, line);) {
+      json j = json::parse(line, nullptr, false);
+      ASSERT_TRUE(j.is_object()) << path << ": " << line;
+      EXPECT_TRUE(std::regex_match(j.value("time", ""), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)")))
+          << path << ": " << line;
+      ++lines;
+    }
+  }
+  EXPECT_GT(lines, 10u);
 }
 
 }  // namespace
