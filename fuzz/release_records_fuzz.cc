@@ -1,4 +1,4 @@
-// Fuzzes the unseal and join record decoders (src/sigma/release.h). These are the plaintexts of
+// Fuzzes the unseal and join record decoders and the envelope origin file (src/sigma/release.h). These are the plaintexts of
 // SIGMA records: a keeper or a joining enclave authenticates first, but an authenticated peer is
 // still an untrusted author of these bytes, so no decoder may crash on any input. Every input
 // is offered to every decoder; each one checks the type byte first, so at most one accepts, and
@@ -96,6 +96,24 @@ void FuzzJoinGrant(ByteSpan in, Accepted& accepted) {
 }  // namespace
 }  // namespace custos::sigma
 
+namespace custos::sigma {
+namespace {
+// The envelope's origin file (host-stored, read by the core at load): never fails on input
+// without the magic (legacy evidence, returned whole); with the magic, an accepted file
+// re-encodes to exactly the input.
+void FuzzEnvelopeOrigin(ByteSpan in) {
+  auto o = EnvelopeOrigin::Decode(in);
+  bool magic = in.size() >= 4 && in[0] == 'C' && in[1] == 'O' && in[2] == 'R' && in[3] == 'G';
+  if (!magic) {
+    if (!o.ok() || o->binding != OriginBinding::kCustodyFingerprint || !SameBytes(o->evidence, in)) std::abort();
+    return;
+  }
+  if (!o.ok()) return;
+  if (o->evidence.empty() || !SameBytes(o->Encode(), in)) std::abort();
+}
+}  // namespace
+}  // namespace custos::sigma
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace custos::sigma;
   custos::ByteSpan in(data, size);
@@ -108,5 +126,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzJoinRequest(in, accepted);
   FuzzJoinGrant(in, accepted);
   if (accepted.count > 1) std::abort();
+  FuzzEnvelopeOrigin(in);
   return 0;
 }

@@ -13,7 +13,9 @@ for t in "${targets[@]}"; do
   seeds="$root/fuzz/corpus/$name"
   [ -d "$seeds" ] && cp -r "$seeds"/. "$work"/ 2>/dev/null || true
   echo "fuzz: $name for ${seconds}s"
-  "$t" -max_total_time="$seconds" -print_final_stats=0 "$work" 2>"$work.log" || { tail -50 "$work.log"; exit 1; }
+  # Crash artifacts go next to the log (kept on failure), never into the working tree.
+  "$t" -max_total_time="$seconds" -print_final_stats=0 -artifact_prefix="$work.crash-" "$work" 2>"$work.log" \
+    || { tail -50 "$work.log"; echo "fuzz: $name failed; artifacts: $work.crash-*" >&2; exit 1; }
   rm -rf "$work" "$work.log"
 done
 echo "fuzz: ${#targets[@]} targets ran clean"

@@ -24,7 +24,6 @@ constexpr char kAccount[] = "111122223333";
 constexpr char kOtherAccount[] = "444455556666";
 constexpr char kKeyArn[] =
     "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-constexpr char kAliceArn[] = "arn:aws:iam::111122223333:user/alice";
 
 PolicyRequest Request(std::string action = "kms:Encrypt", std::string user = "alice",
                       std::string account = kAccount,

@@ -230,7 +230,7 @@ inline void StartCoCustody(Cluster& c, std::string& custody) {
 
 inline bool SameFile(const std::string& a, const std::string& b) {
   std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
-  std::istreambuf_iterator<char> ea, eb;
+  std::istreambuf_iterator<char> ea;
   if (fs::file_size(a) != fs::file_size(b)) return false;
   return std::equal(std::istreambuf_iterator<char>(fa), ea, std::istreambuf_iterator<char>(fb));
 }

@@ -182,12 +182,10 @@ TEST_F(Objects, RangedReadsAtChunkEdgesMatchThePlaintext) {
                                                                        {3, n + 500}}) {
         SCOPED_TRACE(where + " " + mode + " " + std::to_string(first) + "-" + std::to_string(last));
         std::string out = c->P("range.out");
-        r = Get(remote, out, [&] {
-          auto v = GetMode(mode);
-          v.push_back("--range");
-          v.push_back(std::to_string(first) + "-" + std::to_string(last));
-          return v;
-        }());
+        std::vector<std::string> args = GetMode(mode);
+        args.push_back("--range");
+        args.push_back(std::to_string(first) + "-" + std::to_string(last));
+        r = Get(remote, out, args);
         ASSERT_EQ(r.code, 0) << r.err;
         size_t end = std::min(last + 1, n);
         EXPECT_EQ(ReadBytes(out), Bytes(all.begin() + static_cast<long>(first), all.begin() + static_cast<long>(end)));

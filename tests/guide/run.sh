@@ -72,7 +72,7 @@ start=$(date +%s)
   cd "$work"
   export PATH="$BIN_DIR:/usr/bin:$PATH" HOST=127.0.0.1 PORT_BASE="$base"
   unset CUSTOS_CA_FILE AWS_CA_BUNDLE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY CUSTOS_ENDPOINT
-  exec bash -euo pipefail -x walkthrough.sh
+  exec timeout --kill-after=10 "${GUIDE_TIMEOUT:-240}" bash -euo pipefail -x walkthrough.sh
 ) 2>&1 | sed -E "s/(SECRET[A-Z_]*=)[^ '\"]*/\1***/g" > "$work/trace.log"
 rc=${PIPESTATUS[0]}
 echo "guide: walkthrough exit $rc in $(( $(date +%s) - start )) s"
