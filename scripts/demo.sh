@@ -94,7 +94,7 @@ kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 
 say "C2 deposits a passphrase-sealed recovery fragment with the provider"
 echo "correct horse battery staple" > recovery.pass
-run "$CUSTOS" keeper escrow export --dir C2 --to "http://127.0.0.1:$(port 0)" --passphrase-file recovery.pass "${KDF[@]}"
+run "$CUSTOS" keeper escrow export --dir C2 --to "http://127.0.0.1:$(port 0)" --passphrase-file recovery.pass "${KDF[@]}" --insecure-test-kdf
 
 say "C2's machine is lost; a new machine restores it from the fragment"
 kill "${PIDS[2]}"; rm -rf C2

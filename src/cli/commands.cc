@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -27,6 +28,7 @@
 #include "common/file.h"
 #include "common/log.h"
 #include "crypto/hash.h"
+#include "crypto/random.h"
 #include "files/dual_control.h"
 #include "keeper/escrow.h"
 #include "keeper/keeper_client.h"
@@ -163,12 +165,31 @@ Status KeeperServe(const std::string& dir, const std::string& listen, const std:
   return Status::Ok();
 }
 
+// EscrowExportFlags are `keeper escrow export`'s choices about the recovery secret.
+struct EscrowExportFlags {
+  bool generate_recovery_key = false;  // draw a random recovery key and print it once
+  bool insecure_test_kdf = false;      // allow Argon2id below kEscrowMinParams (tests only)
+};
+
 Status KeeperEscrowExport(const std::string& dir, const std::string& to, const std::string& pass_file,
                           const std::string& keeper_pass_file, uint32_t m_kib, uint32_t t,
-                          const std::string& ca_file) {
-  ASSIGN_OR_RETURN(std::string escrow_pass_s, ReadPassphraseFile(pass_file));
-  SecretBytes escrow_pass = SecretBytes::CopyFrom(escrow_pass_s);
-  WipeBytes(escrow_pass_s);
+                          const std::string& ca_file, const EscrowExportFlags& flags) {
+  crypto::Argon2Params params = KdfParams(m_kib, t);
+  const crypto::Argon2Params& floor = keeper::kEscrowMinParams;
+  if (!flags.insecure_test_kdf && (params.m_cost_kib < floor.m_cost_kib || params.t_cost < floor.t_cost))
+    return InvalidArgument("escrow Argon2id below 64 MiB / 3 passes: the provider holding the blob could "
+                           "guess the recovery secret faster (--insecure-test-kdf allows it, for tests only)");
+  if (flags.generate_recovery_key == !pass_file.empty())
+    return InvalidArgument("give the recovery secret with --passphrase-file, or --generate-recovery-key (one of them)");
+  SecretBytes escrow_pass;
+  if (flags.generate_recovery_key) {
+    escrow_pass = keeper::NewRecoveryKey();
+  } else {
+    ASSIGN_OR_RETURN(std::string escrow_pass_s, ReadPassphraseFile(pass_file));
+    escrow_pass = SecretBytes::CopyFrom(escrow_pass_s);
+    WipeBytes(escrow_pass_s);
+    RETURN_IF_ERROR(keeper::CheckRecoverySecret(escrow_pass));
+  }
   ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(keeper_pass_file));
   ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
   if (store->domain() != custody::Domain::kCustomer)
@@ -177,8 +198,7 @@ Status KeeperEscrowExport(const std::string& dir, const std::string& to, const s
   if (!s.active) return FailedPrecondition("keeper holds no active share to escrow");
   ASSIGN_OR_RETURN(CustodyDescriptor c, CustodyDescriptor::Parse(s.active->custody_json));
   ASSIGN_OR_RETURN(keeper::EscrowBlob blob,
-                   keeper::SealEscrow(s, store->id(), store->domain(), c.Fingerprint(), escrow_pass,
-                                      KdfParams(m_kib, t)));
+                   keeper::SealEscrow(s, store->id(), store->domain(), c.Fingerprint(), escrow_pass, params));
   Bytes encoded = blob.Encode();
   Bytes sig = s.identity.Sign(keeper::EscrowUploadMessage(encoded));
   ASSIGN_OR_RETURN(keeper::KeeperClient client, keeper::KeeperClient::Create(to, ca_file));
@@ -188,6 +208,10 @@ Status KeeperEscrowExport(const std::string& dir, const std::string& to, const s
       "escrow.export", {{"to", to}, {"custody", c.FingerprintHex()},
                         {"blob_hash", HexEncode(crypto::Sha256Bytes(encoded))}}));
   std::cout << "recovery fragment of keeper " << store->id() << " deposited at " << to << "\n";
+  if (flags.generate_recovery_key)
+    std::cout << "recovery key (shown once; store it offline, e.g. on paper; custos keeper recover reads it "
+                 "from --passphrase-file):\n"
+              << escrow_pass.ExposeAsString() << "\n";
   return Status::Ok();
 }
 
@@ -203,6 +227,28 @@ Status KeeperRecover(const std::string& dir, const std::string& from, const std:
   ASSIGN_OR_RETURN(keeper::KeeperClient client, keeper::KeeperClient::Create(from, ca_file));
   json req = {{"custody_fp", c.FingerprintHex()}};
   if (!keeper_id.empty()) req["keeper_id"] = keeper_id;
+  // The provider hands the blob over only against a proof of the recovery secret: derive the
+  // blob's auth key from its salt and cost, and sign this request with it.
+  ASSIGN_OR_RETURN(json params, client.Call("/v1/escrow/params", req));
+  ASSIGN_OR_RETURN(Bytes salt, keeper::GetHex(params, "salt"));
+  crypto::Argon2Params kdf;
+  ASSIGN_OR_RETURN(uint64_t pt, keeper::GetUint(params, "t_cost"));
+  ASSIGN_OR_RETURN(uint64_t pm, keeper::GetUint(params, "m_cost_kib"));
+  ASSIGN_OR_RETURN(uint64_t pp, keeper::GetUint(params, "parallelism"));
+  if (pt > 16 || pm > (1u << 20) || pp > 16)
+    return InvalidArgument("escrow blob asks for Argon2id parameters above 1 GiB / 16 passes / 16 lanes");
+  kdf.t_cost = static_cast<uint32_t>(pt);
+  kdf.m_cost_kib = static_cast<uint32_t>(pm);
+  kdf.parallelism = static_cast<uint32_t>(pp);
+  ASSIGN_OR_RETURN(std::string blob_keeper, keeper::GetString(params, "keeper_id"));
+  ASSIGN_OR_RETURN(std::string provider_id, keeper::GetString(params, "provider"));
+  ASSIGN_OR_RETURN(crypto::SigningKey auth, keeper::EscrowAuthKey(escrow_pass, salt, kdf));
+  uint64_t now = static_cast<uint64_t>(std::time(nullptr));
+  Bytes nonce = crypto::RandomBytes(16);
+  req["keeper_id"] = blob_keeper;
+  req["timestamp"] = now;
+  req["nonce"] = HexEncode(nonce);
+  req["sig"] = HexEncode(auth.Sign(keeper::EscrowFetchMessage(c.Fingerprint(), blob_keeper, provider_id, now, nonce)));
   ASSIGN_OR_RETURN(json r, client.Call("/v1/escrow/get", req));
   ASSIGN_OR_RETURN(Bytes encoded, keeper::GetBase64(r, "blob"));
   ASSIGN_OR_RETURN(keeper::EscrowBlob blob, keeper::EscrowBlob::Decode(encoded));
@@ -464,13 +510,19 @@ int Main(int argc, char** argv) {
   auto* k_export = k_escrow->add_subcommand("export", "deposit a sealed recovery fragment");
   k_export->add_option("--dir", dir)->required();
   k_export->add_option("--to", url, "provider keeper URL")->required();
-  k_export->add_option("--passphrase-file", pass_file, "recovery passphrase")->required();
+  k_export->add_option("--passphrase-file", pass_file,
+                       "recovery passphrase (at least 20 characters, 8 different), or use --generate-recovery-key");
+  EscrowExportFlags escrow_flags;
+  k_export->add_flag("--generate-recovery-key", escrow_flags.generate_recovery_key,
+                     "draw a random recovery key instead of a passphrase and print it once");
+  k_export->add_flag("--insecure-test-kdf", escrow_flags.insecure_test_kdf,
+                     "tests only: allow --kdf-* below 64 MiB / 3 passes");
   k_export->add_option("--keeper-passphrase-file", keeper_pass_file,
                        "at-rest passphrase (else CUSTOS_KEEPER_PASSPHRASE)");
   k_export->add_option("--ca-file", ca_file);
   add_kdf(k_export);
   k_export->callback([&] {
-    run(KeeperEscrowExport(dir, url, pass_file, keeper_pass_file, kdf_m, kdf_t, ca_file));
+    run(KeeperEscrowExport(dir, url, pass_file, keeper_pass_file, kdf_m, kdf_t, ca_file, escrow_flags));
   });
 
   auto* k_recover = keeper_cmd->add_subcommand("recover", "restore a customer keeper from escrow");

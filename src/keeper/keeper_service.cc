@@ -103,6 +103,7 @@ net::HttpResponse KeeperService::Handle(const net::HttpRequest& req) {
       {"/v1/custody/activate", &KeeperService::Activate},
       {"/v1/partial", &KeeperService::Partial},
       {"/v1/escrow/put", &KeeperService::EscrowPut},
+      {"/v1/escrow/params", &KeeperService::EscrowParams},
       {"/v1/escrow/get", &KeeperService::EscrowGet},
       {"/v1/reshare/deal", &KeeperService::ReshareDeal},
       {"/v1/reshare/receive", &KeeperService::ReshareReceive},
@@ -510,7 +511,8 @@ void KeeperService::LoadReplayCache() {
   if (!entries.ok()) return;
   uint64_t now = UnixNow();
   for (const json& e : *entries) {
-    if (e.value("event", "") != "release" && e.value("event", "") != "reshare.deal") continue;
+    std::string event = e.value("event", "");
+    if (event != "release" && event != "reshare.deal" && event != "escrow.fetch") continue;
     const json& d = e["details"];
     uint64_t ts = d.value("timestamp", uint64_t{0});
     if (ts + 2 * kRequestWindowSeconds >= now && seen_nonces_.emplace(d.value("nonce", ""), ts).second)
@@ -563,12 +565,19 @@ StatusOr<json> KeeperService::Partial(const json& body) {
 
 // ---- escrow ----
 
+namespace {
+constexpr char kLegacyEscrow[] =
+    "escrow blob version 1 carries no recovery verifier and is no longer stored or served: re-export it "
+    "with this release (custos keeper escrow export)";
+}  // namespace
+
 StatusOr<json> KeeperService::EscrowPut(const json& body) {
   if (store_.domain() != Domain::kProvider)
     return FailedPrecondition("escrow blobs are held by provider keepers");
   ASSIGN_OR_RETURN(Bytes blob_bytes, GetBase64(body, "blob"));
   ASSIGN_OR_RETURN(Bytes sig, GetHex(body, "sig"));
   ASSIGN_OR_RETURN(EscrowBlob blob, EscrowBlob::Decode(blob_bytes));
+  if (!blob.auth_key) return FailedPrecondition(kLegacyEscrow);
   ASSIGN_OR_RETURN(CustodyDescriptor custody, ActiveCustody());
   if (blob.custody_fp != custody.Fingerprint())
     return FailedPrecondition("escrow blob belongs to another custody");
@@ -590,7 +599,9 @@ StatusOr<json> KeeperService::EscrowPut(const json& body) {
   return json{{"stored", blob.keeper_id}};
 }
 
-StatusOr<json> KeeperService::EscrowGet(const json& body) {
+// LocateEscrow finds the stored blob for `custody_fp` and an optional keeper id (the single blob
+// of that custody when none is named).
+StatusOr<std::pair<std::string, Bytes>> KeeperService::LocateEscrow(const json& body) const {
   ASSIGN_OR_RETURN(Bytes fp, GetHex(body, "custody_fp"));
   std::string keeper_id;
   if (body.contains("keeper_id")) {
@@ -606,12 +617,59 @@ StatusOr<json> KeeperService::EscrowGet(const json& body) {
     if (ids.size() > 1) return InvalidArgument("several escrow blobs for this custody; name the keeper");
     keeper_id = ids[0];
   }
-  if (keeper_id.find('/') != std::string::npos || keeper_id.find("..") != std::string::npos)
+  if (keeper_id.empty() || keeper_id.size() > 64 || keeper_id.find('/') != std::string::npos ||
+      keeper_id.find("..") != std::string::npos)
     return InvalidArgument("bad keeper id");
   auto blob = ReadFileBytes(store_.EscrowPath(HexEncode(fp), keeper_id));
   if (!blob.ok()) return NotFound("no escrow blob for keeper " + keeper_id);
-  RETURN_IF_ERROR(store_.audit().Append("escrow.fetch", {{"keeper", keeper_id}, {"custody", HexEncode(fp)}}));
-  return json{{"keeper_id", keeper_id}, {"blob", Base64Encode(*blob)}};
+  return std::make_pair(keeper_id, std::move(*blob));
+}
+
+StatusOr<json> KeeperService::EscrowParams(const json& body) {
+  ASSIGN_OR_RETURN(auto found, LocateEscrow(body));
+  ASSIGN_OR_RETURN(EscrowBlob blob, EscrowBlob::Decode(found.second));
+  if (!blob.auth_key) return FailedPrecondition(kLegacyEscrow);
+  // Salt and cost are not secret: they let the recovering side derive its auth key. Neither
+  // the auth key nor the ciphertext leaves without a proof.
+  return json{{"keeper_id", found.first}, {"provider", store_.id()}, {"salt", HexEncode(blob.salt)},
+              {"t_cost", blob.params.t_cost}, {"m_cost_kib", blob.params.m_cost_kib},
+              {"parallelism", blob.params.parallelism}};
+}
+
+StatusOr<json> KeeperService::EscrowGet(const json& body) {
+  ASSIGN_OR_RETURN(auto found, LocateEscrow(body));
+  const std::string& keeper_id = found.first;
+  ASSIGN_OR_RETURN(EscrowBlob blob, EscrowBlob::Decode(found.second));
+  if (!blob.auth_key) return FailedPrecondition(kLegacyEscrow);
+  std::string fp_hex = HexEncode(blob.custody_fp);
+  // A blob is locked after kMaxEscrowFailures bad proofs in a window: online guessing of the
+  // recovery secret gets a handful of tries an hour, each audited.
+  uint64_t now = UnixNow();
+  EscrowFailures& f = escrow_failures_[fp_hex + "/" + keeper_id];
+  if (now >= f.window_start + kEscrowFailureWindowSeconds) f = EscrowFailures{now, 0};
+  if (f.count >= kMaxEscrowFailures)
+    return PermissionDenied("too many failed recovery attempts for keeper " + keeper_id + "'s escrow blob: locked for " +
+                            std::to_string(f.window_start + kEscrowFailureWindowSeconds - now) + " s");
+  auto refuse = [&](const Status& why) -> Status {
+    ++f.count;
+    (void)store_.audit().Append("escrow.refused", {{"keeper", keeper_id}, {"custody", fp_hex},
+                                                   {"reason", why.message()}, {"failures", f.count}});
+    return why;
+  };
+  auto ts = GetUint(body, "timestamp");
+  auto nonce = GetHex(body, "nonce");
+  auto sig = GetHex(body, "sig");
+  if (!ts.ok() || !nonce.ok() || !sig.ok() || nonce->size() != 16)
+    return refuse(PermissionDenied("escrow fetch needs a proof of the recovery secret (timestamp, nonce, sig): "
+                                   "use custos keeper recover"));
+  Bytes message = EscrowFetchMessage(blob.custody_fp, keeper_id, store_.id(), *ts, *nonce);
+  if (!crypto::VerifyingKey::FromPoint(*blob.auth_key).Verify(message, *sig).ok())
+    return refuse(PermissionDenied("escrow fetch proof does not verify: wrong recovery secret"));
+  RETURN_IF_ERROR(CheckFreshNonce(*nonce, *ts));
+  RETURN_IF_ERROR(store_.audit().Append("escrow.fetch", {{"keeper", keeper_id}, {"custody", fp_hex},
+                                                         {"nonce", HexEncode(*nonce)}, {"timestamp", *ts}}));
+  f = EscrowFailures{now, 0};
+  return json{{"keeper_id", keeper_id}, {"blob", Base64Encode(found.second)}};
 }
 
 // ---- resharing ----

@@ -52,7 +52,9 @@ class KeeperService {
   StatusOr<Json> Activate(const Json& body);
   StatusOr<Json> Partial(const Json& body);
   StatusOr<Json> EscrowPut(const Json& body);
+  StatusOr<Json> EscrowParams(const Json& body);
   StatusOr<Json> EscrowGet(const Json& body);
+  StatusOr<std::pair<std::string, Bytes>> LocateEscrow(const Json& body) const;
   StatusOr<Json> ReshareDeal(const Json& body);
   StatusOr<Json> ReshareReceive(const Json& body);
   // KnownAppliances lists the appliance URLs this keeper released to (from its audit log).
@@ -90,6 +92,12 @@ class KeeperService {
   std::map<std::string, ReshareSession> reshare_;  // session hex -> state
   std::deque<std::string> dkg_order_, reshare_order_;  // session ids, oldest first
   std::map<std::string, uint64_t> seen_nonces_;    // nonce hex -> time first seen
+  // Failed escrow fetches per "custody fp/keeper id" in the current window (escrow.h).
+  struct EscrowFailures {
+    uint64_t window_start = 0;
+    int count = 0;
+  };
+  std::map<std::string, EscrowFailures> escrow_failures_;
   std::deque<std::pair<uint64_t, std::string>> nonce_expiry_;  // (time first seen, nonce), FIFO
   // The parsed active custody, re-parsed only when the sealed state's descriptor changes.
   mutable std::string active_json_cache_;

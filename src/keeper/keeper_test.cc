@@ -9,6 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "common/file.h"
 #include "crypto/hash.h"
 #include "crypto/random.h"
 #include "keeper/audit_log.h"
@@ -460,14 +461,14 @@ TEST(EscrowTest, FlippedByteIsRefused) {
   ASSERT_TRUE(blob.ok());
   Bytes wire = blob->Encode();
   // Offsets: magic 0..7, version 8, fp len 9..12, fp 13..44, id len 45..48, id 49..50, domain 51,
-  // params 52..63, salt 64..79, nonce 80..91, ct len 92..95, ct 96...
-  ASSERT_EQ(blob->Header().size(), 92u);
+  // params 52..63, salt 64..79, nonce 80..91, auth key 92..124, ct len 125..128, ct 129...
+  ASSERT_EQ(blob->Header().size(), 125u);
   struct Case {
     size_t offset;
     const char* what;
   };
   for (Case c : {Case{20, "custody fingerprint"}, Case{50, "keeper id"}, Case{51, "domain"},
-                 Case{70, "salt"}, Case{85, "nonce"}, Case{100, "ciphertext"},
+                 Case{70, "salt"}, Case{85, "nonce"}, Case{100, "auth key"}, Case{133, "ciphertext"},
                  Case{wire.size() - 1, "tag"}}) {
     Bytes bad = wire;
     bad[c.offset] ^= 0x02;
@@ -484,6 +485,17 @@ TEST(EscrowTest, FlippedByteIsRefused) {
   trailing.push_back(0);
   EXPECT_FALSE(EscrowBlob::Decode(trailing).ok());
   EXPECT_FALSE(EscrowBlob::Decode(ByteSpan(wire).subspan(0, wire.size() - 1)).ok());
+}
+
+TEST(EscrowTest, RecoverySecretFloorAndRecoveryKeys) {
+  for (const char* weak : {"a", "correct horse", "aaaaaaaaaaaaaaaaaaaaaaaa", "abababababababababababab"})
+    EXPECT_THAT(CheckRecoverySecret(Pass(weak)).message(), ::testing::HasSubstr("too weak")) << weak;
+  EXPECT_OK(CheckRecoverySecret(Pass("correct horse battery staple")));
+  SecretBytes k1 = NewRecoveryKey(), k2 = NewRecoveryKey();
+  EXPECT_EQ(k1.size(), std::string_view("custos-rk1-").size() + 8 * 9 - 1);
+  EXPECT_TRUE(k1.ExposeAsString().starts_with("custos-rk1-"));
+  EXPECT_NE(k1.ExposeAsString(), k2.ExposeAsString());
+  EXPECT_OK(CheckRecoverySecret(k1));
 }
 
 // ---- wire formats ----
@@ -692,6 +704,71 @@ class KeeperServiceTest : public ::testing::Test {
   std::unique_ptr<KeeperStore> store_;
   std::unique_ptr<KeeperService> service_;
 };
+
+// The provider hands a blob only to whoever proves the recovery secret; guesses lock the blob
+// after kMaxEscrowFailures, each refusal audited, and version-1 blobs are no longer served.
+TEST_F(KeeperServiceTest, EscrowBlobGoesOnlyToTheRecoverySecretAndGuessingLocksIt) {
+  Bytes fp(32, 0xab);
+  auto blob = SealEscrow(SecretsWithShare(), "c1", custody::Domain::kCustomer, fp,
+                         Pass("the real recovery secret"), kWeak);
+  ASSERT_OK(blob.status());
+  std::string path = store_->EscrowPath(HexEncode(fp), "c1");
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  ASSERT_OK(WriteFileAtomic(path, blob->Encode(), 0600));
+  json where = {{"custody_fp", HexEncode(fp)}, {"keeper_id", "c1"}};
+  // Without a proof: refused (and counted).
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/escrow/get", where.dump()), 403), ::testing::HasSubstr("needs a proof"));
+  // The public parameters: salt and cost, never the auth key or the ciphertext.
+  auto pr = Call("POST", "/v1/escrow/params", where.dump());
+  ASSERT_EQ(pr.status, 200) << pr.body;
+  json params = json::parse(pr.body);
+  EXPECT_FALSE(params.contains("blob"));
+  EXPECT_EQ(params["salt"], HexEncode(blob->salt));
+  EXPECT_EQ(pr.body.find(HexEncode(blob->auth_key->Encode())), std::string::npos);
+  auto fetch = [&](KeeperService& svc, const std::string& secret, uint64_t ts, const Bytes& nonce) {
+    auto auth = EscrowAuthKey(Pass(secret), blob->salt, kWeak);
+    EXPECT_OK(auth.status());
+    json req = where;
+    req["timestamp"] = ts;
+    req["nonce"] = HexEncode(nonce);
+    req["sig"] = HexEncode(auth->Sign(EscrowFetchMessage(fp, "c1", "p1", ts, nonce)));
+    net::HttpRequest r;
+    r.method = "POST";
+    r.target = "/v1/escrow/get";
+    r.body = req.dump();
+    return svc.Handle(r);
+  };
+  uint64_t now = UnixNow();
+  for (const char* guess : {"a", "b", "c", "the real recovery secreT"})
+    EXPECT_THAT(ErrorOf(fetch(*service_, guess, now, crypto::RandomBytes(16)), 403),
+                ::testing::HasSubstr("wrong recovery secret"));
+  // Five failures: now even the right secret is refused until the window ends.
+  EXPECT_THAT(ErrorOf(fetch(*service_, "the real recovery secret", now, crypto::RandomBytes(16)), 403),
+              ::testing::HasSubstr("too many failed recovery attempts"));
+  std::string log = ReadFileString(dir_ + "/audit.log").value();
+  size_t refused = 0;
+  for (size_t p = log.find("escrow.refused"); p != std::string::npos; p = log.find("escrow.refused", p + 1)) ++refused;
+  EXPECT_EQ(refused, static_cast<size_t>(kMaxEscrowFailures));
+  EXPECT_EQ(log.find("escrow.fetch"), std::string::npos);
+  // A fresh window (here: a restarted keeper): the right secret gets the blob, once per nonce.
+  KeeperService fresh(*store_, FaultInjection{});
+  Bytes nonce = crypto::RandomBytes(16);
+  auto ok = fetch(fresh, "the real recovery secret", now, nonce);
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  auto got = EscrowBlob::Decode(Base64Decode(json::parse(ok.body)["blob"].get<std::string>()).value());
+  ASSERT_OK(got.status());
+  EXPECT_OK(OpenEscrow(*got, Pass("the real recovery secret")).status());
+  EXPECT_THAT(ErrorOf(fetch(fresh, "the real recovery secret", now, nonce), 403), ::testing::HasSubstr("already used"));
+  // A version-1 blob (no auth key) is neither served nor described.
+  Bytes v1 = blob->Encode();
+  v1[8] = 1;
+  v1.erase(v1.begin() + 92, v1.begin() + 125);
+  ASSERT_OK(EscrowBlob::Decode(v1).status());
+  ASSERT_OK(WriteFileAtomic(path, v1, 0600));
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/escrow/params", where.dump()), 409), ::testing::HasSubstr("version 1"));
+  EXPECT_THAT(ErrorOf(fetch(fresh, "the real recovery secret", now, crypto::RandomBytes(16)), 409),
+              ::testing::HasSubstr("re-export"));
+}
 
 TEST_F(KeeperServiceTest, InfoReturnsIdentity) {
   for (const char* target : {"/v1/keeper", "/v1/health"}) {

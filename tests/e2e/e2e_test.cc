@@ -26,6 +26,7 @@
 #include "files/dual_control.h"
 #include "keeper/keeper_client.h"
 #include "keeper/protocol.h"
+#include "gmock/gmock.h"
 #include "tests/e2e/harness.h"
 #include "tests/testing/testing.h"
 
@@ -48,6 +49,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 using namespace e2e;
+using ::testing::HasSubstr;
 
 // One cluster for the whole suite: 1 provider, 3 customers (t_c = 2). Tests run in order.
 class CoCustody : public ::testing::Test {
@@ -328,9 +330,21 @@ TEST_F(CoCustody, ReplayedUnsignedAndStaleRequestsAreRefused) {
 TEST_F(CoCustody, EscrowRecoveryRestoresALostCustomerKeeper) {
   ASSERT_OK(WriteFileAtomic(c->P("recovery.pass"), std::string_view("correct horse battery staple\n")));
   ASSERT_OK(WriteFileAtomic(c->P("wrong.pass"), std::string_view("wrong horse\n")));
-  auto r = c->Run({"keeper", "escrow", "export", "--dir", c->keepers["C3"].dir, "--to",
-                   c->keepers["P1"].url(), "--passphrase-file", c->P("recovery.pass"),
-                   "--kdf-memory-kib", "4096", "--kdf-iterations", "1"});
+  std::vector<std::string> test_kdf = {"--kdf-memory-kib", "4096", "--kdf-iterations", "1", "--insecure-test-kdf"};
+  auto exp = [&](const std::string& id, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"keeper", "escrow", "export", "--dir", c->keepers[id].dir, "--to", c->keepers["P1"].url()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return c->Run(args);
+  };
+  // A guessable passphrase, or a cost below the floor without the test flag, is refused.
+  ASSERT_OK(WriteFileAtomic(c->P("weak.pass"), std::string_view("c\n")));
+  auto r = exp("C3", {"--passphrase-file", c->P("weak.pass")});
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("recovery passphrase is too weak"));
+  r = exp("C3", {"--passphrase-file", c->P("recovery.pass"), "--kdf-memory-kib", "4096", "--kdf-iterations", "1"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("below 64 MiB / 3 passes"));
+  r = exp("C3", [&] { auto v = test_kdf; v.insert(v.begin(), {"--passphrase-file", c->P("recovery.pass")}); return v; }());
   ASSERT_EQ(r.code, 0) << r.err;
   // The provider stores an opaque blob: no share or passphrase in clear.
   auto fp = custody::CustodyDescriptor::Load(custody)->FingerprintHex();
@@ -338,15 +352,41 @@ TEST_F(CoCustody, EscrowRecoveryRestoresALostCustomerKeeper) {
   ASSERT_OK(blob.status());
   std::string blob_text(blob->begin(), blob->end());
   EXPECT_EQ(blob_text.find("correct horse"), std::string::npos);
-  // Lose C3 entirely.
+  // A stranger asking the provider for the blob gets nothing without a proof of the secret.
+  auto p1 = keeper::KeeperClient::Create(c->keepers["P1"].url());
+  ASSERT_OK(p1.status());
+  auto stolen = p1->Call("/v1/escrow/get", {{"custody_fp", fp}, {"keeper_id", "C3"}});
+  EXPECT_FALSE(stolen.ok());
+  EXPECT_THAT(stolen.status().message(), HasSubstr("needs a proof of the recovery secret"));
+
+  // C2 deposits under a random recovery key, printed once. The attack the issue reported — a
+  // loop of `keeper recover` over a..z — is locked out after 5 tries, each audited.
+  r = exp("C2", [&] { auto v = test_kdf; v.insert(v.begin(), "--generate-recovery-key"); return v; }());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("custos-rk1(-[0-9a-f]{8}){8}"));
+  int locked_at = 0;
+  for (char guess = 'a'; guess <= 'z' && locked_at == 0; ++guess) {
+    ASSERT_OK(WriteFileAtomic(c->P("guess.pass"), std::string(1, guess)));
+    r = c->Run({"keeper", "recover", "--dir", c->P("C2-stolen"), "--from", c->keepers["P1"].url(), "--keeper", "C2",
+                "--passphrase-file", c->P("guess.pass"), "--custody", custody});
+    ASSERT_NE(r.code, 0);
+    if (r.err.find("too many failed recovery attempts") != std::string::npos) locked_at = guess - 'a' + 1;
+    else EXPECT_THAT(r.err, HasSubstr("wrong recovery secret"));
+  }
+  EXPECT_EQ(locked_at, 6);
+  EXPECT_FALSE(fs::exists(c->P("C2-stolen/keeper.json")));
+  std::string p1_audit = ReadAll(c->keepers["P1"].dir + "/audit.log");
+  EXPECT_THAT(p1_audit, HasSubstr("escrow.refused"));
+
+  // Lose C3 entirely; the wrong passphrase is refused by the provider, the right one recovers.
   c->Kill("C3");
   fs::remove_all(c->keepers["C3"].dir);
-  r = c->Run({"keeper", "recover", "--dir", c->P("C3-new"), "--from", c->keepers["P1"].url(),
+  r = c->Run({"keeper", "recover", "--dir", c->P("C3-new"), "--from", c->keepers["P1"].url(), "--keeper", "C3",
               "--passphrase-file", c->P("wrong.pass"), "--custody", custody});
   EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.err.find("wrong passphrase"), std::string::npos) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("wrong recovery secret"));
   EXPECT_FALSE(fs::exists(c->P("C3-new/keeper.json")));
-  r = c->Run({"keeper", "recover", "--dir", c->P("C3-new"), "--from", c->keepers["P1"].url(),
+  r = c->Run({"keeper", "recover", "--dir", c->P("C3-new"), "--from", c->keepers["P1"].url(), "--keeper", "C3",
               "--passphrase-file", c->P("recovery.pass"), "--custody", custody,
               "--kdf-memory-kib", "4096", "--kdf-iterations", "1"});
   ASSERT_EQ(r.code, 0) << r.err;
