@@ -91,7 +91,7 @@ cpu_ticks() {
 
 # kms_counts OP: "<ok> <not ok>" from the server's custos_kms_requests_total for OP.
 kms_counts() {
-  curl -sS --max-time 10 "$CUSTOS_ENDPOINT/metrics" |
+  curl -sS --max-time 10 -H "Authorization: Bearer $(cat "$CUSTOS_ADMIN_TOKEN_FILE")" "$CUSTOS_ENDPOINT/metrics" |
     awk -v op="$1" '$1 ~ "^custos_kms_requests_total[{]operation=\"" op "\"," {
       if ($1 ~ /outcome="ok"/) ok += $2; else bad += $2 } END { print ok + 0, bad + 0 }'
 }

@@ -72,13 +72,13 @@ start_server() {
   echo "server did not start"; cat server.log; exit 1
 }
 start_server
-run "$CUSTOS" operator init --server "http://127.0.0.1:$(port 9)"
+run "$CUSTOS" operator init --server "http://127.0.0.1:$(port 9)" --token-file appliance/admin.token
 say "Restart: the enclave starts sealed; its root key exists nowhere else"
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 start_server
 curl -s "http://127.0.0.1:$(port 9)/v1/sys/health"; echo
 say "Each keeper checks the enclave's evidence against its policy (pinned measurement) before releasing"
-MEASUREMENT=$(curl -s "http://127.0.0.1:$(port 9)/v1/sys/status" | python3 -c 'import json,sys;print(json.load(sys.stdin)["measurement"])')
+MEASUREMENT=$(sha256sum "$(dirname "$CUSTOS")/custos-enclave" | cut -d' ' -f1)   # the binary you deploy
 echo "{\"allow_sim\": true, \"measurements\": [\"$MEASUREMENT\"]}" > policy.json
 cat policy.json
 say "A keeper whose policy pins another measurement refuses"
@@ -89,7 +89,7 @@ run "$CUSTOS" keeper release --dir C1 --dir C2 --server "http://127.0.0.1:$(port
 curl -s "http://127.0.0.1:$(port 9)/v1/sys/health"; echo
 say "With the provider keeper too, the enclave unseals"
 run "$CUSTOS" keeper release --dir P1 --server "http://127.0.0.1:$(port 9)" --policy policy.json
-run "$CUSTOS" operator status --server "http://127.0.0.1:$(port 9)" | grep -E '"(sealed|keeper|root_key_id|seccomp)"'
+run "$CUSTOS" operator status --server "http://127.0.0.1:$(port 9)" --token-file appliance/admin.token | grep -E '"(sealed|keeper|root_key_id|seccomp)"'
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 
 say "C2 deposits a passphrase-sealed recovery fragment with the provider"

@@ -244,7 +244,7 @@ Status CheckApplianceSurvives(const std::string& url, const CustodyDescriptor& c
   auto client = net::HttpClient::Create(url, http);
   if (!client.ok())
     return FailedPrecondition("appliance " + url + ": " + client.status().message() + retired);
-  auto status = net::DecodeJsonResponse(client->Get("/v1/sys/status"), "appliance " + url);
+  auto status = net::DecodeJsonResponse(client->Get("/v1/sys/seal-status"), "appliance " + url);
   if (!status.ok())
     return FailedPrecondition("cannot check that appliance " + url + " keeps its root key: " +
                               status.status().message() + retired);

@@ -21,6 +21,20 @@ namespace custos::cli {
 
 using json = nlohmann::json;
 
+StatusOr<std::string> AdminToken(std::string token_file) {
+  if (token_file.empty()) {
+    const char* env = std::getenv("CUSTOS_ADMIN_TOKEN_FILE");
+    if (env == nullptr || *env == '\0')
+      return InvalidArgument("this command needs the appliance's admin token: --token-file (the server's "
+                             "data_dir/admin.token) or CUSTOS_ADMIN_TOKEN_FILE");
+    token_file = env;
+  }
+  ASSIGN_OR_RETURN(std::string token, ReadFileString(token_file));
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+  if (token.empty()) return InvalidArgument("the admin token file is empty");
+  return token;
+}
+
 StatusOr<keeper::ReleaseOptions> LoadReleaseOptions(const std::string& url, const std::string& policy_path,
                                                     const std::string& collateral_path,
                                                     const std::string& ca_file) {
@@ -74,17 +88,26 @@ Status Server(const std::string& config_path) {
   return Status::Ok();
 }
 
-StatusOr<json> CallServer(const std::string& url, const std::string& ca_file, const std::string& method,
-                          const std::string& path) {
+// CallServer sends one admin request (the admin token as a bearer token).
+StatusOr<json> CallServer(const std::string& url, const std::string& ca_file, const std::string& token_file,
+                          const std::string& method, const std::string& path) {
+  ASSIGN_OR_RETURN(std::string token, AdminToken(token_file));
   net::HttpClientOptions o;
   o.ca_file = ca_file;
   ASSIGN_OR_RETURN(net::HttpClient client, net::HttpClient::Create(url, o));
-  auto r = method == "GET" ? client.Get(path) : client.Post(path, "{}", {{"content-type", "application/json"}});
+  net::HttpHeaders headers = {{"authorization", "Bearer " + token}};
+  WipeBytes(token);
+  StatusOr<net::HttpResponse> r = [&] {
+    if (method == "GET") return client.Get(path, headers);
+    headers["content-type"] = "application/json";
+    return client.Post(path, "{}", headers);
+  }();
+  WipeBytes(headers["authorization"]);
   return net::DecodeJsonResponse(r, "appliance " + url);
 }
 
-Status OperatorInit(const std::string& url, const std::string& ca_file) {
-  ASSIGN_OR_RETURN(json r, CallServer(url, ca_file, "POST", "/v1/sys/init"));
+Status OperatorInit(const std::string& url, const std::string& ca_file, const std::string& token_file) {
+  ASSIGN_OR_RETURN(json r, CallServer(url, ca_file, token_file, "POST", "/v1/sys/init"));
   std::cout << r.dump(2) << "\n";
   return Status::Ok();
 }
@@ -103,8 +126,8 @@ Status OperatorCustodyUpdate(const std::string& url, const std::string& ca_file,
   return Status::Ok();
 }
 
-Status OperatorStatus(const std::string& url, const std::string& ca_file) {
-  ASSIGN_OR_RETURN(json r, CallServer(url, ca_file, "GET", "/v1/sys/status"));
+Status OperatorStatus(const std::string& url, const std::string& ca_file, const std::string& token_file) {
+  ASSIGN_OR_RETURN(json r, CallServer(url, ca_file, token_file, "GET", "/v1/sys/status"));
   std::cout << r.dump(2) << "\n";
   return Status::Ok();
 }
@@ -157,7 +180,7 @@ Status KeeperRelease(const std::vector<std::string>& dirs, const std::string& pa
 
 void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<void(Status)> run) {
   // The strings live as long as `app` (they are captured by the callbacks).
-  static std::string config, url, ca_file, pass_file, policy, collateral;
+  static std::string config, url, ca_file, pass_file, policy, collateral, token_file;
   static std::vector<std::string> dirs;
   static bool dev = false;
   static DevModeOptions dev_options;
@@ -187,11 +210,13 @@ void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<voi
   auto* op_init = op->add_subcommand("init", "generate the root key in the enclave; store its envelope");
   op_init->add_option("--server", url, "appliance URL")->required();
   op_init->add_option("--ca-file", ca_file, "CA bundle for https");
-  op_init->callback([run] { run(OperatorInit(url, ca_file)); });
+  op_init->add_option("--token-file", token_file, "the server's data_dir/admin.token (else $CUSTOS_ADMIN_TOKEN_FILE)");
+  op_init->callback([run] { run(OperatorInit(url, ca_file, token_file)); });
   auto* op_status = op->add_subcommand("status", "print the appliance's status (sealed, contributors, evidence)");
   op_status->add_option("--server", url, "appliance URL")->required();
   op_status->add_option("--ca-file", ca_file, "CA bundle for https");
-  op_status->callback([run] { run(OperatorStatus(url, ca_file)); });
+  op_status->add_option("--token-file", token_file, "the server's data_dir/admin.token (else $CUSTOS_ADMIN_TOKEN_FILE)");
+  op_status->callback([run] { run(OperatorStatus(url, ca_file, token_file)); });
   static std::string custody_path;
   auto* op_custody = op->add_subcommand(
       "custody-update", "hand the appliance the custody.json a reshare produced (it keeps its root key)");

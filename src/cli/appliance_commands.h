@@ -26,6 +26,11 @@ struct AutoReleaseFlags {
 };
 // AddAutoReleaseFlags adds them to `serve`.
 void AddAutoReleaseFlags(CLI::App* serve, AutoReleaseFlags& flags);
+// AdminToken reads the appliance's admin token from `token_file`, else from the file
+// CUSTOS_ADMIN_TOKEN_FILE names (dev.env sets it). The admin routes need it (docs/protocol.md
+// "Appliance API").
+StatusOr<std::string> AdminToken(std::string token_file);
+
 // LoadReleaseOptions reads the policy (and collateral) files into ReleaseOptions.
 StatusOr<keeper::ReleaseOptions> LoadReleaseOptions(const std::string& url, const std::string& policy_path,
                                                     const std::string& collateral_path,

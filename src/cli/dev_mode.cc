@@ -197,6 +197,11 @@ StatusOr<json> CallAppliance(host::Appliance& appliance, const std::string& meth
     req.headers["content-type"] = "application/json";
   }
   req.remote = "dev-mode";
+  auto token = ReadFileString(appliance.admin_token_file());
+  if (!token.ok()) return token.status();
+  while (!token->empty() && (token->back() == '\n' || token->back() == '\r')) token->pop_back();
+  req.headers["authorization"] = "Bearer " + *token;
+  WipeBytes(*token);
   return net::DecodeJsonResponse(StatusOr<net::HttpResponse>(appliance.Handle(req)), "appliance");
 }
 

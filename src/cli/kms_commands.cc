@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "cli/appliance_commands.h"
 #include "common/file.h"
 #include "common/secret.h"
 #include "net/http_client.h"
@@ -18,14 +19,7 @@ namespace {
 // to stdout, as shell-sourceable lines; it is never logged.
 Status AccessKeyCreate(const std::string& url, const std::string& name, std::string token_file,
                        const std::string& ca_file) {
-  if (token_file.empty()) {
-    const char* env = std::getenv("CUSTOS_ADMIN_TOKEN_FILE");
-    if (env == nullptr || *env == '\0')
-      return InvalidArgument("access-key create needs --token-file (the server's data_dir/admin.token) or CUSTOS_ADMIN_TOKEN_FILE");
-    token_file = env;
-  }
-  ASSIGN_OR_RETURN(std::string token, ReadFileString(token_file));
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+  ASSIGN_OR_RETURN(std::string token, AdminToken(token_file));
   net::HttpClientOptions o;
   o.ca_file = ca_file;
   ASSIGN_OR_RETURN(net::HttpClient client, net::HttpClient::Create(url, o));

@@ -366,7 +366,9 @@ EnclaveCore::Results EnclaveCore::SigmaFinish(ByteSpan session_id, ByteSpan mess
   if (s.peer_id == sigma::kJoinPeerId) return std::vector<Bytes>{Bytes{}};
   // A keeper: ask for its partial, or tell it there is nothing to do.
   Bytes plaintext;
-  if (!sealed()) {
+  if (!sealed() || contributions_.count(s.peer_id)) {
+    // Unsealed, or this keeper's verified partial is already counted in this life: nothing to
+    // ask (the keeper releases nothing and audits nothing).
     plaintext = ProgressRecord();
   } else if (envelope_.empty()) {
     sessions_.erase(it);
@@ -378,7 +380,7 @@ EnclaveCore::Results EnclaveCore::SigmaFinish(ByteSpan session_id, ByteSpan mess
     plaintext = sigma::UnsealRequest{custody_fp_, envelope_r_, envelope_digest_}.Encode();
   }
   ASSIGN_OR_RETURN(Bytes record, s.channel->Seal(plaintext));
-  if (!sealed()) sessions_.erase(it);
+  if (!sealed() || contributions_.count(s.peer_id)) sessions_.erase(it);
   return std::vector<Bytes>{record};
 }
 

@@ -50,6 +50,10 @@ StatusOr<std::string> ChooseCustody(const ServerConfig& config) {
   return use_adopted ? adopted : configured;
 }
 
+constexpr char kAdminTokenNeeded[] =
+    "this route needs the admin token: Authorization: Bearer <the token in the server's data_dir/admin.token> "
+    "(custos operator ... --token-file, or CUSTOS_ADMIN_TOKEN_FILE)";
+
 }  // namespace
 
 std::string DefaultEnclaveBinary() {
@@ -193,11 +197,13 @@ StatusOr<AccessKeyGrant> Appliance::CreateAccessKey(const std::string& name) {
   return AccessKeyGrant{k.access_key_id, std::move(k.secret_access_key), k.principal_arn};
 }
 
-StatusOr<json> Appliance::AccessKeys(const net::HttpRequest& req, const json& body) {
+bool Appliance::IsAdmin(const net::HttpRequest& req) const {
   auto auth = req.headers.find("authorization");
   std::string want = "Bearer " + admin_token_;
-  if (auth == req.headers.end() || !ConstantTimeEquals(AsBytes(auth->second), AsBytes(want)))
-    return PermissionDenied("admin token missing or wrong (Authorization: Bearer <" + admin_token_file() + ">)");
+  return auth != req.headers.end() && ConstantTimeEquals(AsBytes(auth->second), AsBytes(want));
+}
+
+StatusOr<json> Appliance::AccessKeys(const net::HttpRequest&, const json& body) {
   ASSIGN_OR_RETURN(std::string name, net::GetString(body, "name"));
   ASSIGN_OR_RETURN(AccessKeyGrant g, CreateAccessKey(name));
   json out = {{"access_key_id", g.access_key_id},
@@ -242,30 +248,63 @@ void Appliance::Stop() {
   if (audit_) audit_->Stop();
 }
 
+// The /v1/sys routes: who may call each, and how large its body may be. Routing, the access
+// check and the size check come before the body is parsed, so an unauthenticated caller costs
+// a table lookup, not a JSON parse. Admin routes need "Authorization: Bearer <admin token>"
+// (data_dir/admin.token). Public routes either reveal only what a keeper needs before it
+// authenticates the core itself (seal-status), or are authenticated by their content: SIGMA
+// messages by the handshake, a custody update by every listed keeper's signature, which the
+// core verifies.
+struct Appliance::Route {
+  const char* method;
+  const char* path;
+  bool admin;
+  size_t max_body;
+  StatusOr<Json> (Appliance::*handler)(const net::HttpRequest&, const Json&);
+};
+
+const std::vector<Appliance::Route>& Appliance::Routes() {
+  static const std::vector<Route> routes = {
+      {"GET", "/v1/sys/health", false, 0, &Appliance::Health},
+      {"GET", "/v1/sys/seal-status", false, 0, &Appliance::SealStatus},
+      {"GET", "/v1/sys/status", true, 0, &Appliance::Status},
+      {"POST", "/v1/sys/init", true, 4 << 10, &Appliance::Init},
+      {"POST", "/v1/sys/access-keys", true, 4 << 10, &Appliance::AccessKeys},
+      {"POST", "/v1/sys/sigma/respond", false, 64 << 10, &Appliance::SigmaRespond},
+      {"POST", "/v1/sys/sigma/finish", false, 64 << 10, &Appliance::SigmaFinish},
+      // A join's record carries the joining node's evidence and DCAP collateral (<= 512 KiB).
+      {"POST", "/v1/sys/sigma/record", false, 1 << 20, &Appliance::SigmaRecord},
+      {"POST", "/v1/sys/custody", false, 256 << 10, &Appliance::CustodyUpdate},
+  };
+  return routes;
+}
+
 net::HttpResponse Appliance::Handle(const net::HttpRequest& req) {
   std::string path = req.target.substr(0, req.target.find('?'));
   if (path == "/" && req.method == "POST") return api_->Handle(req);
   if (path == "/metrics" && req.method == "GET") {
+    // Per-operation counts and the sealed state are the operator's business.
+    if (!IsAdmin(req)) return net::ErrorResponse(PermissionDenied(kAdminTokenNeeded));
     net::HttpResponse m;
     m.content_type = "text/plain; version=0.0.4";
     m.body = Metrics();
     return m;
   }
-  StatusOr<json> out = NotFound("no route " + req.method + " " + path);
-  json body;
+  const Route* route = nullptr;
+  for (const Route& r : Routes())
+    if (path == r.path && req.method == r.method) route = &r;
+  if (route == nullptr) return net::ErrorResponse(NotFound("no route " + req.method + " " + path.substr(0, 128)));
+  if (route->admin && !IsAdmin(req)) return net::ErrorResponse(PermissionDenied(kAdminTokenNeeded));
+  if (req.body.size() > route->max_body)
+    return net::ErrorResponse(InvalidArgument("request body too large for " + path + " (at most " +
+                                              std::to_string(route->max_body) + " bytes)"));
+  json body = json::object();
   if (req.method == "POST") {
-    body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
-    if (body.is_discarded() || !body.is_object())
-      return net::ErrorResponse(InvalidArgument("request body is not a JSON object"));
+    auto parsed = net::ParseJsonObject(req.body);
+    if (!parsed.ok()) return net::ErrorResponse(parsed.status());
+    body = std::move(*parsed);
   }
-  if (req.method == "GET" && path == "/v1/sys/health") out = Health();
-  else if (req.method == "GET" && path == "/v1/sys/status") out = Status(req.target);
-  else if (req.method == "POST" && path == "/v1/sys/init") out = Init();
-  else if (req.method == "POST" && path == "/v1/sys/sigma/respond") out = SigmaRespond(body);
-  else if (req.method == "POST" && path == "/v1/sys/sigma/finish") out = SigmaFinish(body);
-  else if (req.method == "POST" && path == "/v1/sys/sigma/record") out = SigmaRecord(body);
-  else if (req.method == "POST" && path == "/v1/sys/custody") out = CustodyUpdate(body);
-  else if (req.method == "POST" && path == "/v1/sys/access-keys") out = AccessKeys(req, body);
+  StatusOr<json> out = (this->*(route->handler))(req, body);
   if (!out.ok()) return net::ErrorResponse(out.status());
   net::HttpResponse r;
   r.body = out->dump();
@@ -280,12 +319,24 @@ StatusOr<json> Appliance::CoreStatus(ByteSpan nonce, Bytes* evidence) {
   return s;
 }
 
-StatusOr<json> Appliance::Health() {
+StatusOr<json> Appliance::Health(const net::HttpRequest&, const json&) {
   ASSIGN_OR_RETURN(json s, CoreStatus({}, nullptr));
   return json{{"sealed", s.value("sealed", true)}, {"initialized", s.value("initialized", false)}};
 }
 
-StatusOr<json> Appliance::Status(const std::string& target) {
+StatusOr<json> Appliance::SealStatus(const net::HttpRequest&, const json&) {
+  // What a keeper reads before its SIGMA handshake (it authenticates the core itself there):
+  // no root key id, no audit key, no contributors, no host details, no evidence.
+  ASSIGN_OR_RETURN(json s, CoreStatus({}, nullptr));
+  json out = json::object();
+  for (const char* k : {"sealed", "initialized", "tee", "enclave_key", "custody", "custody_epoch", "public_key",
+                        "origin_binding", "unseal_error"})
+    if (s.contains(k)) out[k] = s[k];
+  return out;
+}
+
+StatusOr<json> Appliance::Status(const net::HttpRequest& req, const json&) {
+  const std::string& target = req.target;
   Bytes nonce(32, 0);  // without ?nonce=, evidence over an all-zero nonce
   size_t q = target.find("nonce=");
   if (q != std::string::npos) {
@@ -315,7 +366,7 @@ custos::Status Appliance::StoreEnvelope(const Bytes& envelope, const Bytes& orig
   return WriteFileAtomic(config_.data_dir + "/" + std::string(kEnvelopeFile), envelope, 0600);
 }
 
-StatusOr<json> Appliance::Init() {
+StatusOr<json> Appliance::Init(const net::HttpRequest&, const json&) {
   std::lock_guard<std::mutex> lock(init_mu_);
   std::string path = config_.data_dir + "/" + std::string(kEnvelopeFile);
   if (std::filesystem::exists(path))
@@ -332,20 +383,20 @@ StatusOr<json> Appliance::Init() {
               {"envelope_digest", HexEncode(sigma::EnvelopeDigest(r[0]))}};
 }
 
-StatusOr<json> Appliance::SigmaRespond(const json& body) {
+StatusOr<json> Appliance::SigmaRespond(const net::HttpRequest&, const json& body) {
   ASSIGN_OR_RETURN(Bytes m1, net::GetBase64(body, "message1"));
   ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kSigmaRespond, {m1}));
   return json{{"session", HexEncode(r[0])}, {"message2", Base64Encode(r[1])}};
 }
 
-StatusOr<json> Appliance::SigmaFinish(const json& body) {
+StatusOr<json> Appliance::SigmaFinish(const net::HttpRequest&, const json& body) {
   ASSIGN_OR_RETURN(Bytes session, net::GetHex(body, "session"));
   ASSIGN_OR_RETURN(Bytes m3, net::GetBase64(body, "message3"));
   ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kSigmaFinish, {session, m3}));
   return json{{"record", Base64Encode(r[0])}};
 }
 
-StatusOr<json> Appliance::SigmaRecord(const json& body) {
+StatusOr<json> Appliance::SigmaRecord(const net::HttpRequest&, const json& body) {
   ASSIGN_OR_RETURN(Bytes session, net::GetHex(body, "session"));
   ASSIGN_OR_RETURN(Bytes record, net::GetBase64(body, "record"));
   ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kRecord, {session, record}));
@@ -371,7 +422,7 @@ void Appliance::RebindOrigin() {
         {{"reason", st.message()}});
 }
 
-StatusOr<json> Appliance::CustodyUpdate(const json& body) {
+StatusOr<json> Appliance::CustodyUpdate(const net::HttpRequest&, const json& body) {
   if (!body.contains("descriptor") || !body["descriptor"].is_object())
     return InvalidArgument("missing 'descriptor' (the custody.json object)");
   ASSIGN_OR_RETURN(custody::CustodyDescriptor d, custody::CustodyDescriptor::FromJson(body["descriptor"]));

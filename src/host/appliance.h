@@ -5,20 +5,23 @@
 // configured. It never holds the root key: it only ever sees the envelope, SIGMA messages and
 // records, evidence and public status.
 //
-// Routes (JSON bodies, binary fields base64):
+// Routes (JSON bodies, binary fields base64; [admin] = needs "Authorization: Bearer <token>",
+// the token in data_dir/admin.token):
 //   GET  /v1/sys/health                 {"sealed": bool, "initialized": bool}
-//   GET  /v1/sys/status[?nonce=HEX32]   the core's status + "evidence" (base64) + "host"
-//   POST /v1/sys/init                   {} -> {"initialized": true, "envelope_sha256": hex}
+//   GET  /v1/sys/seal-status            what keepers check before a release (no secrets, no
+//                                       evidence): sealed, initialized, tee, enclave_key, custody,
+//                                       custody_epoch, public_key, origin_binding, unseal_error
+//   GET  /v1/sys/status[?nonce=HEX32]   [admin] the core's status + "evidence" (base64) + "host"
+//   POST /v1/sys/init                   [admin] {} -> {"initialized": true, "envelope_sha256": hex}
 //   POST /v1/sys/sigma/respond          {"message1"} -> {"session", "message2"}
 //   POST /v1/sys/sigma/finish           {"session", "message3"} -> {"record"}
 //   POST /v1/sys/sigma/record           {"session", "record"} -> {"record"}
 //   POST /v1/sys/custody                {"descriptor": custody.json} -> {"custody", "epoch"}
 //                                       adopts the successor descriptor of a reshare (the core
 //                                       checks it: same joint key, higher epoch, every signature)
-//   POST /v1/sys/access-keys            {"name"} -> {"access_key_id", "secret_access_key",
-//                                       "principal_arn"}; needs "Authorization: Bearer <token>"
-//                                       with the token in data_dir/admin.token
-//   GET  /metrics                       Prometheus text: KMS requests and latency, sealed state
+//   POST /v1/sys/access-keys            [admin] {"name"} -> {"access_key_id", "secret_access_key",
+//                                       "principal_arn"}
+//   GET  /metrics                       [admin] Prometheus text: KMS requests and latency, sealed state
 //   POST /                              the AWS KMS JSON 1.1 API (kms/api.h)
 #pragma once
 
@@ -93,16 +96,20 @@ class Appliance {
  private:
   Appliance(ServerConfig config, std::unique_ptr<EnclaveProcess> enclave);
   using Json = nlohmann::json;
-  StatusOr<Json> Status(const std::string& target);
-  StatusOr<Json> Init();
-  StatusOr<Json> SigmaRespond(const Json& body);
-  StatusOr<Json> SigmaFinish(const Json& body);
-  StatusOr<Json> SigmaRecord(const Json& body);
-  StatusOr<Json> CustodyUpdate(const Json& body);
+  struct Route;
+  static const std::vector<Route>& Routes();
+  bool IsAdmin(const net::HttpRequest& request) const;
+  StatusOr<Json> Health(const net::HttpRequest& request, const Json& body);
+  StatusOr<Json> SealStatus(const net::HttpRequest& request, const Json& body);
+  StatusOr<Json> Status(const net::HttpRequest& request, const Json& body);
+  StatusOr<Json> Init(const net::HttpRequest& request, const Json& body);
+  StatusOr<Json> SigmaRespond(const net::HttpRequest& request, const Json& body);
+  StatusOr<Json> SigmaFinish(const net::HttpRequest& request, const Json& body);
+  StatusOr<Json> SigmaRecord(const net::HttpRequest& request, const Json& body);
+  StatusOr<Json> CustodyUpdate(const net::HttpRequest& request, const Json& body);
   // RebindOrigin replaces legacy origin evidence (bound to one custody fingerprint) with
   // evidence bound to the joint key once the core is unsealed, and stores it.
   void RebindOrigin();
-  StatusOr<Json> Health();
   // CoreStatus is the core's status JSON; with a 32-byte nonce it also returns fresh evidence
   // in `evidence` (an empty nonce skips the TEE signature: for the host's own state checks).
   StatusOr<Json> CoreStatus(ByteSpan nonce, Bytes* evidence);

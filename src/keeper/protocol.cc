@@ -5,6 +5,7 @@
 #include "common/file.h"
 #include "crypto/hash.h"
 #include "crypto/random.h"
+#include "net/json_fields.h"
 
 namespace custos::keeper {
 
@@ -162,6 +163,7 @@ StatusOr<crypto::Point> ReadClientPublicKey(const std::string& path) {
 }
 
 StatusOr<json> ParseJsonObject(std::string_view text) {
+  RETURN_IF_ERROR(net::CheckJsonDepth(text));
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return InvalidArgument("request body is not a JSON object");
   return j;

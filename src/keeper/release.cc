@@ -85,14 +85,14 @@ StatusOr<ReleaseOutcome> Run(KeeperStore& store, const ReleaseOptions& o, Seen& 
   auto post = [&](const char* path, const json& body) {
     return net::DecodeJsonResponse(client.Post(path, body.dump(), {{"content-type", "application/json"}}), peer);
   };
-  ASSIGN_OR_RETURN(json status, net::DecodeJsonResponse(client.Get("/v1/sys/status"), peer));
+  ASSIGN_OR_RETURN(json status, net::DecodeJsonResponse(client.Get("/v1/sys/seal-status"), peer));
   if (appliance != nullptr) *appliance = IdentityOf(status);
   ReleaseOutcome out;
   if (status.value("custody", "") != custody.FingerprintHex()) {
     // After a reshare: hand the appliance the successor descriptor (same Y), then go on.
     RETURN_IF_ERROR(HandOverCustody(custody, status, post));
     out.custody_updated = true;
-    ASSIGN_OR_RETURN(status, net::DecodeJsonResponse(client.Get("/v1/sys/status"), peer));
+    ASSIGN_OR_RETURN(status, net::DecodeJsonResponse(client.Get("/v1/sys/seal-status"), peer));
     if (appliance != nullptr) *appliance = IdentityOf(status);
     if (status.value("custody", "") != custody.FingerprintHex())
       return FailedPrecondition("appliance serves custody " + status.value("custody", std::string("(none)")) +
@@ -107,8 +107,6 @@ StatusOr<ReleaseOutcome> Run(KeeperStore& store, const ReleaseOptions& o, Seen& 
   // make this keeper release less.
   if (status.contains("unseal_error") && status["unseal_error"].is_string())
     return IntegrityError("appliance cannot be unsealed: " + status["unseal_error"].get<std::string>());
-  for (const json& c : status.value("contributors", json::array()))
-    if (c.is_object() && c.value("keeper", "") == store.id()) return out;  // already counted
 
   sigma::InitiatorConfig cfg;
   cfg.keeper_id = store.id();
@@ -186,7 +184,7 @@ StatusOr<ApplianceIdentity> ProbeAppliance(const ReleaseOptions& o) {
   net::HttpClientOptions http;
   http.ca_file = o.ca_file;
   ASSIGN_OR_RETURN(net::HttpClient client, net::HttpClient::Create(o.server_url, http));
-  ASSIGN_OR_RETURN(json status, net::DecodeJsonResponse(client.Get("/v1/sys/status"), "appliance " + o.server_url));
+  ASSIGN_OR_RETURN(json status, net::DecodeJsonResponse(client.Get("/v1/sys/seal-status"), "appliance " + o.server_url));
   return IdentityOf(status);
 }
 

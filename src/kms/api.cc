@@ -6,6 +6,7 @@
 
 #include "crypto/random.h"
 #include "ecall/kms_calls.h"
+#include "net/json_fields.h"
 
 namespace custos::kms {
 
@@ -212,6 +213,8 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
   entry["principal"] = principal;
   entry["access_key_id"] = identity->access_key_id;
 
+  if (Status depth = net::CheckJsonDepth(req.body); !depth.ok())
+    return fail(400, "SerializationException", depth.message());
   json body = json::parse(req.body.empty() ? std::string_view("{}") : std::string_view(req.body), nullptr, false);
   if (body.is_discarded() || !body.is_object())
     return fail(400, "SerializationException", "the request body is not a JSON object");

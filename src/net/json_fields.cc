@@ -22,4 +22,34 @@ StatusOr<Bytes> GetBase64(const nlohmann::json& j, const char* field) {
   return b;
 }
 
+Status CheckJsonDepth(std::string_view text, size_t max_depth) {
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;  // the escaped character cannot end the string
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth)
+        return InvalidArgument("JSON nested deeper than " + std::to_string(max_depth) + " levels");
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return Status::Ok();
+}
+
+StatusOr<nlohmann::json> ParseJsonObject(std::string_view text) {
+  if (text.empty()) return nlohmann::json::object();
+  RETURN_IF_ERROR(CheckJsonDepth(text));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return InvalidArgument("request body is not a JSON object");
+  return j;
+}
+
 }  // namespace custos::net

@@ -76,12 +76,36 @@ TEST_F(Appliance, InitRestartSealedThenQuorumUnseals) {
   EXPECT_THAT(proc_status, HasSubstr("Seccomp:\t2"));
   policy = WritePolicy("policy.json");
 
-  auto r = c->Run({"operator", "init", "--server", n.url()});
+  // A stranger cannot initialise the node, nor read its status or metrics; the public routes
+  // tell only what keepers need before they check the core themselves.
+  auto r = c->Run({"operator", "init", "--server", n.url()}, {{"CUSTOS_ADMIN_TOKEN_FILE", ""}});
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("needs the appliance's admin token"));
+  ASSERT_OK(WriteFileAtomic(c->P("stranger.token"), std::string_view("0123456789abcdef0123456789abcdef\n")));
+  r = c->Run({"operator", "init", "--server", n.url(), "--token-file", c->P("stranger.token")});
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("this route needs the admin token"));
+  EXPECT_EQ(r.err.find(n.dir), std::string::npos) << "the refusal names a server path: " << r.err;
+  EXPECT_FALSE(MustStatus(n)["initialized"].get<bool>());
+  auto anon = net::HttpClient::Create(n.url());
+  ASSERT_OK(anon.status());
+  for (const char* route : {"/v1/sys/status", "/metrics"}) {
+    auto denied = anon->Get(route);
+    ASSERT_OK(denied.status());
+    EXPECT_EQ(denied->status, 403) << route;
+  }
+  auto seal = net::DecodeJsonResponse(anon->Get("/v1/sys/seal-status"), "node");
+  ASSERT_OK(seal.status());
+  EXPECT_TRUE(seal->contains("custody"));
+  for (const char* hidden : {"root_key_id", "contributors", "host", "evidence", "audit_public_key", "lockdown"})
+    EXPECT_FALSE(seal->contains(hidden)) << hidden;
+  r = c->Run({"operator", "init", "--server", n.url(), "--token-file", n.dir + "/data/admin.token"});
   ASSERT_EQ(r.code, 0) << r.err;
   s = MustStatus(n);
   EXPECT_FALSE(s["sealed"].get<bool>());
   std::string root_id = s["root_key_id"];
-  EXPECT_NE(c->Run({"operator", "init", "--server", n.url()}).code, 0);  // only once
+  EXPECT_NE(c->Run({"operator", "init", "--server", n.url(), "--token-file", n.dir + "/data/admin.token"}).code,
+            0);  // only once
 
   StopNode(n, SIGKILL);  // host killed: its core exits with it
   StartNode("node1");

@@ -309,10 +309,13 @@ class ApplianceNodes {
     n.pid = -1;
   }
 
+  // Status is the full status (admin token from the node's data_dir).
   static StatusOr<nlohmann::json> Status(const Node& n) {
     auto client = net::HttpClient::Create(n.url());
     if (!client.ok()) return client.status();
-    return net::DecodeJsonResponse(client->Get("/v1/sys/status"), "node");
+    std::string token = ReadAll(n.dir + "/data/admin.token");
+    while (!token.empty() && token.back() == '\n') token.pop_back();
+    return net::DecodeJsonResponse(client->Get("/v1/sys/status", {{"authorization", "Bearer " + token}}), "node");
   }
 
   static nlohmann::json MustStatus(const Node& n) {

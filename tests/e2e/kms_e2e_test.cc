@@ -129,8 +129,15 @@ TEST(KmsE2E, HostileInputGetsAwsErrorsAndTheServerKeepsServing) {
   // /metrics saw it all.
   auto http = net::HttpClient::Create(s.endpoint);
   ASSERT_OK(http.status());
-  auto m = http->Get("/metrics");
+  // Metrics are the operator's: refused without the admin token, served with it.
+  auto anonymous = http->Get("/metrics");
+  ASSERT_OK(anonymous.status());
+  EXPECT_EQ(anonymous->status, 403);
+  std::string token = ReadAll(s.env["CUSTOS_ADMIN_TOKEN_FILE"]);
+  while (!token.empty() && token.back() == '\n') token.pop_back();
+  auto m = http->Get("/metrics", {{"authorization", "Bearer " + token}});
   ASSERT_OK(m.status());
+  ASSERT_EQ(m->status, 200);
   EXPECT_THAT(m->body, HasSubstr("custos_sealed 0"));
   EXPECT_THAT(m->body, HasSubstr("custos_kms_requests_total{operation=\"Decrypt\",outcome=\"InvalidCiphertextException\"} 4"));
   EXPECT_THAT(m->body, HasSubstr("custos_kms_request_duration_seconds_bucket{operation=\"Encrypt\""));

@@ -110,7 +110,7 @@ std::map<std::string, std::string> Reshare::creds;
 TEST_F(Reshare, CustomerReshareKeepsTheRootKeyAndOldCiphertexts) {
   Node& n = apps->Start("node1");
   policy = apps->WritePolicy("policy.json");
-  ASSERT_EQ(c->Run({"operator", "init", "--server", n.url()}).code, 0);
+  ASSERT_EQ(c->Run({"operator", "init", "--server", n.url(), "--token-file", n.dir + "/data/admin.token"}).code, 0);
   json s = ApplianceNodes::MustStatus(n);
   root_id = s["root_key_id"];
   EXPECT_EQ(s["origin_binding"], "joint-key");
