@@ -52,6 +52,25 @@ MappedError MapSigV4Error(const Status& s) {
   return {400, "IncompleteSignatureException"};
 }
 
+// ClaimedAccessKeyId is the access key id a request names (Authorization header or presigned
+// query), unverified; empty when there is none. Only used to key the failure limiter.
+std::string ClaimedAccessKeyId(const net::HttpRequest& req) {
+  std::string_view text;
+  auto auth = req.headers.find("authorization");
+  std::string_view marker = "Credential=";
+  if (auth != req.headers.end()) {
+    text = auth->second;
+  } else {
+    text = req.target;
+    marker = "X-Amz-Credential=";
+  }
+  size_t at = text.find(marker);
+  if (at == std::string_view::npos) return "";
+  text.remove_prefix(at + marker.size());
+  size_t end = text.find_first_of("/%, &");
+  return std::string(text.substr(0, std::min<size_t>(end == std::string_view::npos ? text.size() : end, 128)));
+}
+
 }  // namespace
 
 // ---- metrics ----
@@ -158,10 +177,13 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
                 {"key_id", ""}};
   std::string operation = "unknown";
   net::HttpResponse response;
+  bool authenticated = false;
   auto finish = [&](net::HttpResponse r, const std::string& outcome) {
     entry["outcome"] = outcome;
     entry["http_status"] = r.status;
-    if (audit_) {
+    // Requests that never authenticated are counted in /metrics, not written as signed audit
+    // rows: otherwise anyone could grow the chain (3,000 bad signatures once added 3,000 rows).
+    if (audit_ && authenticated) {
       // A result is never handed out unaudited. A refusal that cannot be audited (typically:
       // the core is sealed, so nothing can sign the chain) keeps its own answer: it did nothing.
       Status s = audit_(entry);
@@ -189,7 +211,14 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
   operation = op;
   entry["operation"] = op;
 
+  // Failed authentications are bounded per client address and claimed access key id before the
+  // signature is even looked at.
+  std::string limiter_key = net::ClientAddress(req.remote) + "/" + ClaimedAccessKeyId(req);
+  if (!auth_failures_.Allowed(limiter_key))
+    return fail(400, "ThrottlingException",
+                "too many failed authentications from this address for this access key id: wait and retry");
   auto identity = VerifySigV4(req, [this](std::string_view id) { return Lookup(id); }, sigv4_, std::time(nullptr));
+  if (!identity.ok()) auth_failures_.RecordFailure(limiter_key);
   if (!identity.ok()) {
     MappedError e = MapSigV4Error(identity.status());
     if (identity.status().message() == sigv4_error::kLookupFailed &&
@@ -212,6 +241,7 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
   }
   entry["principal"] = principal;
   entry["access_key_id"] = identity->access_key_id;
+  authenticated = true;
 
   if (Status depth = net::CheckJsonDepth(req.body); !depth.ok())
     return fail(400, "SerializationException", depth.message());

@@ -425,8 +425,10 @@ TEST_F(KmsApiTest, SignedRequestsWorkAndEveryRefusalHasItsAwsError) {
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(json::parse(r.body)["Plaintext"], secret_plain);
 
-  // Every request was audited, with its outcome, and no entry holds the plaintext or the blob.
-  ASSERT_GE(audit_.size(), 14u);
+  // Every authenticated request was audited, with its outcome, and no entry holds the plaintext
+  // or the blob. Requests that never authenticated (unsigned, bad or unknown signatures, unknown
+  // targets) are counted in the metrics, not written to the signed chain.
+  ASSERT_EQ(audit_.size(), 7u);
   EXPECT_EQ(audit_[0]["operation"], "CreateKey");
   EXPECT_EQ(audit_[0]["outcome"], "ok");
   EXPECT_EQ(audit_[0]["principal"], "arn:aws:iam::000000000000:user/alice");
@@ -436,9 +438,13 @@ TEST_F(KmsApiTest, SignedRequestsWorkAndEveryRefusalHasItsAwsError) {
     std::string dump = e.dump();
     EXPECT_EQ(dump.find(secret_plain), std::string::npos);
     EXPECT_EQ(dump.find(blob.substr(0, 40)), std::string::npos);
-    saw_denied |= e["outcome"] == "MissingAuthenticationTokenException";
+    saw_denied |= e["outcome"] == "MissingAuthenticationTokenException" || e["outcome"] == "InvalidSignatureException";
+    EXPECT_FALSE(e["access_key_id"].get<std::string>().empty()) << dump;
   }
-  EXPECT_TRUE(saw_denied);
+  EXPECT_FALSE(saw_denied);
+  std::string counted = api_->metrics().Render();
+  EXPECT_THAT(counted, HasSubstr("custos_kms_requests_total{operation=\"Encrypt\",outcome=\"MissingAuthenticationTokenException\"} 1"));
+  EXPECT_THAT(counted, HasSubstr("custos_kms_requests_total{operation=\"Encrypt\",outcome=\"InvalidSignatureException\"} 4"));
 
   // A request whose audit entry cannot be written is refused.
   fail_audit_ = true;
@@ -450,6 +456,33 @@ TEST_F(KmsApiTest, SignedRequestsWorkAndEveryRefusalHasItsAwsError) {
   std::string metrics = api_->metrics().Render();
   EXPECT_THAT(metrics, HasSubstr("custos_kms_requests_total{operation=\"Encrypt\",outcome=\"ok\"} 1"));
   EXPECT_THAT(metrics, HasSubstr("custos_kms_request_duration_seconds_bucket{operation=\"Decrypt\""));
+}
+
+// A burst of bad signatures from one address is throttled after 50 (ThrottlingException,
+// checked before any signature work) and writes no audit row; a good client from the same
+// address, with its own key, is served throughout.
+TEST_F(KmsApiTest, BadSignatureBurstIsThrottledWhileAGoodClientIsServed) {
+  SigV4Credentials forged{cred_.access_key_id, SecretBytes::CopyFrom(std::string_view("0123456789012345678901234567890123456789")), ""};
+  SigV4Credentials stranger{"CKIASTRANGERSTRANGER", cred_.secret_access_key.Clone(), ""};
+  size_t audited = audit_.size();
+  int throttled = 0, invalid = 0;
+  for (int i = 0; i < 120; ++i) {
+    net::HttpRequest bad = Request("Encrypt", "{}");
+    ASSERT_OK(SignSigV4(bad, stranger, "us-east-1", "kms", std::time(nullptr)));
+    std::string type = Type(api_->Handle(bad));
+    throttled += type == "ThrottlingException";
+    invalid += type == "UnrecognizedClientException";
+    if (i % 10 == 0) ASSERT_EQ(Send("ListKeys", json::object()).status, 200) << "good client refused at " << i;
+  }
+  EXPECT_EQ(invalid, 50);
+  EXPECT_EQ(throttled, 70);
+  // Another claimed key id from the same address has its own budget; the real key still works.
+  net::HttpRequest wrong = Request("Encrypt", "{}");
+  ASSERT_OK(SignSigV4(wrong, forged, "us-east-1", "kms", std::time(nullptr)));
+  EXPECT_EQ(Type(api_->Handle(wrong)), "InvalidSignatureException");
+  EXPECT_EQ(audit_.size(), audited + 12);  // only the 12 good ListKeys
+  EXPECT_THAT(api_->metrics().Render(),
+              HasSubstr("custos_kms_requests_total{operation=\"Encrypt\",outcome=\"ThrottlingException\"} 70"));
 }
 
 }  // namespace

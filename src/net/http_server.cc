@@ -7,6 +7,10 @@
 
 #include "net/http_server.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
+
 #include <openssl/ssl.h>
 
 #include <atomic>
@@ -102,6 +106,12 @@ class SessionBase {
   virtual void Drain() = 0;
 };
 
+// kConnectionSlack: connections admitted beyond max_connections while pushed-out idle ones
+// close (they close on their own strands, shortly after).
+constexpr size_t kConnectionSlack = 64;
+// kEvictBatch: how many of the oldest connections are asked to go when the bound is reached.
+constexpr size_t kEvictBatch = 16;
+
 // ServerShared is the state sessions share with the server. Sessions hold it by shared_ptr so
 // that a session destroyed late (when the io_context is torn down) never touches freed memory.
 struct ServerShared {
@@ -110,6 +120,7 @@ struct ServerShared {
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> accepted{0};
   std::atomic<uint64_t> served{0};
+  std::atomic<uint64_t> shed{0};
 
   std::mutex mu;
   std::condition_variable sessions_empty;
@@ -126,6 +137,31 @@ struct ServerShared {
     std::lock_guard<std::mutex> lock(mu);
     sessions.erase(id);
     if (sessions.empty()) sessions_empty.notify_all();
+  }
+  size_t Count() {
+    std::lock_guard<std::mutex> lock(mu);
+    return sessions.size();
+  }
+  // MakeRoom is called before admitting a connection. At the bound it asks the oldest
+  // sessions to close if idle (Drain: a request in progress is not cut). Returns false when
+  // even the slack is used up: the new connection is then refused.
+  bool MakeRoom() {
+    std::vector<std::shared_ptr<SessionBase>> oldest;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      size_t n = sessions.size();
+      if (n < options.max_connections) return true;
+      if (n >= options.max_connections + kConnectionSlack) return false;
+      std::vector<uint64_t> ids;
+      ids.reserve(n);
+      for (const auto& [id, weak] : sessions) ids.push_back(id);
+      size_t k = std::min(kEvictBatch, ids.size());
+      std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end());
+      for (size_t i = 0; i < k; ++i)
+        if (auto sp = sessions[ids[i]].lock()) oldest.push_back(std::move(sp));
+    }
+    for (auto& sp : oldest) sp->Drain();
+    return true;
   }
 };
 
@@ -164,9 +200,11 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   void Begin() {
     if constexpr (kTls) {
-      Lowest().expires_after(shared_->options.read_timeout);
+      Lowest().expires_after(std::min(shared_->options.read_timeout, shared_->options.idle_timeout));
+      handshaking_ = true;
       stream_.async_handshake(ssl::stream_base::server,
                               [self = this->shared_from_this()](beast::error_code ec) {
+                                self->handshaking_ = false;
                                 if (ec) return self->CloseNow();
                                 self->ReadRequest();
                               });
@@ -177,8 +215,13 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   void OnDrain() {
     // Only a connection waiting for a request that has not started is cut; one whose request
-    // has begun arriving is left to finish (bounded by read_timeout and the stop grace).
-    if (reading_ && buffer_.size() == 0 && parser_ && !parser_->got_some()) Lowest().cancel();
+    // has begun arriving is left to finish (bounded by read_timeout and the stop grace). A TLS
+    // connection still in its handshake counts as idle.
+    bool idle = (reading_ && buffer_.size() == 0 && parser_ && !parser_->got_some()) || handshaking_;
+    if (idle) {
+      if (!shared_->stopping.load()) shared_->shed.fetch_add(1);
+      Lowest().cancel();
+    }
   }
 
   void ReadRequest() {
@@ -187,16 +230,28 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     parser_->body_limit(shared_->options.max_body_bytes);
     parser_->header_limit(kHeaderLimit);
     reading_ = true;
-    // One deadline covers the idle keep-alive wait and the whole request, so a client that
-    // trickles bytes cannot hold a connection past read_timeout.
+    // A connection with nothing buffered gets idle_timeout to start its request, and the
+    // request then has until read_timeout from here: a client that trickles bytes cannot hold
+    // a connection past read_timeout, one that sends nothing not past idle_timeout.
     Lowest().expires_after(shared_->options.read_timeout);
+    if (buffer_.size() == 0) ArmIdleTimer();
     http::async_read(
         stream_, buffer_, *parser_,
         [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
+  // ArmIdleTimer closes the connection if no byte of the next request arrives in time.
+  void ArmIdleTimer() {
+    idle_timer_.expires_after(shared_->options.idle_timeout);
+    idle_timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (!ec && self->reading_ && self->parser_ && !self->parser_->got_some() && self->buffer_.size() == 0)
+        self->Lowest().cancel();
+    });
+  }
+
   void OnRead(beast::error_code ec) {
     reading_ = false;
+    idle_timer_.cancel();
     if (ec == http::error::end_of_stream) return CloseGracefully();
     if (ec == http::error::body_limit) {
       return SendError(
@@ -336,12 +391,14 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void CloseNow() { Lowest().close(); }
 
   Stream stream_;
+  asio::steady_timer idle_timer_{stream_.get_executor()};
   std::shared_ptr<ServerShared> shared_;
   std::string remote_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::string_body>> response_;
   bool reading_ = false;
+  bool handshaking_ = false;
   bool linger_ = false;
   std::chrono::steady_clock::time_point linger_deadline_;
   size_t lingered_bytes_ = 0;
@@ -390,6 +447,17 @@ StatusOr<tcp::endpoint> ParseListen(std::string_view listen) {
   return results.begin()->endpoint();
 }
 
+// RaiseFileLimit lifts the soft RLIMIT_NOFILE towards the hard limit so max_connections (plus
+// the process's other descriptors) fit; best effort.
+void RaiseFileLimit(size_t max_connections) {
+  struct rlimit lim {};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  rlim_t want = static_cast<rlim_t>(2 * (max_connections + kConnectionSlack) + 256);
+  if (lim.rlim_cur >= want) return;
+  lim.rlim_cur = lim.rlim_max == RLIM_INFINITY ? want : std::min(want, lim.rlim_max);
+  (void)setrlimit(RLIMIT_NOFILE, &lim);
+}
+
 }  // namespace
 
 struct HttpServer::Impl {
@@ -414,6 +482,13 @@ struct HttpServer::Impl {
     if (shared->stopping.load()) {
       beast::error_code ignored;
       socket.close(ignored);
+      return;
+    }
+    if (!shared->MakeRoom()) {
+      shared->shed.fetch_add(1);
+      beast::error_code ignored;
+      socket.close(ignored);
+      Accept();
       return;
     }
     shared->accepted.fetch_add(1);
@@ -468,6 +543,9 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(std::string_view listen
   }
   if (options.max_body_bytes == 0) return InvalidArgument("max_body_bytes must be positive");
   if (options.read_timeout.count() <= 0) return InvalidArgument("read_timeout must be positive");
+  if (options.idle_timeout.count() <= 0) return InvalidArgument("idle_timeout must be positive");
+  if (options.max_connections == 0) return InvalidArgument("max_connections must be positive");
+  RaiseFileLimit(options.max_connections);
   if (options.stop_grace.count() < 0) return InvalidArgument("stop_grace must not be negative");
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return InvalidArgument("TLS needs both a certificate file and a key file");
@@ -526,6 +604,10 @@ bool HttpServer::tls() const { return impl_->tls.has_value(); }
 uint64_t HttpServer::connections_accepted() const { return impl_->shared->accepted.load(); }
 
 uint64_t HttpServer::requests_served() const { return impl_->shared->served.load(); }
+
+size_t HttpServer::open_connections() const { return impl_->shared->Count(); }
+
+uint64_t HttpServer::connections_shed() const { return impl_->shared->shed.load(); }
 
 Status HttpServer::Start() {
   std::lock_guard<std::mutex> lock(impl_->lifecycle_mu);

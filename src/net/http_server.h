@@ -24,9 +24,17 @@ struct HttpServerOptions {
   int threads = 2;
   // max_body_bytes bounds a request body; larger requests get 413 and the connection closes.
   size_t max_body_bytes = 1 << 20;
-  // read_timeout bounds reading one request (headers and body), each response write, the TLS
-  // handshake, and how long an idle keep-alive connection is kept open.
+  // read_timeout bounds reading one request (headers and body), each response write and the
+  // TLS handshake.
   std::chrono::milliseconds read_timeout{30'000};
+  // idle_timeout bounds how long a connection may wait before the first byte of its next
+  // request (a new or kept-alive connection that sends nothing).
+  std::chrono::milliseconds idle_timeout{10'000};
+  // max_connections bounds open connections. At the bound, a new connection first pushes out
+  // the oldest connections that are idle (waiting for a request that has not started); a
+  // connection beyond max_connections + kConnectionSlack is closed at once. Idle sockets can
+  // therefore neither exhaust file descriptors nor lock out a client that sends a request.
+  size_t max_connections = 1024;
   // stop_grace bounds how long Stop() waits for in-flight requests.
   std::chrono::milliseconds stop_grace{10'000};
   // tls_cert_file is a PEM certificate chain (leaf first); tls_key_file its PEM private key.
@@ -69,6 +77,11 @@ class HttpServer {
   uint64_t connections_accepted() const;
   // requests_served counts requests whose handler ran.
   uint64_t requests_served() const;
+  // open_connections is the number of connections currently open.
+  size_t open_connections() const;
+  // connections_shed counts connections closed to stay within max_connections (idle ones
+  // pushed out, and new ones refused beyond the slack).
+  uint64_t connections_shed() const;
 
  private:
   struct Impl;

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "net/http_client.h"
 #include "net/json_fields.h"
@@ -278,6 +279,39 @@ TEST(Http, IncompleteRequestTimesOut) {
   EXPECT_GE(elapsed, 250ms);
   EXPECT_LT(elapsed, 5s);
   EXPECT_EQ(server->requests_served(), 0u);
+}
+
+// Idle sockets (connected, sending nothing) can neither exhaust the server's descriptors nor
+// lock out a client: at max_connections the oldest idle ones are pushed out, and each closes
+// after idle_timeout anyway. (22,000 idle connections once made a good request wait 10.7 s.)
+TEST(Http, IdleConnectionsAreShedAndAGoodClientIsServed) {
+  HttpServerOptions options;
+  options.max_connections = 32;
+  options.idle_timeout = 2s;
+  auto server = StartServer(EchoHandler, options);
+  ASSERT_NE(server, nullptr);
+  boost::asio::io_context ioc;
+  std::vector<std::unique_ptr<boost::asio::ip::tcp::socket>> idle;
+  for (int i = 0; i < 300; ++i) {
+    auto sock = std::make_unique<boost::asio::ip::tcp::socket>(ioc);
+    boost::system::error_code ec;
+    sock->connect({boost::asio::ip::make_address("127.0.0.1"), server->port()}, ec);
+    ASSERT_FALSE(ec) << ec.message();
+    idle.push_back(std::move(sock));
+  }
+  auto start = Clock::now();
+  auto client = MakeClient(BaseUrl(*server));
+  auto res = client.Get("/served");
+  ASSERT_OK(res.status());
+  EXPECT_EQ(res->status, 200);
+  EXPECT_LT(Clock::now() - start, 1s);
+  for (int i = 0; i < 100 && server->open_connections() > options.max_connections + 64; ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_LE(server->open_connections(), options.max_connections + 64);
+  EXPECT_GE(server->connections_shed(), 200u);
+  // The idle timeout closes the rest without any request.
+  for (int i = 0; i < 400 && server->open_connections() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(server->open_connections(), 0u);
 }
 
 TEST(Http, ClientTimeout) {

@@ -1,0 +1,51 @@
+#include "net/failure_limiter.h"
+
+namespace custos::net {
+
+FailureLimiter::FailureLimiter(uint32_t max_failures, std::chrono::seconds window, size_t max_keys)
+    : max_failures_(max_failures), window_(window), max_keys_(max_keys) {}
+
+bool FailureLimiter::Allowed(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = windows_.find(key);
+  if (it == windows_.end()) return true;
+  if (std::chrono::steady_clock::now() - it->second.start >= window_) {
+    windows_.erase(it);
+    return true;
+  }
+  if (it->second.failures < max_failures_) return true;
+  ++refused_;
+  return false;
+}
+
+void FailureLimiter::RecordFailure(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto now = std::chrono::steady_clock::now();
+  auto it = windows_.find(key);
+  if (it == windows_.end() || now - it->second.start >= window_) {
+    if (it == windows_.end() && windows_.size() >= max_keys_) {
+      for (auto w = windows_.begin(); w != windows_.end();)
+        w = now - w->second.start >= window_ ? windows_.erase(w) : std::next(w);
+      if (windows_.size() >= max_keys_) windows_.clear();
+    }
+    windows_[key] = Window{now, 1};
+    return;
+  }
+  ++it->second.failures;
+}
+
+uint64_t FailureLimiter::refused() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return refused_;
+}
+
+std::string ClientAddress(const std::string& remote) {
+  if (!remote.empty() && remote.front() == '[') {
+    size_t close = remote.find(']');
+    return close == std::string::npos ? remote : remote.substr(1, close - 1);
+  }
+  size_t colon = remote.rfind(':');
+  return colon == std::string::npos ? remote : remote.substr(0, colon);
+}
+
+}  // namespace custos::net
