@@ -340,12 +340,17 @@ EnclaveCore::Results EnclaveCore::SigmaRespond(ByteSpan message1) {
   s->message1.assign(message1.begin(), message1.end());
   Bytes id = crypto::RandomBytes(kSessionIdSize);
   Bytes message2 = s->message2;
-  if (sessions_.size() >= kMaxSessions) {
-    auto oldest = std::min_element(sessions_.begin(), sessions_.end(), [](const auto& a, const auto& b) {
-      return a.second->order < b.second->order;
-    });
-    sessions_.erase(oldest);
+  // Only sessions nobody has authenticated in yet (no message 3) compete for the kMaxSessions
+  // slots: a flood of message 1s can push out another unauthenticated session, never one whose
+  // keeper (or peer enclave) already proved who it is (those are one per peer, SigmaFinish).
+  size_t pending = 0;
+  auto oldest = sessions_.end();
+  for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
+    if (it->second->channel) continue;
+    ++pending;
+    if (oldest == sessions_.end() || it->second->order < oldest->second->order) oldest = it;
   }
+  if (pending >= kMaxSessions && oldest != sessions_.end()) sessions_.erase(oldest);
   sessions_[HexEncode(id)] = std::move(s);
   return std::vector<Bytes>{id, message2};
 }
@@ -363,6 +368,12 @@ EnclaveCore::Results EnclaveCore::SigmaFinish(ByteSpan session_id, ByteSpan mess
   s.channel = std::move(done->channel);
   s.peer_id = done->keeper_id;
   s.peer_key = done->keeper_key;
+  // One authenticated session per peer: a newer handshake of the same keeper replaces its older
+  // one (which it abandoned), so authenticated sessions stay bounded by the custody's keepers.
+  for (auto other = sessions_.begin(); other != sessions_.end();) {
+    if (other != it && other->second->channel && other->second->peer_id == s.peer_id) other = sessions_.erase(other);
+    else ++other;
+  }
   if (s.peer_id == sigma::kJoinPeerId) return std::vector<Bytes>{Bytes{}};
   // A keeper: ask for its partial, or tell it there is nothing to do.
   Bytes plaintext;

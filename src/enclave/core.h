@@ -57,7 +57,8 @@
 
 namespace custos::enclave {
 
-// kMaxSessions bounds concurrent SIGMA sessions; the oldest is dropped beyond it.
+// kMaxSessions bounds SIGMA sessions that no peer has authenticated in yet (the oldest of those
+// is dropped beyond it); authenticated sessions are one per peer id.
 inline constexpr size_t kMaxSessions = 64;
 
 // CoreOptions configures an EnclaveCore.

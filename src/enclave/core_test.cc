@@ -325,6 +325,52 @@ TEST_F(EnclaveCoreTest, LegacyOriginIsAcceptedReboundAndNamedWhenStranded) {
               HasSubstr("version 9"));
 }
 
+// A flood of message 1s (anyone can send them) pushes out only other unauthenticated sessions:
+// a keeper that has finished its handshake keeps its session and its partial counts.
+TEST_F(EnclaveCoreTest, HandshakeFloodCannotEvictAnAuthenticatedKeeperSession) {
+  std::string root_id;
+  auto core = InitAndReload(&root_id);
+  const TestKeeper& k = K("P1");
+  sigma::InitiatorConfig cfg;
+  cfg.keeper_id = k.id;
+  cfg.custody_hash = custody_.d.Fingerprint();
+  cfg.verify_evidence = [](ByteSpan, ByteSpan) { return Status::Ok(); };
+  sigma::SigmaInitiator init(k.identity, cfg);
+  auto m1 = init.Start();
+  ASSERT_OK(m1.status());
+  auto r2 = Call(*core, ecall::Call::kSigmaRespond, {*m1});
+  ASSERT_OK(r2.status());
+  auto fin = init.Finish((*r2)[1]);
+  ASSERT_OK(fin.status());
+  auto r3 = Call(*core, ecall::Call::kSigmaFinish, {(*r2)[0], fin->message3});
+  ASSERT_OK(r3.status());
+  auto first = fin->channel.Open((*r3)[0]);
+  ASSERT_OK(first.status());
+  auto req = sigma::UnsealRequest::Decode(*first);
+  ASSERT_OK(req.status());
+  // 4 x kMaxSessions strangers start handshakes.
+  for (size_t i = 0; i < 4 * kMaxSessions; ++i) {
+    crypto::SigningKey stranger = crypto::SigningKey::Generate();
+    sigma::SigmaInitiator s(stranger, cfg);
+    ASSERT_OK(Call(*core, ecall::Call::kSigmaRespond, {*s.Start()}).status());
+  }
+  const custody::KeeperRecord* me = custody_.d.FindKeeper(k.id);
+  threshold::PartialDecryption p = threshold::ComputePartial(k.index, k.share, me->verification_key, req->r,
+                                                             sigma::UnsealProofContext(req->envelope_digest));
+  auto rec = fin->channel.Seal(sigma::EncodePartialRelease(p));
+  ASSERT_OK(rec.status());
+  auto r4 = Call(*core, ecall::Call::kRecord, {(*r2)[0], *rec});
+  ASSERT_OK(r4.status());
+  auto progress = sigma::UnsealProgress::Decode(*fin->channel.Open((*r4)[0]));
+  ASSERT_OK(progress.status());
+  EXPECT_EQ(progress->provider, 1);
+  // A keeper whose partial is already held gets progress, not a second request.
+  auto again = Release(*core, k);
+  ASSERT_OK(again.status());
+  EXPECT_EQ(again->provider, 1);
+  EXPECT_FALSE(again->unsealed);
+}
+
 TEST_F(EnclaveCoreTest, PingEchoesAndBadRequestsAreNamed) {
   auto core = NewCore();
   auto r = Call(*core, ecall::Call::kPing, {Bytes{1, 2, 3}});

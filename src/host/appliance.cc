@@ -383,7 +383,12 @@ StatusOr<json> Appliance::Init(const net::HttpRequest&, const json&) {
               {"envelope_digest", HexEncode(sigma::EnvelopeDigest(r[0]))}};
 }
 
-StatusOr<json> Appliance::SigmaRespond(const net::HttpRequest&, const json& body) {
+StatusOr<json> Appliance::SigmaRespond(const net::HttpRequest& req, const json& body) {
+  // Each message 1 costs the core fresh evidence and a pending session slot: a client address
+  // gets kSigmaRespondsPerWindow of them per window, so one source cannot push a keeper's
+  // handshake out of the core's pending slots (a keeper needs one per release).
+  if (!sigma_sources_.TryTake(net::ClientAddress(req.remote)))
+    return Unavailable("too many SIGMA handshakes from this address: retry in a few seconds");
   ASSIGN_OR_RETURN(Bytes m1, net::GetBase64(body, "message1"));
   ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kSigmaRespond, {m1}));
   return json{{"session", HexEncode(r[0])}, {"message2", Base64Encode(r[1])}};

@@ -40,6 +40,7 @@
 #include "kms/service.h"
 #include "store/store.h"
 #include "net/http.h"
+#include "net/source_limiter.h"
 #include "net/http_server.h"
 #include "nlohmann/json.hpp"
 
@@ -136,6 +137,9 @@ class Appliance {
   std::unique_ptr<AuditWriter> audit_;
   std::atomic<bool> audit_key_recorded_{false};
   std::string admin_token_;
+  // Handshakes started per client address: 20 per 10 s (a keeper releases at most every
+  // interval, 2 s by default; the core keeps 64 pending sessions).
+  net::SourceLimiter sigma_sources_{20, std::chrono::seconds(10)};
   std::thread maintenance_thread_;
 };
 

@@ -37,6 +37,8 @@ ApplianceIdentity IdentityOf(const json& status) {
   if (status.is_object()) {
     id.enclave_key = status.value("enclave_key", "");
     id.custody = status.value("custody", "");
+    id.sealed = status.value("sealed", true);
+    id.unseal_failed = status.contains("unseal_error");
   }
   return id;
 }
@@ -218,7 +220,8 @@ AutoRelease::~AutoRelease() {
 
 void AutoRelease::Loop() {
   std::string last;
-  std::optional<ApplianceIdentity> halted;  // the core an integrity failure stopped us on
+  std::optional<ApplianceIdentity> halted;   // the core an integrity failure stopped us on
+  std::optional<ApplianceIdentity> counted;  // the core that holds our partial, still sealed
   for (;;) {
     if (halted) {
       // Nothing is retried against the same core and custody: only a restart of the core (new
@@ -230,6 +233,18 @@ void AutoRelease::Loop() {
         LogLine({{"level", "info"}, {"component", "auto-release"}, {"appliance", options_.server_url},
                  {"msg", "the appliance's core or custody changed; releasing again"}});
       }
+    }
+    if (counted) {
+      // The core keeps our verified partial for its life (until a custody update): while the
+      // same core is sealed under the same custody, another handshake would only cost it
+      // evidence. A status read tells whether anything changed.
+      auto probe = ProbeAppliance(options_);
+      if (probe.ok() && *probe == *counted && probe->sealed && !probe->unseal_failed) {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (cv_.wait_for(lock, interval_, [this] { return stopping_; })) return;
+        continue;
+      }
+      counted.reset();
     }
     if (halted) {
       std::unique_lock<std::mutex> lock(mu_);
@@ -272,6 +287,7 @@ void AutoRelease::Loop() {
       line["level"] = "info";
       line["msg"] = r->unsealed ? "appliance is unsealed" : "already contributed; waiting for the other keepers";
     }
+    if (r.ok() && !r->unsealed && !seen.enclave_key.empty()) counted = seen;
     if (now != last || (r.ok() && r->released)) LogLine(line);
     last = now;
     std::unique_lock<std::mutex> lock(mu_);

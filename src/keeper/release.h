@@ -50,7 +50,9 @@ struct ReleaseOutcome {
 // pk_E (fresh per core process) and the custody it serves. Empty when it was not reached.
 struct ApplianceIdentity {
   std::string enclave_key, custody;
-  bool operator==(const ApplianceIdentity&) const = default;
+  bool sealed = true;          // as the status said; not part of the identity
+  bool unseal_failed = false;  // the status carried unseal_error; not part of the identity
+  bool operator==(const ApplianceIdentity& o) const { return enclave_key == o.enclave_key && custody == o.custody; }
 };
 
 // CheckEnclaveEvidence is the keeper's evidence check inside SIGMA: the evidence verifies (sim,

@@ -218,7 +218,7 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
     return fail(400, "ThrottlingException",
                 "too many failed authentications from this address for this access key id: wait and retry");
   auto identity = VerifySigV4(req, [this](std::string_view id) { return Lookup(id); }, sigv4_, std::time(nullptr));
-  if (!identity.ok()) auth_failures_.RecordFailure(limiter_key);
+  if (!identity.ok()) auth_failures_.Record(limiter_key);
   if (!identity.ok()) {
     MappedError e = MapSigV4Error(identity.status());
     if (identity.status().message() == sigv4_error::kLookupFailed &&

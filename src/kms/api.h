@@ -22,7 +22,7 @@
 #include "common/secret.h"
 #include "kms/service.h"
 #include "kms/sigv4.h"
-#include "net/failure_limiter.h"
+#include "net/source_limiter.h"
 #include "net/http.h"
 #include "store/store.h"
 
@@ -88,7 +88,7 @@ class KmsApi {
   RequestMetrics metrics_;
   // Failed authentications per (client address, claimed access key id): 50 per 10 s, then
   // ThrottlingException until the window ends. Such refusals are counted, not audited.
-  net::FailureLimiter auth_failures_{50, std::chrono::seconds(10)};
+  net::SourceLimiter auth_failures_{50, std::chrono::seconds(10)};
   struct Credential {
     SecretBytes secret;
     std::string principal_arn;

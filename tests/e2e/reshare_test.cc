@@ -304,5 +304,31 @@ TEST_F(Reshare, EveryLogLineHasATimestamp) {
   EXPECT_GT(lines, 10u);
 }
 
+// One address cannot flood the core with SIGMA handshakes (each costs evidence and a pending
+// session slot): past 20 in 10 s it is told to retry later. (Last in the suite: the node's
+// limiter then refuses this address for the rest of the window.)
+TEST_F(Reshare, HandshakeFloodFromOneAddressIsRefused) {
+  auto client = net::HttpClient::Create(node().url());
+  ASSERT_OK(client.status());
+  crypto::SigningKey stranger = crypto::SigningKey::Generate();
+  auto d = custody::CustodyDescriptor::Load(c->P("custody4.json"));
+  ASSERT_OK(d.status());
+  int accepted = 0, refused = 0;
+  std::string reason;
+  for (int i = 0; i < 65; ++i) {
+    sigma::SigmaInitiator s(stranger, {"X9", d->Fingerprint(), [](ByteSpan, ByteSpan) { return Status::Ok(); }});
+    auto r = net::DecodeJsonResponse(
+        client->Post("/v1/sys/sigma/respond", json{{"message1", Base64Encode(*s.Start())}}.dump(),
+                     {{"content-type", "application/json"}}),
+        "node");
+    if (r.ok()) ++accepted;
+    else { ++refused; reason = r.status().message(); }
+  }
+  EXPECT_LE(accepted, 20);
+  EXPECT_GE(refused, 45);
+  EXPECT_THAT(reason, HasSubstr("too many SIGMA handshakes from this address"));
+  EXPECT_FALSE(ApplianceNodes::MustStatus(node()).value("sealed", true));  // and the node kept serving
+}
+
 }  // namespace
 }  // namespace custos

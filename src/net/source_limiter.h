@@ -1,8 +1,9 @@
-// FailureLimiter: a per-source bound on failed requests, for every listener that answers
-// requests before (or instead of) authenticating them. Failures are counted per key (e.g. the
-// client address and the access key id it claims) in fixed windows; a key over its budget is
-// refused until its window ends, before any expensive check runs. Successful requests cost
-// nothing and are never refused by it, so a good client is throttled only if its own key fails.
+// SourceLimiter: a per-source budget of events in fixed windows, for every listener that
+// answers requests before (or instead of) authenticating them. Events are counted per key (e.g.
+// the client address, and the access key id it claims); a key over its budget is refused until
+// its window ends, before any expensive check runs. Used for failed authentications (only
+// failures are recorded, so a good client is throttled only if its own key fails) and for
+// unauthenticated handshakes (every one is recorded).
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once
@@ -15,17 +16,19 @@
 
 namespace custos::net {
 
-class FailureLimiter {
+class SourceLimiter {
  public:
-  // At most `max_failures` per `window` per key; at most `max_keys` keys are tracked (beyond,
+  // At most `max_failures` events per `window` per key; at most `max_keys` keys are tracked (beyond,
   // expired windows are dropped first, then the table is cleared: a burst of distinct keys
   // resets the count rather than growing memory).
-  FailureLimiter(uint32_t max_failures, std::chrono::seconds window, size_t max_keys = 16384);
+  SourceLimiter(uint32_t max_failures, std::chrono::seconds window, size_t max_keys = 16384);
 
   // Allowed reports whether `key` may be served now (false while over its budget).
   bool Allowed(const std::string& key);
-  // RecordFailure counts one failure of `key`.
-  void RecordFailure(const std::string& key);
+  // Record counts one event of `key`.
+  void Record(const std::string& key);
+  // TryTake is Allowed, then Record when allowed.
+  bool TryTake(const std::string& key);
   // refused counts the requests Allowed turned away.
   uint64_t refused() const;
 

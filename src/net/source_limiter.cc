@@ -1,11 +1,11 @@
-#include "net/failure_limiter.h"
+#include "net/source_limiter.h"
 
 namespace custos::net {
 
-FailureLimiter::FailureLimiter(uint32_t max_failures, std::chrono::seconds window, size_t max_keys)
+SourceLimiter::SourceLimiter(uint32_t max_failures, std::chrono::seconds window, size_t max_keys)
     : max_failures_(max_failures), window_(window), max_keys_(max_keys) {}
 
-bool FailureLimiter::Allowed(const std::string& key) {
+bool SourceLimiter::Allowed(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(key);
   if (it == windows_.end()) return true;
@@ -18,7 +18,7 @@ bool FailureLimiter::Allowed(const std::string& key) {
   return false;
 }
 
-void FailureLimiter::RecordFailure(const std::string& key) {
+void SourceLimiter::Record(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto now = std::chrono::steady_clock::now();
   auto it = windows_.find(key);
@@ -34,7 +34,13 @@ void FailureLimiter::RecordFailure(const std::string& key) {
   ++it->second.failures;
 }
 
-uint64_t FailureLimiter::refused() const {
+bool SourceLimiter::TryTake(const std::string& key) {
+  if (!Allowed(key)) return false;
+  Record(key);
+  return true;
+}
+
+uint64_t SourceLimiter::refused() const {
   std::lock_guard<std::mutex> lock(mu_);
   return refused_;
 }
