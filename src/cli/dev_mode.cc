@@ -373,7 +373,7 @@ Status DevDeployment::Unseal() {
   // started (its measurement is the SHA-256 of that custos-enclave executable, so a rebuilt
   // core is pinned afresh on the next start). Written out for `custos keeper release` by hand.
   json policy_json = {{"allow_sim", true},
-                      {"measurements", {HexEncode(appliance_->enclave().measurement())}}};
+                      {"measurements", {HexEncode(appliance_->core_measurement())}}};
   RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/release-policy.json", policy_json.dump(2) + "\n", 0644));
   keeper::ReleaseOptions o;
   o.server_url = endpoint_;
@@ -435,6 +435,8 @@ Status DevDeployment::WriteDevEnv() {
   lines += "AWS_DEFAULT_REGION=" + region_ + "\n";
   lines += "CUSTOS_ADMIN_TOKEN_FILE=" + appliance_->admin_token_file() + "\n";
   lines += "CUSTOS_DATA_DIR=" + dir_ + "\n";
+  // A server killed with SIGKILL cannot remove this file: the pid tells whether it is live.
+  lines += "CUSTOS_DEV_PID=" + std::to_string(::getpid()) + "\n";
   RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + kDevEnvFile, lines, 0600));
   env_written_ = true;
   env_lines_ = std::move(lines);

@@ -94,17 +94,15 @@ EnclaveLaunch EnclaveLaunchFor(const ServerConfig& c, const std::string& enclave
   return l;
 }
 
-Appliance::Appliance(ServerConfig config, std::unique_ptr<EnclaveProcess> enclave)
-    : config_(std::move(config)), enclave_(std::move(enclave)) {}
+Appliance::Appliance(ServerConfig config, std::string enclave_binary, std::unique_ptr<EnclaveProcess> enclave)
+    : config_(std::move(config)), enclave_binary_(std::move(enclave_binary)), enclave_(std::move(enclave)) {}
 
 Appliance::~Appliance() { Stop(); }
 
-StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config,
-                                                      const std::string& enclave_binary) {
-  std::error_code ec;
-  std::filesystem::create_directories(config.data_dir, ec);
-  if (ec) return Unavailable("cannot create data_dir " + config.data_dir + ": " + ec.message());
-  ::chmod(config.data_dir.c_str(), 0700);
+// StartCore spawns the trusted core and loads the custody it serves, the stored envelope and
+// its origin file (at start, and again when the supervisor restarts a core that died).
+StatusOr<std::unique_ptr<EnclaveProcess>> StartCore(const ServerConfig& config, const std::string& enclave_binary,
+                                                    bool* initialized) {
   ASSIGN_OR_RETURN(std::string custody_json, ChooseCustody(config));
   Bytes envelope, origin;
   std::string envelope_path = config.data_dir + "/" + std::string(kEnvelopeFile);
@@ -123,24 +121,99 @@ StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config
                    EnclaveProcess::Spawn(EnclaveLaunchFor(config, enclave_binary)));
   RETURN_IF_ERROR(
       enclave->Call(ecall::Call::kLoad, {ToBytes(custody_json), envelope, origin, ToBytes(collateral)}).status());
-  std::unique_ptr<Appliance> a(new Appliance(config, std::move(enclave)));
+  *initialized = !envelope.empty();
+  return enclave;
+}
+
+StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config,
+                                                      const std::string& enclave_binary) {
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) return Unavailable("cannot create data_dir " + config.data_dir + ": " + ec.message());
+  ::chmod(config.data_dir.c_str(), 0700);
+  bool initialized = false;
+  ASSIGN_OR_RETURN(std::unique_ptr<EnclaveProcess> enclave, StartCore(config, enclave_binary, &initialized));
+  std::unique_ptr<Appliance> a(new Appliance(config, enclave_binary, std::move(enclave)));
   RETURN_IF_ERROR(a->OpenKms());
   Log("info", "trusted core started",
       {{"tee", a->enclave_->tee()},
        {"enclave_pid", a->enclave_->pid()},
        {"measurement", HexEncode(a->enclave_->measurement())},
-       {"initialized", !envelope.empty()},
+       {"initialized", initialized},
        {"state", "sealed"}});
-  if (!config.join_url.empty()) a->join_thread_ = std::thread([p = a.get()] { p->JoinLoop(); });
+  a->StartJoin();
   a->maintenance_thread_ = std::thread([p = a.get()] { p->MaintenanceLoop(); });
+  a->supervisor_thread_ = std::thread([p = a.get()] { p->SuperviseLoop(); });
   return a;
+}
+
+StatusOr<std::vector<Bytes>> Appliance::CoreCall(ecall::Call call, std::vector<Bytes> args) {
+  std::shared_lock<std::shared_mutex> lock(core_mu_);
+  return enclave_->Call(call, std::move(args));
+}
+
+pid_t Appliance::enclave_pid() const {
+  std::shared_lock<std::shared_mutex> lock(core_mu_);
+  return enclave_->pid();
+}
+
+Bytes Appliance::core_measurement() const {
+  std::shared_lock<std::shared_mutex> lock(core_mu_);
+  return enclave_->measurement();
+}
+
+void Appliance::StartJoin() {
+  if (config_.join_url.empty() || join_running_.exchange(true)) return;
+  if (join_thread_.joinable()) join_thread_.join();
+  join_thread_ = std::thread([this] {
+    JoinLoop();
+    join_running_ = false;
+  });
+}
+
+// SuperviseLoop restarts a trusted core that died (crash, OOM kill, kill -9): the host reaps
+// it, logs why, and starts a new one, sealed; keepers with --auto-release (or a join) unseal it
+// again. Until then every call answers "trusted core is gone" / sealed.
+void Appliance::SuperviseLoop() {
+  std::string last_error;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(join_mu_);
+      if (join_cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_; })) return;
+    }
+    std::optional<std::string> gone;
+    pid_t old_pid = 0;
+    {
+      std::shared_lock<std::shared_mutex> lock(core_mu_);
+      gone = enclave_->Exited();
+      old_pid = enclave_->pid();
+    }
+    if (!gone) continue;
+    if (last_error.empty())
+      Log("error", "trusted core died; restarting it (it starts sealed)", {{"enclave_pid", old_pid}, {"reason", *gone}});
+    bool initialized = false;
+    auto fresh = StartCore(config_, enclave_binary_, &initialized);
+    if (!fresh.ok()) {
+      if (fresh.status().message() != last_error)
+        Log("error", "cannot restart the trusted core; retrying", {{"reason", fresh.status().message()}});
+      last_error = fresh.status().message();
+      continue;
+    }
+    last_error.clear();
+    pid_t pid = (*fresh)->pid();
+    {
+      std::unique_lock<std::shared_mutex> lock(core_mu_);
+      enclave_ = std::move(*fresh);
+    }
+    restarts_.fetch_add(1);
+    Log("info", "trusted core restarted", {{"enclave_pid", pid}, {"initialized", initialized}, {"state", "sealed"}});
+    StartJoin();
+  }
 }
 
 custos::Status Appliance::OpenKms() {
   ASSIGN_OR_RETURN(store_, store::OpenSqliteStore(config_.data_dir + "/" + std::string(kDatabaseFile)));
-  kms::CoreCall core = [e = enclave_.get()](ecall::Call call, std::vector<Bytes> args) {
-    return e->Call(call, std::move(args));
-  };
+  kms::CoreCall core = [this](ecall::Call call, std::vector<Bytes> args) { return CoreCall(call, std::move(args)); };
   kms::ServiceOptions so;
   so.region = config_.kms_region;
   so.account_id = config_.kms_account_id;
@@ -156,7 +229,7 @@ custos::Status Appliance::OpenKms() {
     ByteWriter w;
     w.U32(static_cast<uint32_t>(entries.size()));
     for (const std::string& e : entries) w.Var(e);
-    ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kAuditAppend, {Bytes(anchor.begin(), anchor.end()), w.Take()}));
+    ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kAuditAppend, {Bytes(anchor.begin(), anchor.end()), w.Take()}));
     if (!audit_key_recorded_.load()) RecordAuditKey();
     return SignedHead{std::move(r[0]), std::move(r[1])};
   };
@@ -245,6 +318,7 @@ void Appliance::Stop() {
   join_cv_.notify_all();
   if (join_thread_.joinable()) join_thread_.join();
   if (maintenance_thread_.joinable()) maintenance_thread_.join();
+  if (supervisor_thread_.joinable()) supervisor_thread_.join();
   if (audit_) audit_->Stop();
 }
 
@@ -312,7 +386,7 @@ net::HttpResponse Appliance::Handle(const net::HttpRequest& req) {
 }
 
 StatusOr<json> Appliance::CoreStatus(ByteSpan nonce, Bytes* evidence) {
-  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kStatus, {Bytes(nonce.begin(), nonce.end())}));
+  ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kStatus, {Bytes(nonce.begin(), nonce.end())}));
   json s = json::parse(ToString(r[0]), nullptr, false);
   if (s.is_discarded() || !s.is_object()) return InternalError("trusted core returned malformed status");
   if (evidence != nullptr) *evidence = std::move(r[1]);
@@ -349,7 +423,7 @@ StatusOr<json> Appliance::Status(const net::HttpRequest& req, const json&) {
   Bytes evidence;
   ASSIGN_OR_RETURN(json s, CoreStatus(nonce, &evidence));
   s["evidence"] = Base64Encode(evidence);
-  json host = {{"enclave_pid", enclave_->pid()}};
+  json host = {{"enclave_pid", enclave_pid()}, {"core_restarts", restarts_.load()}};
   if (!config_.join_url.empty()) {
     std::lock_guard<std::mutex> lock(join_mu_);
     host["join"] = config_.join_url;
@@ -371,7 +445,7 @@ StatusOr<json> Appliance::Init(const net::HttpRequest&, const json&) {
   std::string path = config_.data_dir + "/" + std::string(kEnvelopeFile);
   if (std::filesystem::exists(path))
     return FailedPrecondition("already initialised: " + path + " exists");
-  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kInit, {}));
+  ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kInit, {}));
   RETURN_IF_ERROR(StoreEnvelope(r[0], r[1]));
   std::string digest = HexEncode(crypto::Sha256Bytes(r[0]));
   Log("info", "appliance initialised: root key generated in the trusted core, envelope stored",
@@ -390,21 +464,21 @@ StatusOr<json> Appliance::SigmaRespond(const net::HttpRequest& req, const json& 
   if (!sigma_sources_.TryTake(net::ClientAddress(req.remote)))
     return Unavailable("too many SIGMA handshakes from this address: retry in a few seconds");
   ASSIGN_OR_RETURN(Bytes m1, net::GetBase64(body, "message1"));
-  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kSigmaRespond, {m1}));
+  ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kSigmaRespond, {m1}));
   return json{{"session", HexEncode(r[0])}, {"message2", Base64Encode(r[1])}};
 }
 
 StatusOr<json> Appliance::SigmaFinish(const net::HttpRequest&, const json& body) {
   ASSIGN_OR_RETURN(Bytes session, net::GetHex(body, "session"));
   ASSIGN_OR_RETURN(Bytes m3, net::GetBase64(body, "message3"));
-  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kSigmaFinish, {session, m3}));
+  ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kSigmaFinish, {session, m3}));
   return json{{"record", Base64Encode(r[0])}};
 }
 
 StatusOr<json> Appliance::SigmaRecord(const net::HttpRequest&, const json& body) {
   ASSIGN_OR_RETURN(Bytes session, net::GetHex(body, "session"));
   ASSIGN_OR_RETURN(Bytes record, net::GetBase64(body, "record"));
-  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kRecord, {session, record}));
+  ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kRecord, {session, record}));
   // The core's status tells whether this record unsealed it; log transitions for operators.
   auto st = CoreStatus({}, nullptr);
   if (st.ok() && !st->value("sealed", true)) {
@@ -416,7 +490,7 @@ StatusOr<json> Appliance::SigmaRecord(const net::HttpRequest&, const json& body)
 
 void Appliance::RebindOrigin() {
   std::lock_guard<std::mutex> lock(init_mu_);
-  auto r = enclave_->Call(ecall::Call::kOriginRebind, {});
+  auto r = CoreCall(ecall::Call::kOriginRebind, {});
   custos::Status st = r.ok() ? WriteFileAtomic(config_.data_dir + "/" + std::string(kOriginFile), (*r)[0], 0600)
                              : r.status();
   if (st.ok())
@@ -434,7 +508,7 @@ StatusOr<json> Appliance::CustodyUpdate(const net::HttpRequest&, const json& bod
   std::string text = d.ToJsonString();
   std::lock_guard<std::mutex> lock(init_mu_);
   ASSIGN_OR_RETURN(auto before, CoreStatus({}, nullptr));
-  ASSIGN_OR_RETURN(auto r, enclave_->Call(ecall::Call::kCustodyUpdate, {ToBytes(text)}));
+  ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kCustodyUpdate, {ToBytes(text)}));
   std::string fp = HexEncode(r[0]);
   if (before.value("custody", "") != fp) {
     // The core adopted it; keep it so a restart serves it too (ChooseCustody).
@@ -458,15 +532,15 @@ custos::Status Appliance::JoinOnce() {
     return net::DecodeJsonResponse(client.Post(path, body.dump(), {{"content-type", "application/json"}}),
                                    "peer " + config_.join_url);
   };
-  ASSIGN_OR_RETURN(auto s1, enclave_->Call(ecall::Call::kJoinStart, {}));
+  ASSIGN_OR_RETURN(auto s1, CoreCall(ecall::Call::kJoinStart, {}));
   ASSIGN_OR_RETURN(json p2, post("/v1/sys/sigma/respond", {{"message1", Base64Encode(s1[1])}}));
   ASSIGN_OR_RETURN(Bytes m2, net::GetBase64(p2, "message2"));
   std::string session = p2.value("session", "");
-  ASSIGN_OR_RETURN(auto s3, enclave_->Call(ecall::Call::kJoinFinish, {s1[0], m2, ToBytes(collateral)}));
+  ASSIGN_OR_RETURN(auto s3, CoreCall(ecall::Call::kJoinFinish, {s1[0], m2, ToBytes(collateral)}));
   ASSIGN_OR_RETURN(json p4, post("/v1/sys/sigma/finish", {{"session", session}, {"message3", Base64Encode(s3[0])}}));
   ASSIGN_OR_RETURN(json p5, post("/v1/sys/sigma/record", {{"session", session}, {"record", Base64Encode(s3[1])}}));
   ASSIGN_OR_RETURN(Bytes grant, net::GetBase64(p5, "record"));
-  ASSIGN_OR_RETURN(auto done, enclave_->Call(ecall::Call::kJoinComplete, {s1[0], grant}));
+  ASSIGN_OR_RETURN(auto done, CoreCall(ecall::Call::kJoinComplete, {s1[0], grant}));
   {
     std::lock_guard<std::mutex> lock(init_mu_);
     std::string path = config_.data_dir + "/" + std::string(kEnvelopeFile);

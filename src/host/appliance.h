@@ -29,6 +29,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 
@@ -91,11 +92,17 @@ class Appliance {
   // (data_dir/admin.token, created 0600 at start).
   std::string admin_token_file() const;
 
-  pid_t enclave_pid() const { return enclave_->pid(); }
-  const EnclaveProcess& enclave() const { return *enclave_; }
+  // The current core's pid and measurement (a core that died is replaced: SuperviseLoop).
+  pid_t enclave_pid() const;
+  Bytes core_measurement() const;
 
  private:
-  Appliance(ServerConfig config, std::unique_ptr<EnclaveProcess> enclave);
+  Appliance(ServerConfig config, std::string enclave_binary, std::unique_ptr<EnclaveProcess> enclave);
+  // CoreCall sends one call to the current core (shared lock: the supervisor swaps a dead core
+  // under the exclusive lock).
+  StatusOr<std::vector<Bytes>> CoreCall(ecall::Call call, std::vector<Bytes> args);
+  void SuperviseLoop();
+  void StartJoin();
   using Json = nlohmann::json;
   struct Route;
   static const std::vector<Route>& Routes();
@@ -124,7 +131,12 @@ class Appliance {
   void RecordAuditKey();
 
   ServerConfig config_;
-  std::unique_ptr<EnclaveProcess> enclave_;
+  std::string enclave_binary_;
+  mutable std::shared_mutex core_mu_;
+  std::unique_ptr<EnclaveProcess> enclave_;  // guarded by core_mu_ (replaced, never reset)
+  std::atomic<uint64_t> restarts_{0};
+  std::atomic<bool> join_running_{false};
+  std::thread supervisor_thread_;
   std::mutex init_mu_;
   std::mutex join_mu_;
   std::condition_variable join_cv_;

@@ -30,6 +30,9 @@ StatusOr<std::unique_ptr<EnclaveProcess>> EnclaveProcess::Spawn(const EnclaveLau
   // dup2 onto fd 3 clears close-on-exec there; every other descriptor of the host is CLOEXEC
   // or closed below, so the core inherits only stdin/stdout/stderr and its socket.
   posix_spawn_file_actions_adddup2(&actions, sv[1], kChildFd);
+  // And whatever a library opened without close-on-exec (listening sockets of in-process
+  // keepers in dev mode, say) does not reach the core either.
+  posix_spawn_file_actions_addclosefrom_np(&actions, kChildFd + 1);
   std::vector<std::string> args = {launch.binary, "--fd", std::to_string(kChildFd)};
   args.insert(args.end(), launch.args.begin(), launch.args.end());
   std::vector<char*> argv;
@@ -56,6 +59,7 @@ StatusOr<std::unique_ptr<EnclaveProcess>> EnclaveProcess::Spawn(const EnclaveLau
 
 EnclaveProcess::~EnclaveProcess() {
   close(fd_);
+  if (reaped_) return;
   for (int i = 0; i < 200; ++i) {
     int status = 0;
     pid_t r = waitpid(pid_, &status, WNOHANG);
@@ -66,10 +70,29 @@ EnclaveProcess::~EnclaveProcess() {
   waitpid(pid_, nullptr, 0);
 }
 
+std::optional<std::string> EnclaveProcess::Exited() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (reaped_) return exit_reason_;
+  int status = 0;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r != pid_) {
+    if (!broken_) return std::nullopt;
+    // The channel broke but the process lives on (out of step): end it.
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+  }
+  reaped_ = true;
+  broken_ = true;
+  if (WIFSIGNALED(status)) exit_reason_ = "killed by signal " + std::to_string(WTERMSIG(status));
+  else if (WIFEXITED(status)) exit_reason_ = "exited with status " + std::to_string(WEXITSTATUS(status));
+  else exit_reason_ = "ended";
+  return exit_reason_;
+}
+
 StatusOr<std::vector<Bytes>> EnclaveProcess::Call(ecall::Call call, std::vector<Bytes> args) {
   Bytes payload = ecall::Request{call, std::move(args)}.Encode();
   std::lock_guard<std::mutex> lock(mu_);
-  if (broken_) return Unavailable("trusted core is gone; restart the server");
+  if (broken_) return Unavailable("trusted core is gone; the server is restarting it (sealed)");
   Status st = ecall::WriteFrame(fd_, payload);
   StatusOr<Bytes> answer = st.ok() ? reader_.Next() : StatusOr<Bytes>(st);
   if (!answer.ok()) {

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,10 @@ class EnclaveProcess {
   // core has gone (it is not restarted here).
   StatusOr<std::vector<Bytes>> Call(ecall::Call call, std::vector<Bytes> args);
 
+  // Exited reaps the core if it has ended (or, when its channel broke, ends it) and says how;
+  // nullopt while it runs. Thread-safe.
+  std::optional<std::string> Exited();
+
   pid_t pid() const { return pid_; }
   // The kHello results.
   const std::string& tee() const { return tee_; }
@@ -52,6 +57,8 @@ class EnclaveProcess {
   int fd_;
   ecall::FrameReader reader_;  // guarded by mu_
   bool broken_ = false;
+  bool reaped_ = false;       // guarded by mu_
+  std::string exit_reason_;   // guarded by mu_
   std::string tee_;
   Bytes enclave_key_, measurement_;
   std::string info_json_;

@@ -230,7 +230,7 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
                   "releases it, so no access key can be checked (see custos operator status)");
     if (identity.status().message() == sigv4_error::kLookupFailed &&
         identity.status().code() == ErrorCode::kUnavailable)
-      return fail(e.status, e.type, "the trusted core is not answering, so no access key can be checked: restart the server");
+      return fail(e.status, e.type, "the trusted core is not answering, so no access key can be checked (the server restarts a core that died)");
     return fail(e.status, e.type, std::string(identity.status().message()));
   }
   std::string principal;

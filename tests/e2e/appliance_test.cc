@@ -331,6 +331,37 @@ TEST_F(Appliance, AutoReleaseUnsealsARestartedAppliance) {
   EXPECT_THAT(ReadAll(c->keepers["C1"].log), HasSubstr("partial released"));
 }
 
+// A trusted core that dies (here kill -9) is reaped, logged and restarted sealed by its host;
+// the auto-releasing keepers of the previous test unseal the new one.
+TEST_F(Appliance, DeadCoreIsRestartedAndUnsealedAgain) {
+  Node& n = apps->nodes["node1"];
+  ASSERT_TRUE(WaitFor([&] { return !MustStatus(n)["sealed"].get<bool>(); }));
+  json before = MustStatus(n);
+  int old_pid = before["host"]["enclave_pid"].get<int>();
+  ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+  EXPECT_TRUE(WaitFor([&] {
+    auto s = Status(n);
+    return s.ok() && !(*s)["sealed"].get<bool>() && (*s)["host"]["enclave_pid"].get<int>() != old_pid;
+  })) << ReadAll(n.log);
+  json after = MustStatus(n);
+  EXPECT_EQ(after["root_key_id"], before["root_key_id"]);
+  EXPECT_EQ(after["host"]["core_restarts"], 1);
+  EXPECT_NE(after["enclave_key"], before["enclave_key"]);
+  EXPECT_FALSE(fs::exists("/proc/" + std::to_string(old_pid))) << "the dead core was not reaped";
+  std::string log = ReadAll(n.log);
+  EXPECT_THAT(log, HasSubstr("trusted core died; restarting it"));
+  EXPECT_THAT(log, HasSubstr("killed by signal 9"));
+  EXPECT_THAT(log, HasSubstr("trusted core restarted"));
+  // The core inherits no descriptor but its socket and stdio (dev mode once leaked keepers'
+  // listening sockets into it).
+  int core_fds = 0;
+  for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(after["host"]["enclave_pid"].get<int>()) + "/fd")) {
+    (void)e;
+    ++core_fds;
+  }
+  EXPECT_LE(core_fds, 6);
+}
+
 TEST_F(Appliance, SecondNodeJoinsDifferentMeasurementIsRefused) {
   Node& n1 = apps->nodes["node1"];
   ASSERT_TRUE(WaitFor([&] { return !MustStatus(n1)["sealed"].get<bool>(); }));
