@@ -143,7 +143,8 @@ class DevMode : public ::testing::Test {
     for (auto& [k, v] : s.lines) keys.push_back(k);
     EXPECT_THAT(keys, ::testing::ElementsAre("CUSTOS_ENDPOINT", "AWS_ACCESS_KEY_ID",
                                              "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION",
-                                             "CUSTOS_ADMIN_TOKEN_FILE", "CUSTOS_DATA_DIR"));
+                                             "CUSTOS_ADMIN_TOKEN_FILE", "CUSTOS_DATA_DIR", "CUSTOS_DEV_PID"));
+    EXPECT_EQ(s.Get("CUSTOS_DEV_PID"), std::to_string(s.pid));
     std::smatch m;
     std::string endpoint = s.Get("CUSTOS_ENDPOINT");
     ASSERT_TRUE(std::regex_match(endpoint, m, std::regex("http://127\\.0\\.0\\.1:([0-9]+)")))
