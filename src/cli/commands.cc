@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -109,13 +110,27 @@ Status KeeperInit(const std::string& dir, const std::string& domain, const std::
   return Status::Ok();
 }
 
+// KeeperAllow adds a client key (or, with `remove`, takes it off; with `role_given` for a
+// listed key, changes its role). In force at once: the daemon reads the allowlist per request.
 Status KeeperAllow(const std::string& dir, const std::string& client, const std::string& name,
-                   const std::string& role_name, const std::string& pass_file) {
+                   const std::string& role_name, bool role_given, bool remove, const std::string& pass_file) {
   ASSIGN_OR_RETURN(keeper::ClientRole role, keeper::ParseClientRole(role_name));
   ASSIGN_OR_RETURN(crypto::Point key, keeper::ReadClientPublicKey(client));
   ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
   ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
   std::string n = name.empty() ? std::filesystem::path(client).stem().string() : name;
+  if (remove) {
+    RETURN_IF_ERROR(store->RemoveClient(key));
+    std::cout << "client " << n << " removed from keeper " << store->id() << "\n";
+    return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(auto listed, store->LoadAllowlist());
+  bool known = std::any_of(listed.begin(), listed.end(), [&](const keeper::AllowedClient& c) { return c.key == key; });
+  if (known && role_given) {
+    RETURN_IF_ERROR(store->SetClientRole(key, role));
+    std::cout << "client " << n << " on keeper " << store->id() << " now has role " << keeper::ClientRoleName(role) << "\n";
+    return Status::Ok();
+  }
   RETURN_IF_ERROR(store->AddClient(n, key, role));
   std::cout << "client " << n << " allowed on keeper " << store->id() << " (role "
             << keeper::ClientRoleName(role) << ")\n";
@@ -490,9 +505,14 @@ int Main(int argc, char** argv) {
   k_allow->add_option("--client", client, "CLIENT.key.pub")->required();
   std::string role = "decrypt";
   k_allow->add_option("--name", name);
-  k_allow->add_option("--role", role, "decrypt (default) or admin (may authorise resharing)");
+  CLI::Option* role_opt =
+      k_allow->add_option("--role", role, "decrypt (default) or admin (may authorise resharing); for a listed key, changes its role");
+  bool remove_client = false;
+  k_allow->add_flag("--remove", remove_client, "take the key off the allowlist (in force at once)")->excludes(role_opt);
   k_allow->add_option("--passphrase-file", pass_file);
-  k_allow->callback([&] { run(KeeperAllow(dir, client, name, role, pass_file)); });
+  k_allow->callback([&, role_opt] {
+    run(KeeperAllow(dir, client, name, role, role_opt->count() > 0, remove_client, pass_file));
+  });
 
   std::string listen, tls_cert, tls_key;
   auto* k_serve = keeper_cmd->add_subcommand("serve", "run the keeper daemon");

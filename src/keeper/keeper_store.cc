@@ -230,21 +230,53 @@ StatusOr<ClientRole> ParseClientRole(std::string_view s) {
   return InvalidArgument("client role must be 'decrypt' or 'admin'");
 }
 
-Status KeeperStore::AddClient(const std::string& name, const crypto::Point& key, ClientRole role) {
-  ASSIGN_OR_RETURN(auto clients, LoadAllowlist());
-  for (const auto& c : clients)
-    if (c.key == key) return AlreadyExists("client key is already allowed");
+Status KeeperStore::WriteAllowlist(const std::vector<AllowedClient>& clients) const {
   json arr = json::array();
   for (const auto& c : clients)
     arr.push_back({{"name", c.name}, {"key", HexEncode(c.key.Encode())}, {"role", ClientRoleName(c.role)}});
-  arr.push_back({{"name", name}, {"key", HexEncode(key.Encode())}, {"role", ClientRoleName(role)}});
   json j = {{"clients", arr}};
   Bytes mac_key = AllowlistMacKey(at_rest_key_);
   j["mac"] = HexEncode(crypto::HmacSha256(mac_key, AsBytes(arr.dump())));
   WipeBytes(mac_key);
-  RETURN_IF_ERROR(WriteFileAtomic(dir_ + kAllowlist, j.dump(2) + "\n", 0600));
+  return WriteFileAtomic(dir_ + kAllowlist, j.dump(2) + "\n", 0600);
+}
+
+Status KeeperStore::AddClient(const std::string& name, const crypto::Point& key, ClientRole role) {
+  ASSIGN_OR_RETURN(auto clients, LoadAllowlist());
+  for (const auto& c : clients)
+    if (c.key == key)
+      return AlreadyExists("client key is already allowed (role " + std::string(ClientRoleName(c.role)) +
+                           "; change it with --role, remove it with --remove)");
+  clients.push_back({name, key, role});
+  RETURN_IF_ERROR(WriteAllowlist(clients));
   return audit_->Append("client.allow", {{"name", name}, {"key", HexEncode(key.Encode())},
                                          {"role", ClientRoleName(role)}});
+}
+
+Status KeeperStore::SetClientRole(const crypto::Point& key, ClientRole role) {
+  ASSIGN_OR_RETURN(auto clients, LoadAllowlist());
+  for (auto& c : clients) {
+    if (!(c.key == key)) continue;
+    if (c.role == role) return Status::Ok();
+    ClientRole before = c.role;
+    c.role = role;
+    RETURN_IF_ERROR(WriteAllowlist(clients));
+    return audit_->Append("client.role", {{"name", c.name}, {"key", HexEncode(key.Encode())},
+                                          {"from", ClientRoleName(before)}, {"role", ClientRoleName(role)}});
+  }
+  return NotFound("client key is not on this keeper's allowlist");
+}
+
+Status KeeperStore::RemoveClient(const crypto::Point& key) {
+  ASSIGN_OR_RETURN(auto clients, LoadAllowlist());
+  for (auto it = clients.begin(); it != clients.end(); ++it) {
+    if (!(it->key == key)) continue;
+    std::string name = it->name;
+    clients.erase(it);
+    RETURN_IF_ERROR(WriteAllowlist(clients));
+    return audit_->Append("client.remove", {{"name", name}, {"key", HexEncode(key.Encode())}});
+  }
+  return NotFound("client key is not on this keeper's allowlist");
 }
 
 Status KeeperStore::AddAppliancePoint(const crypto::Point& r) {

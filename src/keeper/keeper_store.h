@@ -82,10 +82,15 @@ class KeeperStore {
   // SaveSecrets seals and atomically replaces state.sealed (durable before return).
   Status SaveSecrets();
 
-  // Allowlist: LoadAllowlist verifies the MAC; AddClient appends and re-MACs.
+  // Allowlist: LoadAllowlist verifies the MAC; AddClient appends, SetClientRole changes the role
+  // of a listed key, RemoveClient drops it; each re-MACs the file and is audited
+  // ("client.allow", "client.role", "client.remove"). The daemon reads the file on every
+  // request, so a change is in force at once. kNotFound for a key that is not listed.
   StatusOr<std::vector<AllowedClient>> LoadAllowlist() const;
   Status AddClient(const std::string& name, const crypto::Point& key,
                    ClientRole role = ClientRole::kDecrypt);
+  Status SetClientRole(const crypto::Point& key, ClientRole role);
+  Status RemoveClient(const crypto::Point& key);
 
   AuditLog& audit() { return *audit_; }
 
@@ -102,6 +107,7 @@ class KeeperStore {
  private:
   KeeperStore() = default;
   Status WriteMetadata(const crypto::Argon2Params& params, ByteSpan salt) const;
+  Status WriteAllowlist(const std::vector<AllowedClient>& clients) const;
   Bytes StateAad() const;
 
   std::string dir_, id_;

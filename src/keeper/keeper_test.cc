@@ -806,6 +806,31 @@ TEST_F(KeeperServiceTest, MalformedJsonIs400) {
   EXPECT_THAT(ErrorOf(r, 400), HasSubstr("round"));
 }
 
+// Clients can be removed and their role changed; the running service sees it on the next
+// request, and each change is audited.
+TEST_F(KeeperServiceTest, ClientRemovalAndRoleChangeAreInForceAtOnce) {
+  crypto::SigningKey client = crypto::SigningKey::Generate();
+  PartialRequest req = SampleRequest(client);
+  Bytes wire = req.Encode();
+  json body = {{"request", Base64Encode(wire)}, {"sig", HexEncode(client.Sign(PartialRequest::SignedBytes(wire)))}};
+  crypto::Point key = client.verifying_key().point();
+  ASSERT_OK(store_->AddClient("alice", key));
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/partial", body.dump()), 409), HasSubstr("no active share"));  // past the allowlist
+  ASSERT_OK(store_->SetClientRole(key, ClientRole::kAdmin));
+  auto list = store_->LoadAllowlist();
+  ASSERT_OK(list.status());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].role, ClientRole::kAdmin);
+  ASSERT_OK(store_->RemoveClient(key));
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/partial", body.dump()), 403), HasSubstr("not on this keeper's allowlist"));
+  EXPECT_EQ(store_->RemoveClient(key).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->SetClientRole(key, ClientRole::kDecrypt).code(), ErrorCode::kNotFound);
+  std::string log = ReadFileString(dir_ + "/audit.log").value();
+  EXPECT_THAT(log, HasSubstr("\"event\":\"client.role\""));
+  EXPECT_THAT(log, HasSubstr("\"event\":\"client.remove\""));
+  EXPECT_THAT(store_->AddClient("again", key).message(), ::testing::Not(HasSubstr("already")));
+}
+
 TEST_F(KeeperServiceTest, PartialBeforeDkgNamesTheCheck) {
   crypto::SigningKey client = crypto::SigningKey::Generate();
   PartialRequest req = SampleRequest(client);
