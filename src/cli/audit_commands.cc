@@ -19,10 +19,14 @@ constexpr size_t kPageSize = 4096;
 }  // namespace
 
 Status AuditVerify(const AuditVerifyFlags& flags, std::ostream& out, std::ostream& err) {
-  const std::string db_path = flags.data_dir + "/" + std::string(host::kDatabaseFile);
+  std::string db_path = flags.data_dir + "/" + std::string(host::kDatabaseFile);
   std::error_code ec;
+  // The directory dev.env names (CUSTOS_DATA_DIR) holds the appliance's data in server/.
+  std::string dev_path = flags.data_dir + "/server/" + std::string(host::kDatabaseFile);
+  if (!std::filesystem::is_regular_file(db_path, ec) && std::filesystem::is_regular_file(dev_path, ec))
+    db_path = dev_path;
   if (!std::filesystem::is_regular_file(db_path, ec))
-    return NotFound("no database at " + db_path);
+    return NotFound("no database at " + db_path + " (give the appliance's data_dir, or the dev mode directory)");
   std::optional<audit::Head> expected_head;
   if (!flags.expect_head.empty()) {
     StatusOr<audit::Head> head = audit::ParseHead(flags.expect_head);
@@ -35,8 +39,18 @@ Status AuditVerify(const AuditVerifyFlags& flags, std::ostream& out, std::ostrea
   const bool key_from_database = key_hex.empty();
   if (key_from_database) {
     StatusOr<std::string> stored = store->GetMeta("audit_public_key");
-    if (!stored.ok() && stored.status().code() == ErrorCode::kNotFound)
+    if (!stored.ok() && stored.status().code() == ErrorCode::kNotFound) {
+      // No key is recorded until the core signs the first batch: a log with no entry yet is
+      // intact, and says so.
+      ASSIGN_OR_RETURN(std::vector<store::AuditRecord> first, store->ReadAudit(1, 1));
+      if (first.empty()) {
+        out << nlohmann::json{{"intact", true}, {"entries", 0}, {"database", db_path},
+                              {"note", "the audit log is empty: nothing to verify yet"}}.dump(2)
+            << "\n";
+        return Status::Ok();
+      }
       return NotFound("the database names no audit public key: give --public-key");
+    }
     if (!stored.ok()) return stored.status();
     key_hex = *stored;
     // Whoever could rewrite the log could also have replaced this key with their own.

@@ -127,6 +127,32 @@ TEST_F(AuditVerifyCommandTest, MissingDatabaseOrKeyIsAnError) {
   EXPECT_THAT(st.message(), HasSubstr("--public-key"));
 }
 
+// The directory dev.env names (CUSTOS_DATA_DIR) holds the database in server/; and a fresh
+// appliance whose log has no entry yet (no audit key recorded) is reported intact, not an error.
+TEST_F(AuditVerifyCommandTest, DevModeDirectoryAndAnEmptyLog) {
+  std::string dev = custos::testing::TempDir();
+  std::filesystem::create_directories(dev + "/server");
+  std::filesystem::copy_file(dir_ + "/custos.db", dev + "/server/custos.db");
+  ASSERT_OK(Verify({dev, key_hex_, ""}));
+  EXPECT_EQ(Report()["entries"], 12);
+  EXPECT_EQ(Report()["database"], dev + "/server/custos.db");
+  std::string fresh = custos::testing::TempDir();
+  ASSERT_OK(store::OpenSqliteStore(fresh + "/custos.db").status());
+  ASSERT_OK(Verify({fresh, "", ""}));
+  EXPECT_EQ(Report()["intact"], true);
+  EXPECT_EQ(Report()["entries"], 0);
+  EXPECT_THAT(Report()["note"].get<std::string>(), HasSubstr("empty"));
+}
+
+TEST_F(AuditVerifyCommandTest, VersionFlag) {
+  std::vector<std::string> args = {"custos", "--version"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(Main(static_cast<int>(argv.size()), argv.data()), 0);
+  EXPECT_THAT(::testing::internal::GetCapturedStdout(), ::testing::StartsWith("custos 0."));
+}
+
 TEST_F(AuditVerifyCommandTest, MainExitCodes) {
   std::vector<std::string> args = {"custos", "audit", "verify", "--data-dir", dir_,
                                    "--public-key", key_hex_};

@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "crypto/hash.h"
 #include "crypto/random.h"
+#include "ecall/ecall.h"
 #include "files/dual_control.h"
 #include "keeper/escrow.h"
 #include "keeper/keeper_client.h"
@@ -475,6 +476,9 @@ int Main(int argc, char** argv) {
   CLI::App app{"custos: co-custodial key management (docs/operations.md)"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all");
+  app.set_version_flag("--version", std::string("custos ") + CUSTOS_VERSION +
+                                        " (crypto suite 1, host-core interface " +
+                                        std::to_string(ecall::kVersion) + ")");
   Status result;
   auto run = [&result](Status st) { result = std::move(st); };
 
@@ -635,6 +639,12 @@ int Main(int argc, char** argv) {
   AddKmsCommands(app, run);
   AddObjectCommands(app, run);
 
+  // Log format for this process and the ones it starts (common/log.h).
+  std::string log_format;
+  app.add_option("--log-format", log_format, "json or text (default: text on a terminal, json otherwise)")
+      ->check(CLI::IsMember({"json", "text"}))
+      ->each([](const std::string& v) { ::setenv("CUSTOS_LOG_FORMAT", v.c_str(), 1); });
+
   // One CA setting for every client command: --ca-file, else CUSTOS_CA_FILE (the object
   // commands then fall back to AWS_CA_BUNDLE, as AWS tools do). docs/operations.md "TLS".
   std::function<void(CLI::App*)> ca_env = [&](CLI::App* a) {
@@ -649,6 +659,8 @@ int Main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "custos: " << e.what() << " (see --help)\n";

@@ -483,8 +483,31 @@ void DevDeployment::Stop() {
 
 }  // namespace
 
+// Banner is what a person at a terminal sees once the dev server is ready (as `vault server
+// -dev` does): what runs, how to use it, and the lines to source.
+std::string Banner(const std::string& dir, const std::string& lines) {
+  std::string endpoint;
+  for (size_t p = lines.find("CUSTOS_ENDPOINT="); p != std::string::npos;) {
+    endpoint = lines.substr(p + 16, lines.find('\n', p) - p - 16);
+    break;
+  }
+  std::string b;
+  b += "\ncustos dev server is running: DEVELOPMENT ONLY (keys and passphrases are files in " + dir + ").\n\n";
+  b += "  KMS API and /v1/sys:  " + endpoint + "  (plain HTTP, loopback)\n";
+  b += "  keepers (in process): P1 (provider), C1 C2 C3 (customer, any 2 of 3)\n";
+  b += "  appliance:            sim trusted core, initialised and unsealed by P1, C1, C2\n\n";
+  b += "From another shell:\n";
+  b += "  set -a; . " + dir + "/dev.env; set +a\n";
+  b += "  aws kms create-key --endpoint-url \"$CUSTOS_ENDPOINT\"\n\n";
+  b += "Ctrl-C stops it; the next start reuses " + dir + ". The lines of dev.env:\n\n";
+  return b;
+}
+
 Status RunDevMode(const DevModeOptions& options) {
   Clock::time_point start = Clock::now();
+  // At a terminal, dev mode shows warnings and the banner, not every setup step (those stay
+  // available with CUSTOS_LOG_LEVEL=info, and in JSON when stderr is not a terminal).
+  if (isatty(STDERR_FILENO) != 0 && std::getenv("CUSTOS_LOG_LEVEL") == nullptr) ::setenv("CUSTOS_LOG_LEVEL", "warn", 1);
   // A trusted core that dies must show up as an error on the next call, not kill the host.
   signal(SIGPIPE, SIG_IGN);
   // Block the stop signals before any thread starts, so only sigwait below receives them.
@@ -502,6 +525,7 @@ Status RunDevMode(const DevModeOptions& options) {
       {{"startup_ms", MsSince(start)}, {"env_file", dev.dir() + "/" + kDevEnvFile}});
   // The lines a shell can `export` or `source`: on stdout only, never in a log.
   std::string lines = dev.TakeEnvLines();
+  if (isatty(STDOUT_FILENO) != 0) std::cout << Banner(dev.dir(), lines);
   std::cout << lines << std::flush;
   WipeBytes(lines);
   int sig = 0;

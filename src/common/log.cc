@@ -2,11 +2,44 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 
 namespace custos {
+namespace {
+
+int LevelRank(std::string_view level) {
+  if (level == "debug") return 0;
+  if (level == "info") return 1;
+  if (level == "warn") return 2;
+  if (level == "error") return 3;
+  return 1;
+}
+
+// The format and threshold, read once from the environment (and the terminal).
+struct LogSettings {
+  bool json = true;
+  int min_rank = 0;
+  LogSettings() {
+    const char* fmt = std::getenv("CUSTOS_LOG_FORMAT");
+    if (fmt != nullptr && std::strcmp(fmt, "text") == 0) json = false;
+    else if (fmt != nullptr && std::strcmp(fmt, "json") == 0) json = true;
+    else json = isatty(STDERR_FILENO) == 0;
+    const char* level = std::getenv("CUSTOS_LOG_LEVEL");
+    if (level != nullptr) min_rank = LevelRank(level);
+  }
+};
+
+const LogSettings& Settings() {
+  static const LogSettings settings;
+  return settings;
+}
+
+}  // namespace
 
 std::string LogTimestamp() {
   auto now = std::chrono::system_clock::now();
@@ -20,10 +53,28 @@ std::string LogTimestamp() {
   return buf;
 }
 
+std::string FormatLogText(const nlohmann::json& line) {
+  auto str = [&](const char* k) { return line.contains(k) && line[k].is_string() ? line[k].get<std::string>() : ""; };
+  std::string level = str("level");
+  for (char& c : level) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  std::string out = str("time") + " " + level + (level.size() < 5 ? std::string(5 - level.size(), ' ') : "") + " " +
+                    str("component") + ": " + str("msg");
+  std::string rest;
+  for (auto& [k, v] : line.items()) {
+    if (k == "time" || k == "level" || k == "component" || k == "msg") continue;
+    rest += (rest.empty() ? "" : " ") + k + "=" +
+            (v.is_string() ? v.get<std::string>() : v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+  if (!rest.empty()) out += "  (" + rest + ")";
+  return out;
+}
+
 void LogLine(nlohmann::json line) {
   if (!line.is_object()) line = nlohmann::json{{"msg", line}};
+  const LogSettings& s = Settings();
+  if (LevelRank(line.value("level", "info")) < s.min_rank) return;
   line["time"] = LogTimestamp();
-  std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  std::string text = (s.json ? line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) : FormatLogText(line)) + "\n";
   // One write: lines of concurrent threads (and of processes sharing the descriptor) stay whole.
   size_t off = 0;
   while (off < text.size()) {
