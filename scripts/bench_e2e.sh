@@ -62,7 +62,7 @@ new_keeper() {
   local attempt port pid
   for attempt in 1 2 3 4 5; do
     port=$(free_port)
-    "$CUSTOS" keeper serve --dir "$1" --listen "127.0.0.1:$port" >"$1.log" 2>&1 &
+    "$CUSTOS" keeper serve --dir "$1" --listen "127.0.0.1:$port" --insecure-http >"$1.log" 2>&1 &
     pid=$!
     for _ in $(seq 200); do
       if curl -sf "http://127.0.0.1:$port/v1/keeper" >/dev/null 2>&1; then

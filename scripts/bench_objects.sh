@@ -210,7 +210,7 @@ for k in P1 C1 C2 C3; do
   "$custos" keeper allow --dir "$work/dual/$k" --client "$work/dual/app.key.pub" \
     >>"$work/logs/dual-setup.log" 2>&1 || { tail -n 20 "$work/logs/dual-setup.log" >&2; fail "custos keeper allow $k"; }
   port="$(free_port)"
-  "$custos" keeper serve --dir "$work/dual/$k" --listen "127.0.0.1:$port" >"$work/logs/keeper-$k.log" 2>&1 &
+  "$custos" keeper serve --dir "$work/dual/$k" --listen "127.0.0.1:$port" --insecure-http >"$work/logs/keeper-$k.log" 2>&1 &
   keeper_pids+=($!)
   keeper_url[$k]="http://127.0.0.1:$port"
 done

@@ -20,14 +20,14 @@ declare -A URL
 for spec in P1:provider C1:customer C2:customer C3:customer; do
   id=${spec%%:*}; dom=${spec##*:}; p=$(port)
   "$BIN" keeper init --dir "$id" --domain "$dom" --id "$id" --kdf-memory-kib 4096 --kdf-iterations 1 >/dev/null
-  "$BIN" keeper serve --dir "$id" --listen "127.0.0.1:$p" >"$id.log" 2>&1 & pids+=($!)
+  "$BIN" keeper serve --dir "$id" --listen "127.0.0.1:$p" --insecure-http >"$id.log" 2>&1 & pids+=($!)
   URL[$id]="http://127.0.0.1:$p"
 done
 sleep 1
 "$BIN" ceremony dkg --provider "${URL[P1]}" --provider-threshold 1 \
   --customer "${URL[C1]},${URL[C2]},${URL[C3]}" --customer-threshold 2 --out custody.json >/dev/null 2>&1
 SP=$(port)
-printf '[server]\nlisten = "127.0.0.1:%s"\ndata_dir = "node"\ncustody = "custody.json"\n' "$SP" > server.toml
+printf '[server]\nlisten = "127.0.0.1:%s"\ndata_dir = "node"\ncustody = "custody.json"\ninsecure_http = true\n' "$SP" > server.toml
 SURL="http://127.0.0.1:$SP"
 start_server() {
   "$BIN" server --config server.toml >server.out 2>>server.err & SPID=$!

@@ -22,7 +22,7 @@ BASE=$((20000 + RANDOM % 20000))
 port() { echo $((BASE + $1)); }
 
 start_keeper() {  # name port
-  "$CUSTOS" keeper serve --dir "$1" --listen "127.0.0.1:$2" >"$1.log" 2>&1 &
+  "$CUSTOS" keeper serve --dir "$1" --listen "127.0.0.1:$2" --insecure-http >"$1.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$2/v1/keeper" >/dev/null 2>&1 && return; sleep 0.05; done
   echo "keeper $1 did not start"; cat "$1.log"; exit 1
@@ -63,7 +63,7 @@ if "$CUSTOS" decrypt --custody custody.json --client-key app.key --in report.bin
 [ ! -e no.bin ] && echo "no output file was written"
 
 say "The attested appliance: a server whose trusted core (own process, sim TEE) generates the root key"
-printf '[server]\nlisten = "127.0.0.1:%s"\ndata_dir = "appliance"\ncustody = "custody.json"\n' "$(port 9)" > server.toml
+printf '[server]\nlisten = "127.0.0.1:%s"\ndata_dir = "appliance"\ncustody = "custody.json"\ninsecure_http = true\n' "$(port 9)" > server.toml
 cat server.toml
 start_server() {
   "$CUSTOS" server --config server.toml >>server.log 2>&1 &

@@ -16,6 +16,7 @@
 #include "keeper/keeper_service.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
+#include "net/tls_identity.h"
 
 namespace custos::cli {
 
@@ -64,6 +65,21 @@ namespace {
 
 Status Server(const std::string& config_path) {
   ASSIGN_OR_RETURN(host::ServerConfig config, host::LoadServerConfig(config_path));
+  // TLS by default: without a configured certificate the node makes (once) and uses its own.
+  if (config.insecure_http) {
+    Log("warn", "host",
+        "serving plain HTTP (insecure_http = true): KMS plaintexts, data keys, admin tokens and new "
+        "access-key secrets cross the network in clear; for development behind a trusted network only");
+  } else if (config.tls_cert.empty()) {
+    ASSIGN_OR_RETURN(net::TlsIdentity id, net::EnsureSelfSignedIdentity(config.data_dir + "/tls",
+                                                                       net::ListenHost(config.listen),
+                                                                       "custos appliance"));
+    config.tls_cert = id.cert_file;
+    config.tls_key = id.key_file;
+    Log("info", "host", id.created ? "TLS identity created: clients pin this certificate (--ca-file)"
+                                   : "TLS identity: clients pin this certificate (--ca-file)",
+        {{"certificate", id.cert_file}, {"sha256", id.fingerprint}});
+  }
   // A trusted core that dies must show up as an error on the next call, not kill the host.
   signal(SIGPIPE, SIG_IGN);
   std::string binary = config.enclave_binary.empty() ? host::DefaultEnclaveBinary() : config.enclave_binary;

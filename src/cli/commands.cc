@@ -38,6 +38,7 @@
 #include "keeper/keeper_store.h"
 #include "keeper/protocol.h"
 #include "net/http_server.h"
+#include "net/tls_identity.h"
 #include "requester/partial_collector.h"
 
 namespace custos::cli {
@@ -139,7 +140,8 @@ Status KeeperAllow(const std::string& dir, const std::string& client, const std:
 }
 
 Status KeeperServe(const std::string& dir, const std::string& listen, const std::string& pass_file,
-                   const std::string& cert, const std::string& key, const AutoReleaseFlags& release) {
+                   std::string cert, std::string key, bool insecure_http, const AutoReleaseFlags& release) {
+  if (insecure_http && !cert.empty()) return InvalidArgument("--insecure-http and --tls-cert exclude each other");
   std::optional<keeper::ReleaseOptions> release_options;
   if (!release.url.empty()) {
     if (release.policy_path.empty()) return InvalidArgument("--auto-release needs --release-policy");
@@ -149,6 +151,20 @@ Status KeeperServe(const std::string& dir, const std::string& listen, const std:
   ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
   ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
   pass = SecretBytes();
+  // TLS by default: without --tls-cert the keeper makes (once) and uses its own identity.
+  if (insecure_http) {
+    Log("warn", "keeper",
+        "serving plain HTTP (--insecure-http): requests, client keys and escrow blobs cross the network in "
+        "clear (partials stay HPKE-sealed); for development only");
+  } else if (cert.empty()) {
+    ASSIGN_OR_RETURN(net::TlsIdentity id, net::EnsureSelfSignedIdentity(dir + "/tls", net::ListenHost(listen),
+                                                                       "custos keeper " + store->id()));
+    cert = id.cert_file;
+    key = id.key_file;
+    Log("info", "keeper", id.created ? "TLS identity created: clients pin this certificate (--ca-file)"
+                                     : "TLS identity: clients pin this certificate (--ca-file)",
+        {{"certificate", id.cert_file}, {"sha256", id.fingerprint}});
+  }
   ASSIGN_OR_RETURN(keeper::FaultInjection faults, keeper::FaultInjection::FromEnv());
   if (faults.any())
     Log("warn", "keeper", "FAULT INJECTION ACTIVE: this keeper misbehaves on purpose (test only)");
@@ -525,9 +541,13 @@ int Main(int argc, char** argv) {
   k_serve->add_option("--passphrase-file", pass_file);
   k_serve->add_option("--tls-cert", tls_cert, "PEM certificate chain (enables HTTPS)");
   k_serve->add_option("--tls-key", tls_key, "PEM private key");
+  bool insecure_http = false;
+  k_serve->add_flag("--insecure-http", insecure_http,
+                    "serve plain HTTP (development only; default: HTTPS, with a self-signed identity in DIR/tls "
+                    "unless --tls-cert/--tls-key)");
   AutoReleaseFlags auto_release;
   AddAutoReleaseFlags(k_serve, auto_release);
-  k_serve->callback([&] { run(KeeperServe(dir, listen, pass_file, tls_cert, tls_key, auto_release)); });
+  k_serve->callback([&] { run(KeeperServe(dir, listen, pass_file, tls_cert, tls_key, insecure_http, auto_release)); });
 
   std::string keeper_pass_file;
   auto* k_escrow = keeper_cmd->add_subcommand("escrow", "recovery fragments")->require_subcommand(1);

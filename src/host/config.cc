@@ -49,13 +49,14 @@ struct FieldSpec {
 
 constexpr std::array<std::string_view, 4> kTables = {"server", "tee", "cluster", "kms"};
 
-const std::array<FieldSpec, 17> kFields = {{
+const std::array<FieldSpec, 18> kFields = {{
     {"server", "listen", &ServerConfig::listen},
     {"server", "data_dir", &ServerConfig::data_dir, PathRule::kResolve},
     {"server", "custody", &ServerConfig::custody_path, PathRule::kResolve},
     {"server", "tls_cert", &ServerConfig::tls_cert, PathRule::kResolve},
     {"server", "tls_key", &ServerConfig::tls_key, PathRule::kResolve},
     {"server", "join", &ServerConfig::join_url},
+    {"server", "insecure_http", &ServerConfig::insecure_http},
     {"tee", "backend", &ServerConfig::tee_backend},
     {"tee", "enclave_binary", &ServerConfig::enclave_binary, PathRule::kResolve},
     {"tee", "sim_key_dir", &ServerConfig::sim_key_dir, PathRule::kResolve},
@@ -304,6 +305,9 @@ Status AssignField(const FieldSpec& field, const toml::node& node, ServerConfig&
 Status CheckConsistency(const ServerConfig& config) {
   if (config.data_dir.empty()) return InvalidArgument("server.data_dir is required");
   if (config.custody_path.empty()) return InvalidArgument("server.custody is required");
+  if (config.insecure_http && !config.tls_cert.empty()) {
+    return InvalidArgument("server.insecure_http and server.tls_cert exclude each other");
+  }
   if (config.tls_cert.empty() != config.tls_key.empty()) {
     return InvalidArgument(
         "server.tls_cert and server.tls_key must be given together (both or neither)");

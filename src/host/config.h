@@ -1,7 +1,7 @@
 // The appliance server's configuration file. `custos server --config server.toml` reads one
 // TOML file (docs/server.example.toml is a commented example) with three tables:
 //
-//   [server]   listen, data_dir, custody, tls_cert, tls_key, join
+//   [server]   listen, data_dir, custody, tls_cert, tls_key, insecure_http, join
 //   [tee]      backend, enclave_binary, sim_key_dir, sim_product_id, sim_svn, sim_debug,
 //              gramine_root, tsm_root
 //   [cluster]  collateral
@@ -36,10 +36,13 @@ struct ServerConfig {
   // [server] custody (required, path): the custody.json this node serves under.
   std::string custody_path;
   // [server] tls_cert, tls_key (paths, both or neither): PEM certificate chain (leaf first) and
-  // its PEM private key. Neither means plain HTTP (the channel to the trusted core is
-  // protected end to end by SIGMA, not by TLS).
+  // its PEM private key. Neither: the server makes a self-signed identity in data_dir/tls at
+  // its first start (net/tls_identity.h) and serves HTTPS with it.
   std::string tls_cert;
   std::string tls_key;
+  // [server] insecure_http (boolean): serve plain HTTP (with a warning) instead. KMS plaintexts,
+  // data keys, admin tokens and new access-key secrets then cross the network in clear.
+  bool insecure_http = false;
   // [server] join (optional): base URL (http:// or https://, checked by net::ParseUrl) of an
   // unsealed node of the same cluster to join instead of waiting for a quorum unseal.
   std::string join_url;

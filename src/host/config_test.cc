@@ -198,8 +198,8 @@ TEST(ServerConfigTest, DocumentedExampleParses) {
     uncommented += line + "\n";
     start = end + 1;
   }
-  EXPECT_EQ(uncommented_keys, 6u);  // tls_cert, tls_key, join, enclave_binary, sim_key_dir,
-                                    // collateral
+  EXPECT_EQ(uncommented_keys, 7u);  // tls_cert, tls_key, insecure_http, join, enclave_binary,
+                                    // sim_key_dir, collateral
   auto all = ParseServerConfig(uncommented, "/etc/custos");
   ASSERT_TRUE(all.ok()) << all.status().ToString();
   EXPECT_EQ(all->tls_key, "/etc/custos/tls/server.key");
@@ -313,6 +313,8 @@ TEST(ServerConfigTest, RefusesHalfOfTls) {
   EXPECT_EQ(Refusal(WithServer("tls_cert = \"c.pem\"")), want);
   EXPECT_EQ(Refusal(WithServer("tls_key = \"k.pem\"")), want);
   EXPECT_EQ(Refusal(WithServer("tls_cert = \"c.pem\"\ntls_key = \"\"")), want);
+  EXPECT_EQ(Refusal(WithServer("tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ninsecure_http = true")),
+            "server.toml: server.insecure_http and server.tls_cert exclude each other");
 }
 
 TEST(ServerConfigTest, ListenMustCarryAPort) {

@@ -180,6 +180,8 @@ class Cluster {
     if (k.tls) {
       for (std::string a : {std::string("--tls-cert"), tls_dir + "/cert.pem", std::string("--tls-key"), tls_dir + "/key.pem"})
         args.push_back(a);
+    } else {
+      args.push_back("--insecure-http");  // these suites test the protocols, not the transport
     }
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     k.log = base + ".err";
@@ -283,7 +285,8 @@ class ApplianceNodes {
     if (n.port == 0) n.port = FreePort();
     n.config = n.dir + "/server.toml";
     std::ofstream(n.config) << "[server]\nlisten = \"127.0.0.1:" << n.port << "\"\ndata_dir = \"data\"\n"
-                            << "custody = \"" << custody_ << "\"\n" << extra_server << "[tee]\nbackend = \"sim\"\n"
+                            << "custody = \"" << custody_ << "\"\ninsecure_http = true\n" << extra_server
+                            << "[tee]\nbackend = \"sim\"\n"
                             << "sim_key_dir = \"" << c_.P("sim-platform") << "\"\n" << extra_tee;
     n.log = n.dir + "/server" + std::to_string(c_.seq++) + ".err";
     n.pid = Spawn({Bin(), "server", "--config", n.config}, c_.env, n.dir + "/server.out", n.log);
