@@ -208,7 +208,13 @@ struct KeeperPair {
     SecretBytes pass = SecretBytes::CopyFrom(std::string_view("bench passphrase"));
     Start(p1, "P1", custody::Domain::kProvider, pass, kdf);
     Start(c1, "C1", custody::Domain::kCustomer, pass, kdf);
+    crypto::SigningKey admin = crypto::SigningKey::Generate();
+    for (InProcessKeeper* k : {&p1, &c1})
+      if (Status st = k->store->AddClient("operator", admin.verifying_key().point(), keeper::ClientRole::kAdmin);
+          !st.ok())
+        Die("allowlist", st);
     ceremony::DkgCeremonyOptions opts;
+    opts.admin_keys = {&admin};
     opts.provider_urls = {p1.url};
     opts.customer_urls = {c1.url};
     custody = Must(ceremony::RunDkg(opts), "DKG ceremony");

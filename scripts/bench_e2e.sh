@@ -59,6 +59,7 @@ free_port() {
 new_keeper() {
   "$CUSTOS" keeper init --dir "$1" --domain "$2" --id "$3" "${KDF[@]}" >/dev/null
   "$CUSTOS" keeper allow --dir "$1" --client client.key.pub >/dev/null
+  "$CUSTOS" keeper allow --dir "$1" --client admin.key.pub --role admin >/dev/null  # approves the DKG
   local attempt port pid
   for attempt in 1 2 3 4 5; do
     port=$(free_port)
@@ -83,6 +84,8 @@ log "custos: $CUSTOS"
 log "work dir: $WORK ($(stat -f -c %T "$WORK"))"
 log "load before: $(uptime)"
 "$CUSTOS" client init --out client.key >/dev/null
+"$CUSTOS" client init --out admin.key >/dev/null
+export CUSTOS_CLIENT_KEY="$PWD/admin.key"
 
 # ---- (a) DKG, 1 provider + 3-of-5 customers, fresh keepers per run ----
 : >dkg_ms.txt

@@ -209,6 +209,9 @@ for k in P1 C1 C2 C3; do
     >>"$work/logs/dual-setup.log" 2>&1 || { tail -n 20 "$work/logs/dual-setup.log" >&2; fail "custos keeper init $k"; }
   "$custos" keeper allow --dir "$work/dual/$k" --client "$work/dual/app.key.pub" \
     >>"$work/logs/dual-setup.log" 2>&1 || { tail -n 20 "$work/logs/dual-setup.log" >&2; fail "custos keeper allow $k"; }
+  [ -e "$work/dual/admin.key" ] || "$custos" client init --out "$work/dual/admin.key" >>"$work/logs/dual-setup.log" 2>&1
+  "$custos" keeper allow --dir "$work/dual/$k" --client "$work/dual/admin.key.pub" --role admin \
+    >>"$work/logs/dual-setup.log" 2>&1 || { tail -n 20 "$work/logs/dual-setup.log" >&2; fail "custos keeper allow admin $k"; }
   port="$(free_port)"
   "$custos" keeper serve --dir "$work/dual/$k" --listen "127.0.0.1:$port" --insecure-http >"$work/logs/keeper-$k.log" 2>&1 &
   keeper_pids+=($!)
@@ -223,6 +226,7 @@ custody="$work/dual/custody.json"
 client_key="$work/dual/app.key"
 "$custos" ceremony dkg --provider "${keeper_url[P1]}" --provider-threshold 1 \
   --customer "${keeper_url[C1]},${keeper_url[C2]},${keeper_url[C3]}" --customer-threshold 2 --out "$custody" \
+  --client-key "$work/dual/admin.key" \
   >>"$work/logs/dual-setup.log" 2>&1 || { tail -n 20 "$work/logs/dual-setup.log" >&2; fail "custos ceremony dkg"; }
 echo "keepers: P1 (provider, 1-of-1) + C1..C3 (customer, 2-of-3) at ${keeper_url[P1]} ${keeper_url[C1]} ${keeper_url[C2]} ${keeper_url[C3]}; custody.json written"
 

@@ -17,15 +17,17 @@ trap cleanup EXIT
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 cd "$W"
 declare -A URL
+"$BIN" client init --out admin.key >/dev/null   # approves the DKG on every keeper
 for spec in P1:provider C1:customer C2:customer C3:customer; do
   id=${spec%%:*}; dom=${spec##*:}; p=$(port)
   "$BIN" keeper init --dir "$id" --domain "$dom" --id "$id" --kdf-memory-kib 4096 --kdf-iterations 1 >/dev/null
+  "$BIN" keeper allow --dir "$id" --client admin.key.pub --role admin >/dev/null
   "$BIN" keeper serve --dir "$id" --listen "127.0.0.1:$p" --insecure-http >"$id.log" 2>&1 & pids+=($!)
   URL[$id]="http://127.0.0.1:$p"
 done
 sleep 1
 "$BIN" ceremony dkg --provider "${URL[P1]}" --provider-threshold 1 \
-  --customer "${URL[C1]},${URL[C2]},${URL[C3]}" --customer-threshold 2 --out custody.json >/dev/null 2>&1
+  --customer "${URL[C1]},${URL[C2]},${URL[C3]}" --customer-threshold 2 --out custody.json --client-key admin.key >/dev/null 2>&1
 SP=$(port)
 printf '[server]\nlisten = "127.0.0.1:%s"\ndata_dir = "node"\ncustody = "custody.json"\ninsecure_http = true\n' "$SP" > server.toml
 SURL="http://127.0.0.1:$SP"

@@ -36,7 +36,9 @@ say "Four keepers: P1 for the cloud provider, C1..C3 for the customer company"
 run "$CUSTOS" keeper init --dir P1 --domain provider --id P1 "${KDF[@]}"
 for i in 1 2 3; do run "$CUSTOS" keeper init --dir C$i --domain customer --id C$i "${KDF[@]}"; done
 for k in P1 C1 C2 C3; do run "$CUSTOS" keeper allow --dir $k --client app.key.pub; done
-say "The customer's security officer gets an admin key: only admins may authorise a reshare"
+say "Operators' admin keys: a keeper joins a DKG or deals in a reshare only with its operator's approval"
+run "$CUSTOS" client init --out operator.key
+run "$CUSTOS" keeper allow --dir P1 --client operator.key.pub --role admin
 run "$CUSTOS" client init --out officer.key
 for k in C1 C2 C3; do run "$CUSTOS" keeper allow --dir $k --client officer.key.pub --role admin; done
 start_keeper P1 "$(port 0)"
@@ -45,7 +47,7 @@ for i in 1 2 3; do start_keeper C$i "$(port $i)"; done
 say "Dealerless key generation: provider 1-of-1 AND customer 2-of-3; nobody ever holds the key"
 run "$CUSTOS" ceremony dkg --provider "http://127.0.0.1:$(port 0)" --provider-threshold 1 \
   --customer "http://127.0.0.1:$(port 1),http://127.0.0.1:$(port 2),http://127.0.0.1:$(port 3)" \
-  --customer-threshold 2 --out custody.json
+  --customer-threshold 2 --out custody.json --client-key operator.key,officer.key
 run "$CUSTOS" custody verify --custody custody.json
 
 say "Encrypt a file: no keeper is contacted, only the joint public key is used"

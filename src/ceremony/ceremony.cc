@@ -72,20 +72,31 @@ struct DomainOutcome {
 // RunDomainOnce runs the 7 GJKR rounds among `ps`. Returns the agreed result JSON, with each
 // keeper's proof of possession of its new share under "possession_proofs".
 StatusOr<json> RunDomainOnce(std::vector<Participant*>& ps, Domain domain, uint32_t threshold,
-                             const Bytes& session, std::ostream* log) {
+                             const Bytes& session, const std::vector<const crypto::SigningKey*>& admin_keys,
+                             std::ostream* log) {
   json pops = json::object();
   json params = {{"domain", custody::DomainName(domain)}, {"threshold", threshold},
                  {"participants", json::array()}};
   for (Participant* p : ps) params["participants"].push_back(EntryJson(*p));
   std::map<std::string, crypto::VerifyingKey> keys;
   for (Participant* p : ps) keys.emplace(p->id, crypto::VerifyingKey::FromPoint(p->identity_key));
+  // Each keeper starts the session only with its own operator's approval of these exact
+  // parameters (participants with their keys, threshold) under this session id.
+  json auths = json::array();
+  for (const crypto::SigningKey* k : admin_keys)
+    auths.push_back(keeper::ClientAuthorization::Create(
+                        *k, "dkg", crypto::Sha256Bytes(Concat({session, AsBytes(params.dump())})))
+                        .ToJson());
   json messages = json::array();
   for (int round = 1; round <= 7; ++round) {
     json next = json::array();
     json results = json::array();
     for (Participant* p : ps) {
       json body = {{"session", HexEncode(session)}, {"round", round}};
-      if (round == 1) body["params"] = params;
+      if (round == 1) {
+        body["params"] = params;
+        body["authorization"] = auths;
+      }
       else body["messages"] = messages;
       auto r = p->client->Call("/v1/dkg/round", body);
       if (!r.ok()) return r.status().WithContext("DKG round " + std::to_string(round));
@@ -121,7 +132,7 @@ StatusOr<json> RunDomainOnce(std::vector<Participant*>& ps, Domain domain, uint3
 }
 
 StatusOr<DomainOutcome> RunDomain(std::vector<Participant>& all, Domain domain, uint32_t threshold,
-                                  std::ostream* log) {
+                                  const std::vector<const crypto::SigningKey*>& admin_keys, std::ostream* log) {
   if (threshold < 1 || threshold > all.size())
     return InvalidArgument(std::string(custody::DomainName(domain)) +
                            " threshold must be between 1 and the number of keepers");
@@ -133,7 +144,7 @@ StatusOr<DomainOutcome> RunDomain(std::vector<Participant>& all, Domain domain, 
     out.session = crypto::RandomBytes(16);
     Log(log, "DKG " + std::string(custody::DomainName(domain)) + ": " + std::to_string(ps.size()) +
                  " keepers, threshold " + std::to_string(threshold));
-    ASSIGN_OR_RETURN(json result, RunDomainOnce(ps, domain, threshold, out.session, log));
+    ASSIGN_OR_RETURN(json result, RunDomainOnce(ps, domain, threshold, out.session, admin_keys, log));
     const json& dq = result["disqualified"];
     if (dq.is_object() && !dq.empty()) {
       // Name every cheater, then run again without them so they hold nothing of the result.
@@ -202,13 +213,19 @@ Status Endorse(CustodyDescriptor& d, const std::vector<Endorser>& order) {
 }  // namespace
 
 StatusOr<CustodyDescriptor> RunDkg(const DkgCeremonyOptions& opts) {
+  if (opts.admin_keys.empty())
+    return InvalidArgument(
+        "a DKG needs admin client keys (one allowlisted as admin on each keeper): pass --client-key or set "
+        "CUSTOS_CLIENT_KEY");
   ASSIGN_OR_RETURN(auto provider, Contact(opts.provider_urls, Domain::kProvider, opts.ca_file));
   ASSIGN_OR_RETURN(auto customer, Contact(opts.customer_urls, Domain::kCustomer, opts.ca_file));
   for (auto& p : provider)
     for (auto& c : customer)
       if (p.id == c.id) return InvalidArgument("keeper id " + p.id + " appears in both domains");
-  ASSIGN_OR_RETURN(DomainOutcome po, RunDomain(provider, Domain::kProvider, opts.provider_threshold, opts.log));
-  ASSIGN_OR_RETURN(DomainOutcome co, RunDomain(customer, Domain::kCustomer, opts.customer_threshold, opts.log));
+  ASSIGN_OR_RETURN(DomainOutcome po,
+                   RunDomain(provider, Domain::kProvider, opts.provider_threshold, opts.admin_keys, opts.log));
+  ASSIGN_OR_RETURN(DomainOutcome co,
+                   RunDomain(customer, Domain::kCustomer, opts.customer_threshold, opts.admin_keys, opts.log));
   CustodyDescriptor d;
   d.epoch = 1;
   d.ceremony_id = crypto::RandomBytes(16);

@@ -16,6 +16,9 @@ namespace custos::ceremony {
 struct DkgCeremonyOptions {
   std::vector<std::string> provider_urls, customer_urls;
   uint32_t provider_threshold = 1, customer_threshold = 1;
+  // Admin client keys approving the DKG: each keeper starts only if one of them is an admin on
+  // its own allowlist (one key per keeper operator, each allowed only on its own keeper).
+  std::vector<const crypto::SigningKey*> admin_keys;
   std::string ca_file;
   std::ostream* log = nullptr;  // progress and named cheaters; may be null
 };

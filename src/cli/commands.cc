@@ -327,10 +327,14 @@ Status KeeperAuditVerify(const std::string& dir, const std::string& custody_path
 
 // ---- ceremonies ----
 
+StatusOr<std::vector<crypto::SigningKey>> ResolveAdminKeys(const std::string& flag, const char* what);
+
 Status CeremonyDkg(const std::string& provider, uint32_t pt, const std::string& customer, uint32_t ct,
-                   const std::string& out, const std::string& ca_file) {
+                   const std::string& out, const std::string& client_key, const std::string& ca_file) {
   if (FileExists(out)) return AlreadyExists("refusing to overwrite " + out);
   ceremony::DkgCeremonyOptions o;
+  ASSIGN_OR_RETURN(std::vector<crypto::SigningKey> keys, ResolveAdminKeys(client_key, "a DKG"));
+  for (const auto& k : keys) o.admin_keys.push_back(&k);
   o.provider_urls = SplitList(provider);
   o.customer_urls = SplitList(customer);
   o.provider_threshold = pt;
@@ -344,15 +348,15 @@ Status CeremonyDkg(const std::string& provider, uint32_t pt, const std::string& 
 }
 
 // ResolveAdminKeys loads the comma-separated admin key files from the flag or CUSTOS_CLIENT_KEY.
-StatusOr<std::vector<crypto::SigningKey>> ResolveAdminKeys(const std::string& flag) {
+StatusOr<std::vector<crypto::SigningKey>> ResolveAdminKeys(const std::string& flag, const char* what) {
   std::string paths = flag;
   if (paths.empty()) {
     const char* env = std::getenv("CUSTOS_CLIENT_KEY");
     if (env != nullptr) paths = env;
   }
   if (paths.empty())
-    return InvalidArgument(
-        "resharing needs an admin client key: pass --client-key or set CUSTOS_CLIENT_KEY");
+    return InvalidArgument(std::string(what) +
+                           " needs an admin client key: pass --client-key or set CUSTOS_CLIENT_KEY");
   std::vector<crypto::SigningKey> keys;
   for (const std::string& p : SplitList(paths)) {
     ASSIGN_OR_RETURN(crypto::SigningKey k, keeper::ReadClientKey(p));
@@ -371,7 +375,7 @@ Status CeremonyReshare(const std::string& custody_path, const std::string& domai
   ASSIGN_OR_RETURN(o.domain, custody::ParseDomain(domain));
   o.new_urls = SplitList(keepers);
   o.new_threshold = t;
-  ASSIGN_OR_RETURN(std::vector<crypto::SigningKey> keys, ResolveAdminKeys(client_key));
+  ASSIGN_OR_RETURN(std::vector<crypto::SigningKey> keys, ResolveAdminKeys(client_key, "resharing"));
   for (const auto& k : keys) o.admin_keys.push_back(&k);
   o.ca_file = ca_file;
   for (const std::string& a : appliances)
@@ -598,8 +602,11 @@ int Main(int argc, char** argv) {
   dkg->add_option("--customer", customer_urls, "URL[,URL...]")->required();
   dkg->add_option("--customer-threshold", ct)->required();
   dkg->add_option("--out", out)->required();
+  dkg->add_option("--client-key", client_key,
+                  "admin key file(s) approving the DKG, comma-separated (else CUSTOS_CLIENT_KEY): each keeper "
+                  "needs one of its own admins");
   dkg->add_option("--ca-file", ca_file);
-  dkg->callback([&] { run(CeremonyDkg(provider_urls, pt, customer_urls, ct, out, ca_file)); });
+  dkg->callback([&] { run(CeremonyDkg(provider_urls, pt, customer_urls, ct, out, client_key, ca_file)); });
 
   auto* reshare = cer->add_subcommand("reshare", "re-deal one domain to new keepers");
   reshare->add_option("--custody", custody_path)->required();

@@ -317,7 +317,18 @@ Status DevDeployment::RunDkgIfNeeded() {
   if (FileExists(dir_ + "/server/" + std::string(host::kEnvelopeFile)))
     return FailedPrecondition("the appliance has an envelope but " + custody_path +
                               " is missing; remove " + dir_ + " to start over");
+  // The operator's approval every keeper requires for a DKG: one dev admin key, allowed as
+  // admin on the four keepers and kept in D/keepers/admin.key (dev mode: one person plays every
+  // keeper operator).
+  std::string admin_path = dir_ + "/keepers/admin.key";
+  if (!FileExists(admin_path)) RETURN_IF_ERROR(keeper::WriteClientKey(admin_path, crypto::SigningKey::Generate()));
+  ASSIGN_OR_RETURN(crypto::SigningKey admin, keeper::ReadClientKey(admin_path));
+  for (DevKeeper& k : keepers_) {
+    Status st = k.store->AddClient("dev-admin", admin.verifying_key().point(), keeper::ClientRole::kAdmin);
+    if (!st.ok() && st.code() != ErrorCode::kAlreadyExists) return st.WithContext("keeper " + k.store->id());
+  }
   ceremony::DkgCeremonyOptions o;
+  o.admin_keys = {&admin};
   o.provider_urls = {keepers_[0].url};
   for (size_t i = 1; i < keepers_.size(); ++i) o.customer_urls.push_back(keepers_[i].url);
   o.provider_threshold = 1;

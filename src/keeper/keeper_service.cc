@@ -1,5 +1,6 @@
 #include "keeper/keeper_service.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -162,6 +163,34 @@ StatusOr<json> KeeperService::Info() {
   return j;
 }
 
+// AcceptAdminAuthorization finds, among the one or several ClientAuthorizations in `auths` (one
+// per keeper operator, say), one for `action` over `subject`, validly signed by a key this keeper
+// allowlists as admin. It does not check freshness (the caller does, once its other checks pass).
+StatusOr<ClientAuthorization> KeeperService::AcceptAdminAuthorization(const json& auths, std::string_view action,
+                                                                      ByteSpan subject, std::string* client_name) const {
+  if (!auths.is_array() && !auths.is_object()) return InvalidArgument("bad 'authorization'");
+  Status refusal = PermissionDenied("no authorisation given");
+  for (const json& aj : auths.is_array() ? auths : json::array({auths})) {
+    ASSIGN_OR_RETURN(ClientAuthorization auth, ClientAuthorization::FromJson(aj));
+    if (auth.action != action || !std::equal(auth.subject.begin(), auth.subject.end(), subject.begin(), subject.end())) {
+      refusal = PermissionDenied("authorization does not cover this " + std::string(action == "dkg" ? "DKG" : action) +
+                                 (action == "dkg" ? " (participants, threshold, session)" : " proposal"));
+      continue;
+    }
+    if (!crypto::VerifyingKey::FromPoint(auth.client_key).Verify(auth.Message(), auth.sig).ok()) {
+      refusal = PermissionDenied("authorization signature does not verify");
+      continue;
+    }
+    Status st = CheckAllowedClient(auth.client_key, client_name, ClientRole::kAdmin);
+    if (!st.ok()) {
+      refusal = st;
+      continue;
+    }
+    return auth;
+  }
+  return refusal;
+}
+
 // ---- DKG ----
 
 StatusOr<json> KeeperService::DkgRound(const json& body) {
@@ -175,6 +204,15 @@ StatusOr<json> KeeperService::DkgRound(const json& body) {
       return FailedPrecondition("keeper already holds an active share; a new DKG would replace it");
     if (!body.contains("params")) return InvalidArgument("round 1 needs 'params'");
     const json& p = body["params"];
+    // Only a DKG this keeper's operator approved, with exactly these participants (their
+    // identity and HPKE keys: the peers are pinned by the approval), starts a session here, so a
+    // stranger can neither fill nor reset nor evict ceremony sessions.
+    if (!body.contains("authorization"))
+      return PermissionDenied("a DKG needs the approval of an admin of this keeper: ceremony dkg --client-key");
+    std::string client_name;
+    ASSIGN_OR_RETURN(ClientAuthorization auth,
+                     AcceptAdminAuthorization(body["authorization"], "dkg",
+                                              crypto::Sha256Bytes(Concat({session, AsBytes(p.dump())})), &client_name));
     ASSIGN_OR_RETURN(std::string domain, GetString(p, "domain"));
     if (domain != custody::DomainName(store_.domain()))
       return InvalidArgument("this keeper belongs to domain " +
@@ -202,6 +240,7 @@ StatusOr<json> KeeperService::DkgRound(const json& body) {
       }
     }
     if (me == 0) return InvalidArgument("this keeper is not among the DKG participants");
+    RETURN_IF_ERROR(CheckFreshNonce(auth.nonce, auth.timestamp));
     ASSIGN_OR_RETURN(auto hk, hpke::PrivateKey::FromBytes(secrets.hpke.ToBytes()));
     ASSIGN_OR_RETURN(auto participant,
                      threshold::DkgParticipant::Create(
@@ -680,33 +719,10 @@ StatusOr<json> KeeperService::ReshareDeal(const json& body) {
     return InvalidArgument("missing 'proposal' or 'authorization'");
   const json& proposal = body["proposal"];
   if (!proposal.is_object()) return InvalidArgument("'proposal' must be an object");
-  // One or more authorisations (e.g. one per keeper operator); any admin of ours suffices.
-  const json& auths = body["authorization"];
-  if (!auths.is_array() && !auths.is_object()) return InvalidArgument("bad 'authorization'");
   Bytes subject = crypto::Sha256Bytes(Concat({session, AsBytes(proposal.dump())}));
   std::string client_name;
-  Status refusal = PermissionDenied("no authorisation given");
-  std::optional<ClientAuthorization> accepted;
-  for (const json& aj : auths.is_array() ? auths : json::array({auths})) {
-    ASSIGN_OR_RETURN(ClientAuthorization auth, ClientAuthorization::FromJson(aj));
-    if (auth.action != "reshare" || auth.subject != subject) {
-      refusal = PermissionDenied("authorization does not cover this reshare proposal");
-      continue;
-    }
-    if (!crypto::VerifyingKey::FromPoint(auth.client_key).Verify(auth.Message(), auth.sig).ok()) {
-      refusal = PermissionDenied("authorization signature does not verify");
-      continue;
-    }
-    Status st = CheckAllowedClient(auth.client_key, &client_name, ClientRole::kAdmin);
-    if (!st.ok()) {
-      refusal = st;
-      continue;
-    }
-    accepted = std::move(auth);
-    break;
-  }
-  if (!accepted) return refusal;
-  const ClientAuthorization& auth = *accepted;
+  ASSIGN_OR_RETURN(ClientAuthorization auth,
+                   AcceptAdminAuthorization(body["authorization"], "reshare", subject, &client_name));
   ASSIGN_OR_RETURN(CustodyDescriptor custody, ActiveCustody());
   ASSIGN_OR_RETURN(Bytes fp, GetHex(proposal, "custody_fp"));
   if (fp != custody.Fingerprint()) return FailedPrecondition("proposal names another custody");

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "keeper/keeper_store.h"
+#include "keeper/protocol.h"
 #include "net/http.h"
 #include "threshold/dkg.h"
 #include "threshold/reshare.h"
@@ -56,6 +57,8 @@ class KeeperService {
   StatusOr<Json> EscrowGet(const Json& body);
   StatusOr<std::pair<std::string, Bytes>> LocateEscrow(const Json& body) const;
   StatusOr<Json> ReshareDeal(const Json& body);
+  StatusOr<ClientAuthorization> AcceptAdminAuthorization(const Json& auths, std::string_view action,
+                                                         ByteSpan subject, std::string* client_name) const;
   StatusOr<Json> ReshareReceive(const Json& body);
   // KnownAppliances lists the appliance URLs this keeper released to (from its audit log).
   Json KnownAppliances() const;

@@ -649,6 +649,17 @@ class KeeperServiceTest : public ::testing::Test {
     store_ = MustInit(dir_, "p1");
     ASSERT_NE(store_, nullptr);
     service_ = std::make_unique<KeeperService>(*store_, FaultInjection{});
+    ASSERT_OK(store_->AddClient("operator", admin_.verifying_key().point(), ClientRole::kAdmin));
+  }
+
+  // Authorize adds the keeper operator's approval of a round-1 request's params and session.
+  json Authorize(json req, const crypto::SigningKey* key = nullptr) {
+    Bytes session = HexDecode(req["session"].get<std::string>()).value();
+    req["authorization"] = json::array({ClientAuthorization::Create(
+                                            key ? *key : admin_, "dkg",
+                                            crypto::Sha256Bytes(Concat({session, AsBytes(req["params"].dump())})))
+                                            .ToJson()});
+    return req;
   }
 
   net::HttpResponse Call(const std::string& method, const std::string& target,
@@ -703,6 +714,7 @@ class KeeperServiceTest : public ::testing::Test {
   std::string dir_;
   std::unique_ptr<KeeperStore> store_;
   std::unique_ptr<KeeperService> service_;
+  crypto::SigningKey admin_ = crypto::SigningKey::Generate();
 };
 
 // The provider hands a blob only to whoever proves the recovery secret; guesses lock the blob
@@ -819,8 +831,8 @@ TEST_F(KeeperServiceTest, ClientRemovalAndRoleChangeAreInForceAtOnce) {
   ASSERT_OK(store_->SetClientRole(key, ClientRole::kAdmin));
   auto list = store_->LoadAllowlist();
   ASSERT_OK(list.status());
-  ASSERT_EQ(list->size(), 1u);
-  EXPECT_EQ((*list)[0].role, ClientRole::kAdmin);
+  ASSERT_EQ(list->size(), 2u);  // the fixture's operator, and alice
+  EXPECT_EQ((*list)[1].role, ClientRole::kAdmin);
   ASSERT_OK(store_->RemoveClient(key));
   EXPECT_THAT(ErrorOf(Call("POST", "/v1/partial", body.dump()), 403), HasSubstr("not on this keeper's allowlist"));
   EXPECT_EQ(store_->RemoveClient(key).code(), ErrorCode::kNotFound);
@@ -862,9 +874,31 @@ TEST_F(KeeperServiceTest, PartialBeforeDkgNamesTheCheck) {
   EXPECT_THAT(ErrorOf(Call("POST", "/v1/partial", body.dump()), 400), HasSubstr("p2"));
 }
 
+// A DKG session starts only with the approval of one of this keeper's admins, over exactly these
+// participants (their keys are pinned by it), this threshold and this session; so a stranger
+// can neither create, reset nor evict ceremony sessions.
+TEST_F(KeeperServiceTest, DkgRound1NeedsItsOperatorsApproval) {
+  json req = Round1(json::array({Me(1), Stranger("p2", 2)}), 2);
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/dkg/round", req.dump()), 403), HasSubstr("approval of an admin"));
+  crypto::SigningKey stranger = crypto::SigningKey::Generate();
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/dkg/round", Authorize(req, &stranger).dump()), 403),
+              HasSubstr("not on this keeper's allowlist"));
+  crypto::SigningKey app = crypto::SigningKey::Generate();
+  ASSERT_OK(store_->AddClient("app", app.verifying_key().point(), ClientRole::kDecrypt));
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/dkg/round", Authorize(req, &app).dump()), 403), HasSubstr("not as an admin"));
+  // An approval of other participants (a swapped peer key) does not cover this request.
+  json approved = Authorize(req);
+  approved["params"]["participants"][1] = Stranger("p2", 2);
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/dkg/round", approved.dump()), 403), HasSubstr("does not cover this DKG"));
+  json ok = Authorize(req);
+  ASSERT_EQ(Call("POST", "/v1/dkg/round", ok.dump()).status, 200);
+  // The same approval cannot restart (reset) the session.
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/dkg/round", ok.dump()), 403), HasSubstr("already used"));
+}
+
 TEST_F(KeeperServiceTest, DkgRound1WithoutThisKeeperIs400) {
   json participants = json::array({Stranger("p2", 1), Stranger("p3", 2)});
-  auto r = Call("POST", "/v1/dkg/round", Round1(participants, 2).dump());
+  auto r = Call("POST", "/v1/dkg/round", Authorize(Round1(participants, 2)).dump());
   EXPECT_THAT(ErrorOf(r, 400), HasSubstr("not among the DKG participants"));
   // A later round of that session finds nothing.
   json round2 = {{"session", HexEncode(Bytes(16, 0x33))}, {"round", 2}, {"messages", json::array()}};
@@ -873,21 +907,21 @@ TEST_F(KeeperServiceTest, DkgRound1WithoutThisKeeperIs400) {
 
 TEST_F(KeeperServiceTest, DkgRound1RefusesOtherKeysForThisKeeper) {
   json participants = json::array({Stranger("p1", 1), Stranger("p2", 2)});
-  auto r = Call("POST", "/v1/dkg/round", Round1(participants, 1).dump());
+  auto r = Call("POST", "/v1/dkg/round", Authorize(Round1(participants, 1)).dump());
   EXPECT_THAT(ErrorOf(r, 400), HasSubstr("other keys"));
 }
 
 TEST_F(KeeperServiceTest, DkgRound1RefusesOtherDomainAndRepeatedIds) {
   json req = Round1(json::array({Me(1), Stranger("p2", 2)}), 1);
   req["params"]["domain"] = "customer";
-  EXPECT_THAT(ErrorOf(Call("POST", "/v1/dkg/round", req.dump()), 400), HasSubstr("domain"));
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/dkg/round", Authorize(req).dump()), 400), HasSubstr("domain"));
   req = Round1(json::array({Me(1), Stranger("p1", 2)}), 1);
-  EXPECT_THAT(ErrorOf(Call("POST", "/v1/dkg/round", req.dump()), 400), HasSubstr("repeats"));
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/dkg/round", Authorize(req).dump()), 400), HasSubstr("repeats"));
 }
 
 TEST_F(KeeperServiceTest, DkgRound1DealsASignedMessage) {
   json participants = json::array({Me(1), Stranger("p2", 2), Stranger("p3", 3)});
-  auto r = Call("POST", "/v1/dkg/round", Round1(participants, 2).dump());
+  auto r = Call("POST", "/v1/dkg/round", Authorize(Round1(participants, 2)).dump());
   ASSERT_EQ(r.status, 200) << r.body;
   auto m = SignedMessage::FromJson(json::parse(r.body)["message"]);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
@@ -918,14 +952,14 @@ TEST_F(KeeperServiceTest, MistypedOptionalFieldsAre400NotExceptions) {
   EXPECT_THAT(ErrorOf(r, 400), HasSubstr("keeper_id"));
   json p = Me(1);
   p["url"] = 5;
-  r = Call("POST", "/v1/dkg/round", Round1(json::array({p}), 1).dump());
+  r = Call("POST", "/v1/dkg/round", Authorize(Round1(json::array({p}), 1)).dump());
   EXPECT_THAT(ErrorOf(r, 400), HasSubstr("url"));
   p["url"] = nullptr;
-  EXPECT_THAT(ErrorOf(Call("POST", "/v1/dkg/round", Round1(json::array({p}), 1).dump()), 400),
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/dkg/round", Authorize(Round1(json::array({p}), 1)).dump()), 400),
               HasSubstr("url"));
   // Without a url the entry is still accepted.
   p.erase("url");
-  EXPECT_EQ(Call("POST", "/v1/dkg/round", Round1(json::array({p}), 1).dump()).status, 200);
+  EXPECT_EQ(Call("POST", "/v1/dkg/round", Authorize(Round1(json::array({p}), 1)).dump()).status, 200);
 }
 
 TEST_F(KeeperServiceTest, NonUtf8KeeperIdInRequestIsAJsonError) {

@@ -74,7 +74,7 @@ class CoCustody : public ::testing::Test {
                      "--provider-threshold", "1", "--customer",
                      c->keepers["C1"].url() + "," + c->keepers["C2"].url() + "," +
                          c->keepers["C3"].url(),
-                     "--customer-threshold", "2", "--out", custody});
+                     "--customer-threshold", "2", "--out", custody, "--client-key", c->P("dkg-admin.key")});
     ASSERT_EQ(r.code, 0) << r.err;
     const char* mib = std::getenv("CUSTOS_E2E_LARGE_MIB");
     size_t large = (mib ? std::stoul(mib) : 100) << 20;
@@ -512,7 +512,7 @@ TEST(DkgCeremony, CheatingDealerIsExcluded) {
                   "1", "--customer",
                   c.keepers["C1"].url() + "," + c.keepers["C2"].url() + "," +
                       c.keepers["C3"].url() + "," + c.keepers["C4"].url(),
-                  "--customer-threshold", "2", "--out", custody});
+                  "--customer-threshold", "2", "--out", custody, "--client-key", c.P("dkg-admin.key")});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("keeper C3 disqualified"), std::string::npos) << r.err;
   auto d = custody::CustodyDescriptor::Load(custody).value();
@@ -548,12 +548,13 @@ TEST(TlsKeepers, CeremonyAndDecryptOverHttps) {
   std::string custody = c.P("custody.json");
   // Without the CA the certificate is not trusted.
   auto r = c.Run({"ceremony", "dkg", "--provider", c.keepers["P1"].url(), "--provider-threshold", "1",
-                  "--customer", c.keepers["C1"].url(), "--customer-threshold", "1", "--out", custody});
+                  "--customer", c.keepers["C1"].url(), "--customer-threshold", "1", "--out", custody,
+                  "--client-key", c.P("dkg-admin.key")});
   EXPECT_NE(r.code, 0);
   EXPECT_FALSE(fs::exists(custody));
   r = c.Run({"ceremony", "dkg", "--provider", c.keepers["P1"].url(), "--provider-threshold", "1",
              "--customer", c.keepers["C1"].url(), "--customer-threshold", "1", "--out", custody,
-             "--ca-file", ca});
+             "--ca-file", ca, "--client-key", c.P("dkg-admin.key")});
   ASSERT_EQ(r.code, 0) << r.err;
   ASSERT_OK(WriteFileAtomic(c.P("f.txt"), std::string_view("over tls\n")));
   ASSERT_EQ(c.Run({"encrypt", "--custody", custody, "--in", c.P("f.txt"), "--out", c.P("f.cus")}).code, 0);

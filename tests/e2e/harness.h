@@ -160,6 +160,10 @@ class Cluster {
     ASSERT_EQ(r.code, 0) << r.err;
     r = Run({"keeper", "allow", "--dir", P(id), "--client", P("app.key.pub")});
     ASSERT_EQ(r.code, 0) << r.err;
+    // The operators' approval of a DKG (one test key stands for every keeper operator).
+    if (!fs::exists(P("dkg-admin.key"))) ASSERT_EQ(Run({"client", "init", "--out", P("dkg-admin.key")}).code, 0);
+    r = Run({"keeper", "allow", "--dir", P(id), "--client", P("dkg-admin.key.pub"), "--role", "admin"});
+    ASSERT_EQ(r.code, 0) << r.err;
     keepers[id].dir = P(id);
     keepers[id].port = FreePort();
   }
@@ -226,7 +230,7 @@ inline void StartCoCustody(Cluster& c, std::string& custody) {
   auto r = c.Run({"ceremony", "dkg", "--provider", c.keepers["P1"].url(), "--provider-threshold", "1",
                   "--customer",
                   c.keepers["C1"].url() + "," + c.keepers["C2"].url() + "," + c.keepers["C3"].url(),
-                  "--customer-threshold", "2", "--out", custody});
+                  "--customer-threshold", "2", "--out", custody, "--client-key", c.P("dkg-admin.key")});
   ASSERT_EQ(r.code, 0) << r.err;
 }
 

@@ -23,6 +23,8 @@ done
 work="$(mktemp -d "${TMPDIR:-/tmp}/custos-guide.XXXXXX")"
 cleanup() {
   local rc=$?
+  # The walkthrough runs in its own process group: end all of it, whatever pid files say.
+  [ -n "${walk_pid:-}" ] && kill -TERM -- "-$walk_pid" 2>/dev/null
   # Whatever the walkthrough left running (it records every process in NAME.pid).
   for f in "$work"/*.pid; do
     [ -e "$f" ] || continue
@@ -55,11 +57,12 @@ if [ "$blocks" -lt 5 ] || [ ! -s "$work/walkthrough.sh" ]; then
   echo "found $blocks walkthrough blocks in $GUIDE: nothing to run" >&2; exit 1
 fi
 
-# Twelve consecutive free loopback ports for the keepers and nodes.
+# Twelve consecutive free loopback ports for the keepers and nodes, below Linux's ephemeral
+# range (32768-60999: a port an outgoing connection holds cannot be listened on).
 port_free() { ! (: < "/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
 base=""
 for _ in $(seq 50); do
-  b=$(( 20000 + RANDOM % 30000 ))
+  b=$(( 10000 + RANDOM % 20000 ))
   ok=1
   for p in $(seq "$b" $((b + 11))); do port_free "$p" || { ok=0; break; }; done
   [ $ok = 1 ] && { base=$b; break; }
@@ -68,12 +71,20 @@ done
 
 echo "guide: $blocks blocks, $(wc -l < "$work/walkthrough.sh") lines from $GUIDE; ports $base.."
 start=$(date +%s)
+set -m  # the walkthrough gets its own process group (cleanup ends the whole group)
 (
   cd "$work"
   export PATH="$BIN_DIR:/usr/bin:$PATH" HOST=127.0.0.1 PORT_BASE="$base"
-  unset CUSTOS_CA_FILE AWS_CA_BUNDLE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY CUSTOS_ENDPOINT
-  exec timeout --kill-after=10 "${GUIDE_TIMEOUT:-240}" bash -euo pipefail -x walkthrough.sh
-) 2>&1 | sed -E "s/(SECRET[A-Z_]*=)[^ '\"]*/\1***/g" > "$work/trace.log"
-rc=${PIPESTATUS[0]}
+  unset CUSTOS_CA_FILE AWS_CA_BUNDLE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY CUSTOS_ENDPOINT CUSTOS_ADMIN_TOKEN_FILE
+  exec timeout --foreground --kill-after=10 "${GUIDE_TIMEOUT:-240}" bash -euo pipefail -x walkthrough.sh
+) > "$work/raw.log" 2>&1 &
+walk_pid=$!
+wait "$walk_pid"
+rc=$?
+set +m
+# The trace shows sourced credentials: mask them (the processes the walkthrough started are
+# still running here, so nothing may wait for their output: they write to files, not a pipe).
+sed -E "s/(SECRET[A-Z_]*=)[^ '\"]*/\1***/g" "$work/raw.log" > "$work/trace.log"
+rm -f "$work/raw.log"
 echo "guide: walkthrough exit $rc in $(( $(date +%s) - start )) s"
 exit $rc
