@@ -292,6 +292,15 @@ std::string Appliance::Metrics() {
   out += "custos_sealed " + std::string(st.ok() && !st->value("sealed", true) ? "0" : "1") + "\n";
   out += "# HELP custos_core_up 1 while the trusted core answers.\n# TYPE custos_core_up gauge\n";
   out += "custos_core_up " + std::string(st.ok() ? "1" : "0") + "\n";
+  out += "# HELP custos_core_restarts_total Trusted cores that died and were restarted (sealed).\n"
+         "# TYPE custos_core_restarts_total counter\n";
+  out += "custos_core_restarts_total " + std::to_string(restarts_.load()) + "\n";
+  out += "# HELP custos_sys_throttled_total /v1/sys requests turned away for too many failures from their address.\n"
+         "# TYPE custos_sys_throttled_total counter\n";
+  out += "custos_sys_throttled_total " + std::to_string(sys_failures_.refused()) + "\n";
+  out += "# HELP custos_sigma_throttled_total SIGMA handshakes refused for too many from one address.\n"
+         "# TYPE custos_sigma_throttled_total counter\n";
+  out += "custos_sigma_throttled_total " + std::to_string(sigma_sources_.refused()) + "\n";
   return out;
 }
 
@@ -356,6 +365,17 @@ const std::vector<Appliance::Route>& Appliance::Routes() {
 net::HttpResponse Appliance::Handle(const net::HttpRequest& req) {
   std::string path = req.target.substr(0, req.target.find('?'));
   if (path == "/" && req.method == "POST") return api_->Handle(req);
+  // The control plane: an address whose requests keep failing (a stranger probing admin routes,
+  // malformed bodies, refused handshakes) is turned away before any work for the window.
+  std::string source = net::ClientAddress(req.remote);
+  if (!sys_failures_.Allowed(source))
+    return net::ErrorResponse(Unavailable("too many failed requests from this address: wait and retry"));
+  net::HttpResponse out = HandleSys(req, path);
+  if (out.status >= 400) sys_failures_.Record(source);
+  return out;
+}
+
+net::HttpResponse Appliance::HandleSys(const net::HttpRequest& req, const std::string& path) {
   if (path == "/metrics" && req.method == "GET") {
     // Per-operation counts and the sealed state are the operator's business.
     if (!IsAdmin(req)) return net::ErrorResponse(PermissionDenied(kAdminTokenNeeded));

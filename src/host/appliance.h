@@ -105,6 +105,7 @@ class Appliance {
   void StartJoin();
   using Json = nlohmann::json;
   struct Route;
+  net::HttpResponse HandleSys(const net::HttpRequest& request, const std::string& path);
   static const std::vector<Route>& Routes();
   bool IsAdmin(const net::HttpRequest& request) const;
   StatusOr<Json> Health(const net::HttpRequest& request, const Json& body);
@@ -152,6 +153,8 @@ class Appliance {
   // Handshakes started per client address: 20 per 10 s (a keeper releases at most every
   // interval, 2 s by default; the core keeps 64 pending sessions).
   net::SourceLimiter sigma_sources_{20, std::chrono::seconds(10)};
+  // Failed /v1/sys requests per client address: 100 per 10 s, then 503 for the window.
+  net::SourceLimiter sys_failures_{100, std::chrono::seconds(10)};
   std::thread maintenance_thread_;
 };
 

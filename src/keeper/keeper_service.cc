@@ -97,6 +97,20 @@ bool SameDomain(const custody::DomainRecord& a, const custody::DomainRecord& b) 
 }  // namespace
 
 net::HttpResponse KeeperService::Handle(const net::HttpRequest& req) {
+  // A client address whose requests keep failing (guesses, floods, malformed bodies) is turned
+  // away before any parse or lock for the rest of the window; good requests are never counted.
+  std::string source = net::ClientAddress(req.remote);
+  if (!failures_.Allowed(source)) {
+    net::HttpResponse too_many = JsonResponse(429, json{{"error", "rate_limited"},
+                                                        {"message", "too many failed requests from this address: wait and retry"}});
+    return too_many;
+  }
+  net::HttpResponse out = Route(req);
+  if (out.status >= 400) failures_.Record(source);
+  return out;
+}
+
+net::HttpResponse KeeperService::Route(const net::HttpRequest& req) {
   using Handler = StatusOr<json> (KeeperService::*)(const json&);
   static const std::map<std::string, Handler> kPostRoutes = {
       {"/v1/dkg/round", &KeeperService::DkgRound},

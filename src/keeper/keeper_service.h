@@ -23,6 +23,7 @@
 #include "keeper/keeper_store.h"
 #include "keeper/protocol.h"
 #include "net/http.h"
+#include "net/source_limiter.h"
 #include "threshold/dkg.h"
 #include "threshold/reshare.h"
 
@@ -44,6 +45,8 @@ class KeeperService {
   KeeperService(KeeperStore& store, FaultInjection faults);
   // Handle dispatches one request; it is safe to call from several threads.
   net::HttpResponse Handle(const net::HttpRequest& req);
+  // refused_by_limiter counts requests turned away for too many failures from their address.
+  uint64_t refused_by_limiter() const { return failures_.refused(); }
 
  private:
   using Json = nlohmann::json;
@@ -56,6 +59,7 @@ class KeeperService {
   StatusOr<Json> EscrowParams(const Json& body);
   StatusOr<Json> EscrowGet(const Json& body);
   StatusOr<std::pair<std::string, Bytes>> LocateEscrow(const Json& body) const;
+  net::HttpResponse Route(const net::HttpRequest& req);
   StatusOr<Json> ReshareDeal(const Json& body);
   StatusOr<ClientAuthorization> AcceptAdminAuthorization(const Json& auths, std::string_view action,
                                                          ByteSpan subject, std::string* client_name) const;
@@ -95,6 +99,8 @@ class KeeperService {
   std::map<std::string, ReshareSession> reshare_;  // session hex -> state
   std::deque<std::string> dkg_order_, reshare_order_;  // session ids, oldest first
   std::map<std::string, uint64_t> seen_nonces_;    // nonce hex -> time first seen
+  // Failed requests per client address: 100 per 10 s, then 429 until the window ends.
+  net::SourceLimiter failures_{100, std::chrono::seconds(10)};
   // Failed escrow fetches per "custody fp/keeper id" in the current window (escrow.h).
   struct EscrowFailures {
     uint64_t window_start = 0;

@@ -782,6 +782,25 @@ TEST_F(KeeperServiceTest, EscrowBlobGoesOnlyToTheRecoverySecretAndGuessingLocksI
               ::testing::HasSubstr("re-export"));
 }
 
+// An address that keeps failing (here: malformed bodies) is turned away with 429 before any
+// parse, for the rest of the window; other addresses are served.
+TEST_F(KeeperServiceTest, RepeatedFailuresFromOneAddressAreThrottled) {
+  int refused = 0, throttled = 0;
+  for (int i = 0; i < 150; ++i) {
+    auto r = Call("POST", "/v1/partial", "[[[[not json");
+    refused += r.status == 400;
+    throttled += r.status == 429;
+  }
+  EXPECT_EQ(refused, 100);
+  EXPECT_EQ(throttled, 50);
+  EXPECT_EQ(service_->refused_by_limiter(), 50u);
+  net::HttpRequest other;
+  other.method = "GET";
+  other.target = "/v1/keeper";
+  other.remote = "10.0.0.7:5555";
+  EXPECT_EQ(service_->Handle(other).status, 200);
+}
+
 TEST_F(KeeperServiceTest, InfoReturnsIdentity) {
   for (const char* target : {"/v1/keeper", "/v1/health"}) {
     auto r = Call("GET", target, "");
