@@ -63,8 +63,12 @@ void AddAutoReleaseFlags(CLI::App* serve, AutoReleaseFlags& f) {
 
 namespace {
 
-Status Server(const std::string& config_path) {
+Status Server(const std::string& config_path, bool insecure_http) {
   ASSIGN_OR_RETURN(host::ServerConfig config, host::LoadServerConfig(config_path));
+  if (insecure_http) {
+    if (!config.tls_cert.empty()) return InvalidArgument("--insecure-http and [server] tls_cert exclude each other");
+    config.insecure_http = true;
+  }
   // TLS by default: without a configured certificate the node makes (once) and uses its own.
   if (config.insecure_http) {
     Log("warn", "host",
@@ -198,7 +202,7 @@ void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<voi
   // The strings live as long as `app` (they are captured by the callbacks).
   static std::string config, url, ca_file, pass_file, policy, collateral, token_file;
   static std::vector<std::string> dirs;
-  static bool dev = false;
+  static bool dev = false, insecure_http = false;
   static DevModeOptions dev_options;
   auto* server = app.add_subcommand("server", "run an appliance node (host + trusted core)");
   auto* config_opt =
@@ -207,6 +211,9 @@ void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<voi
       "--dev", dev,
       "development only: in-process keepers, DKG, init, unseal and an access key in one command");
   config_opt->excludes(dev_flag);
+  server->add_flag("--insecure-http", insecure_http,
+                   "serve plain HTTP (as [server] insecure_http = true; development only)")
+      ->excludes(dev_flag);
   server
       ->add_option("--listen", dev_options.listen,
                    "with --dev: loopback HOST:PORT (default 127.0.0.1:8200)")
@@ -219,7 +226,7 @@ void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<voi
     if (dev) return run(RunDevMode(dev_options));
     if (config.empty())
       return run(InvalidArgument("server needs --config (or --dev for a development setup)"));
-    run(Server(config));
+    run(Server(config, insecure_http));
   });
 
   auto* op = app.add_subcommand("operator", "appliance operations")->require_subcommand(1);

@@ -84,6 +84,14 @@ TEST(TlsByDefault, KeeperAndApplianceServeHttpsWithAPinnableSelfSignedIdentity) 
   EXPECT_THAT(ReadAll(ndir + "/2.err"), HasSubstr(*first));
   ::kill(node, SIGTERM);
   waitpid(node, nullptr, 0);
+  // Plain HTTP for the appliance too only when asked for, with a warning.
+  node = Spawn({Bin(), "server", "--config", ndir + "/server.toml", "--insecure-http"}, c.env, ndir + "/out",
+               ndir + "/3.err");
+  EXPECT_TRUE(WaitFor([&] { return Answers("http://127.0.0.1:" + std::to_string(nport), "", "/v1/sys/health"); }))
+      << ReadAll(ndir + "/3.err");
+  EXPECT_THAT(ReadAll(ndir + "/3.err"), HasSubstr("serving plain HTTP"));
+  ::kill(node, SIGTERM);
+  waitpid(node, nullptr, 0);
 }
 
 }  // namespace
