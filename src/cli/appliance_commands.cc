@@ -76,7 +76,7 @@ Status Server(const std::string& config_path, bool insecure_http) {
         "access-key secrets cross the network in clear; for development behind a trusted network only");
   } else if (config.tls_cert.empty()) {
     ASSIGN_OR_RETURN(net::TlsIdentity id, net::EnsureSelfSignedIdentity(config.data_dir + "/tls",
-                                                                       net::ListenHost(config.listen),
+                                                                       net::HostPart(config.listen),
                                                                        "custos appliance"));
     config.tls_cert = id.cert_file;
     config.tls_key = id.key_file;

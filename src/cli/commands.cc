@@ -157,7 +157,7 @@ Status KeeperServe(const std::string& dir, const std::string& listen, const std:
         "serving plain HTTP (--insecure-http): requests, client keys and escrow blobs cross the network in "
         "clear (partials stay HPKE-sealed); for development only");
   } else if (cert.empty()) {
-    ASSIGN_OR_RETURN(net::TlsIdentity id, net::EnsureSelfSignedIdentity(dir + "/tls", net::ListenHost(listen),
+    ASSIGN_OR_RETURN(net::TlsIdentity id, net::EnsureSelfSignedIdentity(dir + "/tls", net::HostPart(listen),
                                                                        "custos keeper " + store->id()));
     cert = id.cert_file;
     key = id.key_file;

@@ -367,7 +367,7 @@ net::HttpResponse Appliance::Handle(const net::HttpRequest& req) {
   if (path == "/" && req.method == "POST") return api_->Handle(req);
   // The control plane: an address whose requests keep failing (a stranger probing admin routes,
   // malformed bodies, refused handshakes) is turned away before any work for the window.
-  std::string source = net::ClientAddress(req.remote);
+  std::string source = net::HostPart(req.remote);
   if (!sys_failures_.Allowed(source))
     return net::ErrorResponse(Unavailable("too many failed requests from this address: wait and retry"));
   net::HttpResponse out = HandleSys(req, path);
@@ -481,7 +481,7 @@ StatusOr<json> Appliance::SigmaRespond(const net::HttpRequest& req, const json& 
   // Each message 1 costs the core fresh evidence and a pending session slot: a client address
   // gets kSigmaRespondsPerWindow of them per window, so one source cannot push a keeper's
   // handshake out of the core's pending slots (a keeper needs one per release).
-  if (!sigma_sources_.TryTake(net::ClientAddress(req.remote)))
+  if (!sigma_sources_.TryTake(net::HostPart(req.remote)))
     return Unavailable("too many SIGMA handshakes from this address: retry in a few seconds");
   ASSIGN_OR_RETURN(Bytes m1, net::GetBase64(body, "message1"));
   ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kSigmaRespond, {m1}));

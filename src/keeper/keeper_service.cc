@@ -99,7 +99,7 @@ bool SameDomain(const custody::DomainRecord& a, const custody::DomainRecord& b) 
 net::HttpResponse KeeperService::Handle(const net::HttpRequest& req) {
   // A client address whose requests keep failing (guesses, floods, malformed bodies) is turned
   // away before any parse or lock for the rest of the window; good requests are never counted.
-  std::string source = net::ClientAddress(req.remote);
+  std::string source = net::HostPart(req.remote);
   if (!failures_.Allowed(source)) {
     net::HttpResponse too_many = JsonResponse(429, json{{"error", "rate_limited"},
                                                         {"message", "too many failed requests from this address: wait and retry"}});

@@ -213,7 +213,7 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
 
   // Failed authentications are bounded per client address and claimed access key id before the
   // signature is even looked at.
-  std::string limiter_key = net::ClientAddress(req.remote) + "/" + ClaimedAccessKeyId(req);
+  std::string limiter_key = net::HostPart(req.remote) + "/" + ClaimedAccessKeyId(req);
   if (!auth_failures_.Allowed(limiter_key))
     return fail(400, "ThrottlingException",
                 "too many failed authentications from this address for this access key id: wait and retry");

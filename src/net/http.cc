@@ -115,6 +115,15 @@ std::string ErrorBody(std::string_view code, std::string_view message) {
   return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+std::string HostPart(std::string_view host_port) {
+  if (!host_port.empty() && host_port.front() == '[') {
+    size_t close = host_port.find(']');
+    return std::string(close == std::string_view::npos ? host_port : host_port.substr(1, close - 1));
+  }
+  size_t colon = host_port.rfind(':');
+  return std::string(colon == std::string_view::npos ? host_port : host_port.substr(0, colon));
+}
+
 int HttpStatusFor(ErrorCode code) {
   switch (code) {
     case ErrorCode::kOk: return 200;

@@ -63,6 +63,10 @@ struct Url {
 // not belong in a URL. Error messages never quote the input, which may hold credentials.
 StatusOr<Url> ParseUrl(std::string_view text);
 
+// HostPart returns the host of "host:port" or "[v6]:port" ("1.2.3.4:5678" -> "1.2.3.4",
+// "[::1]:80" -> "::1"): a listen address, or an HttpRequest::remote (the client's address).
+std::string HostPart(std::string_view host_port);
+
 // ErrorBody renders the JSON error body every custos endpoint uses:
 // {"error":"<code>","message":"<message>"}. The message must already be safe to show.
 std::string ErrorBody(std::string_view code, std::string_view message);

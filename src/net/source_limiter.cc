@@ -45,13 +45,4 @@ uint64_t SourceLimiter::refused() const {
   return refused_;
 }
 
-std::string ClientAddress(const std::string& remote) {
-  if (!remote.empty() && remote.front() == '[') {
-    size_t close = remote.find(']');
-    return close == std::string::npos ? remote : remote.substr(1, close - 1);
-  }
-  size_t colon = remote.rfind(':');
-  return colon == std::string::npos ? remote : remote.substr(0, colon);
-}
-
 }  // namespace custos::net

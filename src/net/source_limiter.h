@@ -45,8 +45,4 @@ class SourceLimiter {
   uint64_t refused_ = 0;
 };
 
-// ClientAddress returns the host part of an HttpRequest::remote ("1.2.3.4:5678" -> "1.2.3.4",
-// "[::1]:80" -> "::1").
-std::string ClientAddress(const std::string& remote);
-
 }  // namespace custos::net

@@ -74,15 +74,6 @@ std::string FingerprintOf(X509* cert) {
 
 }  // namespace
 
-std::string ListenHost(const std::string& listen) {
-  if (!listen.empty() && listen.front() == '[') {
-    size_t close = listen.find(']');
-    return close == std::string::npos ? listen : listen.substr(1, close - 1);
-  }
-  size_t colon = listen.rfind(':');
-  return colon == std::string::npos ? listen : listen.substr(0, colon);
-}
-
 StatusOr<std::string> CertificateFingerprint(const std::string& pem_file) {
   ASSIGN_OR_RETURN(std::string pem, ReadFileString(pem_file));
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));

@@ -29,7 +29,4 @@ StatusOr<TlsIdentity> EnsureSelfSignedIdentity(const std::string& dir, const std
 // CertificateFingerprint returns the SHA-256 fingerprint of the first certificate in a PEM file.
 StatusOr<std::string> CertificateFingerprint(const std::string& pem_file);
 
-// ListenHost returns the host part of "host:port" / "[v6]:port".
-std::string ListenHost(const std::string& listen);
-
 }  // namespace custos::net
