@@ -1,4 +1,4 @@
-// Cost of checking attestation evidence (src/attestation/dcap.h, sim_evidence.h): what a keeper
+// Cost of checking attestation evidence (src/protocol/attestation/dcap.h, sim_evidence.h): what a keeper
 // spends per quote before it trusts an appliance. The DCAP figures use the real Intel quotes and
 // PCS collateral in ../shared/testdata/dcap (the dcap-qvl vectors, also used by dcap_test.cc),
 // verified at a time inside both collaterals' validity windows. docs/benchmarks.md records a run.
@@ -27,8 +27,8 @@
 #include <string>
 #include <system_error>
 
-#include "attestation/dcap.h"
-#include "attestation/sim_evidence.h"
+#include "protocol/attestation/dcap.h"
+#include "protocol/attestation/sim_evidence.h"
 #include "common/file.h"
 #include "crypto/random.h"
 

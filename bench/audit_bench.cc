@@ -10,10 +10,10 @@
 #include <filesystem>
 #include <string>
 
-#include "audit/chain.h"
+#include "protocol/audit/chain.h"
 #include "crypto/ecdsa.h"
-#include "host/audit_writer.h"
-#include "store/store.h"
+#include "appliance/host/audit_writer.h"
+#include "appliance/store/store.h"
 
 namespace custos {
 namespace {

@@ -19,9 +19,9 @@
 #include <filesystem>
 
 #include "crypto/random.h"
-#include "custody/custody.h"
-#include "ecall/kms_calls.h"
-#include "host/enclave_process.h"
+#include "protocol/custody/custody.h"
+#include "appliance/ecall/kms_calls.h"
+#include "appliance/host/enclave_process.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Throughput of the STREAM layer (src/files/stream.h): per-chunk sealing and opening in memory,
+// Throughput of the STREAM layer (src/protocol/stream/stream.h): per-chunk sealing and opening in memory,
 // and whole 256 MiB streams through file descriptors backed by memfd (RAM, not a disk; each run
 // writes a freshly truncated memfd, as writing a new object would). scripts/bench_stream.sh
 // compares these with `openssl speed`.
@@ -10,7 +10,7 @@
 #include <cstdlib>
 
 #include "crypto/random.h"
-#include "files/stream.h"
+#include "protocol/stream/stream.h"
 
 namespace custos::files {
 namespace {

@@ -28,16 +28,16 @@
 #include <string>
 #include <vector>
 
-#include "ceremony/ceremony.h"
+#include "client/ceremony/ceremony.h"
 #include "crypto/hash.h"
 #include "crypto/hpke.h"
 #include "crypto/random.h"
-#include "keeper/keeper_service.h"
-#include "keeper/keeper_store.h"
-#include "keeper/protocol.h"
+#include "keeper/daemon/keeper_service.h"
+#include "keeper/daemon/keeper_store.h"
+#include "keeper/api/protocol.h"
 #include "net/http_server.h"
-#include "threshold/dkg.h"
-#include "threshold/partial.h"
+#include "protocol/threshold/dkg.h"
+#include "protocol/threshold/partial.h"
 
 namespace custos {
 namespace {

@@ -1,4 +1,4 @@
-// Fuzzes the custody descriptor parser (src/custody/custody.h). custody.json reaches keepers in
+// Fuzzes the custody descriptor parser (src/protocol/custody/custody.h). custody.json reaches keepers in
 // endorse/activate/reshare requests and the CLI from disk, so Parse, CheckStructure and Verify
 // must never crash on any text. A descriptor that parses must also survive its own
 // serialization: ToJsonString -> Parse gives the same fingerprint and the same signatures, and
@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "custody/custody.h"
+#include "protocol/custody/custody.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using custos::custody::CustodyDescriptor;

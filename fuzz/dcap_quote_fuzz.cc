@@ -1,4 +1,4 @@
-// Fuzzes the DCAP parsers (src/attestation/): quotes and collateral reach a keeper from the
+// Fuzzes the DCAP parsers (src/protocol/attestation/): quotes and collateral reach a keeper from the
 // appliance being attested, i.e. from the party it does not trust, so ParseDcapQuote,
 // ParseCollateralJson, ParseAttestationPolicyJson and VerifyDcapQuote must never crash on any
 // bytes. Each input is offered to every parser. A quote that parses must be self-consistent:
@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "attestation/dcap.h"
-#include "attestation/dcap_quote.h"
+#include "protocol/attestation/dcap.h"
+#include "protocol/attestation/dcap_quote.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace custos::attestation;

@@ -1,5 +1,5 @@
 // Fuzzes the binary decoders of the threshold protocols: the six GJKR DKG round messages
-// (src/threshold/dkg.h), ReshareDeal (reshare.h), PartialDecryption (partial.h) and DleqProof
+// (src/protocol/threshold/dkg.h), ReshareDeal (reshare.h), PartialDecryption (partial.h) and DleqProof
 // (dleq.h). The first input byte selects the decoder, the rest is the message. Every message a
 // keeper relays or receives goes through one of these, so a decoder must never crash, and
 // whatever it accepts must survive Encode -> Decode -> Encode unchanged. Formats without maps
@@ -10,10 +10,10 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "threshold/dkg.h"
-#include "threshold/dleq.h"
-#include "threshold/partial.h"
-#include "threshold/reshare.h"
+#include "protocol/threshold/dkg.h"
+#include "protocol/threshold/dleq.h"
+#include "protocol/threshold/partial.h"
+#include "protocol/threshold/reshare.h"
 
 namespace custos::threshold {
 namespace {

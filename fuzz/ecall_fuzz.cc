@@ -1,4 +1,4 @@
-// Fuzzes the host-enclave call interface (src/ecall/ecall.h). The enclave decodes requests the
+// Fuzzes the host-enclave call interface (src/appliance/ecall/ecall.h). The enclave decodes requests the
 // untrusted host wrote, and the host decodes responses from a process it launched but does not
 // control, so Request::Decode, Response::Decode and ReadFrame must never crash on any bytes.
 // Each input is offered to both decoders; whatever decodes must be canonical (its encoding is
@@ -17,8 +17,8 @@
 #include <optional>
 #include <vector>
 
-#include "ecall/ecall.h"
-#include "ecall/kms_calls.h"
+#include "appliance/ecall/ecall.h"
+#include "appliance/ecall/kms_calls.h"
 
 namespace custos::ecall {
 namespace {

@@ -1,4 +1,4 @@
-// Fuzzes the trusted core's call entry point (src/enclave/core.h). Every request payload comes
+// Fuzzes the trusted core's call entry point (src/appliance/enclave/core.h). Every request payload comes
 // from the untrusted host, so EnclaveCore::Handle must never crash on any bytes, and must always
 // answer with a response the host can decode (ecall::Response::Decode): an undecodable answer
 // would let a hostile request turn an error into a broken channel. Cores are built at first use
@@ -29,13 +29,13 @@
 #include <memory>
 #include <string>
 
-#include "attestation/tee_adapters.h"
+#include "protocol/attestation/tee_adapters.h"
 #include "crypto/random.h"
-#include "custody/custody.h"
-#include "ecall/ecall.h"
-#include "ecall/kms_calls.h"
-#include "enclave/core.h"
-#include "threshold/shamir.h"
+#include "protocol/custody/custody.h"
+#include "appliance/ecall/ecall.h"
+#include "appliance/ecall/kms_calls.h"
+#include "appliance/enclave/core.h"
+#include "protocol/threshold/shamir.h"
 
 namespace custos::enclave {
 namespace {

@@ -5,7 +5,7 @@
 #include <cstdlib>
 
 #include "crypto/p256.h"
-#include "files/dual_control.h"
+#include "protocol/envelope/dual_control.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace custos;

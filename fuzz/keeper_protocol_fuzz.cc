@@ -1,4 +1,4 @@
-// Fuzzes the keeper wire formats (src/keeper/protocol.h, escrow.h, keeper_store.h): the binary
+// Fuzzes the keeper wire formats (src/keeper/api/protocol.h, escrow.h, keeper_store.h): the binary
 // PartialRequest a requester signs, the EscrowBlob a provider keeper stores for a customer
 // keeper, the KeeperSecrets encoding inside state.sealed and escrow blobs, and the JSON forms of
 // SignedMessage and ClientAuthorization. The first byte selects the parser. Binary formats must
@@ -12,9 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "keeper/escrow.h"
-#include "keeper/keeper_store.h"
-#include "keeper/protocol.h"
+#include "keeper/daemon/escrow.h"
+#include "keeper/daemon/keeper_store.h"
+#include "keeper/api/protocol.h"
 
 namespace custos::keeper {
 namespace {

@@ -1,4 +1,4 @@
-// Fuzzes the keeper daemon's request handlers (src/keeper/keeper_service.h) through
+// Fuzzes the keeper daemon's request handlers (src/keeper/daemon/keeper_service.h) through
 // KeeperService::Handle, the function the HTTP server calls with whatever a peer sent.
 //
 // Two keepers live in one private directory made once per process, both with weak Argon2id
@@ -20,8 +20,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "keeper/keeper_service.h"
-#include "keeper/keeper_store.h"
+#include "keeper/daemon/keeper_service.h"
+#include "keeper/daemon/keeper_store.h"
 
 namespace custos::keeper::fuzz {
 

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "ecall/kms_calls.h"
+#include "appliance/ecall/kms_calls.h"
 
 namespace custos::ecall {
 namespace {

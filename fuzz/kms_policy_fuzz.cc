@@ -1,4 +1,4 @@
-// Fuzzes the KMS key policy parser and evaluator (src/kms/policy.h). Key policies are written
+// Fuzzes the KMS key policy parser and evaluator (src/appliance/kms/policy.h). Key policies are written
 // by whoever may PutKeyPolicy on a key, parsed when stored and again whenever the store is
 // read, and evaluated on every request to the key.
 //
@@ -16,7 +16,7 @@
 #include <string_view>
 #include <utility>
 
-#include "kms/policy.h"
+#include "appliance/kms/policy.h"
 
 namespace {
 

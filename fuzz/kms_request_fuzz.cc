@@ -1,4 +1,4 @@
-// Fuzzes the KMS request handling after authentication (src/kms/service.h): the JSON shape of
+// Fuzzes the KMS request handling after authentication (src/appliance/kms/service.h): the JSON shape of
 // all 32 operations — types, ranges, base64, encryption contexts, tags, policies, markers,
 // key references. The first input byte picks the operation; the rest is the JSON body, in
 // which the token "$K" is replaced by the id of a key that exists (so mutations reach past key
@@ -18,8 +18,8 @@
 #include <string>
 
 #include "crypto/random.h"
-#include "ecall/kms_calls.h"
-#include "kms/service.h"
+#include "appliance/ecall/kms_calls.h"
+#include "appliance/kms/service.h"
 
 namespace {
 

@@ -8,9 +8,9 @@
 #include <cstdlib>
 #include <string>
 
-#include "files/stream.h"
-#include "objects/object_format.h"
-#include "objects/transfer.h"
+#include "protocol/stream/stream.h"
+#include "client/objects/object_format.h"
+#include "client/objects/transfer.h"
 
 namespace custos::objects {
 namespace {

@@ -1,4 +1,4 @@
-// Fuzzes the unseal and join record decoders and the envelope origin file (src/sigma/release.h). These are the plaintexts of
+// Fuzzes the unseal and join record decoders and the envelope origin file (src/protocol/sigma/release.h). These are the plaintexts of
 // SIGMA records: a keeper or a joining enclave authenticates first, but an authenticated peer is
 // still an untrusted author of these bytes, so no decoder may crash on any input. Every input
 // is offered to every decoder; each one checks the type byte first, so at most one accepts, and
@@ -9,7 +9,7 @@
 #include <cstdlib>
 
 #include "common/secret.h"
-#include "sigma/release.h"
+#include "protocol/sigma/release.h"
 
 namespace custos::sigma {
 namespace {

@@ -1,4 +1,4 @@
-// Fuzzes the S3 XML parsers (src/objects/internal/s3_xml.h), which read whatever an S3 endpoint
+// Fuzzes the S3 XML parsers (src/client/objects/internal/s3_xml.h), which read whatever an S3 endpoint
 // (or anything pretending to be one) sends back: error bodies, InitiateMultipartUploadResult and
 // ListBucketResult pages. Every input goes to each parser.
 //
@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "objects/internal/s3_xml.h"
+#include "client/objects/internal/s3_xml.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Fuzzes the server.toml parser (src/host/config.h). The file is operator input, but a parser
+// Fuzzes the server.toml parser (src/appliance/host/config.h). The file is operator input, but a parser
 // that crashes, or leaks file content into an error that ends up in a log, on a malformed file
 // is a defect. Properties checked: no crash; every refusal is kInvalidArgument with a
 // printable one-line message labelled "server.toml: "; an accepted config has its required
@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "host/config.h"
+#include "appliance/host/config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using custos::host::ParseServerConfig;

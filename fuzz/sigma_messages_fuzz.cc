@@ -1,4 +1,4 @@
-// Fuzzes the SIGMA-I parsers (src/sigma/messages.h, channel.h): the three handshake message
+// Fuzzes the SIGMA-I parsers (src/protocol/sigma/messages.h, channel.h): the three handshake message
 // decoders, the two sealed authentication payloads, and SecureChannel::Open under fixed keys.
 // The first byte selects the parser. Decoders must be canonical (an accepted input is exactly
 // the encoding of what was decoded). Open must refuse everything not sealed under its keys: a
@@ -8,8 +8,8 @@
 #include <cstdlib>
 
 #include "common/secret.h"
-#include "sigma/channel.h"
-#include "sigma/messages.h"
+#include "protocol/sigma/channel.h"
+#include "protocol/sigma/messages.h"
 
 namespace custos::sigma {
 namespace {

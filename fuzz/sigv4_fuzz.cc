@@ -1,4 +1,4 @@
-// Fuzzes SigV4 verification (src/kms/sigv4.h), the first code that touches every KMS API
+// Fuzzes SigV4 verification (src/net/sigv4.h), the first code that touches every KMS API
 // request. The input is "<Authorization header value>\n<query string>": the first part
 // (absent when empty) becomes the Authorization header, the rest the query of a fixed
 // KMS-shaped POST verified at a fixed time against one fixed credential.
@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "kms/sigv4.h"
+#include "net/sigv4.h"
 
 namespace {
 

@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "attestation/sim_evidence.h"
+#include "protocol/attestation/sim_evidence.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto v = custos::attestation::VerifySimEvidence(custos::ByteSpan(data, size));

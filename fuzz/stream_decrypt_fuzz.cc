@@ -1,4 +1,4 @@
-// Fuzzes the STREAM decryptor (src/files/stream.h) with a fixed key. Arbitrary bytes cannot carry
+// Fuzzes the STREAM decryptor (src/protocol/stream/stream.h) with a fixed key. Arbitrary bytes cannot carry
 // a valid tag, so the hostile-input half exercises the framing: the layout derived from a length,
 // chunk splitting, the final-chunk detection of DecryptStream and the range arithmetic of
 // DecryptRange; it must never crash, and must never report success. The other half treats the
@@ -13,7 +13,7 @@
 #include <cstring>
 #include <string_view>
 
-#include "files/stream.h"
+#include "protocol/stream/stream.h"
 
 namespace custos::files {
 namespace {

@@ -7,13 +7,13 @@
 #include <thread>
 #include <vector>
 
-#include "attestation/dcap.h"
+#include "protocol/attestation/dcap.h"
 #include "cli/dev_mode.h"
 #include "common/file.h"
 #include "common/log.h"
-#include "host/appliance.h"
-#include "host/config.h"
-#include "keeper/keeper_service.h"
+#include "appliance/host/appliance.h"
+#include "appliance/host/config.h"
+#include "keeper/daemon/keeper_service.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
 #include "net/tls_identity.h"

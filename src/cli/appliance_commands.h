@@ -8,7 +8,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/status.h"
-#include "keeper/release.h"
+#include "keeper/daemon/release.h"
 
 namespace custos::cli {
 

@@ -4,10 +4,10 @@
 #include <iostream>
 #include <optional>
 
-#include "audit/verify.h"
+#include "protocol/audit/verify.h"
 #include "crypto/ecdsa.h"
-#include "host/appliance.h"
-#include "store/store.h"
+#include "appliance/host/appliance.h"
+#include "appliance/store/store.h"
 
 namespace custos::cli {
 

@@ -11,11 +11,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "audit/chain.h"
+#include "protocol/audit/chain.h"
 #include "cli/commands.h"
 #include "crypto/ecdsa.h"
 #include "gmock/gmock.h"
-#include "store/store.h"
+#include "appliance/store/store.h"
 #include "tests/testing/testing.h"
 
 namespace custos::cli {

@@ -16,17 +16,17 @@
 #include <thread>
 #include <vector>
 
-#include "attestation/dcap.h"
-#include "ceremony/ceremony.h"
+#include "protocol/attestation/dcap.h"
+#include "client/ceremony/ceremony.h"
 #include "common/file.h"
 #include "common/log.h"
 #include "crypto/random.h"
-#include "custody/custody.h"
-#include "host/appliance.h"
-#include "host/config.h"
-#include "keeper/keeper_service.h"
-#include "keeper/keeper_store.h"
-#include "keeper/release.h"
+#include "protocol/custody/custody.h"
+#include "appliance/host/appliance.h"
+#include "appliance/host/config.h"
+#include "keeper/daemon/keeper_service.h"
+#include "keeper/daemon/keeper_store.h"
+#include "keeper/daemon/release.h"
 #include "net/http_server.h"
 
 namespace custos::cli {

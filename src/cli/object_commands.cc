@@ -9,9 +9,9 @@
 #include <filesystem>
 #include <iostream>
 
-#include "keeper/protocol.h"
-#include "objects/progress.h"
-#include "objects/transfer.h"
+#include "keeper/api/protocol.h"
+#include "client/objects/progress.h"
+#include "client/objects/transfer.h"
 
 namespace custos::cli {
 

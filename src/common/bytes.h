@@ -40,6 +40,12 @@ class ByteWriter {
   // Var writes a u32 length then the bytes.
   ByteWriter& Var(ByteSpan data);
   ByteWriter& Var(std::string_view s) { return Var(AsBytes(s)); }
+  // Reserve sizes the buffer once, so that a writer filled with secret bytes never reallocates
+  // (a reallocation would free the old buffer unwiped).
+  ByteWriter& Reserve(size_t n) {
+    out_.reserve(n);
+    return *this;
+  }
   const Bytes& bytes() const { return out_; }
   Bytes Take() { return std::move(out_); }
 

@@ -5,14 +5,14 @@
 #include <fstream>
 #include <regex>
 
-#include "attestation/sim_evidence.h"
+#include "protocol/attestation/sim_evidence.h"
 #include "crypto/hash.h"
-#include "files/dual_control.h"
-#include "threshold/shamir.h"
-#include "keeper/keeper_store.h"
+#include "protocol/envelope/dual_control.h"
+#include "protocol/threshold/shamir.h"
+#include "keeper/daemon/keeper_store.h"
 #include "net/http_client.h"
-#include "sigma/release.h"
-#include "sigma/sigma.h"
+#include "protocol/sigma/release.h"
+#include "protocol/sigma/sigma.h"
 #include "gmock/gmock.h"
 #include "tests/e2e/harness.h"
 

@@ -18,14 +18,14 @@
 #include <map>
 #include <thread>
 
-#include "attestation/sim_evidence.h"
+#include "protocol/attestation/sim_evidence.h"
 #include "common/file.h"
 #include "crypto/hpke.h"
 #include "crypto/random.h"
-#include "custody/custody.h"
-#include "files/dual_control.h"
-#include "keeper/keeper_client.h"
-#include "keeper/protocol.h"
+#include "protocol/custody/custody.h"
+#include "protocol/envelope/dual_control.h"
+#include "keeper/api/keeper_client.h"
+#include "keeper/api/protocol.h"
 #include "gmock/gmock.h"
 #include "tests/e2e/harness.h"
 #include "tests/testing/testing.h"

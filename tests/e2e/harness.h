@@ -21,11 +21,11 @@
 #include <thread>
 #include <vector>
 
-#include "attestation/sim_evidence.h"
+#include "protocol/attestation/sim_evidence.h"
 #include "common/file.h"
 #include "crypto/random.h"
-#include "keeper/keeper_client.h"
-#include "kms/client.h"
+#include "keeper/api/keeper_client.h"
+#include "client/kms/client.h"
 #include "net/http_client.h"
 #include "tests/testing/testing.h"
 

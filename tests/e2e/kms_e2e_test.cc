@@ -10,7 +10,7 @@
 #include <mutex>
 
 #include "gmock/gmock.h"
-#include "kms/client.h"
+#include "client/kms/client.h"
 #include "tests/e2e/harness.h"
 
 namespace custos::e2e {

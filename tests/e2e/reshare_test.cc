@@ -9,13 +9,13 @@
 #include <regex>
 #include <sstream>
 
-#include "attestation/sim_evidence.h"
+#include "protocol/attestation/sim_evidence.h"
 #include "crypto/hash.h"
-#include "custody/custody.h"
-#include "files/dual_control.h"
+#include "protocol/custody/custody.h"
+#include "protocol/envelope/dual_control.h"
 #include "gmock/gmock.h"
-#include "sigma/release.h"
-#include "sigma/sigma.h"
+#include "protocol/sigma/release.h"
+#include "protocol/sigma/sigma.h"
 #include "tests/e2e/harness.h"
 
 namespace custos {

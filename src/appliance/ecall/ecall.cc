@@ -1,0 +1,241 @@
+#include "appliance/ecall/ecall.h"
+
+#include "common/file.h"
+#include "common/secret.h"
+
+#include <openssl/crypto.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <algorithm>
+#include <cstring>
+
+namespace custos::ecall {
+namespace {
+
+constexpr std::string_view kRequestMagic = "CECL";
+constexpr std::string_view kResponseMagic = "CERS";
+
+struct CallInfo {
+  Call call;
+  std::string_view name;
+  int args;
+};
+
+// The dispatch table: the only place that says which calls exist and their arity.
+constexpr CallInfo kCalls[] = {
+    {Call::kHello, "hello", 0},
+    {Call::kLoad, "load", 4},
+    {Call::kInit, "init", 0},
+    {Call::kStatus, "status", 1},
+    {Call::kSigmaRespond, "sigma-respond", 1},
+    {Call::kSigmaFinish, "sigma-finish", 2},
+    {Call::kRecord, "record", 2},
+    {Call::kJoinStart, "join-start", 0},
+    {Call::kJoinFinish, "join-finish", 3},
+    {Call::kJoinComplete, "join-complete", 2},
+    {Call::kPing, "ping", 1},
+    {Call::kCustodyUpdate, "custody-update", 1},
+    {Call::kOriginRebind, "origin-rebind", 0},
+    {Call::kKmsCreateKey, "kms-create-key", 3},
+    {Call::kKmsEncrypt, "kms-encrypt", 3},
+    {Call::kKmsDecrypt, "kms-decrypt", 3},
+    {Call::kKmsReEncrypt, "kms-re-encrypt", 5},
+    {Call::kKmsGenerateDataKey, "kms-generate-data-key", 4},
+    {Call::kKmsGenerateRandom, "kms-generate-random", 1},
+    {Call::kKmsSign, "kms-sign", 3},
+    {Call::kKmsVerify, "kms-verify", 4},
+    {Call::kKmsGenerateMac, "kms-generate-mac", 2},
+    {Call::kKmsVerifyMac, "kms-verify-mac", 3},
+    {Call::kKmsNewAccessSecret, "kms-new-access-secret", 1},
+    {Call::kKmsOpenAccessSecret, "kms-open-access-secret", 2},
+    {Call::kAuditAppend, "audit-append", 2},
+};
+
+const CallInfo* Find(Call call) {
+  for (const CallInfo& c : kCalls)
+    if (c.call == call) return &c;
+  return nullptr;
+}
+
+Status CheckMagic(ByteReader& r, std::string_view magic) {
+  ASSIGN_OR_RETURN(ByteSpan m, r.Raw(4, "magic"));
+  if (ToString(m) != magic) return InvalidArgument("ecall: bad magic");
+  ASSIGN_OR_RETURN(uint16_t version, r.U16("version"));
+  if (version != kVersion)
+    return InvalidArgument("ecall: interface version " + std::to_string(version) +
+                           ", this side speaks " + std::to_string(kVersion));
+  return Status::Ok();
+}
+
+StatusOr<std::vector<Bytes>> ReadList(ByteReader& r) {
+  ASSIGN_OR_RETURN(uint16_t n, r.U16("count"));
+  if (n > kMaxArgs) return InvalidArgument("ecall: too many fields");
+  std::vector<Bytes> out;
+  out.reserve(n);
+  for (uint16_t i = 0; i < n; ++i) {
+    ASSIGN_OR_RETURN(ByteSpan b, r.Var("field", kMaxFrameSize));
+    out.emplace_back(b.begin(), b.end());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string_view CallName(Call call) {
+  const CallInfo* c = Find(call);
+  return c == nullptr ? "unknown" : c->name;
+}
+
+int ArgCount(Call call) {
+  const CallInfo* c = Find(call);
+  return c == nullptr ? -1 : c->args;
+}
+
+Bytes Request::Encode() const {
+  size_t size = kRequestMagic.size() + 6;
+  for (const Bytes& a : args) size += 4 + a.size();
+  ByteWriter w;
+  w.Reserve(size);  // arguments may be secret (plaintexts): no reallocation leaves a copy behind
+  w.Raw(AsBytes(kRequestMagic)).U16(kVersion).U16(static_cast<uint16_t>(call));
+  w.U16(static_cast<uint16_t>(args.size()));
+  for (const Bytes& a : args) w.Var(a);
+  return w.Take();
+}
+
+StatusOr<Request> Request::Decode(ByteSpan payload) {
+  ByteReader r(payload);
+  RETURN_IF_ERROR(CheckMagic(r, kRequestMagic));
+  ASSIGN_OR_RETURN(uint16_t call, r.U16("call"));
+  Request req;
+  req.call = static_cast<Call>(call);
+  int want = ArgCount(req.call);
+  if (want < 0) return InvalidArgument("ecall: unknown call " + std::to_string(call));
+  ASSIGN_OR_RETURN(req.args, ReadList(r));
+  RETURN_IF_ERROR(r.ExpectEnd("ecall request"));
+  if (static_cast<int>(req.args.size()) != want)
+    return InvalidArgument("ecall: " + std::string(CallName(req.call)) + " takes " +
+                           std::to_string(want) + " arguments, got " +
+                           std::to_string(req.args.size()));
+  return req;
+}
+
+Response Response::FromStatus(const Status& status) {
+  Response r;
+  r.code = status.code();
+  r.message = status.message();
+  return r;
+}
+
+Status Response::ToStatus() const {
+  if (code == ErrorCode::kOk) return Status::Ok();
+  if (message.rfind("enclave: ", 0) == 0) return Status(code, message);
+  return Status(code, "enclave: " + message);
+}
+
+Bytes Response::Encode() const {
+  size_t size = kResponseMagic.size() + 10 + message.size();
+  for (const Bytes& b : results) size += 4 + b.size();
+  ByteWriter w;
+  w.Reserve(size);  // results may be secret (Decrypt plaintexts, SigV4 secrets)
+  w.Raw(AsBytes(kResponseMagic)).U16(kVersion).U16(static_cast<uint16_t>(code)).Var(message);
+  w.U16(static_cast<uint16_t>(results.size()));
+  for (const Bytes& b : results) w.Var(b);
+  return w.Take();
+}
+
+StatusOr<Response> Response::Decode(ByteSpan payload) {
+  ByteReader r(payload);
+  RETURN_IF_ERROR(CheckMagic(r, kResponseMagic));
+  Response resp;
+  ASSIGN_OR_RETURN(uint16_t code, r.U16("code"));
+  if (code > static_cast<uint16_t>(ErrorCode::kInternal))
+    return InvalidArgument("ecall: unknown error code " + std::to_string(code));
+  resp.code = static_cast<ErrorCode>(code);
+  ASSIGN_OR_RETURN(ByteSpan msg, r.Var("message", 4096));
+  resp.message = ToString(msg);
+  ASSIGN_OR_RETURN(resp.results, ReadList(r));
+  RETURN_IF_ERROR(r.ExpectEnd("ecall response"));
+  if (resp.code != ErrorCode::kOk && !resp.results.empty())
+    return InvalidArgument("ecall: a failed call carries results");
+  return resp;
+}
+
+Status WriteFrame(int fd, ByteSpan payload) {
+  if (payload.size() > kMaxFrameSize) return InvalidArgument("ecall: frame too large");
+  ByteWriter w;
+  w.Reserve(4 + payload.size()).U32(static_cast<uint32_t>(payload.size())).Raw(payload);
+  Bytes frame = w.Take();
+  Status st = WriteFully(fd, frame).WithContext("ecall");
+  WipeBytes(frame);  // the frame may carry secrets across the boundary
+  return st;
+}
+
+namespace {
+Status ReadExact(int fd, uint8_t* p, size_t len) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = ::read(fd, p + got, len - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Unavailable(std::string("ecall: read failed: ") + std::strerror(errno));
+    if (n == 0) return Unavailable("ecall: peer closed");
+    got += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+StatusOr<Bytes> ReadFrame(int fd) {
+  uint8_t len_bytes[4];
+  RETURN_IF_ERROR(ReadExact(fd, len_bytes, 4));
+  uint32_t len = (uint32_t{len_bytes[0]} << 24) | (uint32_t{len_bytes[1]} << 16) |
+                 (uint32_t{len_bytes[2]} << 8) | len_bytes[3];
+  if (len > kMaxFrameSize) return InvalidArgument("ecall: frame too large");
+  Bytes payload(len);
+  RETURN_IF_ERROR(ReadExact(fd, payload.data(), len));
+  return payload;
+}
+
+Status FrameReader::Fill(size_t want) {
+  // Make room: move the unread part to the front, grow if a frame is larger than the buffer.
+  // Frames may carry secrets: no byte is left behind by the move or by growing the buffer.
+  if (start_ > 0) {
+    std::memmove(buf_.data(), buf_.data() + start_, end_ - start_);
+    OPENSSL_cleanse(buf_.data() + (end_ - start_), start_);
+    end_ -= start_;
+    start_ = 0;
+  }
+  size_t need = std::max<size_t>(want, 64 * 1024);
+  if (buf_.size() < need) {
+    Bytes bigger(need);
+    if (end_ > 0) std::memcpy(bigger.data(), buf_.data(), end_);
+    WipeBytes(buf_);
+    buf_.swap(bigger);
+  }
+  while (end_ < want) {
+    ssize_t n = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Unavailable(std::string("ecall: read failed: ") + std::strerror(errno));
+    if (n == 0) return Unavailable("ecall: peer closed");
+    end_ += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+FrameReader::~FrameReader() { WipeBytes(buf_); }
+
+StatusOr<Bytes> FrameReader::Next() {
+  if (end_ - start_ < 4) RETURN_IF_ERROR(Fill(4));
+  const uint8_t* p = buf_.data() + start_;
+  uint32_t len = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+  if (len > kMaxFrameSize) return InvalidArgument("ecall: frame too large");
+  if (end_ - start_ < 4 + size_t{len}) RETURN_IF_ERROR(Fill(4 + size_t{len}));
+  Bytes payload(buf_.begin() + static_cast<ptrdiff_t>(start_ + 4),
+                buf_.begin() + static_cast<ptrdiff_t>(start_ + 4 + len));
+  OPENSSL_cleanse(buf_.data() + start_, 4 + size_t{len});  // the caller owns the only copy now
+  start_ += 4 + len;
+  if (start_ == end_) start_ = end_ = 0;
+  return payload;
+}
+
+}  // namespace custos::ecall

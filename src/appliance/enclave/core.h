@@ -1,0 +1,162 @@
+// The trusted core of the appliance (DESIGN.md "Attested appliance"; docs/protocol.md
+// "Quorum unseal", "Enclave join"). It holds the root key and serves the calls of
+// ecall/ecall.h, one at a time. Everything it receives comes from the untrusted host, so every
+// input is checked here: custody.json is verified (signatures and proofs of possession), each
+// keeper is authenticated by SIGMA against custody.json, each partial is checked by its DLEQ
+// proof, and a joining enclave by its evidence under the cluster policy.
+//
+// Unseal: the envelope (files/dual_control.h, sealed to Y) opens with S = y*R. Every SIGMA
+// session with a keeper listed in custody.json asks that keeper for D_i = x_i*R with a proof;
+// once t_p provider and t_c customer partials verified, S = sum of both domains' Lagrange
+// combinations, and the envelope opens inside. One domain alone never reaches S.
+//
+// Envelope origin: anyone can encrypt to Y, so an envelope proves nothing by itself. kInit
+// returns evidence whose report_data binds the envelope, the joint public key Y and the root
+// key id (sigma/release.h EnvelopeOriginReportData). kLoad verifies that evidence under the
+// origin policy (same tee, signer and product id, SVN not above ours, debug only if we are
+// debug: the measurement may differ, so an upgraded core can open an envelope an older one
+// made), and once the root key is recovered (unseal or join) the binding is checked; a
+// mismatch refuses the root key. A host that substitutes an envelope of its own therefore never
+// gets it used. Legacy evidence (bound to one custody fingerprint) is accepted for the
+// fingerprints this core knows and re-bound to Y on request (kOriginRebind).
+//
+// Custody updates (kCustodyUpdate): a reshare changes the custody descriptor but not Y. The
+// core adopts a descriptor that verifies, has the same Y and a higher epoch, so it unseals with
+// the new keepers' partials and keeps its root key. Accepting any such descriptor is safe: a
+// descriptor that verifies lists, for t_d keepers of each domain, proofs of possession of
+// shares that interpolate to Y_d, so whoever can make one knows x_P and x_C and could open the
+// envelope anyway (docs/threat-model.md "Custody updates").
+//
+// Cluster policy (join): a peer enclave gets the root key only if its evidence verifies, has
+// this enclave's tee type, measurement, signer and product id, an SVN at least ours, is not a
+// debug enclave unless we are, binds the SIGMA session (sigma/release.h JoinReportData), and
+// is bound to the same custody (through the SIGMA report_data).
+//
+// Thread safety: none; the enclave process serves one call at a time.
+#pragma once
+
+#include <ctime>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "protocol/attestation/dcap.h"
+#include "protocol/attestation/tee_adapters.h"
+#include "common/bytes.h"
+#include "common/secret.h"
+#include "crypto/ecdsa.h"
+#include "protocol/custody/custody.h"
+#include "appliance/ecall/ecall.h"
+#include "appliance/enclave/kms_ops.h"
+#include "nlohmann/json.hpp"
+#include "protocol/sigma/release.h"
+#include "protocol/sigma/sigma.h"
+#include "protocol/threshold/partial.h"
+
+namespace custos::enclave {
+
+// kMaxSessions bounds SIGMA sessions that no peer has authenticated in yet (the oldest of those
+// is dropped beyond it); authenticated sessions are one per peer id.
+inline constexpr size_t kMaxSessions = 64;
+
+// CoreOptions configures an EnclaveCore.
+struct CoreOptions {
+  std::unique_ptr<attestation::TeeBackend> tee;  // required: the evidence source
+  // now is the clock used to check a DCAP peer's collateral windows (default: time()).
+  std::function<std::time_t()> now;
+  // lockdown describes how the process was hardened (reported by kHello and kStatus).
+  nlohmann::json lockdown = nlohmann::json::object();
+};
+
+// EnclaveCore is the state machine behind the call interface.
+class EnclaveCore {
+ public:
+  // Create draws the enclave's signing key sk_E and learns its own identity from its TEE.
+  static StatusOr<std::unique_ptr<EnclaveCore>> Create(CoreOptions options);
+  ~EnclaveCore();
+
+  // Handle decodes one request payload, runs it and returns the encoded response payload.
+  // Never fails: errors travel in the response.
+  Bytes Handle(ByteSpan request_payload);
+  // Dispatch runs a decoded request.
+  ecall::Response Dispatch(const ecall::Request& request);
+
+  bool sealed() const { return !root_.has_value(); }
+
+ private:
+  struct Contribution {
+    custody::Domain domain;
+    threshold::PartialDecryption partial;
+  };
+  struct Session;
+  struct Join;
+
+  explicit EnclaveCore(CoreOptions options);
+  using Results = StatusOr<std::vector<Bytes>>;
+  Results Hello();
+  Results Load(ByteSpan custody_json, ByteSpan envelope, ByteSpan origin_evidence, ByteSpan collateral);
+  Results Init();
+  Results StatusCall(ByteSpan nonce);
+  Results SigmaRespond(ByteSpan message1);
+  Results SigmaFinish(ByteSpan session_id, ByteSpan message3);
+  Results Record(ByteSpan session_id, ByteSpan record);
+  Results JoinStart();
+  Results JoinFinish(ByteSpan handle, ByteSpan message2, ByteSpan collateral);
+  Results JoinComplete(ByteSpan handle, ByteSpan record);
+  Results CustodyUpdate(ByteSpan custody_json);
+  Results OriginRebind();
+  // Kms serves the KMS calls (enclave/kms_ops.h); a sealed core refuses them.
+  Results Kms(const ecall::Request& request);
+
+  Status RequireLoaded() const;
+  Status SetEnvelope(ByteSpan envelope);
+  Status AuthorizePeer(std::string_view id, const crypto::VerifyingKey& key) const;
+  Status CheckPeerEvidence(ByteSpan evidence, std::string_view collateral,
+                           ByteSpan expected_report_data) const;
+  StatusOr<attestation::DcapVerdict> CheckOriginEvidence(ByteSpan evidence, std::string_view collateral) const;
+  // CheckOriginBinding checks that verified origin evidence (its report_data field) names
+  // `envelope` and `root`: under Y for kJointKey, under one of known_fps_ for legacy evidence.
+  Status CheckOriginBinding(sigma::OriginBinding binding, ByteSpan origin_report_data, ByteSpan envelope,
+                            const SecretBytes& root) const;
+  // RememberCustody adds a descriptor's fingerprint and its predecessor to known_fps_.
+  void RememberCustody(const custody::CustodyDescriptor& c);
+  StatusOr<Bytes> OnPartial(Session& s, ByteSpan plaintext);
+  StatusOr<Bytes> OnJoinRequest(Session& s, ByteSpan plaintext);
+  Status TryUnseal();
+  // AdoptRoot makes `root` this core's root key and derives the KMS keyring from it: the one
+  // place root_ is set (init, unseal, join).
+  Status AdoptRoot(SecretBytes root);
+  Bytes ProgressRecord() const;
+  std::time_t Now() const;
+
+  CoreOptions options_;
+  crypto::SigningKey identity_;       // sk_E, fresh per process
+  attestation::DcapVerdict self_;     // own identity (measurement, signer, ...)
+  std::optional<custody::CustodyDescriptor> custody_;
+  Bytes custody_fp_;
+  Bytes envelope_;
+  sigma::EnvelopeOrigin origin_;  // evidence of the enclave that made envelope_, and its binding
+  Bytes origin_report_data_;  // its (verified) 64-byte report_data, checked once the root is known
+  // Custody fingerprints served in this life, and their predecessors: legacy origin evidence
+  // may name any of them.
+  std::vector<Bytes> known_fps_;
+  // Why verified partials could not unseal this core (envelope or origin evidence); once set,
+  // keepers are refused before they release anything, until a custody update.
+  std::string unseal_failure_;
+  std::string collateral_;    // DCAP collateral the host supplied at load (empty for sim)
+  Bytes envelope_digest_;
+  crypto::Point envelope_r_;
+  std::optional<SecretBytes> root_;
+  std::unique_ptr<KmsOperations> kms_;  // set together with root_
+  std::map<std::string, Contribution> contributions_;  // keeper id -> verified partial
+  // Keepers whose partial opened the envelope, with their domain (kept across custody updates).
+  std::vector<std::pair<std::string, custody::Domain>> contributors_;
+  std::map<std::string, std::unique_ptr<Session>> sessions_;
+  std::map<std::string, std::unique_ptr<Join>> joins_;
+  uint64_t session_counter_ = 0;
+  std::string collateral_for_join_;  // set during JoinFinish for the initiator's verifier
+};
+
+}  // namespace custos::enclave

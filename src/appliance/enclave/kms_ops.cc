@@ -1,0 +1,511 @@
+#include "appliance/enclave/kms_ops.h"
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+
+#include "crypto/aead.h"
+#include "crypto/hash.h"
+#include "crypto/p256.h"
+#include "crypto/random.h"
+
+namespace custos::enclave {
+
+using ecall::KeyRef;
+
+namespace {
+
+constexpr std::string_view kBlobMagic = "CKC1";
+constexpr uint8_t kBlobSuite = 1;
+constexpr size_t kBlobSaltSize = 32;
+constexpr size_t kKeySize = 32;              // KW, KA, message keys, symmetric and HMAC material
+constexpr size_t kMacSize = 32;              // HMAC-SHA-256
+constexpr size_t kAccessSecretEntropy = 30;  // bytes behind the 40 base64 characters
+constexpr size_t kMaxAccessKeyIdSize = 128;  // AWS AccessKeyId is at most 128 characters
+constexpr size_t kAnchorSize = 8 + audit::kHashSize + crypto::kSignatureSize;
+
+constexpr std::string_view kUsagePrefix = "kms: key usage does not allow ";
+
+// ---- derivation and wrapping ----
+
+StatusOr<SecretBytes> DeriveKey(const SecretBytes& root, std::string_view info) {
+  return crypto::Hkdf(root.Expose(), {}, AsBytes(info), kKeySize);
+}
+
+// DeriveAuditKey draws 32-byte candidates with a counter appended to the info until one is a
+// valid private scalar, so the key is a deterministic function of the root key.
+StatusOr<crypto::SigningKey> DeriveAuditKey(const SecretBytes& root) {
+  SecretBytes prk = crypto::HkdfExtract({}, root.Expose());
+  for (unsigned counter = 0; counter <= 0xff; ++counter) {
+    ByteWriter info;
+    info.Raw(AsBytes("custos/v1/audit-signing-key")).U8(static_cast<uint8_t>(counter));
+    ASSIGN_OR_RETURN(SecretBytes candidate,
+                     crypto::HkdfExpand(prk.Expose(), info.bytes(), crypto::kScalarSize));
+    auto key = crypto::SigningKey::FromScalarBytes(candidate);  // refuses 0 and values >= n
+    if (key.ok()) return std::move(key).value();
+  }
+  return InternalError("kms: cannot derive the audit key");
+}
+
+Bytes MaterialAad(std::string_view key_id, uint32_t version, std::string_view spec) {
+  ByteWriter w;
+  w.Raw(AsBytes("custos/v1/cmk")).Var(key_id).U32(version).Var(spec);
+  return w.Take();
+}
+
+Bytes AccessSecretAad(std::string_view access_key_id) {
+  ByteWriter w;
+  w.Raw(AsBytes("custos/v1/access-key")).Var(access_key_id);
+  return w.Take();
+}
+
+// Wrap/Unwrap: nonce (12) || AES-256-GCM(key, nonce, secret, aad).
+Bytes Wrap(const SecretBytes& key, const SecretBytes& secret, ByteSpan aad) {
+  auto gcm = crypto::AesGcm::Create(key);
+  if (!gcm.ok()) std::abort();  // a 32-byte key is always accepted
+  Bytes nonce = crypto::RandomBytes(crypto::kGcmNonceSize);
+  Bytes sealed = gcm->Seal(nonce, secret.Expose(), aad);
+  return Concat({nonce, sealed});
+}
+
+StatusOr<SecretBytes> Unwrap(const SecretBytes& key, ByteSpan wrapped, ByteSpan aad) {
+  if (wrapped.size() < crypto::kGcmNonceSize + crypto::kGcmTagSize)
+    return IntegrityError("too short");
+  ASSIGN_OR_RETURN(crypto::AesGcm gcm, crypto::AesGcm::Create(key));
+  return gcm.OpenSecret(wrapped.first(crypto::kGcmNonceSize),
+                        wrapped.subspan(crypto::kGcmNonceSize), aad);
+}
+
+// ---- argument checks ----
+
+Status CheckLength(size_t n, size_t min, size_t max, const char* what) {
+  if (n < min || n > max)
+    return InvalidArgument(std::string("kms: ") + what + " must be " + std::to_string(min) +
+                           " to " + std::to_string(max) + " bytes");
+  return Status::Ok();
+}
+
+StatusOr<Bytes> ContextAad(ByteSpan encoded) {
+  // Decoding refuses every non-canonical encoding, so re-encoding gives back the same bytes; the
+  // AAD is the re-encoding all the same, so it is the contract's bytes by construction.
+  ASSIGN_OR_RETURN(ecall::EncryptionContext ctx, ecall::DecodeEncryptionContext(encoded));
+  return ecall::EncodeEncryptionContext(ctx);
+}
+
+// ---- ECDSA P-256 keys as OpenSSL objects (SubjectPublicKeyInfo, DER signatures) ----
+
+struct PkeyFree {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
+struct PkeyCtxFree {
+  void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }
+};
+using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
+
+// EcKey builds the P-256 key of a 32-byte private scalar (with the private part only when
+// `with_private`; a public key is enough to verify and to export).
+StatusOr<Pkey> EcKey(const SecretBytes& material, bool with_private) {
+  auto d = crypto::Scalar::FromBytes(material.Expose());
+  if (!d.ok() || d->IsZero()) return InternalError("kms: ECC key material is not a P-256 scalar");
+  Bytes pub = crypto::Point::BaseMul(*d).EncodeUncompressed();
+  OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
+  if (bld == nullptr) return InternalError("kms: OSSL_PARAM_BLD_new failed");
+  OSSL_PARAM* params = nullptr;
+  bool ok =
+      OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) &&
+      OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub.data(), pub.size()) &&
+      (!with_private || OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d->bn()));
+  if (ok) params = OSSL_PARAM_BLD_to_param(bld);
+  OSSL_PARAM_BLD_free(bld);
+  if (params == nullptr) return InternalError("kms: cannot build EC key parameters");
+  EVP_PKEY* raw = nullptr;
+  PkeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+  if (ctx != nullptr && EVP_PKEY_fromdata_init(ctx.get()) == 1)
+    EVP_PKEY_fromdata(ctx.get(), &raw, with_private ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY,
+                      params);
+  OSSL_PARAM_free(params);  // the secure block holding the scalar is cleared as it is freed
+  if (raw == nullptr) {
+    ERR_clear_error();
+    return InternalError("kms: cannot build EC key");
+  }
+  return Pkey(raw);
+}
+
+StatusOr<Bytes> SubjectPublicKeyInfo(EVP_PKEY* key) {
+  int len = i2d_PUBKEY(key, nullptr);
+  if (len <= 0) {
+    ERR_clear_error();
+    return InternalError("kms: cannot encode the public key");
+  }
+  Bytes der(static_cast<size_t>(len));
+  unsigned char* p = der.data();
+  if (i2d_PUBKEY(key, &p) != len) {
+    ERR_clear_error();
+    return InternalError("kms: cannot encode the public key");
+  }
+  return der;
+}
+
+// SigningDigest is what ECDSA_SHA_256 signs: SHA-256 of a RAW message, or a DIGEST as given.
+StatusOr<crypto::Digest> SigningDigest(ByteSpan message, ByteSpan type) {
+  std::string t = ToString(type);
+  if (t == "RAW") {
+    RETURN_IF_ERROR(CheckLength(message.size(), 1, ecall::kMaxMacMessage, "message"));
+    return crypto::Sha256(message);
+  }
+  if (t == "DIGEST") {
+    if (message.size() != 32) return InvalidArgument("kms: a DIGEST message must be 32 bytes");
+    crypto::Digest d;
+    std::copy(message.begin(), message.end(), d.begin());
+    return d;
+  }
+  return InvalidArgument("kms: message type must be RAW or DIGEST");
+}
+
+}  // namespace
+
+// ---- KmsKeyring ----
+
+KmsKeyring::KmsKeyring(SecretBytes cmk_wrap, SecretBytes access_wrap, crypto::SigningKey audit_key)
+    : cmk_wrap_(std::move(cmk_wrap)),
+      access_wrap_(std::move(access_wrap)),
+      audit_key_(std::make_unique<crypto::SigningKey>(std::move(audit_key))) {}
+KmsKeyring::KmsKeyring(KmsKeyring&&) noexcept = default;
+KmsKeyring& KmsKeyring::operator=(KmsKeyring&&) noexcept = default;
+KmsKeyring::~KmsKeyring() = default;
+
+StatusOr<KmsKeyring> KmsKeyring::Derive(const SecretBytes& root) {
+  ASSIGN_OR_RETURN(SecretBytes kw, DeriveKey(root, "custos/v1/cmk-wrap"));
+  ASSIGN_OR_RETURN(SecretBytes ka, DeriveKey(root, "custos/v1/access-key-wrap"));
+  ASSIGN_OR_RETURN(crypto::SigningKey audit_key, DeriveAuditKey(root));
+  return KmsKeyring(std::move(kw), std::move(ka), std::move(audit_key));
+}
+
+Bytes KmsKeyring::WrapMaterial(std::string_view key_id, uint32_t version, std::string_view spec,
+                               const SecretBytes& material) const {
+  return Wrap(cmk_wrap_, material, MaterialAad(key_id, version, spec));
+}
+
+StatusOr<SecretBytes> KmsKeyring::UnwrapMaterial(const KeyRef& ref) const {
+  auto material = Unwrap(cmk_wrap_, ref.wrapped, MaterialAad(ref.key_id, ref.version, ref.spec));
+  if (!material.ok()) return IntegrityError("kms: key material does not unwrap");
+  return material;
+}
+
+Bytes KmsKeyring::WrapAccessSecret(std::string_view access_key_id,
+                                   const SecretBytes& secret) const {
+  return Wrap(access_wrap_, secret, AccessSecretAad(access_key_id));
+}
+
+StatusOr<SecretBytes> KmsKeyring::UnwrapAccessSecret(std::string_view access_key_id,
+                                                     ByteSpan wrapped) const {
+  auto secret = Unwrap(access_wrap_, wrapped, AccessSecretAad(access_key_id));
+  if (!secret.ok()) return IntegrityError("kms: access secret does not unwrap");
+  return secret;
+}
+
+// ---- KmsOperations ----
+
+KmsOperations::KmsOperations(KmsKeyring keyring) : keyring_(std::move(keyring)) {}
+
+StatusOr<std::vector<Bytes>> KmsOperations::Serve(const ecall::Request& request) {
+  struct Route {
+    ecall::Call call;
+    Results (KmsOperations::*handler)(Args);
+  };
+  // The KMS calls and their handlers; ecall.cc's table says their names and arity.
+  static constexpr Route kRoutes[] = {
+      {ecall::Call::kKmsCreateKey, &KmsOperations::CreateKey},
+      {ecall::Call::kKmsEncrypt, &KmsOperations::Encrypt},
+      {ecall::Call::kKmsDecrypt, &KmsOperations::Decrypt},
+      {ecall::Call::kKmsReEncrypt, &KmsOperations::ReEncrypt},
+      {ecall::Call::kKmsGenerateDataKey, &KmsOperations::GenerateDataKey},
+      {ecall::Call::kKmsGenerateRandom, &KmsOperations::GenerateRandom},
+      {ecall::Call::kKmsSign, &KmsOperations::Sign},
+      {ecall::Call::kKmsVerify, &KmsOperations::Verify},
+      {ecall::Call::kKmsGenerateMac, &KmsOperations::GenerateMac},
+      {ecall::Call::kKmsVerifyMac, &KmsOperations::VerifyMac},
+      {ecall::Call::kKmsNewAccessSecret, &KmsOperations::NewAccessSecret},
+      {ecall::Call::kKmsOpenAccessSecret, &KmsOperations::OpenAccessSecret},
+      {ecall::Call::kAuditAppend, &KmsOperations::AuditAppend},
+  };
+  for (const Route& r : kRoutes) {
+    if (r.call != request.call) continue;
+    if (static_cast<int>(request.args.size()) != ecall::ArgCount(request.call))
+      return InvalidArgument("kms: wrong number of arguments");
+    return (this->*r.handler)(request.args);
+  }
+  return InvalidArgument("kms: not a KMS call");
+}
+
+StatusOr<KeyRef> KmsOperations::RefFor(ByteSpan encoded_ref, std::string_view spec,
+                                       std::string_view op) const {
+  ASSIGN_OR_RETURN(KeyRef ref, KeyRef::Decode(encoded_ref));
+  if (ref.spec != spec) return FailedPrecondition(std::string(kUsagePrefix) + std::string(op));
+  return ref;
+}
+
+// Blob layout (kms_calls.h): header = "CKC1" || u8 suite || var(key id) || u32 version,
+// then salt (32) || nonce (12) || ciphertext || tag (16); AAD = header || salt || nonce || ctx.
+StatusOr<Bytes> KmsOperations::SealBlob(const KeyRef& ref, const SecretBytes& material,
+                                        ByteSpan plaintext, ByteSpan context) const {
+  Bytes salt = crypto::RandomBytes(kBlobSaltSize);
+  Bytes nonce = crypto::RandomBytes(crypto::kGcmNonceSize);
+  ByteWriter w;
+  w.Raw(AsBytes(kBlobMagic)).U8(kBlobSuite).Var(ref.key_id).U32(ref.version).Raw(salt).Raw(nonce);
+  ASSIGN_OR_RETURN(SecretBytes key, crypto::Hkdf(material.Expose(), salt,
+                                                 AsBytes("custos/v1/kms-encrypt"), kKeySize));
+  ASSIGN_OR_RETURN(crypto::AesGcm gcm, crypto::AesGcm::Create(key));
+  Bytes aad = Concat({w.bytes(), context});
+  Bytes blob = w.Take();
+  size_t header = blob.size();
+  blob.resize(header + plaintext.size() + crypto::kGcmTagSize);
+  RETURN_IF_ERROR(gcm.Seal(nonce, plaintext, aad, std::span<uint8_t>(blob).subspan(header)));
+  return blob;
+}
+
+StatusOr<size_t> KmsOperations::BlobHeaderFor(const KeyRef& ref, ByteSpan blob) {
+  ASSIGN_OR_RETURN(ecall::CiphertextHeader h, ecall::ParseCiphertextHeader(blob));
+  if (h.key_id != ref.key_id || h.version != ref.version)
+    return InvalidArgument("kms: ciphertext names another key");
+  return kBlobMagic.size() + 1 + 4 + h.key_id.size() + 4;  // magic, suite, var(key id), version
+}
+
+StatusOr<SecretBytes> KmsOperations::OpenBlob(const SecretBytes& material, ByteSpan blob,
+                                              size_t header, ByteSpan context) const {
+  // ParseCiphertextHeader checked that salt, nonce and tag follow the header.
+  size_t body = header + kBlobSaltSize + crypto::kGcmNonceSize;
+  ByteSpan salt = blob.subspan(header, kBlobSaltSize);
+  ByteSpan nonce = blob.subspan(header + kBlobSaltSize, crypto::kGcmNonceSize);
+  ASSIGN_OR_RETURN(SecretBytes key, crypto::Hkdf(material.Expose(), salt,
+                                                 AsBytes("custos/v1/kms-encrypt"), kKeySize));
+  ASSIGN_OR_RETURN(crypto::AesGcm gcm, crypto::AesGcm::Create(key));
+  Bytes aad = Concat({blob.first(body), context});
+  auto plaintext = gcm.OpenSecret(nonce, blob.subspan(body), aad);
+  if (!plaintext.ok()) return IntegrityError("kms: ciphertext does not authenticate");
+  return plaintext;
+}
+
+// kKmsCreateKey(key id, version u32, spec) -> [wrapped material, public key]
+KmsOperations::Results KmsOperations::CreateKey(Args a) {
+  std::string key_id = ToString(a[0]);
+  ASSIGN_OR_RETURN(uint32_t version, ecall::ParseU32Arg(a[1], "kms: version"));
+  std::string spec = ToString(a[2]);
+  // The same bounds KeyRef::Decode applies, so every key created can be referred to.
+  RETURN_IF_ERROR(CheckLength(key_id.size(), 1, 2048, "key id"));
+  SecretBytes material;
+  Bytes public_key;
+  if (spec == ecall::kSpecSymmetric || spec == ecall::kSpecHmac256) {
+    material = crypto::RandomSecret(kKeySize);
+  } else if (spec == ecall::kSpecEccP256) {
+    material = crypto::Scalar::Random().ToSecretBytes();
+    ASSIGN_OR_RETURN(Pkey pub, EcKey(material, /*with_private=*/false));
+    ASSIGN_OR_RETURN(public_key, SubjectPublicKeyInfo(pub.get()));
+  } else {
+    return InvalidArgument(
+        "kms: unsupported key spec (SYMMETRIC_DEFAULT, HMAC_256 or ECC_NIST_P256)");
+  }
+  return std::vector<Bytes>{keyring_.WrapMaterial(key_id, version, spec, material), public_key};
+}
+
+// kKmsEncrypt(ref, plaintext, ctx) -> [blob]
+KmsOperations::Results KmsOperations::Encrypt(Args a) {
+  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecSymmetric, "encrypt"));
+  RETURN_IF_ERROR(CheckLength(a[1].size(), 1, ecall::kMaxKmsPlaintext, "plaintext"));
+  ASSIGN_OR_RETURN(Bytes context, ContextAad(a[2]));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
+  ASSIGN_OR_RETURN(Bytes blob, SealBlob(ref, material, a[1], context));
+  return std::vector<Bytes>{std::move(blob)};
+}
+
+// kKmsDecrypt(ref, blob, ctx) -> [plaintext]
+KmsOperations::Results KmsOperations::Decrypt(Args a) {
+  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecSymmetric, "decrypt"));
+  ASSIGN_OR_RETURN(Bytes context, ContextAad(a[2]));
+  // Which key the blob names is public: check it before unwrapping anything.
+  ASSIGN_OR_RETURN(size_t header, BlobHeaderFor(ref, a[1]));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
+  ASSIGN_OR_RETURN(SecretBytes plaintext, OpenBlob(material, a[1], header, context));
+  return std::vector<Bytes>{Bytes(plaintext.Expose().begin(), plaintext.Expose().end())};
+}
+
+// kKmsReEncrypt(src ref, blob, src ctx, dst ref, dst ctx) -> [blob]
+KmsOperations::Results KmsOperations::ReEncrypt(Args a) {
+  ASSIGN_OR_RETURN(KeyRef src, RefFor(a[0], ecall::kSpecSymmetric, "decrypt"));
+  ASSIGN_OR_RETURN(KeyRef dst, RefFor(a[3], ecall::kSpecSymmetric, "encrypt"));
+  ASSIGN_OR_RETURN(Bytes src_context, ContextAad(a[2]));
+  ASSIGN_OR_RETURN(Bytes dst_context, ContextAad(a[4]));
+  ASSIGN_OR_RETURN(size_t header, BlobHeaderFor(src, a[1]));
+  SecretBytes plaintext;
+  {
+    ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(src));
+    ASSIGN_OR_RETURN(plaintext, OpenBlob(material, a[1], header, src_context));
+  }
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(dst));
+  ASSIGN_OR_RETURN(Bytes blob, SealBlob(dst, material, plaintext.Expose(), dst_context));
+  return std::vector<Bytes>{std::move(blob)};
+}
+
+// kKmsGenerateDataKey(ref, n, ctx, with_plaintext u8) -> [blob, plaintext or empty]
+KmsOperations::Results KmsOperations::GenerateDataKey(Args a) {
+  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecSymmetric, "generate data key"));
+  ASSIGN_OR_RETURN(uint32_t n, ecall::ParseU32Arg(a[1], "kms: number of bytes"));
+  RETURN_IF_ERROR(CheckLength(n, 1, ecall::kMaxDataKeyBytes, "a data key"));
+  ASSIGN_OR_RETURN(Bytes context, ContextAad(a[2]));
+  if (a[3].size() != 1 || a[3][0] > 1)
+    return InvalidArgument("kms: with_plaintext must be one byte, 0 or 1");
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
+  SecretBytes data_key = crypto::RandomSecret(n);
+  ASSIGN_OR_RETURN(Bytes blob, SealBlob(ref, material, data_key.Expose(), context));
+  Bytes plaintext;
+  if (a[3][0] == 1) plaintext.assign(data_key.Expose().begin(), data_key.Expose().end());
+  return std::vector<Bytes>{std::move(blob), std::move(plaintext)};
+}
+
+// kKmsGenerateRandom(n) -> [bytes]
+KmsOperations::Results KmsOperations::GenerateRandom(Args a) {
+  ASSIGN_OR_RETURN(uint32_t n, ecall::ParseU32Arg(a[0], "kms: number of bytes"));
+  RETURN_IF_ERROR(CheckLength(n, 1, ecall::kMaxRandomBytes, "random output"));
+  return std::vector<Bytes>{crypto::RandomBytes(n)};
+}
+
+// kKmsSign(ref, message, type) -> [DER ECDSA-Sig-Value]
+KmsOperations::Results KmsOperations::Sign(Args a) {
+  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecEccP256, "sign"));
+  ASSIGN_OR_RETURN(crypto::Digest digest, SigningDigest(a[1], a[2]));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
+  ASSIGN_OR_RETURN(Pkey key, EcKey(material, /*with_private=*/true));
+  PkeyCtx ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+  size_t len = 0;
+  if (ctx == nullptr || EVP_PKEY_sign_init(ctx.get()) != 1 ||
+      EVP_PKEY_CTX_set_signature_md(ctx.get(), EVP_sha256()) != 1 ||
+      EVP_PKEY_sign(ctx.get(), nullptr, &len, digest.data(), digest.size()) != 1) {
+    ERR_clear_error();
+    return InternalError("kms: cannot set up ECDSA signing");
+  }
+  Bytes signature(len);
+  if (EVP_PKEY_sign(ctx.get(), signature.data(), &len, digest.data(), digest.size()) != 1) {
+    ERR_clear_error();
+    return InternalError("kms: ECDSA signing failed");
+  }
+  signature.resize(len);
+  return std::vector<Bytes>{std::move(signature)};
+}
+
+// kKmsVerify(ref, message, type, DER signature) -> []
+KmsOperations::Results KmsOperations::Verify(Args a) {
+  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecEccP256, "verify"));
+  ASSIGN_OR_RETURN(crypto::Digest digest, SigningDigest(a[1], a[2]));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
+  ASSIGN_OR_RETURN(Pkey key, EcKey(material, /*with_private=*/false));
+  PkeyCtx ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+  if (ctx == nullptr || EVP_PKEY_verify_init(ctx.get()) != 1 ||
+      EVP_PKEY_CTX_set_signature_md(ctx.get(), EVP_sha256()) != 1) {
+    ERR_clear_error();
+    return InternalError("kms: cannot set up ECDSA verification");
+  }
+  // OpenSSL decodes the DER and refuses any encoding but the canonical one.
+  int rc = EVP_PKEY_verify(ctx.get(), a[3].data(), a[3].size(), digest.data(), digest.size());
+  if (rc != 1) {
+    ERR_clear_error();
+    return IntegrityError("kms: signature does not verify");
+  }
+  return std::vector<Bytes>{};
+}
+
+// kKmsGenerateMac(ref, message) -> [mac]
+KmsOperations::Results KmsOperations::GenerateMac(Args a) {
+  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecHmac256, "generate mac"));
+  RETURN_IF_ERROR(CheckLength(a[1].size(), 1, ecall::kMaxMacMessage, "message"));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
+  crypto::Digest mac = crypto::HmacSha256(material.Expose(), a[1]);
+  return std::vector<Bytes>{Bytes(mac.begin(), mac.end())};
+}
+
+// kKmsVerifyMac(ref, message, mac) -> []
+KmsOperations::Results KmsOperations::VerifyMac(Args a) {
+  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecHmac256, "verify mac"));
+  RETURN_IF_ERROR(CheckLength(a[1].size(), 1, ecall::kMaxMacMessage, "message"));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
+  crypto::Digest mac = crypto::HmacSha256(material.Expose(), a[1]);
+  if (a[2].size() != kMacSize || !ConstantTimeEquals(mac, a[2]))
+    return IntegrityError("kms: mac does not verify");
+  return std::vector<Bytes>{};
+}
+
+// kKmsNewAccessSecret(access key id) -> [secret access key, wrapped secret]
+KmsOperations::Results KmsOperations::NewAccessSecret(Args a) {
+  RETURN_IF_ERROR(CheckLength(a[0].size(), 1, kMaxAccessKeyIdSize, "access key id"));
+  SecretBytes entropy = crypto::RandomSecret(kAccessSecretEntropy);
+  std::string b64 = Base64Encode(entropy.Expose());  // 30 bytes: 40 characters, no padding
+  SecretBytes secret = SecretBytes::CopyFrom(b64);
+  WipeBytes(b64);
+  Bytes wrapped = keyring_.WrapAccessSecret(ToString(a[0]), secret);
+  return std::vector<Bytes>{Bytes(secret.Expose().begin(), secret.Expose().end()),
+                            std::move(wrapped)};
+}
+
+// kKmsOpenAccessSecret(access key id, wrapped secret) -> [secret access key]
+KmsOperations::Results KmsOperations::OpenAccessSecret(Args a) {
+  RETURN_IF_ERROR(CheckLength(a[0].size(), 1, kMaxAccessKeyIdSize, "access key id"));
+  ASSIGN_OR_RETURN(SecretBytes secret, keyring_.UnwrapAccessSecret(ToString(a[0]), a[1]));
+  if (secret.size() != kAccessSecretSize)
+    return IntegrityError("kms: access secret does not unwrap");
+  return std::vector<Bytes>{Bytes(secret.Expose().begin(), secret.Expose().end())};
+}
+
+// kAuditAppend(anchor, entries) -> [head, signature]
+KmsOperations::Results KmsOperations::AuditAppend(Args a) {
+  ByteSpan anchor = a[0];
+  // The entries first: nothing is checked against the chain until the request is well formed.
+  ByteReader r(a[1]);
+  ASSIGN_OR_RETURN(uint32_t count, r.U32("audit: entry count"));
+  if (count == 0) return InvalidArgument("audit: no entries to append");
+  std::vector<std::string_view> entries;
+  for (uint32_t i = 0; i < count; ++i) {
+    ASSIGN_OR_RETURN(ByteSpan e, r.Var("audit: entry"));
+    entries.emplace_back(reinterpret_cast<const char*>(e.data()), e.size());
+  }
+  RETURN_IF_ERROR(r.ExpectEnd("audit entries"));
+
+  audit::Head head{0, audit::GenesisHash()};
+  if (anchor.empty()) {
+    // Only a log this core has not extended yet may start from the genesis head.
+    if (last_signed_) return FailedPrecondition("audit: anchor is not the current head");
+  } else {
+    if (anchor.size() != kAnchorSize)
+      return InvalidArgument(
+          "audit: anchor must be a head (40 bytes) and its signature (64 bytes)");
+    ByteSpan encoded_head = anchor.first(anchor.size() - crypto::kSignatureSize);
+    ASSIGN_OR_RETURN(head, audit::DecodeHead(encoded_head));
+    if (last_signed_) {
+      // The core remembers what it signed: an older head (stale) or another one (a fork) is
+      // refused even though its signature is genuine.
+      if (head.seq != last_signed_->seq || head.hash != last_signed_->hash)
+        return FailedPrecondition("audit: anchor is not the current head");
+    } else {
+      // First append since start: the stored head is trusted only by the audit key's signature.
+      Status sig = audit_public_key().Verify(audit::CheckpointMessage(head.seq, head.hash),
+                                             anchor.last(crypto::kSignatureSize));
+      if (!sig.ok()) return IntegrityError("audit: anchor signature does not verify");
+    }
+  }
+  if (head.seq > UINT64_MAX - count) return InvalidArgument("audit: sequence number overflows");
+  for (std::string_view entry : entries) {
+    ++head.seq;
+    head.hash = audit::EntryHash(head.hash, head.seq, entry);
+  }
+  Bytes signature = keyring_.audit_key().Sign(audit::CheckpointMessage(head.seq, head.hash));
+  Bytes encoded = audit::EncodeHead(head.seq, head.hash);
+  last_signed_ = std::move(head);
+  return std::vector<Bytes>{std::move(encoded), std::move(signature)};
+}
+
+}  // namespace custos::enclave

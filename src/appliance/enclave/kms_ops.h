@@ -1,0 +1,124 @@
+// The KMS operations of the trusted core (issue 4: every operation on key material runs in the
+// core; docs/protocol.md "KMS calls", "KMS ciphertext blob", "Audit log"). The host stores
+// customer master key (CMK) versions only wrapped under a key derived from the root key, and
+// hands the wrapped material back with each request (ecall/kms_calls.h KeyRef); the core
+// unwraps it for the one operation, and the plaintext material is wiped when the call returns.
+//
+// Keys derived from the root key (HKDF-SHA256, salt empty, 32 bytes each):
+//   KW          info "custos/v1/cmk-wrap"          wraps CMK material (kms_calls.h)
+//   KA          info "custos/v1/access-key-wrap"   wraps SigV4 secret access keys
+//   audit key   info "custos/v1/audit-signing-key" || u8 counter, counter = 0, 1, ...: the
+//               first output that is a scalar in [1, n-1] is the ECDSA P-256 private key
+// Every node of a cluster, and every restart, derives the same keys from the same root key.
+//
+// Thread safety: none; the core serves one call at a time.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "protocol/audit/chain.h"
+#include "common/bytes.h"
+#include "common/secret.h"
+#include "crypto/ecdsa.h"
+#include "appliance/ecall/ecall.h"
+#include "appliance/ecall/kms_calls.h"
+
+namespace custos::enclave {
+
+// kAccessSecretSize is the length of a SigV4 secret access key: 30 random bytes in base64.
+inline constexpr size_t kAccessSecretSize = 40;
+
+// KmsKeyring holds the keys derived from the root key. It owns its secrets (SecretBytes and a
+// SigningKey, wiped on destruction) and never returns them; it wraps and unwraps.
+class KmsKeyring {
+ public:
+  // Derive computes KW, KA and the audit key from a 32-byte root key. kInternal only if the
+  // audit-key counter runs out (probability about 2^-8000).
+  static StatusOr<KmsKeyring> Derive(const SecretBytes& root);
+  KmsKeyring(KmsKeyring&&) noexcept;
+  KmsKeyring& operator=(KmsKeyring&&) noexcept;
+  ~KmsKeyring();
+
+  // WrapMaterial returns nonce (12) || AES-256-GCM(KW, nonce, material, aad) with
+  // aad = "custos/v1/cmk" || var(key id) || u32 version || var(spec), a fresh nonce each time.
+  Bytes WrapMaterial(std::string_view key_id, uint32_t version, std::string_view spec,
+                     const SecretBytes& material) const;
+  // UnwrapMaterial opens ref.wrapped under ref's key id, version and spec. kIntegrity
+  // "kms: key material does not unwrap" if anything differs from what was wrapped (another id,
+  // version, spec or root key, or edited bytes).
+  StatusOr<SecretBytes> UnwrapMaterial(const ecall::KeyRef& ref) const;
+
+  // WrapAccessSecret/UnwrapAccessSecret: nonce (12) || AES-256-GCM(KA, nonce, secret, aad)
+  // with aad = "custos/v1/access-key" || var(access key id). Unwrap is kIntegrity on failure.
+  Bytes WrapAccessSecret(std::string_view access_key_id, const SecretBytes& secret) const;
+  StatusOr<SecretBytes> UnwrapAccessSecret(std::string_view access_key_id, ByteSpan wrapped) const;
+
+  // audit_key signs audit heads (audit/chain.h CheckpointMessage).
+  const crypto::SigningKey& audit_key() const { return *audit_key_; }
+
+ private:
+  KmsKeyring(SecretBytes cmk_wrap, SecretBytes access_wrap, crypto::SigningKey audit_key);
+  SecretBytes cmk_wrap_;
+  SecretBytes access_wrap_;
+  std::unique_ptr<crypto::SigningKey> audit_key_;
+};
+
+// KmsOperations serves the KMS calls of ecall/ecall.h (kKmsCreateKey .. kAuditAppend) over one
+// keyring, and keeps the audit chain's last signed head for this core's life. The core creates
+// it when the root key becomes known; a sealed core has none and refuses these calls itself.
+class KmsOperations {
+ public:
+  explicit KmsOperations(KmsKeyring keyring);
+
+  // Serve runs one KMS call and returns its results, or the error the call documents. Arity is
+  // checked again here (kInvalidArgument), so a hand-built Request cannot index past its args.
+  // Error messages name the failed check and never carry key material or plaintext.
+  StatusOr<std::vector<Bytes>> Serve(const ecall::Request& request);
+
+  // audit_public_key verifies every head this core (or any core with the same root) signs.
+  const crypto::VerifyingKey& audit_public_key() const {
+    return keyring_.audit_key().verifying_key();
+  }
+
+ private:
+  using Results = StatusOr<std::vector<Bytes>>;
+  using Args = std::span<const Bytes>;
+  Results CreateKey(Args a);
+  Results Encrypt(Args a);
+  Results Decrypt(Args a);
+  Results ReEncrypt(Args a);
+  Results GenerateDataKey(Args a);
+  Results GenerateRandom(Args a);
+  Results Sign(Args a);
+  Results Verify(Args a);
+  Results GenerateMac(Args a);
+  Results VerifyMac(Args a);
+  Results NewAccessSecret(Args a);
+  Results OpenAccessSecret(Args a);
+  Results AuditAppend(Args a);
+
+  // RefFor decodes a KeyRef and checks its spec allows `op` (kFailedPrecondition "kms: key
+  // usage does not allow OP" otherwise); the material stays wrapped.
+  StatusOr<ecall::KeyRef> RefFor(ByteSpan encoded_ref, std::string_view spec,
+                                 std::string_view op) const;
+  // SealBlob makes a ciphertext blob under `material` (fresh salt and nonce); `context` is the
+  // encoded encryption context.
+  StatusOr<Bytes> SealBlob(const ecall::KeyRef& ref, const SecretBytes& material,
+                           ByteSpan plaintext, ByteSpan context) const;
+  // BlobHeaderFor parses a blob's header, checks it names ref's key id and version
+  // (kInvalidArgument "kms: ciphertext names another key") and returns the header's length.
+  static StatusOr<size_t> BlobHeaderFor(const ecall::KeyRef& ref, ByteSpan blob);
+  // OpenBlob authenticates and decrypts a blob whose header BlobHeaderFor accepted; kIntegrity
+  // "kms: ciphertext does not authenticate" on any mismatch.
+  StatusOr<SecretBytes> OpenBlob(const SecretBytes& material, ByteSpan blob, size_t header,
+                                 ByteSpan context) const;
+
+  KmsKeyring keyring_;
+  std::optional<audit::Head> last_signed_;  // the head this core signed last, if any
+};
+
+}  // namespace custos::enclave

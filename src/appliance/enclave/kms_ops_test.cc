@@ -1,0 +1,892 @@
+// The KMS calls of the trusted core (enclave/kms_ops.h), driven in-process through the call
+// interface as the host drives them: every call's happy path and its documented refusals, the
+// key-wrapping bindings (key id, version, spec, root key), the ciphertext blob's integrity, the
+// audit chain across restarts, and one run through the real, seccomp-filtered custos-enclave
+// process.
+#include "appliance/enclave/kms_ops.h"
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <climits>
+#include <filesystem>
+
+#include "protocol/audit/chain.h"
+#include "crypto/hash.h"
+#include "appliance/ecall/kms_calls.h"
+#include "appliance/enclave/core_testing.h"
+#include "gmock/gmock.h"
+
+extern char** environ;
+
+namespace custos::enclave {
+namespace {
+
+using ecall::KeyRef;
+using ::testing::HasSubstr;
+
+#define EXPECT_REFUSED(expr, want_code, text)                                       \
+  do {                                                                              \
+    auto _refused = (expr);                                                         \
+    EXPECT_EQ(_refused.status().code(), want_code) << _refused.status().ToString(); \
+    EXPECT_THAT(_refused.status().message(), HasSubstr(text));                      \
+  } while (0)
+
+// Key is one created CMK version as the host keeps it.
+struct Key {
+  KeyRef ref;
+  Bytes public_key;
+  Bytes Ref() const { return ref.Encode(); }
+};
+
+Bytes Ctx(const ecall::EncryptionContext& c) { return ecall::EncodeEncryptionContext(c); }
+
+// Evp owns an EVP_PKEY parsed from a SubjectPublicKeyInfo.
+struct Evp {
+  EVP_PKEY* key = nullptr;
+  explicit Evp(ByteSpan spki) {
+    const unsigned char* p = spki.data();
+    key = d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size()));
+    if (key != nullptr && p != spki.data() + spki.size()) {  // trailing bytes
+      EVP_PKEY_free(key);
+      key = nullptr;
+    }
+  }
+  ~Evp() { EVP_PKEY_free(key); }
+};
+
+// OpensslVerifies checks a DER signature with OpenSSL directly, outside custos' code.
+bool OpensslVerifies(ByteSpan spki, ByteSpan message, ByteSpan der_signature) {
+  Evp pub(spki);
+  if (pub.key == nullptr) return false;
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  bool ok = md != nullptr &&
+            EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, pub.key) == 1 &&
+            EVP_DigestVerify(md, der_signature.data(), der_signature.size(), message.data(),
+                             message.size()) == 1;
+  EVP_MD_CTX_free(md);
+  return ok;
+}
+
+class KmsOpsTest : public CoreFixture {
+ protected:
+  // Unsealed returns a core that ran kInit (its own root key).
+  std::unique_ptr<EnclaveCore> Unsealed(Bytes* envelope = nullptr, Bytes* origin = nullptr) {
+    auto core = NewCore();
+    EXPECT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}})
+                  .status());
+    auto init = Call(*core, ecall::Call::kInit, {});
+    EXPECT_OK(init.status());
+    if (init.ok() && envelope != nullptr) *envelope = (*init)[0];
+    if (init.ok() && origin != nullptr) *origin = (*init)[1];
+    return core;
+  }
+
+  // Joined returns a new core that joined `peer` (same root key, fresh process state).
+  std::unique_ptr<EnclaveCore> Joined(EnclaveCore& peer) {
+    auto core = NewCore();
+    EXPECT_OK(Call(*core, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}})
+                  .status());
+    EXPECT_OK(Join(*core, peer));
+    return core;
+  }
+
+  static Key Create(EnclaveCore& core, const std::string& id, uint32_t version,
+                    std::string_view spec) {
+    auto r = Call(core, ecall::Call::kKmsCreateKey,
+                  {ToBytes(id), ecall::U32Arg(version), ToBytes(spec)});
+    EXPECT_OK(r.status());
+    Key k;
+    k.ref = KeyRef{id, version, std::string(spec), r.ok() ? (*r)[0] : Bytes{}};
+    if (r.ok()) k.public_key = (*r)[1];
+    return k;
+  }
+
+  static Bytes Encrypt(EnclaveCore& core, const Key& k, ByteSpan plaintext, const Bytes& ctx) {
+    auto r = Call(core, ecall::Call::kKmsEncrypt,
+                  {k.Ref(), Bytes(plaintext.begin(), plaintext.end()), ctx});
+    EXPECT_OK(r.status());
+    return r.ok() ? (*r)[0] : Bytes{};
+  }
+
+  static StatusOr<std::vector<Bytes>> Decrypt(EnclaveCore& core, const Key& k, const Bytes& blob,
+                                              const Bytes& ctx) {
+    return Call(core, ecall::Call::kKmsDecrypt, {k.Ref(), blob, ctx});
+  }
+};
+
+// Dummy arguments of the right arity for every KMS call.
+std::vector<std::pair<ecall::Call, std::vector<Bytes>>> EveryKmsCall() {
+  std::vector<std::pair<ecall::Call, std::vector<Bytes>>> out;
+  for (ecall::Call c :
+       {ecall::Call::kKmsCreateKey, ecall::Call::kKmsEncrypt, ecall::Call::kKmsDecrypt,
+        ecall::Call::kKmsReEncrypt, ecall::Call::kKmsGenerateDataKey,
+        ecall::Call::kKmsGenerateRandom, ecall::Call::kKmsSign, ecall::Call::kKmsVerify,
+        ecall::Call::kKmsGenerateMac, ecall::Call::kKmsVerifyMac, ecall::Call::kKmsNewAccessSecret,
+        ecall::Call::kKmsOpenAccessSecret, ecall::Call::kAuditAppend})
+    out.push_back(
+        {c, std::vector<Bytes>(static_cast<size_t>(ecall::ArgCount(c)), Bytes{0, 0, 0, 1})});
+  return out;
+}
+
+TEST_F(KmsOpsTest, SealedCoreRefusesEveryKmsCall) {
+  auto unloaded = NewCore();
+  Bytes envelope, origin;
+  Unsealed(&envelope, &origin);
+  auto sealed = NewCore();  // loaded with an envelope, no quorum yet
+  ASSERT_OK(Call(*sealed, ecall::Call::kLoad, {ToBytes(custody_.json), envelope, origin, Bytes{}})
+                .status());
+  for (EnclaveCore* core : {unloaded.get(), sealed.get()}) {
+    for (const auto& [call, args] : EveryKmsCall()) {
+      auto r = Call(*core, call, args);
+      EXPECT_EQ(r.status().code(), ErrorCode::kFailedPrecondition) << ecall::CallName(call);
+      EXPECT_EQ(r.status().message(), "enclave: sealed") << ecall::CallName(call);
+    }
+    EXPECT_FALSE(StatusOf(*core).contains("audit_public_key"));
+  }
+}
+
+TEST_F(KmsOpsTest, CreateKeyForEachSpec) {
+  auto core = Unsealed();
+  Key sym = Create(*core, "k-sym", 1, ecall::kSpecSymmetric);
+  Key hmac = Create(*core, "k-hmac", 1, ecall::kSpecHmac256);
+  Key ecc = Create(*core, "k-ecc", 1, ecall::kSpecEccP256);
+  // nonce (12) || 32 bytes of material || tag (16)
+  for (const Key* k : {&sym, &hmac, &ecc}) EXPECT_EQ(k->ref.wrapped.size(), 60u) << k->ref.spec;
+  EXPECT_TRUE(sym.public_key.empty());
+  EXPECT_TRUE(hmac.public_key.empty());
+  // ECC: a P-256 SubjectPublicKeyInfo (DER), as AWS GetPublicKey returns it.
+  ASSERT_EQ(ecc.public_key.size(), 91u);
+  Evp pub(ecc.public_key);
+  ASSERT_NE(pub.key, nullptr);
+  EXPECT_TRUE(EVP_PKEY_is_a(pub.key, "EC"));
+  char group[64] = {};
+  size_t group_len = 0;
+  ASSERT_EQ(EVP_PKEY_get_utf8_string_param(pub.key, OSSL_PKEY_PARAM_GROUP_NAME, group,
+                                           sizeof(group), &group_len),
+            1);
+  EXPECT_EQ(std::string(group), "prime256v1");
+  // Fresh material each time, even for the same id and version.
+  Key again = Create(*core, "k-sym", 1, ecall::kSpecSymmetric);
+  EXPECT_NE(again.ref.wrapped, sym.ref.wrapped);
+  Key ecc2 = Create(*core, "k-ecc", 1, ecall::kSpecEccP256);
+  EXPECT_NE(ecc2.public_key, ecc.public_key);
+
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsCreateKey,
+                      {ToBytes("k"), ecall::U32Arg(1), ToBytes("RSA_2048")}),
+                 ErrorCode::kInvalidArgument, "kms: unsupported key spec");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsCreateKey,
+                      {ToBytes("k"), Bytes{0, 1}, ToBytes(ecall::kSpecSymmetric)}),
+                 ErrorCode::kInvalidArgument, "version must be a 4-byte integer");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsCreateKey,
+                      {Bytes{}, ecall::U32Arg(1), ToBytes(ecall::kSpecSymmetric)}),
+                 ErrorCode::kInvalidArgument, "key id must be 1 to 2048 bytes");
+}
+
+TEST_F(KmsOpsTest, EncryptDecryptRoundTripWithTheDocumentedBlob) {
+  auto core = Unsealed();
+  Key k = Create(*core, "key-1", 3, ecall::kSpecSymmetric);
+  Bytes ctx = Ctx({{"purpose", "test"}, {"tenant", "a"}});
+  Bytes plaintext = ToBytes("attack at dawn");
+  Bytes blob = Encrypt(*core, k, plaintext, ctx);
+  // "CKC1" || suite 1 || var(key id) || u32 version || salt (32) || nonce (12) || ct || tag (16)
+  ByteWriter header;
+  header.Raw(AsBytes("CKC1")).U8(1).Var("key-1").U32(3);
+  ASSERT_EQ(blob.size(), header.bytes().size() + 32 + 12 + plaintext.size() + 16);
+  EXPECT_TRUE(std::equal(header.bytes().begin(), header.bytes().end(), blob.begin()));
+  auto h = ecall::ParseCiphertextHeader(blob);
+  ASSERT_OK(h.status());
+  EXPECT_EQ(h->key_id, "key-1");
+  EXPECT_EQ(h->version, 3u);
+  // The plaintext does not appear in the blob, and each blob is fresh (salt and nonce).
+  EXPECT_EQ(std::search(blob.begin(), blob.end(), plaintext.begin(), plaintext.end()), blob.end());
+  Bytes blob2 = Encrypt(*core, k, plaintext, ctx);
+  EXPECT_NE(Bytes(blob.begin() + 17, blob.begin() + 17 + 44),
+            Bytes(blob2.begin() + 17, blob2.begin() + 17 + 44));
+
+  auto back = Decrypt(*core, k, blob, ctx);
+  ASSERT_OK(back.status());
+  EXPECT_EQ((*back)[0], plaintext);
+  // Empty context, and the largest plaintext.
+  Bytes big(ecall::kMaxKmsPlaintext, 0x5c);
+  Bytes big_blob = Encrypt(*core, k, big, Ctx({}));
+  auto big_back = Decrypt(*core, k, big_blob, Ctx({}));
+  ASSERT_OK(big_back.status());
+  EXPECT_EQ((*big_back)[0], big);
+
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt,
+                      {k.Ref(), Bytes(ecall::kMaxKmsPlaintext + 1, 1), Ctx({})}),
+                 ErrorCode::kInvalidArgument, "plaintext must be 1 to 4096 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {k.Ref(), Bytes{}, Ctx({})}),
+                 ErrorCode::kInvalidArgument, "plaintext must be 1 to 4096 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {k.Ref(), plaintext, Bytes{0, 0, 0}}),
+                 ErrorCode::kInvalidArgument, "encryption context");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {Bytes{1, 2, 3}, plaintext, Ctx({})}),
+                 ErrorCode::kInvalidArgument, "kms key ref");
+}
+
+TEST_F(KmsOpsTest, DecryptRefusesWrongContextAndEveryTamperedRegion) {
+  auto core = Unsealed();
+  Key k = Create(*core, "key-1", 1, ecall::kSpecSymmetric);
+  Bytes ctx = Ctx({{"a", "1"}});
+  Bytes blob = Encrypt(*core, k, ToBytes("sixteen byte msg"), ctx);
+  for (const Bytes& other :
+       {Ctx({}), Ctx({{"a", "2"}}), Ctx({{"a", "1"}, {"b", "1"}}), Ctx({{"A", "1"}})})
+    EXPECT_REFUSED(Decrypt(*core, k, blob, other), ErrorCode::kIntegrity,
+                   "kms: ciphertext does not authenticate");
+  EXPECT_REFUSED(Decrypt(*core, k, blob, Bytes{0, 0, 0, 1}), ErrorCode::kInvalidArgument,
+                 "encryption context");
+
+  const size_t header = 4 + 1 + 4 + 5 + 4;
+  struct Region {
+    const char* name;
+    size_t from, to;
+    ErrorCode code;
+    const char* text;
+  };
+  const Region regions[] = {
+      {"magic", 0, 4, ErrorCode::kInvalidArgument, "bad magic"},
+      {"suite", 4, 5, ErrorCode::kInvalidArgument, "unknown suite"},
+      {"key id", 9, 14, ErrorCode::kInvalidArgument, "kms: ciphertext names another key"},
+      {"version", 14, 18, ErrorCode::kInvalidArgument, "kms: ciphertext names another key"},
+      {"salt", header, header + 32, ErrorCode::kIntegrity, "kms: ciphertext does not authenticate"},
+      {"nonce", header + 32, header + 44, ErrorCode::kIntegrity,
+       "kms: ciphertext does not authenticate"},
+      {"ciphertext", header + 44, blob.size() - 16, ErrorCode::kIntegrity,
+       "kms: ciphertext does not authenticate"},
+      {"tag", blob.size() - 16, blob.size(), ErrorCode::kIntegrity,
+       "kms: ciphertext does not authenticate"},
+  };
+  for (const Region& r : regions) {
+    for (size_t i = r.from; i < r.to; ++i) {
+      SCOPED_TRACE(std::string(r.name) + " byte " + std::to_string(i));
+      Bytes bad = blob;
+      bad[i] ^= 0x01;
+      EXPECT_REFUSED(Decrypt(*core, k, bad, ctx), r.code, r.text);
+    }
+  }
+  // Key id length, truncation and an appended byte.
+  Bytes bad_len = blob;
+  bad_len[8] ^= 0x01;
+  EXPECT_EQ(Decrypt(*core, k, bad_len, ctx).status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_REFUSED(Decrypt(*core, k, Bytes(blob.begin(), blob.end() - 1), ctx), ErrorCode::kIntegrity,
+                 "does not authenticate");
+  EXPECT_REFUSED(Decrypt(*core, k, Bytes(blob.begin(), blob.begin() + header + 59), ctx),
+                 ErrorCode::kInvalidArgument, "too short");
+  Bytes longer = blob;
+  longer.push_back(0);
+  EXPECT_REFUSED(Decrypt(*core, k, longer, ctx), ErrorCode::kIntegrity, "does not authenticate");
+  // The untouched blob still decrypts.
+  EXPECT_OK(Decrypt(*core, k, blob, ctx).status());
+}
+
+TEST_F(KmsOpsTest, DecryptRefusesAnotherKeysOrVersionsRef) {
+  auto core = Unsealed();
+  Key a1 = Create(*core, "key-a", 1, ecall::kSpecSymmetric);
+  Key a2 = Create(*core, "key-a", 2, ecall::kSpecSymmetric);
+  Key b1 = Create(*core, "key-b", 1, ecall::kSpecSymmetric);
+  Bytes blob = Encrypt(*core, a1, ToBytes("for a1"), Ctx({}));
+  EXPECT_REFUSED(Decrypt(*core, b1, blob, Ctx({})), ErrorCode::kInvalidArgument,
+                 "kms: ciphertext names another key");
+  EXPECT_REFUSED(Decrypt(*core, a2, blob, Ctx({})), ErrorCode::kInvalidArgument,
+                 "kms: ciphertext names another key");
+  // A ref with a1's name but a2's material: the name matches, the material does not unwrap.
+  Key forged = a1;
+  forged.ref.wrapped = a2.ref.wrapped;
+  EXPECT_REFUSED(Decrypt(*core, forged, blob, Ctx({})), ErrorCode::kIntegrity,
+                 "kms: key material does not unwrap");
+  EXPECT_OK(Decrypt(*core, a1, blob, Ctx({})).status());
+}
+
+TEST_F(KmsOpsTest, WrappedMaterialMovedToAnotherIdVersionOrSpecDoesNotUnwrap) {
+  auto core = Unsealed();
+  Key sym = Create(*core, "key-a", 1, ecall::kSpecSymmetric);
+  Key hmac = Create(*core, "key-h", 1, ecall::kSpecHmac256);
+  const Bytes msg = ToBytes("m");
+  auto moved = [&](std::string id, uint32_t version, std::string_view spec, const Bytes& wrapped) {
+    return KeyRef{std::move(id), version, std::string(spec), wrapped}.Encode();
+  };
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt,
+                      {moved("key-b", 1, ecall::kSpecSymmetric, sym.ref.wrapped), msg, Ctx({})}),
+                 ErrorCode::kIntegrity, "kms: key material does not unwrap");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt,
+                      {moved("key-a", 2, ecall::kSpecSymmetric, sym.ref.wrapped), msg, Ctx({})}),
+                 ErrorCode::kIntegrity, "kms: key material does not unwrap");
+  // Symmetric material presented as an HMAC key, and HMAC material as a symmetric key.
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateMac,
+                      {moved("key-a", 1, ecall::kSpecHmac256, sym.ref.wrapped), msg}),
+                 ErrorCode::kIntegrity, "kms: key material does not unwrap");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt,
+                      {moved("key-h", 1, ecall::kSpecSymmetric, hmac.ref.wrapped), msg, Ctx({})}),
+                 ErrorCode::kIntegrity, "kms: key material does not unwrap");
+  for (size_t i = 0; i < sym.ref.wrapped.size(); ++i) {
+    Bytes bad = sym.ref.wrapped;
+    bad[i] ^= 0x80;
+    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt,
+                        {moved("key-a", 1, ecall::kSpecSymmetric, bad), msg, Ctx({})}),
+                   ErrorCode::kIntegrity, "kms: key material does not unwrap");
+  }
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt,
+                      {moved("key-a", 1, ecall::kSpecSymmetric, Bytes(27, 0)), msg, Ctx({})}),
+                 ErrorCode::kIntegrity, "kms: key material does not unwrap");
+}
+
+TEST_F(KmsOpsTest, AnotherRootCannotUnwrapOrDecrypt) {
+  auto core = Unsealed();
+  auto other = Unsealed();  // its own kInit: another root key
+  Key k = Create(*core, "key-a", 1, ecall::kSpecSymmetric);
+  Key e = Create(*core, "key-e", 1, ecall::kSpecEccP256);
+  Bytes blob = Encrypt(*core, k, ToBytes("secret"), Ctx({}));
+  EXPECT_REFUSED(Decrypt(*other, k, blob, Ctx({})), ErrorCode::kIntegrity,
+                 "kms: key material does not unwrap");
+  EXPECT_REFUSED(Call(*other, ecall::Call::kKmsEncrypt, {k.Ref(), ToBytes("x"), Ctx({})}),
+                 ErrorCode::kIntegrity, "kms: key material does not unwrap");
+  EXPECT_REFUSED(Call(*other, ecall::Call::kKmsSign, {e.Ref(), ToBytes("x"), ToBytes("RAW")}),
+                 ErrorCode::kIntegrity, "kms: key material does not unwrap");
+  EXPECT_NE(StatusOf(*core)["audit_public_key"], StatusOf(*other)["audit_public_key"]);
+}
+
+TEST_F(KmsOpsTest, KeyUsageIsCheckedForEveryOperation) {
+  auto core = Unsealed();
+  Key sym = Create(*core, "s", 1, ecall::kSpecSymmetric);
+  Key hmac = Create(*core, "h", 1, ecall::kSpecHmac256);
+  Key ecc = Create(*core, "e", 1, ecall::kSpecEccP256);
+  Bytes blob = Encrypt(*core, sym, ToBytes("x"), Ctx({}));
+  const ErrorCode fp = ErrorCode::kFailedPrecondition;
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsEncrypt, {hmac.Ref(), ToBytes("x"), Ctx({})}), fp,
+                 "kms: key usage does not allow encrypt");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsDecrypt, {ecc.Ref(), blob, Ctx({})}), fp,
+                 "kms: key usage does not allow decrypt");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateDataKey,
+                      {ecc.Ref(), ecall::U32Arg(32), Ctx({}), Bytes{1}}),
+                 fp, "kms: key usage does not allow generate data key");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsReEncrypt, {sym.Ref(), blob, Ctx({}), hmac.Ref(), Ctx({})}), fp,
+      "kms: key usage does not allow encrypt");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsReEncrypt, {ecc.Ref(), blob, Ctx({}), sym.Ref(), Ctx({})}), fp,
+      "kms: key usage does not allow decrypt");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {sym.Ref(), ToBytes("x"), ToBytes("RAW")}), fp,
+                 "kms: key usage does not allow sign");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsVerify, {hmac.Ref(), ToBytes("x"), ToBytes("RAW"), Bytes{0x30}}),
+      fp, "kms: key usage does not allow verify");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateMac, {sym.Ref(), ToBytes("x")}), fp,
+                 "kms: key usage does not allow generate mac");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerifyMac, {ecc.Ref(), ToBytes("x"), Bytes(32, 0)}),
+                 fp, "kms: key usage does not allow verify mac");
+}
+
+TEST_F(KmsOpsTest, ReEncryptMovesACiphertextToAnotherKeyAndContext) {
+  auto core = Unsealed();
+  Key a = Create(*core, "key-a", 1, ecall::kSpecSymmetric);
+  Key b = Create(*core, "key-b", 4, ecall::kSpecSymmetric);
+  Bytes blob = Encrypt(*core, a, ToBytes("moving"), Ctx({{"from", "a"}}));
+  auto r = Call(*core, ecall::Call::kKmsReEncrypt,
+                {a.Ref(), blob, Ctx({{"from", "a"}}), b.Ref(), Ctx({{"to", "b"}})});
+  ASSERT_OK(r.status());
+  auto h = ecall::ParseCiphertextHeader((*r)[0]);
+  ASSERT_OK(h.status());
+  EXPECT_EQ(h->key_id, "key-b");
+  EXPECT_EQ(h->version, 4u);
+  auto back = Decrypt(*core, b, (*r)[0], Ctx({{"to", "b"}}));
+  ASSERT_OK(back.status());
+  EXPECT_EQ((*back)[0], ToBytes("moving"));
+  EXPECT_REFUSED(Decrypt(*core, b, (*r)[0], Ctx({{"from", "a"}})), ErrorCode::kIntegrity,
+                 "does not authenticate");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsReEncrypt, {a.Ref(), blob, Ctx({}), b.Ref(), Ctx({})}),
+      ErrorCode::kIntegrity, "kms: ciphertext does not authenticate");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsReEncrypt,
+                      {b.Ref(), blob, Ctx({{"from", "a"}}), a.Ref(), Ctx({})}),
+                 ErrorCode::kInvalidArgument, "kms: ciphertext names another key");
+}
+
+TEST_F(KmsOpsTest, GenerateDataKeyWithAndWithoutPlaintext) {
+  auto core = Unsealed();
+  Key k = Create(*core, "key-a", 1, ecall::kSpecSymmetric);
+  Bytes ctx = Ctx({{"bucket", "b1"}});
+  auto with =
+      Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(32), ctx, Bytes{1}});
+  ASSERT_OK(with.status());
+  ASSERT_EQ(with->size(), 2u);
+  EXPECT_EQ((*with)[1].size(), 32u);
+  auto opened = Decrypt(*core, k, (*with)[0], ctx);
+  ASSERT_OK(opened.status());
+  EXPECT_EQ((*opened)[0], (*with)[1]);
+
+  auto without =
+      Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(32), ctx, Bytes{0}});
+  ASSERT_OK(without.status());
+  EXPECT_TRUE((*without)[1].empty());
+  auto key = Decrypt(*core, k, (*without)[0], ctx);
+  ASSERT_OK(key.status());
+  EXPECT_EQ((*key)[0].size(), 32u);
+  EXPECT_NE((*key)[0], (*with)[1]);
+
+  auto largest =
+      Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(1024), ctx, Bytes{1}});
+  ASSERT_OK(largest.status());
+  EXPECT_EQ((*largest)[1].size(), 1024u);
+  for (uint32_t n : {0u, 1025u})
+    EXPECT_REFUSED(
+        Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(n), ctx, Bytes{1}}),
+        ErrorCode::kInvalidArgument, "a data key must be 1 to 1024 bytes");
+  for (const Bytes& flag : {Bytes{}, Bytes{2}, Bytes{1, 0}})
+    EXPECT_REFUSED(
+        Call(*core, ecall::Call::kKmsGenerateDataKey, {k.Ref(), ecall::U32Arg(32), ctx, flag}),
+        ErrorCode::kInvalidArgument, "with_plaintext");
+}
+
+TEST_F(KmsOpsTest, GenerateRandomHonoursItsBounds) {
+  auto core = Unsealed();
+  for (uint32_t n : {1u, 32u, 1024u}) {
+    auto r = Call(*core, ecall::Call::kKmsGenerateRandom, {ecall::U32Arg(n)});
+    ASSERT_OK(r.status());
+    EXPECT_EQ((*r)[0].size(), n);
+  }
+  auto a = Call(*core, ecall::Call::kKmsGenerateRandom, {ecall::U32Arg(32)});
+  auto b = Call(*core, ecall::Call::kKmsGenerateRandom, {ecall::U32Arg(32)});
+  ASSERT_OK(a.status());
+  ASSERT_OK(b.status());
+  EXPECT_NE((*a)[0], (*b)[0]);
+  for (uint32_t n : {0u, 1025u})
+    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateRandom, {ecall::U32Arg(n)}),
+                   ErrorCode::kInvalidArgument, "random output must be 1 to 1024 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateRandom, {Bytes{1}}),
+                 ErrorCode::kInvalidArgument, "4-byte integer");
+}
+
+TEST_F(KmsOpsTest, SignProducesDerSignaturesThatOpensslAndVerifyAccept) {
+  auto core = Unsealed();
+  Key k = Create(*core, "key-e", 1, ecall::kSpecEccP256);
+  Bytes message = ToBytes("a message to sign");
+  auto raw = Call(*core, ecall::Call::kKmsSign, {k.Ref(), message, ToBytes("RAW")});
+  ASSERT_OK(raw.status());
+  const Bytes& sig = (*raw)[0];
+  EXPECT_EQ(sig[0], 0x30);  // DER SEQUENCE, not P1363
+  EXPECT_GE(sig.size(), 8u);
+  EXPECT_LE(sig.size(), 72u);
+  EXPECT_TRUE(OpensslVerifies(k.public_key, message, sig));
+  EXPECT_FALSE(OpensslVerifies(k.public_key, ToBytes("another message"), sig));
+  EXPECT_OK(Call(*core, ecall::Call::kKmsVerify, {k.Ref(), message, ToBytes("RAW"), sig}).status());
+
+  // DIGEST: the caller hashed; a signature over the digest is a signature over the message.
+  crypto::Digest d = crypto::Sha256(message);
+  Bytes digest(d.begin(), d.end());
+  auto over_digest = Call(*core, ecall::Call::kKmsSign, {k.Ref(), digest, ToBytes("DIGEST")});
+  ASSERT_OK(over_digest.status());
+  EXPECT_TRUE(OpensslVerifies(k.public_key, message, (*over_digest)[0]));
+  EXPECT_OK(
+      Call(*core, ecall::Call::kKmsVerify, {k.Ref(), message, ToBytes("RAW"), (*over_digest)[0]})
+          .status());
+  EXPECT_OK(
+      Call(*core, ecall::Call::kKmsVerify, {k.Ref(), digest, ToBytes("DIGEST"), sig}).status());
+
+  const ErrorCode integrity = ErrorCode::kIntegrity;
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerify,
+                      {k.Ref(), ToBytes("another message"), ToBytes("RAW"), sig}),
+                 integrity, "kms: signature does not verify");
+  // Signed by another key of the same spec.
+  Key other = Create(*core, "key-f", 1, ecall::kSpecEccP256);
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerify, {other.Ref(), message, ToBytes("RAW"), sig}),
+                 integrity, "kms: signature does not verify");
+  Bytes flipped = sig;
+  flipped[flipped.size() - 1] ^= 1;
+  Bytes trailing = sig;
+  trailing.push_back(0);
+  for (const Bytes& bad : {flipped, trailing, Bytes{}, Bytes(64, 1), Bytes{0x30, 0x00}})
+    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerify, {k.Ref(), message, ToBytes("RAW"), bad}),
+                   integrity, "kms: signature does not verify");
+
+  const ErrorCode invalid = ErrorCode::kInvalidArgument;
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {k.Ref(), message, ToBytes("raw")}), invalid,
+                 "RAW or DIGEST");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {k.Ref(), Bytes(31, 1), ToBytes("DIGEST")}),
+                 invalid, "32 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {k.Ref(), Bytes{}, ToBytes("RAW")}), invalid,
+                 "1 to 4096 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsSign, {k.Ref(), Bytes(4097, 1), ToBytes("RAW")}),
+                 invalid, "1 to 4096 bytes");
+  EXPECT_OK(Call(*core, ecall::Call::kKmsSign, {k.Ref(), Bytes(4096, 1), ToBytes("RAW")}).status());
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerify, {k.Ref(), message, ToBytes("PSS"), sig}),
+                 invalid, "RAW or DIGEST");
+}
+
+TEST_F(KmsOpsTest, MacsVerifyAndRefuseEveryMismatch) {
+  auto core = Unsealed();
+  Key k = Create(*core, "key-h", 1, ecall::kSpecHmac256);
+  Key other = Create(*core, "key-i", 1, ecall::kSpecHmac256);
+  Bytes message = ToBytes("authenticate me");
+  auto mac = Call(*core, ecall::Call::kKmsGenerateMac, {k.Ref(), message});
+  ASSERT_OK(mac.status());
+  ASSERT_EQ((*mac)[0].size(), 32u);
+  auto again = Call(*core, ecall::Call::kKmsGenerateMac, {k.Ref(), message});
+  ASSERT_OK(again.status());
+  EXPECT_EQ((*again)[0], (*mac)[0]);  // deterministic
+  EXPECT_OK(Call(*core, ecall::Call::kKmsVerifyMac, {k.Ref(), message, (*mac)[0]}).status());
+
+  Bytes flipped = (*mac)[0];
+  flipped[0] ^= 1;
+  Bytes shorter((*mac)[0].begin(), (*mac)[0].end() - 1);
+  Bytes longer = (*mac)[0];
+  longer.push_back(0);
+  for (const Bytes& bad : {flipped, shorter, longer, Bytes{}})
+    EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerifyMac, {k.Ref(), message, bad}),
+                   ErrorCode::kIntegrity, "kms: mac does not verify");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsVerifyMac, {k.Ref(), ToBytes("authenticate mE"), (*mac)[0]}),
+      ErrorCode::kIntegrity, "kms: mac does not verify");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsVerifyMac, {other.Ref(), message, (*mac)[0]}),
+                 ErrorCode::kIntegrity, "kms: mac does not verify");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateMac, {k.Ref(), Bytes(4097, 1)}),
+                 ErrorCode::kInvalidArgument, "message must be 1 to 4096 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsGenerateMac, {k.Ref(), Bytes{}}),
+                 ErrorCode::kInvalidArgument, "message must be 1 to 4096 bytes");
+}
+
+TEST_F(KmsOpsTest, AccessSecretsRoundTripOnlyUnderTheirId) {
+  auto core = Unsealed();
+  auto made = Call(*core, ecall::Call::kKmsNewAccessSecret, {ToBytes("AKIAEXAMPLE0001")});
+  ASSERT_OK(made.status());
+  const Bytes& secret = (*made)[0];
+  const Bytes& wrapped = (*made)[1];
+  ASSERT_EQ(secret.size(), kAccessSecretSize);
+  for (uint8_t c : secret)
+    EXPECT_TRUE(std::isalnum(c) || c == '+' || c == '/') << static_cast<int>(c);
+  EXPECT_EQ(wrapped.size(), 12u + 40u + 16u);
+  auto opened =
+      Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), wrapped});
+  ASSERT_OK(opened.status());
+  EXPECT_EQ((*opened)[0], secret);
+  auto second = Call(*core, ecall::Call::kKmsNewAccessSecret, {ToBytes("AKIAEXAMPLE0001")});
+  ASSERT_OK(second.status());
+  EXPECT_NE((*second)[0], secret);
+
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0002"), wrapped}),
+      ErrorCode::kIntegrity, "access secret does not unwrap");
+  Bytes bad = wrapped;
+  bad[20] ^= 1;
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), bad}),
+                 ErrorCode::kIntegrity, "access secret does not unwrap");
+  auto other = Unsealed();
+  EXPECT_REFUSED(
+      Call(*other, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), wrapped}),
+      ErrorCode::kIntegrity, "access secret does not unwrap");
+  // A CMK's wrapped material is not an access secret (different key and AAD).
+  Key k = Create(*core, "AKIAEXAMPLE0001", 1, ecall::kSpecSymmetric);
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), k.ref.wrapped}),
+      ErrorCode::kIntegrity, "access secret does not unwrap");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsNewAccessSecret, {Bytes{}}),
+                 ErrorCode::kInvalidArgument, "access key id must be 1 to 128 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsNewAccessSecret, {Bytes(129, 'A')}),
+                 ErrorCode::kInvalidArgument, "access key id must be 1 to 128 bytes");
+}
+
+// ---- audit chain ----
+
+Bytes Entries(const std::vector<std::string>& entries) {
+  ByteWriter w;
+  w.U32(static_cast<uint32_t>(entries.size()));
+  for (const std::string& e : entries) w.Var(e);
+  return w.Take();
+}
+
+// Chain recomputes the head after `entries` from `from`, as an offline verifier would.
+audit::Head Chain(audit::Head from, const std::vector<std::string>& entries) {
+  for (const std::string& e : entries) {
+    ++from.seq;
+    from.hash = audit::EntryHash(from.hash, from.seq, e);
+  }
+  return from;
+}
+
+crypto::VerifyingKey AuditKeyOf(EnclaveCore& core) {
+  nlohmann::json s = StatusOf(core);
+  auto bytes = HexDecode(s.value("audit_public_key", std::string()));
+  EXPECT_OK(bytes.status());
+  EXPECT_EQ(bytes.ok() ? bytes->size() : 0, 33u);
+  auto key = crypto::VerifyingKey::Decode(bytes.ok() ? *bytes : Bytes{});
+  if (!key.ok()) {
+    ADD_FAILURE() << "audit_public_key does not decode";
+    return crypto::SigningKey::Generate().verifying_key();
+  }
+  return *key;
+}
+
+TEST_F(KmsOpsTest, AuditAppendsChainAndSignHeads) {
+  auto core = Unsealed();
+  crypto::VerifyingKey audit_key = AuditKeyOf(*core);
+  std::vector<std::string> first = {R"({"op":"CreateKey"})", R"({"op":"Encrypt"})"};
+  auto r1 = Call(*core, ecall::Call::kAuditAppend, {Bytes{}, Entries(first)});
+  ASSERT_OK(r1.status());
+  audit::Head want1 = Chain({0, audit::GenesisHash()}, first);
+  EXPECT_EQ((*r1)[0], audit::EncodeHead(want1.seq, want1.hash));
+  ASSERT_EQ((*r1)[1].size(), 64u);
+  EXPECT_OK(audit_key.Verify(audit::CheckpointMessage(want1.seq, want1.hash), (*r1)[1]));
+
+  Bytes anchor1 = Concat({(*r1)[0], (*r1)[1]});
+  std::vector<std::string> second = {R"({"op":"Decrypt"})"};
+  auto r2 = Call(*core, ecall::Call::kAuditAppend, {anchor1, Entries(second)});
+  ASSERT_OK(r2.status());
+  audit::Head want2 = Chain(want1, second);
+  EXPECT_EQ(want2.seq, 3u);
+  EXPECT_EQ((*r2)[0], audit::EncodeHead(want2.seq, want2.hash));
+  EXPECT_OK(audit_key.Verify(audit::CheckpointMessage(want2.seq, want2.hash), (*r2)[1]));
+  Bytes anchor2 = Concat({(*r2)[0], (*r2)[1]});
+
+  const ErrorCode fp = ErrorCode::kFailedPrecondition;
+  // A stale anchor (genuinely signed, but not the last head), an empty anchor once a head is
+  // signed, and a fork (same seq, another hash) are refused.
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {anchor1, Entries(second)}), fp,
+                 "audit: anchor is not the current head");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {Bytes{}, Entries(second)}), fp,
+                 "audit: anchor is not the current head");
+  Bytes fork = anchor2;
+  fork[8] ^= 1;
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {fork, Entries(second)}), fp,
+                 "audit: anchor is not the current head");
+  // Malformed requests.
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {anchor2, Entries({})}),
+                 ErrorCode::kInvalidArgument, "audit: no entries");
+  Bytes trailing = Entries(second);
+  trailing.push_back(0);
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend, {anchor2, trailing}),
+                 ErrorCode::kInvalidArgument, "trailing bytes");
+  EXPECT_REFUSED(
+      Call(*core, ecall::Call::kAuditAppend, {anchor2, Bytes{0, 0, 0, 2, 0, 0, 0, 1, 'x'}}),
+      ErrorCode::kInvalidArgument, "audit: entry");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditAppend,
+                      {Bytes(anchor2.begin(), anchor2.end() - 1), Entries(second)}),
+                 ErrorCode::kInvalidArgument, "anchor must be");
+  // None of the refusals moved the head: the current one still extends.
+  auto r3 = Call(*core, ecall::Call::kAuditAppend, {anchor2, Entries({"e4", "e5"})});
+  ASSERT_OK(r3.status());
+  EXPECT_EQ((*r3)[0], audit::EncodeHead(5, Chain(want2, {"e4", "e5"}).hash));
+}
+
+TEST_F(KmsOpsTest, AuditAfterRestartAcceptsTheStoredAnchorAndRefusesAForgedOne) {
+  auto core = Unsealed();
+  auto r1 = Call(*core, ecall::Call::kAuditAppend, {Bytes{}, Entries({"one", "two"})});
+  ASSERT_OK(r1.status());
+  Bytes stored = Concat({(*r1)[0], (*r1)[1]});
+
+  // A restarted core (same root key, learnt through a join): same audit key, and the stored
+  // signed head is accepted once, by its signature.
+  auto restarted = Joined(*core);
+  ASSERT_FALSE(restarted->sealed());
+  crypto::VerifyingKey key = AuditKeyOf(*restarted);
+  EXPECT_TRUE(key == AuditKeyOf(*core));
+  // Forged anchors: another hash under the genuine signature, another seq, a signature by
+  // another key, a zero signature.
+  Bytes other_hash = stored;
+  other_hash[20] ^= 1;
+  Bytes other_seq = stored;
+  other_seq[7] ^= 1;
+  audit::Head fake{2, crypto::RandomBytes(32)};
+  Bytes foreign =
+      Concat({audit::EncodeHead(fake.seq, fake.hash),
+              crypto::SigningKey::Generate().Sign(audit::CheckpointMessage(fake.seq, fake.hash))});
+  Bytes zero_sig = Concat({(*r1)[0], Bytes(64, 0)});
+  for (const Bytes& forged : {other_hash, other_seq, foreign, zero_sig})
+    EXPECT_REFUSED(Call(*restarted, ecall::Call::kAuditAppend, {forged, Entries({"three"})}),
+                   ErrorCode::kIntegrity, "audit: anchor signature does not verify");
+  auto r2 = Call(*restarted, ecall::Call::kAuditAppend, {stored, Entries({"three"})});
+  ASSERT_OK(r2.status());
+  audit::Head want = Chain(Chain({0, audit::GenesisHash()}, {"one", "two"}), {"three"});
+  EXPECT_EQ((*r2)[0], audit::EncodeHead(3, want.hash));
+  EXPECT_OK(key.Verify(audit::CheckpointMessage(3, want.hash), (*r2)[1]));
+  // From now on the restarted core holds its own head: the older stored anchor is stale.
+  EXPECT_REFUSED(Call(*restarted, ecall::Call::kAuditAppend, {stored, Entries({"four"})}),
+                 ErrorCode::kFailedPrecondition, "audit: anchor is not the current head");
+  // A core with another root key has another audit key: the stored anchor does not verify there.
+  auto stranger = Unsealed();
+  EXPECT_REFUSED(Call(*stranger, ecall::Call::kAuditAppend, {stored, Entries({"x"})}),
+                 ErrorCode::kIntegrity, "audit: anchor signature does not verify");
+}
+
+TEST_F(KmsOpsTest, EveryWayToTheRootKeyDerivesTheSameKeyring) {
+  Bytes envelope, origin;
+  auto first = Unsealed(&envelope, &origin);
+  Key k = Create(*first, "key-a", 1, ecall::kSpecSymmetric);
+  Bytes blob = Encrypt(*first, k, ToBytes("survives restarts"), Ctx({}));
+  // Quorum unseal of the stored envelope (1 provider + 2 customers).
+  auto unsealed = NewCore();
+  ASSERT_OK(Call(*unsealed, ecall::Call::kLoad, {ToBytes(custody_.json), envelope, origin, Bytes{}})
+                .status());
+  EXPECT_EQ(Call(*unsealed, ecall::Call::kKmsDecrypt, {k.Ref(), blob, Ctx({})}).status().message(),
+            "enclave: sealed");
+  for (const char* id : {"P1", "C1", "C2"}) ASSERT_OK(Release(*unsealed, K(id)).status());
+  ASSERT_FALSE(unsealed->sealed());
+  // Join.
+  auto joined = Joined(*first);
+  for (EnclaveCore* core : {unsealed.get(), joined.get()}) {
+    auto back = Decrypt(*core, k, blob, Ctx({}));
+    ASSERT_OK(back.status());
+    EXPECT_EQ((*back)[0], ToBytes("survives restarts"));
+    EXPECT_EQ(StatusOf(*core)["audit_public_key"], StatusOf(*first)["audit_public_key"]);
+  }
+}
+
+TEST(KmsKeyringTest, DerivationIsAFunctionOfTheRootKey) {
+  SecretBytes root = crypto::RandomSecret(32);
+  auto a = KmsKeyring::Derive(root);
+  auto b = KmsKeyring::Derive(root);
+  auto c = KmsKeyring::Derive(crypto::RandomSecret(32));
+  ASSERT_OK(a.status());
+  ASSERT_OK(b.status());
+  ASSERT_OK(c.status());
+  EXPECT_TRUE(a->audit_key().verifying_key() == b->audit_key().verifying_key());
+  EXPECT_FALSE(a->audit_key().verifying_key() == c->audit_key().verifying_key());
+  SecretBytes material = crypto::RandomSecret(32);
+  Bytes wrapped = a->WrapMaterial("id", 1, ecall::kSpecSymmetric, material);
+  auto opened = b->UnwrapMaterial(KeyRef{"id", 1, std::string(ecall::kSpecSymmetric), wrapped});
+  ASSERT_OK(opened.status());
+  EXPECT_TRUE(opened->ConstantTimeEquals(material));
+  EXPECT_EQ(c->UnwrapMaterial(KeyRef{"id", 1, std::string(ecall::kSpecSymmetric), wrapped})
+                .status()
+                .code(),
+            ErrorCode::kIntegrity);
+  // The audit key is the documented derivation: HKDF(root, "", "custos/v1/audit-signing-key" ||
+  // u8 counter), the first candidate that is a valid scalar (counter 0 but for ~2^-32 of roots).
+  ByteWriter info;
+  info.Raw(AsBytes("custos/v1/audit-signing-key")).U8(0);
+  auto d = crypto::Hkdf(root.Expose(), {}, info.bytes(), 32);
+  ASSERT_OK(d.status());
+  auto expected = crypto::SigningKey::FromScalarBytes(*d);
+  ASSERT_OK(expected.status());
+  EXPECT_TRUE(expected->verifying_key() == a->audit_key().verifying_key());
+}
+
+// ---- the real trusted-core process ----
+
+// RealCore runs custos-enclave (next to this test binary) under its seccomp filter and speaks
+// the call interface to it over a socket pair, as host/enclave_process.cc does.
+class RealCore {
+ public:
+  static std::unique_ptr<RealCore> Start(const std::string& key_dir) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0) return nullptr;
+    std::string binary =
+        (std::filesystem::path(std::string(exe, static_cast<size_t>(n))).parent_path() /
+         "custos-enclave")
+            .string();
+    if (access(binary.c_str(), X_OK) != 0) return nullptr;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return nullptr;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, sv[1], 3);
+    std::vector<std::string> args = {binary, "--fd", "3", "--tee", "sim", "--sim-key-dir", key_dir};
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    int rc = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(sv[1]);
+    if (rc != 0) {
+      close(sv[0]);
+      return nullptr;
+    }
+    return std::unique_ptr<RealCore>(new RealCore(pid, sv[0]));
+  }
+  ~RealCore() {
+    close(fd_);
+    waitpid(pid_, nullptr, 0);  // the core exits when its socket closes
+  }
+  StatusOr<std::vector<Bytes>> Call(ecall::Call call, std::vector<Bytes> args) {
+    RETURN_IF_ERROR(ecall::WriteFrame(fd_, ecall::Request{call, std::move(args)}.Encode()));
+    ASSIGN_OR_RETURN(Bytes answer, reader_.Next());
+    ASSIGN_OR_RETURN(ecall::Response resp, ecall::Response::Decode(answer));
+    RETURN_IF_ERROR(resp.ToStatus());
+    return std::move(resp.results);
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  RealCore(pid_t pid, int fd) : pid_(pid), fd_(fd), reader_(fd) {}
+  pid_t pid_;
+  int fd_;
+  ecall::FrameReader reader_;
+};
+
+TEST_F(KmsOpsTest, TheSeccompFilteredProcessServesEveryKmsCall) {
+  auto core = RealCore::Start(dir_ + "/real-sim");
+  if (core == nullptr) GTEST_SKIP() << "custos-enclave is not built next to this test";
+  ASSERT_OK(core->Call(ecall::Call::kHello, {}).status());
+  ASSERT_OK(
+      core->Call(ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
+  ASSERT_OK(core->Call(ecall::Call::kInit, {}).status());
+  auto status = core->Call(ecall::Call::kStatus, {Bytes{}});
+  ASSERT_OK(status.status());
+  nlohmann::json s = nlohmann::json::parse(ToString((*status)[0]));
+  EXPECT_TRUE(s["lockdown"]["seccomp"].get<bool>());
+  ASSERT_TRUE(s.contains("audit_public_key"));
+  auto audit_key =
+      crypto::VerifyingKey::Decode(*HexDecode(s["audit_public_key"].get<std::string>()));
+  ASSERT_OK(audit_key.status());
+
+  std::map<std::string, Key> keys;
+  for (std::string_view spec : {ecall::kSpecSymmetric, ecall::kSpecHmac256, ecall::kSpecEccP256}) {
+    auto r =
+        core->Call(ecall::Call::kKmsCreateKey, {ToBytes(spec), ecall::U32Arg(1), ToBytes(spec)});
+    ASSERT_OK(r.status());
+    keys[std::string(spec)] =
+        Key{KeyRef{std::string(spec), 1, std::string(spec), (*r)[0]}, (*r)[1]};
+  }
+  const Key& sym = keys[std::string(ecall::kSpecSymmetric)];
+  const Key& hmac = keys[std::string(ecall::kSpecHmac256)];
+  const Key& ecc = keys[std::string(ecall::kSpecEccP256)];
+  Bytes ctx = Ctx({{"k", "v"}});
+  auto blob = core->Call(ecall::Call::kKmsEncrypt, {sym.Ref(), ToBytes("through the filter"), ctx});
+  ASSERT_OK(blob.status());
+  auto plain = core->Call(ecall::Call::kKmsDecrypt, {sym.Ref(), (*blob)[0], ctx});
+  ASSERT_OK(plain.status());
+  EXPECT_EQ((*plain)[0], ToBytes("through the filter"));
+  EXPECT_EQ(core->Call(ecall::Call::kKmsDecrypt, {sym.Ref(), (*blob)[0], Ctx({})}).status().code(),
+            ErrorCode::kIntegrity);
+  ASSERT_OK(core->Call(ecall::Call::kKmsReEncrypt, {sym.Ref(), (*blob)[0], ctx, sym.Ref(), Ctx({})})
+                .status());
+  ASSERT_OK(
+      core->Call(ecall::Call::kKmsGenerateDataKey, {sym.Ref(), ecall::U32Arg(32), ctx, Bytes{1}})
+          .status());
+  ASSERT_OK(core->Call(ecall::Call::kKmsGenerateRandom, {ecall::U32Arg(64)}).status());
+  auto sig = core->Call(ecall::Call::kKmsSign, {ecc.Ref(), ToBytes("m"), ToBytes("RAW")});
+  ASSERT_OK(sig.status());
+  EXPECT_TRUE(OpensslVerifies(ecc.public_key, ToBytes("m"), (*sig)[0]));
+  ASSERT_OK(
+      core->Call(ecall::Call::kKmsVerify, {ecc.Ref(), ToBytes("m"), ToBytes("RAW"), (*sig)[0]})
+          .status());
+  EXPECT_EQ(
+      core->Call(ecall::Call::kKmsVerify, {ecc.Ref(), ToBytes("n"), ToBytes("RAW"), (*sig)[0]})
+          .status()
+          .code(),
+      ErrorCode::kIntegrity);
+  auto mac = core->Call(ecall::Call::kKmsGenerateMac, {hmac.Ref(), ToBytes("m")});
+  ASSERT_OK(mac.status());
+  ASSERT_OK(core->Call(ecall::Call::kKmsVerifyMac, {hmac.Ref(), ToBytes("m"), (*mac)[0]}).status());
+  auto secret = core->Call(ecall::Call::kKmsNewAccessSecret, {ToBytes("AKIAREAL")});
+  ASSERT_OK(secret.status());
+  auto opened = core->Call(ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAREAL"), (*secret)[1]});
+  ASSERT_OK(opened.status());
+  EXPECT_EQ((*opened)[0], (*secret)[0]);
+  auto head = core->Call(ecall::Call::kAuditAppend, {Bytes{}, Entries({"e1"})});
+  ASSERT_OK(head.status());
+  audit::Head want = Chain({0, audit::GenesisHash()}, {"e1"});
+  EXPECT_OK(audit_key->Verify(audit::CheckpointMessage(want.seq, want.hash), (*head)[1]));
+  // Still alive and answering after all of it.
+  ASSERT_OK(core->Call(ecall::Call::kPing, {Bytes{1}}).status());
+}
+
+}  // namespace
+}  // namespace custos::enclave

@@ -1,0 +1,109 @@
+// custos-enclave: the trusted core as its own process, for the `sim` TEE backend (and the
+// program a hardware TEE runtime such as Gramine would load). The host starts it with one
+// connected socket on --fd and speaks ecall/ecall.h over it, one call at a time.
+//
+// Start-up order matters: every file this process will ever read (its own executable for the
+// sim measurement, the sim platform key, OpenSSL's configuration) is read first; then the
+// process locks itself down (no core dumps, memory locked, seccomp: enclave/hardening.h); only
+// then does it create the core and draw its keys, so no key exists before the lockdown.
+// It exits when the host closes the socket.
+#include <openssl/crypto.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <climits>
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "protocol/attestation/tee_adapters.h"
+#include "common/log.h"
+#include "common/secret.h"
+#include "crypto/ecdsa.h"
+#include "crypto/random.h"
+#include "appliance/ecall/ecall.h"
+#include "appliance/enclave/core.h"
+#include "appliance/enclave/hardening.h"
+
+namespace {
+
+using namespace custos;
+
+void Log(const std::string& level, const std::string& msg, const nlohmann::json& extra = {}) {
+  custos::Log(level, "enclave", msg, extra.is_object() ? extra : nlohmann::json::object());
+}
+
+StatusOr<std::string> SelfPath() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return Unavailable("cannot resolve /proc/self/exe");
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+Status Run(int fd, attestation::TeeBackendConfig tee_config) {
+  // 1. Everything that touches the file system.
+  OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, nullptr);
+  (void)crypto::RandomBytes(32);
+  (void)crypto::SigningKey::Generate().Sign(Bytes{0});
+  ASSIGN_OR_RETURN(tee_config.trusted_core_path, SelfPath());
+  ASSIGN_OR_RETURN(std::unique_ptr<attestation::TeeBackend> tee,
+                   attestation::MakeTeeBackend(tee_config));
+  signal(SIGPIPE, SIG_IGN);  // a vanished host is seen as a write error, not a signal
+  // 2. Lock down. Hardware backends keep reading their attestation files.
+  enclave::SeccompOptions seccomp;
+  seccomp.allow_file_open = tee_config.name != "sim";
+  ASSIGN_OR_RETURN(enclave::LockdownReport report, enclave::LockDown(seccomp));
+  nlohmann::json lockdown = {{"dumps_disabled", report.dumps_disabled},
+                             {"memory_locked", report.memory_locked},
+                             {"seccomp", report.seccomp_installed}};
+  if (!report.memory_locked) lockdown["memory_lock_error"] = report.memory_lock_error;
+  // 3. The core, its keys, and the call loop.
+  enclave::CoreOptions options;
+  options.tee = std::move(tee);
+  options.lockdown = lockdown;
+  ASSIGN_OR_RETURN(std::unique_ptr<enclave::EnclaveCore> core,
+                   enclave::EnclaveCore::Create(std::move(options)));
+  Log("info", "trusted core ready", {{"tee", tee_config.name}, {"lockdown", lockdown}});
+  ecall::FrameReader reader(fd);
+  for (;;) {
+    auto request = reader.Next();
+    if (!request.ok()) {
+      if (request.status().code() == ErrorCode::kUnavailable) return Status::Ok();  // host gone
+      return request.status();
+    }
+    Bytes response = core->Handle(*request);
+    WipeBytes(*request);  // requests and responses carry plaintexts and secrets
+    Status written = ecall::WriteFrame(fd, response);
+    WipeBytes(response);
+    RETURN_IF_ERROR(written);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"custos trusted core (started by `custos server`, not by hand)"};
+  int fd = -1;
+  custos::attestation::TeeBackendConfig tee;
+  tee.name = "sim";
+  int product_id = 0, svn = 0;
+  bool debug = false;
+  app.add_option("--fd", fd, "connected socket to the host")->required();
+  app.add_option("--tee", tee.name, "sim | sgx-gramine | tdx-configfs");
+  app.add_option("--sim-key-dir", tee.sim_key_dir, "sim platform key directory");
+  app.add_option("--sim-product-id", product_id)->check(CLI::Range(0, 65535));
+  app.add_option("--sim-svn", svn)->check(CLI::Range(0, 65535));
+  app.add_flag("--sim-debug", debug, "report the DEBUG attribute (keepers refuse it by default)");
+  app.add_option("--gramine-root", tee.gramine_root);
+  app.add_option("--tsm-root", tee.tsm_root);
+  CLI11_PARSE(app, argc, argv);
+  tee.sim_identity.product_id = static_cast<uint16_t>(product_id);
+  tee.sim_identity.svn = static_cast<uint16_t>(svn);
+  tee.sim_identity.debug = debug;
+  custos::Status st = Run(fd, tee);
+  if (!st.ok()) {
+    Log("error", "trusted core stopped", {{"reason", st.message()}});
+    _exit(1);
+  }
+  // _exit: no static destructors or at-exit handlers run under the seccomp filter.
+  _exit(0);
+}

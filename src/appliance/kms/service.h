@@ -1,0 +1,88 @@
+// The KMS operations of the appliance (docs/kms.md): the AWS KMS JSON 1.1 API's semantics over
+// custos's key hierarchy (DESIGN.md "Key hierarchy"). Keys, versions, aliases, tags and
+// policies live in a store::Store; key material exists only wrapped (ecall/kms_calls.h) and
+// every operation on it is one call to the trusted core (`CoreCall`). This class never sees a
+// master key in clear; it does see data keys and plaintexts, which clients send and receive
+// through the host (docs/threat-model.md).
+//
+// Execute takes an operation name and its JSON request, already authenticated (kms/api.h checks
+// SigV4 and maps the principal), checks the key policy, runs the operation, and returns the
+// JSON response or an AWS error (exception name + message). Key metadata is cached in memory
+// (loaded from the store at Load, written through on every change) so the hot path (Encrypt,
+// Decrypt, GenerateDataKey) reads no database.
+//
+// Thread safety: Execute may run concurrently; reads share a lock, changes take it exclusively.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+#include "common/bytes.h"
+#include "common/status.h"
+#include "appliance/ecall/ecall.h"
+#include "nlohmann/json.hpp"
+#include "appliance/store/store.h"
+
+namespace custos::kms {
+
+// CoreCall reaches the trusted core: one ecall request, its results or its error.
+using CoreCall = std::function<StatusOr<std::vector<Bytes>>(ecall::Call, std::vector<Bytes>)>;
+
+// ServiceOptions: the identity of this KMS in ARNs, and the clock.
+struct ServiceOptions {
+  std::string region = "us-east-1";
+  std::string account_id = "000000000000";
+  // now returns Unix seconds (tests move it to expire deletion windows and rotate keys).
+  std::function<int64_t()> now;
+};
+
+// Caller is the authenticated principal of one request.
+struct Caller {
+  std::string principal_arn;  // arn:aws:iam::ACCOUNT:user/NAME
+  std::string account_id;
+  std::string access_key_id;
+};
+
+// KmsOutcome is the answer to one operation: `response` when `error_type` is empty, else an
+// AWS error (e.g. "NotFoundException") with a message safe to return, and the HTTP status.
+// key_id names the key the request resolved to (for the audit entry), empty if none.
+struct KmsOutcome {
+  nlohmann::json response = nlohmann::json::object();
+  std::string error_type;
+  std::string message;
+  int http_status = 200;
+  std::string key_id;
+  bool ok() const { return error_type.empty(); }
+};
+
+class KmsService {
+ public:
+  KmsService(store::Store* store, CoreCall core, ServiceOptions options);
+  ~KmsService();
+
+  // Load reads every key, version and alias into the cache. Call once before Execute.
+  Status Load();
+
+  // Execute runs `operation` (the X-Amz-Target suffix, e.g. "Encrypt") for `caller`.
+  KmsOutcome Execute(std::string_view operation, const nlohmann::json& request, const Caller& caller);
+
+  // RunMaintenance deletes keys whose deletion date has passed and rotates keys whose
+  // rotation date has come. The host calls it periodically; safe to call concurrently with
+  // Execute. Returns the first error (maintenance continues with the other keys).
+  Status RunMaintenance();
+
+  // Operations lists every operation Execute knows (for metrics and docs).
+  static const std::vector<std::string_view>& Operations();
+
+  const ServiceOptions& options() const { return options_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  ServiceOptions options_;
+};
+
+}  // namespace custos::kms

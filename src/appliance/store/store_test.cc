@@ -1,0 +1,1146 @@
+// The SQLite Store: every method's round trip and refusals, the schema migrations and version
+// checks, the connection's pragmas, concurrency, and durability of acknowledged writes across
+// kill -9 (a child process killed mid-stream) and across a lost page cache (a VFS that shows
+// what SQLite had not fsynced when a call returned).
+#include "appliance/store/store.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <tuple>
+
+#include "gtest/gtest.h"
+#include "appliance/store/internal/sqlite_schema.h"
+#include "tests/testing/testing.h"
+
+namespace custos::store {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Records and comparisons.
+
+auto Tie(const KeyRecord& k) {
+  return std::tie(k.key_id, k.arn, k.description, k.key_spec, k.key_usage, k.key_state,
+                  k.creation_date, k.deletion_date, k.pending_window_days, k.rotation_enabled,
+                  k.rotation_period_days, k.next_rotation_date, k.policy, k.current_version);
+}
+auto Tie(const KeyVersion& v) {
+  return std::tie(v.key_id, v.version, v.wrapped_material, v.public_key, v.created,
+                  v.rotation_type);
+}
+auto Tie(const AliasRecord& a) {
+  return std::tie(a.alias_name, a.key_id, a.creation_date, a.last_updated_date);
+}
+auto Tie(const AccessKeyRecord& a) {
+  return std::tie(a.access_key_id, a.name, a.principal_arn, a.wrapped_secret, a.created);
+}
+auto Tie(const AuditRecord& r) { return std::tie(r.seq, r.entry, r.hash, r.signature); }
+auto Tie(const Tag& t) { return std::tie(t.key, t.value); }
+
+template <typename T>
+void ExpectSame(const std::vector<T>& got, const std::vector<T>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(Tie(got[i]), Tie(want[i])) << "at " << i;
+}
+
+// Bytes with embedded zeros, a leading zero and a trailing zero: a C-string path would cut them.
+Bytes Material(uint8_t salt, size_t n = 48) {
+  Bytes b(n);
+  for (size_t i = 0; i < n; ++i) b[i] = (i % 5 == 0) ? 0 : static_cast<uint8_t>(salt + i);
+  return b;
+}
+
+std::string KeyId(int i) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%08d-0000-4000-8000-000000000000", i);
+  return buf;
+}
+
+KeyRecord SampleKey(const std::string& id) {
+  KeyRecord k;
+  k.key_id = id;
+  k.arn = "arn:aws:kms:eu-west-1:111122223333:key/" + id;
+  k.description = "sample key";
+  k.key_spec = "SYMMETRIC_DEFAULT";
+  k.key_usage = "ENCRYPT_DECRYPT";
+  k.key_state = "Enabled";
+  k.creation_date = 1700000000;
+  k.rotation_enabled = false;
+  k.rotation_period_days = 365;
+  k.policy = R"({"Version":"2012-10-17","Statement":[]})";
+  k.current_version = 1;
+  return k;
+}
+
+KeyVersion SampleVersion(const std::string& id, uint32_t version) {
+  KeyVersion v;
+  v.key_id = id;
+  v.version = version;
+  v.wrapped_material = Material(static_cast<uint8_t>(version));
+  v.created = 1700000000 + version;
+  v.rotation_type = version == 1 ? "" : "ON_DEMAND";
+  return v;
+}
+
+// A key with every optional field set and awkward contents.
+KeyRecord FullKey(const std::string& id) {
+  KeyRecord k = SampleKey(id);
+  k.description = std::string("with") + '\0' + "nul and \xc3\xa9 and 'quotes'; DROP TABLE keys;--";
+  k.key_spec = "ECC_NIST_P256";
+  k.key_usage = "SIGN_VERIFY";
+  k.key_state = "PendingDeletion";
+  k.creation_date = -5;  // before the epoch: nothing assumes positive times
+  k.deletion_date = 1800000000;
+  k.pending_window_days = 7;
+  k.rotation_enabled = true;
+  k.rotation_period_days = 90;
+  k.next_rotation_date = 1710000000;
+  k.current_version = 4294967295u;
+  return k;
+}
+
+KeyVersion FullVersion(const std::string& id) {
+  KeyVersion v;
+  v.key_id = id;
+  v.version = 4294967295u;
+  v.wrapped_material = Material(7, 1 << 20);  // 1 MiB
+  v.public_key = Bytes{0, 0, 0x30, 0x59, 0, 0};
+  v.created = INT64_MAX;
+  v.rotation_type = "AUTOMATIC";
+  return v;
+}
+
+AuditRecord Audit(uint64_t seq, bool signed_head = false) {
+  AuditRecord r;
+  r.seq = seq;
+  r.entry = R"({"seq":)" + std::to_string(seq) + R"(,"op":"Encrypt"})";
+  r.hash = Bytes(32, static_cast<uint8_t>(seq));
+  r.hash[0] = 0;
+  if (signed_head) r.signature = Bytes{0x30, 0, 0x02, static_cast<uint8_t>(seq), 0};
+  return r;
+}
+
+std::vector<AuditRecord> AuditBatch(uint64_t first, uint64_t last, bool sign_last = true) {
+  std::vector<AuditRecord> out;
+  for (uint64_t s = first; s <= last; ++s) out.push_back(Audit(s, sign_last && s == last));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw SQLite access for setting up and inspecting database files.
+
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) ADD_FAILURE() << "sqlite3_open";
+  }
+  ~RawDb() { sqlite3_close(db_); }
+  void Exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      ADD_FAILURE() << sql << ": " << (err ? err : "?");
+    }
+    sqlite3_free(err);
+  }
+  std::string Query(const char* sql) {
+    sqlite3_stmt* s = nullptr;
+    std::string out = "<none>";
+    if (sqlite3_prepare_v2(db_, sql, -1, &s, nullptr) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0) != nullptr) {
+      out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    }
+    sqlite3_finalize(s);
+    return out;
+  }
+  sqlite3* get() { return db_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = custos::testing::TempDir();
+    path_ = dir_ + "/custos.db";
+    Reopen();
+  }
+
+  void Reopen() {
+    store_.reset();
+    auto s = OpenSqliteStore(path_);
+    ASSERT_OK(s.status());
+    store_ = std::move(s).value();
+  }
+
+  std::string Pragma(const char* sql) {
+    auto v = internal::QueryForTesting(*store_, sql);
+    return v.ok() ? *v : "<" + v.status().ToString() + ">";
+  }
+
+  void CreateSampleKey(const std::string& id) {
+    ASSERT_OK(store_->CreateKey(SampleKey(id), SampleVersion(id, 1)));
+  }
+
+  std::string dir_, path_;
+  std::unique_ptr<Store> store_;
+};
+
+// ---- Keys.
+
+TEST_F(StoreTest, KeyRoundTripsEveryField) {
+  const std::string a = KeyId(1), b = KeyId(2);
+  ASSERT_OK(store_->CreateKey(FullKey(a), FullVersion(a)));
+  CreateSampleKey(b);  // optional fields unset, public key empty
+
+  auto got = store_->GetKey(a);
+  ASSERT_OK(got.status());
+  EXPECT_EQ(Tie(*got), Tie(FullKey(a)));
+  EXPECT_EQ(got->description.substr(0, 8), std::string("with\0nul", 8));
+
+  auto plain = store_->GetKey(b);
+  ASSERT_OK(plain.status());
+  EXPECT_EQ(Tie(*plain), Tie(SampleKey(b)));
+  EXPECT_FALSE(plain->deletion_date.has_value());
+  EXPECT_FALSE(plain->next_rotation_date.has_value());
+
+  auto v = store_->GetKeyVersion(a, 4294967295u);
+  ASSERT_OK(v.status());
+  EXPECT_EQ(Tie(*v), Tie(FullVersion(a)));
+  auto v1 = store_->GetKeyVersion(b, 1);
+  ASSERT_OK(v1.status());
+  EXPECT_EQ(Tie(*v1), Tie(SampleVersion(b, 1)));
+  EXPECT_TRUE(v1->public_key.empty());
+}
+
+TEST_F(StoreTest, EmptyStringsAndEmptyBlobsStayEmptyNotNull) {
+  const std::string id = KeyId(1);
+  KeyRecord k = SampleKey(id);
+  k.description = "";
+  k.policy = "";
+  KeyVersion v = SampleVersion(id, 1);
+  v.wrapped_material = {};
+  v.rotation_type = "";
+  ASSERT_OK(store_->CreateKey(k, v));
+  auto got = store_->GetKeyVersion(id, 1);
+  ASSERT_OK(got.status());
+  EXPECT_EQ(Tie(*got), Tie(v));
+  RawDb raw(path_);
+  EXPECT_EQ(raw.Query("SELECT typeof(wrapped_material) || typeof(public_key) FROM key_versions"),
+            "blobblob");
+  EXPECT_EQ(raw.Query("SELECT typeof(description) || typeof(policy) FROM keys"), "texttext");
+}
+
+TEST_F(StoreTest, CreateKeyRefusesDuplicateAndKeepsTheFirst) {
+  const std::string id = KeyId(1);
+  CreateSampleKey(id);
+  KeyRecord other = FullKey(id);
+  other.current_version = 1;
+  Status st = store_->CreateKey(other, SampleVersion(id, 1));
+  EXPECT_EQ(st.code(), ErrorCode::kAlreadyExists) << st.ToString();
+  EXPECT_EQ(st.message().rfind("store: create key: ", 0), 0u) << st.message();
+  EXPECT_EQ(st.message().find(id), std::string::npos) << "error names the key id";
+  EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(SampleKey(id)));
+}
+
+TEST_F(StoreTest, CreateKeyRefusesInconsistentRecordAndStoresNothing) {
+  const std::string id = KeyId(1);
+  EXPECT_EQ(store_->CreateKey(SampleKey(id), SampleVersion(KeyId(2), 1)).code(),
+            ErrorCode::kInvalidArgument);
+  KeyRecord k = SampleKey(id);
+  k.current_version = 2;
+  EXPECT_EQ(store_->CreateKey(k, SampleVersion(id, 1)).code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetKey(id).status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->GetKeyVersion(id, 1).status().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(StoreTest, MissingKeyIsNotFound) {
+  auto k = store_->GetKey(KeyId(9));
+  EXPECT_EQ(k.status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(k.status().message(), "store: get key: key not found");
+  EXPECT_EQ(store_->GetKeyVersion(KeyId(9), 1).status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->ListKeyVersions(KeyId(9)).status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->UpdateKey(SampleKey(KeyId(9))).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->AddKeyVersion(SampleKey(KeyId(9)), SampleVersion(KeyId(9), 2)).code(),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(store_->DeleteKey(KeyId(9)).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->ListTags(KeyId(9)).status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->TagResource(KeyId(9), {}).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->UntagResource(KeyId(9), {"a"}).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->ListAliases(std::string_view(KeyId(9))).status().code(), ErrorCode::kNotFound);
+  // Nothing was created on the way.
+  auto all = store_->ListKeys();
+  ASSERT_OK(all.status());
+  EXPECT_TRUE(all->empty());
+  CreateSampleKey(KeyId(1));
+  EXPECT_EQ(store_->GetKeyVersion(KeyId(1), 2).status().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(StoreTest, ListKeysOrdersByKeyId) {
+  for (int i : {3, 1, 2}) CreateSampleKey(KeyId(i));
+  auto all = store_->ListKeys();
+  ASSERT_OK(all.status());
+  ExpectSame(*all, {SampleKey(KeyId(1)), SampleKey(KeyId(2)), SampleKey(KeyId(3))});
+}
+
+TEST_F(StoreTest, UpdateKeyReplacesMetadata) {
+  const std::string id = KeyId(1);
+  CreateSampleKey(id);
+  KeyRecord k = FullKey(id);
+  k.current_version = 1;
+  ASSERT_OK(store_->UpdateKey(k));
+  EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(k));
+  // Back to unset optionals.
+  ASSERT_OK(store_->UpdateKey(SampleKey(id)));
+  EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(SampleKey(id)));
+  // A current_version with no stored version is refused and changes nothing.
+  KeyRecord bad = SampleKey(id);
+  bad.current_version = 2;
+  bad.description = "changed";
+  EXPECT_EQ(store_->UpdateKey(bad).code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(SampleKey(id)));
+}
+
+TEST_F(StoreTest, AddKeyVersionStoresVersionAndRecordTogether) {
+  const std::string id = KeyId(1);
+  CreateSampleKey(id);
+  KeyRecord k = SampleKey(id);
+  for (uint32_t v : {2u, 3u}) {
+    k.current_version = v;
+    k.next_rotation_date = 1700000000 + v * 1000;
+    KeyVersion kv = SampleVersion(id, v);
+    kv.public_key = Material(static_cast<uint8_t>(v), 91);
+    ASSERT_OK(store_->AddKeyVersion(k, kv));
+  }
+  EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(k));
+  auto versions = store_->ListKeyVersions(id);
+  ASSERT_OK(versions.status());
+  ASSERT_EQ(versions->size(), 3u);
+  for (uint32_t i = 0; i < 3; ++i) EXPECT_EQ((*versions)[i].version, i + 1);  // oldest first
+  EXPECT_EQ((*versions)[2].public_key, Material(3, 91));
+
+  // A duplicate version is refused and the record is not updated either.
+  KeyRecord again = k;
+  again.current_version = 2;
+  again.description = "should not stick";
+  Status st = store_->AddKeyVersion(again, SampleVersion(id, 2));
+  EXPECT_EQ(st.code(), ErrorCode::kAlreadyExists) << st.ToString();
+  EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(k));
+  // So is a version for another key id, and a record whose current version is not stored.
+  EXPECT_EQ(store_->AddKeyVersion(k, SampleVersion(KeyId(2), 4)).code(),
+            ErrorCode::kInvalidArgument);
+  KeyRecord ahead = k;
+  ahead.current_version = 9;
+  EXPECT_EQ(store_->AddKeyVersion(ahead, SampleVersion(id, 4)).code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetKeyVersion(id, 4).status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(k));
+}
+
+TEST_F(StoreTest, DeleteKeyRemovesVersionsAliasesAndTagsOnly) {
+  const std::string a = KeyId(1), b = KeyId(2);
+  for (const auto& id : {a, b}) {
+    CreateSampleKey(id);
+    KeyRecord k = SampleKey(id);
+    k.current_version = 2;
+    ASSERT_OK(store_->AddKeyVersion(k, SampleVersion(id, 2)));
+    ASSERT_OK(store_->CreateAlias({"alias/" + id, id, 1, 1}));
+    ASSERT_OK(store_->TagResource(id, {{"team", "x"}, {"env", "prod"}}));
+  }
+  ASSERT_OK(store_->DeleteKey(a));
+  EXPECT_EQ(store_->GetKey(a).status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->GetKeyVersion(a, 1).status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->GetKeyVersion(a, 2).status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->GetAlias("alias/" + a).status().code(), ErrorCode::kNotFound);
+  RawDb raw(path_);
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM key_versions"), "2");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM tags"), "2");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM aliases"), "1");
+  // The other key is untouched.
+  EXPECT_OK(store_->GetKeyVersion(b, 2).status());
+  EXPECT_EQ(store_->ListTags(b)->size(), 2u);
+  EXPECT_OK(store_->GetAlias("alias/" + b).status());
+  // The id can be used again, with nothing left over from before.
+  CreateSampleKey(a);
+  EXPECT_TRUE(store_->ListTags(a)->empty());
+  EXPECT_EQ(store_->ListKeyVersions(a)->size(), 1u);
+  EXPECT_EQ(store_->DeleteKey(KeyId(3)).code(), ErrorCode::kNotFound);
+}
+
+// ---- Aliases.
+
+TEST_F(StoreTest, Aliases) {
+  const std::string a = KeyId(1), b = KeyId(2);
+  CreateSampleKey(a);
+  CreateSampleKey(b);
+  AliasRecord x{"alias/x", a, 100, 100}, y{"alias/y", b, 200, 201}, w{"alias/w", a, 300, 300};
+  for (const auto& al : {x, y, w}) ASSERT_OK(store_->CreateAlias(al));
+
+  auto got = store_->GetAlias("alias/y");
+  ASSERT_OK(got.status());
+  EXPECT_EQ(Tie(*got), Tie(y));
+
+  Status dup = store_->CreateAlias({"alias/x", b, 5, 5});
+  EXPECT_EQ(dup.code(), ErrorCode::kAlreadyExists) << dup.ToString();
+  EXPECT_EQ(dup.message().find("alias/x"), std::string::npos) << dup.message();
+  EXPECT_EQ(Tie(*store_->GetAlias("alias/x")), Tie(x));
+  EXPECT_EQ(store_->CreateAlias({"alias/z", KeyId(9), 5, 5}).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->GetAlias("alias/z").status().code(), ErrorCode::kNotFound);
+
+  auto all = store_->ListAliases(std::nullopt);
+  ASSERT_OK(all.status());
+  ExpectSame(*all, {w, x, y});
+  auto of_a = store_->ListAliases(std::string_view(a));
+  ASSERT_OK(of_a.status());
+  ExpectSame(*of_a, {w, x});
+  auto of_b = store_->ListAliases(std::string_view(b));
+  ASSERT_OK(of_b.status());
+  ExpectSame(*of_b, {y});
+
+  // Update moves the alias and keeps its creation date.
+  ASSERT_OK(store_->UpdateAlias("alias/x", b, 500));
+  EXPECT_EQ(Tie(*store_->GetAlias("alias/x")), Tie(AliasRecord{"alias/x", b, 100, 500}));
+  ExpectSame(*store_->ListAliases(std::string_view(a)), {w});
+  EXPECT_EQ(store_->UpdateAlias("alias/none", b, 1).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->UpdateAlias("alias/x", KeyId(9), 1).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->GetAlias("alias/x")->key_id, b);
+
+  ASSERT_OK(store_->DeleteAlias("alias/w"));
+  EXPECT_EQ(store_->DeleteAlias("alias/w").code(), ErrorCode::kNotFound);
+  EXPECT_TRUE(store_->ListAliases(std::string_view(a))->empty());
+  EXPECT_EQ(store_->ListAliases(std::nullopt)->size(), 2u);
+}
+
+// ---- Tags.
+
+TEST_F(StoreTest, Tags) {
+  const std::string id = KeyId(1);
+  CreateSampleKey(id);
+  EXPECT_TRUE(store_->ListTags(id)->empty());
+  ASSERT_OK(store_->TagResource(id, {{"b", "2"}, {"a", std::string("1\0one", 5)}, {"c", ""}}));
+  ExpectSame(*store_->ListTags(id),
+             {Tag{"a", std::string("1\0one", 5)}, Tag{"b", "2"}, Tag{"c", ""}});
+  ASSERT_OK(store_->TagResource(id, {{"b", "two"}, {"d", "4"}}));  // overwrite and add
+  ExpectSame(*store_->ListTags(id),
+             {Tag{"a", std::string("1\0one", 5)}, Tag{"b", "two"}, Tag{"c", ""}, Tag{"d", "4"}});
+  ASSERT_OK(store_->UntagResource(id, {"a", "absent", "c"}));
+  ExpectSame(*store_->ListTags(id), {Tag{"b", "two"}, Tag{"d", "4"}});
+  ASSERT_OK(store_->TagResource(id, {}));
+  ASSERT_OK(store_->UntagResource(id, {}));
+  EXPECT_EQ(store_->ListTags(id)->size(), 2u);
+}
+
+// ---- Access keys.
+
+TEST_F(StoreTest, AccessKeys) {
+  AccessKeyRecord one{"CKIAAAAAAAAAAAAAAAA2", "ops", "arn:aws:iam::111122223333:user/ops",
+                      Material(1, 60), 1700000000};
+  AccessKeyRecord two{"CKIAAAAAAAAAAAAAAAA1", "ci", "arn:aws:iam::111122223333:user/ci",
+                      Bytes{0, 0, 0}, 1700000001};
+  ASSERT_OK(store_->PutAccessKey(one));
+  ASSERT_OK(store_->PutAccessKey(two));
+  auto got = store_->GetAccessKey(one.access_key_id);
+  ASSERT_OK(got.status());
+  EXPECT_EQ(Tie(*got), Tie(one));
+  ExpectSame(*store_->ListAccessKeys(), {two, one});  // by access key id
+
+  AccessKeyRecord same_id = two;
+  same_id.name = "other";
+  Status st = store_->PutAccessKey(same_id);
+  EXPECT_EQ(st.code(), ErrorCode::kAlreadyExists) << st.ToString();
+  AccessKeyRecord same_name = two;
+  same_name.access_key_id = "CKIAAAAAAAAAAAAAAAA3";
+  st = store_->PutAccessKey(same_name);
+  EXPECT_EQ(st.code(), ErrorCode::kAlreadyExists) << st.ToString();
+  EXPECT_EQ(st.message().find("CKIA"), std::string::npos) << st.message();
+  EXPECT_EQ(store_->ListAccessKeys()->size(), 2u);
+  EXPECT_EQ(Tie(*store_->GetAccessKey(two.access_key_id)), Tie(two));
+  EXPECT_EQ(store_->GetAccessKey("CKIAAAAAAAAAAAAAAAA3").status().code(), ErrorCode::kNotFound);
+}
+
+// ---- Audit.
+
+TEST_F(StoreTest, AuditEmptyLog) {
+  for (auto r : {store_->LastAudit(), store_->LastSignedAudit()}) {
+    ASSERT_OK(r.status());
+    EXPECT_EQ(Tie(*r), Tie(AuditRecord{}));
+  }
+  EXPECT_TRUE(store_->ReadAudit(0, 10)->empty());
+  EXPECT_TRUE(store_->ReadAudit(1, 10)->empty());
+}
+
+TEST_F(StoreTest, AuditAppendLastAndPaging) {
+  ASSERT_OK(store_->AppendAudit(AuditBatch(1, 3)));         // 3 signed
+  ASSERT_OK(store_->AppendAudit(AuditBatch(4, 5, false)));  // none signed
+  ASSERT_OK(store_->AppendAudit({}));                       // empty batch: nothing to do
+
+  EXPECT_EQ(Tie(*store_->LastAudit()), Tie(Audit(5)));
+  EXPECT_EQ(Tie(*store_->LastSignedAudit()), Tie(Audit(3, true)));
+  ASSERT_OK(store_->AppendAudit(AuditBatch(6, 7)));
+  EXPECT_EQ(Tie(*store_->LastSignedAudit()), Tie(Audit(7, true)));
+
+  std::vector<AuditRecord> all;
+  for (uint64_t s = 1; s <= 7; ++s) all.push_back(Audit(s, s == 3 || s == 7));
+  ExpectSame(*store_->ReadAudit(1, 100), all);
+  ExpectSame(*store_->ReadAudit(0, 100), all);
+  ExpectSame(*store_->ReadAudit(1, 2), {all[0], all[1]});
+  ExpectSame(*store_->ReadAudit(3, 2), {all[2], all[3]});
+  ExpectSame(*store_->ReadAudit(7, 2), {all[6]});
+  EXPECT_TRUE(store_->ReadAudit(8, 2)->empty());
+  EXPECT_TRUE(store_->ReadAudit(1, 0)->empty());
+  EXPECT_TRUE(store_->ReadAudit(UINT64_MAX, 5)->empty());
+  EXPECT_EQ(store_->ReadAudit(1, SIZE_MAX)->size(), 7u);
+  // Paging through the whole log in pages of 3.
+  std::vector<AuditRecord> paged;
+  for (uint64_t from = 1;;) {
+    auto page = store_->ReadAudit(from, 3);
+    ASSERT_OK(page.status());
+    if (page->empty()) break;
+    paged.insert(paged.end(), page->begin(), page->end());
+    from = page->back().seq + 1;
+  }
+  ExpectSame(paged, all);
+}
+
+TEST_F(StoreTest, AuditContinuityRefusalsStoreNothing) {
+  // The first record of an empty log is seq 1.
+  for (auto batch : {AuditBatch(2, 3), AuditBatch(0, 0)}) {
+    Status st = store_->AppendAudit(batch);
+    EXPECT_FALSE(st.ok());
+  }
+  EXPECT_EQ(store_->AppendAudit(AuditBatch(2, 3)).code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(store_->LastAudit()->seq, 0u);
+  ASSERT_OK(store_->AppendAudit(AuditBatch(1, 3)));
+
+  auto refused = [&](std::vector<AuditRecord> batch, const char* what) {
+    Status st = store_->AppendAudit(batch);
+    EXPECT_EQ(st.code(), ErrorCode::kFailedPrecondition) << what << ": " << st.ToString();
+    EXPECT_EQ(st.message().rfind("store: append audit: ", 0), 0u) << st.message();
+  };
+  refused(AuditBatch(5, 6), "gap");
+  refused(AuditBatch(3, 4), "duplicate of the last");
+  refused(AuditBatch(1, 1), "duplicate of an old one");
+  refused({Audit(4), Audit(5), Audit(7)}, "gap inside the batch");
+  refused({Audit(4), Audit(4)}, "duplicate inside the batch");
+  refused({Audit(4), Audit(6), Audit(5)}, "out of order");
+  EXPECT_EQ(store_->AppendAudit({Audit(4), Audit(uint64_t{1} << 63)}).code(),
+            ErrorCode::kInvalidArgument);
+
+  // Nothing of any refused batch was stored, and the log goes on from 3.
+  EXPECT_EQ(store_->LastAudit()->seq, 3u);
+  EXPECT_EQ(store_->ReadAudit(4, 10)->size(), 0u);
+  ExpectSame(*store_->ReadAudit(1, 10), AuditBatch(1, 3));
+  ASSERT_OK(store_->AppendAudit({Audit(4)}));
+  EXPECT_EQ(store_->LastAudit()->seq, 4u);
+}
+
+// ---- Meta.
+
+TEST_F(StoreTest, Meta) {
+  EXPECT_EQ(store_->GetMeta("audit_public_key").status().code(), ErrorCode::kNotFound);
+  const std::string value("\x04\x00\x01pem", 6);
+  ASSERT_OK(store_->PutMeta("audit_public_key", value));
+  EXPECT_EQ(*store_->GetMeta("audit_public_key"), value);
+  ASSERT_OK(store_->PutMeta("audit_public_key", "replaced"));
+  EXPECT_EQ(*store_->GetMeta("audit_public_key"), "replaced");
+  ASSERT_OK(store_->PutMeta("empty", ""));
+  EXPECT_EQ(*store_->GetMeta("empty"), "");
+}
+
+// ---- Persistence, pragmas, file.
+
+TEST_F(StoreTest, ReopenKeepsEverything) {
+  const std::string a = KeyId(1), b = KeyId(2);
+  ASSERT_OK(store_->CreateKey(FullKey(a), FullVersion(a)));
+  CreateSampleKey(b);
+  KeyRecord kb = SampleKey(b);
+  kb.current_version = 2;
+  ASSERT_OK(store_->AddKeyVersion(kb, SampleVersion(b, 2)));
+  AliasRecord al{"alias/a", a, 1, 2};
+  ASSERT_OK(store_->CreateAlias(al));
+  ASSERT_OK(store_->TagResource(b, {{"k", "v"}}));
+  AccessKeyRecord ak{"CKIAAAAAAAAAAAAAAAA1", "n", "arn:aws:iam::1:user/n", Material(3), 9};
+  ASSERT_OK(store_->PutAccessKey(ak));
+  ASSERT_OK(store_->AppendAudit(AuditBatch(1, 4)));
+  ASSERT_OK(store_->PutMeta("m", "v"));
+
+  Reopen();
+  ExpectSame(*store_->ListKeys(), {FullKey(a), kb});
+  ExpectSame(*store_->ListKeyVersions(a), {FullVersion(a)});
+  ExpectSame(*store_->ListKeyVersions(b), {SampleVersion(b, 1), SampleVersion(b, 2)});
+  ExpectSame(*store_->ListAliases(std::nullopt), {al});
+  ExpectSame(*store_->ListTags(b), {Tag{"k", "v"}});
+  ExpectSame(*store_->ListAccessKeys(), {ak});
+  ExpectSame(*store_->ReadAudit(1, 10), AuditBatch(1, 4));
+  EXPECT_EQ(Tie(*store_->LastSignedAudit()), Tie(Audit(4, true)));
+  EXPECT_EQ(*store_->GetMeta("m"), "v");
+  // And it still takes writes after the reopen.
+  ASSERT_OK(store_->AppendAudit(AuditBatch(5, 5)));
+}
+
+TEST_F(StoreTest, PragmasOnAReopenedDatabase) {
+  CreateSampleKey(KeyId(1));
+  Reopen();
+  EXPECT_EQ(Pragma("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(Pragma("PRAGMA synchronous"), "2");  // FULL
+  EXPECT_EQ(Pragma("PRAGMA foreign_keys"), "1");
+  EXPECT_NE(Pragma("PRAGMA busy_timeout"), "0");
+  EXPECT_EQ(Pragma("PRAGMA user_version"), std::to_string(kSchemaVersion));
+  EXPECT_EQ(Pragma("PRAGMA application_id"), std::to_string(internal::kApplicationId));
+  EXPECT_EQ(Pragma("PRAGMA trusted_schema"), "0");
+  // WAL is a property of the file: a plain connection sees it too.
+  RawDb raw(path_);
+  EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(raw.Query("PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(raw.Query("PRAGMA foreign_key_check"), "<none>");
+}
+
+TEST_F(StoreTest, FilesAreOwnerOnly) {
+  store_.reset();
+  const std::string fresh = dir_ + "/fresh.db";
+  mode_t old = umask(0);  // SQLite alone would create 0644 now
+  auto s = OpenSqliteStore(fresh);
+  umask(old);
+  ASSERT_OK(s.status());
+  ASSERT_OK((*s)->PutMeta("x", "y"));
+  struct stat st;
+  ASSERT_EQ(stat(fresh.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat((fresh + "-wal").c_str(), &st), 0) << "WAL file expected while open";
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat((fresh + "-shm").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  s = InternalError("closed");
+
+  // An existing database readable by others is tightened on open.
+  ASSERT_EQ(chmod(fresh.c_str(), 0644), 0);
+  auto again = OpenSqliteStore(fresh);
+  ASSERT_OK(again.status());
+  ASSERT_EQ(stat(fresh.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(*(*again)->GetMeta("x"), "y");
+}
+
+// ---- Schema versions and migrations.
+
+TEST(StoreSchemaTest, NewerDatabaseIsRefusedAndLeftAlone) {
+  const std::string path = custos::testing::TempDir() + "/newer.db";
+  {
+    RawDb raw(path);
+    raw.Exec("CREATE TABLE future (x); PRAGMA user_version = 99;");
+  }
+  auto s = OpenSqliteStore(path);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), ErrorCode::kFailedPrecondition);
+  const std::string& m = s.status().message();
+  EXPECT_NE(m.find("99"), std::string::npos) << m;
+  EXPECT_NE(m.find("version " + std::to_string(kSchemaVersion)), std::string::npos) << m;
+  RawDb raw(path);
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "99");
+  EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "delete") << "refused database was written to";
+}
+
+TEST(StoreSchemaTest, EmptyVersionZeroDatabaseIsMigrated) {
+  const std::string dir = custos::testing::TempDir();
+  // A zero-length file and a valid, empty SQLite database (header written, no tables).
+  const std::string zero = dir + "/zero.db", empty = dir + "/empty.db";
+  { std::ofstream(zero).flush(); }
+  {
+    RawDb raw(empty);
+    raw.Exec("PRAGMA page_size = 4096; VACUUM;");
+    EXPECT_EQ(raw.Query("PRAGMA user_version"), "0");
+  }
+  for (const auto& path : {zero, empty}) {
+    auto s = OpenSqliteStore(path);
+    ASSERT_OK(s.status());
+    const std::string id = KeyId(1);
+    ASSERT_OK((*s)->CreateKey(SampleKey(id), SampleVersion(id, 1)));
+    EXPECT_EQ(*internal::QueryForTesting(**s, "PRAGMA user_version"),
+              std::to_string(kSchemaVersion));
+    s = InternalError("closed");
+    RawDb raw(path);
+    EXPECT_EQ(raw.Query("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
+                        "WHERE type = 'table' ORDER BY name)"),
+              "access_keys,aliases,audit,key_versions,keys,meta,tags");
+  }
+}
+
+TEST(StoreSchemaTest, ForeignDatabasesAreRefused) {
+  const std::string dir = custos::testing::TempDir();
+  {
+    RawDb raw(dir + "/other-app.db");
+    raw.Exec("CREATE TABLE notes (body TEXT);");
+  }
+  {
+    RawDb raw(dir + "/other-id.db");
+    raw.Exec("CREATE TABLE t (x); PRAGMA application_id = 42; PRAGMA user_version = 1;");
+  }
+  {
+    RawDb raw(dir + "/no-id.db");
+    raw.Exec("CREATE TABLE t (x); PRAGMA user_version = 1;");
+  }
+  for (const char* name : {"/other-app.db", "/other-id.db", "/no-id.db"}) {
+    auto s = OpenSqliteStore(dir + name);
+    EXPECT_EQ(s.status().code(), ErrorCode::kFailedPrecondition) << name;
+  }
+  RawDb raw(dir + "/other-app.db");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM sqlite_schema"), "1") << "foreign db was changed";
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "0");
+
+  std::ofstream(dir + "/garbage.db") << std::string(8192, 'x');
+  auto g = OpenSqliteStore(dir + "/garbage.db");
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.status().code(), ErrorCode::kUnavailable);
+  EXPECT_EQ(g.status().message().rfind("store: open: ", 0), 0u) << g.status().message();
+
+  auto d = OpenSqliteStore(dir);  // a directory
+  EXPECT_FALSE(d.ok());
+}
+
+TEST(StoreSchemaTest, EachMigrationIsOneTransaction) {
+  const std::string path = custos::testing::TempDir() + "/migrate.db";
+  {
+    auto s = OpenSqliteStore(path);
+    ASSERT_OK(s.status());
+    ASSERT_OK((*s)->PutMeta("kept", "yes"));
+  }
+  const internal::Migration v1 = internal::Migrations()[0];
+  RawDb raw(path);
+  auto tables = [&] { return raw.Query("SELECT count(*) FROM sqlite_schema WHERE type='table'"); };
+  const std::string before = tables();
+
+  // A step that fails half-way leaves the database at version 1 with nothing of the step.
+  const internal::Migration fails[] = {
+      v1,
+      {2,
+       "CREATE TABLE added (x); INSERT INTO no_such_table VALUES (1); "
+       "PRAGMA user_version = 2;"}};
+  Status st = internal::Migrate(raw.get(), fails);
+  EXPECT_EQ(st.code(), ErrorCode::kUnavailable) << st.ToString();
+  EXPECT_EQ(st.message().rfind("store: migrate: ", 0), 0u) << st.message();
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "1");
+  EXPECT_EQ(tables(), before);
+
+  // A step that forgets its user_version bump is rolled back too.
+  const internal::Migration no_bump[] = {v1, {2, "CREATE TABLE added (x);"}};
+  EXPECT_EQ(internal::Migrate(raw.get(), no_bump).code(), ErrorCode::kInternal);
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "1");
+  EXPECT_EQ(tables(), before);
+
+  // Migrations must be numbered in order.
+  const internal::Migration misnumbered[] = {{2, "PRAGMA user_version = 2;"}};
+  EXPECT_EQ(internal::Migrate(raw.get(), misnumbered).code(), ErrorCode::kInternal);
+
+  // A good step applies, keeps the data, and is applied once however often Migrate runs.
+  const internal::Migration good[] = {
+      v1,
+      {2,
+       "CREATE TABLE added (x INTEGER) STRICT; INSERT INTO added VALUES (7); "
+       "PRAGMA user_version = 2;"}};
+  ASSERT_OK(internal::Migrate(raw.get(), good));
+  ASSERT_OK(internal::Migrate(raw.get(), good));
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM added"), "1");
+  EXPECT_EQ(raw.Query("SELECT value FROM meta WHERE name = 'kept'"), "yes");
+  // Being at version 2 now, this build (version 1) refuses it, naming both versions.
+  auto s = OpenSqliteStore(path);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("version 2 "), std::string::npos) << s.status().message();
+  EXPECT_NE(s.status().message().find("version 1"), std::string::npos) << s.status().message();
+}
+
+// ---- Concurrency.
+
+// Each of 8 threads creates keys, tags and aliases them, and appends audit records, racing
+// the others for the next seq (a loser sees kFailedPrecondition and retries). Nothing is lost
+// and the audit log has no gap and no duplicate.
+void HammerStore(const std::vector<Store*>& stores, int threads, int per_thread) {
+  std::atomic<int> failures{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      Store* store = stores[static_cast<size_t>(t) % stores.size()];
+      for (int i = 0; i < per_thread; ++i) {
+        const std::string id = KeyId(t * 1000 + i);
+        if (!store->CreateKey(SampleKey(id), SampleVersion(id, 1)).ok()) ++failures;
+        if (!store->TagResource(id, {{"thread", std::to_string(t)}}).ok()) ++failures;
+        if (!store->CreateAlias({"alias/" + id, id, i, i}).ok()) ++failures;
+        for (int attempt = 0;; ++attempt) {
+          auto last = store->LastAudit();
+          if (!last.ok()) {
+            ++failures;
+            break;
+          }
+          AuditRecord r = Audit(last->seq + 1, i % 2 == 0);
+          r.entry = std::to_string(t) + "/" + std::to_string(i);
+          Status st = store->AppendAudit({r});
+          if (st.ok()) break;
+          if (st.code() != ErrorCode::kFailedPrecondition || attempt > 10000) {
+            ++failures;
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+void ExpectHammered(Store& store, int threads, int per_thread) {
+  const size_t total = static_cast<size_t>(threads * per_thread);
+  auto keys = store.ListKeys();
+  ASSERT_OK(keys.status());
+  EXPECT_EQ(keys->size(), total);
+  EXPECT_EQ(store.ListAliases(std::nullopt)->size(), total);
+  for (const auto& k : *keys) EXPECT_EQ(store.ListTags(k.key_id)->size(), 1u);
+  auto log = store.ReadAudit(1, total + 10);
+  ASSERT_OK(log.status());
+  ASSERT_EQ(log->size(), total);
+  std::set<std::string> entries;
+  for (size_t i = 0; i < log->size(); ++i) {
+    EXPECT_EQ((*log)[i].seq, i + 1);
+    entries.insert((*log)[i].entry);
+  }
+  EXPECT_EQ(entries.size(), total) << "an audit entry was stored twice or overwritten";
+}
+
+TEST_F(StoreTest, ConcurrentWritersFromEightThreads) {
+  HammerStore({store_.get()}, 8, 25);
+  ExpectHammered(*store_, 8, 25);
+  Reopen();
+  ExpectHammered(*store_, 8, 25);
+}
+
+// Two connections on one file (as two processes would have) serialize on SQLite's write lock;
+// the busy timeout makes them wait instead of failing.
+TEST_F(StoreTest, TwoConnectionsShareOneFile) {
+  auto second = OpenSqliteStore(path_);
+  ASSERT_OK(second.status());
+  HammerStore({store_.get(), second->get()}, 4, 20);
+  ExpectHammered(**second, 4, 20);
+  ExpectHammered(*store_, 4, 20);
+}
+
+// ---- Durability.
+
+// SyncTracker wraps the default SQLite VFS (and is made the default while it lives) and keeps,
+// per database and WAL file, whether bytes were written to it since its last xSync: what a
+// power cut at that moment could lose. kill -9 cannot show this (the page cache outlives the
+// process); this can.
+class SyncTracker {
+ public:
+  SyncTracker() {
+    real_ = sqlite3_vfs_find(nullptr);
+    vfs_ = *real_;
+    vfs_.szOsFile = static_cast<int>(sizeof(File)) + real_->szOsFile;
+    vfs_.zName = "custos-sync-tracker";
+    vfs_.pAppData = this;
+    vfs_.xOpen = &Open;
+    methods_ = sqlite3_io_methods{};
+    methods_.iVersion = 3;
+    methods_.xClose = [](sqlite3_file* f) {
+      int rc = Real(f)->pMethods->xClose(Real(f));
+      return rc;
+    };
+    methods_.xRead = [](sqlite3_file* f, void* b, int n, sqlite3_int64 o) {
+      return Real(f)->pMethods->xRead(Real(f), b, n, o);
+    };
+    methods_.xWrite = [](sqlite3_file* f, const void* b, int n, sqlite3_int64 o) {
+      Self(f)->Mark(f, true, false);
+      return Real(f)->pMethods->xWrite(Real(f), b, n, o);
+    };
+    methods_.xTruncate = [](sqlite3_file* f, sqlite3_int64 size) {
+      Self(f)->Mark(f, true, false);
+      return Real(f)->pMethods->xTruncate(Real(f), size);
+    };
+    methods_.xSync = [](sqlite3_file* f, int flags) {
+      int rc = Real(f)->pMethods->xSync(Real(f), flags);
+      if (rc == SQLITE_OK) Self(f)->Mark(f, false, true);
+      return rc;
+    };
+    methods_.xFileSize = [](sqlite3_file* f, sqlite3_int64* size) {
+      return Real(f)->pMethods->xFileSize(Real(f), size);
+    };
+    methods_.xLock = [](sqlite3_file* f, int l) { return Real(f)->pMethods->xLock(Real(f), l); };
+    methods_.xUnlock = [](sqlite3_file* f, int l) {
+      return Real(f)->pMethods->xUnlock(Real(f), l);
+    };
+    methods_.xCheckReservedLock = [](sqlite3_file* f, int* out) {
+      return Real(f)->pMethods->xCheckReservedLock(Real(f), out);
+    };
+    methods_.xFileControl = [](sqlite3_file* f, int op, void* arg) {
+      return Real(f)->pMethods->xFileControl(Real(f), op, arg);
+    };
+    methods_.xSectorSize = [](sqlite3_file* f) { return Real(f)->pMethods->xSectorSize(Real(f)); };
+    methods_.xDeviceCharacteristics = [](sqlite3_file* f) {
+      return Real(f)->pMethods->xDeviceCharacteristics(Real(f));
+    };
+    methods_.xShmMap = [](sqlite3_file* f, int i, int size, int extend, void volatile** p) {
+      return Real(f)->pMethods->xShmMap(Real(f), i, size, extend, p);
+    };
+    methods_.xShmLock = [](sqlite3_file* f, int off, int n, int flags) {
+      return Real(f)->pMethods->xShmLock(Real(f), off, n, flags);
+    };
+    methods_.xShmBarrier = [](sqlite3_file* f) { Real(f)->pMethods->xShmBarrier(Real(f)); };
+    methods_.xShmUnmap = [](sqlite3_file* f, int del) {
+      return Real(f)->pMethods->xShmUnmap(Real(f), del);
+    };
+    methods_.xFetch = [](sqlite3_file* f, sqlite3_int64 o, int n, void** p) {
+      return Real(f)->pMethods->xFetch(Real(f), o, n, p);
+    };
+    methods_.xUnfetch = [](sqlite3_file* f, sqlite3_int64 o, void* p) {
+      return Real(f)->pMethods->xUnfetch(Real(f), o, p);
+    };
+    EXPECT_EQ(sqlite3_vfs_register(&vfs_, 1), SQLITE_OK);
+  }
+  ~SyncTracker() {
+    sqlite3_vfs_register(real_, 1);
+    sqlite3_vfs_unregister(&vfs_);
+  }
+  SyncTracker(const SyncTracker&) = delete;
+  SyncTracker& operator=(const SyncTracker&) = delete;
+
+  // Unsynced names the tracked files written since their last sync ("" when none).
+  std::string Unsynced() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string out;
+    for (const auto& [name, dirty] : dirty_) {
+      if (dirty) out += name + " ";
+    }
+    return out;
+  }
+  int Syncs(const std::string& suffix) {
+    std::lock_guard<std::mutex> lock(mu_);
+    int n = 0;
+    for (const auto& [name, count] : syncs_) {
+      if (name.size() >= suffix.size() &&
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        n += count;
+      }
+    }
+    return n;
+  }
+
+ private:
+  // File is the tracker's sqlite3_file; the real VFS's file follows it in the same allocation.
+  struct File {
+    sqlite3_file base;
+    SyncTracker* tracker;
+    const char* name;  // SQLite keeps it valid until xClose; null for untracked files
+  };
+  static File* AsFile(sqlite3_file* f) { return reinterpret_cast<File*>(f); }
+  static SyncTracker* Self(sqlite3_file* f) { return AsFile(f)->tracker; }
+  static sqlite3_file* Real(sqlite3_file* f) {
+    return reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(f) + sizeof(File));
+  }
+
+  void Mark(sqlite3_file* f, bool dirty, bool synced) {
+    const char* name = AsFile(f)->name;
+    if (name == nullptr) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    dirty_[name] = dirty;
+    if (synced) ++syncs_[name];
+  }
+
+  static int Open(sqlite3_vfs* vfs, const char* name, sqlite3_file* f, int flags, int* out) {
+    auto* self = static_cast<SyncTracker*>(vfs->pAppData);
+    File* file = AsFile(f);
+    file->base.pMethods = nullptr;
+    int rc = self->real_->xOpen(self->real_, name, Real(f), flags, out);
+    if (rc != SQLITE_OK) return rc;
+    file->base.pMethods = &self->methods_;
+    file->tracker = self;
+    file->name = (flags & (SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_WAL)) != 0 ? name : nullptr;
+    return SQLITE_OK;
+  }
+
+  sqlite3_vfs* real_;
+  sqlite3_vfs vfs_;
+  sqlite3_io_methods methods_;
+  std::mutex mu_;
+  std::map<std::string, bool> dirty_;
+  std::map<std::string, int> syncs_;
+};
+
+// Every mutating call that returned OK left nothing unsynced in the database or its WAL: a
+// power cut right after the acknowledgement loses nothing. (With synchronous=NORMAL, WAL
+// commits are not synced and this fails.)
+TEST_F(StoreTest, EveryAcknowledgedWriteIsFsynced) {
+  store_.reset();
+  SyncTracker tracker;
+  auto opened = OpenSqliteStore(dir_ + "/tracked.db");
+  ASSERT_OK(opened.status());
+  Store& s = **opened;
+  auto durable = [&](Status st, const char* what) {
+    ASSERT_OK(st);
+    EXPECT_EQ(tracker.Unsynced(), "") << what << " returned OK with unsynced writes";
+  };
+  uint64_t seq = 0;
+  // Six keys with 1 MiB of material each fill the WAL past SQLite's automatic checkpoint
+  // (1000 pages), so a checkpoint into the database file happens on the way.
+  for (int i = 1; i <= 6; ++i) {
+    const std::string id = KeyId(i);
+    KeyVersion big = FullVersion(id);
+    big.version = 1;
+    durable(s.CreateKey(SampleKey(id), big), "CreateKey");
+    KeyRecord k = SampleKey(id);
+    k.current_version = 2;
+    durable(s.AddKeyVersion(k, SampleVersion(id, 2)), "AddKeyVersion");
+    k.description = "updated";
+    durable(s.UpdateKey(k), "UpdateKey");
+    durable(s.CreateAlias({"alias/" + id, id, 1, 1}), "CreateAlias");
+    durable(s.UpdateAlias("alias/" + id, KeyId(1), 2), "UpdateAlias");
+    durable(s.TagResource(id, {{"a", "b"}}), "TagResource");
+    durable(s.UntagResource(id, {"a"}), "UntagResource");
+    durable(s.AppendAudit(AuditBatch(seq + 1, seq + 3)), "AppendAudit");
+    seq += 3;
+    durable(s.PutMeta("m", id), "PutMeta");
+    durable(s.PutAccessKey({"CKIA" + std::to_string(i), id, "arn", Material(1), 1}),
+            "PutAccessKey");
+  }
+  durable(s.DeleteAlias("alias/" + KeyId(2)), "DeleteAlias");
+  durable(s.DeleteKey(KeyId(3)), "DeleteKey");
+  // The tracker saw the traffic it judges: WAL syncs on commit, database syncs on checkpoint.
+  EXPECT_GE(tracker.Syncs("-wal"), 60);
+  EXPECT_GE(tracker.Syncs("tracked.db"), 1);
+}
+
+// WriteUntilKilled is the child of the kill -9 test: it opens the store, continues the key and
+// audit streams where the database ends, and after each call returned OK writes a 9-byte
+// acknowledgement ('K' or 'A', then the key number or the last seq) to `ack_fd`.
+[[noreturn]] void WriteUntilKilled(const std::string& path, int ack_fd) {
+  auto s = OpenSqliteStore(path);
+  if (!s.ok()) _exit(2);
+  auto ack = [&](char kind, uint64_t n) {
+    char rec[9];
+    rec[0] = kind;
+    std::memcpy(rec + 1, &n, 8);
+    if (write(ack_fd, rec, sizeof(rec)) != static_cast<ssize_t>(sizeof(rec))) _exit(3);
+  };
+  auto keys = (*s)->ListKeys();
+  auto last = (*s)->LastAudit();
+  if (!keys.ok() || !last.ok()) _exit(4);
+  uint64_t seq = last->seq;
+  for (int i = static_cast<int>(keys->size()) + 1; i < 1000000; ++i) {
+    const std::string id = KeyId(i);
+    if (!(*s)->CreateKey(SampleKey(id), SampleVersion(id, 1)).ok()) _exit(5);
+    ack('K', static_cast<uint64_t>(i));
+    const uint64_t n = 1 + static_cast<uint64_t>(i % 3);
+    if (!(*s)->AppendAudit(AuditBatch(seq + 1, seq + n)).ok()) _exit(6);
+    seq += n;
+    ack('A', seq);
+  }
+  _exit(0);
+}
+
+// Kill -9 in the middle of a stream of writes, three times over the same database: every
+// write the child saw acknowledged is in the database afterwards. The kill points (after 137,
+// 251 and 389 acknowledgements, each a prime) are not aligned with any small batch size, so a
+// store that acknowledged writes before committing them in groups would lose some.
+TEST_F(StoreTest, AcknowledgedWritesSurviveKill9) {
+  uint64_t max_key = 0, max_seq = 0;
+  for (uint64_t kill_after : {137u, 251u, 389u}) {
+    SCOPED_TRACE("kill after " + std::to_string(kill_after) + " acknowledgements");
+    store_.reset();
+    int fds[2];
+    ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+    fflush(nullptr);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      close(fds[0]);
+      WriteUntilKilled(path_, fds[1]);
+    }
+    close(fds[1]);
+
+    uint64_t acks = 0;
+    std::string pending;
+    auto consume = [&](const char* data, size_t n) {
+      pending.append(data, n);
+      size_t off = 0;
+      for (; pending.size() - off >= 9; off += 9) {
+        uint64_t v;
+        std::memcpy(&v, pending.data() + off + 1, 8);
+        if (pending[off] == 'K') {
+          EXPECT_GT(v, max_key);
+          max_key = v;
+        } else {
+          EXPECT_GT(v, max_seq);
+          max_seq = v;
+        }
+        ++acks;
+      }
+      pending.erase(0, off);
+    };
+    // Read acknowledgements one at a time until the kill point, then kill the child, which
+    // by then is inside its next call.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    char buf[4096];
+    while (acks < kill_after && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fds[0], POLLIN, 0};
+      if (poll(&p, 1, 1000) <= 0) continue;
+      ssize_t n = read(fds[0], buf, 9 - pending.size());
+      if (n <= 0) break;
+      consume(buf, static_cast<size_t>(n));
+    }
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        << "the child ended by itself (status " << status << ") instead of being killed";
+    ASSERT_EQ(acks, kill_after) << "the child stopped acknowledging early";
+    // Acknowledgements still in the pipe were given before the kill: they count too.
+    for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;) {
+      consume(buf, static_cast<size_t>(n));
+    }
+    close(fds[0]);
+
+    Reopen();
+    for (uint64_t i = 1; i <= max_key; ++i) {
+      const std::string id = KeyId(static_cast<int>(i));
+      auto k = store_->GetKey(id);
+      ASSERT_OK(k.status());
+      EXPECT_EQ(Tie(*k), Tie(SampleKey(id)));
+      EXPECT_OK(store_->GetKeyVersion(id, 1).status());
+    }
+    // At most one key beyond the last acknowledged (committed, killed before it could ack).
+    auto keys = store_->ListKeys();
+    ASSERT_OK(keys.status());
+    EXPECT_LE(keys->size(), max_key + 1);
+    max_key = keys->size();
+    auto last = store_->LastAudit();
+    ASSERT_OK(last.status());
+    ASSERT_GE(last->seq, max_seq) << "acknowledged audit records were lost";
+    auto log = store_->ReadAudit(1, last->seq + 1);
+    ASSERT_OK(log.status());
+    ASSERT_EQ(log->size(), last->seq);
+    for (size_t i = 0; i < log->size(); ++i) {
+      ASSERT_EQ((*log)[i].seq, i + 1) << "gap in the audit chain";
+      EXPECT_EQ((*log)[i].entry, Audit(i + 1).entry);
+    }
+    // The newest signed head is the end of the last batch the child appended.
+    EXPECT_EQ(store_->LastSignedAudit()->seq, last->seq);
+    max_seq = last->seq;
+    RawDb raw(path_);
+    EXPECT_EQ(raw.Query("PRAGMA integrity_check"), "ok");
+  }
+}
+
+}  // namespace
+}  // namespace custos::store
