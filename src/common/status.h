@@ -37,11 +37,23 @@ class [[nodiscard]] Status {
   const std::string& message() const { return message_; }
   // ToString renders "code: message" for logs and stderr.
   std::string ToString() const;
-  // WithContext prefixes the message with `context` (e.g. the keeper id) and keeps the code.
+  // WithContext prefixes the message with `context` (e.g. the keeper id) and keeps the code
+  // and the reason.
   Status WithContext(const std::string& context) const;
+  // reason is a machine-readable cause within code(), from an enum of the module that made the
+  // error (0 = none given): callers map errors by value, never by searching the message. The
+  // trusted core's reasons (ecall::Reason) cross the host-core boundary with the code.
+  uint16_t reason() const { return reason_; }
+  template <typename E>
+  Status WithReason(E reason) const {
+    Status s = *this;
+    s.reason_ = static_cast<uint16_t>(reason);
+    return s;
+  }
 
  private:
   ErrorCode code_ = ErrorCode::kOk;
+  uint16_t reason_ = 0;
   std::string message_;
 };
 

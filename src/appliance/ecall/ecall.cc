@@ -120,25 +120,42 @@ StatusOr<Request> Request::Decode(ByteSpan payload) {
   return req;
 }
 
+std::string_view ReasonName(Reason reason) {
+  switch (reason) {
+    case Reason::kNone: return "none";
+    case Reason::kSealed: return "sealed";
+    case Reason::kOtherKey: return "other-key";
+    case Reason::kMaterialDoesNotUnwrap: return "material-does-not-unwrap";
+    case Reason::kCiphertextInvalid: return "ciphertext-invalid";
+    case Reason::kSignatureInvalid: return "signature-invalid";
+    case Reason::kMacInvalid: return "mac-invalid";
+    case Reason::kKeyUsage: return "key-usage";
+  }
+  return "unknown";
+}
+
 Response Response::FromStatus(const Status& status) {
   Response r;
   r.code = status.code();
+  // A reason from outside the enum (another module's) is not the core's to report.
+  r.reason = status.reason() <= kMaxReason ? static_cast<Reason>(status.reason()) : Reason::kNone;
   r.message = status.message();
   return r;
 }
 
 Status Response::ToStatus() const {
   if (code == ErrorCode::kOk) return Status::Ok();
-  if (message.rfind("enclave: ", 0) == 0) return Status(code, message);
-  return Status(code, "enclave: " + message);
+  if (message.rfind("enclave: ", 0) == 0) return Status(code, message).WithReason(reason);
+  return Status(code, "enclave: " + message).WithReason(reason);
 }
 
 Bytes Response::Encode() const {
-  size_t size = kResponseMagic.size() + 10 + message.size();
+  size_t size = kResponseMagic.size() + 12 + message.size();
   for (const Bytes& b : results) size += 4 + b.size();
   ByteWriter w;
   w.Reserve(size);  // results may be secret (Decrypt plaintexts, SigV4 secrets)
-  w.Raw(AsBytes(kResponseMagic)).U16(kVersion).U16(static_cast<uint16_t>(code)).Var(message);
+  w.Raw(AsBytes(kResponseMagic)).U16(kVersion).U16(static_cast<uint16_t>(code));
+  w.U16(static_cast<uint16_t>(reason)).Var(message);
   w.U16(static_cast<uint16_t>(results.size()));
   for (const Bytes& b : results) w.Var(b);
   return w.Take();
@@ -152,6 +169,10 @@ StatusOr<Response> Response::Decode(ByteSpan payload) {
   if (code > static_cast<uint16_t>(ErrorCode::kInternal))
     return InvalidArgument("ecall: unknown error code " + std::to_string(code));
   resp.code = static_cast<ErrorCode>(code);
+  ASSIGN_OR_RETURN(uint16_t reason, r.U16("reason"));
+  if (reason > kMaxReason) return InvalidArgument("ecall: unknown reason " + std::to_string(reason));
+  if (reason != 0 && resp.code == ErrorCode::kOk) return InvalidArgument("ecall: a reason on success");
+  resp.reason = static_cast<Reason>(reason);
   ASSIGN_OR_RETURN(ByteSpan msg, r.Var("message", 4096));
   resp.message = ToString(msg);
   ASSIGN_OR_RETURN(resp.results, ReadList(r));

@@ -5,10 +5,12 @@
 //
 // Wire format (all integers big-endian; var(b) = u32 length || b):
 //   frame    = u32 length || payload                          (length <= kMaxFrameSize)
-//   request  = "CECL" || u16 version(=1) || u16 call || u16 argc || var(arg) * argc
-//   response = "CERS" || u16 version(=1) || u16 code || var(message) || u16 n || var(result) * n
-// `code` is a custos ErrorCode (0 = ok). A failed call has no results and a message that names
-// the failed check; messages never carry secret material.
+//   request  = "CECL" || u16 version(=2) || u16 call || u16 argc || var(arg) * argc
+//   response = "CERS" || u16 version(=2) || u16 code || u16 reason || var(message) || u16 n ||
+//              var(result) * n
+// `code` is a custos ErrorCode (0 = ok), `reason` an ecall::Reason (0 = none; below). A failed
+// call has no results and a message that names the failed check; messages never carry secret
+// material. Requests carry version 2 too.
 //
 // What crosses, by design: custody.json, the custody envelope (the root key sealed to Y), SIGMA
 // handshake messages and SIGMA records (encrypted under keys only the enclave and one keeper
@@ -93,7 +95,8 @@
 namespace custos::ecall {
 
 // kVersion is the interface version; a peer with another version is refused at kHello.
-inline constexpr uint16_t kVersion = 1;
+// Version 2 added the response's `reason`.
+inline constexpr uint16_t kVersion = 2;
 // kMaxFrameSize bounds one frame (request or response payload).
 inline constexpr size_t kMaxFrameSize = 1 << 20;
 // kMaxArgs bounds the number of arguments or results in one message.
@@ -146,9 +149,27 @@ struct Request {
   static StatusOr<Request> Decode(ByteSpan payload);
 };
 
+// Reason says why a core call failed, beyond its ErrorCode. It crosses the boundary as a value
+// (the response's `reason`), so the host maps core errors by value (appliance/kms: a table from
+// Reason to AWS errors), never by searching the message. Values are wire values, never reused.
+enum class Reason : uint16_t {
+  kNone = 0,
+  kSealed = 1,                 // the core has no root key yet (kFailedPrecondition)
+  kOtherKey = 2,               // a KMS ciphertext names another key or version (kInvalidArgument)
+  kMaterialDoesNotUnwrap = 3,  // stored key material or an access secret does not unwrap (kIntegrity)
+  kCiphertextInvalid = 4,      // a KMS ciphertext is malformed, tampered with, or its context differs
+  kSignatureInvalid = 5,       // kms-verify: the signature does not verify (kIntegrity)
+  kMacInvalid = 6,             // kms-verify-mac: the MAC does not verify (kIntegrity)
+  kKeyUsage = 7,               // the key's spec does not allow the operation (kFailedPrecondition)
+};
+inline constexpr uint16_t kMaxReason = 7;
+// ReasonName returns a stable name ("sealed", "other-key", ...) for logs and tests.
+std::string_view ReasonName(Reason reason);
+
 // Response is one decoded answer.
 struct Response {
   ErrorCode code = ErrorCode::kOk;
+  Reason reason = Reason::kNone;  // for a failed call: why, if the core said
   std::string message;
   std::vector<Bytes> results;
 

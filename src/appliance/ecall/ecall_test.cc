@@ -26,9 +26,9 @@ TEST(Ecall, RequestRoundTripsAndChecksArity) {
   unknown[7] = 99;
   EXPECT_THAT(Request::Decode(unknown).status().message(), ::testing::HasSubstr("unknown call 99"));
   Bytes version = req.Encode();
-  version[5] = 2;
+  version[5] = 1;  // the version before responses carried a reason
   EXPECT_THAT(Request::Decode(version).status().message(),
-              ::testing::HasSubstr("interface version 2"));
+              ::testing::HasSubstr("interface version 1"));
   Bytes trailing = req.Encode();
   trailing.push_back(0);
   EXPECT_FALSE(Request::Decode(trailing).ok());
@@ -52,6 +52,32 @@ TEST(Ecall, ResponseCarriesStatusOrResults) {
   // An error response with results is malformed.
   err.results = {Bytes{1}};
   EXPECT_FALSE(Response::Decode(err.Encode()).ok());
+}
+
+// The core's reason crosses with the code, by value: the host never reads the message to
+// decide (appliance/kms maps reasons to AWS errors with a table).
+TEST(Ecall, ReasonsCrossTheBoundaryByValue) {
+  Response err = Response::FromStatus(IntegrityError("kms: mac does not verify").WithReason(Reason::kMacInvalid));
+  Bytes wire = err.Encode();
+  auto back = Response::Decode(wire);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->reason, Reason::kMacInvalid);
+  Status st = back->ToStatus();
+  EXPECT_EQ(st.code(), ErrorCode::kIntegrity);
+  EXPECT_EQ(st.reason(), static_cast<uint16_t>(Reason::kMacInvalid));
+  EXPECT_EQ(ReasonName(Reason::kMacInvalid), "mac-invalid");
+  // The reason survives added context (the host prefixes messages).
+  EXPECT_EQ(st.WithContext("kms").reason(), static_cast<uint16_t>(Reason::kMacInvalid));
+  // An unknown reason value, and a reason on a success, are malformed.
+  Bytes unknown = wire;
+  unknown[8] = 0;
+  unknown[9] = ecall::kMaxReason + 1;  // bytes 8-9: the reason, after magic, version and code
+  EXPECT_THAT(Response::Decode(unknown).status().message(), ::testing::HasSubstr("unknown reason"));
+  Response ok;
+  ok.reason = Reason::kSealed;
+  EXPECT_THAT(Response::Decode(ok.Encode()).status().message(), ::testing::HasSubstr("a reason on success"));
+  // A status with another module's reason crosses with none.
+  EXPECT_EQ(Response::FromStatus(InvalidArgument("x").WithReason(uint16_t{900})).reason, Reason::kNone);
 }
 
 TEST(Ecall, FramesCrossASocketAndRefuseOversizedLengths) {

@@ -103,7 +103,7 @@ ecall::Response EnclaveCore::Dispatch(const ecall::Request& r) {
 }
 
 EnclaveCore::Results EnclaveCore::Kms(const ecall::Request& request) {
-  if (kms_ == nullptr) return FailedPrecondition("enclave: sealed");
+  if (kms_ == nullptr) return FailedPrecondition("enclave: sealed").WithReason(ecall::Reason::kSealed);
   return kms_->Serve(request);
 }
 

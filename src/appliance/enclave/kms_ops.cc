@@ -195,7 +195,8 @@ Bytes KmsKeyring::WrapMaterial(std::string_view key_id, uint32_t version, std::s
 
 StatusOr<SecretBytes> KmsKeyring::UnwrapMaterial(const KeyRef& ref) const {
   auto material = Unwrap(cmk_wrap_, ref.wrapped, MaterialAad(ref.key_id, ref.version, ref.spec));
-  if (!material.ok()) return IntegrityError("kms: key material does not unwrap");
+  if (!material.ok())
+    return IntegrityError("kms: key material does not unwrap").WithReason(ecall::Reason::kMaterialDoesNotUnwrap);
   return material;
 }
 
@@ -207,7 +208,8 @@ Bytes KmsKeyring::WrapAccessSecret(std::string_view access_key_id,
 StatusOr<SecretBytes> KmsKeyring::UnwrapAccessSecret(std::string_view access_key_id,
                                                      ByteSpan wrapped) const {
   auto secret = Unwrap(access_wrap_, wrapped, AccessSecretAad(access_key_id));
-  if (!secret.ok()) return IntegrityError("kms: access secret does not unwrap");
+  if (!secret.ok()) return IntegrityError("kms: access secret does not unwrap")
+        .WithReason(ecall::Reason::kMaterialDoesNotUnwrap);
   return secret;
 }
 
@@ -248,7 +250,8 @@ StatusOr<std::vector<Bytes>> KmsOperations::Serve(const ecall::Request& request)
 StatusOr<KeyRef> KmsOperations::RefFor(ByteSpan encoded_ref, std::string_view spec,
                                        std::string_view op) const {
   ASSIGN_OR_RETURN(KeyRef ref, KeyRef::Decode(encoded_ref));
-  if (ref.spec != spec) return FailedPrecondition(std::string(kUsagePrefix) + std::string(op));
+  if (ref.spec != spec)
+    return FailedPrecondition(std::string(kUsagePrefix) + std::string(op)).WithReason(ecall::Reason::kKeyUsage);
   return ref;
 }
 
@@ -272,10 +275,11 @@ StatusOr<Bytes> KmsOperations::SealBlob(const KeyRef& ref, const SecretBytes& ma
 }
 
 StatusOr<size_t> KmsOperations::BlobHeaderFor(const KeyRef& ref, ByteSpan blob) {
-  ASSIGN_OR_RETURN(ecall::CiphertextHeader h, ecall::ParseCiphertextHeader(blob));
-  if (h.key_id != ref.key_id || h.version != ref.version)
-    return InvalidArgument("kms: ciphertext names another key");
-  return kBlobMagic.size() + 1 + 4 + h.key_id.size() + 4;  // magic, suite, var(key id), version
+  StatusOr<ecall::CiphertextHeader> h = ecall::ParseCiphertextHeader(blob);
+  if (!h.ok()) return h.status().WithReason(ecall::Reason::kCiphertextInvalid);
+  if (h->key_id != ref.key_id || h->version != ref.version)
+    return InvalidArgument("kms: ciphertext names another key").WithReason(ecall::Reason::kOtherKey);
+  return kBlobMagic.size() + 1 + 4 + h->key_id.size() + 4;  // magic, suite, var(key id), version
 }
 
 StatusOr<SecretBytes> KmsOperations::OpenBlob(const SecretBytes& material, ByteSpan blob,
@@ -289,7 +293,8 @@ StatusOr<SecretBytes> KmsOperations::OpenBlob(const SecretBytes& material, ByteS
   ASSIGN_OR_RETURN(crypto::AesGcm gcm, crypto::AesGcm::Create(key));
   Bytes aad = Concat({blob.first(body), context});
   auto plaintext = gcm.OpenSecret(nonce, blob.subspan(body), aad);
-  if (!plaintext.ok()) return IntegrityError("kms: ciphertext does not authenticate");
+  if (!plaintext.ok())
+    return IntegrityError("kms: ciphertext does not authenticate").WithReason(ecall::Reason::kCiphertextInvalid);
   return plaintext;
 }
 
@@ -415,7 +420,7 @@ KmsOperations::Results KmsOperations::Verify(Args a) {
   int rc = EVP_PKEY_verify(ctx.get(), a[3].data(), a[3].size(), digest.data(), digest.size());
   if (rc != 1) {
     ERR_clear_error();
-    return IntegrityError("kms: signature does not verify");
+    return IntegrityError("kms: signature does not verify").WithReason(ecall::Reason::kSignatureInvalid);
   }
   return std::vector<Bytes>{};
 }
@@ -436,7 +441,7 @@ KmsOperations::Results KmsOperations::VerifyMac(Args a) {
   ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
   crypto::Digest mac = crypto::HmacSha256(material.Expose(), a[1]);
   if (a[2].size() != kMacSize || !ConstantTimeEquals(mac, a[2]))
-    return IntegrityError("kms: mac does not verify");
+    return IntegrityError("kms: mac does not verify").WithReason(ecall::Reason::kMacInvalid);
   return std::vector<Bytes>{};
 }
 
@@ -457,7 +462,8 @@ KmsOperations::Results KmsOperations::OpenAccessSecret(Args a) {
   RETURN_IF_ERROR(CheckLength(a[0].size(), 1, kMaxAccessKeyIdSize, "access key id"));
   ASSIGN_OR_RETURN(SecretBytes secret, keyring_.UnwrapAccessSecret(ToString(a[0]), a[1]));
   if (secret.size() != kAccessSecretSize)
-    return IntegrityError("kms: access secret does not unwrap");
+    return IntegrityError("kms: access secret does not unwrap")
+        .WithReason(ecall::Reason::kMaterialDoesNotUnwrap);
   return std::vector<Bytes>{Bytes(secret.Expose().begin(), secret.Expose().end())};
 }
 

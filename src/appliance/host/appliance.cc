@@ -234,7 +234,7 @@ custos::Status Appliance::OpenKms() {
     return SignedHead{std::move(r[0]), std::move(r[1])};
   };
   ASSIGN_OR_RETURN(audit_, AuditWriter::Start(*store_, signer));
-  kms::AuditSink sink = [this](const json& entry) { return audit_->Append(entry); };
+  kms::AuditSink sink = [this](const audit::Entry& entry) { return audit_->Append(entry); };
   api_ = std::make_unique<kms::KmsApi>(kms_.get(), store_.get(), core, sink, sig);
   // The admin token: kept across restarts so operators' scripts keep working; 0600.
   std::string token_path = admin_token_file();

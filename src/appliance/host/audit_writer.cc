@@ -9,19 +9,6 @@ namespace {
 
 constexpr char kAuditKeyMeta[] = "audit_public_key";
 
-std::string Rfc3339Millis(std::chrono::system_clock::time_point t) {
-  std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() %
-            1000;
-  if (ms < 0) ms += 1000;
-  std::tm tm;
-  gmtime_r(&secs, &tm);
-  char date[32];
-  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof out, "%s.%03dZ", date, static_cast<int>(ms));
-  return out;
-}
 
 Status CouldNotWrite(const Status& cause) {
   return Unavailable("audit log could not be written: " + cause.message());
@@ -29,17 +16,7 @@ Status CouldNotWrite(const Status& cause) {
 
 }  // namespace
 
-nlohmann::json AuditEvent::ToJson() const {
-  return {{"time", Rfc3339Millis(time)},
-          {"request_id", request_id},
-          {"principal", principal},
-          {"access_key_id", access_key_id},
-          {"operation", operation},
-          {"key_id", key_id},
-          {"outcome", outcome},
-          {"http_status", http_status},
-          {"source", source}};
-}
+Status AuditWriter::Append(const audit::Entry& entry) { return Append(entry.ToJson()); }
 
 StatusOr<std::unique_ptr<AuditWriter>> AuditWriter::Start(store::Store& store,
                                                           BatchSigner signer,

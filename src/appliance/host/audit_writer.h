@@ -30,25 +30,10 @@
 #include "common/status.h"
 #include "crypto/ecdsa.h"
 #include "appliance/store/store.h"
+#include "protocol/audit/entry.h"
 
 namespace custos::host {
 
-// AuditEvent is one KMS request as the audit log records it (docs/audit.md "Entries"). It has
-// no field for plaintext, key material, ciphertext or encryption context values, on purpose.
-struct AuditEvent {
-  std::chrono::system_clock::time_point time = std::chrono::system_clock::now();
-  std::string request_id;     // x-amzn-RequestId of the response
-  std::string principal;      // the caller's ARN; empty when SigV4 verification failed
-  std::string access_key_id;  // as the request named it (also when it was refused)
-  std::string operation;      // "Encrypt", "CreateKey", ...
-  std::string key_id;         // the key's UUID once resolved, else as the request named it
-  std::string outcome;        // "ok" or the AWS error name ("AccessDeniedException", ...)
-  int http_status = 0;
-  std::string source;         // the client's address
-
-  // ToJson renders the entry; time is RFC 3339 UTC with milliseconds.
-  nlohmann::json ToJson() const;
-};
 
 // SignedHead is the trusted core's answer to kAuditAppend: the new head (u64 seq || hash) and
 // the audit key's P1363 signature over audit::CheckpointMessage of it.
@@ -100,6 +85,8 @@ class AuditWriter {
   // none is stored); kFailedPrecondition after Stop. A failure does not stop the writer: the
   // next batch is tried afresh from the last stored head (e.g. once the core is unsealed).
   Status Append(const nlohmann::json& entry);
+  // Append of the request path's entry (audit::Entry, docs/audit.md "Entries").
+  Status Append(const audit::Entry& entry);
 
   // Stop refuses new entries, commits every queued one (their Append calls return as usual),
   // and joins the writer thread. Idempotent.

@@ -473,8 +473,8 @@ TEST_F(AuditWriterTest, StartRefusesBadOptions) {
   EXPECT_FALSE(AuditWriter::Start(*store_, nullptr).ok());
 }
 
-TEST(AuditEvent, ToJsonHasEveryFieldAndAnRfc3339Time) {
-  AuditEvent e;
+TEST(AuditEntry, ToJsonHasEveryFieldAndAnRfc3339Time) {
+  audit::Entry e;
   e.time = std::chrono::system_clock::time_point(std::chrono::milliseconds(1700000000123));
   e.request_id = "r";
   e.principal = "arn:aws:iam::111122223333:user/alice";

@@ -168,19 +168,15 @@ StatusOr<NewAccessKey> KmsApi::CreateAccessKey(const std::string& name) {
 net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
   auto start = std::chrono::steady_clock::now();
   std::string request_id = NewRequestId();
-  json entry = {{"time", static_cast<int64_t>(std::time(nullptr))},
-                {"request_id", request_id},
-                {"source", req.remote},
-                {"principal", ""},
-                {"access_key_id", ""},
-                {"operation", ""},
-                {"key_id", ""}};
+  audit::Entry entry;  // time: now, when the request was received
+  entry.request_id = request_id;
+  entry.source = req.remote;
   std::string operation = "unknown";
   net::HttpResponse response;
   bool authenticated = false;
   auto finish = [&](net::HttpResponse r, const std::string& outcome) {
-    entry["outcome"] = outcome;
-    entry["http_status"] = r.status;
+    entry.outcome = outcome;
+    entry.http_status = r.status;
     // Requests that never authenticated are counted in /metrics, not written as signed audit
     // rows: otherwise anyone could grow the chain (3,000 bad signatures once added 3,000 rows).
     if (audit_ && authenticated) {
@@ -209,7 +205,7 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
   for (auto name : KmsService::Operations()) known |= name == op;
   if (!known) return fail(400, "UnknownOperationException", "unknown operation " + op.substr(0, 64));
   operation = op;
-  entry["operation"] = op;
+  entry.operation = op;
 
   // Failed authentications are bounded per client address and claimed access key id before the
   // signature is even looked at.
@@ -239,8 +235,8 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
     auto it = credentials_.find(identity->access_key_id);
     if (it != credentials_.end()) principal = it->second->principal_arn;
   }
-  entry["principal"] = principal;
-  entry["access_key_id"] = identity->access_key_id;
+  entry.principal = principal;
+  entry.access_key_id = identity->access_key_id;
   authenticated = true;
 
   if (Status depth = net::CheckJsonDepth(req.body); !depth.ok())
@@ -251,7 +247,7 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
 
   Caller caller{principal, service_->options().account_id, identity->access_key_id};
   KmsOutcome out = service_->Execute(op, body, caller);
-  entry["key_id"] = out.key_id;
+  entry.key_id = out.key_id;
   if (!out.ok()) return fail(out.http_status, out.error_type.c_str(), out.message);
   net::HttpResponse r;
   r.content_type = "application/x-amz-json-1.1";

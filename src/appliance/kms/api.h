@@ -25,11 +25,12 @@
 #include "net/source_limiter.h"
 #include "net/http.h"
 #include "appliance/store/store.h"
+#include "protocol/audit/entry.h"
 
 namespace custos::kms {
 
 // AuditSink appends one audit entry and returns once it is durable (host/audit_writer.h).
-using AuditSink = std::function<Status(const nlohmann::json& entry)>;
+using AuditSink = std::function<Status(const audit::Entry& entry)>;
 
 // NewAccessKey is a freshly created credential, handed to its owner once.
 struct NewAccessKey {

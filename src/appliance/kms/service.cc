@@ -32,6 +32,21 @@ struct ApiError {
 
 [[noreturn]] void Validation(std::string message) { Fail("ValidationException", std::move(message)); }
 
+// Every ecall::Reason the core gives, with the AWS error it becomes (a test checks that each
+// reason has a row).
+constexpr CoreError kCoreErrors[] = {
+    {ecall::Reason::kSealed, "DependencyTimeoutException",
+     "the appliance is sealed: its trusted core has no root key until a quorum of keepers releases it", 503},
+    {ecall::Reason::kOtherKey, "IncorrectKeyException", "the ciphertext was encrypted under another key", 400},
+    {ecall::Reason::kMaterialDoesNotUnwrap, "KMSInternalException",
+     "stored key material does not unwrap under this appliance's root key", 500},
+    {ecall::Reason::kCiphertextInvalid, "InvalidCiphertextException",
+     "the ciphertext is invalid, was tampered with, or its encryption context does not match", 400},
+    {ecall::Reason::kSignatureInvalid, "KMSInvalidSignatureException", "the signature does not verify", 400},
+    {ecall::Reason::kMacInvalid, "KMSInvalidMacException", "the MAC does not verify", 400},
+    {ecall::Reason::kKeyUsage, "InvalidKeyUsageException", "the key's usage does not allow this operation", 400},
+};
+
 constexpr int64_t kDay = 86400;
 
 std::string NewKeyId() {
@@ -200,26 +215,16 @@ struct KmsService::Impl {
     return "arn:aws:kms:" + opt.region + ":" + opt.account_id + ":" + name;
   }
 
-  // ---- core calls: map the core's errors to AWS errors ----
+  // ---- core calls: map the core's errors to AWS errors, by reason (CoreErrorFor) ----
   std::vector<Bytes> Core(ecall::Call call, std::vector<Bytes> args) {
     auto r = core(call, std::move(args));
     if (r.ok()) return std::move(r).value();
     const Status& s = r.status();
-    const std::string& m = s.message();
-    auto has = [&](std::string_view part) { return m.find(part) != std::string::npos; };
-    if (has("sealed"))
-      Fail("DependencyTimeoutException",
-           "the appliance is sealed: its trusted core has no root key until a quorum of keepers releases it", 503);
-    if (has("names another key")) Fail("IncorrectKeyException", "the ciphertext was encrypted under another key");
-    if (has("does not unwrap"))
-      Fail("KMSInternalException", "stored key material does not unwrap under this appliance's root key", 500);
-    if (has("ciphertext does not authenticate") || (s.code() == ErrorCode::kInvalidArgument && has("kms ciphertext")))
-      Fail("InvalidCiphertextException",
-           "the ciphertext is invalid, was tampered with, or its encryption context does not match");
-    if (has("signature does not verify")) Fail("KMSInvalidSignatureException", "the signature does not verify");
-    if (has("mac does not verify")) Fail("KMSInvalidMacException", "the MAC does not verify");
-    if (has("key usage")) Fail("InvalidKeyUsageException", "the key's usage does not allow this operation");
-    if (s.code() == ErrorCode::kInvalidArgument) Validation(m);
+    if (const CoreError* e = CoreErrorFor(static_cast<ecall::Reason>(s.reason())))
+      Fail(e->type, e->message, e->http);
+    if (s.code() == ErrorCode::kInvalidArgument) Validation(s.message());
+    if (s.code() == ErrorCode::kUnavailable)
+      Fail("DependencyTimeoutException", "the trusted core is restarting; the appliance is sealed until keepers release again", 503);
     Fail("KMSInternalException", "the trusted core failed the request", 500);
   }
 
@@ -1033,6 +1038,12 @@ Status KmsService::RunMaintenance() {
     }
   }
   return first;
+}
+
+const CoreError* CoreErrorFor(ecall::Reason reason) {
+  for (const CoreError& e : kCoreErrors)
+    if (e.reason == reason) return &e;
+  return nullptr;
 }
 
 }  // namespace custos::kms

@@ -58,6 +58,18 @@ struct KmsOutcome {
   bool ok() const { return error_type.empty(); }
 };
 
+// CoreError is the AWS error a core failure becomes, chosen by the core's reason.
+struct CoreError {
+  ecall::Reason reason;
+  const char* type;     // AWS error type
+  const char* message;  // safe to show: fixed text, never the core's own message
+  int http;
+};
+// CoreErrorFor returns the table row for `reason`, or nullptr for kNone (then the error code
+// decides: kInvalidArgument -> ValidationException with the core's message, kUnavailable ->
+// DependencyTimeoutException 503, anything else KMSInternalException 500).
+const CoreError* CoreErrorFor(ecall::Reason reason);
+
 class KmsService {
  public:
   KmsService(store::Store* store, CoreCall core, ServiceOptions options);

@@ -4,6 +4,7 @@
 // and the JavaScript SDK against a real server is tests/conformance/.
 #include "appliance/kms/service.h"
 
+#include <regex>
 #include <set>
 
 #include "appliance/enclave/core_testing.h"
@@ -77,6 +78,20 @@ class KmsServiceTest : public enclave::CoreFixture {
   kms::Caller bob_{"arn:aws:iam::000000000000:user/bob", "000000000000", "CKIABOB"};
   kms::Caller mallory_{"arn:aws:iam::999999999999:user/mallory", "999999999999", "CKIAMAL"};
 };
+
+// The core's errors become AWS errors by reason, from one table: every reason has its row.
+TEST(KmsCoreErrors, EveryCoreReasonHasAnAwsError) {
+  EXPECT_EQ(CoreErrorFor(ecall::Reason::kNone), nullptr);
+  std::set<std::string> types;
+  for (uint16_t r = 1; r <= ecall::kMaxReason; ++r) {
+    const CoreError* e = CoreErrorFor(static_cast<ecall::Reason>(r));
+    ASSERT_NE(e, nullptr) << ecall::ReasonName(static_cast<ecall::Reason>(r)) << " has no AWS error";
+    EXPECT_THAT(std::string(e->type), ::testing::EndsWith("Exception"));
+    EXPECT_TRUE(e->http == 400 || e->http == 500 || e->http == 503) << e->type;
+    types.insert(e->type);
+  }
+  EXPECT_GE(types.size(), 6u);
+}
 
 TEST_F(KmsServiceTest, EncryptDecryptWithContextAndTheBlobNamesItsKey) {
   std::string id = NewKey({{"Description", "orders"}});
@@ -320,9 +335,9 @@ class KmsApiTest : public KmsServiceTest {
     SigV4Options sig;
     sig.region = "us-east-1";
     api_ = std::make_unique<KmsApi>(service_.get(), store_.get(), Caller(),
-                                    [this](const json& e) -> Status {
+                                    [this](const audit::Entry& e) -> Status {
                                       if (fail_audit_) return Unavailable("disk full");
-                                      audit_.push_back(e);
+                                      audit_.push_back(e.ToJson());
                                       return Status::Ok();
                                     },
                                     sig);
@@ -440,6 +455,9 @@ TEST_F(KmsApiTest, SignedRequestsWorkAndEveryRefusalHasItsAwsError) {
     EXPECT_EQ(dump.find(blob.substr(0, 40)), std::string::npos);
     saw_denied |= e["outcome"] == "MissingAuthenticationTokenException" || e["outcome"] == "InvalidSignatureException";
     EXPECT_FALSE(e["access_key_id"].get<std::string>().empty()) << dump;
+    // docs/audit.md: RFC 3339 UTC with milliseconds, as the request path writes it.
+    EXPECT_TRUE(std::regex_match(e["time"].get<std::string>(),
+                                 std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)"))) << dump;
   }
   EXPECT_FALSE(saw_denied);
   std::string counted = api_->metrics().Render();
