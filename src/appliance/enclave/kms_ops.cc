@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "crypto/aead.h"
+#include "crypto/aead_box.h"
 #include "crypto/hash.h"
 #include "crypto/p256.h"
 #include "crypto/random.h"
@@ -65,21 +66,15 @@ Bytes AccessSecretAad(std::string_view access_key_id) {
   return w.Take();
 }
 
-// Wrap/Unwrap: nonce (12) || AES-256-GCM(key, nonce, secret, aad).
+// Wrap/Unwrap: a box (crypto/aead_box.h): nonce (12) || AES-256-GCM(key, nonce, secret, aad).
 Bytes Wrap(const SecretBytes& key, const SecretBytes& secret, ByteSpan aad) {
-  auto gcm = crypto::AesGcm::Create(key);
-  if (!gcm.ok()) std::abort();  // a 32-byte key is always accepted
-  Bytes nonce = crypto::RandomBytes(crypto::kGcmNonceSize);
-  Bytes sealed = gcm->Seal(nonce, secret.Expose(), aad);
-  return Concat({nonce, sealed});
+  auto box = crypto::SealBox(key, secret.Expose(), aad);
+  if (!box.ok()) std::abort();  // the wrapping keys are derived 32-byte keys: always accepted
+  return std::move(box).value();
 }
 
 StatusOr<SecretBytes> Unwrap(const SecretBytes& key, ByteSpan wrapped, ByteSpan aad) {
-  if (wrapped.size() < crypto::kGcmNonceSize + crypto::kGcmTagSize)
-    return IntegrityError("too short");
-  ASSIGN_OR_RETURN(crypto::AesGcm gcm, crypto::AesGcm::Create(key));
-  return gcm.OpenSecret(wrapped.first(crypto::kGcmNonceSize),
-                        wrapped.subspan(crypto::kGcmNonceSize), aad);
+  return crypto::OpenBox(key, wrapped, aad);
 }
 
 // ---- argument checks ----

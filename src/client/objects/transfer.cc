@@ -14,6 +14,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/wiped_buffer.h"
 #include "crypto/random.h"
 
 namespace custos::objects {
@@ -119,20 +120,6 @@ Status PwriteFull(int fd, std::span<const uint8_t> buf, uint64_t offset) {
   }
   return Status::Ok();
 }
-
-// WipedBuffer holds plaintext for a moment; it is wiped when released.
-class WipedBuffer {
- public:
-  explicit WipedBuffer(size_t n) : buf_(n) {}
-  ~WipedBuffer() { WipeBytes(buf_); }
-  WipedBuffer(const WipedBuffer&) = delete;
-  WipedBuffer& operator=(const WipedBuffer&) = delete;
-  uint8_t* data() { return buf_.data(); }
-  size_t size() const { return buf_.size(); }
-
- private:
-  Bytes buf_;
-};
 
 // ---- upload sources ----
 

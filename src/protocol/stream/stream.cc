@@ -1,6 +1,7 @@
 #include "protocol/stream/stream.h"
 
 #include "common/file.h"
+#include "common/wiped_buffer.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -34,21 +35,6 @@ Status CheckSizes(size_t dek_size, size_t prefix_size, uint32_t chunk_size, size
     return InvalidArgument("stream header digest must be 32 bytes");
   return Status::Ok();
 }
-
-// ChunkBuffer is a heap buffer that may hold plaintext; it is wiped when it goes out of scope so
-// no plaintext survives in freed memory.
-class ChunkBuffer {
- public:
-  explicit ChunkBuffer(size_t size) : buf_(size) {}
-  ~ChunkBuffer() { WipeBytes(buf_); }
-  ChunkBuffer(const ChunkBuffer&) = delete;
-  ChunkBuffer& operator=(const ChunkBuffer&) = delete;
-  uint8_t* data() { return buf_.data(); }
-  std::span<uint8_t> span(size_t offset, size_t n) { return {buf_.data() + offset, n}; }
-
- private:
-  Bytes buf_;
-};
 
 // ReadFull reads until `buf` is full or EOF and returns how many bytes it got, so that a pipe or
 // socket delivering short reads still yields whole chunks.
@@ -230,7 +216,7 @@ Status EncryptStream(int in_fd, int out_fd, const StreamParams& params) {
   // One buffer: plaintext is read into it and sealed in place (the tag needs 16 more bytes). To
   // know whether a full chunk is the last one, each read asks for one byte more than a chunk; that
   // look-ahead byte is saved before sealing overwrites it and becomes the next chunk's first byte.
-  ChunkBuffer buf(chunk + kStreamTagSize);
+  WipedBuffer buf(chunk + kStreamTagSize);
   size_t filled = 0;
   for (;;) {
     ASSIGN_OR_RETURN(size_t got, ReadFull(in_fd, buf.span(filled, chunk + 1 - filled)));
@@ -253,8 +239,8 @@ Status DecryptStream(int in_fd, int out_fd, const StreamParams& params) {
   // Ciphertext and plaintext live in separate buffers so that a chunk that fails to authenticate
   // is still intact for the one diagnostic retry below. As in EncryptStream, each read asks for
   // one look-ahead byte past the chunk: a chunk is final exactly when EOF follows it.
-  ChunkBuffer ct(full + 1);
-  ChunkBuffer pt(chunk);
+  WipedBuffer ct(full + 1);
+  WipedBuffer pt(chunk);
   size_t filled = 0;
   for (uint64_t index = 0;; ++index) {
     ASSIGN_OR_RETURN(size_t got, ReadFull(in_fd, ct.span(filled, full + 1 - filled)));
@@ -301,7 +287,7 @@ Status DecryptRange(int fd, uint64_t chunk0_offset, uint64_t ciphertext_length,
   const uint64_t first = plaintext_offset / chunk;
   const uint64_t end = plaintext_offset + out.size();  // exclusive, <= plaintext_length
   const uint64_t final_index = layout.chunk_count - 1;
-  ChunkBuffer ct(static_cast<size_t>(full));
+  WipedBuffer ct(static_cast<size_t>(full));
   size_t written = 0;
   for (uint64_t index = first; written < out.size(); ++index) {
     const bool last = index == final_index;
