@@ -648,7 +648,7 @@ class KeeperServiceTest : public ::testing::Test {
     dir_ = testing::TempDir() + "/keeper";
     store_ = MustInit(dir_, "p1");
     ASSERT_NE(store_, nullptr);
-    service_ = std::make_unique<KeeperService>(*store_, FaultInjection{});
+    service_ = std::make_unique<KeeperService>(*store_);
     ASSERT_OK(store_->AddClient("operator", admin_.verifying_key().point(), ClientRole::kAdmin));
   }
 
@@ -763,7 +763,7 @@ TEST_F(KeeperServiceTest, EscrowBlobGoesOnlyToTheRecoverySecretAndGuessingLocksI
   EXPECT_EQ(refused, static_cast<size_t>(kMaxEscrowFailures));
   EXPECT_EQ(log.find("escrow.fetch"), std::string::npos);
   // A fresh window (here: a restarted keeper): the right secret gets the blob, once per nonce.
-  KeeperService fresh(*store_, FaultInjection{});
+  KeeperService fresh(*store_);
   Bytes nonce = crypto::RandomBytes(16);
   auto ok = fetch(fresh, "the real recovery secret", now, nonce);
   ASSERT_EQ(ok.status, 200) << ok.body;
