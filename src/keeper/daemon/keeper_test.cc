@@ -840,7 +840,8 @@ TEST_F(KeeperServiceTest, EachProtocolIsReachable) {
   };
   const std::vector<Case> cases = {
       {"/v1/dkg/round", R"({"session": "0011", "round": 9})", 400, "DKG round must be 1..7"},
-      {"/v1/dkg/round", R"({"session": "0011", "round": 2})", 404, "no DKG session 0011 on this keeper"},
+      {"/v1/dkg/round", R"({"session": "0011", "round": 2})", 404,
+       "no DKG session 0011 on this keeper"},
       {"/v1/custody/endorse", "{}", 400, "missing 'descriptor'"},
       {"/v1/custody/activate", "{}", 400, "missing 'descriptor'"},
       {"/v1/partial", "{}", 400, "request"},
