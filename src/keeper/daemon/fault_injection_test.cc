@@ -10,7 +10,7 @@
 namespace custos::keeper {
 namespace {
 
-// ScopedEnv sets CUSTOS_FAULT_INJECTION for one test and restores "unset" afterwards.
+// ScopedFault sets (or unsets) CUSTOS_FAULT_INJECTION for one test and leaves it unset after.
 class ScopedFault {
  public:
   explicit ScopedFault(const char* value) {

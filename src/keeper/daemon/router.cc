@@ -80,6 +80,7 @@ net::HttpResponse Router::Dispatch(const net::HttpRequest& req) {
     return route->handle(body);
   }();
   if (!r.ok()) {
+    // Refusals of body-taking routes are logged; a failing GET /v1/keeper never was.
     if (takes_body) {
       // Messages may quote request bytes (e.g. a keeper id) that are not UTF-8: LogLine replaces
       // them.
