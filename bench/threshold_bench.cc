@@ -230,7 +230,7 @@ struct KeeperPair {
                         {"timestamp", keeper::UnixNow()}});
         if (!st.ok()) Die("audit prefill", st);
       }
-      c1.service = std::make_unique<keeper::KeeperService>(*c1.store, keeper::FaultInjection{});
+      c1.service = std::make_unique<keeper::KeeperService>(*c1.store);
     }
   }
   ~KeeperPair() {
@@ -246,7 +246,7 @@ struct KeeperPair {
   void Start(InProcessKeeper& k, const std::string& id, custody::Domain d, const SecretBytes& pass,
              const crypto::Argon2Params& kdf) {
     k.store = Must(keeper::KeeperStore::Init(root + "/" + id, id, d, pass, kdf), "keeper init");
-    k.service = std::make_unique<keeper::KeeperService>(*k.store, keeper::FaultInjection{});
+    k.service = std::make_unique<keeper::KeeperService>(*k.store);
     keeper::KeeperService* svc = k.service.get();
     net::HttpServerOptions so;
     so.threads = 1;

@@ -122,8 +122,8 @@ inline Fixture& GetFixture() {
     if (!fx->active_store->AddClient("fuzz-client", FixedSigningKey(kClient).verifying_key().point())
              .ok())
       std::abort();
-    fx->fresh = std::make_unique<KeeperService>(*fx->fresh_store, FaultInjection{});
-    fx->active = std::make_unique<KeeperService>(*fx->active_store, FaultInjection{});
+    fx->fresh = std::make_unique<KeeperService>(*fx->fresh_store);
+    fx->active = std::make_unique<KeeperService>(*fx->active_store);
     return fx;
   }();
   return *f;

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "appliance/host/appliance.h"
 #include "appliance/host/config.h"
+#include "keeper/daemon/fault_injection.h"
 #include "keeper/daemon/keeper_service.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
@@ -47,8 +48,8 @@ StatusOr<keeper::ReleaseOptions> LoadReleaseOptions(const std::string& url, cons
   if (!collateral_path.empty()) {
     ASSIGN_OR_RETURN(o.collateral_json, ReadFileString(collateral_path));
   }
-  ASSIGN_OR_RETURN(keeper::FaultInjection faults, keeper::FaultInjection::FromEnv());
-  o.bad_partial = faults.bad_partial;
+  // Only a bad-partial fault changes a release; the DKG and reshare faults do not touch it.
+  ASSIGN_OR_RETURN(o.misbehaviour, keeper::MisbehaviourFromEnv());
   return o;
 }
 

@@ -34,6 +34,7 @@
 #include "protocol/envelope/dual_control.h"
 #include "keeper/daemon/escrow.h"
 #include "keeper/api/keeper_client.h"
+#include "keeper/daemon/fault_injection.h"
 #include "keeper/daemon/keeper_service.h"
 #include "keeper/daemon/keeper_store.h"
 #include "keeper/api/protocol.h"
@@ -165,8 +166,8 @@ Status KeeperServe(const std::string& dir, const std::string& listen, const std:
                                      : "TLS identity: clients pin this certificate (--ca-file)",
         {{"certificate", id.cert_file}, {"sha256", id.fingerprint}});
   }
-  ASSIGN_OR_RETURN(keeper::FaultInjection faults, keeper::FaultInjection::FromEnv());
-  if (faults.any())
+  ASSIGN_OR_RETURN(std::shared_ptr<const keeper::Misbehaviour> faults, keeper::MisbehaviourFromEnv());
+  if (faults != nullptr)
     Log("warn", "keeper", "FAULT INJECTION ACTIVE: this keeper misbehaves on purpose (test only)");
   (void)mlockall(MCL_CURRENT | MCL_FUTURE);  // best effort; RLIMIT_MEMLOCK may refuse
   keeper::KeeperService service(*store, faults);

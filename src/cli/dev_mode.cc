@@ -287,7 +287,7 @@ Status DevDeployment::StartKeepers() {
     if (!stores[i].ok()) return stores[i].status().WithContext("keeper " + ids[i].first);
     DevKeeper k;
     k.store = std::move(stores[i]).value();
-    k.service = std::make_unique<keeper::KeeperService>(*k.store, keeper::FaultInjection{});
+    k.service = std::make_unique<keeper::KeeperService>(*k.store);
     net::HttpServerOptions opts;
     opts.max_body_bytes = 4 << 20;
     keeper::KeeperService* service = k.service.get();

@@ -159,7 +159,7 @@ StatusOr<ReleaseOutcome> Run(KeeperStore& store, const ReleaseOptions& o, Seen& 
   RETURN_IF_ERROR(store.AddAppliancePoint(req.r));
   threshold::PartialDecryption partial = threshold::ComputePartial(
       index, share, me->verification_key, req.r, sigma::UnsealProofContext(req.envelope_digest));
-  if (o.bad_partial) partial.d = partial.d + crypto::Point::Generator();
+  if (o.misbehaviour) o.misbehaviour->TamperPartial(partial);
   ASSIGN_OR_RETURN(Bytes rec4, done.channel.Seal(sigma::EncodePartialRelease(partial)));
   ASSIGN_OR_RETURN(json r5, post("/v1/sys/sigma/record", {{"session", session}, {"record", Base64Encode(rec4)}}));
   ASSIGN_OR_RETURN(Bytes rec5, B64Field(r5, "record"));

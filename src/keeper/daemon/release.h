@@ -15,11 +15,13 @@
 #include <condition_variable>
 #include <ctime>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
 #include "protocol/attestation/dcap.h"
+#include "keeper/daemon/fault_injection.h"
 #include "keeper/daemon/keeper_service.h"
 #include "keeper/daemon/keeper_store.h"
 
@@ -32,7 +34,7 @@ struct ReleaseOptions {
   std::string collateral_json;            // DCAP collateral for quotes (empty for sim)
   std::string ca_file;                    // trusted CAs for an https appliance
   std::function<std::time_t()> now;      // clock for DCAP validity windows (default time())
-  bool bad_partial = false;               // fault injection (tests): send a wrong D_i
+  std::shared_ptr<const Misbehaviour> misbehaviour;  // fault injection (tests only): null in production
   bool audit_refusals = true;             // record refused evidence as "enclave.refused"
 };
 
