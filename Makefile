@@ -9,7 +9,8 @@ FUZZ_SECONDS ?= 5
 DEV_DIR ?= .custos-dev
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 CUSTOS_E2E_LARGE_MIB=8
 
-.PHONY: test-deps deps build build-san build-asan build-fuzz test test-fast test-san test-asan fuzz-smoke fuzz bench run demo clean
+.PHONY: test-deps deps build build-san build-san-only build-release build-release-only build-asan build-fuzz test test-fast \
+  test-san test-san-only test-release test-release-only build-matrix test-asan fuzz-smoke fuzz-smoke-only fuzz bench run demo clean
 
 deps:
 	@scripts/install-deps.sh
@@ -18,31 +19,61 @@ deps:
 test-deps: deps
 	npm ci --prefix tests/s3 --no-audit --no-fund --loglevel=error
 
+# ccache when present (never required): repeated CI builds on one machine then cost little.
+LAUNCHER := $(if $(shell command -v ccache 2>/dev/null),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache,)
+# REL_BUILD: the build `make test` runs the tests against a second time: GCC, Release (-O3, no
+# debug info), warnings as errors, with the benchmarks (compiled, not run).
+REL_BUILD ?= build-release
+
 # build: the release build (RelWithDebInfo) that `make run`, `make demo` and `make bench` use.
 build: deps
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(LAUNCHER) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
-build-san: deps
+build-san: deps build-san-only
+build-san-only:
 	CXX=clang++ cmake -S . -B $(SAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-	  "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -gline-tables-only" -DCUSTOS_SANITIZE=ON -DCUSTOS_FUZZ=ON >/dev/null
+	  "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -gline-tables-only" -DCUSTOS_SANITIZE=ON -DCUSTOS_FUZZ=ON \
+	  -DCUSTOS_BENCH=OFF $(LAUNCHER) >/dev/null
 	cmake --build $(SAN_BUILD) -j $(JOBS)
 build-asan build-fuzz: build-san
 
-# test: the CI run (.ci/run): one sanitized build; unit, end-to-end, conformance (AWS CLI, boto3,
-# AWS SDK for JavaScript) and operations-guide tests under ASan+UBSan; then a short smoke run of
-# every fuzz target from the same build.
-test: test-san fuzz-smoke
+build-release: deps build-release-only
+build-release-only:
+	CXX=g++ cmake -S . -B $(REL_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(LAUNCHER) >/dev/null
+	cmake --build $(REL_BUILD) -j $(JOBS)
 
-test-san: build-san test-deps
+# test: the CI run (.ci/run), in phases, each timed (the table is printed at the end; the
+# measured budget is in docs/benchmarks.md "CI time"): packages; one clang build with ASan+UBSan
+# and libFuzzer instrumentation; every test (unit, end-to-end, conformance with the AWS CLI,
+# boto3 and the AWS SDK for JavaScript, the operations guide, compatibility fixtures, layout)
+# under the sanitizers; a short smoke run of every fuzz target from that build; a GCC Release
+# build; every test again against it.
+test:
+	@scripts/ci-test.sh
+
+test-san: build-san test-deps test-san-only
+test-san-only:
 	$(SAN_ENV) ctest --test-dir $(SAN_BUILD) --output-on-failure
 test-asan: test-san
 
-# test-fast: the same tests against the release build (not part of CI).
+test-release: build-release test-deps test-release-only
+test-release-only:
+	ctest --test-dir $(REL_BUILD) --output-on-failure
+
+# build-matrix: Release, RelWithDebInfo and Debug with GCC and with clang, warnings as errors
+# (-Werror is always on), each in build-matrix/COMPILER-TYPE. Not part of CI (six full builds).
+build-matrix: deps
+	for cc in g++ clang++; do for t in Release RelWithDebInfo Debug; do \
+	  CXX=$$cc cmake -S . -B build-matrix/$$cc-$$t -G Ninja -DCMAKE_BUILD_TYPE=$$t $(LAUNCHER) >/dev/null && \
+	  cmake --build build-matrix/$$cc-$$t -j $(JOBS) || exit 1; done; done
+
+# test-fast: the same tests against the RelWithDebInfo build (not part of CI).
 test-fast: build test-deps
 	ctest --test-dir $(BUILD) --output-on-failure
 
-fuzz-smoke: build-san
+fuzz-smoke: build-san fuzz-smoke-only
+fuzz-smoke-only:
 	scripts/fuzz.sh $(SAN_BUILD) $(FUZZ_SECONDS)
 
 # fuzz: long fuzzing run (FUZZ_SECONDS per target), not part of CI.
@@ -63,4 +94,4 @@ demo: build
 	scripts/demo.sh $(BUILD)/custos
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD) build-asan build-fuzz
+	rm -rf $(BUILD) $(SAN_BUILD) $(REL_BUILD) build-matrix build-asan build-fuzz

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "protocol/audit/chain.h"
+#include "protocol/audit/entry.h"
 #include "crypto/ecdsa.h"
 #include "appliance/host/audit_writer.h"
 #include "appliance/store/store.h"
@@ -61,7 +62,7 @@ void BM_AuditAppend(benchmark::State& state) {
     if (!writer.ok()) state.SkipWithError(writer.status().ToString().c_str());
     fixture->writer = std::move(writer).value();
   }
-  host::AuditEvent event;
+  audit::Entry event;
   event.request_id = "5f0c6a2e-7b1d-4c3e-9a8f-0123456789ab";
   event.principal = "arn:aws:iam::111122223333:user/bench";
   event.access_key_id = "CKIAAAAAAAAAAAAAAAAA";

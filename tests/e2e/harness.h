@@ -161,7 +161,9 @@ class Cluster {
     r = Run({"keeper", "allow", "--dir", P(id), "--client", P("app.key.pub")});
     ASSERT_EQ(r.code, 0) << r.err;
     // The operators' approval of a DKG (one test key stands for every keeper operator).
-    if (!fs::exists(P("dkg-admin.key"))) ASSERT_EQ(Run({"client", "init", "--out", P("dkg-admin.key")}).code, 0);
+    if (!fs::exists(P("dkg-admin.key"))) {
+      ASSERT_EQ(Run({"client", "init", "--out", P("dkg-admin.key")}).code, 0);
+    }
     r = Run({"keeper", "allow", "--dir", P(id), "--client", P("dkg-admin.key.pub"), "--role", "admin"});
     ASSERT_EQ(r.code, 0) << r.err;
     keepers[id].dir = P(id);

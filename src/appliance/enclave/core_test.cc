@@ -242,7 +242,9 @@ TEST_F(EnclaveCoreTest, ReshareKeepsTheRootKey) {
   auto fresh = NewCore();
   ASSERT_OK(Call(*fresh, ecall::Call::kLoad, {ToBytes(third.json), envelope_, origin_, Bytes{}}).status());
   for (const TestKeeper& k : third.keepers)
-    if (k.id == "Q1" || k.id == "Q2" || k.id == "N1" || k.id == "N3") ASSERT_OK(Release(*fresh, k, false, &third).status());
+    if (k.id == "Q1" || k.id == "Q2" || k.id == "N1" || k.id == "N3") {
+      ASSERT_OK(Release(*fresh, k, false, &third).status());
+    }
   EXPECT_FALSE(fresh->sealed());
   EXPECT_EQ(StatusOf(*fresh)["root_key_id"], root_id);
 }
@@ -301,7 +303,9 @@ TEST_F(EnclaveCoreTest, LegacyOriginIsAcceptedReboundAndNamedWhenStranded) {
   auto later = NewCore();
   ASSERT_OK(Call(*later, ecall::Call::kLoad, {ToBytes(third.json), envelope_, (*rebound)[0], Bytes{}}).status());
   for (const TestKeeper& k : third.keepers)
-    if (k.id == "Q1" || k.id == "N1" || k.id == "N2") ASSERT_OK(Release(*later, k, false, &third).status());
+    if (k.id == "Q1" || k.id == "N1" || k.id == "N2") {
+      ASSERT_OK(Release(*later, k, false, &third).status());
+    }
   EXPECT_FALSE(later->sealed());
   auto stranded = NewCore();
   ASSERT_OK(Call(*stranded, ecall::Call::kLoad, {ToBytes(third.json), envelope_, *legacy, Bytes{}}).status());

@@ -490,7 +490,9 @@ TEST_F(KmsApiTest, BadSignatureBurstIsThrottledWhileAGoodClientIsServed) {
     std::string type = Type(api_->Handle(bad));
     throttled += type == "ThrottlingException";
     invalid += type == "UnrecognizedClientException";
-    if (i % 10 == 0) ASSERT_EQ(Send("ListKeys", json::object()).status, 200) << "good client refused at " << i;
+    if (i % 10 == 0) {
+      ASSERT_EQ(Send("ListKeys", json::object()).status, 200) << "good client refused at " << i;
+    }
   }
   EXPECT_EQ(invalid, 50);
   EXPECT_EQ(throttled, 70);
