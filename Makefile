@@ -4,6 +4,9 @@ BUILD ?= build
 # libFuzzer coverage instrumentation, -O1; it holds the tests and the fuzz targets alike.
 SAN_BUILD ?= build-san
 JOBS ?= $(shell nproc)
+# TEST_JOBS: ctest entries run side by side. The long ones (end-to-end, conformance, guide) mostly
+# wait on the processes they start, so one more than the CPUs keeps both cores busy.
+TEST_JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
 FUZZ_SECONDS ?= 5
 # DEV_DIR is where `make run` (custos server --dev) keeps its state between runs.
 DEV_DIR ?= .custos-dev
@@ -21,8 +24,8 @@ test-deps: deps
 
 # ccache when present (never required): repeated CI builds on one machine then cost little.
 LAUNCHER := $(if $(shell command -v ccache 2>/dev/null),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache,)
-# REL_BUILD: `make test-release` runs the tests against it: GCC, Release (-O3, no
-# debug info), warnings as errors, with the benchmarks (compiled, not run).
+# REL_BUILD: `make test` (and `make test-release`) runs the tests against it too: GCC, Release
+# (-O3, no debug info), warnings as errors, with the benchmarks (compiled, not run).
 REL_BUILD ?= build-release
 
 # build: the release build (RelWithDebInfo) that `make run`, `make demo` and `make bench` use.
@@ -47,20 +50,19 @@ build-release-only:
 # measured budget is in docs/benchmarks.md "CI time"): packages; one clang build with ASan+UBSan
 # and libFuzzer instrumentation; every test (unit, end-to-end, conformance with the AWS CLI,
 # boto3 and the AWS SDK for JavaScript, the operations guide, compatibility fixtures, layout)
-# under the sanitizers; a short smoke run of every fuzz target from that build. The GCC Release
-# build and the same tests against it: `make test-release` (not in CI: it would take the run
-# past its budget; docs/benchmarks.md "CI time").
+# under the sanitizers; a short smoke run of every fuzz target from that build; the GCC Release
+# build (-O3, -Werror, benchmarks compiled) and the same tests against it.
 test:
 	@scripts/ci-test.sh
 
 test-san: build-san test-deps test-san-only
 test-san-only:
-	$(SAN_ENV) ctest --test-dir $(SAN_BUILD) --output-on-failure
+	$(SAN_ENV) ctest --test-dir $(SAN_BUILD) -j $(TEST_JOBS) --output-on-failure
 test-asan: test-san
 
 test-release: build-release test-deps test-release-only
 test-release-only:
-	ctest --test-dir $(REL_BUILD) --output-on-failure
+	ctest --test-dir $(REL_BUILD) -j $(TEST_JOBS) --output-on-failure
 
 # build-matrix: Release, RelWithDebInfo and Debug with GCC and with clang, warnings as errors
 # (-Werror is always on), each in build-matrix/COMPILER-TYPE. Not part of CI (six full builds).
@@ -71,7 +73,7 @@ build-matrix: deps
 
 # test-fast: the same tests against the RelWithDebInfo build (not part of CI).
 test-fast: build test-deps
-	ctest --test-dir $(BUILD) --output-on-failure
+	ctest --test-dir $(BUILD) -j $(TEST_JOBS) --output-on-failure
 
 fuzz-smoke: build-san fuzz-smoke-only
 fuzz-smoke-only:

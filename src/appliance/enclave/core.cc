@@ -66,40 +66,53 @@ Bytes EnclaveCore::Handle(ByteSpan request_payload) {
 }
 
 ecall::Response EnclaveCore::Dispatch(const ecall::Request& r) {
+  using Route = Results (*)(EnclaveCore&, const ecall::Request&);
+  // The core's handlers, one row per call (ecall.cc's kCalls says each call's name and arity,
+  // checked when the request was decoded, so a row may index its arguments). The KMS calls go
+  // to KmsOperations' own table once unsealed.
+  static constexpr std::pair<ecall::Call, Route> kRoutes[] = {
+      {ecall::Call::kHello, [](EnclaveCore& c, const ecall::Request&) { return c.Hello(); }},
+      {ecall::Call::kLoad,
+       [](EnclaveCore& c, const ecall::Request& q) { return c.Load(q.args[0], q.args[1], q.args[2], q.args[3]); }},
+      {ecall::Call::kInit, [](EnclaveCore& c, const ecall::Request&) { return c.Init(); }},
+      {ecall::Call::kStatus, [](EnclaveCore& c, const ecall::Request& q) { return c.StatusCall(q.args[0]); }},
+      {ecall::Call::kSigmaRespond, [](EnclaveCore& c, const ecall::Request& q) { return c.SigmaRespond(q.args[0]); }},
+      {ecall::Call::kSigmaFinish,
+       [](EnclaveCore& c, const ecall::Request& q) { return c.SigmaFinish(q.args[0], q.args[1]); }},
+      {ecall::Call::kRecord, [](EnclaveCore& c, const ecall::Request& q) { return c.Record(q.args[0], q.args[1]); }},
+      {ecall::Call::kJoinStart, [](EnclaveCore& c, const ecall::Request&) { return c.JoinStart(); }},
+      {ecall::Call::kJoinFinish,
+       [](EnclaveCore& c, const ecall::Request& q) { return c.JoinFinish(q.args[0], q.args[1], q.args[2]); }},
+      {ecall::Call::kJoinComplete,
+       [](EnclaveCore& c, const ecall::Request& q) { return c.JoinComplete(q.args[0], q.args[1]); }},
+      {ecall::Call::kPing, [](EnclaveCore&, const ecall::Request& q) { return Results(std::vector<Bytes>{q.args[0]}); }},
+      {ecall::Call::kCustodyUpdate, [](EnclaveCore& c, const ecall::Request& q) { return c.CustodyUpdate(q.args[0]); }},
+      {ecall::Call::kOriginRebind, [](EnclaveCore& c, const ecall::Request&) { return c.OriginRebind(); }},
+      {ecall::Call::kKmsCreateKey, &KmsRoute},
+      {ecall::Call::kKmsEncrypt, &KmsRoute},
+      {ecall::Call::kKmsDecrypt, &KmsRoute},
+      {ecall::Call::kKmsReEncrypt, &KmsRoute},
+      {ecall::Call::kKmsGenerateDataKey, &KmsRoute},
+      {ecall::Call::kKmsGenerateRandom, &KmsRoute},
+      {ecall::Call::kKmsSign, &KmsRoute},
+      {ecall::Call::kKmsVerify, &KmsRoute},
+      {ecall::Call::kKmsGenerateMac, &KmsRoute},
+      {ecall::Call::kKmsVerifyMac, &KmsRoute},
+      {ecall::Call::kKmsNewAccessSecret, &KmsRoute},
+      {ecall::Call::kKmsOpenAccessSecret, &KmsRoute},
+      {ecall::Call::kAuditAppend, &KmsRoute},
+  };
   Results out = InvalidArgument("enclave: unhandled call");
-  const std::vector<Bytes>& a = r.args;
-  switch (r.call) {
-    case ecall::Call::kHello: out = Hello(); break;
-    case ecall::Call::kLoad: out = Load(a[0], a[1], a[2], a[3]); break;
-    case ecall::Call::kInit: out = Init(); break;
-    case ecall::Call::kStatus: out = StatusCall(a[0]); break;
-    case ecall::Call::kSigmaRespond: out = SigmaRespond(a[0]); break;
-    case ecall::Call::kSigmaFinish: out = SigmaFinish(a[0], a[1]); break;
-    case ecall::Call::kRecord: out = Record(a[0], a[1]); break;
-    case ecall::Call::kJoinStart: out = JoinStart(); break;
-    case ecall::Call::kJoinFinish: out = JoinFinish(a[0], a[1], a[2]); break;
-    case ecall::Call::kJoinComplete: out = JoinComplete(a[0], a[1]); break;
-    case ecall::Call::kPing: out = std::vector<Bytes>{a[0]}; break;
-    case ecall::Call::kCustodyUpdate: out = CustodyUpdate(a[0]); break;
-    case ecall::Call::kOriginRebind: out = OriginRebind(); break;
-    case ecall::Call::kKmsCreateKey:
-    case ecall::Call::kKmsEncrypt:
-    case ecall::Call::kKmsDecrypt:
-    case ecall::Call::kKmsReEncrypt:
-    case ecall::Call::kKmsGenerateDataKey:
-    case ecall::Call::kKmsGenerateRandom:
-    case ecall::Call::kKmsSign:
-    case ecall::Call::kKmsVerify:
-    case ecall::Call::kKmsGenerateMac:
-    case ecall::Call::kKmsVerifyMac:
-    case ecall::Call::kKmsNewAccessSecret:
-    case ecall::Call::kKmsOpenAccessSecret:
-    case ecall::Call::kAuditAppend: out = Kms(r); break;
-  }
+  for (const auto& [call, route] : kRoutes)
+    if (call == r.call) out = route(*this, r);
   if (!out.ok()) return ecall::Response::FromStatus(out.status());
   ecall::Response resp;
   resp.results = std::move(*out);
   return resp;
+}
+
+EnclaveCore::Results EnclaveCore::KmsRoute(EnclaveCore& core, const ecall::Request& request) {
+  return core.Kms(request);
 }
 
 EnclaveCore::Results EnclaveCore::Kms(const ecall::Request& request) {

@@ -107,8 +107,10 @@ class EnclaveCore {
   Results JoinComplete(ByteSpan handle, ByteSpan record);
   Results CustodyUpdate(ByteSpan custody_json);
   Results OriginRebind();
-  // Kms serves the KMS calls (enclave/kms_ops.h); a sealed core refuses them.
+  // Kms serves the KMS calls (enclave/kms_ops.h); a sealed core refuses them. KmsRoute is its
+  // row in Dispatch's table.
   Results Kms(const ecall::Request& request);
+  static Results KmsRoute(EnclaveCore& core, const ecall::Request& request);
 
   Status RequireLoaded() const;
   Status SetEnvelope(ByteSpan envelope);

@@ -1,6 +1,7 @@
-// KMS operations. Inside this file a failed check throws ApiError (an AWS exception name and a
-// message), caught in Execute: the ~30 operations stay straight-line and every refusal names
-// the check. Nothing is thrown across the module boundary.
+// KMS operations. Each operation is a handler in one table (kOperations, at the end) and returns
+// StatusOr<json>; a refusal is a Status whose reason is an AwsError (Err below), which Execute
+// turns into the AWS exception name and HTTP status from kAwsErrors. No exceptions for control
+// flow: the only catch is Execute's guard against a nlohmann::json library exception.
 #include "appliance/kms/service.h"
 
 #include <algorithm>
@@ -20,31 +21,62 @@ using json = nlohmann::json;
 
 namespace {
 
-struct ApiError {
-  std::string type;
-  std::string message;
-  int http_status = 400;
+struct AwsErrorInfo {
+  AwsError error;
+  const char* type;  // the AWS exception name
+  int http;
+  ErrorCode code;    // the custos class of the Status that carries it
 };
 
-[[noreturn]] void Fail(std::string type, std::string message, int http = 400) {
-  throw ApiError{std::move(type), std::move(message), http};
+// Every AwsError with its AWS name and HTTP status (a test checks that each has a row).
+constexpr AwsErrorInfo kAwsErrors[] = {
+    {AwsError::kValidation, "ValidationException", 400, ErrorCode::kInvalidArgument},
+    {AwsError::kSerialization, "SerializationException", 400, ErrorCode::kInvalidArgument},
+    {AwsError::kNotFound, "NotFoundException", 400, ErrorCode::kNotFound},
+    {AwsError::kAccessDenied, "AccessDeniedException", 400, ErrorCode::kPermissionDenied},
+    {AwsError::kNotAuthorized, "NotAuthorizedException", 400, ErrorCode::kPermissionDenied},
+    {AwsError::kDisabled, "DisabledException", 400, ErrorCode::kFailedPrecondition},
+    {AwsError::kInvalidState, "KMSInvalidStateException", 400, ErrorCode::kFailedPrecondition},
+    {AwsError::kInvalidKeyUsage, "InvalidKeyUsageException", 400, ErrorCode::kFailedPrecondition},
+    {AwsError::kUnsupportedOperation, "UnsupportedOperationException", 400, ErrorCode::kInvalidArgument},
+    {AwsError::kMalformedPolicyDocument, "MalformedPolicyDocumentException", 400, ErrorCode::kInvalidArgument},
+    {AwsError::kInvalidCiphertext, "InvalidCiphertextException", 400, ErrorCode::kIntegrity},
+    {AwsError::kIncorrectKey, "IncorrectKeyException", 400, ErrorCode::kInvalidArgument},
+    {AwsError::kInvalidSignature, "KMSInvalidSignatureException", 400, ErrorCode::kIntegrity},
+    {AwsError::kInvalidMac, "KMSInvalidMacException", 400, ErrorCode::kIntegrity},
+    {AwsError::kAlreadyExists, "AlreadyExistsException", 400, ErrorCode::kAlreadyExists},
+    {AwsError::kLimitExceeded, "LimitExceededException", 400, ErrorCode::kFailedPrecondition},
+    {AwsError::kUnknownOperation, "UnknownOperationException", 400, ErrorCode::kInvalidArgument},
+    {AwsError::kDependencyTimeout, "DependencyTimeoutException", 503, ErrorCode::kUnavailable},
+    {AwsError::kInternal, "KMSInternalException", 500, ErrorCode::kInternal},
+};
+
+const AwsErrorInfo* InfoFor(AwsError e) {
+  for (const AwsErrorInfo& i : kAwsErrors)
+    if (i.error == e) return &i;
+  return nullptr;
 }
 
-[[noreturn]] void Validation(std::string message) { Fail("ValidationException", std::move(message)); }
+// Err is a refusal: an AWS error and a message that names the check (safe to return).
+Status Err(AwsError e, std::string message) {
+  const AwsErrorInfo* i = InfoFor(e);
+  return Status(i ? i->code : ErrorCode::kInternal, std::move(message)).WithReason(e);
+}
+Status Validation(std::string message) { return Err(AwsError::kValidation, std::move(message)); }
 
 // Every ecall::Reason the core gives, with the AWS error it becomes (a test checks that each
 // reason has a row).
 constexpr CoreError kCoreErrors[] = {
-    {ecall::Reason::kSealed, "DependencyTimeoutException",
-     "the appliance is sealed: its trusted core has no root key until a quorum of keepers releases it", 503},
-    {ecall::Reason::kOtherKey, "IncorrectKeyException", "the ciphertext was encrypted under another key", 400},
-    {ecall::Reason::kMaterialDoesNotUnwrap, "KMSInternalException",
-     "stored key material does not unwrap under this appliance's root key", 500},
-    {ecall::Reason::kCiphertextInvalid, "InvalidCiphertextException",
-     "the ciphertext is invalid, was tampered with, or its encryption context does not match", 400},
-    {ecall::Reason::kSignatureInvalid, "KMSInvalidSignatureException", "the signature does not verify", 400},
-    {ecall::Reason::kMacInvalid, "KMSInvalidMacException", "the MAC does not verify", 400},
-    {ecall::Reason::kKeyUsage, "InvalidKeyUsageException", "the key's usage does not allow this operation", 400},
+    {ecall::Reason::kSealed, AwsError::kDependencyTimeout,
+     "the appliance is sealed: its trusted core has no root key until a quorum of keepers releases it"},
+    {ecall::Reason::kOtherKey, AwsError::kIncorrectKey, "the ciphertext was encrypted under another key"},
+    {ecall::Reason::kMaterialDoesNotUnwrap, AwsError::kInternal,
+     "stored key material does not unwrap under this appliance's root key"},
+    {ecall::Reason::kCiphertextInvalid, AwsError::kInvalidCiphertext,
+     "the ciphertext is invalid, was tampered with, or its encryption context does not match"},
+    {ecall::Reason::kSignatureInvalid, AwsError::kInvalidSignature, "the signature does not verify"},
+    {ecall::Reason::kMacInvalid, AwsError::kInvalidMac, "the MAC does not verify"},
+    {ecall::Reason::kKeyUsage, AwsError::kInvalidKeyUsage, "the key's usage does not allow this operation"},
 };
 
 constexpr int64_t kDay = 86400;
@@ -71,108 +103,118 @@ const json* Field(const json& req, const char* name) {
   return &*it;
 }
 
-std::optional<std::string> OptString(const json& req, const char* name) {
-  const json* f = Field(req, name);
-  if (f == nullptr) return std::nullopt;
-  if (!f->is_string()) Fail("SerializationException", std::string(name) + " must be a string");
-  return f->get<std::string>();
+Status WrongType(const char* name, const char* what) {
+  return Err(AwsError::kSerialization, std::string(name) + " must be " + what);
 }
 
-std::string ReqString(const json& req, const char* name) {
-  auto v = OptString(req, name);
-  if (!v) Validation(std::string(name) + " is required");
-  if (v->empty()) Validation(std::string(name) + " must not be empty");
+StatusOr<std::optional<std::string>> OptString(const json& req, const char* name) {
+  const json* f = Field(req, name);
+  if (f == nullptr) return std::optional<std::string>();
+  if (!f->is_string()) return WrongType(name, "a string");
+  return std::optional<std::string>(f->get<std::string>());
+}
+
+StatusOr<std::string> ReqString(const json& req, const char* name) {
+  ASSIGN_OR_RETURN(auto v, OptString(req, name));
+  if (!v) return Validation(std::string(name) + " is required");
+  if (v->empty()) return Validation(std::string(name) + " must not be empty");
   return *v;
 }
 
-std::optional<int64_t> OptInt(const json& req, const char* name) {
+StatusOr<std::optional<int64_t>> OptInt(const json& req, const char* name) {
   const json* f = Field(req, name);
-  if (f == nullptr) return std::nullopt;
-  if (!f->is_number_integer()) Fail("SerializationException", std::string(name) + " must be an integer");
-  return f->get<int64_t>();
+  if (f == nullptr) return std::optional<int64_t>();
+  if (!f->is_number_integer()) return WrongType(name, "an integer");
+  return std::optional<int64_t>(f->get<int64_t>());
 }
 
-std::optional<bool> OptBool(const json& req, const char* name) {
+StatusOr<bool> OptBool(const json& req, const char* name, bool default_value) {
   const json* f = Field(req, name);
-  if (f == nullptr) return std::nullopt;
-  if (!f->is_boolean()) Fail("SerializationException", std::string(name) + " must be a boolean");
+  if (f == nullptr) return default_value;
+  if (!f->is_boolean()) return WrongType(name, "a boolean");
   return f->get<bool>();
 }
 
-Bytes ReqBlob(const json& req, const char* name, size_t max_len) {
-  auto v = OptString(req, name);
-  if (!v) Validation(std::string(name) + " is required");
+StatusOr<Bytes> ReqBlob(const json& req, const char* name, size_t max_len) {
+  ASSIGN_OR_RETURN(auto v, OptString(req, name));
+  if (!v) return Validation(std::string(name) + " is required");
   auto b = Base64Decode(*v);
-  if (!b.ok()) Fail("SerializationException", std::string(name) + " is not valid base64");
-  if (b->empty()) Validation(std::string(name) + " must not be empty");
+  if (!b.ok()) return Err(AwsError::kSerialization, std::string(name) + " is not valid base64");
+  if (b->empty()) return Validation(std::string(name) + " must not be empty");
   if (b->size() > max_len)
-    Validation(std::string(name) + " is longer than " + std::to_string(max_len) + " bytes");
+    return Validation(std::string(name) + " is longer than " + std::to_string(max_len) + " bytes");
   return std::move(b).value();
 }
 
-ecall::EncryptionContext ReqContext(const json& req, const char* name) {
+StatusOr<ecall::EncryptionContext> ReqContext(const json& req, const char* name) {
   ecall::EncryptionContext ctx;
   const json* f = Field(req, name);
   if (f == nullptr) return ctx;
-  if (!f->is_object()) Fail("SerializationException", std::string(name) + " must be a map of strings");
-  if (f->size() > 64) Validation(std::string(name) + " has more than 64 entries");
+  if (!f->is_object()) return WrongType(name, "a map of strings");
+  if (f->size() > 64) return Validation(std::string(name) + " has more than 64 entries");
   for (auto& [k, v] : f->items()) {
-    if (!v.is_string()) Fail("SerializationException", std::string(name) + " values must be strings");
-    if (k.empty()) Validation(std::string(name) + " keys must not be empty");
+    if (!v.is_string()) return Err(AwsError::kSerialization, std::string(name) + " values must be strings");
+    if (k.empty()) return Validation(std::string(name) + " keys must not be empty");
     if (k.size() > 4096 || v.get_ref<const std::string&>().size() > 4096)
-      Validation(std::string(name) + " entry is too long");
+      return Validation(std::string(name) + " entry is too long");
     ctx[k] = v.get<std::string>();
   }
   return ctx;
 }
 
-std::vector<store::Tag> ReqTags(const json& req) {
+StatusOr<std::vector<store::Tag>> ReqTags(const json& req) {
   std::vector<store::Tag> tags;
   const json* f = Field(req, "Tags");
   if (f == nullptr) return tags;
-  if (!f->is_array()) Fail("SerializationException", "Tags must be a list");
-  if (f->size() > 50) Validation("Tags: at most 50 tags");
+  if (!f->is_array()) return WrongType("Tags", "a list");
+  if (f->size() > 50) return Validation("Tags: at most 50 tags");
   for (const json& t : *f) {
-    if (!t.is_object()) Fail("SerializationException", "Tags entries must be objects");
-    store::Tag tag{ReqString(t, "TagKey"), OptString(t, "TagValue").value_or("")};
-    if (tag.key.size() > 128 || tag.value.size() > 256) Validation("Tags: TagKey or TagValue too long");
+    if (!t.is_object()) return Err(AwsError::kSerialization, "Tags entries must be objects");
+    ASSIGN_OR_RETURN(std::string key, ReqString(t, "TagKey"));
+    ASSIGN_OR_RETURN(auto value, OptString(t, "TagValue"));
+    store::Tag tag{std::move(key), value.value_or("")};
+    if (tag.key.size() > 128 || tag.value.size() > 256) return Validation("Tags: TagKey or TagValue too long");
     tags.push_back(std::move(tag));
   }
   return tags;
 }
 
-void CheckLimit(const json& req, int64_t* limit) {
-  auto l = OptInt(req, "Limit");
-  if (l) {
-    if (*l < 1 || *l > 1000) Validation("Limit must be between 1 and 1000");
-    *limit = *l;
-  }
-}
+// Paged is one page of a sorted list and the marker of the next, if any.
+template <typename T>
+struct Paged {
+  std::vector<T> items;
+  std::optional<std::string> next;
+};
 
 // Page applies Limit/Marker to a sorted list; the marker is the index to resume at.
 template <typename T>
-std::pair<std::vector<T>, std::optional<std::string>> Page(const std::vector<T>& all, const json& req,
-                                                           int64_t default_limit) {
+StatusOr<Paged<T>> Page(const std::vector<T>& all, const json& req, int64_t default_limit) {
   int64_t limit = default_limit;
-  CheckLimit(req, &limit);
+  ASSIGN_OR_RETURN(auto l, OptInt(req, "Limit"));
+  if (l) {
+    if (*l < 1 || *l > 1000) return Validation("Limit must be between 1 and 1000");
+    limit = *l;
+  }
   size_t start = 0;
-  if (auto m = OptString(req, "Marker")) {
+  ASSIGN_OR_RETURN(auto m, OptString(req, "Marker"));
+  if (m) {
     char* end = nullptr;
     unsigned long long v = std::strtoull(m->c_str(), &end, 10);
-    if (m->empty() || *end != '\0' || v > all.size()) Validation("Marker is not a marker this server issued");
+    if (m->empty() || *end != '\0' || v > all.size()) return Validation("Marker is not a marker this server issued");
     start = static_cast<size_t>(v);
   }
   size_t stop = std::min(all.size(), start + static_cast<size_t>(limit));
-  std::vector<T> page(all.begin() + static_cast<std::ptrdiff_t>(start),
-                      all.begin() + static_cast<std::ptrdiff_t>(stop));
-  std::optional<std::string> next;
-  if (stop < all.size()) next = std::to_string(stop);
-  return {std::move(page), next};
+  Paged<T> page;
+  page.items.assign(all.begin() + static_cast<std::ptrdiff_t>(start), all.begin() + static_cast<std::ptrdiff_t>(stop));
+  if (stop < all.size()) page.next = std::to_string(stop);
+  return page;
 }
 
-void SetPage(json& out, const std::optional<std::string>& next) {
-  out["Truncated"] = next.has_value();
-  if (next) out["NextMarker"] = *next;
+// PageOut is the response of a List operation: the page under `field`, Truncated, NextMarker.
+json PageOut(const char* field, Paged<json> page) {
+  json out = {{field, std::move(page.items)}, {"Truncated", page.next.has_value()}};
+  if (page.next) out["NextMarker"] = *page.next;
+  return out;
 }
 
 std::string UsageFor(const std::string& spec) {
@@ -181,12 +223,26 @@ std::string UsageFor(const std::string& spec) {
   return "SIGN_VERIFY";
 }
 
-void CheckAliasName(const std::string& name) {
+Status CheckAliasName(const std::string& name) {
   static const std::regex re("^alias/[a-zA-Z0-9:/_-]+$");
   if (name.size() > 256 || !std::regex_match(name, re))
-    Fail("ValidationException", "AliasName must match alias/[a-zA-Z0-9:/_-]+ and be at most 256 characters");
+    return Validation("AliasName must match alias/[a-zA-Z0-9:/_-]+ and be at most 256 characters");
   if (name.rfind("alias/aws/", 0) == 0)
-    Fail("NotAuthorizedException", "alias/aws/ names are reserved for AWS managed keys");
+    return Err(AwsError::kNotAuthorized, "alias/aws/ names are reserved for AWS managed keys");
+  return Status::Ok();
+}
+
+Status CheckAlgorithm(const json& req, const char* name) {
+  ASSIGN_OR_RETURN(auto a, OptString(req, name));
+  if (a && *a != "SYMMETRIC_DEFAULT")
+    return Err(AwsError::kInvalidKeyUsage, std::string(name) + " " + a->substr(0, 64) + " is not supported by this key");
+  return Status::Ok();
+}
+
+Status CheckPolicyName(const json& req) {
+  ASSIGN_OR_RETURN(auto name, OptString(req, "PolicyName"));
+  if (name.value_or("default") != "default") return Err(AwsError::kNotFound, "the only key policy name is \"default\"");
+  return Status::Ok();
 }
 
 }  // namespace
@@ -197,6 +253,14 @@ struct CachedKey {
   store::KeyRecord record;
   std::shared_ptr<const KeyPolicy> policy;
   std::map<uint32_t, store::KeyVersion> versions;
+};
+
+// Invocation is one operation's input: the request, its caller, and where the handler records
+// the key the request resolved to (for the audit entry).
+struct Invocation {
+  const json& req;
+  const Caller& caller;
+  std::string* key_id;
 };
 
 struct KmsService::Impl {
@@ -216,49 +280,57 @@ struct KmsService::Impl {
   }
 
   // ---- core calls: map the core's errors to AWS errors, by reason (CoreErrorFor) ----
-  std::vector<Bytes> Core(ecall::Call call, std::vector<Bytes> args) {
+  StatusOr<std::vector<Bytes>> Core(ecall::Call call, std::vector<Bytes> args) {
     auto r = core(call, std::move(args));
-    if (r.ok()) return std::move(r).value();
+    if (r.ok()) return r;
     const Status& s = r.status();
-    if (const CoreError* e = CoreErrorFor(static_cast<ecall::Reason>(s.reason())))
-      Fail(e->type, e->message, e->http);
-    if (s.code() == ErrorCode::kInvalidArgument) Validation(s.message());
+    if (const CoreError* e = CoreErrorFor(static_cast<ecall::Reason>(s.reason()))) return Err(e->error, e->message);
+    if (s.code() == ErrorCode::kInvalidArgument) return Validation(s.message());
     if (s.code() == ErrorCode::kUnavailable)
-      Fail("DependencyTimeoutException", "the trusted core is restarting; the appliance is sealed until keepers release again", 503);
-    Fail("KMSInternalException", "the trusted core failed the request", 500);
+      return Err(AwsError::kDependencyTimeout,
+                 "the trusted core is restarting; the appliance is sealed until keepers release again");
+    return Err(AwsError::kInternal, "the trusted core failed the request");
   }
 
   // ---- key resolution ----
 
   // ResolveId maps a KeyId parameter (id, key ARN, alias name, alias ARN) to a key id.
-  std::string ResolveId(const std::string& ref, bool allow_alias = true) {
+  StatusOr<std::string> ResolveId(const std::string& ref, bool allow_alias = true) {
     std::string id = ref;
     std::string key_arn_prefix = "arn:aws:kms:" + opt.region + ":" + opt.account_id + ":";
     if (ref.rfind("arn:", 0) == 0) {
       if (ref.rfind(key_arn_prefix, 0) != 0)
-        Fail("NotFoundException", "the ARN names another region or account than this KMS");
+        return Err(AwsError::kNotFound, "the ARN names another region or account than this KMS");
       id = ref.substr(key_arn_prefix.size());
       if (id.rfind("key/", 0) == 0) id = id.substr(4);
     }
     if (id.rfind("alias/", 0) == 0) {
-      if (!allow_alias) Validation("an alias is not allowed here; name the key by id or ARN");
+      if (!allow_alias) return Validation("an alias is not allowed here; name the key by id or ARN");
       auto it = aliases.find(id);
-      if (it == aliases.end()) Fail("NotFoundException", "alias " + id + " is not found");
+      if (it == aliases.end()) return Err(AwsError::kNotFound, "alias " + id + " is not found");
       return it->second.key_id;
     }
-    if (!IsKeyId(id)) Fail("NotFoundException", "invalid keyId " + ref.substr(0, 128));
+    if (!IsKeyId(id)) return Err(AwsError::kNotFound, "invalid keyId " + ref.substr(0, 128));
     return id;
   }
 
-  CachedKey& Find(const std::string& ref, bool allow_alias = true) {
-    std::string id = ResolveId(ref, allow_alias);
+  StatusOr<CachedKey*> Find(const std::string& ref, bool allow_alias = true) {
+    ASSIGN_OR_RETURN(std::string id, ResolveId(ref, allow_alias));
     auto it = keys.find(id);
-    if (it == keys.end()) Fail("NotFoundException", "Key '" + KeyArn(id) + "' does not exist");
-    return it->second;
+    if (it == keys.end()) return Err(AwsError::kNotFound, "Key '" + KeyArn(id) + "' does not exist");
+    return &it->second;
   }
 
-  void Authorize(const Caller& caller, const CachedKey& k, std::string_view op,
-                 const ecall::EncryptionContext& ctx = {}) {
+  // Named finds the key the request's `field` names and records it as the request's key.
+  StatusOr<CachedKey*> Named(const Invocation& in, const char* field, bool allow_alias = true) {
+    ASSIGN_OR_RETURN(std::string ref, ReqString(in.req, field));
+    ASSIGN_OR_RETURN(CachedKey * k, Find(ref, allow_alias));
+    *in.key_id = k->record.key_id;
+    return k;
+  }
+
+  Status Authorize(const Caller& caller, const CachedKey& k, std::string_view op,
+                   const ecall::EncryptionContext& ctx = {}) {
     PolicyRequest pr;
     pr.principal_arn = caller.principal_arn;
     pr.account_id = caller.account_id;
@@ -269,30 +341,52 @@ struct KmsService::Impl {
     pr.key_usage = k.record.key_usage;
     PolicyResult r = k.policy->Evaluate(pr);
     if (r.decision != PolicyDecision::kAllow)
-      Fail("AccessDeniedException", "User: " + caller.principal_arn + " is not authorized to perform: kms:" +
-                                        std::string(op) + " on resource: " + k.record.arn + " (" + r.reason + ")");
+      return Err(AwsError::kAccessDenied, "User: " + caller.principal_arn + " is not authorized to perform: kms:" +
+                                              std::string(op) + " on resource: " + k.record.arn + " (" + r.reason + ")");
+    return Status::Ok();
   }
 
-  static void RequireEnabled(const CachedKey& k) {
-    if (k.record.key_state == "Disabled") Fail("DisabledException", k.record.arn + " is disabled");
-    if (k.record.key_state != "Enabled")
-      Fail("KMSInvalidStateException", k.record.arn + " is pending deletion");
+  static Status RequireEnabled(const CachedKey& k) {
+    if (k.record.key_state == "Disabled") return Err(AwsError::kDisabled, k.record.arn + " is disabled");
+    if (k.record.key_state != "Enabled") return Err(AwsError::kInvalidState, k.record.arn + " is pending deletion");
+    return Status::Ok();
   }
 
-  static void RequireUsage(const CachedKey& k, const std::string& usage, std::string_view op) {
+  static Status RequireUsage(const CachedKey& k, const std::string& usage, std::string_view op) {
     if (k.record.key_usage != usage)
-      Fail("InvalidKeyUsageException", k.record.arn + " has KeyUsage " + k.record.key_usage + ", which does not allow " +
-                                           std::string(op));
+      return Err(AwsError::kInvalidKeyUsage, k.record.arn + " has KeyUsage " + k.record.key_usage +
+                                                 ", which does not allow " + std::string(op));
+    return Status::Ok();
   }
 
-  static void RequireNotPendingDeletion(const CachedKey& k) {
+  // Usable is the check every cryptographic operation makes: policy, state, usage.
+  Status Usable(const Invocation& in, const CachedKey& k, std::string_view op, const std::string& usage,
+                const ecall::EncryptionContext& ctx = {}) {
+    RETURN_IF_ERROR(Authorize(in.caller, k, op, ctx));
+    RETURN_IF_ERROR(RequireEnabled(k));
+    return RequireUsage(k, usage, op);
+  }
+
+  static Status RequireNotPendingDeletion(const CachedKey& k) {
     if (k.record.key_state == "PendingDeletion")
-      Fail("KMSInvalidStateException", k.record.arn + " is pending deletion");
+      return Err(AwsError::kInvalidState, k.record.arn + " is pending deletion");
+    return Status::Ok();
   }
 
-  Bytes Ref(const CachedKey& k, uint32_t version) {
+  static Status RequireRotatable(const CachedKey& k) {
+    if (k.record.key_spec != ecall::kSpecSymmetric)
+      return Err(AwsError::kUnsupportedOperation, "only SYMMETRIC_DEFAULT keys can be rotated");
+    return Status::Ok();
+  }
+
+  static Status RequireEnabledForRotation(const CachedKey& k) {
+    if (k.record.key_state == "Disabled") return Err(AwsError::kDisabled, k.record.arn + " is disabled");
+    return RequireNotPendingDeletion(k);
+  }
+
+  StatusOr<Bytes> Ref(const CachedKey& k, uint32_t version) {
     auto it = k.versions.find(version);
-    if (it == k.versions.end()) Fail("KMSInternalException", "key version is missing from the store", 500);
+    if (it == k.versions.end()) return Err(AwsError::kInternal, "key version is missing from the store");
     ecall::KeyRef ref{k.record.key_id, version, k.record.key_spec, it->second.wrapped_material};
     return ref.Encode();
   }
@@ -322,35 +416,57 @@ struct KmsService::Impl {
     return m;
   }
 
-  void StoreOrFail(const Status& s) {
-    if (!s.ok()) Fail("KMSInternalException", "the key store refused the change", 500);
+  // Stored maps a store failure to KMSInternalException (the store's message stays in the
+  // server: it may name paths).
+  static Status Stored(const Status& s) {
+    if (!s.ok()) return Err(AwsError::kInternal, "the key store refused the change");
+    return Status::Ok();
   }
 
   // UpdateRecord writes `r` through to the store, then the cache.
-  void UpdateRecord(CachedKey& k, store::KeyRecord r) {
-    StoreOrFail(store->UpdateKey(r));
+  Status UpdateRecord(CachedKey& k, store::KeyRecord r) {
+    RETURN_IF_ERROR(Stored(store->UpdateKey(r)));
     k.record = std::move(r);
+    return Status::Ok();
   }
 
-  // ---- operations; `lock` is held shared or exclusive by Execute as the table says ----
+  // LockoutCheck refuses a policy that would stop the caller from changing it again (AWS's
+  // "policy lockout safety check").
+  static Status LockoutCheck(const CachedKey& k, const Caller& caller) {
+    PolicyRequest pr{caller.principal_arn, caller.account_id, "kms:PutKeyPolicy", k.record.arn, {},
+                     k.record.key_spec, k.record.key_usage};
+    if (k.policy->Evaluate(pr).decision != PolicyDecision::kAllow)
+      return Err(AwsError::kMalformedPolicyDocument,
+                 "the new key policy will not allow you to update the key policy in the future "
+                 "(set BypassPolicyLockoutSafetyCheck to override)");
+    return Status::Ok();
+  }
 
-  json CreateKey(const json& req, const Caller& caller, std::string* key_id) {
-    std::string spec = OptString(req, "KeySpec").value_or(OptString(req, "CustomerMasterKeySpec").value_or("SYMMETRIC_DEFAULT"));
+  // ---- operations; Execute holds the lock shared or exclusive as kOperations says ----
+
+  StatusOr<json> CreateKey(const Invocation& in) {
+    const json& req = in.req;
+    ASSIGN_OR_RETURN(auto key_spec, OptString(req, "KeySpec"));
+    ASSIGN_OR_RETURN(auto cmk_spec, OptString(req, "CustomerMasterKeySpec"));
+    std::string spec = key_spec.value_or(cmk_spec.value_or("SYMMETRIC_DEFAULT"));
     if (spec != ecall::kSpecSymmetric && spec != ecall::kSpecHmac256 && spec != ecall::kSpecEccP256)
-      Validation("KeySpec " + spec.substr(0, 64) + " is not supported (SYMMETRIC_DEFAULT, HMAC_256, ECC_NIST_P256)");
-    std::string usage = OptString(req, "KeyUsage").value_or(UsageFor(spec));
-    if (usage != UsageFor(spec))
-      Validation("KeyUsage " + usage.substr(0, 64) + " is not valid for KeySpec " + spec);
-    if (auto origin = OptString(req, "Origin"); origin && *origin != "AWS_KMS")
-      Fail("UnsupportedOperationException", "only Origin AWS_KMS is supported");
-    if (OptBool(req, "MultiRegion").value_or(false))
-      Fail("UnsupportedOperationException", "multi-Region keys are not supported");
-    std::string description = OptString(req, "Description").value_or("");
-    if (description.size() > 8192) Validation("Description is longer than 8192 characters");
-    std::vector<store::Tag> tags = ReqTags(req);
-    std::string policy_doc = OptString(req, "Policy").value_or(DefaultKeyPolicy(opt.account_id));
+      return Validation("KeySpec " + spec.substr(0, 64) + " is not supported (SYMMETRIC_DEFAULT, HMAC_256, ECC_NIST_P256)");
+    ASSIGN_OR_RETURN(auto usage_field, OptString(req, "KeyUsage"));
+    std::string usage = usage_field.value_or(UsageFor(spec));
+    if (usage != UsageFor(spec)) return Validation("KeyUsage " + usage.substr(0, 64) + " is not valid for KeySpec " + spec);
+    ASSIGN_OR_RETURN(auto origin, OptString(req, "Origin"));
+    if (origin && *origin != "AWS_KMS") return Err(AwsError::kUnsupportedOperation, "only Origin AWS_KMS is supported");
+    ASSIGN_OR_RETURN(bool multi_region, OptBool(req, "MultiRegion", false));
+    if (multi_region) return Err(AwsError::kUnsupportedOperation, "multi-Region keys are not supported");
+    ASSIGN_OR_RETURN(auto description_field, OptString(req, "Description"));
+    std::string description = description_field.value_or("");
+    if (description.size() > 8192) return Validation("Description is longer than 8192 characters");
+    ASSIGN_OR_RETURN(std::vector<store::Tag> tags, ReqTags(req));
+    ASSIGN_OR_RETURN(auto policy_field, OptString(req, "Policy"));
+    std::string policy_doc = policy_field.value_or(DefaultKeyPolicy(opt.account_id));
     auto policy = KeyPolicy::Parse(policy_doc);
-    if (!policy.ok()) Fail("MalformedPolicyDocumentException", policy.status().message());
+    if (!policy.ok()) return Err(AwsError::kMalformedPolicyDocument, policy.status().message());
+    ASSIGN_OR_RETURN(bool bypass, OptBool(req, "BypassPolicyLockoutSafetyCheck", false));
 
     store::KeyRecord r;
     r.key_id = NewKeyId();
@@ -362,425 +478,399 @@ struct KmsService::Impl {
     r.creation_date = Now();
     r.policy = policy_doc;
     r.current_version = 1;
-    *key_id = r.key_id;
+    *in.key_id = r.key_id;
     CachedKey k{r, std::make_shared<const KeyPolicy>(std::move(policy).value()), {}};
-    if (!OptBool(req, "BypassPolicyLockoutSafetyCheck").value_or(false)) LockoutCheck(k, caller);
-    auto made = Core(ecall::Call::kKmsCreateKey, {ToBytes(r.key_id), ecall::U32Arg(1), ToBytes(spec)});
+    if (!bypass) RETURN_IF_ERROR(LockoutCheck(k, in.caller));
+    ASSIGN_OR_RETURN(auto made, Core(ecall::Call::kKmsCreateKey, {ToBytes(r.key_id), ecall::U32Arg(1), ToBytes(spec)}));
     store::KeyVersion v{r.key_id, 1, made[0], made[1], r.creation_date, ""};
-    StoreOrFail(store->CreateKey(r, v));
-    if (!tags.empty()) StoreOrFail(store->TagResource(r.key_id, tags));
+    RETURN_IF_ERROR(Stored(store->CreateKey(r, v)));
+    if (!tags.empty()) RETURN_IF_ERROR(Stored(store->TagResource(r.key_id, tags)));
     k.versions[1] = v;
     json out = {{"KeyMetadata", Metadata(k)}};
     keys.emplace(r.key_id, std::move(k));
     return out;
   }
 
-  // LockoutCheck refuses a policy that would stop the caller from changing it again (AWS's
-  // "policy lockout safety check").
-  void LockoutCheck(const CachedKey& k, const Caller& caller) {
-    PolicyRequest pr{caller.principal_arn, caller.account_id, "kms:PutKeyPolicy", k.record.arn, {},
-                     k.record.key_spec, k.record.key_usage};
-    if (k.policy->Evaluate(pr).decision != PolicyDecision::kAllow)
-      Fail("MalformedPolicyDocumentException",
-           "the new key policy will not allow you to update the key policy in the future "
-           "(set BypassPolicyLockoutSafetyCheck to override)");
-  }
-
-  json Encrypt(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"));
-    *key_id = k.record.key_id;
-    auto ctx = ReqContext(req, "EncryptionContext");
-    Authorize(caller, k, "Encrypt", ctx);
-    RequireEnabled(k);
-    RequireUsage(k, "ENCRYPT_DECRYPT", "Encrypt");
-    CheckAlgorithm(req, "EncryptionAlgorithm");
-    Bytes pt = ReqBlob(req, "Plaintext", ecall::kMaxKmsPlaintext);
-    auto r = Core(ecall::Call::kKmsEncrypt, {Ref(k, k.record.current_version), pt, ecall::EncodeEncryptionContext(ctx)});
+  StatusOr<json> Encrypt(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId"));
+    ASSIGN_OR_RETURN(auto ctx, ReqContext(in.req, "EncryptionContext"));
+    RETURN_IF_ERROR(Usable(in, *k, "Encrypt", "ENCRYPT_DECRYPT", ctx));
+    RETURN_IF_ERROR(CheckAlgorithm(in.req, "EncryptionAlgorithm"));
+    ASSIGN_OR_RETURN(Bytes pt, ReqBlob(in.req, "Plaintext", ecall::kMaxKmsPlaintext));
+    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, k->record.current_version));
+    auto r = Core(ecall::Call::kKmsEncrypt, {std::move(ref), pt, ecall::EncodeEncryptionContext(ctx)});
     WipeBytes(pt);
-    return {{"CiphertextBlob", Base64Encode(r[0])}, {"KeyId", k.record.arn}, {"EncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
-  }
-
-  static void CheckAlgorithm(const json& req, const char* name) {
-    auto a = OptString(req, name);
-    if (a && *a != "SYMMETRIC_DEFAULT")
-      Fail("InvalidKeyUsageException", std::string(name) + " " + a->substr(0, 64) + " is not supported by this key");
+    if (!r.ok()) return r.status();
+    return json{{"CiphertextBlob", Base64Encode((*r)[0])}, {"KeyId", k->record.arn}, {"EncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
   }
 
   // KeyForBlob finds the key a ciphertext names, checking it against an optional KeyId.
-  CachedKey& KeyForBlob(const json& req, const char* key_field, const Bytes& blob, ecall::CiphertextHeader* header) {
+  StatusOr<CachedKey*> KeyForBlob(const json& req, const char* key_field, const Bytes& blob,
+                                  ecall::CiphertextHeader* header) {
     auto h = ecall::ParseCiphertextHeader(blob);
-    if (!h.ok()) Fail("InvalidCiphertextException", "the ciphertext is not a custos KMS ciphertext (" + h.status().message() + ")");
+    if (!h.ok())
+      return Err(AwsError::kInvalidCiphertext, "the ciphertext is not a custos KMS ciphertext (" + h.status().message() + ")");
     *header = *h;
     auto it = keys.find(h->key_id);
-    if (auto want = OptString(req, key_field)) {
-      CachedKey& named = Find(*want);
-      if (it == keys.end() || &it->second != &named)
-        Fail("IncorrectKeyException", "the ciphertext was not encrypted under " + named.record.arn);
+    ASSIGN_OR_RETURN(auto want, OptString(req, key_field));
+    if (want) {
+      ASSIGN_OR_RETURN(CachedKey * named, Find(*want));
+      if (it == keys.end() || &it->second != named)
+        return Err(AwsError::kIncorrectKey, "the ciphertext was not encrypted under " + named->record.arn);
     }
-    if (it == keys.end()) Fail("InvalidCiphertextException", "the ciphertext names a key that does not exist");
-    return it->second;
+    if (it == keys.end()) return Err(AwsError::kInvalidCiphertext, "the ciphertext names a key that does not exist");
+    return &it->second;
   }
 
-  json Decrypt(const json& req, const Caller& caller, std::string* key_id) {
-    Bytes blob = ReqBlob(req, "CiphertextBlob", 6144);
+  static Status RequireVersion(const CachedKey& k, uint32_t version) {
+    if (!k.versions.count(version))
+      return Err(AwsError::kInvalidCiphertext, "the ciphertext names a key version that does not exist");
+    return Status::Ok();
+  }
+
+  StatusOr<json> Decrypt(const Invocation& in) {
+    ASSIGN_OR_RETURN(Bytes blob, ReqBlob(in.req, "CiphertextBlob", 6144));
     ecall::CiphertextHeader h;
-    CachedKey& k = KeyForBlob(req, "KeyId", blob, &h);
-    *key_id = k.record.key_id;
-    auto ctx = ReqContext(req, "EncryptionContext");
-    Authorize(caller, k, "Decrypt", ctx);
-    RequireEnabled(k);
-    RequireUsage(k, "ENCRYPT_DECRYPT", "Decrypt");
-    CheckAlgorithm(req, "EncryptionAlgorithm");
-    if (!k.versions.count(h.version)) Fail("InvalidCiphertextException", "the ciphertext names a key version that does not exist");
-    auto r = Core(ecall::Call::kKmsDecrypt, {Ref(k, h.version), blob, ecall::EncodeEncryptionContext(ctx)});
-    json out = {{"KeyId", k.record.arn}, {"Plaintext", Base64Encode(r[0])}, {"EncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
+    ASSIGN_OR_RETURN(CachedKey * k, KeyForBlob(in.req, "KeyId", blob, &h));
+    *in.key_id = k->record.key_id;
+    ASSIGN_OR_RETURN(auto ctx, ReqContext(in.req, "EncryptionContext"));
+    RETURN_IF_ERROR(Usable(in, *k, "Decrypt", "ENCRYPT_DECRYPT", ctx));
+    RETURN_IF_ERROR(CheckAlgorithm(in.req, "EncryptionAlgorithm"));
+    RETURN_IF_ERROR(RequireVersion(*k, h.version));
+    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, h.version));
+    ASSIGN_OR_RETURN(auto r, Core(ecall::Call::kKmsDecrypt, {std::move(ref), blob, ecall::EncodeEncryptionContext(ctx)}));
+    json out = {{"KeyId", k->record.arn}, {"Plaintext", Base64Encode(r[0])}, {"EncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
     WipeBytes(r[0]);
     return out;
   }
 
-  json ReEncrypt(const json& req, const Caller& caller, std::string* key_id) {
-    Bytes blob = ReqBlob(req, "CiphertextBlob", 6144);
+  StatusOr<json> ReEncrypt(const Invocation& in) {
+    const json& req = in.req;
+    ASSIGN_OR_RETURN(Bytes blob, ReqBlob(req, "CiphertextBlob", 6144));
     ecall::CiphertextHeader h;
-    CachedKey& src = KeyForBlob(req, "SourceKeyId", blob, &h);
-    CachedKey& dst = Find(ReqString(req, "DestinationKeyId"));
-    *key_id = dst.record.key_id;
-    auto sctx = ReqContext(req, "SourceEncryptionContext");
-    auto dctx = ReqContext(req, "DestinationEncryptionContext");
-    Authorize(caller, src, "ReEncryptFrom", sctx);
-    Authorize(caller, dst, "ReEncryptTo", dctx);
-    RequireEnabled(src);
-    RequireEnabled(dst);
-    RequireUsage(src, "ENCRYPT_DECRYPT", "ReEncrypt");
-    RequireUsage(dst, "ENCRYPT_DECRYPT", "ReEncrypt");
-    CheckAlgorithm(req, "SourceEncryptionAlgorithm");
-    CheckAlgorithm(req, "DestinationEncryptionAlgorithm");
-    if (!src.versions.count(h.version)) Fail("InvalidCiphertextException", "the ciphertext names a key version that does not exist");
-    auto r = Core(ecall::Call::kKmsReEncrypt, {Ref(src, h.version), blob, ecall::EncodeEncryptionContext(sctx),
-                                               Ref(dst, dst.record.current_version), ecall::EncodeEncryptionContext(dctx)});
-    return {{"CiphertextBlob", Base64Encode(r[0])},
-            {"SourceKeyId", src.record.arn},
-            {"KeyId", dst.record.arn},
-            {"SourceEncryptionAlgorithm", "SYMMETRIC_DEFAULT"},
-            {"DestinationEncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
+    ASSIGN_OR_RETURN(CachedKey * src, KeyForBlob(req, "SourceKeyId", blob, &h));
+    ASSIGN_OR_RETURN(CachedKey * dst, Named(in, "DestinationKeyId"));
+    ASSIGN_OR_RETURN(auto sctx, ReqContext(req, "SourceEncryptionContext"));
+    ASSIGN_OR_RETURN(auto dctx, ReqContext(req, "DestinationEncryptionContext"));
+    RETURN_IF_ERROR(Authorize(in.caller, *src, "ReEncryptFrom", sctx));
+    RETURN_IF_ERROR(Authorize(in.caller, *dst, "ReEncryptTo", dctx));
+    RETURN_IF_ERROR(RequireEnabled(*src));
+    RETURN_IF_ERROR(RequireEnabled(*dst));
+    RETURN_IF_ERROR(RequireUsage(*src, "ENCRYPT_DECRYPT", "ReEncrypt"));
+    RETURN_IF_ERROR(RequireUsage(*dst, "ENCRYPT_DECRYPT", "ReEncrypt"));
+    RETURN_IF_ERROR(CheckAlgorithm(req, "SourceEncryptionAlgorithm"));
+    RETURN_IF_ERROR(CheckAlgorithm(req, "DestinationEncryptionAlgorithm"));
+    RETURN_IF_ERROR(RequireVersion(*src, h.version));
+    ASSIGN_OR_RETURN(Bytes src_ref, Ref(*src, h.version));
+    ASSIGN_OR_RETURN(Bytes dst_ref, Ref(*dst, dst->record.current_version));
+    ASSIGN_OR_RETURN(auto r, Core(ecall::Call::kKmsReEncrypt, {std::move(src_ref), blob, ecall::EncodeEncryptionContext(sctx),
+                                                               std::move(dst_ref), ecall::EncodeEncryptionContext(dctx)}));
+    return json{{"CiphertextBlob", Base64Encode(r[0])},
+                {"SourceKeyId", src->record.arn},
+                {"KeyId", dst->record.arn},
+                {"SourceEncryptionAlgorithm", "SYMMETRIC_DEFAULT"},
+                {"DestinationEncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
   }
 
-  json GenerateDataKey(const json& req, const Caller& caller, std::string* key_id, bool with_plaintext) {
+  StatusOr<json> GenerateDataKey(const Invocation& in, bool with_plaintext) {
     const char* op = with_plaintext ? "GenerateDataKey" : "GenerateDataKeyWithoutPlaintext";
-    CachedKey& k = Find(ReqString(req, "KeyId"));
-    *key_id = k.record.key_id;
-    auto ctx = ReqContext(req, "EncryptionContext");
-    Authorize(caller, k, op, ctx);
-    RequireEnabled(k);
-    RequireUsage(k, "ENCRYPT_DECRYPT", op);
-    auto spec = OptString(req, "KeySpec");
-    auto n = OptInt(req, "NumberOfBytes");
-    if (spec && n) Validation("specify either KeySpec or NumberOfBytes, not both");
-    if (!spec && !n) Validation("KeySpec or NumberOfBytes is required");
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId"));
+    ASSIGN_OR_RETURN(auto ctx, ReqContext(in.req, "EncryptionContext"));
+    RETURN_IF_ERROR(Usable(in, *k, op, "ENCRYPT_DECRYPT", ctx));
+    ASSIGN_OR_RETURN(auto spec, OptString(in.req, "KeySpec"));
+    ASSIGN_OR_RETURN(auto n, OptInt(in.req, "NumberOfBytes"));
+    if (spec && n) return Validation("specify either KeySpec or NumberOfBytes, not both");
+    if (!spec && !n) return Validation("KeySpec or NumberOfBytes is required");
     uint32_t bytes = 0;
     if (spec) {
       if (*spec == "AES_256") bytes = 32;
       else if (*spec == "AES_128") bytes = 16;
-      else Validation("KeySpec must be AES_256 or AES_128");
+      else return Validation("KeySpec must be AES_256 or AES_128");
     } else {
-      if (*n < 1 || *n > static_cast<int64_t>(ecall::kMaxDataKeyBytes)) Validation("NumberOfBytes must be between 1 and 1024");
+      if (*n < 1 || *n > static_cast<int64_t>(ecall::kMaxDataKeyBytes)) return Validation("NumberOfBytes must be between 1 and 1024");
       bytes = static_cast<uint32_t>(*n);
     }
-    auto r = Core(ecall::Call::kKmsGenerateDataKey, {Ref(k, k.record.current_version), ecall::U32Arg(bytes),
-                                                     ecall::EncodeEncryptionContext(ctx), Bytes{with_plaintext ? uint8_t{1} : uint8_t{0}}});
-    json out = {{"CiphertextBlob", Base64Encode(r[0])}, {"KeyId", k.record.arn}};
+    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, k->record.current_version));
+    ASSIGN_OR_RETURN(auto r, Core(ecall::Call::kKmsGenerateDataKey,
+                                  {std::move(ref), ecall::U32Arg(bytes), ecall::EncodeEncryptionContext(ctx),
+                                   Bytes{with_plaintext ? uint8_t{1} : uint8_t{0}}}));
+    json out = {{"CiphertextBlob", Base64Encode(r[0])}, {"KeyId", k->record.arn}};
     if (with_plaintext) out["Plaintext"] = Base64Encode(r[1]);
     WipeBytes(r[1]);
     return out;
   }
+  StatusOr<json> GenerateDataKeyWithPlaintext(const Invocation& in) { return GenerateDataKey(in, true); }
+  StatusOr<json> GenerateDataKeyWithoutPlaintext(const Invocation& in) { return GenerateDataKey(in, false); }
 
-  json GenerateRandom(const json& req) {
-    auto n = OptInt(req, "NumberOfBytes");
-    if (!n) Validation("NumberOfBytes is required");
-    if (*n < 1 || *n > static_cast<int64_t>(ecall::kMaxRandomBytes)) Validation("NumberOfBytes must be between 1 and 1024");
-    if (OptString(req, "CustomKeyStoreId")) Fail("UnsupportedOperationException", "custom key stores are not supported");
-    auto r = Core(ecall::Call::kKmsGenerateRandom, {ecall::U32Arg(static_cast<uint32_t>(*n))});
-    return {{"Plaintext", Base64Encode(r[0])}};
+  StatusOr<json> GenerateRandom(const Invocation& in) {
+    ASSIGN_OR_RETURN(auto n, OptInt(in.req, "NumberOfBytes"));
+    if (!n) return Validation("NumberOfBytes is required");
+    if (*n < 1 || *n > static_cast<int64_t>(ecall::kMaxRandomBytes)) return Validation("NumberOfBytes must be between 1 and 1024");
+    ASSIGN_OR_RETURN(auto store_id, OptString(in.req, "CustomKeyStoreId"));
+    if (store_id) return Err(AwsError::kUnsupportedOperation, "custom key stores are not supported");
+    ASSIGN_OR_RETURN(auto r, Core(ecall::Call::kKmsGenerateRandom, {ecall::U32Arg(static_cast<uint32_t>(*n))}));
+    return json{{"Plaintext", Base64Encode(r[0])}};
   }
 
-  Bytes SignInputs(const json& req, std::string* type) {
-    *type = OptString(req, "MessageType").value_or("RAW");
-    if (*type != "RAW" && *type != "DIGEST") Validation("MessageType must be RAW or DIGEST");
-    auto alg = OptString(req, "SigningAlgorithm");
-    if (!alg) Validation("SigningAlgorithm is required");
-    if (*alg != "ECDSA_SHA_256") Fail("InvalidKeyUsageException", "SigningAlgorithm " + alg->substr(0, 64) + " is not valid for this key");
-    Bytes m = ReqBlob(req, "Message", ecall::kMaxMacMessage);
-    if (*type == "DIGEST" && m.size() != 32) Validation("a DIGEST message for ECDSA_SHA_256 must be 32 bytes");
+  static StatusOr<Bytes> SignInputs(const json& req, std::string* type) {
+    ASSIGN_OR_RETURN(auto t, OptString(req, "MessageType"));
+    *type = t.value_or("RAW");
+    if (*type != "RAW" && *type != "DIGEST") return Validation("MessageType must be RAW or DIGEST");
+    ASSIGN_OR_RETURN(auto alg, OptString(req, "SigningAlgorithm"));
+    if (!alg) return Validation("SigningAlgorithm is required");
+    if (*alg != "ECDSA_SHA_256")
+      return Err(AwsError::kInvalidKeyUsage, "SigningAlgorithm " + alg->substr(0, 64) + " is not valid for this key");
+    ASSIGN_OR_RETURN(Bytes m, ReqBlob(req, "Message", ecall::kMaxMacMessage));
+    if (*type == "DIGEST" && m.size() != 32) return Validation("a DIGEST message for ECDSA_SHA_256 must be 32 bytes");
     return m;
   }
 
-  json Sign(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"));
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "Sign");
-    RequireEnabled(k);
-    RequireUsage(k, "SIGN_VERIFY", "Sign");
+  StatusOr<json> Sign(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId"));
+    RETURN_IF_ERROR(Usable(in, *k, "Sign", "SIGN_VERIFY"));
     std::string type;
-    Bytes m = SignInputs(req, &type);
-    auto r = Core(ecall::Call::kKmsSign, {Ref(k, k.record.current_version), m, ToBytes(type)});
-    return {{"KeyId", k.record.arn}, {"Signature", Base64Encode(r[0])}, {"SigningAlgorithm", "ECDSA_SHA_256"}};
+    ASSIGN_OR_RETURN(Bytes m, SignInputs(in.req, &type));
+    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, k->record.current_version));
+    ASSIGN_OR_RETURN(auto r, Core(ecall::Call::kKmsSign, {std::move(ref), m, ToBytes(type)}));
+    return json{{"KeyId", k->record.arn}, {"Signature", Base64Encode(r[0])}, {"SigningAlgorithm", "ECDSA_SHA_256"}};
   }
 
-  json Verify(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"));
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "Verify");
-    RequireEnabled(k);
-    RequireUsage(k, "SIGN_VERIFY", "Verify");
+  StatusOr<json> Verify(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId"));
+    RETURN_IF_ERROR(Usable(in, *k, "Verify", "SIGN_VERIFY"));
     std::string type;
-    Bytes m = SignInputs(req, &type);
-    Bytes sig = ReqBlob(req, "Signature", 256);
-    Core(ecall::Call::kKmsVerify, {Ref(k, k.record.current_version), m, ToBytes(type), sig});
-    return {{"KeyId", k.record.arn}, {"SignatureValid", true}, {"SigningAlgorithm", "ECDSA_SHA_256"}};
+    ASSIGN_OR_RETURN(Bytes m, SignInputs(in.req, &type));
+    ASSIGN_OR_RETURN(Bytes sig, ReqBlob(in.req, "Signature", 256));
+    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, k->record.current_version));
+    RETURN_IF_ERROR(Core(ecall::Call::kKmsVerify, {std::move(ref), m, ToBytes(type), sig}).status());
+    return json{{"KeyId", k->record.arn}, {"SignatureValid", true}, {"SigningAlgorithm", "ECDSA_SHA_256"}};
   }
 
-  json GetPublicKey(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"));
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "GetPublicKey");
-    RequireEnabled(k);
-    if (k.record.key_spec != ecall::kSpecEccP256)
-      Fail("UnsupportedOperationException", k.record.arn + " is not an asymmetric key");
-    const store::KeyVersion& v = k.versions.at(k.record.current_version);
-    return {{"KeyId", k.record.arn},
-            {"PublicKey", Base64Encode(v.public_key)},
-            {"CustomerMasterKeySpec", k.record.key_spec},
-            {"KeySpec", k.record.key_spec},
-            {"KeyUsage", k.record.key_usage},
-            {"SigningAlgorithms", {"ECDSA_SHA_256"}}};
+  StatusOr<json> GetPublicKey(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId"));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "GetPublicKey"));
+    RETURN_IF_ERROR(RequireEnabled(*k));
+    if (k->record.key_spec != ecall::kSpecEccP256)
+      return Err(AwsError::kUnsupportedOperation, k->record.arn + " is not an asymmetric key");
+    const store::KeyVersion& v = k->versions.at(k->record.current_version);
+    return json{{"KeyId", k->record.arn},
+                {"PublicKey", Base64Encode(v.public_key)},
+                {"CustomerMasterKeySpec", k->record.key_spec},
+                {"KeySpec", k->record.key_spec},
+                {"KeyUsage", k->record.key_usage},
+                {"SigningAlgorithms", {"ECDSA_SHA_256"}}};
   }
 
-  Bytes MacInputs(const json& req) {
-    auto alg = OptString(req, "MacAlgorithm");
-    if (!alg) Validation("MacAlgorithm is required");
-    if (*alg != "HMAC_SHA_256") Fail("InvalidKeyUsageException", "MacAlgorithm " + alg->substr(0, 64) + " is not valid for this key");
+  static StatusOr<Bytes> MacInputs(const json& req) {
+    ASSIGN_OR_RETURN(auto alg, OptString(req, "MacAlgorithm"));
+    if (!alg) return Validation("MacAlgorithm is required");
+    if (*alg != "HMAC_SHA_256")
+      return Err(AwsError::kInvalidKeyUsage, "MacAlgorithm " + alg->substr(0, 64) + " is not valid for this key");
     return ReqBlob(req, "Message", ecall::kMaxMacMessage);
   }
 
-  json GenerateMac(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"));
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "GenerateMac");
-    RequireEnabled(k);
-    RequireUsage(k, "GENERATE_VERIFY_MAC", "GenerateMac");
-    Bytes m = MacInputs(req);
-    auto r = Core(ecall::Call::kKmsGenerateMac, {Ref(k, k.record.current_version), m});
-    return {{"KeyId", k.record.arn}, {"Mac", Base64Encode(r[0])}, {"MacAlgorithm", "HMAC_SHA_256"}};
+  StatusOr<json> GenerateMac(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId"));
+    RETURN_IF_ERROR(Usable(in, *k, "GenerateMac", "GENERATE_VERIFY_MAC"));
+    ASSIGN_OR_RETURN(Bytes m, MacInputs(in.req));
+    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, k->record.current_version));
+    ASSIGN_OR_RETURN(auto r, Core(ecall::Call::kKmsGenerateMac, {std::move(ref), m}));
+    return json{{"KeyId", k->record.arn}, {"Mac", Base64Encode(r[0])}, {"MacAlgorithm", "HMAC_SHA_256"}};
   }
 
-  json VerifyMac(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"));
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "VerifyMac");
-    RequireEnabled(k);
-    RequireUsage(k, "GENERATE_VERIFY_MAC", "VerifyMac");
-    Bytes m = MacInputs(req);
-    Bytes mac = ReqBlob(req, "Mac", 64);
-    Core(ecall::Call::kKmsVerifyMac, {Ref(k, k.record.current_version), m, mac});
-    return {{"KeyId", k.record.arn}, {"MacValid", true}, {"MacAlgorithm", "HMAC_SHA_256"}};
+  StatusOr<json> VerifyMac(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId"));
+    RETURN_IF_ERROR(Usable(in, *k, "VerifyMac", "GENERATE_VERIFY_MAC"));
+    ASSIGN_OR_RETURN(Bytes m, MacInputs(in.req));
+    ASSIGN_OR_RETURN(Bytes mac, ReqBlob(in.req, "Mac", 64));
+    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, k->record.current_version));
+    RETURN_IF_ERROR(Core(ecall::Call::kKmsVerifyMac, {std::move(ref), m, mac}).status());
+    return json{{"KeyId", k->record.arn}, {"MacValid", true}, {"MacAlgorithm", "HMAC_SHA_256"}};
   }
 
-  json DescribeKey(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"));
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "DescribeKey");
-    return {{"KeyMetadata", Metadata(k)}};
+  StatusOr<json> DescribeKey(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId"));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "DescribeKey"));
+    return json{{"KeyMetadata", Metadata(*k)}};
   }
 
-  json ListKeys(const json& req) {
+  StatusOr<json> ListKeys(const Invocation& in) {
     std::vector<json> all;
     for (auto& [id, k] : keys) all.push_back({{"KeyId", id}, {"KeyArn", k.record.arn}});
-    auto [page, next] = Page(all, req, 100);
-    json out = {{"Keys", page}};
-    SetPage(out, next);
-    return out;
+    ASSIGN_OR_RETURN(auto page, Page(all, in.req, 100));
+    return PageOut("Keys", std::move(page));
   }
 
-  json SetState(const json& req, const Caller& caller, std::string* key_id, bool enable) {
-    CachedKey& k = Find(ReqString(req, "KeyId"), false);
-    *key_id = k.record.key_id;
-    Authorize(caller, k, enable ? "EnableKey" : "DisableKey");
-    RequireNotPendingDeletion(k);
-    store::KeyRecord r = k.record;
+  StatusOr<json> SetState(const Invocation& in, bool enable) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, enable ? "EnableKey" : "DisableKey"));
+    RETURN_IF_ERROR(RequireNotPendingDeletion(*k));
+    store::KeyRecord r = k->record;
     r.key_state = enable ? "Enabled" : "Disabled";
-    UpdateRecord(k, r);
+    RETURN_IF_ERROR(UpdateRecord(*k, r));
     return json::object();
   }
+  StatusOr<json> EnableKey(const Invocation& in) { return SetState(in, true); }
+  StatusOr<json> DisableKey(const Invocation& in) { return SetState(in, false); }
 
-  json ScheduleKeyDeletion(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"), false);
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "ScheduleKeyDeletion");
-    int64_t days = OptInt(req, "PendingWindowInDays").value_or(30);
-    if (days < 7 || days > 30) Validation("PendingWindowInDays must be between 7 and 30");
-    RequireNotPendingDeletion(k);
-    store::KeyRecord r = k.record;
+  StatusOr<json> ScheduleKeyDeletion(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "ScheduleKeyDeletion"));
+    ASSIGN_OR_RETURN(auto window, OptInt(in.req, "PendingWindowInDays"));
+    int64_t days = window.value_or(30);
+    if (days < 7 || days > 30) return Validation("PendingWindowInDays must be between 7 and 30");
+    RETURN_IF_ERROR(RequireNotPendingDeletion(*k));
+    store::KeyRecord r = k->record;
     r.key_state = "PendingDeletion";
     r.pending_window_days = static_cast<int32_t>(days);
     r.deletion_date = Now() + days * kDay;
-    UpdateRecord(k, r);
-    return {{"KeyId", r.arn}, {"DeletionDate", *r.deletion_date}, {"KeyState", "PendingDeletion"},
-            {"PendingWindowInDays", days}};
+    RETURN_IF_ERROR(UpdateRecord(*k, r));
+    return json{{"KeyId", r.arn}, {"DeletionDate", *r.deletion_date}, {"KeyState", "PendingDeletion"},
+                {"PendingWindowInDays", days}};
   }
 
-  json CancelKeyDeletion(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"), false);
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "CancelKeyDeletion");
-    if (k.record.key_state != "PendingDeletion")
-      Fail("KMSInvalidStateException", k.record.arn + " is not pending deletion");
-    store::KeyRecord r = k.record;
+  StatusOr<json> CancelKeyDeletion(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "CancelKeyDeletion"));
+    if (k->record.key_state != "PendingDeletion")
+      return Err(AwsError::kInvalidState, k->record.arn + " is not pending deletion");
+    store::KeyRecord r = k->record;
     r.key_state = "Disabled";  // as AWS does: the key comes back disabled
     r.deletion_date.reset();
     r.pending_window_days = 0;
-    UpdateRecord(k, r);
-    return {{"KeyId", r.arn}};
+    RETURN_IF_ERROR(UpdateRecord(*k, r));
+    return json{{"KeyId", r.arn}};
   }
 
-  void RequireRotatable(const CachedKey& k) {
-    if (k.record.key_spec != ecall::kSpecSymmetric)
-      Fail("UnsupportedOperationException", "only SYMMETRIC_DEFAULT keys can be rotated");
-  }
-
-  json SetRotation(const json& req, const Caller& caller, std::string* key_id, bool enable) {
-    CachedKey& k = Find(ReqString(req, "KeyId"), false);
-    *key_id = k.record.key_id;
-    Authorize(caller, k, enable ? "EnableKeyRotation" : "DisableKeyRotation");
-    RequireEnabledForRotation(k);
-    RequireRotatable(k);
-    store::KeyRecord r = k.record;
+  StatusOr<json> SetRotation(const Invocation& in, bool enable) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, enable ? "EnableKeyRotation" : "DisableKeyRotation"));
+    RETURN_IF_ERROR(RequireEnabledForRotation(*k));
+    RETURN_IF_ERROR(RequireRotatable(*k));
+    store::KeyRecord r = k->record;
     r.rotation_enabled = enable;
     if (enable) {
-      int64_t period = OptInt(req, "RotationPeriodInDays").value_or(365);
-      if (period < 90 || period > 2560) Validation("RotationPeriodInDays must be between 90 and 2560");
+      ASSIGN_OR_RETURN(auto period_field, OptInt(in.req, "RotationPeriodInDays"));
+      int64_t period = period_field.value_or(365);
+      if (period < 90 || period > 2560) return Validation("RotationPeriodInDays must be between 90 and 2560");
       r.rotation_period_days = static_cast<int32_t>(period);
       r.next_rotation_date = Now() + period * kDay;
     } else {
       r.next_rotation_date.reset();
     }
-    UpdateRecord(k, r);
+    RETURN_IF_ERROR(UpdateRecord(*k, r));
     return json::object();
   }
+  StatusOr<json> EnableKeyRotation(const Invocation& in) { return SetRotation(in, true); }
+  StatusOr<json> DisableKeyRotation(const Invocation& in) { return SetRotation(in, false); }
 
-  static void RequireEnabledForRotation(const CachedKey& k) {
-    if (k.record.key_state == "Disabled") Fail("DisabledException", k.record.arn + " is disabled");
-    RequireNotPendingDeletion(k);
-  }
-
-  json GetKeyRotationStatus(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"), false);
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "GetKeyRotationStatus");
-    RequireNotPendingDeletion(k);
-    RequireRotatable(k);
-    json out = {{"KeyId", k.record.arn}, {"KeyRotationEnabled", k.record.rotation_enabled}};
-    if (k.record.rotation_enabled) {
-      out["RotationPeriodInDays"] = k.record.rotation_period_days;
-      if (k.record.next_rotation_date) out["NextRotationDate"] = *k.record.next_rotation_date;
+  StatusOr<json> GetKeyRotationStatus(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "GetKeyRotationStatus"));
+    RETURN_IF_ERROR(RequireNotPendingDeletion(*k));
+    RETURN_IF_ERROR(RequireRotatable(*k));
+    json out = {{"KeyId", k->record.arn}, {"KeyRotationEnabled", k->record.rotation_enabled}};
+    if (k->record.rotation_enabled) {
+      out["RotationPeriodInDays"] = k->record.rotation_period_days;
+      if (k->record.next_rotation_date) out["NextRotationDate"] = *k->record.next_rotation_date;
     }
     return out;
   }
 
   // Rotate adds a version and makes it current; new ciphertexts use it, old ones keep
   // naming their version.
-  void Rotate(CachedKey& k, const std::string& type) {
+  Status Rotate(CachedKey& k, const std::string& type) {
     uint32_t next = k.versions.rbegin()->first + 1;
-    auto made = Core(ecall::Call::kKmsCreateKey, {ToBytes(k.record.key_id), ecall::U32Arg(next), ToBytes(k.record.key_spec)});
+    ASSIGN_OR_RETURN(auto made, Core(ecall::Call::kKmsCreateKey,
+                                     {ToBytes(k.record.key_id), ecall::U32Arg(next), ToBytes(k.record.key_spec)}));
     store::KeyVersion v{k.record.key_id, next, made[0], made[1], Now(), type};
     store::KeyRecord r = k.record;
     r.current_version = next;
     if (r.rotation_enabled) r.next_rotation_date = Now() + int64_t{r.rotation_period_days} * kDay;
-    StoreOrFail(store->AddKeyVersion(r, v));
+    RETURN_IF_ERROR(Stored(store->AddKeyVersion(r, v)));
     k.record = r;
     k.versions[next] = v;
+    return Status::Ok();
   }
 
-  json RotateKeyOnDemand(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"), false);
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "RotateKeyOnDemand");
-    RequireEnabledForRotation(k);
-    RequireRotatable(k);
+  StatusOr<json> RotateKeyOnDemand(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "RotateKeyOnDemand"));
+    RETURN_IF_ERROR(RequireEnabledForRotation(*k));
+    RETURN_IF_ERROR(RequireRotatable(*k));
     size_t on_demand = 0;
-    for (auto& [n, v] : k.versions) on_demand += v.rotation_type == "ON_DEMAND";
-    if (on_demand >= 10) Fail("LimitExceededException", "a key can be rotated on demand at most 10 times");
-    Rotate(k, "ON_DEMAND");
-    return {{"KeyId", k.record.arn}};
+    for (auto& [n, v] : k->versions) on_demand += v.rotation_type == "ON_DEMAND";
+    if (on_demand >= 10) return Err(AwsError::kLimitExceeded, "a key can be rotated on demand at most 10 times");
+    RETURN_IF_ERROR(Rotate(*k, "ON_DEMAND"));
+    return json{{"KeyId", k->record.arn}};
   }
 
-  json ListKeyRotations(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"), false);
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "ListKeyRotations");
-    RequireRotatable(k);
+  StatusOr<json> ListKeyRotations(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "ListKeyRotations"));
+    RETURN_IF_ERROR(RequireRotatable(*k));
     std::vector<json> all;
-    for (auto& [n, v] : k.versions)
-      if (n > 1) all.push_back({{"KeyId", k.record.arn}, {"RotationDate", v.created}, {"RotationType", v.rotation_type}});
-    auto [page, next] = Page(all, req, 100);
-    json out = {{"Rotations", page}};
-    SetPage(out, next);
-    return out;
+    for (auto& [n, v] : k->versions)
+      if (n > 1) all.push_back({{"KeyId", k->record.arn}, {"RotationDate", v.created}, {"RotationType", v.rotation_type}});
+    ASSIGN_OR_RETURN(auto page, Page(all, in.req, 100));
+    return PageOut("Rotations", std::move(page));
   }
 
-  json CreateAlias(const json& req, const Caller& caller, std::string* key_id) {
-    std::string name = ReqString(req, "AliasName");
-    CheckAliasName(name);
-    CachedKey& k = Find(ReqString(req, "TargetKeyId"), false);
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "CreateAlias");
-    RequireNotPendingDeletion(k);
-    if (aliases.count(name)) Fail("AlreadyExistsException", "an alias with the name " + name + " already exists");
-    store::AliasRecord a{name, k.record.key_id, Now(), Now()};
+  StatusOr<json> CreateAlias(const Invocation& in) {
+    ASSIGN_OR_RETURN(std::string name, ReqString(in.req, "AliasName"));
+    RETURN_IF_ERROR(CheckAliasName(name));
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "TargetKeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "CreateAlias"));
+    RETURN_IF_ERROR(RequireNotPendingDeletion(*k));
+    Status exists = Err(AwsError::kAlreadyExists, "an alias with the name " + name + " already exists");
+    if (aliases.count(name)) return exists;
+    store::AliasRecord a{name, k->record.key_id, Now(), Now()};
     Status s = store->CreateAlias(a);
-    if (s.code() == ErrorCode::kAlreadyExists) Fail("AlreadyExistsException", "an alias with the name " + name + " already exists");
-    StoreOrFail(s);
+    if (s.code() == ErrorCode::kAlreadyExists) return exists;
+    RETURN_IF_ERROR(Stored(s));
     aliases[name] = a;
     return json::object();
   }
 
-  json UpdateAlias(const json& req, const Caller& caller, std::string* key_id) {
-    std::string name = ReqString(req, "AliasName");
-    CheckAliasName(name);
+  StatusOr<json> UpdateAlias(const Invocation& in) {
+    ASSIGN_OR_RETURN(std::string name, ReqString(in.req, "AliasName"));
+    RETURN_IF_ERROR(CheckAliasName(name));
     auto it = aliases.find(name);
-    if (it == aliases.end()) Fail("NotFoundException", "alias " + name + " is not found");
-    CachedKey& k = Find(ReqString(req, "TargetKeyId"), false);
-    *key_id = k.record.key_id;
+    if (it == aliases.end()) return Err(AwsError::kNotFound, "alias " + name + " is not found");
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "TargetKeyId", false));
     auto old = keys.find(it->second.key_id);
-    if (old != keys.end() && old->second.record.key_usage != k.record.key_usage)
-      Validation("the alias's new key must have the same KeyUsage as its current key");
-    if (old != keys.end()) Authorize(caller, old->second, "UpdateAlias");
-    Authorize(caller, k, "UpdateAlias");
-    RequireNotPendingDeletion(k);
+    if (old != keys.end() && old->second.record.key_usage != k->record.key_usage)
+      return Validation("the alias's new key must have the same KeyUsage as its current key");
+    if (old != keys.end()) RETURN_IF_ERROR(Authorize(in.caller, old->second, "UpdateAlias"));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "UpdateAlias"));
+    RETURN_IF_ERROR(RequireNotPendingDeletion(*k));
     int64_t now = Now();
-    StoreOrFail(store->UpdateAlias(name, k.record.key_id, now));
-    it->second.key_id = k.record.key_id;
+    RETURN_IF_ERROR(Stored(store->UpdateAlias(name, k->record.key_id, now)));
+    it->second.key_id = k->record.key_id;
     it->second.last_updated_date = now;
     return json::object();
   }
 
-  json DeleteAlias(const json& req, const Caller& caller, std::string* key_id) {
-    std::string name = ReqString(req, "AliasName");
+  StatusOr<json> DeleteAlias(const Invocation& in) {
+    ASSIGN_OR_RETURN(std::string name, ReqString(in.req, "AliasName"));
     auto it = aliases.find(name);
-    if (it == aliases.end()) Fail("NotFoundException", "alias " + name.substr(0, 256) + " is not found");
-    *key_id = it->second.key_id;
+    if (it == aliases.end()) return Err(AwsError::kNotFound, "alias " + name.substr(0, 256) + " is not found");
+    *in.key_id = it->second.key_id;
     auto k = keys.find(it->second.key_id);
-    if (k != keys.end()) Authorize(caller, k->second, "DeleteAlias");
-    StoreOrFail(store->DeleteAlias(name));
+    if (k != keys.end()) RETURN_IF_ERROR(Authorize(in.caller, k->second, "DeleteAlias"));
+    RETURN_IF_ERROR(Stored(store->DeleteAlias(name)));
     aliases.erase(it);
     return json::object();
   }
 
-  json ListAliases(const json& req, const Caller& caller, std::string* key_id) {
+  StatusOr<json> ListAliases(const Invocation& in) {
     std::optional<std::string> filter;
-    if (auto ref = OptString(req, "KeyId")) {
-      CachedKey& k = Find(*ref, false);
-      *key_id = k.record.key_id;
-      Authorize(caller, k, "ListAliases");
-      filter = k.record.key_id;
+    ASSIGN_OR_RETURN(auto ref, OptString(in.req, "KeyId"));
+    if (ref) {
+      ASSIGN_OR_RETURN(CachedKey * k, Find(*ref, false));
+      *in.key_id = k->record.key_id;
+      RETURN_IF_ERROR(Authorize(in.caller, *k, "ListAliases"));
+      filter = k->record.key_id;
     }
     std::vector<json> all;
     for (auto& [name, a] : aliases) {
@@ -788,116 +878,138 @@ struct KmsService::Impl {
       all.push_back({{"AliasName", name}, {"AliasArn", AliasArn(name)}, {"TargetKeyId", a.key_id},
                      {"CreationDate", a.creation_date}, {"LastUpdatedDate", a.last_updated_date}});
     }
-    auto [page, next] = Page(all, req, 50);
-    json out = {{"Aliases", page}};
-    SetPage(out, next);
-    return out;
+    ASSIGN_OR_RETURN(auto page, Page(all, in.req, 50));
+    return PageOut("Aliases", std::move(page));
   }
 
-  json TagResource(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"), false);
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "TagResource");
-    RequireNotPendingDeletion(k);
-    auto tags = ReqTags(req);
-    if (tags.empty()) Validation("Tags is required");
-    StoreOrFail(store->TagResource(k.record.key_id, tags));
+  StatusOr<json> TagResource(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "TagResource"));
+    RETURN_IF_ERROR(RequireNotPendingDeletion(*k));
+    ASSIGN_OR_RETURN(auto tags, ReqTags(in.req));
+    if (tags.empty()) return Validation("Tags is required");
+    RETURN_IF_ERROR(Stored(store->TagResource(k->record.key_id, tags)));
     return json::object();
   }
 
-  json UntagResource(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"), false);
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "UntagResource");
-    RequireNotPendingDeletion(k);
-    const json* f = Field(req, "TagKeys");
-    if (f == nullptr || !f->is_array() || f->empty()) Validation("TagKeys must be a non-empty list");
+  StatusOr<json> UntagResource(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "UntagResource"));
+    RETURN_IF_ERROR(RequireNotPendingDeletion(*k));
+    const json* f = Field(in.req, "TagKeys");
+    if (f == nullptr || !f->is_array() || f->empty()) return Validation("TagKeys must be a non-empty list");
     std::vector<std::string> names;
     for (const json& t : *f) {
-      if (!t.is_string()) Fail("SerializationException", "TagKeys entries must be strings");
+      if (!t.is_string()) return Err(AwsError::kSerialization, "TagKeys entries must be strings");
       names.push_back(t.get<std::string>());
     }
-    StoreOrFail(store->UntagResource(k.record.key_id, names));
+    RETURN_IF_ERROR(Stored(store->UntagResource(k->record.key_id, names)));
     return json::object();
   }
 
-  json ListResourceTags(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"), false);
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "ListResourceTags");
-    auto tags = store->ListTags(k.record.key_id);
-    if (!tags.ok()) Fail("KMSInternalException", "the key store could not list tags", 500);
+  StatusOr<json> ListResourceTags(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "ListResourceTags"));
+    auto tags = store->ListTags(k->record.key_id);
+    if (!tags.ok()) return Err(AwsError::kInternal, "the key store could not list tags");
     std::vector<json> all;
     for (auto& t : *tags) all.push_back({{"TagKey", t.key}, {"TagValue", t.value}});
-    auto [page, next] = Page(all, req, 50);
-    json out = {{"Tags", page}};
-    SetPage(out, next);
-    return out;
+    ASSIGN_OR_RETURN(auto page, Page(all, in.req, 50));
+    return PageOut("Tags", std::move(page));
   }
 
-  static void CheckPolicyName(const json& req) {
-    auto name = OptString(req, "PolicyName").value_or("default");
-    if (name != "default") Fail("NotFoundException", "the only key policy name is \"default\"");
+  StatusOr<json> GetKeyPolicy(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "GetKeyPolicy"));
+    RETURN_IF_ERROR(CheckPolicyName(in.req));
+    return json{{"Policy", k->record.policy}, {"PolicyName", "default"}};
   }
 
-  json GetKeyPolicy(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"), false);
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "GetKeyPolicy");
-    CheckPolicyName(req);
-    return {{"Policy", k.record.policy}, {"PolicyName", "default"}};
-  }
-
-  json PutKeyPolicy(const json& req, const Caller& caller, std::string* key_id) {
-    CachedKey& k = Find(ReqString(req, "KeyId"), false);
-    *key_id = k.record.key_id;
-    Authorize(caller, k, "PutKeyPolicy");
-    RequireNotPendingDeletion(k);
-    CheckPolicyName(req);
-    std::string doc = ReqString(req, "Policy");
+  StatusOr<json> PutKeyPolicy(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "PutKeyPolicy"));
+    RETURN_IF_ERROR(RequireNotPendingDeletion(*k));
+    RETURN_IF_ERROR(CheckPolicyName(in.req));
+    ASSIGN_OR_RETURN(std::string doc, ReqString(in.req, "Policy"));
     auto policy = KeyPolicy::Parse(doc);
-    if (!policy.ok()) Fail("MalformedPolicyDocumentException", policy.status().message());
-    CachedKey probe{k.record, std::make_shared<const KeyPolicy>(std::move(policy).value()), {}};
-    if (!OptBool(req, "BypassPolicyLockoutSafetyCheck").value_or(false)) LockoutCheck(probe, caller);
-    store::KeyRecord r = k.record;
+    if (!policy.ok()) return Err(AwsError::kMalformedPolicyDocument, policy.status().message());
+    CachedKey probe{k->record, std::make_shared<const KeyPolicy>(std::move(policy).value()), {}};
+    ASSIGN_OR_RETURN(bool bypass, OptBool(in.req, "BypassPolicyLockoutSafetyCheck", false));
+    if (!bypass) RETURN_IF_ERROR(LockoutCheck(probe, in.caller));
+    store::KeyRecord r = k->record;
     r.policy = doc;
-    UpdateRecord(k, r);
-    k.policy = probe.policy;
+    RETURN_IF_ERROR(UpdateRecord(*k, r));
+    k->policy = probe.policy;
     return json::object();
   }
 };
 
-// ---- dispatch ----
+// ---- dispatch: one table ----
 
 namespace {
 
 enum class Lock { kShared, kExclusive };
 
-struct OperationInfo {
+struct Operation {
   std::string_view name;
+  // Reads of the cache share the lock; anything that changes keys, versions, aliases or
+  // policies takes it alone.
   Lock lock;
+  StatusOr<json> (KmsService::Impl::*run)(const Invocation&);
 };
 
-// Which lock each operation needs: reads of the cache share it; anything that changes keys,
-// versions, aliases or policies takes it alone.
-constexpr OperationInfo kOperations[] = {
-    {"CreateKey", Lock::kExclusive},        {"DescribeKey", Lock::kShared},
-    {"ListKeys", Lock::kShared},            {"CreateAlias", Lock::kExclusive},
-    {"UpdateAlias", Lock::kExclusive},      {"DeleteAlias", Lock::kExclusive},
-    {"ListAliases", Lock::kShared},         {"EnableKey", Lock::kExclusive},
-    {"DisableKey", Lock::kExclusive},       {"ScheduleKeyDeletion", Lock::kExclusive},
-    {"CancelKeyDeletion", Lock::kExclusive}, {"EnableKeyRotation", Lock::kExclusive},
-    {"DisableKeyRotation", Lock::kExclusive}, {"GetKeyRotationStatus", Lock::kShared},
-    {"RotateKeyOnDemand", Lock::kExclusive}, {"ListKeyRotations", Lock::kShared},
-    {"Encrypt", Lock::kShared},             {"Decrypt", Lock::kShared},
-    {"ReEncrypt", Lock::kShared},           {"GenerateDataKey", Lock::kShared},
-    {"GenerateDataKeyWithoutPlaintext", Lock::kShared}, {"GenerateRandom", Lock::kShared},
-    {"Sign", Lock::kShared},                {"Verify", Lock::kShared},
-    {"GetPublicKey", Lock::kShared},        {"GenerateMac", Lock::kShared},
-    {"VerifyMac", Lock::kShared},           {"TagResource", Lock::kShared},
-    {"UntagResource", Lock::kShared},       {"ListResourceTags", Lock::kShared},
-    {"GetKeyPolicy", Lock::kShared},        {"PutKeyPolicy", Lock::kExclusive},
+using I = KmsService::Impl;
+constexpr Operation kOperations[] = {
+    {"CreateKey", Lock::kExclusive, &I::CreateKey},
+    {"DescribeKey", Lock::kShared, &I::DescribeKey},
+    {"ListKeys", Lock::kShared, &I::ListKeys},
+    {"CreateAlias", Lock::kExclusive, &I::CreateAlias},
+    {"UpdateAlias", Lock::kExclusive, &I::UpdateAlias},
+    {"DeleteAlias", Lock::kExclusive, &I::DeleteAlias},
+    {"ListAliases", Lock::kShared, &I::ListAliases},
+    {"EnableKey", Lock::kExclusive, &I::EnableKey},
+    {"DisableKey", Lock::kExclusive, &I::DisableKey},
+    {"ScheduleKeyDeletion", Lock::kExclusive, &I::ScheduleKeyDeletion},
+    {"CancelKeyDeletion", Lock::kExclusive, &I::CancelKeyDeletion},
+    {"EnableKeyRotation", Lock::kExclusive, &I::EnableKeyRotation},
+    {"DisableKeyRotation", Lock::kExclusive, &I::DisableKeyRotation},
+    {"GetKeyRotationStatus", Lock::kShared, &I::GetKeyRotationStatus},
+    {"RotateKeyOnDemand", Lock::kExclusive, &I::RotateKeyOnDemand},
+    {"ListKeyRotations", Lock::kShared, &I::ListKeyRotations},
+    {"Encrypt", Lock::kShared, &I::Encrypt},
+    {"Decrypt", Lock::kShared, &I::Decrypt},
+    {"ReEncrypt", Lock::kShared, &I::ReEncrypt},
+    {"GenerateDataKey", Lock::kShared, &I::GenerateDataKeyWithPlaintext},
+    {"GenerateDataKeyWithoutPlaintext", Lock::kShared, &I::GenerateDataKeyWithoutPlaintext},
+    {"GenerateRandom", Lock::kShared, &I::GenerateRandom},
+    {"Sign", Lock::kShared, &I::Sign},
+    {"Verify", Lock::kShared, &I::Verify},
+    {"GetPublicKey", Lock::kShared, &I::GetPublicKey},
+    {"GenerateMac", Lock::kShared, &I::GenerateMac},
+    {"VerifyMac", Lock::kShared, &I::VerifyMac},
+    // Tags live in the store only (not in the cache), so tag changes share the lock.
+    {"TagResource", Lock::kShared, &I::TagResource},
+    {"UntagResource", Lock::kShared, &I::UntagResource},
+    {"ListResourceTags", Lock::kShared, &I::ListResourceTags},
+    {"GetKeyPolicy", Lock::kShared, &I::GetKeyPolicy},
+    {"PutKeyPolicy", Lock::kExclusive, &I::PutKeyPolicy},
 };
+
+const Operation* FindOperation(std::string_view name) {
+  for (const Operation& o : kOperations)
+    if (o.name == name) return &o;
+  return nullptr;
+}
+
+// Refusal turns a failed operation's Status into the AWS error the client sees. A Status without
+// an AwsError reason cannot come from a handler (each maps its failures); should one appear, it
+// is reported as KMSInternalException without its message.
+void Refusal(const Status& s, KmsOutcome* out) {
+  const AwsErrorInfo* info = InfoFor(static_cast<AwsError>(s.reason()));
+  out->error_type = info ? info->type : "KMSInternalException";
+  out->message = info ? s.message() : "internal error";
+  out->http_status = info ? info->http : 500;
+}
 
 }  // namespace
 
@@ -941,67 +1053,31 @@ Status KmsService::Load() {
 
 KmsOutcome KmsService::Execute(std::string_view operation, const json& req, const Caller& caller) {
   KmsOutcome out;
-  const OperationInfo* info = nullptr;
-  for (const auto& o : kOperations)
-    if (o.name == operation) info = &o;
-  if (info == nullptr) {
-    out.error_type = "UnknownOperationException";
-    out.message = "unknown operation";
-    out.http_status = 400;
+  const Operation* op = FindOperation(operation);
+  if (op == nullptr) {
+    Refusal(Err(AwsError::kUnknownOperation, "unknown operation"), &out);
+    return out;
+  }
+  if (!req.is_object()) {
+    Refusal(Err(AwsError::kSerialization, "the request body is not a JSON object"), &out);
     return out;
   }
   Impl& m = *impl_;
+  std::shared_lock<std::shared_mutex> shared(m.mu, std::defer_lock);
+  std::unique_lock<std::shared_mutex> exclusive(m.mu, std::defer_lock);
+  if (op->lock == Lock::kShared) shared.lock();
+  else exclusive.lock();
+  StatusOr<json> r = Status(ErrorCode::kInternal, "");
+  // The readers check every field's JSON type before reading it, so the json library should not
+  // throw; this guard keeps a library exception (e.g. a number out of range) from escaping the
+  // module as anything but the AWS error for a malformed request.
   try {
-    if (!req.is_object()) Fail("SerializationException", "the request body is not a JSON object");
-    std::shared_lock<std::shared_mutex> shared(m.mu, std::defer_lock);
-    std::unique_lock<std::shared_mutex> exclusive(m.mu, std::defer_lock);
-    if (info->lock == Lock::kShared) shared.lock();
-    else exclusive.lock();
-    std::string* id = &out.key_id;
-    std::string_view op = operation;
-    json r;
-    if (op == "CreateKey") r = m.CreateKey(req, caller, id);
-    else if (op == "DescribeKey") r = m.DescribeKey(req, caller, id);
-    else if (op == "ListKeys") r = m.ListKeys(req);
-    else if (op == "CreateAlias") r = m.CreateAlias(req, caller, id);
-    else if (op == "UpdateAlias") r = m.UpdateAlias(req, caller, id);
-    else if (op == "DeleteAlias") r = m.DeleteAlias(req, caller, id);
-    else if (op == "ListAliases") r = m.ListAliases(req, caller, id);
-    else if (op == "EnableKey") r = m.SetState(req, caller, id, true);
-    else if (op == "DisableKey") r = m.SetState(req, caller, id, false);
-    else if (op == "ScheduleKeyDeletion") r = m.ScheduleKeyDeletion(req, caller, id);
-    else if (op == "CancelKeyDeletion") r = m.CancelKeyDeletion(req, caller, id);
-    else if (op == "EnableKeyRotation") r = m.SetRotation(req, caller, id, true);
-    else if (op == "DisableKeyRotation") r = m.SetRotation(req, caller, id, false);
-    else if (op == "GetKeyRotationStatus") r = m.GetKeyRotationStatus(req, caller, id);
-    else if (op == "RotateKeyOnDemand") r = m.RotateKeyOnDemand(req, caller, id);
-    else if (op == "ListKeyRotations") r = m.ListKeyRotations(req, caller, id);
-    else if (op == "Encrypt") r = m.Encrypt(req, caller, id);
-    else if (op == "Decrypt") r = m.Decrypt(req, caller, id);
-    else if (op == "ReEncrypt") r = m.ReEncrypt(req, caller, id);
-    else if (op == "GenerateDataKey") r = m.GenerateDataKey(req, caller, id, true);
-    else if (op == "GenerateDataKeyWithoutPlaintext") r = m.GenerateDataKey(req, caller, id, false);
-    else if (op == "GenerateRandom") r = m.GenerateRandom(req);
-    else if (op == "Sign") r = m.Sign(req, caller, id);
-    else if (op == "Verify") r = m.Verify(req, caller, id);
-    else if (op == "GetPublicKey") r = m.GetPublicKey(req, caller, id);
-    else if (op == "GenerateMac") r = m.GenerateMac(req, caller, id);
-    else if (op == "VerifyMac") r = m.VerifyMac(req, caller, id);
-    else if (op == "TagResource") r = m.TagResource(req, caller, id);
-    else if (op == "UntagResource") r = m.UntagResource(req, caller, id);
-    else if (op == "ListResourceTags") r = m.ListResourceTags(req, caller, id);
-    else if (op == "GetKeyPolicy") r = m.GetKeyPolicy(req, caller, id);
-    else if (op == "PutKeyPolicy") r = m.PutKeyPolicy(req, caller, id);
-    out.response = std::move(r);
-  } catch (const ApiError& e) {
-    out.error_type = e.type;
-    out.message = e.message;
-    out.http_status = e.http_status;
+    r = (m.*(op->run))(Invocation{req, caller, &out.key_id});
   } catch (const json::exception&) {
-    out.error_type = "SerializationException";
-    out.message = "the request does not match the operation's shape";
-    out.http_status = 400;
+    r = Err(AwsError::kSerialization, "the request does not match the operation's shape");
   }
+  if (r.ok()) out.response = std::move(r).value();
+  else Refusal(r.status(), &out);
   return out;
 }
 
@@ -1018,11 +1094,8 @@ Status KmsService::RunMaintenance() {
     }
     if (k.record.key_state == "Enabled" && k.record.rotation_enabled && k.record.next_rotation_date &&
         *k.record.next_rotation_date <= now) {
-      try {
-        m.Rotate(k, "AUTOMATIC");
-      } catch (const ApiError& e) {
-        if (first.ok()) first = Unavailable("rotation of " + id + ": " + e.message);
-      }
+      Status s = m.Rotate(k, "AUTOMATIC");
+      if (!s.ok() && first.ok()) first = Unavailable("rotation of " + id + ": " + s.message());
     }
   }
   for (const std::string& id : expired) {
@@ -1044,6 +1117,16 @@ const CoreError* CoreErrorFor(ecall::Reason reason) {
   for (const CoreError& e : kCoreErrors)
     if (e.reason == reason) return &e;
   return nullptr;
+}
+
+const char* AwsErrorType(AwsError error) {
+  const AwsErrorInfo* i = InfoFor(error);
+  return i ? i->type : nullptr;
+}
+
+int AwsErrorHttpStatus(AwsError error) {
+  const AwsErrorInfo* i = InfoFor(error);
+  return i ? i->http : 0;
 }
 
 }  // namespace custos::kms

@@ -58,12 +58,42 @@ struct KmsOutcome {
   bool ok() const { return error_type.empty(); }
 };
 
+// AwsError is an AWS KMS exception an operation can answer. Inside the service a refusal is a
+// Status whose reason() is an AwsError; Execute turns it into the exception name and HTTP
+// status from one table (AwsErrorType, AwsErrorHttpStatus). Values are never reused.
+enum class AwsError : uint16_t {
+  kNone = 0,
+  kValidation = 1,
+  kSerialization = 2,
+  kNotFound = 3,
+  kAccessDenied = 4,
+  kNotAuthorized = 5,
+  kDisabled = 6,
+  kInvalidState = 7,
+  kInvalidKeyUsage = 8,
+  kUnsupportedOperation = 9,
+  kMalformedPolicyDocument = 10,
+  kInvalidCiphertext = 11,
+  kIncorrectKey = 12,
+  kInvalidSignature = 13,
+  kInvalidMac = 14,
+  kAlreadyExists = 15,
+  kLimitExceeded = 16,
+  kUnknownOperation = 17,
+  kDependencyTimeout = 18,
+  kInternal = 19,
+};
+inline constexpr uint16_t kMaxAwsError = 19;
+// AwsErrorType is the AWS exception name ("NotFoundException"), nullptr for kNone.
+const char* AwsErrorType(AwsError error);
+// AwsErrorHttpStatus is the HTTP status AWS answers it with (400, 500 or 503), 0 for kNone.
+int AwsErrorHttpStatus(AwsError error);
+
 // CoreError is the AWS error a core failure becomes, chosen by the core's reason.
 struct CoreError {
   ecall::Reason reason;
-  const char* type;     // AWS error type
+  AwsError error;
   const char* message;  // safe to show: fixed text, never the core's own message
-  int http;
 };
 // CoreErrorFor returns the table row for `reason`, or nullptr for kNone (then the error code
 // decides: kInvalidArgument -> ValidationException with the core's message, kUnavailable ->
@@ -91,8 +121,11 @@ class KmsService {
 
   const ServiceOptions& options() const { return options_; }
 
- private:
+ // Impl holds the cache and the operations (service.cc); public only so that the operations
+  // table there can name its handlers.
   struct Impl;
+
+ private:
   std::unique_ptr<Impl> impl_;
   ServiceOptions options_;
 };

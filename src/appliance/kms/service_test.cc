@@ -86,11 +86,28 @@ TEST(KmsCoreErrors, EveryCoreReasonHasAnAwsError) {
   for (uint16_t r = 1; r <= ecall::kMaxReason; ++r) {
     const CoreError* e = CoreErrorFor(static_cast<ecall::Reason>(r));
     ASSERT_NE(e, nullptr) << ecall::ReasonName(static_cast<ecall::Reason>(r)) << " has no AWS error";
-    EXPECT_THAT(std::string(e->type), ::testing::EndsWith("Exception"));
-    EXPECT_TRUE(e->http == 400 || e->http == 500 || e->http == 503) << e->type;
-    types.insert(e->type);
+    ASSERT_NE(AwsErrorType(e->error), nullptr);
+    types.insert(AwsErrorType(e->error));
   }
   EXPECT_GE(types.size(), 6u);
+}
+
+// Every AWS error the service can answer has a name and a status in the one table.
+TEST(KmsAwsErrors, EveryAwsErrorHasANameAndAStatus) {
+  EXPECT_EQ(AwsErrorType(AwsError::kNone), nullptr);
+  std::set<std::string> names;
+  for (uint16_t e = 1; e <= kMaxAwsError; ++e) {
+    const char* type = AwsErrorType(static_cast<AwsError>(e));
+    ASSERT_NE(type, nullptr) << "AwsError " << e << " has no row";
+    EXPECT_THAT(std::string(type), ::testing::EndsWith("Exception"));
+    int http = AwsErrorHttpStatus(static_cast<AwsError>(e));
+    EXPECT_TRUE(http == 400 || http == 500 || http == 503) << type;
+    names.insert(type);
+  }
+  EXPECT_EQ(names.size(), kMaxAwsError) << "two AwsErrors share a name";
+  EXPECT_STREQ(AwsErrorType(AwsError::kDependencyTimeout), "DependencyTimeoutException");
+  EXPECT_EQ(AwsErrorHttpStatus(AwsError::kDependencyTimeout), 503);
+  EXPECT_EQ(AwsErrorHttpStatus(AwsError::kInternal), 500);
 }
 
 TEST_F(KmsServiceTest, EncryptDecryptWithContextAndTheBlobNamesItsKey) {
