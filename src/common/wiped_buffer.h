@@ -7,25 +7,42 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
+#include "common/bytes.h"
 #include "common/secret.h"
 
 namespace custos {
 
 class WipedBuffer {
  public:
+  WipedBuffer() = default;
   explicit WipedBuffer(size_t size) : buf_(size) {}
+  // Takes `bytes` over (no copy is left behind: the vector's storage moves).
+  explicit WipedBuffer(Bytes&& bytes) : buf_(std::move(bytes)) {}
+  static WipedBuffer CopyOf(ByteSpan bytes) { return WipedBuffer(Bytes(bytes.begin(), bytes.end())); }
   ~WipedBuffer() { WipeBytes(buf_); }
   WipedBuffer(const WipedBuffer&) = delete;
   WipedBuffer& operator=(const WipedBuffer&) = delete;
+  WipedBuffer(WipedBuffer&& other) noexcept : buf_(std::move(other.buf_)) { other.buf_.clear(); }
+  WipedBuffer& operator=(WipedBuffer&& other) noexcept {
+    if (this != &other) {
+      WipeBytes(buf_);
+      buf_ = std::move(other.buf_);
+      other.buf_.clear();
+    }
+    return *this;
+  }
 
   uint8_t* data() { return buf_.data(); }
   size_t size() const { return buf_.size(); }
+  bool empty() const { return buf_.empty(); }
   std::span<uint8_t> span(size_t offset, size_t n) { return {buf_.data() + offset, n}; }
+  ByteSpan view() const { return buf_; }
 
  private:
-  std::vector<uint8_t> buf_;
+  Bytes buf_;
 };
 
 }  // namespace custos

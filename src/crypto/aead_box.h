@@ -1,7 +1,7 @@
 // Boxes: AES-256-GCM under a fresh random 96-bit nonce, framed as
 //   box = nonce (12) || ciphertext || tag (16)
 // — the one place custos writes that framing (the core's wrapping of key material and access
-// secrets). With random nonces one key must seal fewer than 2^32 boxes (NIST SP 800-38D, 8.3);
+// secrets, a keeper's sealed state file). With random nonces one key must seal fewer than 2^32 boxes (NIST SP 800-38D, 8.3);
 // every user derives or draws a key per purpose far below that.
 #pragma once
 

@@ -1,5 +1,10 @@
 #include "appliance/ecall/ecall.h"
 
+#include <array>
+#include <tuple>
+
+#include "appliance/ecall/calls.h"
+
 #include "common/file.h"
 #include "common/secret.h"
 
@@ -22,35 +27,23 @@ struct CallInfo {
   int args;
 };
 
-// The dispatch table: the only place that says which calls exist and their arity.
-constexpr CallInfo kCalls[] = {
-    {Call::kHello, "hello", 0},
-    {Call::kLoad, "load", 4},
-    {Call::kInit, "init", 0},
-    {Call::kStatus, "status", 1},
-    {Call::kSigmaRespond, "sigma-respond", 1},
-    {Call::kSigmaFinish, "sigma-finish", 2},
-    {Call::kRecord, "record", 2},
-    {Call::kJoinStart, "join-start", 0},
-    {Call::kJoinFinish, "join-finish", 3},
-    {Call::kJoinComplete, "join-complete", 2},
-    {Call::kPing, "ping", 1},
-    {Call::kCustodyUpdate, "custody-update", 1},
-    {Call::kOriginRebind, "origin-rebind", 0},
-    {Call::kKmsCreateKey, "kms-create-key", 3},
-    {Call::kKmsEncrypt, "kms-encrypt", 3},
-    {Call::kKmsDecrypt, "kms-decrypt", 3},
-    {Call::kKmsReEncrypt, "kms-re-encrypt", 5},
-    {Call::kKmsGenerateDataKey, "kms-generate-data-key", 4},
-    {Call::kKmsGenerateRandom, "kms-generate-random", 1},
-    {Call::kKmsSign, "kms-sign", 3},
-    {Call::kKmsVerify, "kms-verify", 4},
-    {Call::kKmsGenerateMac, "kms-generate-mac", 2},
-    {Call::kKmsVerifyMac, "kms-verify-mac", 3},
-    {Call::kKmsNewAccessSecret, "kms-new-access-secret", 1},
-    {Call::kKmsOpenAccessSecret, "kms-open-access-secret", 2},
-    {Call::kAuditAppend, "audit-append", 2},
-};
+// The table of names and arities, built from the declarations in calls.h (the one place that
+// says which calls exist and what they carry).
+template <typename... C>
+constexpr std::array<CallInfo, sizeof...(C)> TableOf(std::tuple<C...>*) {
+  return {CallInfo{C::kCall, C::kName, static_cast<int>(FieldCount<typename C::Args>())}...};
+}
+constexpr auto kCalls = TableOf(static_cast<AllCalls*>(nullptr));
+
+constexpr bool DistinctCalls() {
+  for (size_t i = 0; i < kCalls.size(); ++i)
+    for (size_t j = i + 1; j < kCalls.size(); ++j)
+      if (kCalls[i].call == kCalls[j].call || kCalls[i].name == kCalls[j].name) return false;
+  return true;
+}
+static_assert(DistinctCalls(), "two declarations in calls.h share a wire value or a name");
+static_assert(kCalls.size() <= 64);
+static_assert(FieldCount<KmsReEncrypt::Args>() <= kMaxArgs, "more arguments than a request may carry");
 
 const CallInfo* Find(Call call) {
   for (const CallInfo& c : kCalls)

@@ -1,7 +1,7 @@
 // The one call interface between the untrusted host (src/appliance/host/) and the trusted core
 // (src/appliance/enclave/): DESIGN.md "Attested appliance", docs/protocol.md "Host-enclave calls".
-// Everything the host may ask the enclave is listed in `Call` below, with its arguments and
-// results; nothing else crosses the boundary. One call per request (never per primitive).
+// Everything the host may ask the enclave is declared in calls.h; nothing else crosses the
+// boundary. One call per request (never per primitive).
 //
 // Wire format (all integers big-endian; var(b) = u32 length || b):
 //   frame    = u32 length || payload                          (length <= kMaxFrameSize)
@@ -16,72 +16,10 @@
 // handshake messages and SIGMA records (encrypted under keys only the enclave and one keeper
 // hold), evidence, public status. The root key and master-key material never cross in clear.
 //
-// Each call, with its arguments -> results:
-//   kHello()                          -> [tee name, pk_E (33), measurement, info json]
-//        Identity of this enclave instance. pk_E is fresh per process start.
-//   kLoad(custody json, envelope, origin file, collateral json) -> []
-//        Once, first: the custody descriptor (verified inside), the stored envelope and the
-//        origin file (sigma/release.h EnvelopeOrigin: the evidence of the enclave that made it;
-//        both empty when the appliance was never initialised), and DCAP collateral for that
-//        evidence (empty for sim). The origin evidence must verify and satisfy the origin
-//        policy; whether it names this envelope and root key is checked once the root key is
-//        known. The enclave starts sealed.
-//   kInit()                           -> [envelope, origin file]
-//        Generates the root key and returns its envelope and the origin file (evidence binding
-//        the envelope, the joint public key Y and the root key id) for the host to store.
-//        Refused when an envelope exists. The enclave is unsealed afterwards.
-//   kStatus(nonce: empty or 32 bytes) -> [status json, evidence]
-//        Public state; with a nonce, also fresh evidence whose report_data binds pk_E, the
-//        custody fingerprint and the nonce (docs/protocol.md "Status evidence"); with an empty
-//        nonce the evidence result is empty (the host's own state checks).
-//   kSigmaRespond(message1)           -> [session id (16), message2]
-//   kSigmaFinish(session id, message3)-> [record]   first enclave->peer record (may be empty)
-//   kRecord(session id, record)       -> [record]   the enclave's answer record
-//        A keeper's (or a joining enclave's) SIGMA session; records are sigma/release.h.
-//   kJoinStart()                      -> [handle (16), message1]
-//   kJoinFinish(handle, message2, collateral json or empty) -> [message3, record]
-//   kJoinComplete(handle, record)     -> [envelope, origin file]
-//        This enclave joins a cluster through an unsealed peer (it is the SIGMA initiator).
-//   kPing(payload)                    -> [payload]
-//        Echo, for liveness checks and for measuring the cost of one call.
-//   kCustodyUpdate(custody json)      -> [fingerprint (32)]
-//        Adopts a newer custody descriptor after a reshare: it must verify, have the same
-//        joint public key Y and a higher epoch (the same descriptor again is a no-op). The
-//        root key, if present, stays; partials and SIGMA sessions in progress are dropped.
-//   kOriginRebind()                   -> [origin file]
-//        Needs an unsealed core with an envelope. Legacy origin evidence (bound to a custody
-//        fingerprint, which a reshare changes) is replaced by evidence bound to Y; the host
-//        stores the returned file. Evidence already bound to Y is returned unchanged.
-//
-// KMS calls (ecall/kms_calls.h has the encodings; docs/protocol.md "KMS calls"). Every one
-// needs an unsealed core (kFailedPrecondition "enclave: sealed" otherwise). `ref` is an
-// encoded KeyRef, `ctx` an encoded EncryptionContext, `n` a u32 (U32Arg).
-//   kKmsCreateKey(key id, version u32, spec) -> [wrapped material, public key]
-//        Draws new key material for one version and returns it wrapped under the root key;
-//        the public key (SubjectPublicKeyInfo DER) for ECC_NIST_P256, empty otherwise.
-//   kKmsEncrypt(ref, plaintext, ctx)  -> [ciphertext blob]        SYMMETRIC_DEFAULT only
-//   kKmsDecrypt(ref, blob, ctx)       -> [plaintext]
-//        The blob must name ref's key id and version (kInvalidArgument "kms: ciphertext names
-//        another key"); a wrong context or tampered blob is kIntegrity.
-//   kKmsReEncrypt(src ref, blob, src ctx, dst ref, dst ctx) -> [ciphertext blob]
-//   kKmsGenerateDataKey(ref, n, ctx, with_plaintext u8) -> [blob, plaintext or empty]
-//   kKmsGenerateRandom(n)             -> [bytes]
-//   kKmsSign(ref, message, type "RAW"|"DIGEST") -> [DER ECDSA signature]   ECC_NIST_P256
-//   kKmsVerify(ref, message, type, DER signature) -> []    kIntegrity if it does not verify
-//   kKmsGenerateMac(ref, message)     -> [mac (32)]                           HMAC_256
-//   kKmsVerifyMac(ref, message, mac)  -> []                kIntegrity if it does not verify
-//   kKmsNewAccessSecret(access key id) -> [secret access key (40 chars), wrapped secret]
-//   kKmsOpenAccessSecret(access key id, wrapped secret) -> [secret access key]
-//        SigV4 secrets: the host verifies request signatures, so it receives the secret in
-//        clear (docs/threat-model.md); at rest it is only stored wrapped under the root key.
-//   kAuditAppend(anchor, entries)     -> [head, signature]
-//        Extends the audit hash chain (audit/chain.h) with entries (u32 count || var(entry)*)
-//        and signs the new head with the audit key derived from the root key. anchor is empty
-//        for the first append of an empty log, else the stored head (u64 seq || hash 32) ||
-//        its signature (64): the core accepts it if it equals the head it last signed or, on
-//        the first append since start, if its signature verifies under the audit key.
-//        head = u64 seq || hash (32). The audit public key is in kStatus's JSON
-//        ("audit_public_key", hex SEC1 compressed) once unsealed.
+// The calls, with their typed arguments and results, are declared once, in calls.h; what each
+// does, the checks it makes and its errors are in docs/protocol.md "Host-enclave calls" and "KMS
+// calls" (a test checks that table against the declarations). The enum below gives the wire
+// values only.
 #pragma once
 
 #include <cstdint>

@@ -4,7 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
+#include <regex>
+#include <sstream>
 #include <thread>
+
+#include "appliance/ecall/calls.h"
 
 #include "gmock/gmock.h"
 #include "tests/testing/testing.h"
@@ -153,6 +158,97 @@ TEST(Ecall, FrameReaderKeepsNoCopyOfReturnedFrames) {
   EXPECT_EQ(count(reader.buffer_for_testing(), 0xC3), 0);
   close(sv[0]);
   close(sv[1]);
+}
+
+// ---- calls.h: the one declaration of each call ----
+
+// Typed arguments and results survive the positional wire form, and a field that does not
+// decode is named.
+TEST(EcallCalls, TypedFieldsRoundTripAndBadFieldsAreNamed) {
+  KmsGenerateDataKey::Args a{KeyRef{"k1", 3, std::string(kSpecSymmetric), Bytes{1, 2, 3}}, 32, {{"tenant", "a"}}, true};
+  std::vector<Bytes> wire = EncodeFields(a);
+  ASSERT_EQ(wire.size(), 4u);
+  EXPECT_EQ(static_cast<int>(wire.size()), ArgCount(KmsGenerateDataKey::kCall));
+  auto back = DecodeFields<KmsGenerateDataKey::Args>(wire, KmsGenerateDataKey::kName);
+  ASSERT_OK(back.status());
+  EXPECT_EQ(back->ref.key_id, "k1");
+  EXPECT_EQ(back->ref.version, 3u);
+  EXPECT_EQ(back->bytes, 32u);
+  EXPECT_EQ(back->context.at("tenant"), "a");
+  EXPECT_TRUE(back->with_plaintext);
+
+  wire[3] = Bytes{2};
+  auto bad = DecodeFields<KmsGenerateDataKey::Args>(wire, KmsGenerateDataKey::kName);
+  EXPECT_EQ(bad.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), ::testing::HasSubstr("ecall kms-generate-data-key: with_plaintext: must be one byte"));
+  wire[3] = Bytes{1};
+  wire[1] = Bytes{0, 32};
+  EXPECT_THAT(DecodeFields<KmsGenerateDataKey::Args>(wire, KmsGenerateDataKey::kName).status().message(),
+              ::testing::HasSubstr("bytes: must be a 4-byte integer"));
+  wire.pop_back();
+  EXPECT_THAT(DecodeFields<KmsGenerateDataKey::Args>(wire, KmsGenerateDataKey::kName).status().message(),
+              ::testing::HasSubstr("3 fields, expected 4"));
+
+  // Invoke: typed in, typed out, over any positional transport.
+  int calls = 0;
+  auto echo = [&](Call call, std::vector<Bytes> args) -> StatusOr<std::vector<Bytes>> {
+    ++calls;
+    EXPECT_EQ(call, Call::kPing);
+    return args;
+  };
+  auto pong = Invoke<Ping>(echo, {Bytes{7, 8}});
+  ASSERT_OK(pong.status());
+  EXPECT_EQ(pong->payload, (Bytes{7, 8}));
+  auto refuse = [](Call, std::vector<Bytes>) -> StatusOr<std::vector<Bytes>> {
+    return FailedPrecondition("enclave: sealed").WithReason(Reason::kSealed);
+  };
+  auto sealed = Invoke<KmsGenerateRandom>(refuse, {16});
+  EXPECT_EQ(sealed.status().reason(), static_cast<uint16_t>(Reason::kSealed));
+  EXPECT_EQ(calls, 1);
+}
+
+// The docs follow from the declarations: docs/protocol.md has a table row for every call with
+// its wire value and name, and the KMS table names each call's arguments and results as
+// calls.h does ("a, b (note) → c, d").
+template <typename C>
+void ExpectDocumented(const std::string& doc) {
+  std::string row = "| " + std::to_string(static_cast<int>(C::kCall)) + " | `" + std::string(C::kName) + "` |";
+  size_t at = doc.find(row);
+  ASSERT_NE(at, std::string::npos) << "docs/protocol.md has no row " << row;
+  if (C::kCall < Call::kKmsCreateKey) return;  // the system calls' table describes fields in prose
+  size_t start = at + row.size();
+  std::string cell = doc.substr(start, doc.find('|', start) - start);
+  // Drop parenthesised notes, then compare the names on each side of the arrow.
+  cell = std::regex_replace(cell, std::regex("\\([^)]*\\)"), "");
+  size_t arrow = cell.find("→");
+  ASSERT_NE(arrow, std::string::npos) << row;
+  auto names = [](std::string side) {
+    std::string out;
+    std::stringstream in(side);
+    for (std::string item; std::getline(in, item, ',');) {
+      item.erase(0, item.find_first_not_of(" "));
+      item.erase(item.find_last_not_of(" ") + 1);
+      if (item.empty() || item == "—") continue;
+      out += (out.empty() ? "" : ", ") + item;
+    }
+    return out;
+  };
+  EXPECT_EQ(names(cell.substr(0, arrow)), std::string(C::Args::kFieldNames)) << row;
+  EXPECT_EQ(names(cell.substr(arrow + std::string("→").size())), std::string(C::Result::kFieldNames)) << row;
+}
+
+template <typename... C>
+void ExpectAllDocumented(const std::string& doc, std::tuple<C...>*) {
+  (ExpectDocumented<C>(doc), ...);
+}
+
+TEST(EcallCalls, ProtocolDocsListEveryDeclaredCall) {
+  std::ifstream in(std::string(CUSTOS_SOURCE_DIR) + "/docs/protocol.md");
+  ASSERT_TRUE(in.good());
+  std::stringstream doc;
+  doc << in.rdbuf();
+  ExpectAllDocumented(doc.str(), static_cast<AllCalls*>(nullptr));
+  EXPECT_EQ(std::tuple_size_v<AllCalls>, 26u);
 }
 
 }  // namespace

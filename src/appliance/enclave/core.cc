@@ -67,27 +67,23 @@ Bytes EnclaveCore::Handle(ByteSpan request_payload) {
 
 ecall::Response EnclaveCore::Dispatch(const ecall::Request& r) {
   using Route = Results (*)(EnclaveCore&, const ecall::Request&);
-  // The core's handlers, one row per call (ecall.cc's kCalls says each call's name and arity,
-  // checked when the request was decoded, so a row may index its arguments). The KMS calls go
-  // to KmsOperations' own table once unsealed.
+  // The core's handlers, one row per call: ecall::Serve decodes the call's typed arguments
+  // (calls.h), runs the handler and encodes its typed result. The KMS calls go to
+  // KmsOperations' own table once unsealed.
   static constexpr std::pair<ecall::Call, Route> kRoutes[] = {
-      {ecall::Call::kHello, [](EnclaveCore& c, const ecall::Request&) { return c.Hello(); }},
-      {ecall::Call::kLoad,
-       [](EnclaveCore& c, const ecall::Request& q) { return c.Load(q.args[0], q.args[1], q.args[2], q.args[3]); }},
-      {ecall::Call::kInit, [](EnclaveCore& c, const ecall::Request&) { return c.Init(); }},
-      {ecall::Call::kStatus, [](EnclaveCore& c, const ecall::Request& q) { return c.StatusCall(q.args[0]); }},
-      {ecall::Call::kSigmaRespond, [](EnclaveCore& c, const ecall::Request& q) { return c.SigmaRespond(q.args[0]); }},
-      {ecall::Call::kSigmaFinish,
-       [](EnclaveCore& c, const ecall::Request& q) { return c.SigmaFinish(q.args[0], q.args[1]); }},
-      {ecall::Call::kRecord, [](EnclaveCore& c, const ecall::Request& q) { return c.Record(q.args[0], q.args[1]); }},
-      {ecall::Call::kJoinStart, [](EnclaveCore& c, const ecall::Request&) { return c.JoinStart(); }},
-      {ecall::Call::kJoinFinish,
-       [](EnclaveCore& c, const ecall::Request& q) { return c.JoinFinish(q.args[0], q.args[1], q.args[2]); }},
-      {ecall::Call::kJoinComplete,
-       [](EnclaveCore& c, const ecall::Request& q) { return c.JoinComplete(q.args[0], q.args[1]); }},
-      {ecall::Call::kPing, [](EnclaveCore&, const ecall::Request& q) { return Results(std::vector<Bytes>{q.args[0]}); }},
-      {ecall::Call::kCustodyUpdate, [](EnclaveCore& c, const ecall::Request& q) { return c.CustodyUpdate(q.args[0]); }},
-      {ecall::Call::kOriginRebind, [](EnclaveCore& c, const ecall::Request&) { return c.OriginRebind(); }},
+      {ecall::Hello::kCall, &Row<ecall::Hello, &EnclaveCore::Hello>},
+      {ecall::Load::kCall, &Row<ecall::Load, &EnclaveCore::Load>},
+      {ecall::Init::kCall, &Row<ecall::Init, &EnclaveCore::Init>},
+      {ecall::StatusQuery::kCall, &Row<ecall::StatusQuery, &EnclaveCore::StatusCall>},
+      {ecall::SigmaRespond::kCall, &Row<ecall::SigmaRespond, &EnclaveCore::SigmaRespond>},
+      {ecall::SigmaFinish::kCall, &Row<ecall::SigmaFinish, &EnclaveCore::SigmaFinish>},
+      {ecall::Record::kCall, &Row<ecall::Record, &EnclaveCore::Record>},
+      {ecall::JoinStart::kCall, &Row<ecall::JoinStart, &EnclaveCore::JoinStart>},
+      {ecall::JoinFinish::kCall, &Row<ecall::JoinFinish, &EnclaveCore::JoinFinish>},
+      {ecall::JoinComplete::kCall, &Row<ecall::JoinComplete, &EnclaveCore::JoinComplete>},
+      {ecall::Ping::kCall, &Row<ecall::Ping, &EnclaveCore::Ping>},
+      {ecall::CustodyUpdate::kCall, &Row<ecall::CustodyUpdate, &EnclaveCore::CustodyUpdate>},
+      {ecall::OriginRebind::kCall, &Row<ecall::OriginRebind, &EnclaveCore::OriginRebind>},
       {ecall::Call::kKmsCreateKey, &KmsRoute},
       {ecall::Call::kKmsEncrypt, &KmsRoute},
       {ecall::Call::kKmsDecrypt, &KmsRoute},
@@ -111,6 +107,8 @@ ecall::Response EnclaveCore::Dispatch(const ecall::Request& r) {
   return resp;
 }
 
+StatusOr<ecall::Ping::Result> EnclaveCore::Ping(const ecall::Ping::Args& a) { return ecall::Ping::Result{a.payload}; }
+
 EnclaveCore::Results EnclaveCore::KmsRoute(EnclaveCore& core, const ecall::Request& request) {
   return core.Kms(request);
 }
@@ -129,13 +127,14 @@ Status EnclaveCore::AdoptRoot(SecretBytes root) {
 
 // ---- identity, custody, envelope ----
 
-EnclaveCore::Results EnclaveCore::Hello() {
+StatusOr<ecall::Hello::Result> EnclaveCore::Hello(const ecall::Hello::Args&) {
+
   json info = {{"interface_version", ecall::kVersion},
                {"tee", std::string(options_.tee->name())},
                {"debug", self_.debug},
                {"lockdown", options_.lockdown}};
-  return std::vector<Bytes>{ToBytes(options_.tee->name()), identity_.verifying_key().Encode(),
-                            self_.measurement, ToBytes(info.dump())};
+  return ecall::Hello::Result{std::string(options_.tee->name()), identity_.verifying_key().Encode(),
+                             self_.measurement, info.dump()};
 }
 
 Status EnclaveCore::RequireLoaded() const {
@@ -198,8 +197,9 @@ void EnclaveCore::RememberCustody(const custody::CustodyDescriptor& c) {
   }
 }
 
-EnclaveCore::Results EnclaveCore::Load(ByteSpan custody_json, ByteSpan envelope, ByteSpan origin_evidence,
-                                       ByteSpan collateral) {
+StatusOr<ecall::Load::Result> EnclaveCore::Load(const ecall::Load::Args& a) {
+  ByteSpan custody_json = a.custody, envelope = a.envelope, origin_evidence = a.origin, collateral = a.collateral;
+
   if (custody_) return FailedPrecondition("enclave: custody already loaded");
   ASSIGN_OR_RETURN(custody::CustodyDescriptor c, custody::CustodyDescriptor::Parse(ToString(custody_json)));
   RETURN_IF_ERROR(c.Verify().WithContext("enclave: custody.json"));
@@ -224,10 +224,11 @@ EnclaveCore::Results EnclaveCore::Load(ByteSpan custody_json, ByteSpan envelope,
     origin_report_data_ = origin.report_data;
   }
   RememberCustody(*custody_);
-  return std::vector<Bytes>{};
+  return ecall::Load::Result{};
 }
 
-EnclaveCore::Results EnclaveCore::Init() {
+StatusOr<ecall::Init::Result> EnclaveCore::Init(const ecall::Init::Args&) {
+
   RETURN_IF_ERROR(RequireLoaded());
   if (!envelope_.empty()) return FailedPrecondition("enclave: already initialised (an envelope exists)");
   SecretBytes root = crypto::RandomSecret(sigma::kRootKeySize);
@@ -239,10 +240,11 @@ EnclaveCore::Results EnclaveCore::Init() {
   origin_ = sigma::EnvelopeOrigin{sigma::OriginBinding::kJointKey, evidence};
   origin_report_data_ = origin_rd;
   RETURN_IF_ERROR(AdoptRoot(std::move(root)));
-  return std::vector<Bytes>{envelope, origin_.Encode()};
+  return ecall::Init::Result{envelope, origin_.Encode()};
 }
 
-EnclaveCore::Results EnclaveCore::OriginRebind() {
+StatusOr<ecall::OriginRebind::Result> EnclaveCore::OriginRebind(const ecall::OriginRebind::Args&) {
+
   RETURN_IF_ERROR(RequireLoaded());
   if (envelope_.empty()) return FailedPrecondition("enclave: not initialised (no envelope)");
   if (sealed()) return FailedPrecondition("enclave: sealed: the origin evidence is re-bound once the root key is here");
@@ -255,10 +257,12 @@ EnclaveCore::Results EnclaveCore::OriginRebind() {
     origin_ = sigma::EnvelopeOrigin{sigma::OriginBinding::kJointKey, evidence};
     origin_report_data_ = rd;
   }
-  return std::vector<Bytes>{origin_.Encode()};
+  return ecall::OriginRebind::Result{origin_.Encode()};
 }
 
-EnclaveCore::Results EnclaveCore::CustodyUpdate(ByteSpan custody_json) {
+StatusOr<ecall::CustodyUpdate::Result> EnclaveCore::CustodyUpdate(const ecall::CustodyUpdate::Args& a) {
+  ByteSpan custody_json = a.custody;
+
   RETURN_IF_ERROR(RequireLoaded());
   ASSIGN_OR_RETURN(custody::CustodyDescriptor c, custody::CustodyDescriptor::Parse(ToString(custody_json)));
   RETURN_IF_ERROR(c.Verify().WithContext("enclave: custody update"));
@@ -267,7 +271,7 @@ EnclaveCore::Results EnclaveCore::CustodyUpdate(ByteSpan custody_json) {
         "enclave: custody update has another joint public key: it is not a reshare of the custody "
         "this node serves");
   Bytes fp = c.Fingerprint();
-  if (fp == custody_fp_) return std::vector<Bytes>{fp};
+  if (fp == custody_fp_) return ecall::CustodyUpdate::Result{fp};
   if (c.epoch <= custody_->epoch)
     return FailedPrecondition("enclave: custody update is not newer: epoch " + std::to_string(c.epoch) +
                               ", this node serves epoch " + std::to_string(custody_->epoch));
@@ -280,10 +284,12 @@ EnclaveCore::Results EnclaveCore::CustodyUpdate(ByteSpan custody_json) {
   contributions_.clear();
   sessions_.clear();
   joins_.clear();
-  return std::vector<Bytes>{fp};
+  return ecall::CustodyUpdate::Result{fp};
 }
 
-EnclaveCore::Results EnclaveCore::StatusCall(ByteSpan nonce) {
+StatusOr<ecall::StatusQuery::Result> EnclaveCore::StatusCall(const ecall::StatusQuery::Args& a) {
+  ByteSpan nonce = a.nonce;
+
   if (!nonce.empty() && nonce.size() != 32) return InvalidArgument("enclave: status nonce must be 32 bytes");
   json s = {{"tee", std::string(options_.tee->name())},
             {"enclave_key", HexEncode(identity_.verifying_key().Encode())},
@@ -318,7 +324,7 @@ EnclaveCore::Results EnclaveCore::StatusCall(ByteSpan nonce) {
     s["report_data"] = HexEncode(report_data);
     ASSIGN_OR_RETURN(evidence, options_.tee->Evidence(sigma::ReportDataField(report_data)));
   }
-  return std::vector<Bytes>{ToBytes(s.dump()), evidence};
+  return ecall::StatusQuery::Result{s.dump(), evidence};
 }
 
 // ---- keepers and joining peers: this enclave is the SIGMA responder ----
@@ -336,7 +342,9 @@ Status EnclaveCore::AuthorizePeer(std::string_view id, const crypto::VerifyingKe
   return Status::Ok();
 }
 
-EnclaveCore::Results EnclaveCore::SigmaRespond(ByteSpan message1) {
+StatusOr<ecall::SigmaRespond::Result> EnclaveCore::SigmaRespond(const ecall::SigmaRespond::Args& a) {
+  ByteSpan message1 = a.message1;
+
   RETURN_IF_ERROR(RequireLoaded());
   auto s = std::make_unique<Session>();
   s->order = ++session_counter_;
@@ -365,10 +373,12 @@ EnclaveCore::Results EnclaveCore::SigmaRespond(ByteSpan message1) {
   }
   if (pending >= kMaxSessions && oldest != sessions_.end()) sessions_.erase(oldest);
   sessions_[HexEncode(id)] = std::move(s);
-  return std::vector<Bytes>{id, message2};
+  return ecall::SigmaRespond::Result{id, message2};
 }
 
-EnclaveCore::Results EnclaveCore::SigmaFinish(ByteSpan session_id, ByteSpan message3) {
+StatusOr<ecall::SigmaFinish::Result> EnclaveCore::SigmaFinish(const ecall::SigmaFinish::Args& a) {
+  ByteSpan session_id = a.session, message3 = a.message3;
+
   auto it = sessions_.find(HexEncode(session_id));
   if (it == sessions_.end()) return NotFound("enclave: no such SIGMA session (finished, expired or never opened)");
   Session& s = *it->second;
@@ -387,7 +397,7 @@ EnclaveCore::Results EnclaveCore::SigmaFinish(ByteSpan session_id, ByteSpan mess
     if (other != it && other->second->channel && other->second->peer_id == s.peer_id) other = sessions_.erase(other);
     else ++other;
   }
-  if (s.peer_id == sigma::kJoinPeerId) return std::vector<Bytes>{Bytes{}};
+  if (s.peer_id == sigma::kJoinPeerId) return ecall::SigmaFinish::Result{Bytes{}};
   // A keeper: ask for its partial, or tell it there is nothing to do.
   Bytes plaintext;
   if (!sealed() || contributions_.count(s.peer_id)) {
@@ -405,10 +415,12 @@ EnclaveCore::Results EnclaveCore::SigmaFinish(ByteSpan session_id, ByteSpan mess
   }
   ASSIGN_OR_RETURN(Bytes record, s.channel->Seal(plaintext));
   if (!sealed() || contributions_.count(s.peer_id)) sessions_.erase(it);
-  return std::vector<Bytes>{record};
+  return ecall::SigmaFinish::Result{record};
 }
 
-EnclaveCore::Results EnclaveCore::Record(ByteSpan session_id, ByteSpan record) {
+StatusOr<ecall::Record::Result> EnclaveCore::Record(const ecall::Record::Args& a) {
+  ByteSpan session_id = a.session, record = a.record;
+
   auto it = sessions_.find(HexEncode(session_id));
   if (it == sessions_.end()) return NotFound("enclave: no such SIGMA session (finished, expired or never opened)");
   Session& s = *it->second;
@@ -419,11 +431,11 @@ EnclaveCore::Results EnclaveCore::Record(ByteSpan session_id, ByteSpan record) {
   if (s.peer_id == sigma::kJoinPeerId) {
     ASSIGN_OR_RETURN(Bytes plaintext, s.channel->Open(record));
     ASSIGN_OR_RETURN(Bytes answer, OnJoinRequest(s, plaintext));
-    return std::vector<Bytes>{answer};
+    return ecall::Record::Result{answer};
   }
   ASSIGN_OR_RETURN(Bytes plaintext, s.channel->Open(record));
   ASSIGN_OR_RETURN(Bytes answer, OnPartial(s, plaintext));
-  return std::vector<Bytes>{answer};
+  return ecall::Record::Result{answer};
 }
 
 Bytes EnclaveCore::ProgressRecord() const {
@@ -517,7 +529,8 @@ StatusOr<Bytes> EnclaveCore::OnJoinRequest(Session& s, ByteSpan plaintext) {
 
 // ---- joining a cluster: this enclave is the SIGMA initiator ----
 
-EnclaveCore::Results EnclaveCore::JoinStart() {
+StatusOr<ecall::JoinStart::Result> EnclaveCore::JoinStart(const ecall::JoinStart::Args&) {
+
   RETURN_IF_ERROR(RequireLoaded());
   if (!sealed()) return FailedPrecondition("enclave: already unsealed; nothing to join");
   auto j = std::make_unique<Join>();
@@ -539,10 +552,12 @@ EnclaveCore::Results EnclaveCore::JoinStart() {
     joins_.erase(oldest);
   }
   joins_[HexEncode(handle)] = std::move(j);
-  return std::vector<Bytes>{handle, message1};
+  return ecall::JoinStart::Result{handle, message1};
 }
 
-EnclaveCore::Results EnclaveCore::JoinFinish(ByteSpan handle, ByteSpan message2, ByteSpan collateral) {
+StatusOr<ecall::JoinFinish::Result> EnclaveCore::JoinFinish(const ecall::JoinFinish::Args& a) {
+  ByteSpan handle = a.handle, message2 = a.message2, collateral = a.collateral;
+
   auto it = joins_.find(HexEncode(handle));
   if (it == joins_.end()) return NotFound("enclave: no such join in progress");
   Join& j = *it->second;
@@ -559,10 +574,12 @@ EnclaveCore::Results EnclaveCore::JoinFinish(ByteSpan handle, ByteSpan message2,
   ASSIGN_OR_RETURN(Bytes evidence, options_.tee->Evidence(sigma::ReportDataField(rd)));
   sigma::JoinRequest req{evidence, Bytes(collateral.begin(), collateral.end())};
   ASSIGN_OR_RETURN(Bytes record, j.channel->Seal(req.Encode()));
-  return std::vector<Bytes>{done->message3, record};
+  return ecall::JoinFinish::Result{done->message3, record};
 }
 
-EnclaveCore::Results EnclaveCore::JoinComplete(ByteSpan handle, ByteSpan record) {
+StatusOr<ecall::JoinComplete::Result> EnclaveCore::JoinComplete(const ecall::JoinComplete::Args& a) {
+  ByteSpan handle = a.handle, record = a.record;
+
   auto it = joins_.find(HexEncode(handle));
   if (it == joins_.end()) return NotFound("enclave: no such join in progress");
   std::unique_ptr<Join> j = std::move(it->second);
@@ -584,7 +601,7 @@ EnclaveCore::Results EnclaveCore::JoinComplete(ByteSpan handle, ByteSpan record)
   RETURN_IF_ERROR(AdoptRoot(std::move(grant.root_key)));
   contributors_.clear();
   contributions_.clear();
-  return std::vector<Bytes>{envelope_, origin_.Encode()};
+  return ecall::JoinComplete::Result{envelope_, origin_.Encode()};
 }
 
 }  // namespace custos::enclave

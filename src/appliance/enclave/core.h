@@ -48,6 +48,7 @@
 #include "common/secret.h"
 #include "crypto/ecdsa.h"
 #include "protocol/custody/custody.h"
+#include "appliance/ecall/calls.h"
 #include "appliance/ecall/ecall.h"
 #include "appliance/enclave/kms_ops.h"
 #include "nlohmann/json.hpp"
@@ -95,18 +96,25 @@ class EnclaveCore {
 
   explicit EnclaveCore(CoreOptions options);
   using Results = StatusOr<std::vector<Bytes>>;
-  Results Hello();
-  Results Load(ByteSpan custody_json, ByteSpan envelope, ByteSpan origin_evidence, ByteSpan collateral);
-  Results Init();
-  Results StatusCall(ByteSpan nonce);
-  Results SigmaRespond(ByteSpan message1);
-  Results SigmaFinish(ByteSpan session_id, ByteSpan message3);
-  Results Record(ByteSpan session_id, ByteSpan record);
-  Results JoinStart();
-  Results JoinFinish(ByteSpan handle, ByteSpan message2, ByteSpan collateral);
-  Results JoinComplete(ByteSpan handle, ByteSpan record);
-  Results CustodyUpdate(ByteSpan custody_json);
-  Results OriginRebind();
+  // Row is one row of Dispatch's table: ecall::Serve decodes C's arguments, calls the handler
+  // and encodes its typed result. Each handler takes its call's Args (ecall/calls.h).
+  template <typename C, StatusOr<typename C::Result> (EnclaveCore::*F)(const typename C::Args&)>
+  static Results Row(EnclaveCore& core, const ecall::Request& request) {
+    return ecall::Serve<C>(request.args, [&](const typename C::Args& a) { return (core.*F)(a); });
+  }
+  StatusOr<ecall::Hello::Result> Hello(const ecall::Hello::Args&);
+  StatusOr<ecall::Load::Result> Load(const ecall::Load::Args& a);
+  StatusOr<ecall::Init::Result> Init(const ecall::Init::Args&);
+  StatusOr<ecall::StatusQuery::Result> StatusCall(const ecall::StatusQuery::Args& a);
+  StatusOr<ecall::SigmaRespond::Result> SigmaRespond(const ecall::SigmaRespond::Args& a);
+  StatusOr<ecall::SigmaFinish::Result> SigmaFinish(const ecall::SigmaFinish::Args& a);
+  StatusOr<ecall::Record::Result> Record(const ecall::Record::Args& a);
+  StatusOr<ecall::JoinStart::Result> JoinStart(const ecall::JoinStart::Args&);
+  StatusOr<ecall::JoinFinish::Result> JoinFinish(const ecall::JoinFinish::Args& a);
+  StatusOr<ecall::JoinComplete::Result> JoinComplete(const ecall::JoinComplete::Args& a);
+  StatusOr<ecall::Ping::Result> Ping(const ecall::Ping::Args& a);
+  StatusOr<ecall::CustodyUpdate::Result> CustodyUpdate(const ecall::CustodyUpdate::Args& a);
+  StatusOr<ecall::OriginRebind::Result> OriginRebind(const ecall::OriginRebind::Args&);
   // Kms serves the KMS calls (enclave/kms_ops.h); a sealed core refuses them. KmsRoute is its
   // row in Dispatch's table.
   Results Kms(const ecall::Request& request);

@@ -86,13 +86,6 @@ Status CheckLength(size_t n, size_t min, size_t max, const char* what) {
   return Status::Ok();
 }
 
-StatusOr<Bytes> ContextAad(ByteSpan encoded) {
-  // Decoding refuses every non-canonical encoding, so re-encoding gives back the same bytes; the
-  // AAD is the re-encoding all the same, so it is the contract's bytes by construction.
-  ASSIGN_OR_RETURN(ecall::EncryptionContext ctx, ecall::DecodeEncryptionContext(encoded));
-  return ecall::EncodeEncryptionContext(ctx);
-}
-
 // ---- ECDSA P-256 keys as OpenSSL objects (SubjectPublicKeyInfo, DER signatures) ----
 
 struct PkeyFree {
@@ -149,8 +142,7 @@ StatusOr<Bytes> SubjectPublicKeyInfo(EVP_PKEY* key) {
 }
 
 // SigningDigest is what ECDSA_SHA_256 signs: SHA-256 of a RAW message, or a DIGEST as given.
-StatusOr<crypto::Digest> SigningDigest(ByteSpan message, ByteSpan type) {
-  std::string t = ToString(type);
+StatusOr<crypto::Digest> SigningDigest(ByteSpan message, std::string_view t) {
   if (t == "RAW") {
     RETURN_IF_ERROR(CheckLength(message.size(), 1, ecall::kMaxMacMessage, "message"));
     return crypto::Sha256(message);
@@ -213,41 +205,32 @@ StatusOr<SecretBytes> KmsKeyring::UnwrapAccessSecret(std::string_view access_key
 KmsOperations::KmsOperations(KmsKeyring keyring) : keyring_(std::move(keyring)) {}
 
 StatusOr<std::vector<Bytes>> KmsOperations::Serve(const ecall::Request& request) {
-  struct Route {
-    ecall::Call call;
-    Results (KmsOperations::*handler)(Args);
+  using Handler = Results (*)(KmsOperations&, std::span<const Bytes>);
+  // The KMS calls and their handlers; calls.h declares their arguments and results.
+  static constexpr std::pair<ecall::Call, Handler> kRoutes[] = {
+      {ecall::KmsCreateKey::kCall, &Route<ecall::KmsCreateKey, &KmsOperations::CreateKey>},
+      {ecall::KmsEncrypt::kCall, &Route<ecall::KmsEncrypt, &KmsOperations::Encrypt>},
+      {ecall::KmsDecrypt::kCall, &Route<ecall::KmsDecrypt, &KmsOperations::Decrypt>},
+      {ecall::KmsReEncrypt::kCall, &Route<ecall::KmsReEncrypt, &KmsOperations::ReEncrypt>},
+      {ecall::KmsGenerateDataKey::kCall, &Route<ecall::KmsGenerateDataKey, &KmsOperations::GenerateDataKey>},
+      {ecall::KmsGenerateRandom::kCall, &Route<ecall::KmsGenerateRandom, &KmsOperations::GenerateRandom>},
+      {ecall::KmsSign::kCall, &Route<ecall::KmsSign, &KmsOperations::Sign>},
+      {ecall::KmsVerify::kCall, &Route<ecall::KmsVerify, &KmsOperations::Verify>},
+      {ecall::KmsGenerateMac::kCall, &Route<ecall::KmsGenerateMac, &KmsOperations::GenerateMac>},
+      {ecall::KmsVerifyMac::kCall, &Route<ecall::KmsVerifyMac, &KmsOperations::VerifyMac>},
+      {ecall::KmsNewAccessSecret::kCall, &Route<ecall::KmsNewAccessSecret, &KmsOperations::NewAccessSecret>},
+      {ecall::KmsOpenAccessSecret::kCall, &Route<ecall::KmsOpenAccessSecret, &KmsOperations::OpenAccessSecret>},
+      {ecall::AuditAppend::kCall, &Route<ecall::AuditAppend, &KmsOperations::AuditAppend>},
   };
-  // The KMS calls and their handlers; ecall.cc's table says their names and arity.
-  static constexpr Route kRoutes[] = {
-      {ecall::Call::kKmsCreateKey, &KmsOperations::CreateKey},
-      {ecall::Call::kKmsEncrypt, &KmsOperations::Encrypt},
-      {ecall::Call::kKmsDecrypt, &KmsOperations::Decrypt},
-      {ecall::Call::kKmsReEncrypt, &KmsOperations::ReEncrypt},
-      {ecall::Call::kKmsGenerateDataKey, &KmsOperations::GenerateDataKey},
-      {ecall::Call::kKmsGenerateRandom, &KmsOperations::GenerateRandom},
-      {ecall::Call::kKmsSign, &KmsOperations::Sign},
-      {ecall::Call::kKmsVerify, &KmsOperations::Verify},
-      {ecall::Call::kKmsGenerateMac, &KmsOperations::GenerateMac},
-      {ecall::Call::kKmsVerifyMac, &KmsOperations::VerifyMac},
-      {ecall::Call::kKmsNewAccessSecret, &KmsOperations::NewAccessSecret},
-      {ecall::Call::kKmsOpenAccessSecret, &KmsOperations::OpenAccessSecret},
-      {ecall::Call::kAuditAppend, &KmsOperations::AuditAppend},
-  };
-  for (const Route& r : kRoutes) {
-    if (r.call != request.call) continue;
-    if (static_cast<int>(request.args.size()) != ecall::ArgCount(request.call))
-      return InvalidArgument("kms: wrong number of arguments");
-    return (this->*r.handler)(request.args);
-  }
+  for (const auto& [call, handler] : kRoutes)
+    if (call == request.call) return handler(*this, request.args);
   return InvalidArgument("kms: not a KMS call");
 }
 
-StatusOr<KeyRef> KmsOperations::RefFor(ByteSpan encoded_ref, std::string_view spec,
-                                       std::string_view op) const {
-  ASSIGN_OR_RETURN(KeyRef ref, KeyRef::Decode(encoded_ref));
+Status KmsOperations::RequireSpec(const KeyRef& ref, std::string_view spec, std::string_view op) {
   if (ref.spec != spec)
     return FailedPrecondition(std::string(kUsagePrefix) + std::string(op)).WithReason(ecall::Reason::kKeyUsage);
-  return ref;
+  return Status::Ok();
 }
 
 // Blob layout (kms_calls.h): header = "CKC1" || u8 suite || var(key id) || u32 version,
@@ -293,18 +276,16 @@ StatusOr<SecretBytes> KmsOperations::OpenBlob(const SecretBytes& material, ByteS
   return plaintext;
 }
 
-// kKmsCreateKey(key id, version u32, spec) -> [wrapped material, public key]
-KmsOperations::Results KmsOperations::CreateKey(Args a) {
-  std::string key_id = ToString(a[0]);
-  ASSIGN_OR_RETURN(uint32_t version, ecall::ParseU32Arg(a[1], "kms: version"));
-  std::string spec = ToString(a[2]);
+// Each handler's arguments and results are declared in calls.h; Route decoded them.
+
+StatusOr<ecall::KmsCreateKey::Result> KmsOperations::CreateKey(const ecall::KmsCreateKey::Args& a) {
   // The same bounds KeyRef::Decode applies, so every key created can be referred to.
-  RETURN_IF_ERROR(CheckLength(key_id.size(), 1, 2048, "key id"));
+  RETURN_IF_ERROR(CheckLength(a.key_id.size(), 1, 2048, "key id"));
   SecretBytes material;
   Bytes public_key;
-  if (spec == ecall::kSpecSymmetric || spec == ecall::kSpecHmac256) {
+  if (a.spec == ecall::kSpecSymmetric || a.spec == ecall::kSpecHmac256) {
     material = crypto::RandomSecret(kKeySize);
-  } else if (spec == ecall::kSpecEccP256) {
+  } else if (a.spec == ecall::kSpecEccP256) {
     material = crypto::Scalar::Random().ToSecretBytes();
     ASSIGN_OR_RETURN(Pkey pub, EcKey(material, /*with_private=*/false));
     ASSIGN_OR_RETURN(public_key, SubjectPublicKeyInfo(pub.get()));
@@ -312,75 +293,62 @@ KmsOperations::Results KmsOperations::CreateKey(Args a) {
     return InvalidArgument(
         "kms: unsupported key spec (SYMMETRIC_DEFAULT, HMAC_256 or ECC_NIST_P256)");
   }
-  return std::vector<Bytes>{keyring_.WrapMaterial(key_id, version, spec, material), public_key};
+  return ecall::KmsCreateKey::Result{keyring_.WrapMaterial(a.key_id, a.version, a.spec, material),
+                                     std::move(public_key)};
 }
 
-// kKmsEncrypt(ref, plaintext, ctx) -> [blob]
-KmsOperations::Results KmsOperations::Encrypt(Args a) {
-  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecSymmetric, "encrypt"));
-  RETURN_IF_ERROR(CheckLength(a[1].size(), 1, ecall::kMaxKmsPlaintext, "plaintext"));
-  ASSIGN_OR_RETURN(Bytes context, ContextAad(a[2]));
-  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
-  ASSIGN_OR_RETURN(Bytes blob, SealBlob(ref, material, a[1], context));
-  return std::vector<Bytes>{std::move(blob)};
+StatusOr<ecall::KmsEncrypt::Result> KmsOperations::Encrypt(const ecall::KmsEncrypt::Args& a) {
+  RETURN_IF_ERROR(RequireSpec(a.ref, ecall::kSpecSymmetric, "encrypt"));
+  RETURN_IF_ERROR(CheckLength(a.plaintext.size(), 1, ecall::kMaxKmsPlaintext, "plaintext"));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(a.ref));
+  ASSIGN_OR_RETURN(Bytes blob, SealBlob(a.ref, material, a.plaintext.view(), ecall::EncodeEncryptionContext(a.context)));
+  return ecall::KmsEncrypt::Result{std::move(blob)};
 }
 
-// kKmsDecrypt(ref, blob, ctx) -> [plaintext]
-KmsOperations::Results KmsOperations::Decrypt(Args a) {
-  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecSymmetric, "decrypt"));
-  ASSIGN_OR_RETURN(Bytes context, ContextAad(a[2]));
+StatusOr<ecall::KmsDecrypt::Result> KmsOperations::Decrypt(const ecall::KmsDecrypt::Args& a) {
+  RETURN_IF_ERROR(RequireSpec(a.ref, ecall::kSpecSymmetric, "decrypt"));
   // Which key the blob names is public: check it before unwrapping anything.
-  ASSIGN_OR_RETURN(size_t header, BlobHeaderFor(ref, a[1]));
-  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
-  ASSIGN_OR_RETURN(SecretBytes plaintext, OpenBlob(material, a[1], header, context));
-  return std::vector<Bytes>{Bytes(plaintext.Expose().begin(), plaintext.Expose().end())};
+  ASSIGN_OR_RETURN(size_t header, BlobHeaderFor(a.ref, a.blob));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(a.ref));
+  ASSIGN_OR_RETURN(SecretBytes plaintext, OpenBlob(material, a.blob, header, ecall::EncodeEncryptionContext(a.context)));
+  return ecall::KmsDecrypt::Result{WipedBuffer::CopyOf(plaintext.Expose())};
 }
 
-// kKmsReEncrypt(src ref, blob, src ctx, dst ref, dst ctx) -> [blob]
-KmsOperations::Results KmsOperations::ReEncrypt(Args a) {
-  ASSIGN_OR_RETURN(KeyRef src, RefFor(a[0], ecall::kSpecSymmetric, "decrypt"));
-  ASSIGN_OR_RETURN(KeyRef dst, RefFor(a[3], ecall::kSpecSymmetric, "encrypt"));
-  ASSIGN_OR_RETURN(Bytes src_context, ContextAad(a[2]));
-  ASSIGN_OR_RETURN(Bytes dst_context, ContextAad(a[4]));
-  ASSIGN_OR_RETURN(size_t header, BlobHeaderFor(src, a[1]));
+StatusOr<ecall::KmsReEncrypt::Result> KmsOperations::ReEncrypt(const ecall::KmsReEncrypt::Args& a) {
+  RETURN_IF_ERROR(RequireSpec(a.source, ecall::kSpecSymmetric, "decrypt"));
+  RETURN_IF_ERROR(RequireSpec(a.destination, ecall::kSpecSymmetric, "encrypt"));
+  ASSIGN_OR_RETURN(size_t header, BlobHeaderFor(a.source, a.blob));
   SecretBytes plaintext;
   {
-    ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(src));
-    ASSIGN_OR_RETURN(plaintext, OpenBlob(material, a[1], header, src_context));
+    ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(a.source));
+    ASSIGN_OR_RETURN(plaintext, OpenBlob(material, a.blob, header, ecall::EncodeEncryptionContext(a.source_context)));
   }
-  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(dst));
-  ASSIGN_OR_RETURN(Bytes blob, SealBlob(dst, material, plaintext.Expose(), dst_context));
-  return std::vector<Bytes>{std::move(blob)};
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(a.destination));
+  ASSIGN_OR_RETURN(Bytes blob, SealBlob(a.destination, material, plaintext.Expose(),
+                                        ecall::EncodeEncryptionContext(a.destination_context)));
+  return ecall::KmsReEncrypt::Result{std::move(blob)};
 }
 
-// kKmsGenerateDataKey(ref, n, ctx, with_plaintext u8) -> [blob, plaintext or empty]
-KmsOperations::Results KmsOperations::GenerateDataKey(Args a) {
-  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecSymmetric, "generate data key"));
-  ASSIGN_OR_RETURN(uint32_t n, ecall::ParseU32Arg(a[1], "kms: number of bytes"));
-  RETURN_IF_ERROR(CheckLength(n, 1, ecall::kMaxDataKeyBytes, "a data key"));
-  ASSIGN_OR_RETURN(Bytes context, ContextAad(a[2]));
-  if (a[3].size() != 1 || a[3][0] > 1)
-    return InvalidArgument("kms: with_plaintext must be one byte, 0 or 1");
-  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
-  SecretBytes data_key = crypto::RandomSecret(n);
-  ASSIGN_OR_RETURN(Bytes blob, SealBlob(ref, material, data_key.Expose(), context));
-  Bytes plaintext;
-  if (a[3][0] == 1) plaintext.assign(data_key.Expose().begin(), data_key.Expose().end());
-  return std::vector<Bytes>{std::move(blob), std::move(plaintext)};
+StatusOr<ecall::KmsGenerateDataKey::Result> KmsOperations::GenerateDataKey(const ecall::KmsGenerateDataKey::Args& a) {
+  RETURN_IF_ERROR(RequireSpec(a.ref, ecall::kSpecSymmetric, "generate data key"));
+  RETURN_IF_ERROR(CheckLength(a.bytes, 1, ecall::kMaxDataKeyBytes, "a data key"));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(a.ref));
+  SecretBytes data_key = crypto::RandomSecret(a.bytes);
+  ASSIGN_OR_RETURN(Bytes blob, SealBlob(a.ref, material, data_key.Expose(), ecall::EncodeEncryptionContext(a.context)));
+  ecall::KmsGenerateDataKey::Result out{std::move(blob), {}};
+  if (a.with_plaintext) out.plaintext = WipedBuffer::CopyOf(data_key.Expose());
+  return out;
 }
 
-// kKmsGenerateRandom(n) -> [bytes]
-KmsOperations::Results KmsOperations::GenerateRandom(Args a) {
-  ASSIGN_OR_RETURN(uint32_t n, ecall::ParseU32Arg(a[0], "kms: number of bytes"));
-  RETURN_IF_ERROR(CheckLength(n, 1, ecall::kMaxRandomBytes, "random output"));
-  return std::vector<Bytes>{crypto::RandomBytes(n)};
+StatusOr<ecall::KmsGenerateRandom::Result> KmsOperations::GenerateRandom(const ecall::KmsGenerateRandom::Args& a) {
+  RETURN_IF_ERROR(CheckLength(a.bytes, 1, ecall::kMaxRandomBytes, "random output"));
+  return ecall::KmsGenerateRandom::Result{crypto::RandomBytes(a.bytes)};
 }
 
-// kKmsSign(ref, message, type) -> [DER ECDSA-Sig-Value]
-KmsOperations::Results KmsOperations::Sign(Args a) {
-  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecEccP256, "sign"));
-  ASSIGN_OR_RETURN(crypto::Digest digest, SigningDigest(a[1], a[2]));
-  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
+StatusOr<ecall::KmsSign::Result> KmsOperations::Sign(const ecall::KmsSign::Args& a) {
+  RETURN_IF_ERROR(RequireSpec(a.ref, ecall::kSpecEccP256, "sign"));
+  ASSIGN_OR_RETURN(crypto::Digest digest, SigningDigest(a.message, a.type));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(a.ref));
   ASSIGN_OR_RETURN(Pkey key, EcKey(material, /*with_private=*/true));
   PkeyCtx ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
   size_t len = 0;
@@ -396,14 +364,13 @@ KmsOperations::Results KmsOperations::Sign(Args a) {
     return InternalError("kms: ECDSA signing failed");
   }
   signature.resize(len);
-  return std::vector<Bytes>{std::move(signature)};
+  return ecall::KmsSign::Result{std::move(signature)};
 }
 
-// kKmsVerify(ref, message, type, DER signature) -> []
-KmsOperations::Results KmsOperations::Verify(Args a) {
-  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecEccP256, "verify"));
-  ASSIGN_OR_RETURN(crypto::Digest digest, SigningDigest(a[1], a[2]));
-  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
+StatusOr<ecall::KmsVerify::Result> KmsOperations::Verify(const ecall::KmsVerify::Args& a) {
+  RETURN_IF_ERROR(RequireSpec(a.ref, ecall::kSpecEccP256, "verify"));
+  ASSIGN_OR_RETURN(crypto::Digest digest, SigningDigest(a.message, a.type));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(a.ref));
   ASSIGN_OR_RETURN(Pkey key, EcKey(material, /*with_private=*/false));
   PkeyCtx ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
   if (ctx == nullptr || EVP_PKEY_verify_init(ctx.get()) != 1 ||
@@ -412,61 +379,55 @@ KmsOperations::Results KmsOperations::Verify(Args a) {
     return InternalError("kms: cannot set up ECDSA verification");
   }
   // OpenSSL decodes the DER and refuses any encoding but the canonical one.
-  int rc = EVP_PKEY_verify(ctx.get(), a[3].data(), a[3].size(), digest.data(), digest.size());
+  int rc = EVP_PKEY_verify(ctx.get(), a.signature.data(), a.signature.size(), digest.data(), digest.size());
   if (rc != 1) {
     ERR_clear_error();
     return IntegrityError("kms: signature does not verify").WithReason(ecall::Reason::kSignatureInvalid);
   }
-  return std::vector<Bytes>{};
+  return ecall::KmsVerify::Result{};
 }
 
-// kKmsGenerateMac(ref, message) -> [mac]
-KmsOperations::Results KmsOperations::GenerateMac(Args a) {
-  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecHmac256, "generate mac"));
-  RETURN_IF_ERROR(CheckLength(a[1].size(), 1, ecall::kMaxMacMessage, "message"));
-  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
-  crypto::Digest mac = crypto::HmacSha256(material.Expose(), a[1]);
-  return std::vector<Bytes>{Bytes(mac.begin(), mac.end())};
+StatusOr<ecall::KmsGenerateMac::Result> KmsOperations::GenerateMac(const ecall::KmsGenerateMac::Args& a) {
+  RETURN_IF_ERROR(RequireSpec(a.ref, ecall::kSpecHmac256, "generate mac"));
+  RETURN_IF_ERROR(CheckLength(a.message.size(), 1, ecall::kMaxMacMessage, "message"));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(a.ref));
+  crypto::Digest mac = crypto::HmacSha256(material.Expose(), a.message);
+  return ecall::KmsGenerateMac::Result{Bytes(mac.begin(), mac.end())};
 }
 
-// kKmsVerifyMac(ref, message, mac) -> []
-KmsOperations::Results KmsOperations::VerifyMac(Args a) {
-  ASSIGN_OR_RETURN(KeyRef ref, RefFor(a[0], ecall::kSpecHmac256, "verify mac"));
-  RETURN_IF_ERROR(CheckLength(a[1].size(), 1, ecall::kMaxMacMessage, "message"));
-  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
-  crypto::Digest mac = crypto::HmacSha256(material.Expose(), a[1]);
-  if (a[2].size() != kMacSize || !ConstantTimeEquals(mac, a[2]))
+StatusOr<ecall::KmsVerifyMac::Result> KmsOperations::VerifyMac(const ecall::KmsVerifyMac::Args& a) {
+  RETURN_IF_ERROR(RequireSpec(a.ref, ecall::kSpecHmac256, "verify mac"));
+  RETURN_IF_ERROR(CheckLength(a.message.size(), 1, ecall::kMaxMacMessage, "message"));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(a.ref));
+  crypto::Digest mac = crypto::HmacSha256(material.Expose(), a.message);
+  if (a.mac.size() != kMacSize || !ConstantTimeEquals(mac, a.mac))
     return IntegrityError("kms: mac does not verify").WithReason(ecall::Reason::kMacInvalid);
-  return std::vector<Bytes>{};
+  return ecall::KmsVerifyMac::Result{};
 }
 
-// kKmsNewAccessSecret(access key id) -> [secret access key, wrapped secret]
-KmsOperations::Results KmsOperations::NewAccessSecret(Args a) {
-  RETURN_IF_ERROR(CheckLength(a[0].size(), 1, kMaxAccessKeyIdSize, "access key id"));
+StatusOr<ecall::KmsNewAccessSecret::Result> KmsOperations::NewAccessSecret(const ecall::KmsNewAccessSecret::Args& a) {
+  RETURN_IF_ERROR(CheckLength(a.access_key_id.size(), 1, kMaxAccessKeyIdSize, "access key id"));
   SecretBytes entropy = crypto::RandomSecret(kAccessSecretEntropy);
   std::string b64 = Base64Encode(entropy.Expose());  // 30 bytes: 40 characters, no padding
   SecretBytes secret = SecretBytes::CopyFrom(b64);
   WipeBytes(b64);
-  Bytes wrapped = keyring_.WrapAccessSecret(ToString(a[0]), secret);
-  return std::vector<Bytes>{Bytes(secret.Expose().begin(), secret.Expose().end()),
-                            std::move(wrapped)};
+  Bytes wrapped = keyring_.WrapAccessSecret(a.access_key_id, secret);
+  return ecall::KmsNewAccessSecret::Result{WipedBuffer::CopyOf(secret.Expose()), std::move(wrapped)};
 }
 
-// kKmsOpenAccessSecret(access key id, wrapped secret) -> [secret access key]
-KmsOperations::Results KmsOperations::OpenAccessSecret(Args a) {
-  RETURN_IF_ERROR(CheckLength(a[0].size(), 1, kMaxAccessKeyIdSize, "access key id"));
-  ASSIGN_OR_RETURN(SecretBytes secret, keyring_.UnwrapAccessSecret(ToString(a[0]), a[1]));
+StatusOr<ecall::KmsOpenAccessSecret::Result> KmsOperations::OpenAccessSecret(const ecall::KmsOpenAccessSecret::Args& a) {
+  RETURN_IF_ERROR(CheckLength(a.access_key_id.size(), 1, kMaxAccessKeyIdSize, "access key id"));
+  ASSIGN_OR_RETURN(SecretBytes secret, keyring_.UnwrapAccessSecret(a.access_key_id, a.wrapped));
   if (secret.size() != kAccessSecretSize)
     return IntegrityError("kms: access secret does not unwrap")
         .WithReason(ecall::Reason::kMaterialDoesNotUnwrap);
-  return std::vector<Bytes>{Bytes(secret.Expose().begin(), secret.Expose().end())};
+  return ecall::KmsOpenAccessSecret::Result{WipedBuffer::CopyOf(secret.Expose())};
 }
 
-// kAuditAppend(anchor, entries) -> [head, signature]
-KmsOperations::Results KmsOperations::AuditAppend(Args a) {
-  ByteSpan anchor = a[0];
+StatusOr<ecall::AuditAppend::Result> KmsOperations::AuditAppend(const ecall::AuditAppend::Args& a) {
+  ByteSpan anchor = a.anchor;
   // The entries first: nothing is checked against the chain until the request is well formed.
-  ByteReader r(a[1]);
+  ByteReader r(a.entries);
   ASSIGN_OR_RETURN(uint32_t count, r.U32("audit: entry count"));
   if (count == 0) return InvalidArgument("audit: no entries to append");
   std::vector<std::string_view> entries;
@@ -506,7 +467,7 @@ KmsOperations::Results KmsOperations::AuditAppend(Args a) {
   Bytes signature = keyring_.audit_key().Sign(audit::CheckpointMessage(head.seq, head.hash));
   Bytes encoded = audit::EncodeHead(head.seq, head.hash);
   last_signed_ = std::move(head);
-  return std::vector<Bytes>{std::move(encoded), std::move(signature)};
+  return ecall::AuditAppend::Result{std::move(encoded), std::move(signature)};
 }
 
 }  // namespace custos::enclave

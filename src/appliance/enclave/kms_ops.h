@@ -24,6 +24,7 @@
 #include "common/bytes.h"
 #include "common/secret.h"
 #include "crypto/ecdsa.h"
+#include "appliance/ecall/calls.h"
 #include "appliance/ecall/ecall.h"
 #include "appliance/ecall/kms_calls.h"
 
@@ -86,25 +87,29 @@ class KmsOperations {
 
  private:
   using Results = StatusOr<std::vector<Bytes>>;
-  using Args = std::span<const Bytes>;
-  Results CreateKey(Args a);
-  Results Encrypt(Args a);
-  Results Decrypt(Args a);
-  Results ReEncrypt(Args a);
-  Results GenerateDataKey(Args a);
-  Results GenerateRandom(Args a);
-  Results Sign(Args a);
-  Results Verify(Args a);
-  Results GenerateMac(Args a);
-  Results VerifyMac(Args a);
-  Results NewAccessSecret(Args a);
-  Results OpenAccessSecret(Args a);
-  Results AuditAppend(Args a);
+  // Route is one row of Serve's table: calls.h's Serve decodes C's arguments and encodes the
+  // handler's typed result.
+  template <typename C, StatusOr<typename C::Result> (KmsOperations::*F)(const typename C::Args&)>
+  static Results Route(KmsOperations& ops, std::span<const Bytes> args) {
+    return ecall::Serve<C>(args, [&](const typename C::Args& a) { return (ops.*F)(a); });
+  }
+  StatusOr<ecall::KmsCreateKey::Result> CreateKey(const ecall::KmsCreateKey::Args& a);
+  StatusOr<ecall::KmsEncrypt::Result> Encrypt(const ecall::KmsEncrypt::Args& a);
+  StatusOr<ecall::KmsDecrypt::Result> Decrypt(const ecall::KmsDecrypt::Args& a);
+  StatusOr<ecall::KmsReEncrypt::Result> ReEncrypt(const ecall::KmsReEncrypt::Args& a);
+  StatusOr<ecall::KmsGenerateDataKey::Result> GenerateDataKey(const ecall::KmsGenerateDataKey::Args& a);
+  StatusOr<ecall::KmsGenerateRandom::Result> GenerateRandom(const ecall::KmsGenerateRandom::Args& a);
+  StatusOr<ecall::KmsSign::Result> Sign(const ecall::KmsSign::Args& a);
+  StatusOr<ecall::KmsVerify::Result> Verify(const ecall::KmsVerify::Args& a);
+  StatusOr<ecall::KmsGenerateMac::Result> GenerateMac(const ecall::KmsGenerateMac::Args& a);
+  StatusOr<ecall::KmsVerifyMac::Result> VerifyMac(const ecall::KmsVerifyMac::Args& a);
+  StatusOr<ecall::KmsNewAccessSecret::Result> NewAccessSecret(const ecall::KmsNewAccessSecret::Args& a);
+  StatusOr<ecall::KmsOpenAccessSecret::Result> OpenAccessSecret(const ecall::KmsOpenAccessSecret::Args& a);
+  StatusOr<ecall::AuditAppend::Result> AuditAppend(const ecall::AuditAppend::Args& a);
 
-  // RefFor decodes a KeyRef and checks its spec allows `op` (kFailedPrecondition "kms: key
-  // usage does not allow OP" otherwise); the material stays wrapped.
-  StatusOr<ecall::KeyRef> RefFor(ByteSpan encoded_ref, std::string_view spec,
-                                 std::string_view op) const;
+  // RequireSpec checks that `ref`'s spec allows `op` (kFailedPrecondition "kms: key usage does
+  // not allow OP", reason kKeyUsage, otherwise); the material stays wrapped.
+  static Status RequireSpec(const ecall::KeyRef& ref, std::string_view spec, std::string_view op);
   // SealBlob makes a ciphertext blob under `material` (fresh salt and nonce); `context` is the
   // encoded encryption context.
   StatusOr<Bytes> SealBlob(const ecall::KeyRef& ref, const SecretBytes& material,

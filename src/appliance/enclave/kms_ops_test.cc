@@ -183,7 +183,7 @@ TEST_F(KmsOpsTest, CreateKeyForEachSpec) {
                  ErrorCode::kInvalidArgument, "kms: unsupported key spec");
   EXPECT_REFUSED(Call(*core, ecall::Call::kKmsCreateKey,
                       {ToBytes("k"), Bytes{0, 1}, ToBytes(ecall::kSpecSymmetric)}),
-                 ErrorCode::kInvalidArgument, "version must be a 4-byte integer");
+                 ErrorCode::kInvalidArgument, "ecall kms-create-key: version: must be a 4-byte integer");
   EXPECT_REFUSED(Call(*core, ecall::Call::kKmsCreateKey,
                       {Bytes{}, ecall::U32Arg(1), ToBytes(ecall::kSpecSymmetric)}),
                  ErrorCode::kInvalidArgument, "key id must be 1 to 2048 bytes");

@@ -1,5 +1,7 @@
 #include "appliance/host/appliance.h"
 
+#include "appliance/ecall/calls.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -120,7 +122,8 @@ StatusOr<std::unique_ptr<EnclaveProcess>> StartCore(const ServerConfig& config, 
   ASSIGN_OR_RETURN(std::unique_ptr<EnclaveProcess> enclave,
                    EnclaveProcess::Spawn(EnclaveLaunchFor(config, enclave_binary)));
   RETURN_IF_ERROR(
-      enclave->Call(ecall::Call::kLoad, {ToBytes(custody_json), envelope, origin, ToBytes(collateral)}).status());
+      ecall::Invoke<ecall::Load>([&](ecall::Call c, std::vector<Bytes> a) { return enclave->Call(c, std::move(a)); },
+                                 {ToBytes(custody_json), envelope, origin, ToBytes(collateral)}).status());
   *initialized = !envelope.empty();
   return enclave;
 }
@@ -150,6 +153,11 @@ StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config
 StatusOr<std::vector<Bytes>> Appliance::CoreCall(ecall::Call call, std::vector<Bytes> args) {
   std::shared_lock<std::shared_mutex> lock(core_mu_);
   return enclave_->Call(call, std::move(args));
+}
+
+template <typename C>
+StatusOr<typename C::Result> Appliance::Core(const typename C::Args& args) {
+  return ecall::Invoke<C>([this](ecall::Call call, std::vector<Bytes> a) { return CoreCall(call, std::move(a)); }, args);
 }
 
 pid_t Appliance::enclave_pid() const {
@@ -229,9 +237,9 @@ custos::Status Appliance::OpenKms() {
     ByteWriter w;
     w.U32(static_cast<uint32_t>(entries.size()));
     for (const std::string& e : entries) w.Var(e);
-    ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kAuditAppend, {Bytes(anchor.begin(), anchor.end()), w.Take()}));
+    ASSIGN_OR_RETURN(auto r, Core<ecall::AuditAppend>({Bytes(anchor.begin(), anchor.end()), w.Take()}));
     if (!audit_key_recorded_.load()) RecordAuditKey();
-    return SignedHead{std::move(r[0]), std::move(r[1])};
+    return SignedHead{std::move(r.head), std::move(r.signature)};
   };
   ASSIGN_OR_RETURN(audit_, AuditWriter::Start(*store_, signer));
   kms::AuditSink sink = [this](const audit::Entry& entry) { return audit_->Append(entry); };
@@ -406,10 +414,10 @@ net::HttpResponse Appliance::HandleSys(const net::HttpRequest& req, const std::s
 }
 
 StatusOr<json> Appliance::CoreStatus(ByteSpan nonce, Bytes* evidence) {
-  ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kStatus, {Bytes(nonce.begin(), nonce.end())}));
-  json s = json::parse(ToString(r[0]), nullptr, false);
+  ASSIGN_OR_RETURN(auto r, Core<ecall::StatusQuery>({Bytes(nonce.begin(), nonce.end())}));
+  json s = json::parse(r.status, nullptr, false);
   if (s.is_discarded() || !s.is_object()) return InternalError("trusted core returned malformed status");
-  if (evidence != nullptr) *evidence = std::move(r[1]);
+  if (evidence != nullptr) *evidence = std::move(r.evidence);
   return s;
 }
 
@@ -465,16 +473,16 @@ StatusOr<json> Appliance::Init(const net::HttpRequest&, const json&) {
   std::string path = config_.data_dir + "/" + std::string(kEnvelopeFile);
   if (std::filesystem::exists(path))
     return FailedPrecondition("already initialised: " + path + " exists");
-  ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kInit, {}));
-  RETURN_IF_ERROR(StoreEnvelope(r[0], r[1]));
-  std::string digest = HexEncode(crypto::Sha256Bytes(r[0]));
+  ASSIGN_OR_RETURN(auto r, Core<ecall::Init>({}));
+  RETURN_IF_ERROR(StoreEnvelope(r.envelope, r.origin));
+  std::string digest = HexEncode(crypto::Sha256Bytes(r.envelope));
   Log("info", "appliance initialised: root key generated in the trusted core, envelope stored",
       {{"envelope", path}, {"envelope_sha256", digest}, {"state", "unsealed"}});
   // envelope_digest is the value keepers bind their proofs to and record in their audit logs.
   return json{{"initialized", true},
               {"envelope", path},
               {"envelope_sha256", digest},
-              {"envelope_digest", HexEncode(sigma::EnvelopeDigest(r[0]))}};
+              {"envelope_digest", HexEncode(sigma::EnvelopeDigest(r.envelope))}};
 }
 
 StatusOr<json> Appliance::SigmaRespond(const net::HttpRequest& req, const json& body) {
@@ -484,34 +492,34 @@ StatusOr<json> Appliance::SigmaRespond(const net::HttpRequest& req, const json& 
   if (!sigma_sources_.TryTake(net::HostPart(req.remote)))
     return Unavailable("too many SIGMA handshakes from this address: retry in a few seconds");
   ASSIGN_OR_RETURN(Bytes m1, net::GetBase64(body, "message1"));
-  ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kSigmaRespond, {m1}));
-  return json{{"session", HexEncode(r[0])}, {"message2", Base64Encode(r[1])}};
+  ASSIGN_OR_RETURN(auto r, Core<ecall::SigmaRespond>({std::move(m1)}));
+  return json{{"session", HexEncode(r.session)}, {"message2", Base64Encode(r.message2)}};
 }
 
 StatusOr<json> Appliance::SigmaFinish(const net::HttpRequest&, const json& body) {
   ASSIGN_OR_RETURN(Bytes session, net::GetHex(body, "session"));
   ASSIGN_OR_RETURN(Bytes m3, net::GetBase64(body, "message3"));
-  ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kSigmaFinish, {session, m3}));
-  return json{{"record", Base64Encode(r[0])}};
+  ASSIGN_OR_RETURN(auto r, Core<ecall::SigmaFinish>({std::move(session), std::move(m3)}));
+  return json{{"record", Base64Encode(r.record)}};
 }
 
 StatusOr<json> Appliance::SigmaRecord(const net::HttpRequest&, const json& body) {
   ASSIGN_OR_RETURN(Bytes session, net::GetHex(body, "session"));
   ASSIGN_OR_RETURN(Bytes record, net::GetBase64(body, "record"));
-  ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kRecord, {session, record}));
+  ASSIGN_OR_RETURN(auto r, Core<ecall::Record>({std::move(session), std::move(record)}));
   // The core's status tells whether this record unsealed it; log transitions for operators.
   auto st = CoreStatus({}, nullptr);
   if (st.ok() && !st->value("sealed", true)) {
     Log("info", "keeper record accepted", {{"state", "unsealed"}, {"contributors", (*st)["contributors"]}});
     if (st->value("origin_binding", "") == "custody-fingerprint") RebindOrigin();
   }
-  return json{{"record", Base64Encode(r[0])}};
+  return json{{"record", Base64Encode(r.record)}};
 }
 
 void Appliance::RebindOrigin() {
   std::lock_guard<std::mutex> lock(init_mu_);
-  auto r = CoreCall(ecall::Call::kOriginRebind, {});
-  custos::Status st = r.ok() ? WriteFileAtomic(config_.data_dir + "/" + std::string(kOriginFile), (*r)[0], 0600)
+  auto r = Core<ecall::OriginRebind>({});
+  custos::Status st = r.ok() ? WriteFileAtomic(config_.data_dir + "/" + std::string(kOriginFile), r->origin, 0600)
                              : r.status();
   if (st.ok())
     Log("info", "envelope origin evidence re-bound to the joint public key (it survives reshares)",
@@ -528,8 +536,8 @@ StatusOr<json> Appliance::CustodyUpdate(const net::HttpRequest&, const json& bod
   std::string text = d.ToJsonString();
   std::lock_guard<std::mutex> lock(init_mu_);
   ASSIGN_OR_RETURN(auto before, CoreStatus({}, nullptr));
-  ASSIGN_OR_RETURN(auto r, CoreCall(ecall::Call::kCustodyUpdate, {ToBytes(text)}));
-  std::string fp = HexEncode(r[0]);
+  ASSIGN_OR_RETURN(auto r, Core<ecall::CustodyUpdate>({ToBytes(text)}));
+  std::string fp = HexEncode(r.fingerprint);
   if (before.value("custody", "") != fp) {
     // The core adopted it; keep it so a restart serves it too (ChooseCustody).
     RETURN_IF_ERROR(WriteFileAtomic(config_.data_dir + "/" + std::string(kCustodyFile), ToBytes(text), 0600));
@@ -552,24 +560,24 @@ custos::Status Appliance::JoinOnce() {
     return net::DecodeJsonResponse(client.Post(path, body.dump(), {{"content-type", "application/json"}}),
                                    "peer " + config_.join_url);
   };
-  ASSIGN_OR_RETURN(auto s1, CoreCall(ecall::Call::kJoinStart, {}));
-  ASSIGN_OR_RETURN(json p2, post("/v1/sys/sigma/respond", {{"message1", Base64Encode(s1[1])}}));
+  ASSIGN_OR_RETURN(auto s1, Core<ecall::JoinStart>({}));
+  ASSIGN_OR_RETURN(json p2, post("/v1/sys/sigma/respond", {{"message1", Base64Encode(s1.message1)}}));
   ASSIGN_OR_RETURN(Bytes m2, net::GetBase64(p2, "message2"));
   std::string session = p2.value("session", "");
-  ASSIGN_OR_RETURN(auto s3, CoreCall(ecall::Call::kJoinFinish, {s1[0], m2, ToBytes(collateral)}));
-  ASSIGN_OR_RETURN(json p4, post("/v1/sys/sigma/finish", {{"session", session}, {"message3", Base64Encode(s3[0])}}));
-  ASSIGN_OR_RETURN(json p5, post("/v1/sys/sigma/record", {{"session", session}, {"record", Base64Encode(s3[1])}}));
+  ASSIGN_OR_RETURN(auto s3, Core<ecall::JoinFinish>({s1.handle, std::move(m2), ToBytes(collateral)}));
+  ASSIGN_OR_RETURN(json p4, post("/v1/sys/sigma/finish", {{"session", session}, {"message3", Base64Encode(s3.message3)}}));
+  ASSIGN_OR_RETURN(json p5, post("/v1/sys/sigma/record", {{"session", session}, {"record", Base64Encode(s3.record)}}));
   ASSIGN_OR_RETURN(Bytes grant, net::GetBase64(p5, "record"));
-  ASSIGN_OR_RETURN(auto done, CoreCall(ecall::Call::kJoinComplete, {s1[0], grant}));
+  ASSIGN_OR_RETURN(auto done, Core<ecall::JoinComplete>({s1.handle, std::move(grant)}));
   {
     std::lock_guard<std::mutex> lock(init_mu_);
     std::string path = config_.data_dir + "/" + std::string(kEnvelopeFile);
     std::string origin_path = config_.data_dir + "/" + std::string(kOriginFile);
     if (!std::filesystem::exists(path)) {
-      RETURN_IF_ERROR(StoreEnvelope(done[0], done[1]));
-    } else if (auto stored = ReadFileBytes(origin_path); !stored.ok() || *stored != done[1]) {
+      RETURN_IF_ERROR(StoreEnvelope(done.envelope, done.origin));
+    } else if (auto stored = ReadFileBytes(origin_path); !stored.ok() || *stored != done.origin) {
       // The peer's origin evidence replaced a legacy one here (enclave JoinComplete).
-      RETURN_IF_ERROR(WriteFileAtomic(origin_path, done[1], 0600));
+      RETURN_IF_ERROR(WriteFileAtomic(origin_path, done.origin, 0600));
     }
   }
   auto st = CoreStatus({}, nullptr);

@@ -101,6 +101,9 @@ class Appliance {
   // CoreCall sends one call to the current core (shared lock: the supervisor swaps a dead core
   // under the exclusive lock).
   StatusOr<std::vector<Bytes>> CoreCall(ecall::Call call, std::vector<Bytes> args);
+  // Core makes the typed call C (appliance/ecall/calls.h) through CoreCall.
+  template <typename C>
+  StatusOr<typename C::Result> Core(const typename C::Args& args);
   void SuperviseLoop();
   void StartJoin();
   using Json = nlohmann::json;

@@ -1,5 +1,7 @@
 #include "appliance/host/enclave_process.h"
 
+#include "appliance/ecall/calls.h"
+
 #include "common/secret.h"
 
 #include <signal.h>
@@ -49,13 +51,14 @@ StatusOr<std::unique_ptr<EnclaveProcess>> EnclaveProcess::Spawn(const EnclaveLau
     return Unavailable(std::string("cannot start the trusted core: ") + std::strerror(rc));
   }
   std::unique_ptr<EnclaveProcess> p(new EnclaveProcess(pid, sv[0]));
-  auto hello = p->Call(ecall::Call::kHello, {});
+  auto hello = ecall::Invoke<ecall::Hello>(
+      [&](ecall::Call c, std::vector<Bytes> a) { return p->Call(c, std::move(a)); }, {});
   if (!hello.ok())
     return hello.status().WithContext("trusted core did not start (see its log line above)");
-  p->tee_ = ToString((*hello)[0]);
-  p->enclave_key_ = (*hello)[1];
-  p->measurement_ = (*hello)[2];
-  p->info_json_ = ToString((*hello)[3]);
+  p->tee_ = std::move(hello->tee);
+  p->enclave_key_ = std::move(hello->enclave_key);
+  p->measurement_ = std::move(hello->measurement);
+  p->info_json_ = std::move(hello->info);
   return p;
 }
 

@@ -1,5 +1,7 @@
 #include "appliance/kms/api.h"
 
+#include "appliance/ecall/calls.h"
+
 #include <cmath>
 #include <ctime>
 #include <regex>
@@ -138,9 +140,8 @@ StatusOr<SigV4Credentials> KmsApi::Lookup(std::string_view access_key_id) {
       return SigV4Credentials{std::string(access_key_id), it->second->secret.Clone(), ""};
   }
   ASSIGN_OR_RETURN(store::AccessKeyRecord rec, store_->GetAccessKey(access_key_id));
-  ASSIGN_OR_RETURN(auto r, core_(ecall::Call::kKmsOpenAccessSecret, {ToBytes(rec.access_key_id), rec.wrapped_secret}));
-  auto cred = std::make_shared<Credential>(Credential{SecretBytes::CopyFrom(r[0]), rec.principal_arn});
-  WipeBytes(r[0]);
+  ASSIGN_OR_RETURN(auto r, ecall::Invoke<ecall::KmsOpenAccessSecret>(core_, {rec.access_key_id, rec.wrapped_secret}));
+  auto cred = std::make_shared<Credential>(Credential{SecretBytes::CopyFrom(r.secret.view()), rec.principal_arn});
   SigV4Credentials out{rec.access_key_id, cred->secret.Clone(), ""};
   std::unique_lock lock(cred_mu_);
   credentials_.emplace(rec.access_key_id, std::move(cred));
@@ -152,17 +153,15 @@ StatusOr<NewAccessKey> KmsApi::CreateAccessKey(const std::string& name) {
   if (!std::regex_match(name, re)) return InvalidArgument("access key name must be 1-64 of [A-Za-z0-9+=,.@_-]");
   // Names are unique in the store (kAlreadyExists from PutAccessKey); no list scan needed.
   std::string id = NewAccessKeyId();
-  ASSIGN_OR_RETURN(auto r, core_(ecall::Call::kKmsNewAccessSecret, {ToBytes(id)}));
+  ASSIGN_OR_RETURN(auto r, ecall::Invoke<ecall::KmsNewAccessSecret>(core_, {id}));
   store::AccessKeyRecord rec;
   rec.access_key_id = id;
   rec.name = name;
   rec.principal_arn = "arn:aws:iam::" + service_->options().account_id + ":user/" + name;
-  rec.wrapped_secret = r[1];
+  rec.wrapped_secret = std::move(r.wrapped);
   rec.created = static_cast<int64_t>(std::time(nullptr));
   RETURN_IF_ERROR(store_->PutAccessKey(rec));
-  NewAccessKey out{id, SecretBytes::CopyFrom(r[0]), rec.principal_arn};
-  WipeBytes(r[0]);
-  return out;
+  return NewAccessKey{id, SecretBytes::CopyFrom(r.secret.view()), rec.principal_arn};
 }
 
 net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {

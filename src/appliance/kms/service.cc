@@ -12,6 +12,7 @@
 #include <regex>
 
 #include "crypto/random.h"
+#include "appliance/ecall/calls.h"
 #include "appliance/ecall/kms_calls.h"
 #include "appliance/kms/policy.h"
 
@@ -280,8 +281,10 @@ struct KmsService::Impl {
   }
 
   // ---- core calls: map the core's errors to AWS errors, by reason (CoreErrorFor) ----
-  StatusOr<std::vector<Bytes>> Core(ecall::Call call, std::vector<Bytes> args) {
-    auto r = core(call, std::move(args));
+  // Core makes the typed call C (ecall/calls.h) and maps a failure to the AWS error.
+  template <typename C>
+  StatusOr<typename C::Result> Core(const typename C::Args& args) {
+    auto r = ecall::Invoke<C>(core, args);
     if (r.ok()) return r;
     const Status& s = r.status();
     if (const CoreError* e = CoreErrorFor(static_cast<ecall::Reason>(s.reason()))) return Err(e->error, e->message);
@@ -384,11 +387,10 @@ struct KmsService::Impl {
     return RequireNotPendingDeletion(k);
   }
 
-  StatusOr<Bytes> Ref(const CachedKey& k, uint32_t version) {
+  StatusOr<ecall::KeyRef> Ref(const CachedKey& k, uint32_t version) {
     auto it = k.versions.find(version);
     if (it == k.versions.end()) return Err(AwsError::kInternal, "key version is missing from the store");
-    ecall::KeyRef ref{k.record.key_id, version, k.record.key_spec, it->second.wrapped_material};
-    return ref.Encode();
+    return ecall::KeyRef{k.record.key_id, version, k.record.key_spec, it->second.wrapped_material};
   }
 
   json Metadata(const CachedKey& k) const {
@@ -481,8 +483,8 @@ struct KmsService::Impl {
     *in.key_id = r.key_id;
     CachedKey k{r, std::make_shared<const KeyPolicy>(std::move(policy).value()), {}};
     if (!bypass) RETURN_IF_ERROR(LockoutCheck(k, in.caller));
-    ASSIGN_OR_RETURN(auto made, Core(ecall::Call::kKmsCreateKey, {ToBytes(r.key_id), ecall::U32Arg(1), ToBytes(spec)}));
-    store::KeyVersion v{r.key_id, 1, made[0], made[1], r.creation_date, ""};
+    ASSIGN_OR_RETURN(auto made, Core<ecall::KmsCreateKey>({r.key_id, 1, spec}));
+    store::KeyVersion v{r.key_id, 1, std::move(made.wrapped), std::move(made.public_key), r.creation_date, ""};
     RETURN_IF_ERROR(Stored(store->CreateKey(r, v)));
     if (!tags.empty()) RETURN_IF_ERROR(Stored(store->TagResource(r.key_id, tags)));
     k.versions[1] = v;
@@ -497,11 +499,9 @@ struct KmsService::Impl {
     RETURN_IF_ERROR(Usable(in, *k, "Encrypt", "ENCRYPT_DECRYPT", ctx));
     RETURN_IF_ERROR(CheckAlgorithm(in.req, "EncryptionAlgorithm"));
     ASSIGN_OR_RETURN(Bytes pt, ReqBlob(in.req, "Plaintext", ecall::kMaxKmsPlaintext));
-    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, k->record.current_version));
-    auto r = Core(ecall::Call::kKmsEncrypt, {std::move(ref), pt, ecall::EncodeEncryptionContext(ctx)});
-    WipeBytes(pt);
-    if (!r.ok()) return r.status();
-    return json{{"CiphertextBlob", Base64Encode((*r)[0])}, {"KeyId", k->record.arn}, {"EncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
+    ASSIGN_OR_RETURN(ecall::KeyRef ref, Ref(*k, k->record.current_version));
+    ASSIGN_OR_RETURN(auto r, Core<ecall::KmsEncrypt>({std::move(ref), WipedBuffer(std::move(pt)), std::move(ctx)}));
+    return json{{"CiphertextBlob", Base64Encode(r.blob)}, {"KeyId", k->record.arn}, {"EncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
   }
 
   // KeyForBlob finds the key a ciphertext names, checking it against an optional KeyId.
@@ -537,11 +537,9 @@ struct KmsService::Impl {
     RETURN_IF_ERROR(Usable(in, *k, "Decrypt", "ENCRYPT_DECRYPT", ctx));
     RETURN_IF_ERROR(CheckAlgorithm(in.req, "EncryptionAlgorithm"));
     RETURN_IF_ERROR(RequireVersion(*k, h.version));
-    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, h.version));
-    ASSIGN_OR_RETURN(auto r, Core(ecall::Call::kKmsDecrypt, {std::move(ref), blob, ecall::EncodeEncryptionContext(ctx)}));
-    json out = {{"KeyId", k->record.arn}, {"Plaintext", Base64Encode(r[0])}, {"EncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
-    WipeBytes(r[0]);
-    return out;
+    ASSIGN_OR_RETURN(ecall::KeyRef ref, Ref(*k, h.version));
+    ASSIGN_OR_RETURN(auto r, Core<ecall::KmsDecrypt>({std::move(ref), std::move(blob), std::move(ctx)}));
+    return json{{"KeyId", k->record.arn}, {"Plaintext", Base64Encode(r.plaintext.view())}, {"EncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
   }
 
   StatusOr<json> ReEncrypt(const Invocation& in) {
@@ -561,11 +559,11 @@ struct KmsService::Impl {
     RETURN_IF_ERROR(CheckAlgorithm(req, "SourceEncryptionAlgorithm"));
     RETURN_IF_ERROR(CheckAlgorithm(req, "DestinationEncryptionAlgorithm"));
     RETURN_IF_ERROR(RequireVersion(*src, h.version));
-    ASSIGN_OR_RETURN(Bytes src_ref, Ref(*src, h.version));
-    ASSIGN_OR_RETURN(Bytes dst_ref, Ref(*dst, dst->record.current_version));
-    ASSIGN_OR_RETURN(auto r, Core(ecall::Call::kKmsReEncrypt, {std::move(src_ref), blob, ecall::EncodeEncryptionContext(sctx),
-                                                               std::move(dst_ref), ecall::EncodeEncryptionContext(dctx)}));
-    return json{{"CiphertextBlob", Base64Encode(r[0])},
+    ASSIGN_OR_RETURN(ecall::KeyRef src_ref, Ref(*src, h.version));
+    ASSIGN_OR_RETURN(ecall::KeyRef dst_ref, Ref(*dst, dst->record.current_version));
+    ASSIGN_OR_RETURN(auto r, Core<ecall::KmsReEncrypt>({std::move(src_ref), std::move(blob), std::move(sctx),
+                                                        std::move(dst_ref), std::move(dctx)}));
+    return json{{"CiphertextBlob", Base64Encode(r.blob)},
                 {"SourceKeyId", src->record.arn},
                 {"KeyId", dst->record.arn},
                 {"SourceEncryptionAlgorithm", "SYMMETRIC_DEFAULT"},
@@ -590,13 +588,10 @@ struct KmsService::Impl {
       if (*n < 1 || *n > static_cast<int64_t>(ecall::kMaxDataKeyBytes)) return Validation("NumberOfBytes must be between 1 and 1024");
       bytes = static_cast<uint32_t>(*n);
     }
-    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, k->record.current_version));
-    ASSIGN_OR_RETURN(auto r, Core(ecall::Call::kKmsGenerateDataKey,
-                                  {std::move(ref), ecall::U32Arg(bytes), ecall::EncodeEncryptionContext(ctx),
-                                   Bytes{with_plaintext ? uint8_t{1} : uint8_t{0}}}));
-    json out = {{"CiphertextBlob", Base64Encode(r[0])}, {"KeyId", k->record.arn}};
-    if (with_plaintext) out["Plaintext"] = Base64Encode(r[1]);
-    WipeBytes(r[1]);
+    ASSIGN_OR_RETURN(ecall::KeyRef ref, Ref(*k, k->record.current_version));
+    ASSIGN_OR_RETURN(auto r, Core<ecall::KmsGenerateDataKey>({std::move(ref), bytes, std::move(ctx), with_plaintext}));
+    json out = {{"CiphertextBlob", Base64Encode(r.blob)}, {"KeyId", k->record.arn}};
+    if (with_plaintext) out["Plaintext"] = Base64Encode(r.plaintext.view());
     return out;
   }
   StatusOr<json> GenerateDataKeyWithPlaintext(const Invocation& in) { return GenerateDataKey(in, true); }
@@ -608,8 +603,8 @@ struct KmsService::Impl {
     if (*n < 1 || *n > static_cast<int64_t>(ecall::kMaxRandomBytes)) return Validation("NumberOfBytes must be between 1 and 1024");
     ASSIGN_OR_RETURN(auto store_id, OptString(in.req, "CustomKeyStoreId"));
     if (store_id) return Err(AwsError::kUnsupportedOperation, "custom key stores are not supported");
-    ASSIGN_OR_RETURN(auto r, Core(ecall::Call::kKmsGenerateRandom, {ecall::U32Arg(static_cast<uint32_t>(*n))}));
-    return json{{"Plaintext", Base64Encode(r[0])}};
+    ASSIGN_OR_RETURN(auto r, Core<ecall::KmsGenerateRandom>({static_cast<uint32_t>(*n)}));
+    return json{{"Plaintext", Base64Encode(r.random)}};
   }
 
   static StatusOr<Bytes> SignInputs(const json& req, std::string* type) {
@@ -630,9 +625,9 @@ struct KmsService::Impl {
     RETURN_IF_ERROR(Usable(in, *k, "Sign", "SIGN_VERIFY"));
     std::string type;
     ASSIGN_OR_RETURN(Bytes m, SignInputs(in.req, &type));
-    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, k->record.current_version));
-    ASSIGN_OR_RETURN(auto r, Core(ecall::Call::kKmsSign, {std::move(ref), m, ToBytes(type)}));
-    return json{{"KeyId", k->record.arn}, {"Signature", Base64Encode(r[0])}, {"SigningAlgorithm", "ECDSA_SHA_256"}};
+    ASSIGN_OR_RETURN(ecall::KeyRef ref, Ref(*k, k->record.current_version));
+    ASSIGN_OR_RETURN(auto r, Core<ecall::KmsSign>({std::move(ref), std::move(m), type}));
+    return json{{"KeyId", k->record.arn}, {"Signature", Base64Encode(r.signature)}, {"SigningAlgorithm", "ECDSA_SHA_256"}};
   }
 
   StatusOr<json> Verify(const Invocation& in) {
@@ -641,8 +636,8 @@ struct KmsService::Impl {
     std::string type;
     ASSIGN_OR_RETURN(Bytes m, SignInputs(in.req, &type));
     ASSIGN_OR_RETURN(Bytes sig, ReqBlob(in.req, "Signature", 256));
-    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, k->record.current_version));
-    RETURN_IF_ERROR(Core(ecall::Call::kKmsVerify, {std::move(ref), m, ToBytes(type), sig}).status());
+    ASSIGN_OR_RETURN(ecall::KeyRef ref, Ref(*k, k->record.current_version));
+    RETURN_IF_ERROR(Core<ecall::KmsVerify>({std::move(ref), std::move(m), type, std::move(sig)}).status());
     return json{{"KeyId", k->record.arn}, {"SignatureValid", true}, {"SigningAlgorithm", "ECDSA_SHA_256"}};
   }
 
@@ -673,9 +668,9 @@ struct KmsService::Impl {
     ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId"));
     RETURN_IF_ERROR(Usable(in, *k, "GenerateMac", "GENERATE_VERIFY_MAC"));
     ASSIGN_OR_RETURN(Bytes m, MacInputs(in.req));
-    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, k->record.current_version));
-    ASSIGN_OR_RETURN(auto r, Core(ecall::Call::kKmsGenerateMac, {std::move(ref), m}));
-    return json{{"KeyId", k->record.arn}, {"Mac", Base64Encode(r[0])}, {"MacAlgorithm", "HMAC_SHA_256"}};
+    ASSIGN_OR_RETURN(ecall::KeyRef ref, Ref(*k, k->record.current_version));
+    ASSIGN_OR_RETURN(auto r, Core<ecall::KmsGenerateMac>({std::move(ref), std::move(m)}));
+    return json{{"KeyId", k->record.arn}, {"Mac", Base64Encode(r.mac)}, {"MacAlgorithm", "HMAC_SHA_256"}};
   }
 
   StatusOr<json> VerifyMac(const Invocation& in) {
@@ -683,8 +678,8 @@ struct KmsService::Impl {
     RETURN_IF_ERROR(Usable(in, *k, "VerifyMac", "GENERATE_VERIFY_MAC"));
     ASSIGN_OR_RETURN(Bytes m, MacInputs(in.req));
     ASSIGN_OR_RETURN(Bytes mac, ReqBlob(in.req, "Mac", 64));
-    ASSIGN_OR_RETURN(Bytes ref, Ref(*k, k->record.current_version));
-    RETURN_IF_ERROR(Core(ecall::Call::kKmsVerifyMac, {std::move(ref), m, mac}).status());
+    ASSIGN_OR_RETURN(ecall::KeyRef ref, Ref(*k, k->record.current_version));
+    RETURN_IF_ERROR(Core<ecall::KmsVerifyMac>({std::move(ref), std::move(m), std::move(mac)}).status());
     return json{{"KeyId", k->record.arn}, {"MacValid", true}, {"MacAlgorithm", "HMAC_SHA_256"}};
   }
 
@@ -781,9 +776,8 @@ struct KmsService::Impl {
   // naming their version.
   Status Rotate(CachedKey& k, const std::string& type) {
     uint32_t next = k.versions.rbegin()->first + 1;
-    ASSIGN_OR_RETURN(auto made, Core(ecall::Call::kKmsCreateKey,
-                                     {ToBytes(k.record.key_id), ecall::U32Arg(next), ToBytes(k.record.key_spec)}));
-    store::KeyVersion v{k.record.key_id, next, made[0], made[1], Now(), type};
+    ASSIGN_OR_RETURN(auto made, Core<ecall::KmsCreateKey>({k.record.key_id, next, k.record.key_spec}));
+    store::KeyVersion v{k.record.key_id, next, std::move(made.wrapped), std::move(made.public_key), Now(), type};
     store::KeyRecord r = k.record;
     r.current_version = next;
     if (r.rotation_enabled) r.next_rotation_date = Now() + int64_t{r.rotation_period_days} * kDay;

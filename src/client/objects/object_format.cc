@@ -6,7 +6,7 @@
 #include "crypto/hash.h"
 #include "crypto/random.h"
 #include "protocol/stream/stream.h"
-#include "protocol/threshold/kem.h"
+#include "protocol/envelope/kem_wrap.h"
 
 namespace custos::objects {
 
@@ -41,9 +41,8 @@ Bytes DualControlPrefix(const ObjectHeader& h, const Point& y, const Point& r) {
   return w.Take();
 }
 
-Bytes KemContextForPrefix(ByteSpan prefix) {
-  return Concat({AsBytes("custos/v1/object"), crypto::Sha256Bytes(prefix)});
-}
+// The KEM label of dual-control objects (protocol/envelope/kem_wrap.h).
+constexpr std::string_view kObjectKemLabel = "custos/v1/object";
 }  // namespace
 
 Bytes ObjectHeader::Encode() const {
@@ -146,32 +145,24 @@ StatusOr<SecretBytes> SealDualControlKey(ObjectHeader& h, const Point& y,
   h.mode = ObjectMode::kDualControl;
   h.key_ref = custody_fingerprint_hex;
   h.wrapped_key.assign(kDualControlWrappedKeySize, 0);  // fixes the length field in the prefix
-  // R is part of the prefix the KEM context hashes, so r is drawn first and the KEK derived
-  // afterwards (threshold::Encapsulate would fix R before the context exists).
-  crypto::Scalar r = crypto::Scalar::Random();
-  Point rp = Point::BaseMul(r);
-  Bytes prefix = DualControlPrefix(h, y, rp);
-  ASSIGN_OR_RETURN(SecretBytes kek, threshold::DeriveKek(y * r, rp, y, KemContextForPrefix(prefix)));
   SecretBytes dek = crypto::RandomSecret(files::kStreamKeySize);
-  Bytes nonce = crypto::RandomBytes(12);
-  ASSIGN_OR_RETURN(auto gcm, crypto::AesGcm::Create(kek));
-  Bytes sealed = gcm.Seal(nonce, dek.Expose(), prefix);
-  h.wrapped_key = Concat({y.Encode(), rp.Encode(), nonce, sealed});
+  ASSIGN_OR_RETURN(envelope::KemWrapped w, envelope::WrapToY(y, dek, kObjectKemLabel, [&](const Point& r) {
+                     return DualControlPrefix(h, y, r);
+                   }));
+  h.wrapped_key = Concat({y.Encode(), w.r.Encode(), w.nonce, w.sealed});
   return dek;
 }
 
 Bytes DualControlKemContext(const ObjectHeader& h) {
   auto w = ParseDualControlWrap(h.wrapped_key);
   if (!w.ok()) return {};
-  return KemContextForPrefix(DualControlPrefix(h, w->y, w->r));
+  return envelope::KemContext(kObjectKemLabel, DualControlPrefix(h, w->y, w->r));
 }
 
 StatusOr<SecretBytes> OpenDualControlKey(const ObjectHeader& h, const Point& s) {
   ASSIGN_OR_RETURN(DualControlWrap w, ParseDualControlWrap(h.wrapped_key));
   Bytes prefix = DualControlPrefix(h, w.y, w.r);
-  ASSIGN_OR_RETURN(SecretBytes kek, threshold::DeriveKek(s, w.r, w.y, KemContextForPrefix(prefix)));
-  ASSIGN_OR_RETURN(auto gcm, crypto::AesGcm::Create(kek));
-  auto dek = gcm.OpenSecret(w.wrap_nonce, w.wrapped_dek, prefix);
+  auto dek = envelope::UnwrapWithS(s, w.r, w.y, kObjectKemLabel, prefix, w.wrap_nonce, w.wrapped_dek);
   if (!dek.ok()) return IntegrityError("object data key does not unwrap: header altered or wrong keepers' result");
   return dek;
 }

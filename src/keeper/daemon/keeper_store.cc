@@ -7,6 +7,7 @@
 
 #include "common/file.h"
 #include "crypto/aead.h"
+#include "crypto/aead_box.h"
 #include "crypto/hash.h"
 #include "crypto/random.h"
 
@@ -178,9 +179,7 @@ StatusOr<std::unique_ptr<KeeperStore>> KeeperStore::Open(const std::string& dir,
   ASSIGN_OR_RETURN(Bytes sealed, ReadFileBytes(dir + kState));
   if (sealed.size() < crypto::kGcmNonceSize + crypto::kGcmTagSize)
     return IntegrityError("keeper state file is truncated");
-  ASSIGN_OR_RETURN(auto gcm, crypto::AesGcm::Create(store->at_rest_key_));
-  ByteSpan all(sealed);
-  auto plain = gcm.OpenSecret(all.subspan(0, 12), all.subspan(12), store->StateAad());
+  auto plain = crypto::OpenBox(store->at_rest_key_, sealed, store->StateAad());
   if (!plain.ok())
     return PermissionDenied("cannot unseal keeper state: wrong passphrase or tampered state file");
   ASSIGN_OR_RETURN(auto secrets, KeeperSecrets::Decode(*plain));
@@ -191,12 +190,8 @@ StatusOr<std::unique_ptr<KeeperStore>> KeeperStore::Open(const std::string& dir,
 
 Status KeeperStore::SaveSecrets() {
   SecretBytes plain = secrets_->Encode();
-  ASSIGN_OR_RETURN(auto gcm, crypto::AesGcm::Create(at_rest_key_));
-  Bytes nonce = crypto::RandomBytes(crypto::kGcmNonceSize);
-  Bytes out(nonce.size() + plain.size() + crypto::kGcmTagSize);
-  std::copy(nonce.begin(), nonce.end(), out.begin());
-  RETURN_IF_ERROR(gcm.Seal(nonce, plain.Expose(), StateAad(),
-                           std::span<uint8_t>(out).subspan(nonce.size())));
+  // state.sealed = nonce || ciphertext || tag under the at-rest key (crypto/aead_box.h).
+  ASSIGN_OR_RETURN(Bytes out, crypto::SealBox(at_rest_key_, plain.Expose(), StateAad()));
   return WriteFileAtomic(dir_ + kState, out, 0600);
 }
 

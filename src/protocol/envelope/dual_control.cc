@@ -9,12 +9,17 @@
 #include "crypto/aead.h"
 #include "crypto/hash.h"
 #include "crypto/random.h"
+#include "protocol/envelope/kem_wrap.h"
 #include "protocol/stream/stream.h"
-#include "protocol/threshold/kem.h"
 
 namespace custos::files {
 
 using crypto::Point;
+
+namespace {
+// The KEM label of dual-control files (kem_wrap.h); the root-key envelope is such a file.
+constexpr std::string_view kFileKemLabel = "custos/v1/file";
+}  // namespace
 
 Bytes DualControlHeader::Prefix() const {
   ByteWriter w;
@@ -63,9 +68,7 @@ Bytes DualControlHeader::Digest() const {
   return crypto::Sha256Bytes(Concat({AsBytes("custos/v1/file-header"), Encode()}));
 }
 
-Bytes DualControlHeader::KemContext() const {
-  return Concat({AsBytes("custos/v1/file"), crypto::Sha256Bytes(Prefix())});
-}
+Bytes DualControlHeader::KemContext() const { return envelope::KemContext(kFileKemLabel, Prefix()); }
 
 
 namespace {
@@ -76,15 +79,13 @@ StatusOr<DualControlHeader> NewHeader(const Point& y, uint32_t chunk_size, Secre
   h.file_id = crypto::RandomBytes(16);
   h.chunk_size = chunk_size;
   h.nonce_prefix = crypto::RandomBytes(kStreamNoncePrefixSize);
-  h.wrap_nonce = crypto::RandomBytes(12);
-  // The KEM context hashes the header prefix, which contains R, so R is drawn here and the
-  // KEK derived afterwards (threshold::Encapsulate would fix R before the context exists).
-  crypto::Scalar r = crypto::Scalar::Random();
-  h.r = Point::BaseMul(r);
-  ASSIGN_OR_RETURN(SecretBytes kek, threshold::DeriveKek(y * r, h.r, y, h.KemContext()));
   dek = crypto::RandomSecret(kStreamKeySize);
-  ASSIGN_OR_RETURN(auto gcm, crypto::AesGcm::Create(kek));
-  h.wrapped_dek = gcm.Seal(h.wrap_nonce, dek.Expose(), h.Prefix());
+  ASSIGN_OR_RETURN(envelope::KemWrapped w, envelope::WrapToY(y, dek, kFileKemLabel, [&](const Point& r) {
+                     h.r = r;
+                     return h.Prefix();
+                   }));
+  h.wrap_nonce = std::move(w.nonce);
+  h.wrapped_dek = std::move(w.sealed);
   return h;
 }
 }  // namespace
@@ -140,9 +141,7 @@ StatusOr<DualControlHeader> ReadDualControlHeader(int fd) {
 }
 
 StatusOr<SecretBytes> UnwrapDek(const DualControlHeader& h, const Point& s) {
-  ASSIGN_OR_RETURN(SecretBytes kek, threshold::DeriveKek(s, h.r, h.y, h.KemContext()));
-  ASSIGN_OR_RETURN(auto gcm, crypto::AesGcm::Create(kek));
-  auto dek = gcm.OpenSecret(h.wrap_nonce, h.wrapped_dek, h.Prefix());
+  auto dek = envelope::UnwrapWithS(s, h.r, h.y, kFileKemLabel, h.Prefix(), h.wrap_nonce, h.wrapped_dek);
   if (!dek.ok()) return IntegrityError("file key does not unwrap: header altered or wrong keepers' result");
   return dek;
 }
