@@ -62,7 +62,13 @@ std::time_t EnclaveCore::Now() const {
 Bytes EnclaveCore::Handle(ByteSpan request_payload) {
   auto req = ecall::Request::Decode(request_payload);
   if (!req.ok()) return ecall::Response::FromStatus(req.status()).Encode();
-  return Dispatch(*req).Encode();
+  ecall::Response resp = Dispatch(*req);
+  Bytes out = resp.Encode();
+  // Arguments and results may be plaintexts, data keys or SigV4 secrets: the decoded copies go
+  // now (main.cc wipes the frames; the typed copies are WipedBuffers).
+  for (Bytes& a : req->args) WipeBytes(a);
+  for (Bytes& r : resp.results) WipeBytes(r);
+  return out;
 }
 
 ecall::Response EnclaveCore::Dispatch(const ecall::Request& r) {
