@@ -1,5 +1,8 @@
 // Shared harness of the end-to-end tests: real `custos` processes ($CUSTOS_BIN) on loopback.
 #pragma once
+#include <cstdlib>
+#include <cstdio>
+#include <mutex>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -79,7 +82,43 @@ inline pid_t Spawn(const std::vector<std::string>& args, const std::map<std::str
   return pid;
 }
 
+// FreePort returns a loopback port nobody listens on. Under ctest each e2e entry runs in its own
+// process, side by side (`ctest -j`), with its own range below Linux's ephemeral ports
+// (CUSTOS_E2E_PORTS=FIRST-LAST, set in CMakeLists.txt): two processes never hand out the same
+// port, and no outgoing connection can hold one. Within the range ports are handed out in turn
+// (a process never hands one out twice while it has others left) and probed with a bind. Run by
+// hand without the variable, it asks the kernel for an ephemeral port.
+inline bool CanBind(uint16_t port) {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  bool ok = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(s);
+  return ok;
+}
+
 inline uint16_t FreePort() {
+  static std::mutex mu;
+  static int next = -1, first = 0, last = -1;
+  std::lock_guard<std::mutex> lock(mu);
+  if (next < 0) {
+    const char* range = std::getenv("CUSTOS_E2E_PORTS");
+    if (range != nullptr && std::sscanf(range, "%d-%d", &first, &last) == 2 && first > 0 && last >= first &&
+        last < 65536) {
+      next = first;
+    } else {
+      next = 0;
+    }
+  }
+  if (next > 0) {
+    for (int tries = 0; tries <= last - first; ++tries) {
+      int p = next;
+      next = next == last ? first : next + 1;
+      if (CanBind(static_cast<uint16_t>(p))) return static_cast<uint16_t>(p);
+    }
+  }
   int s = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;

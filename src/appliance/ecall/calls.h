@@ -481,15 +481,17 @@ StatusOr<S> DecodeFields(std::span<const Bytes> in, std::string_view call) {
 }
 
 // Invoke calls `C` through a positional core call (the transport) with typed arguments and
-// typed results. The encoded copies of the arguments and results are wiped once decoded (they
-// may hold a plaintext or a secret access key). A failed call returns the core's Status as is.
+// typed results. The transport takes the encoded arguments over and must wipe them once sent
+// (EnclaveProcess::Call does); Invoke wipes the encoded results once decoded (they may hold a
+// plaintext or a secret access key). A failed call returns the core's Status as is; results that
+// do not match the declaration (a host and core of different builds) are kInternal.
 template <typename C, typename Transport>
 StatusOr<typename C::Result> Invoke(Transport&& transport, const typename C::Args& args) {
-  std::vector<Bytes> encoded = EncodeFields(args);
-  StatusOr<std::vector<Bytes>> r = transport(C::kCall, std::move(encoded));
+  StatusOr<std::vector<Bytes>> r = transport(C::kCall, EncodeFields(args));
   if (!r.ok()) return r.status();
   StatusOr<typename C::Result> out = DecodeFields<typename C::Result>(*r, C::kName);
   for (Bytes& b : *r) WipeBytes(b);
+  if (!out.ok()) return InternalError("trusted core answered " + out.status().message());
   return out;
 }
 

@@ -204,6 +204,12 @@ TEST(EcallCalls, TypedFieldsRoundTripAndBadFieldsAreNamed) {
   };
   auto sealed = Invoke<KmsGenerateRandom>(refuse, {16});
   EXPECT_EQ(sealed.status().reason(), static_cast<uint16_t>(Reason::kSealed));
+  // A core of another build answering with another number of results is an internal error,
+  // not the caller's.
+  auto two = [](Call, std::vector<Bytes>) -> StatusOr<std::vector<Bytes>> { return std::vector<Bytes>{{1}, {2}}; };
+  auto mismatch = Invoke<KmsGenerateRandom>(two, {16});
+  EXPECT_EQ(mismatch.status().code(), ErrorCode::kInternal);
+  EXPECT_THAT(mismatch.status().message(), ::testing::HasSubstr("kms-generate-random: 2 fields, expected 1"));
   EXPECT_EQ(calls, 1);
 }
 
