@@ -88,15 +88,19 @@ inline pid_t Spawn(const std::vector<std::string>& args, const std::map<std::str
 // port, and no outgoing connection can hold one. Within the range ports are handed out in turn
 // (a process never hands one out twice while it has others left) and probed with a bind. Run by
 // hand without the variable, it asks the kernel for an ephemeral port.
-inline bool CanBind(uint16_t port) {
+// BindLoopback binds 127.0.0.1:port (0: the kernel picks), closes, and returns the port it got,
+// or 0 if the bind failed.
+inline uint16_t BindLoopback(uint16_t port) {
   int s = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = htons(port);
-  bool ok = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  socklen_t len = sizeof a;
+  bool ok = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+            ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) == 0;
   ::close(s);
-  return ok;
+  return ok ? ntohs(a.sin_port) : 0;
 }
 
 inline uint16_t FreePort() {
@@ -116,18 +120,10 @@ inline uint16_t FreePort() {
     for (int tries = 0; tries <= last - first; ++tries) {
       int p = next;
       next = next == last ? first : next + 1;
-      if (CanBind(static_cast<uint16_t>(p))) return static_cast<uint16_t>(p);
+      if (BindLoopback(static_cast<uint16_t>(p)) != 0) return static_cast<uint16_t>(p);
     }
   }
-  int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
+  return BindLoopback(0);
 }
 
 class Cluster {

@@ -14,7 +14,8 @@ Status DecodeField(ByteSpan in, std::string* out) {
 
 Status DecodeField(ByteSpan in, uint32_t* out) {
   if (in.size() != 4) return InvalidArgument("must be a 4-byte integer");
-  *out = (uint32_t{in[0]} << 24) | (uint32_t{in[1]} << 16) | (uint32_t{in[2]} << 8) | uint32_t{in[3]};
+  ByteReader r(in);
+  ASSIGN_OR_RETURN(*out, r.U32("u32"));
   return Status::Ok();
 }
 

@@ -106,12 +106,8 @@ ecall::Response EnclaveCore::Dispatch(const ecall::Request& r) {
 StatusOr<ecall::Ping::Result> EnclaveCore::Ping(const ecall::Ping::Args& a) { return ecall::Ping::Result{a.payload}; }
 
 EnclaveCore::Results EnclaveCore::KmsRoute(EnclaveCore& core, const ecall::Request& request) {
-  return core.Kms(request);
-}
-
-EnclaveCore::Results EnclaveCore::Kms(const ecall::Request& request) {
-  if (kms_ == nullptr) return FailedPrecondition("enclave: sealed").WithReason(ecall::Reason::kSealed);
-  return kms_->Serve(request);
+  if (core.kms_ == nullptr) return FailedPrecondition("enclave: sealed").WithReason(ecall::Reason::kSealed);
+  return core.kms_->Serve(request);
 }
 
 Status EnclaveCore::AdoptRoot(SecretBytes root) {

@@ -115,9 +115,8 @@ class EnclaveCore {
   StatusOr<ecall::Ping::Result> Ping(const ecall::Ping::Args& a);
   StatusOr<ecall::CustodyUpdate::Result> CustodyUpdate(const ecall::CustodyUpdate::Args& a);
   StatusOr<ecall::OriginRebind::Result> OriginRebind(const ecall::OriginRebind::Args&);
-  // Kms serves the KMS calls (enclave/kms_ops.h); a sealed core refuses them. KmsRoute is its
-  // row in Dispatch's table.
-  Results Kms(const ecall::Request& request);
+  // KmsRoute serves the KMS calls (enclave/kms_ops.h): Dispatch's route for every call without a
+  // row of its own. A sealed core refuses them.
   static Results KmsRoute(EnclaveCore& core, const ecall::Request& request);
 
   Status RequireLoaded() const;
