@@ -41,7 +41,7 @@ class AuditVerifyCommandTest : public ::testing::Test {
         batch.push_back(std::move(r));
       }
       batch.back().signature = key_.Sign(audit::CheckpointMessage(seq, hash));
-      ASSERT_OK((*store)->AppendAudit(batch));
+      ASSERT_OK((*store)->AppendAudit(batch, store::Durability::kDurable));
     }
     head_ = std::to_string(seq) + ":" + HexEncode(hash);
     ASSERT_OK((*store)->PutMeta("audit_public_key", key_hex_));

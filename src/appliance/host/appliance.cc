@@ -241,8 +241,12 @@ custos::Status Appliance::OpenKms() {
     if (!audit_key_recorded_.load()) RecordAuditKey();
     return SignedHead{std::move(r.head), std::move(r.signature)};
   };
-  ASSIGN_OR_RETURN(audit_, AuditWriter::Start(*store_, signer));
-  kms::AuditSink sink = [this](const audit::Entry& entry) { return audit_->Append(entry); };
+  AuditWriterOptions audit_options;
+  audit_options.sync = config_.audit_sync == "request" ? AuditSync::kRequest : AuditSync::kGroup;
+  ASSIGN_OR_RETURN(audit_, AuditWriter::Start(*store_, signer, audit_options));
+  kms::AuditSink sink = [this](const audit::Entry& entry, bool durable) {
+    return audit_->Append(entry, durable);
+  };
   api_ = std::make_unique<kms::KmsApi>(kms_.get(), store_.get(), core, sink, sig);
   // The admin token: kept across restarts so operators' scripts keep working; 0600.
   std::string token_path = admin_token_file();

@@ -16,7 +16,6 @@ Status CouldNotWrite(const Status& cause) {
 
 }  // namespace
 
-Status AuditWriter::Append(const audit::Entry& entry) { return Append(entry.ToJson()); }
 
 StatusOr<std::unique_ptr<AuditWriter>> AuditWriter::Start(store::Store& store,
                                                           BatchSigner signer,
@@ -25,6 +24,8 @@ StatusOr<std::unique_ptr<AuditWriter>> AuditWriter::Start(store::Store& store,
   if (options.max_batch_entries == 0 || options.max_batch_bytes < kMaxAuditEntryBytes ||
       options.max_batch_bytes > (512u << 10))
     return InvalidArgument("audit writer: batch bounds out of range");
+  if (options.sync_window < std::chrono::milliseconds(1) || options.max_unsigned_entries == 0)
+    return InvalidArgument("audit writer: sync window or unsigned bound out of range");
   if (options.audit_key) {
     std::string key_hex = HexEncode(options.audit_key->Encode());
     StatusOr<std::string> stored = store.GetMeta(kAuditKeyMeta);
@@ -37,49 +38,83 @@ StatusOr<std::unique_ptr<AuditWriter>> AuditWriter::Start(store::Store& store,
     }
   }
 
-  ASSIGN_OR_RETURN(store::AuditRecord last, store.LastAudit());
-  Bytes hash = audit::GenesisHash();
+  // The newest signed record anchors the chain; what follows it (the tail a process wrote
+  // before dying, group commit) must chain from it and is signed by the first SignPending.
+  ASSIGN_OR_RETURN(store::AuditRecord last_signed, store.LastSignedAudit());
+  audit::Head head{0, audit::GenesisHash()};
   Bytes anchor;
-  if (last.seq != 0) {
-    if (last.signature.empty()) {
-      ASSIGN_OR_RETURN(store::AuditRecord last_signed, store.LastSignedAudit());
-      return FailedPrecondition(
-          "audit: the newest entry (seq " + std::to_string(last.seq) +
-          ") has no signature (the newest signed one is seq " + std::to_string(last_signed.seq) +
-          "): it was not written by custos; run `custos audit verify`");
-    }
-    if (last.hash.size() != audit::kHashSize || last.signature.size() != crypto::kSignatureSize)
-      return FailedPrecondition("audit: the newest entry (seq " + std::to_string(last.seq) +
+  if (last_signed.seq != 0) {
+    if (last_signed.hash.size() != audit::kHashSize ||
+        last_signed.signature.size() != crypto::kSignatureSize)
+      return FailedPrecondition("audit: the newest signed entry (seq " +
+                                std::to_string(last_signed.seq) +
                                 ") has a malformed hash or signature");
     if (options.audit_key &&
-        !options.audit_key->Verify(audit::CheckpointMessage(last.seq, last.hash), last.signature)
+        !options.audit_key
+             ->Verify(audit::CheckpointMessage(last_signed.seq, last_signed.hash),
+                      last_signed.signature)
              .ok())
-      return FailedPrecondition("audit: the newest entry's signature (seq " +
-                                std::to_string(last.seq) +
+      return FailedPrecondition("audit: the newest signed entry's signature (seq " +
+                                std::to_string(last_signed.seq) +
                                 ") does not verify under the audit key");
-    hash = last.hash;
-    anchor = Concat({audit::EncodeHead(last.seq, last.hash), last.signature});
+    head = {last_signed.seq, last_signed.hash};
+    anchor = Concat({audit::EncodeHead(last_signed.seq, last_signed.hash), last_signed.signature});
   }
-  std::unique_ptr<AuditWriter> writer(new AuditWriter(store, std::move(signer), std::move(options),
-                                                      last.seq, std::move(hash),
-                                                      std::move(anchor)));
+  std::deque<std::string> tail;
+  for (;;) {
+    ASSIGN_OR_RETURN(std::vector<store::AuditRecord> page, store.ReadAudit(head.seq + 1, 1000));
+    if (page.empty()) break;
+    for (store::AuditRecord& r : page) {
+      Bytes hash = audit::EntryHash(head.hash, head.seq + 1, r.entry);
+      if (r.seq != head.seq + 1 || r.hash != hash)
+        return FailedPrecondition(
+            "audit: the unsigned entry seq " + std::to_string(r.seq) +
+            " does not chain from the newest signed one (seq " + std::to_string(last_signed.seq) +
+            "): it was not written by custos; run `custos audit verify`");
+      head = {r.seq, std::move(hash)};
+      tail.push_back(std::move(r.entry));
+    }
+  }
+  if (!tail.empty()) {
+    // Said in the chain itself: these entries were written by a process that died before the
+    // core signed them, and are signed now as found.
+    audit::Entry recovery;
+    recovery.request_id = "audit-recovery";
+    recovery.operation = "AuditRecovery";
+    recovery.outcome = "seq " + std::to_string(head.seq - tail.size() + 1) + " to " +
+                       std::to_string(head.seq) + " signed at restart";
+    std::string text = recovery.ToJson().dump(-1, ' ', false,
+                                              nlohmann::json::error_handler_t::replace);
+    Bytes hash = audit::EntryHash(head.hash, head.seq + 1, text);
+    RETURN_IF_ERROR(store.AppendAudit({store::AuditRecord{head.seq + 1, text, hash, {}}},
+                                      store::Durability::kDurable));
+    head = {head.seq + 1, std::move(hash)};
+    tail.push_back(std::move(text));
+  }
+  std::unique_ptr<AuditWriter> writer(new AuditWriter(
+      store, std::move(signer), std::move(options), std::move(head), std::move(anchor),
+      std::move(tail)));
+  writer->signed_seq_ = last_signed.seq;
+  writer->durable_seq_ = writer->head_.seq;  // what was found is as durable as it will get
   writer->thread_ = std::thread([w = writer.get()] { w->Run(); });
+  if (writer->options_.sync == AuditSync::kGroup)
+    writer->syncer_ = std::thread([w = writer.get()] { w->RunSyncer(); });
   return writer;
 }
 
 AuditWriter::AuditWriter(store::Store& store, BatchSigner signer, AuditWriterOptions options,
-                         uint64_t seq, Bytes hash, Bytes anchor)
+                         audit::Head head, Bytes anchor, std::deque<std::string> unsigned_tail)
     : store_(store),
       signer_(std::move(signer)),
       options_(std::move(options)),
-      anchor_(std::move(anchor)) {
-  head_.seq = seq;
-  head_.hash = std::move(hash);
-}
+      head_(std::move(head)),
+      unsigned_count_(unsigned_tail.size()),
+      anchor_(std::move(anchor)),
+      pending_(std::move(unsigned_tail)) {}
 
 AuditWriter::~AuditWriter() { Stop(); }
 
-Status AuditWriter::Append(const nlohmann::json& entry) {
+Status AuditWriter::Append(const nlohmann::json& entry, bool durable) {
   if (!entry.is_object()) return InvalidArgument("audit: an entry must be a JSON object");
   // Serialised here, in the request's thread, so the writer thread only hashes and stores.
   // nlohmann's objects are ordered maps: dump() sorts keys. Replacing invalid UTF-8 (a
@@ -90,6 +125,9 @@ Status AuditWriter::Append(const nlohmann::json& entry) {
                            " bytes");
   std::unique_lock lock(mu_);
   if (stopping_) return FailedPrecondition("audit log could not be written: writer stopped");
+  if (unsigned_count_ >= options_.max_unsigned_entries)
+    return Unavailable("audit log could not be written: " + std::to_string(unsigned_count_) +
+                       " entries wait for the trusted core's signature");
   if (!open_ || open_->entries.size() >= options_.max_batch_entries ||
       open_->bytes + text.size() > options_.max_batch_bytes) {
     if (open_) closed_.push_back(std::move(open_));
@@ -100,35 +138,190 @@ Status AuditWriter::Append(const nlohmann::json& entry) {
   batch->entries.push_back(std::move(text));
   work_cv_.notify_one();
   batch->done_cv.wait(lock, [&] { return batch->done; });
-  return batch->result;
+  if (!batch->result.ok() || options_.sync == AuditSync::kRequest) return batch->result;
+  const bool window_passed =
+      oldest_undurable_ && Clock::now() - *oldest_undurable_ > options_.sync_window;
+  if (durable || window_passed) return WaitDurable(lock, batch->last_seq);
+  return Status::Ok();
+}
+
+Status AuditWriter::Append(const audit::Entry& entry, bool durable) {
+  return Append(entry.ToJson(), durable);
+}
+
+Status AuditWriter::WaitDurable(std::unique_lock<std::mutex>& lock, uint64_t seq) {
+  const uint64_t failures_before = sync_failures_;
+  durable_cv_.wait(lock, [&] {
+    return durable_seq_ >= seq || sync_failures_ != failures_before || syncer_stop_;
+  });
+  if (durable_seq_ >= seq) return Status::Ok();
+  if (!sync_error_.ok()) return CouldNotWrite(sync_error_);
+  return FailedPrecondition("audit log could not be written: writer stopped before the fsync");
 }
 
 void AuditWriter::Run() {
+  constexpr auto kSignRetry = std::chrono::milliseconds(200);
+  std::optional<Clock::time_point> sign_failed_at;  // set while the core cannot sign
   for (;;) {
     std::shared_ptr<Batch> batch;
+    bool stopping = false;
     {
       std::unique_lock lock(mu_);
-      work_cv_.wait(lock, [&] { return stopping_ || open_ || !closed_.empty(); });
+      auto ready = [&] { return stopping_ || open_ || !closed_.empty(); };
+      if (sign_failed_at) {
+        work_cv_.wait_for(lock, kSignRetry, ready);
+      } else {
+        work_cv_.wait(lock, [&] { return ready() || !pending_.empty(); });
+      }
       if (!closed_.empty()) {
         batch = std::move(closed_.front());
         closed_.pop_front();
       } else if (open_) {
         batch = std::move(open_);
+      }
+      stopping = stopping_ && !batch && closed_.empty();
+    }
+    if (batch) {
+      uint64_t last_seq = 0;
+      Status result = options_.sync == AuditSync::kGroup ? Write(batch->entries, &last_seq)
+                                                         : Commit(batch->entries, &last_seq);
+      {
+        std::lock_guard lock(mu_);
+        batch->result = std::move(result);
+        batch->last_seq = last_seq;
+        batch->done = true;
+      }
+      batch->done_cv.notify_all();
+    }
+    // Pipelined: the batch's requests are on their way out while the core signs. A core that
+    // cannot sign (sealed, restarting) is asked again every kSignRetry, not once per batch.
+    const bool retry_due = !sign_failed_at || Clock::now() - *sign_failed_at >= kSignRetry;
+    if (!pending_.empty() && (retry_due || stopping)) {
+      Status signed_ok = SignPending(options_.sync == AuditSync::kGroup
+                                         ? store::Durability::kWritten
+                                         : store::Durability::kDurable);
+      if (signed_ok.ok()) {
+        sign_failed_at.reset();
       } else {
-        return;  // stopping, and everything queued is committed
+        sign_failed_at = Clock::now();
       }
     }
-    Status result = Commit(batch->entries);
-    {
-      std::lock_guard lock(mu_);
-      batch->result = std::move(result);
-      batch->done = true;
-    }
-    batch->done_cv.notify_all();
+    if (stopping) break;
   }
+  // Stopping: everything queued is written and signed as far as the core allows; the syncer
+  // makes it durable before it exits.
+  std::lock_guard lock(mu_);
+  syncer_stop_ = true;
+  sync_cv_.notify_all();
 }
 
-Status AuditWriter::Commit(std::vector<std::string>& entries) {
+void AuditWriter::RunSyncer() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    sync_cv_.wait(lock, [&] { return dirty_ || syncer_stop_; });
+    if (!dirty_) break;  // stopping, and everything written is durable
+    const uint64_t target = head_.seq;
+    dirty_ = false;
+    oldest_since_sync_.reset();
+    lock.unlock();
+    Status synced = store_.SyncAudit();
+    lock.lock();
+    if (synced.ok()) {
+      durable_seq_ = std::max(durable_seq_, target);
+      oldest_undurable_ = oldest_since_sync_;
+      sync_error_ = Status::Ok();
+    } else {
+      dirty_ = true;
+      sync_error_ = std::move(synced);
+      ++sync_failures_;
+    }
+    durable_cv_.notify_all();
+    if (!synced.ok() && !syncer_stop_) {
+      // A failing disk: do not spin; appenders that must wait have their error already.
+      durable_cv_.wait_for(lock, std::chrono::milliseconds(50));
+    }
+  }
+  lock.unlock();
+  durable_cv_.notify_all();
+}
+
+Status AuditWriter::Write(std::vector<std::string>& entries, uint64_t* last_seq) {
+  std::vector<store::AuditRecord> records(entries.size());
+  Bytes hash = head_.hash;
+  uint64_t seq = head_.seq;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    hash = audit::EntryHash(hash, ++seq, entries[i]);
+    records[i].seq = seq;
+    records[i].hash = hash;
+    records[i].entry = entries[i];
+  }
+  Status stored = store_.AppendAudit(records, store::Durability::kWritten);
+  if (!stored.ok()) return CouldNotWrite(stored);
+  for (std::string& e : entries) pending_.push_back(std::move(e));
+  *last_seq = seq;
+  std::lock_guard lock(mu_);
+  head_.seq = seq;
+  head_.hash = std::move(hash);
+  unsigned_count_ = pending_.size();
+  auto now = Clock::now();
+  if (!oldest_undurable_) oldest_undurable_ = now;
+  if (!oldest_since_sync_) oldest_since_sync_ = now;
+  dirty_ = true;
+  sync_cv_.notify_one();
+  return Status::Ok();
+}
+
+Status AuditWriter::SignPending(store::Durability durability) {
+  while (!pending_.empty()) {
+    // One step: as many entries as fit one batch's bounds (one ecall frame).
+    std::vector<std::string> step;
+    size_t bytes = 0;
+    while (step.size() < pending_.size() && step.size() < options_.max_batch_entries &&
+           bytes + pending_[step.size()].size() <= options_.max_batch_bytes) {
+      bytes += pending_[step.size()].size();
+      step.push_back(pending_[step.size()]);
+    }
+    uint64_t signed_seq;
+    {
+      std::lock_guard lock(mu_);
+      signed_seq = signed_seq_;
+    }
+    StatusOr<SignedHead> signed_head = signer_(anchor_, step);
+    if (!signed_head.ok()) return CouldNotWrite(signed_head.status());
+    // The chain head after `step`, recomputed from the entries: the core must have signed it.
+    Bytes hash = anchor_.empty() ? audit::GenesisHash()
+                                 : Bytes(anchor_.begin() + 8, anchor_.begin() + 8 + audit::kHashSize);
+    uint64_t seq = signed_seq;
+    for (const std::string& e : step) hash = audit::EntryHash(hash, ++seq, e);
+    StatusOr<audit::Head> head = audit::DecodeHead(signed_head->head);
+    if (!head.ok()) return CouldNotWrite(head.status());
+    if (head->seq != seq || head->hash != hash)
+      return CouldNotWrite(IntegrityError("the core signed head seq " + std::to_string(head->seq) +
+                                          ", not the host's chain head seq " + std::to_string(seq)));
+    if (signed_head->signature.size() != crypto::kSignatureSize)
+      return CouldNotWrite(IntegrityError("the core's head signature is not 64 bytes"));
+    if (options_.audit_key &&
+        !options_.audit_key->Verify(audit::CheckpointMessage(seq, hash), signed_head->signature)
+             .ok())
+      return CouldNotWrite(IntegrityError("the core's head signature does not verify"));
+    Status stored = store_.SignAudit(seq, signed_head->signature, durability);
+    if (!stored.ok()) return CouldNotWrite(stored);
+    anchor_ = Concat({signed_head->head, signed_head->signature});
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(step.size()));
+    std::lock_guard lock(mu_);
+    signed_seq_ = seq;
+    unsigned_count_ = pending_.size();
+    if (durability == store::Durability::kWritten) {
+      dirty_ = true;
+      sync_cv_.notify_one();
+    }
+  }
+  return Status::Ok();
+}
+
+Status AuditWriter::Commit(std::vector<std::string>& entries, uint64_t* last_seq) {
+  // An unsigned tail found at start is signed first, on its own anchor.
+  if (!pending_.empty()) RETURN_IF_ERROR(SignPending(store::Durability::kDurable));
   StatusOr<SignedHead> signed_head = signer_(anchor_, entries);
   if (!signed_head.ok()) return CouldNotWrite(signed_head.status());
 
@@ -156,12 +349,15 @@ Status AuditWriter::Commit(std::vector<std::string>& entries) {
     return CouldNotWrite(IntegrityError("the core's head signature does not verify"));
   records.back().signature = signed_head->signature;
 
-  Status stored = store_.AppendAudit(records);
+  Status stored = store_.AppendAudit(records, store::Durability::kDurable);
   if (!stored.ok()) return CouldNotWrite(stored);
   anchor_ = Concat({signed_head->head, signed_head->signature});
+  *last_seq = seq;
   std::lock_guard lock(mu_);
   head_.seq = seq;
   head_.hash = std::move(hash);
+  signed_seq_ = seq;
+  durable_seq_ = seq;
   return Status::Ok();
 }
 
@@ -173,11 +369,17 @@ void AuditWriter::Stop() {
   }
   work_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (syncer_.joinable()) syncer_.join();
 }
 
 audit::Head AuditWriter::head() const {
   std::lock_guard lock(mu_);
   return head_;
+}
+
+AuditWriter::Progress AuditWriter::progress() const {
+  std::lock_guard lock(mu_);
+  return {head_.seq, signed_seq_, durable_seq_};
 }
 
 }  // namespace custos::host

@@ -1,14 +1,22 @@
 // The KMS audit log's writer on the host (docs/audit.md; audit/chain.h has the chain). Every
-// KMS request appends one entry and is answered only once that entry is stored and covered by
-// a signature of the trusted core: a request that cannot be audited fails (AWS-style "the
-// audit log could not be written"), it is never served unaudited.
+// KMS request appends one entry and is answered only once that entry is in the log: a request
+// that cannot be audited fails (AWS-style "the audit log could not be written"), it is never
+// served unaudited.
 //
-// Group commit: request threads queue their entries and block; one writer thread takes what
-// is queued (a bounded batch), has the core extend the chain and sign the new head (ecall
-// kAuditAppend through the injected BatchSigner), recomputes the entries' hashes itself and
-// refuses a head that differs from its own, stores the batch in one Store transaction (the
-// signature on the batch's last record), and then wakes the batch's threads. One fsync and one
-// signature thus cover as many requests as arrived during the previous commit.
+// Request threads queue their entries and block; one writer thread takes what is queued (a
+// bounded batch), chains it (the host computes the entries' hashes) and stores it, has the core
+// sign the new head (ecall kAuditAppend through the injected BatchSigner; the host refuses a
+// head that differs from its own) and stores the signature on the newest record. When the
+// request is answered depends on AuditSync:
+//   kGroup   (default) once its batch is written (write(2): it survives kill -9 of any process).
+//            The signature follows in the next pipelined step and a syncer thread fsyncs the log
+//            continuously (group commit); a request that asks for durability (a key-state
+//            change), or that arrives while a written entry has waited longer than sync_window,
+//            waits for the fsync. So a power loss loses at most the entries acknowledged within
+//            sync_window before it, and never a key-state change's entry.
+//   kRequest once its batch is signed and fsynced: one signature and one fsync per batch.
+// A process that dies between write and signature leaves an unsigned tail; the next Start has
+// the core sign it as found and appends an "audit-recovery" entry naming its range.
 #pragma once
 
 #include <chrono>
@@ -53,7 +61,17 @@ using BatchSigner = std::function<StatusOr<SignedHead>(ByteSpan anchor,
 // keeps any batch inside one ecall frame).
 inline constexpr size_t kMaxAuditEntryBytes = 16 << 10;
 
+// AuditSync is when an appended entry may be acknowledged (see the header comment).
+enum class AuditSync { kGroup, kRequest };
+
 struct AuditWriterOptions {
+  AuditSync sync = AuditSync::kGroup;
+  // kGroup: an entry written longer ago than this and not yet fsynced makes new appends wait
+  // for the fsync: the bound on what a power loss can take.
+  std::chrono::milliseconds sync_window{10};
+  // kGroup: appends are refused while this many written entries wait for the core's signature
+  // (the core is sealed or gone), so memory stays bounded.
+  size_t max_unsigned_entries = 100'000;
   // Batch bounds: a batch closes at this many entries or serialised bytes, whichever first.
   // max_batch_bytes is at most 512 KiB so that a batch fits one ecall frame (1 MiB).
   size_t max_batch_entries = 256;
@@ -84,9 +102,10 @@ class AuditWriter {
   // when the core refused to sign or the store failed (every entry of that batch gets it and
   // none is stored); kFailedPrecondition after Stop. A failure does not stop the writer: the
   // next batch is tried afresh from the last stored head (e.g. once the core is unsealed).
-  Status Append(const nlohmann::json& entry);
+  // `durable`: wait until the entry is fsynced whatever the mode (a key-state change's entry).
+  Status Append(const nlohmann::json& entry, bool durable = false);
   // Append of the request path's entry (audit::Entry, docs/audit.md "Entries").
-  Status Append(const audit::Entry& entry);
+  Status Append(const audit::Entry& entry, bool durable = false);
 
   // Stop refuses new entries, commits every queued one (their Append calls return as usual),
   // and joins the writer thread. Idempotent.
@@ -95,21 +114,38 @@ class AuditWriter {
   // head returns the newest stored (seq, hash); seq 0 for an empty log.
   audit::Head head() const;
 
+  // Progress is how far the log is: written (stored), signed (covered by a core signature)
+  // and durable (fsynced) up to these seqs.
+  struct Progress {
+    uint64_t written = 0, signed_ = 0, durable = 0;
+  };
+  Progress progress() const;
+
  private:
+  using Clock = std::chrono::steady_clock;
   // Batch is the entries of one group commit and, once done, its result.
   struct Batch {
     std::vector<std::string> entries;
     size_t bytes = 0;
     bool done = false;
     Status result;
+    uint64_t last_seq = 0;  // once done and ok: the seq of its newest entry
     std::condition_variable done_cv;
   };
 
   AuditWriter(store::Store& store, BatchSigner signer, AuditWriterOptions options,
-              uint64_t seq, Bytes hash, Bytes anchor);
+              audit::Head head, Bytes anchor, std::deque<std::string> unsigned_tail);
   void Run();
-  // Commit signs and stores one batch and advances the chain state; its entries are consumed.
-  Status Commit(std::vector<std::string>& entries);
+  void RunSyncer();
+  // Write stores one batch (unsigned, kWritten) and advances the chain; kGroup.
+  Status Write(std::vector<std::string>& entries, uint64_t* last_seq);
+  // Commit signs and stores one batch durably; kRequest. Entries are consumed.
+  Status Commit(std::vector<std::string>& entries, uint64_t* last_seq);
+  // SignPending has the core sign every written, unsigned entry (in frame-sized steps) and
+  // stores each step's signature with `durability`.
+  Status SignPending(store::Durability durability);
+  // WaitDurable blocks until `seq` is fsynced; an error if a sync failed meanwhile. Requires mu_.
+  Status WaitDurable(std::unique_lock<std::mutex>& lock, uint64_t seq);
 
   store::Store& store_;
   const BatchSigner signer_;
@@ -120,13 +156,29 @@ class AuditWriter {
   std::shared_ptr<Batch> open_;                // being filled (null when none)
   std::deque<std::shared_ptr<Batch>> closed_;  // full, waiting for the writer thread
   bool stopping_ = false;
-  audit::Head head_;  // guarded by mu_ for head(); written only by the writer thread
+  audit::Head head_;  // guarded by mu_; written only by the writer thread
+  uint64_t signed_seq_ = 0;     // guarded by mu_
+  size_t unsigned_count_ = 0;   // guarded by mu_: pending_.size() for Append's bound
 
-  // Writer-thread state: the anchor of the next batch.
+  // Group commit state, guarded by mu_.
+  std::condition_variable sync_cv_;     // the syncer waits for writes
+  std::condition_variable durable_cv_;  // appenders wait for a sync
+  bool dirty_ = false;                  // a write since the running or last sync began
+  bool syncer_stop_ = false;
+  uint64_t durable_seq_ = 0;
+  Status sync_error_;                   // the last sync's failure, cleared by a success
+  uint64_t sync_failures_ = 0;
+  std::optional<Clock::time_point> oldest_undurable_;  // the oldest write not known durable
+  std::optional<Clock::time_point> oldest_since_sync_;  // the oldest write since a sync began
+
+  // Writer-thread state: the anchor of the next signature (head || signature of the newest
+  // signed record) and the written entries after it, in order.
   Bytes anchor_;
+  std::deque<std::string> pending_;
 
   std::mutex stop_mu_;  // serialises Stop's join
   std::thread thread_;
+  std::thread syncer_;
 };
 
 }  // namespace custos::host

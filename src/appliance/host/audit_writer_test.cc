@@ -91,6 +91,14 @@ class FakeCore {
   std::vector<size_t> batch_sizes_;
 };
 
+// RequestSync: the writer acknowledges an entry once signed and fsynced ([audit] sync =
+// "request"), so a signer or store failure reaches the appender.
+AuditWriterOptions RequestSync() {
+  AuditWriterOptions options;
+  options.sync = AuditSync::kRequest;
+  return options;
+}
+
 nlohmann::json Entry(const std::string& request_id) {
   return {{"operation", "Encrypt"}, {"request_id", request_id}, {"outcome", "ok"}};
 }
@@ -203,7 +211,7 @@ TEST_F(AuditWriterTest, BatchesCloseAtTheByteBound) {
 
 TEST_F(AuditWriterTest, SignerFailureFailsEveryWaiterAndStoresNothing) {
   FakeCore core(key_);
-  auto writer = StartWriter(core);
+  auto writer = StartWriter(core, RequestSync());
   ASSERT_NE(writer, nullptr);
   core.Fail(FailedPrecondition("enclave: sealed"));
   std::vector<std::thread> threads;
@@ -233,13 +241,13 @@ TEST_F(AuditWriterTest, SignerFailureFailsEveryWaiterAndStoresNothing) {
 
 TEST_F(AuditWriterTest, StoreFailureFailsTheBatch) {
   FakeCore core(key_);
-  auto writer = StartWriter(core);
+  auto writer = StartWriter(core, RequestSync());
   ASSERT_NE(writer, nullptr);
   EXPECT_OK(writer->Append(Entry("first")));
   // A record slipped in behind the writer's back takes seq 2: the signed batch cannot be
   // stored at seq 2.
   store::AuditRecord intruder{2, "{}", Bytes(32, 1), {}};
-  ASSERT_OK(store_->AppendAudit({intruder}));
+  ASSERT_OK(store_->AppendAudit({intruder}, store::Durability::kDurable));
   Status st = writer->Append(Entry("second"));
   EXPECT_EQ(st.code(), ErrorCode::kUnavailable);
   EXPECT_THAT(st.message(), HasSubstr("audit log could not be written: store: append audit"));
@@ -259,7 +267,7 @@ TEST_F(AuditWriterTest, HeadOtherThanTheHostsChainIsRefused) {
     changed.back() += " ";
     return core.Sign(anchor, changed);
   };
-  auto writer = AuditWriter::Start(*store_, sign_other);
+  auto writer = AuditWriter::Start(*store_, sign_other, RequestSync());
   ASSERT_TRUE(writer.ok());
   Status st = (*writer)->Append(Entry("a"));
   EXPECT_EQ(st.code(), ErrorCode::kUnavailable);
@@ -274,7 +282,7 @@ TEST_F(AuditWriterTest, HeadOtherThanTheHostsChainIsRefused) {
     more.push_back("{}");
     return core2.Sign(anchor, more);
   };
-  writer = AuditWriter::Start(*store_, sign_more);
+  writer = AuditWriter::Start(*store_, sign_more, RequestSync());
   ASSERT_TRUE(writer.ok());
   EXPECT_THAT((*writer)->Append(Entry("b")).message(), HasSubstr("signed head seq 2"));
   (*writer)->Stop();
@@ -282,7 +290,7 @@ TEST_F(AuditWriterTest, HeadOtherThanTheHostsChainIsRefused) {
   // A malformed head.
   writer = AuditWriter::Start(*store_, [](ByteSpan, const std::vector<std::string>&) {
     return StatusOr<SignedHead>(SignedHead{Bytes(12, 0), Bytes(64, 0)});
-  });
+  }, RequestSync());
   ASSERT_TRUE(writer.ok());
   EXPECT_EQ((*writer)->Append(Entry("c")).code(), ErrorCode::kUnavailable);
   (*writer)->Stop();
@@ -292,7 +300,7 @@ TEST_F(AuditWriterTest, HeadOtherThanTheHostsChainIsRefused) {
 TEST_F(AuditWriterTest, SignatureThatDoesNotVerifyIsRefused) {
   crypto::SigningKey other = crypto::SigningKey::Generate();
   FakeCore core(other);
-  AuditWriterOptions options;
+  AuditWriterOptions options = RequestSync();
   options.audit_key = key_.verifying_key();
   auto writer = StartWriter(core, options);
   ASSERT_NE(writer, nullptr);
@@ -305,7 +313,7 @@ TEST_F(AuditWriterTest, SignatureThatDoesNotVerifyIsRefused) {
   writer = AuditWriter::Start(*store_, [](ByteSpan, const std::vector<std::string>& entries) {
              Bytes h = audit::EntryHash(audit::GenesisHash(), 1, entries[0]);
              return StatusOr<SignedHead>(SignedHead{audit::EncodeHead(1, h), Bytes(63, 0)});
-           }).value();
+           }, RequestSync()).value();
   EXPECT_THAT(writer->Append(Entry("b")).message(), HasSubstr("not 64 bytes"));
 }
 
@@ -332,21 +340,103 @@ TEST_F(AuditWriterTest, RestartContinuesTheChain) {
   EXPECT_THAT(ReadAll()[10].entry, HasSubstr("run2-0"));
 }
 
-TEST_F(AuditWriterTest, RestartRefusesAnUnsignedNewestRecord) {
+TEST_F(AuditWriterTest, GroupSyncAcknowledgesOnceWrittenAndSignsBehind) {
+  FakeCore core(key_);
+  core.Fail(FailedPrecondition("enclave: sealed"));
+  AuditWriterOptions options;  // [audit] sync = "group", the default
+  options.audit_key = key_.verifying_key();
+  auto writer = StartWriter(core, options);
+  ASSERT_NE(writer, nullptr);
+  // The core cannot sign, yet every entry is acknowledged: it is in the log, unsigned.
+  for (int i = 0; i < 5; ++i) ASSERT_OK(writer->Append(Entry("early-" + std::to_string(i))));
+  EXPECT_EQ(writer->progress().written, 5u);
+  EXPECT_EQ(writer->progress().signed_, 0u);
+  EXPECT_EQ(store_->LastAudit()->seq, 5u);
+  EXPECT_EQ(store_->LastSignedAudit()->seq, 0u);
+  EXPECT_THAT(VerifyAll().failure, HasSubstr("unsigned tail from seq 1"));
+
+  // Once the core signs again, the writer catches up without a new append.
+  core.Fail(Status::Ok());
+  for (int i = 0; i < 500 && writer->progress().signed_ < 5; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(writer->progress().signed_, 5u);
+  // A key-state change's entry returns only once fsynced.
+  ASSERT_OK(writer->Append(Entry("durable"), /*durable=*/true));
+  EXPECT_GE(writer->progress().durable, 6u);
+  writer->Stop();
+  AuditWriter::Progress done = writer->progress();
+  EXPECT_EQ(done.written, 6u);
+  EXPECT_EQ(done.signed_, 6u);
+  EXPECT_EQ(done.durable, 6u);
+  audit::AuditReport report = VerifyAll();
+  EXPECT_TRUE(report.intact) << report.failure;
+  EXPECT_EQ(report.head_seq, 6u);
+}
+
+TEST_F(AuditWriterTest, GroupSyncRefusesBeyondTheUnsignedBound) {
+  FakeCore core(key_);
+  core.Fail(FailedPrecondition("enclave: sealed"));
+  AuditWriterOptions options;
+  options.max_unsigned_entries = 4;
+  auto writer = StartWriter(core, options);
+  ASSERT_NE(writer, nullptr);
+  for (int i = 0; i < 4; ++i) ASSERT_OK(writer->Append(Entry(std::to_string(i))));
+  Status st = writer->Append(Entry("fifth"));
+  EXPECT_EQ(st.code(), ErrorCode::kUnavailable);
+  EXPECT_EQ(st.message(),
+            "audit log could not be written: 4 entries wait for the trusted core's signature");
+  EXPECT_EQ(store_->LastAudit()->seq, 4u);
+}
+
+TEST_F(AuditWriterTest, RestartSignsAnUnsignedTailAndSaysSo) {
+  {
+    FakeCore dead(key_);  // the process dies before its core signs anything more
+    auto writer = StartWriter(dead);
+    ASSERT_NE(writer, nullptr);
+    ASSERT_OK(writer->Append(Entry("signed")));
+    writer->Stop();
+    dead.Fail(Unavailable("trusted core: gone"));
+    writer = StartWriter(dead);
+    ASSERT_NE(writer, nullptr);
+    for (int i = 0; i < 3; ++i) ASSERT_OK(writer->Append(Entry("tail-" + std::to_string(i))));
+  }
+  EXPECT_THAT(VerifyAll().failure, HasSubstr("unsigned tail from seq 2"));
+  Reopen();
+  FakeCore core(key_);
+  AuditWriterOptions options;
+  options.audit_key = key_.verifying_key();
+  auto writer = StartWriter(core, options);
+  ASSERT_NE(writer, nullptr);
+  EXPECT_EQ(writer->head().seq, 5u);  // the tail and the recovery entry
+  ASSERT_OK(writer->Append(Entry("after")));
+  writer->Stop();
+  EXPECT_EQ(core.anchors_verified(), 1);
+  std::vector<store::AuditRecord> records = ReadAll();
+  ASSERT_EQ(records.size(), 6u);
+  nlohmann::json recovery = nlohmann::json::parse(records[4].entry);
+  EXPECT_EQ(recovery["operation"], "AuditRecovery");
+  EXPECT_EQ(recovery["outcome"], "seq 2 to 4 signed at restart");
+  audit::AuditReport report = VerifyAll();
+  EXPECT_TRUE(report.intact) << report.failure;
+  EXPECT_EQ(report.head_seq, 6u);
+}
+
+TEST_F(AuditWriterTest, RestartRefusesATailThatDoesNotChain) {
   {
     FakeCore core(key_);
     auto writer = StartWriter(core);
     ASSERT_NE(writer, nullptr);
     for (int i = 0; i < 3; ++i) ASSERT_OK(writer->Append(Entry(std::to_string(i))));
   }
-  Bytes hash = audit::EntryHash(store_->LastAudit()->hash, 4, "{}");
-  ASSERT_OK(store_->AppendAudit({store::AuditRecord{4, "{}", hash, {}}}));
+  // An unsigned record whose hash is not the chain's: not written by custos.
+  Bytes wrong = audit::EntryHash(audit::GenesisHash(), 4, "{}");
+  ASSERT_OK(store_->AppendAudit({store::AuditRecord{4, "{}", wrong, {}}}, store::Durability::kDurable));
   FakeCore core(key_);
   auto writer = AuditWriter::Start(*store_, core.Signer());
   ASSERT_FALSE(writer.ok());
   EXPECT_EQ(writer.status().code(), ErrorCode::kFailedPrecondition);
-  EXPECT_THAT(writer.status().message(), HasSubstr("newest entry (seq 4) has no signature"));
-  EXPECT_THAT(writer.status().message(), HasSubstr("newest signed one is seq 3"));
+  EXPECT_THAT(writer.status().message(),
+              HasSubstr("unsigned entry seq 4 does not chain from the newest signed one (seq 3)"));
 }
 
 TEST_F(AuditWriterTest, StartRefusesAnotherAuditKey) {
@@ -402,9 +492,13 @@ TEST_F(AuditWriterTest, DatabaseEditedBetweenRunsIsDetected) {
   Reopen();
   report = VerifyAll();
   EXPECT_THAT(report.failure, HasSubstr("unsigned tail from seq 8"));
-  // And the writer will not build on it.
+  // A writer signs such a tail as found and says so in the chain (the truncation itself is
+  // what a witnessed head catches, not the chain).
   FakeCore core(key_);
-  EXPECT_FALSE(AuditWriter::Start(*store_, core.Signer()).ok());
+  auto writer = AuditWriter::Start(*store_, core.Signer());
+  ASSERT_TRUE(writer.ok());
+  (*writer)->Stop();
+  EXPECT_THAT(ReadAll().back().entry, HasSubstr("seq 8 to 8 signed at restart"));
 }
 
 TEST_F(AuditWriterTest, StopCommitsWhatIsQueuedAndRefusesLaterAppends) {

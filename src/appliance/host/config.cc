@@ -47,9 +47,9 @@ struct FieldSpec {
   PathRule path = PathRule::kNone;
 };
 
-constexpr std::array<std::string_view, 4> kTables = {"server", "tee", "cluster", "kms"};
+constexpr std::array<std::string_view, 5> kTables = {"server", "tee", "cluster", "kms", "audit"};
 
-const std::array<FieldSpec, 18> kFields = {{
+const std::array<FieldSpec, 20> kFields = {{
     {"server", "listen", &ServerConfig::listen},
     {"server", "data_dir", &ServerConfig::data_dir, PathRule::kResolve},
     {"server", "custody", &ServerConfig::custody_path, PathRule::kResolve},
@@ -65,9 +65,11 @@ const std::array<FieldSpec, 18> kFields = {{
     {"tee", "sim_debug", &ServerConfig::sim_debug},
     {"tee", "gramine_root", &ServerConfig::gramine_root, PathRule::kAbsolute},
     {"tee", "tsm_root", &ServerConfig::tsm_root, PathRule::kAbsolute},
+    {"tee", "core_workers", &ServerConfig::core_workers},
     {"cluster", "collateral", &ServerConfig::join_collateral, PathRule::kResolve},
     {"kms", "region", &ServerConfig::kms_region},
     {"kms", "account_id", &ServerConfig::kms_account_id},
+    {"audit", "sync", &ServerConfig::audit_sync},
 }};
 
 constexpr std::array<std::string_view, 3> kBackends = {"sim", "sgx-gramine", "tdx-configfs"};
@@ -328,6 +330,9 @@ Status CheckConsistency(const ServerConfig& config) {
   static const std::regex account_re("^[0-9]{12}$");
   if (!std::regex_match(config.kms_account_id, account_re))
     return InvalidArgument("kms.account_id must be 12 digits");
+  if (config.audit_sync != "group" && config.audit_sync != "request")
+    return InvalidArgument("audit.sync must be \"group\" or \"request\"");
+  if (config.core_workers > 256) return InvalidArgument("tee.core_workers must be 0 to 256");
   for (const FieldSpec& f : kFields) {
     if (f.path != PathRule::kAbsolute) continue;
     const std::string& value = config.*std::get<std::string ServerConfig::*>(f.target);

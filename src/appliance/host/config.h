@@ -70,6 +70,10 @@ struct ServerConfig {
   // [tee] tsm_root (absolute path, tdx-configfs backend): the configfs-tsm report directory.
   // Not resolved against base_dir; a relative value is refused.
   std::string tsm_root = "/sys/kernel/config/tsm/report";
+  // [tee] core_workers (integer 0..256): threads of the trusted core serving calls at once,
+  // each over its own channel (docs/architecture.md "The trusted core's workers"); 0, the
+  // default, means one per CPU the host may use.
+  uint16_t core_workers = 0;
   // [cluster] collateral (optional, path): DCAP collateral JSON (Intel PCS format) handed to
   // the trusted core, which verifies it against the pinned Intel root: for the envelope's
   // origin quote at start, for the peer's quote when this node joins, and sent along with this
@@ -79,6 +83,10 @@ struct ServerConfig {
   std::string kms_region = "us-east-1";
   // [kms] account_id: the 12-digit account in key and principal ARNs.
   std::string kms_account_id = "000000000000";
+  // [audit] sync: when a request's audit entry may be acknowledged (docs/audit.md
+  // "Durability"): "group" (default) once written, fsynced by group commit within 10 ms;
+  // "request" once signed by the core and fsynced.
+  std::string audit_sync = "group";
 
   bool operator==(const ServerConfig&) const = default;
 };

@@ -206,6 +206,22 @@ TEST(ServerConfigTest, DocumentedExampleParses) {
   EXPECT_EQ(all->join_collateral, "/etc/custos/collateral.json");
 }
 
+TEST(ServerConfigTest, AuditSyncAndCoreWorkers) {
+  auto config = ParseServerConfig(WithServer(""), "/etc/custos");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->audit_sync, "group");
+  EXPECT_EQ(config->core_workers, 0);
+  config = ParseServerConfig(WithServer("", "[audit]\nsync = \"request\"\n[tee]\ncore_workers = 3\n"),
+                             "/etc/custos");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->audit_sync, "request");
+  EXPECT_EQ(config->core_workers, 3);
+  EXPECT_EQ(Refusal(WithServer("", "[audit]\nsync = \"never\"\n")),
+            "server.toml: audit.sync must be \"group\" or \"request\"");
+  EXPECT_EQ(Refusal(WithServer("", "[tee]\ncore_workers = 300\n")),
+            "server.toml: tee.core_workers must be 0 to 256");
+}
+
 TEST(ServerConfigTest, RefusesUnknownTablesAndKeys) {
   EXPECT_EQ(Refusal(WithServer("", "[tee]\nbakend = \"sim\"\n")),
             "server.toml: unknown key tee.bakend");

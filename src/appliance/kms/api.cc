@@ -181,7 +181,7 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
     if (audit_ && authenticated) {
       // A result is never handed out unaudited. A refusal that cannot be audited (typically:
       // the core is sealed, so nothing can sign the chain) keeps its own answer: it did nothing.
-      Status s = audit_(entry);
+      Status s = audit_(entry, KmsService::ChangesState(operation));
       if (!s.ok() && r.status == 200) {
         r = ErrorResponse(500, "KMSInternalException",
                           "the audit log could not be written, so the request is refused", request_id);

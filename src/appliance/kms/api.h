@@ -29,8 +29,10 @@
 
 namespace custos::kms {
 
-// AuditSink appends one audit entry and returns once it is durable (host/audit_writer.h).
-using AuditSink = std::function<Status(const audit::Entry& entry)>;
+// AuditSink appends one audit entry and returns once it is in the log; with `durable` once it
+// is also fsynced, which KmsApi asks for every operation that changes state
+// (host/audit_writer.h).
+using AuditSink = std::function<Status(const audit::Entry& entry, bool durable)>;
 
 // NewAccessKey is a freshly created credential, handed to its owner once.
 struct NewAccessKey {

@@ -949,44 +949,47 @@ struct Operation {
   // Reads of the cache share the lock; anything that changes keys, versions, aliases or
   // policies takes it alone.
   Lock lock;
+  // Whether the operation changes state (keys, aliases, policies, tags): its audit entry is
+  // then fsynced before the answer, whatever [audit] sync says.
+  bool changes_state;
   StatusOr<json> (KmsService::Impl::*run)(const Invocation&);
 };
 
 using I = KmsService::Impl;
 constexpr Operation kOperations[] = {
-    {"CreateKey", Lock::kExclusive, &I::CreateKey},
-    {"DescribeKey", Lock::kShared, &I::DescribeKey},
-    {"ListKeys", Lock::kShared, &I::ListKeys},
-    {"CreateAlias", Lock::kExclusive, &I::CreateAlias},
-    {"UpdateAlias", Lock::kExclusive, &I::UpdateAlias},
-    {"DeleteAlias", Lock::kExclusive, &I::DeleteAlias},
-    {"ListAliases", Lock::kShared, &I::ListAliases},
-    {"EnableKey", Lock::kExclusive, &I::EnableKey},
-    {"DisableKey", Lock::kExclusive, &I::DisableKey},
-    {"ScheduleKeyDeletion", Lock::kExclusive, &I::ScheduleKeyDeletion},
-    {"CancelKeyDeletion", Lock::kExclusive, &I::CancelKeyDeletion},
-    {"EnableKeyRotation", Lock::kExclusive, &I::EnableKeyRotation},
-    {"DisableKeyRotation", Lock::kExclusive, &I::DisableKeyRotation},
-    {"GetKeyRotationStatus", Lock::kShared, &I::GetKeyRotationStatus},
-    {"RotateKeyOnDemand", Lock::kExclusive, &I::RotateKeyOnDemand},
-    {"ListKeyRotations", Lock::kShared, &I::ListKeyRotations},
-    {"Encrypt", Lock::kShared, &I::Encrypt},
-    {"Decrypt", Lock::kShared, &I::Decrypt},
-    {"ReEncrypt", Lock::kShared, &I::ReEncrypt},
-    {"GenerateDataKey", Lock::kShared, &I::GenerateDataKeyWithPlaintext},
-    {"GenerateDataKeyWithoutPlaintext", Lock::kShared, &I::GenerateDataKeyWithoutPlaintext},
-    {"GenerateRandom", Lock::kShared, &I::GenerateRandom},
-    {"Sign", Lock::kShared, &I::Sign},
-    {"Verify", Lock::kShared, &I::Verify},
-    {"GetPublicKey", Lock::kShared, &I::GetPublicKey},
-    {"GenerateMac", Lock::kShared, &I::GenerateMac},
-    {"VerifyMac", Lock::kShared, &I::VerifyMac},
+    {"CreateKey", Lock::kExclusive, true, &I::CreateKey},
+    {"DescribeKey", Lock::kShared, false, &I::DescribeKey},
+    {"ListKeys", Lock::kShared, false, &I::ListKeys},
+    {"CreateAlias", Lock::kExclusive, true, &I::CreateAlias},
+    {"UpdateAlias", Lock::kExclusive, true, &I::UpdateAlias},
+    {"DeleteAlias", Lock::kExclusive, true, &I::DeleteAlias},
+    {"ListAliases", Lock::kShared, false, &I::ListAliases},
+    {"EnableKey", Lock::kExclusive, true, &I::EnableKey},
+    {"DisableKey", Lock::kExclusive, true, &I::DisableKey},
+    {"ScheduleKeyDeletion", Lock::kExclusive, true, &I::ScheduleKeyDeletion},
+    {"CancelKeyDeletion", Lock::kExclusive, true, &I::CancelKeyDeletion},
+    {"EnableKeyRotation", Lock::kExclusive, true, &I::EnableKeyRotation},
+    {"DisableKeyRotation", Lock::kExclusive, true, &I::DisableKeyRotation},
+    {"GetKeyRotationStatus", Lock::kShared, false, &I::GetKeyRotationStatus},
+    {"RotateKeyOnDemand", Lock::kExclusive, true, &I::RotateKeyOnDemand},
+    {"ListKeyRotations", Lock::kShared, false, &I::ListKeyRotations},
+    {"Encrypt", Lock::kShared, false, &I::Encrypt},
+    {"Decrypt", Lock::kShared, false, &I::Decrypt},
+    {"ReEncrypt", Lock::kShared, false, &I::ReEncrypt},
+    {"GenerateDataKey", Lock::kShared, false, &I::GenerateDataKeyWithPlaintext},
+    {"GenerateDataKeyWithoutPlaintext", Lock::kShared, false, &I::GenerateDataKeyWithoutPlaintext},
+    {"GenerateRandom", Lock::kShared, false, &I::GenerateRandom},
+    {"Sign", Lock::kShared, false, &I::Sign},
+    {"Verify", Lock::kShared, false, &I::Verify},
+    {"GetPublicKey", Lock::kShared, false, &I::GetPublicKey},
+    {"GenerateMac", Lock::kShared, false, &I::GenerateMac},
+    {"VerifyMac", Lock::kShared, false, &I::VerifyMac},
     // Tags live in the store only (not in the cache), so tag changes share the lock.
-    {"TagResource", Lock::kShared, &I::TagResource},
-    {"UntagResource", Lock::kShared, &I::UntagResource},
-    {"ListResourceTags", Lock::kShared, &I::ListResourceTags},
-    {"GetKeyPolicy", Lock::kShared, &I::GetKeyPolicy},
-    {"PutKeyPolicy", Lock::kExclusive, &I::PutKeyPolicy},
+    {"TagResource", Lock::kShared, true, &I::TagResource},
+    {"UntagResource", Lock::kShared, true, &I::UntagResource},
+    {"ListResourceTags", Lock::kShared, false, &I::ListResourceTags},
+    {"GetKeyPolicy", Lock::kShared, false, &I::GetKeyPolicy},
+    {"PutKeyPolicy", Lock::kExclusive, true, &I::PutKeyPolicy},
 };
 
 const Operation* FindOperation(std::string_view name) {
@@ -1006,6 +1009,11 @@ void Refusal(const Status& s, KmsOutcome* out) {
 }
 
 }  // namespace
+
+bool KmsService::ChangesState(std::string_view operation) {
+  const Operation* op = FindOperation(operation);
+  return op == nullptr || op->changes_state;  // an unknown name: the safe answer
+}
 
 const std::vector<std::string_view>& KmsService::Operations() {
   static const std::vector<std::string_view> names = [] {

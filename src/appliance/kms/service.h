@@ -118,6 +118,9 @@ class KmsService {
 
   // Operations lists every operation Execute knows (for metrics and docs).
   static const std::vector<std::string_view>& Operations();
+  // ChangesState: whether `operation` changes keys, aliases, policies or tags (true for a name
+  // that is not an operation).
+  static bool ChangesState(std::string_view operation);
 
   const ServiceOptions& options() const { return options_; }
 

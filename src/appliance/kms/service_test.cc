@@ -352,9 +352,10 @@ class KmsApiTest : public KmsServiceTest {
     SigV4Options sig;
     sig.region = "us-east-1";
     api_ = std::make_unique<KmsApi>(service_.get(), store_.get(), Caller(),
-                                    [this](const audit::Entry& e) -> Status {
+                                    [this](const audit::Entry& e, bool durable) -> Status {
                                       if (fail_audit_) return Unavailable("disk full");
                                       audit_.push_back(e.ToJson());
+                                      durable_.push_back(durable);
                                       return Status::Ok();
                                     },
                                     sig);
@@ -393,6 +394,7 @@ class KmsApiTest : public KmsServiceTest {
   std::unique_ptr<KmsApi> api_;
   SigV4Credentials cred_;
   std::vector<json> audit_;
+  std::vector<bool> durable_;  // per audited request: whether it asked for an fsync
   bool fail_audit_ = false;
 };
 
@@ -465,6 +467,11 @@ TEST_F(KmsApiTest, SignedRequestsWorkAndEveryRefusalHasItsAwsError) {
   EXPECT_EQ(audit_[0]["outcome"], "ok");
   EXPECT_EQ(audit_[0]["principal"], "arn:aws:iam::000000000000:user/alice");
   EXPECT_EQ(audit_[1]["key_id"], id);
+  // A key-state change's entry asks for an fsync before the answer; a data-path one does not.
+  ASSERT_EQ(durable_.size(), audit_.size());
+  for (size_t i = 0; i < audit_.size(); ++i)
+    EXPECT_EQ(durable_[i], audit_[i]["operation"] != "Encrypt" && audit_[i]["operation"] != "Decrypt")
+        << audit_[i].dump();
   bool saw_denied = false;
   for (const json& e : audit_) {
     std::string dump = e.dump();

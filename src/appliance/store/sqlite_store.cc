@@ -242,6 +242,9 @@ constexpr char kListAccessKeys[] =
 constexpr char kLastSeq[] = "SELECT seq FROM audit ORDER BY seq DESC LIMIT 1";
 constexpr char kInsertAudit[] =
     "INSERT INTO audit (" CUSTOS_AUDIT_COLUMNS ") VALUES (?1, ?2, ?3, ?4)";
+constexpr char kSignAudit[] =
+    "UPDATE audit SET signature = ?2 WHERE seq = ?1 AND length(signature) = 0";
+constexpr char kAuditSigned[] = "SELECT length(signature) > 0 FROM audit WHERE seq = ?1";
 constexpr char kLastAudit[] =
     "SELECT " CUSTOS_AUDIT_COLUMNS " FROM audit ORDER BY seq DESC LIMIT 1";
 // The WHERE term matches the partial index audit_signed, so this is one index probe.
@@ -406,6 +409,7 @@ class SqliteStore final : public Store {
   ~SqliteStore() override {
     for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
     sqlite3_close_v2(db_);
+    if (wal_fd_ >= 0) ::close(wal_fd_);
   }
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
@@ -702,7 +706,7 @@ class SqliteStore final : public Store {
 
   // ---- Audit.
 
-  Status AppendAudit(const std::vector<AuditRecord>& records) override {
+  Status AppendAudit(const std::vector<AuditRecord>& records, Durability durability) override {
     constexpr char kOp[] = "append audit";
     if (records.empty()) return Status::Ok();
     // The batch must be consecutive in itself; checked before touching the database.
@@ -717,6 +721,7 @@ class SqliteStore final : public Store {
       }
     }
     std::lock_guard<std::mutex> lock(mu_);
+    ASSIGN_OR_RETURN(SyncMode mode, SyncMode::Set(db_, kOp, durability));
     Transaction tx(db_);
     RETURN_IF_ERROR(tx.Begin(kOp, true));
     uint64_t last = 0;
@@ -736,6 +741,57 @@ class SqliteStore final : public Store {
       RETURN_IF_ERROR(s.Run());
     }
     return tx.Commit(kOp);
+  }
+
+  Status SignAudit(uint64_t seq, ByteSpan signature, Durability durability) override {
+    constexpr char kOp[] = "sign audit";
+    if (seq == 0 || seq > kMaxSeq) return InvalidArgument("store: sign audit: seq out of range");
+    if (signature.empty()) return InvalidArgument("store: sign audit: empty signature");
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSIGN_OR_RETURN(SyncMode mode, SyncMode::Set(db_, kOp, durability));
+    Transaction tx(db_);
+    RETURN_IF_ERROR(tx.Begin(kOp, true));
+    {
+      ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kSignAudit));
+      s.Int(static_cast<int64_t>(seq)).Blob(signature);
+      RETURN_IF_ERROR(s.Run());
+    }
+    if (sqlite3_changes(db_) != 1) {
+      ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kAuditSigned));
+      s.Int(static_cast<int64_t>(seq));
+      ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return NotFoundIn(kOp, "audit record");
+      return FailedPrecondition("store: sign audit: record " + std::to_string(seq) +
+                                " is signed already");
+    }
+    return tx.Commit(kOp);
+  }
+
+  // SyncAudit flushes the write-ahead log, where every committed transaction is, with
+  // fdatasync(2) on a descriptor of its own (the page cache is per file, not per descriptor):
+  // what SQLite's own commit does with synchronous=FULL, without holding the connection, so
+  // requests keep writing while the disk flushes.
+  Status SyncAudit() override {
+    int fd = -1;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (wal_fd_ < 0) {
+        const char* db_path = sqlite3_db_filename(db_, "main");
+        if (db_path == nullptr || *db_path == 0)
+          return Unavailable("store: sync audit: the database has no file");
+        std::string wal = std::string(db_path) + "-wal";
+        wal_fd_ = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC);
+        if (wal_fd_ < 0)
+          return Unavailable("store: sync audit: cannot open " + wal + ": " + std::strerror(errno));
+      }
+      fd = wal_fd_;
+    }
+    // The log is never deleted or replaced while this connection is open (SQLite rewinds it in
+    // place after a checkpoint, and a checkpoint fsyncs the database first), so the descriptor
+    // stays the log's.
+    if (::fdatasync(fd) != 0)
+      return Unavailable(std::string("store: sync audit: fdatasync: ") + std::strerror(errno));
+    return Status::Ok();
   }
 
   StatusOr<AuditRecord> LastAudit() override { return NewestAudit("last audit", kLastAudit); }
@@ -840,8 +896,32 @@ class SqliteStore final : public Store {
     return ReadAuditRecord(s);
   }
 
+  // SyncMode switches the connection to synchronous=NORMAL for one kWritten transaction (in
+  // WAL mode: commit writes the log without fsync) and back to FULL when it goes out of scope.
+  class SyncMode {
+   public:
+    static StatusOr<SyncMode> Set(sqlite3* db, const char* op, Durability durability) {
+      if (durability == Durability::kDurable) return SyncMode(nullptr);
+      int rc = sqlite3_exec(db, "PRAGMA synchronous = NORMAL", nullptr, nullptr, nullptr);
+      if (rc != SQLITE_OK) return SqliteError(db, op, rc);
+      return SyncMode(db);
+    }
+    SyncMode(SyncMode&& o) noexcept : db_(std::exchange(o.db_, nullptr)) {}
+    SyncMode(const SyncMode&) = delete;
+    SyncMode& operator=(const SyncMode&) = delete;
+    SyncMode& operator=(SyncMode&&) = delete;
+    ~SyncMode() {
+      if (db_ != nullptr) sqlite3_exec(db_, "PRAGMA synchronous = FULL", nullptr, nullptr, nullptr);
+    }
+
+   private:
+    explicit SyncMode(sqlite3* db) : db_(db) {}
+    sqlite3* db_;
+  };
+
   std::mutex mu_;
   sqlite3* const db_;
+  int wal_fd_ = -1;  // guarded by mu_; opened by the first SyncAudit
   std::unordered_map<const char*, sqlite3_stmt*> cache_;  // guarded by mu_
 };
 

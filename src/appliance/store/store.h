@@ -81,6 +81,10 @@ struct AuditRecord {
   Bytes signature;
 };
 
+// Durability says when a write may be acknowledged: kDurable once on stable storage (fsync),
+// kWritten once handed to the kernel (write(2)).
+enum class Durability { kDurable, kWritten };
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -137,7 +141,17 @@ class Store {
   // signature (likewise seq 0 and empty fields when none has one). ReadAudit returns up to
   // `limit` records with seq >= from_seq, in order. An empty batch is a no-op; the first seq of
   // an empty log is 1, and seqs above INT64_MAX are refused (kInvalidArgument).
-  virtual Status AppendAudit(const std::vector<AuditRecord>& records) = 0;
+  //
+  // Durability::kWritten stores the batch with write(2) but without waiting for stable storage:
+  // it survives the death of any process at once, and a power loss once SyncAudit (or any
+  // durable write, which is ordered after it) has returned. The audit writer's group commit
+  // (docs/audit.md "Durability") builds on it. Every other mutation is always kDurable.
+  // SignAudit sets the signature of the stored, still unsigned record `seq` (kNotFound if there
+  // is none, kFailedPrecondition if it is signed already); SyncAudit makes every audit write
+  // that returned before it was called durable, without blocking the store's other calls.
+  virtual Status AppendAudit(const std::vector<AuditRecord>& records, Durability durability) = 0;
+  virtual Status SignAudit(uint64_t seq, ByteSpan signature, Durability durability) = 0;
+  virtual Status SyncAudit() = 0;
   virtual StatusOr<AuditRecord> LastAudit() = 0;
   virtual StatusOr<AuditRecord> LastSignedAudit() = 0;
   virtual StatusOr<std::vector<AuditRecord>> ReadAudit(uint64_t from_seq, size_t limit) = 0;

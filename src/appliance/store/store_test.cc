@@ -484,13 +484,13 @@ TEST_F(StoreTest, AuditEmptyLog) {
 }
 
 TEST_F(StoreTest, AuditAppendLastAndPaging) {
-  ASSERT_OK(store_->AppendAudit(AuditBatch(1, 3)));         // 3 signed
-  ASSERT_OK(store_->AppendAudit(AuditBatch(4, 5, false)));  // none signed
-  ASSERT_OK(store_->AppendAudit({}));                       // empty batch: nothing to do
+  ASSERT_OK(store_->AppendAudit(AuditBatch(1, 3), Durability::kDurable));         // 3 signed
+  ASSERT_OK(store_->AppendAudit(AuditBatch(4, 5, false), Durability::kDurable));  // none signed
+  ASSERT_OK(store_->AppendAudit({}, Durability::kDurable));                       // empty batch: nothing to do
 
   EXPECT_EQ(Tie(*store_->LastAudit()), Tie(Audit(5)));
   EXPECT_EQ(Tie(*store_->LastSignedAudit()), Tie(Audit(3, true)));
-  ASSERT_OK(store_->AppendAudit(AuditBatch(6, 7)));
+  ASSERT_OK(store_->AppendAudit(AuditBatch(6, 7), Durability::kDurable));
   EXPECT_EQ(Tie(*store_->LastSignedAudit()), Tie(Audit(7, true)));
 
   std::vector<AuditRecord> all;
@@ -519,15 +519,15 @@ TEST_F(StoreTest, AuditAppendLastAndPaging) {
 TEST_F(StoreTest, AuditContinuityRefusalsStoreNothing) {
   // The first record of an empty log is seq 1.
   for (auto batch : {AuditBatch(2, 3), AuditBatch(0, 0)}) {
-    Status st = store_->AppendAudit(batch);
+    Status st = store_->AppendAudit(batch, Durability::kDurable);
     EXPECT_FALSE(st.ok());
   }
-  EXPECT_EQ(store_->AppendAudit(AuditBatch(2, 3)).code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(store_->AppendAudit(AuditBatch(2, 3), Durability::kDurable).code(), ErrorCode::kFailedPrecondition);
   EXPECT_EQ(store_->LastAudit()->seq, 0u);
-  ASSERT_OK(store_->AppendAudit(AuditBatch(1, 3)));
+  ASSERT_OK(store_->AppendAudit(AuditBatch(1, 3), Durability::kDurable));
 
   auto refused = [&](std::vector<AuditRecord> batch, const char* what) {
-    Status st = store_->AppendAudit(batch);
+    Status st = store_->AppendAudit(batch, Durability::kDurable);
     EXPECT_EQ(st.code(), ErrorCode::kFailedPrecondition) << what << ": " << st.ToString();
     EXPECT_EQ(st.message().rfind("store: append audit: ", 0), 0u) << st.message();
   };
@@ -537,14 +537,14 @@ TEST_F(StoreTest, AuditContinuityRefusalsStoreNothing) {
   refused({Audit(4), Audit(5), Audit(7)}, "gap inside the batch");
   refused({Audit(4), Audit(4)}, "duplicate inside the batch");
   refused({Audit(4), Audit(6), Audit(5)}, "out of order");
-  EXPECT_EQ(store_->AppendAudit({Audit(4), Audit(uint64_t{1} << 63)}).code(),
+  EXPECT_EQ(store_->AppendAudit({Audit(4), Audit(uint64_t{1} << 63)}, Durability::kDurable).code(),
             ErrorCode::kInvalidArgument);
 
   // Nothing of any refused batch was stored, and the log goes on from 3.
   EXPECT_EQ(store_->LastAudit()->seq, 3u);
   EXPECT_EQ(store_->ReadAudit(4, 10)->size(), 0u);
   ExpectSame(*store_->ReadAudit(1, 10), AuditBatch(1, 3));
-  ASSERT_OK(store_->AppendAudit({Audit(4)}));
+  ASSERT_OK(store_->AppendAudit({Audit(4)}, Durability::kDurable));
   EXPECT_EQ(store_->LastAudit()->seq, 4u);
 }
 
@@ -575,7 +575,7 @@ TEST_F(StoreTest, ReopenKeepsEverything) {
   ASSERT_OK(store_->TagResource(b, {{"k", "v"}}));
   AccessKeyRecord ak{"CKIAAAAAAAAAAAAAAAA1", "n", "arn:aws:iam::1:user/n", Material(3), 9};
   ASSERT_OK(store_->PutAccessKey(ak));
-  ASSERT_OK(store_->AppendAudit(AuditBatch(1, 4)));
+  ASSERT_OK(store_->AppendAudit(AuditBatch(1, 4), Durability::kDurable));
   ASSERT_OK(store_->PutMeta("m", "v"));
 
   Reopen();
@@ -589,7 +589,7 @@ TEST_F(StoreTest, ReopenKeepsEverything) {
   EXPECT_EQ(Tie(*store_->LastSignedAudit()), Tie(Audit(4, true)));
   EXPECT_EQ(*store_->GetMeta("m"), "v");
   // And it still takes writes after the reopen.
-  ASSERT_OK(store_->AppendAudit(AuditBatch(5, 5)));
+  ASSERT_OK(store_->AppendAudit(AuditBatch(5, 5), Durability::kDurable));
 }
 
 TEST_F(StoreTest, PragmasOnAReopenedDatabase) {
@@ -788,7 +788,7 @@ void HammerStore(const std::vector<Store*>& stores, int threads, int per_thread)
           }
           AuditRecord r = Audit(last->seq + 1, i % 2 == 0);
           r.entry = std::to_string(t) + "/" + std::to_string(i);
-          Status st = store->AppendAudit({r});
+          Status st = store->AppendAudit({r}, Durability::kDurable);
           if (st.ok()) break;
           if (st.code() != ErrorCode::kFailedPrecondition || attempt > 10000) {
             ++failures;
@@ -1008,7 +1008,7 @@ TEST_F(StoreTest, EveryAcknowledgedWriteIsFsynced) {
     durable(s.UpdateAlias("alias/" + id, KeyId(1), 2), "UpdateAlias");
     durable(s.TagResource(id, {{"a", "b"}}), "TagResource");
     durable(s.UntagResource(id, {"a"}), "UntagResource");
-    durable(s.AppendAudit(AuditBatch(seq + 1, seq + 3)), "AppendAudit");
+    durable(s.AppendAudit(AuditBatch(seq + 1, seq + 3), Durability::kDurable), "AppendAudit");
     seq += 3;
     durable(s.PutMeta("m", id), "PutMeta");
     durable(s.PutAccessKey({"CKIA" + std::to_string(i), id, "arn", Material(1), 1}),
@@ -1042,7 +1042,7 @@ TEST_F(StoreTest, EveryAcknowledgedWriteIsFsynced) {
     if (!(*s)->CreateKey(SampleKey(id), SampleVersion(id, 1)).ok()) _exit(5);
     ack('K', static_cast<uint64_t>(i));
     const uint64_t n = 1 + static_cast<uint64_t>(i % 3);
-    if (!(*s)->AppendAudit(AuditBatch(seq + 1, seq + n)).ok()) _exit(6);
+    if (!(*s)->AppendAudit(AuditBatch(seq + 1, seq + n), Durability::kDurable).ok()) _exit(6);
     seq += n;
     ack('A', seq);
   }
