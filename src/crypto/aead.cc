@@ -3,13 +3,16 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <climits>
 #include <cstdlib>
+#include <cstring>
 
 namespace custos::crypto {
 
 struct AesGcm::Ctx {
   EVP_CIPHER_CTX* enc = nullptr;
   EVP_CIPHER_CTX* dec = nullptr;
+  bool opening = false;  // an incremental opening (OpenBegin) is in progress on `dec`
   ~Ctx() {
     EVP_CIPHER_CTX_free(enc);
     EVP_CIPHER_CTX_free(dec);
@@ -62,6 +65,7 @@ Status AesGcm::Open(ByteSpan nonce, ByteSpan ct, ByteSpan aad, std::span<uint8_t
   size_t n = ct.size() - kGcmTagSize;
   if (out.size() != n) return InvalidArgument("AES-GCM output size");
   EVP_CIPHER_CTX* c = ctx_->dec;
+  ctx_->opening = false;
   int len = 0;
   bool ok = EVP_DecryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) == 1 &&
             (aad.empty() || EVP_DecryptUpdate(c, nullptr, &len, aad.data(), static_cast<int>(aad.size())) == 1) &&
@@ -73,6 +77,51 @@ Status AesGcm::Open(ByteSpan nonce, ByteSpan ct, ByteSpan aad, std::span<uint8_t
     if (!out.empty()) OPENSSL_cleanse(out.data(), out.size());
     return IntegrityError("authentication tag mismatch");
   }
+  return Status::Ok();
+}
+
+Status AesGcm::OpenBegin(ByteSpan nonce, ByteSpan aad) {
+  ctx_->opening = false;
+  if (nonce.size() != kGcmNonceSize) return InvalidArgument("AES-GCM nonce must be 12 bytes");
+  EVP_CIPHER_CTX* c = ctx_->dec;
+  int len = 0;
+  if (EVP_DecryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) != 1 ||
+      (!aad.empty() &&
+       EVP_DecryptUpdate(c, nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1))
+    return InternalError("AES-GCM nonce or aad setup failed");
+  ctx_->opening = true;
+  return Status::Ok();
+}
+
+Status AesGcm::OpenUpdate(ByteSpan ciphertext, std::span<uint8_t> out) {
+  if (!ctx_->opening) return FailedPrecondition("AES-GCM: no opening in progress");
+  if (out.size() != ciphertext.size()) return InvalidArgument("AES-GCM output size");
+  if (ciphertext.size() > static_cast<size_t>(INT_MAX))
+    return InvalidArgument("AES-GCM piece too large");
+  if (ciphertext.empty()) return Status::Ok();
+  int len = 0;
+  if (EVP_DecryptUpdate(ctx_->dec, out.data(), &len, ciphertext.data(),
+                        static_cast<int>(ciphertext.size())) != 1 ||
+      static_cast<size_t>(len) != ciphertext.size()) {
+    ctx_->opening = false;
+    OPENSSL_cleanse(out.data(), out.size());
+    return InternalError("AES-GCM decrypt failed");
+  }
+  return Status::Ok();
+}
+
+Status AesGcm::OpenFinish(ByteSpan tag) {
+  if (!ctx_->opening) return FailedPrecondition("AES-GCM: no opening in progress");
+  ctx_->opening = false;
+  if (tag.size() != kGcmTagSize) return IntegrityError("AES-GCM tag must be 16 bytes");
+  EVP_CIPHER_CTX* c = ctx_->dec;
+  uint8_t tag_copy[kGcmTagSize];
+  std::memcpy(tag_copy, tag.data(), kGcmTagSize);  // EVP_CTRL_GCM_SET_TAG takes a non-const pointer
+  uint8_t none[1];
+  int len = 0;
+  bool ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, kGcmTagSize, tag_copy) == 1 &&
+            EVP_DecryptFinal_ex(c, none, &len) == 1;
+  if (!ok) return IntegrityError("authentication tag mismatch");
   return Status::Ok();
 }
 

@@ -27,6 +27,18 @@ class AesGcm {
   // `out` is wiped and the status is kIntegrity.
   Status Open(ByteSpan nonce, ByteSpan ciphertext_and_tag, ByteSpan aad, std::span<uint8_t> out);
 
+  // Incremental opening, for a ciphertext that arrives in pieces (a network transfer) and should
+  // be decrypted straight from the buffers it arrives in. OpenBegin starts one message under
+  // `nonce` and `aad`; OpenUpdate decrypts the next ciphertext bytes (without the tag) into `out`
+  // (exactly ciphertext.size() bytes; `out` may equal `ciphertext`); OpenFinish checks the tag and
+  // ends the message. The plaintext OpenUpdate writes is NOT authenticated: the caller must not
+  // release any of it before OpenFinish returned OK, and must wipe it when OpenFinish fails
+  // (kIntegrity). Open and OpenBegin share one state: either abandons an opening in progress;
+  // OpenUpdate or OpenFinish without an opening in progress is kFailedPrecondition.
+  Status OpenBegin(ByteSpan nonce, ByteSpan aad);
+  Status OpenUpdate(ByteSpan ciphertext, std::span<uint8_t> out);
+  Status OpenFinish(ByteSpan tag);
+
   Bytes Seal(ByteSpan nonce, ByteSpan plaintext, ByteSpan aad);
   StatusOr<Bytes> Open(ByteSpan nonce, ByteSpan ciphertext_and_tag, ByteSpan aad);
   StatusOr<SecretBytes> OpenSecret(ByteSpan nonce, ByteSpan ciphertext_and_tag, ByteSpan aad);

@@ -54,6 +54,49 @@ TEST(AesGcm, RoundTripAndTamper) {
   EXPECT_FALSE(AesGcm::Create(RandomSecret(20)).ok());
 }
 
+// OpenPieces opens ciphertext || tag incrementally, cutting the ciphertext every `piece` bytes.
+Status OpenPieces(AesGcm& gcm, ByteSpan nonce, ByteSpan ct, ByteSpan aad, size_t piece,
+                  Bytes& out) {
+  const size_t n = ct.size() - kGcmTagSize;
+  out.assign(n, 0);
+  RETURN_IF_ERROR(gcm.OpenBegin(nonce, aad));
+  for (size_t at = 0; at < n; at += piece) {
+    size_t len = std::min(piece, n - at);
+    RETURN_IF_ERROR(gcm.OpenUpdate(ct.subspan(at, len), std::span<uint8_t>(out).subspan(at, len)));
+  }
+  return gcm.OpenFinish(ct.subspan(n));
+}
+
+TEST(AesGcm, IncrementalOpenEqualsOpenAndRefusesTampering) {
+  auto gcm = AesGcm::Create(RandomSecret(32));
+  ASSERT_OK(gcm.status());
+  Bytes nonce = RandomBytes(12), aad = RandomBytes(32), pt = RandomBytes(70000);
+  Bytes ct = gcm->Seal(nonce, pt, aad);
+  for (size_t piece : {size_t{1}, size_t{15}, size_t{16}, size_t{4097}, pt.size()}) {
+    Bytes out;
+    ASSERT_OK(OpenPieces(*gcm, nonce, ct, aad, piece, out));
+    EXPECT_EQ(out, pt) << "piece " << piece;
+  }
+  Bytes out;
+  EXPECT_EQ(OpenPieces(*gcm, nonce, ct, RandomBytes(32), 1000, out).code(), ErrorCode::kIntegrity);
+  EXPECT_EQ(OpenPieces(*gcm, RandomBytes(12), ct, aad, 1000, out).code(), ErrorCode::kIntegrity);
+  Bytes bad = ct;
+  bad[12345] ^= 1;
+  EXPECT_EQ(OpenPieces(*gcm, nonce, bad, aad, 1000, out).code(), ErrorCode::kIntegrity);
+  bad = ct;
+  bad.back() ^= 0x80;
+  EXPECT_EQ(OpenPieces(*gcm, nonce, bad, aad, 1000, out).code(), ErrorCode::kIntegrity);
+  // Without an opening in progress (never begun, already finished, or abandoned by Open).
+  auto fresh = AesGcm::Create(RandomSecret(32));
+  ASSERT_OK(fresh.status());
+  EXPECT_EQ(fresh->OpenFinish(ByteSpan(ct).last(kGcmTagSize)).code(),
+            ErrorCode::kFailedPrecondition);
+  ASSERT_OK(gcm->OpenBegin(nonce, aad));
+  ASSERT_OK(gcm->Open(nonce, ct, aad).status());
+  Bytes piece(10);
+  EXPECT_EQ(gcm->OpenUpdate(ByteSpan(ct).first(10), piece).code(), ErrorCode::kFailedPrecondition);
+}
+
 TEST(AesGcm, NistKnownAnswer) {
   // NIST GCM test case 14 (AES-256, zero key, zero IV, one zero block).
   auto gcm = AesGcm::Create(SecretBytes(32));

@@ -35,6 +35,10 @@ constexpr size_t kMaxPartCount = 10'000;        // S3's limit for one multipart 
 constexpr size_t kMaxKeyBytes = 1024;           // S3's limit on a key
 constexpr size_t kMaxResponseBody = 16u << 20;  // a ListObjectsV2 page is ~1 MiB at most
 constexpr long kUploadBufferSize = 512 * 1024;  // libcurl's read chunk for PUT bodies
+// kDownloadBufferSize is libcurl's receive buffer for GET bodies (its default is 16 KiB): each
+// recv(2) and each call of the sink takes up to this much, so a large download costs a few
+// thousand system calls per GiB instead of ~130,000 (recv and poll per 16 KiB).
+constexpr long kDownloadBufferSize = 512 * 1024;
 constexpr long kLowSpeedLimitBytesPerSecond = 1024;
 
 Status GlobalInit() {
@@ -573,6 +577,7 @@ class S3Store : public ObjectStore {
     switch (request.method) {
       case Method::kGet:
         set(curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L));
+        set(curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, kDownloadBufferSize));
         break;
       case Method::kHead:
         set(curl_easy_setopt(curl, CURLOPT_NOBODY, 1L));

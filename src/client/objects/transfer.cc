@@ -376,8 +376,8 @@ class DestinationFile {
 
 // DataKeyGate runs the custodian's OpenKey on its own thread, so that the body's ranged GETs
 // start while the key request (a KMS Decrypt, or the keepers' partials) is in flight; each sink
-// waits for the key before its first chunk, holding at most one chunk while it waits (the rest
-// stays in the socket, which pushes back on the sender).
+// waits for the key in its first Write, holding nothing but the store's receive buffer while it
+// waits (the rest stays in the socket, which pushes back on the sender).
 class DataKeyGate {
  public:
   DataKeyGate(DataKeyCustodian& custodian, const ObjectHeader& h)
@@ -418,61 +418,109 @@ struct ChunkKeys {
 
 // OpeningBody receives the stored bytes of chunks [first, last] and writes the plaintext that
 // falls inside [want_begin, want_end) to the destination at (plaintext offset - want_begin).
+//
+// Each piece the store hands over is decrypted where it lies (StreamDecryptor::UpdateChunk: for
+// S3 that is libcurl's receive buffer), straight into this body's plaintext run: no chunk is
+// assembled, no byte copied first. A chunk's plaintext becomes part of the run only once the
+// chunk authenticated (FinishChunk); the run goes to the destination in one write when it cannot
+// take another chunk, and at Finish. The run is kWriteRun bytes of whole chunks, so that a
+// destination on tmpfs or a page cache gets few, large, page-aligned writes. Unauthenticated
+// plaintext never reaches the destination: a chunk that fails is wiped by FinishChunk, and the
+// run buffer is wiped when the body goes away.
 class OpeningBody : public BodySink {
  public:
   OpeningBody(int out_fd, const Layout& layout, const ChunkKeys& keys, uint64_t first,
               uint64_t last, uint64_t want_begin, uint64_t want_end)
-      : out_fd_(out_fd), layout_(layout), keys_(keys), next_(first), last_(last),
-        want_begin_(want_begin), want_end_(want_end), buf_(layout.stored_chunk()) {}
+      : out_fd_(out_fd),
+        layout_(layout),
+        keys_(keys),
+        next_(first),
+        run_first_(first),
+        last_(last),
+        want_begin_(want_begin),
+        want_end_(want_end),
+        run_(RunCapacity(layout, first, last)) {}
 
   Status Write(std::span<const uint8_t> bytes) override {
     while (!bytes.empty()) {
-      if (next_ > last_) return IntegrityError("the store sent more bytes than the chunks asked for");
-      const size_t need = static_cast<size_t>(layout_.ChunkEnd(next_) - layout_.ChunkStart(next_));
-      size_t n = std::min(bytes.size(), need - filled_);
-      std::memcpy(buf_.data() + filled_, bytes.data(), n);
-      filled_ += n;
-      bytes = bytes.subspan(n);
-      if (filled_ == need) RETURN_IF_ERROR(OpenChunk(need));
+      if (!in_chunk_) RETURN_IF_ERROR(BeginChunk());
+      ASSIGN_OR_RETURN(size_t used,
+                       dec_->UpdateChunk(bytes, run_.span(run_length_, run_.size() - run_length_)));
+      bytes = bytes.subspan(used);
+      if (dec_->chunk_bytes_left() == 0) RETURN_IF_ERROR(FinishChunk());
     }
     return Status::Ok();
   }
   Status Finish() override {
-    if (next_ <= last_ || filled_ != 0) return IntegrityError("the store sent fewer bytes than the chunks asked for");
-    return Status::Ok();
+    if (next_ <= last_ || in_chunk_)
+      return IntegrityError("the store sent fewer bytes than the chunks asked for");
+    return WriteRun();
   }
 
  private:
-  Status OpenChunk(size_t stored) {
+  // kWriteRun is the plaintext gathered per destination write (rounded down to whole chunks, at
+  // least one chunk): four default chunks per write(2), while the run is still in the core's
+  // cache when the kernel copies it out.
+  static constexpr uint64_t kWriteRun = 256u << 10;
+
+  static size_t RunCapacity(const Layout& layout, uint64_t first, uint64_t last) {
+    const uint64_t chunks =
+        std::clamp<uint64_t>(kWriteRun / layout.chunk_size, 1, last - first + 1);
+    return static_cast<size_t>(chunks * layout.chunk_size);
+  }
+
+  Status BeginChunk() {
+    if (next_ > last_) return IntegrityError("the store sent more bytes than the chunks asked for");
     if (!dec_) {
+      // The first bytes wait here for the data key; the rest stays in the socket meanwhile.
       auto key = keys_.gate.Wait();
       if (!key.ok()) return FailedPrecondition("no data key: " + key.status().message());
       auto d = files::StreamDecryptor::Create(**key, keys_.nonce_prefix, keys_.chunk_size, keys_.header_digest);
       if (!d.ok()) return d.status();
       dec_.emplace(std::move(*d));
     }
-    std::span<uint8_t> area(buf_.data(), stored);
-    auto n = dec_->DecryptChunk(next_, area, next_ + 1 == layout_.chunk_count, area);
+    if (run_.size() - run_length_ < layout_.chunk_size) RETURN_IF_ERROR(WriteRun());
+    const size_t stored = static_cast<size_t>(layout_.ChunkEnd(next_) - layout_.ChunkStart(next_));
+    RETURN_IF_ERROR(dec_->BeginChunk(next_, stored, next_ + 1 == layout_.chunk_count));
+    in_chunk_ = true;
+    return Status::Ok();
+  }
+
+  Status FinishChunk() {
+    in_chunk_ = false;
+    auto n = dec_->FinishChunk(run_.span(run_length_, run_.size() - run_length_));
     if (!n.ok())
       return IntegrityError("chunk " + std::to_string(next_) +
                             " does not authenticate: the object was altered, reordered or truncated, or its header belongs to another object");
-    uint64_t p0 = layout_.PlainStart(next_), p1 = p0 + *n;
-    uint64_t a = std::max(p0, want_begin_), b = std::min(p1, want_end_);
-    Status st = Status::Ok();
-    if (a < b) st = PwriteFull(out_fd_, {buf_.data() + (a - p0), static_cast<size_t>(b - a)}, a - want_begin_);
-    OPENSSL_cleanse(area.data(), area.size());
-    filled_ = 0;
+    run_length_ += *n;
     ++next_;
+    return Status::Ok();
+  }
+
+  // WriteRun writes the wanted part of the authenticated run (chunks [run_first_, next_)).
+  Status WriteRun() {
+    const uint64_t p0 = layout_.PlainStart(run_first_), p1 = p0 + run_length_;
+    const uint64_t a = std::max(p0, want_begin_), b = std::min(p1, want_end_);
+    Status st = Status::Ok();
+    if (a < b)
+      st = PwriteFull(out_fd_, {run_.data() + (a - p0), static_cast<size_t>(b - a)},
+                      a - want_begin_);
+    run_length_ = 0;
+    run_first_ = next_;
     return st;
   }
 
   const int out_fd_;
   const Layout layout_;
   const ChunkKeys keys_;
-  uint64_t next_;
+  uint64_t next_;       // the chunk being received, or the next one
+  uint64_t run_first_;  // the first chunk in run_
   const uint64_t last_, want_begin_, want_end_;
-  WipedBuffer buf_;
-  size_t filled_ = 0;
+  // run_ holds the authenticated plaintext of chunks [run_first_, next_), then the chunk in
+  // progress (decrypted, not yet authenticated).
+  WipedBuffer run_;
+  size_t run_length_ = 0;
+  bool in_chunk_ = false;
   std::optional<files::StreamDecryptor> dec_;
 };
 

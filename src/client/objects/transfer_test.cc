@@ -75,6 +75,55 @@ class RecordingStore : public ObjectStore {
   std::unique_ptr<ObjectStore> inner_;
 };
 
+// PieceStore forwards to a real store but hands every range's bytes to the sink in pieces of the
+// sizes in `pattern`, in turn, as a network client does (libcurl passes whatever one recv(2)
+// returned): pieces end inside chunk bodies, inside tags, and span several chunks.
+class PieceStore : public RecordingStore {
+ public:
+  PieceStore(std::unique_ptr<ObjectStore> inner, std::vector<size_t> pattern)
+      : RecordingStore(std::move(inner)), pattern_(std::move(pattern)) {}
+  Status Get(const std::string& key, const std::vector<ByteRange>& ranges, RangeSink& sink,
+             TransferStats* stats, std::optional<uint64_t> object_size) override {
+    Splitter splitter(sink, pattern_);
+    return RecordingStore::Get(key, ranges, splitter, stats, object_size);
+  }
+
+ private:
+  class SplitBody : public BodySink {
+   public:
+    SplitBody(std::unique_ptr<BodySink> inner, const std::vector<size_t>& pattern)
+        : inner_(std::move(inner)), pattern_(pattern) {}
+    Status Write(std::span<const uint8_t> bytes) override {
+      while (!bytes.empty()) {
+        size_t n = std::min(bytes.size(), pattern_[next_++ % pattern_.size()]);
+        RETURN_IF_ERROR(inner_->Write(bytes.first(n)));
+        bytes = bytes.subspan(n);
+      }
+      return Status::Ok();
+    }
+    Status Finish() override { return inner_->Finish(); }
+
+   private:
+    std::unique_ptr<BodySink> inner_;
+    const std::vector<size_t>& pattern_;
+    size_t next_ = 0;
+  };
+  class Splitter : public RangeSink {
+   public:
+    Splitter(RangeSink& inner, const std::vector<size_t>& pattern)
+        : inner_(inner), pattern_(pattern) {}
+    StatusOr<std::unique_ptr<BodySink>> Open(const ByteRange& range) override {
+      ASSIGN_OR_RETURN(std::unique_ptr<BodySink> body, inner_.Open(range));
+      return std::unique_ptr<BodySink>(new SplitBody(std::move(body), pattern_));
+    }
+
+   private:
+    RangeSink& inner_;
+    const std::vector<size_t>& pattern_;
+  };
+  const std::vector<size_t> pattern_;
+};
+
 Bytes ReadBytes(const std::string& path) { return custos::testing::ReadFileBytes(path); }
 void WriteBytes(const std::string& path, ByteSpan b) { custos::testing::WriteFileBytes(path, b); }
 constexpr uint32_t kChunk = 4096;
@@ -254,6 +303,55 @@ TEST_F(TransferTest, FlippingAnyStoredByteIsRefused) {
   EXPECT_EQ(refused, tried);
   EXPECT_GT(tried, 700u);
   ASSERT_OK(Fetch("every", out).status());
+}
+
+// The download decrypts each piece where the store delivered it (no chunk is assembled first):
+// whatever the piece sizes, the plaintext is the source's, ranges cut at the right bytes, and a
+// swapped, truncated or flipped object is still refused without output.
+TEST_F(TransferTest, AnyDeliveryPieceSizesGiveThePlaintextOrARefusal) {
+  const size_t n = 70 * kChunk + 333;  // more than one 256 KiB write run, a short final chunk
+  std::string src = Src(n);
+  ASSERT_OK(PutObject(src, *store, "p", &custodian, tuning).status());
+  const Bytes all = ReadBytes(src), stored = ReadBytes(Stored("p"));
+  const size_t h = ObjectHeader::Decode(stored)->EncodedSize();
+  Bytes swapped = stored;  // chunks 3 and 4 exchanged
+  std::swap_ranges(swapped.begin() + static_cast<long>(h + 3 * kStoredChunk),
+                   swapped.begin() + static_cast<long>(h + 4 * kStoredChunk),
+                   swapped.begin() + static_cast<long>(h + 4 * kStoredChunk));
+  Bytes tag_flipped = stored;  // the last byte of chunk 40's tag
+  tag_flipped[h + 41 * kStoredChunk - 1] ^= 0x01;
+  Bytes body_flipped = stored;
+  body_flipped[h + 69 * kStoredChunk + 5] ^= 0x01;
+  Bytes cut = Bytes(stored.begin(), stored.begin() + static_cast<long>(h + 70 * kStoredChunk));
+  for (std::vector<size_t> pattern : std::vector<std::vector<size_t>>{
+           {1}, {15, 17}, {kStoredChunk - 1}, {kStoredChunk + 1, 3}, {16384}, {524288}}) {
+    SCOPED_TRACE("first piece " + std::to_string(pattern[0]));
+    auto inner = OpenDirectoryStore(dir + "/store");
+    ASSERT_OK(inner.status());
+    PieceStore pieces(std::move(*inner), pattern);
+    auto get = [&](const std::string& key, const std::string& out,
+                   std::optional<PlaintextRange> range = std::nullopt) {
+      return GetObject(pieces, key, out, false, Factory(), tuning, range);
+    };
+    std::string out = dir + "/pieces.out";
+    ASSERT_OK(get("p", out).status());
+    EXPECT_EQ(ReadBytes(out), all);
+    ASSERT_OK(get("p", out, PlaintextRange{kChunk + 7, 66 * kChunk + 1}).status());
+    EXPECT_EQ(ReadBytes(out), Bytes(all.begin() + kChunk + 7, all.begin() + 66 * kChunk + 2));
+    for (const auto& [name, bytes] :
+         std::vector<std::pair<std::string, Bytes>>{{"swapped", swapped},
+                                                    {"tag flipped", tag_flipped},
+                                                    {"body flipped", body_flipped},
+                                                    {"cut", cut}}) {
+      SCOPED_TRACE(name);
+      WriteBytes(Stored("bad"), bytes);
+      std::string bad_out = dir + "/bad.out";
+      auto r = get("bad", bad_out);
+      ASSERT_FALSE(r.ok());
+      EXPECT_EQ(r.status().code(), ErrorCode::kIntegrity) << r.status().ToString();
+      EXPECT_FALSE(fs::exists(bad_out));
+    }
+  }
 }
 
 TEST_F(TransferTest, PlainModeCopiesBytesAndRefusesToDecryptForeignObjects) {

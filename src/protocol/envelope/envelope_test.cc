@@ -293,6 +293,92 @@ TEST_F(StreamTest, ChunkApiEnforcesSizesAndOrder) {
   EXPECT_EQ(Slice(inplace, 0, kChunk), pt0);
 }
 
+// OpenInPieces opens one stored chunk with BeginChunk/UpdateChunk/FinishChunk, handing it over in
+// pieces of `piece` bytes (so that pieces end inside the ciphertext and inside the tag).
+StatusOr<size_t> OpenInPieces(StreamDecryptor& dec, uint64_t index, ByteSpan stored, bool last,
+                              size_t piece, std::span<uint8_t> plaintext) {
+  RETURN_IF_ERROR(dec.BeginChunk(index, stored.size(), last));
+  while (!stored.empty()) {
+    ASSIGN_OR_RETURN(size_t used,
+                     dec.UpdateChunk(stored.first(std::min(piece, stored.size())), plaintext));
+    stored = stored.subspan(used);
+  }
+  return dec.FinishChunk(plaintext);
+}
+
+TEST_F(StreamTest, IncrementalOpeningKeepsEveryCheckOfDecryptChunk) {
+  auto enc = StreamEncryptor::Create(Params());
+  ASSERT_OK(enc.status());
+  Bytes pt0 = crypto::RandomBytes(kChunk), pt1 = crypto::RandomBytes(10);
+  Bytes ct0, ct1;
+  ASSERT_OK(enc->EncryptChunk(pt0, false, ct0));
+  ASSERT_OK(enc->EncryptChunk(pt1, true, ct1));
+  auto dec = StreamDecryptor::Create(Params());
+  ASSERT_OK(dec.status());
+  Bytes back(kChunk);
+  // Any piece size: 1 byte, pieces that end inside the tag, the whole chunk, more than the chunk
+  // (UpdateChunk consumes only the chunk's own bytes).
+  for (size_t piece :
+       {size_t{1}, size_t{7}, size_t{kChunk - 3}, size_t{kChunk + 9}, kFull, kFull + 100}) {
+    SCOPED_TRACE(piece);
+    auto n0 = OpenInPieces(*dec, 0, ct0, false, piece, back);
+    ASSERT_OK(n0.status());
+    EXPECT_EQ(*n0, kChunk);
+    EXPECT_EQ(back, pt0);
+    auto n1 = OpenInPieces(*dec, 1, ct1, true, piece, back);
+    ASSERT_OK(n1.status());
+    EXPECT_EQ(Slice(back, 0, *n1), pt1);
+  }
+  Bytes two = Concat({ct0, ct1});
+  ASSERT_OK(dec->BeginChunk(0, kFull, false));
+  auto used = dec->UpdateChunk(two, back);
+  ASSERT_OK(used.status());
+  EXPECT_EQ(*used, kFull);
+  EXPECT_EQ(dec->chunk_bytes_left(), 0u);
+  ASSERT_OK(dec->FinishChunk(back).status());
+
+  // Wrong index (reordering), wrong flag (truncation or extension), another header digest, a
+  // flipped byte in the body or the tag: kIntegrity, and the unauthenticated plaintext is wiped.
+  auto other =
+      StreamDecryptor::Create(dek_, prefix_, kChunk, crypto::RandomBytes(kStreamHeaderDigestSize));
+  ASSERT_OK(other.status());
+  Bytes body_flip = ct0, tag_flip = ct0;
+  body_flip[100] ^= 1;
+  tag_flip[kFull - 1] ^= 0x80;
+  struct Case {
+    const char* name;
+    StreamDecryptor* d;
+    uint64_t index;
+    const Bytes* ct;
+    bool last;
+  } cases[] = {{"index", &*dec, 1, &ct0, false},
+               {"flag", &*dec, 0, &ct0, true},
+               {"digest", &*other, 0, &ct0, false},
+               {"body", &*dec, 0, &body_flip, false},
+               {"tag", &*dec, 0, &tag_flip, false}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Bytes wiped(kChunk, 0xAA);
+    EXPECT_EQ(OpenInPieces(*c.d, c.index, *c.ct, c.last, 1000, wiped).status().code(),
+              ErrorCode::kIntegrity);
+    EXPECT_EQ(wiped, Bytes(kChunk, 0));
+  }
+  // Sizes a chunk cannot have, a missing tail, and calls out of order.
+  EXPECT_EQ(dec->BeginChunk(0, kFull - 1, false).code(), ErrorCode::kIntegrity);
+  EXPECT_EQ(dec->BeginChunk(0, kFull + 1, true).code(), ErrorCode::kIntegrity);
+  EXPECT_EQ(dec->BeginChunk(0, 15, true).code(), ErrorCode::kIntegrity);
+  EXPECT_EQ(dec->BeginChunk(kMaxChunks, kFull, false).code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(dec->UpdateChunk(ct0, back).status().code(), ErrorCode::kFailedPrecondition);
+  ASSERT_OK(dec->BeginChunk(0, kFull, false));
+  ASSERT_OK(dec->UpdateChunk(ByteSpan(ct0).first(kFull - 1), back).status());
+  EXPECT_EQ(dec->chunk_bytes_left(), 1u);
+  EXPECT_EQ(dec->FinishChunk(back).status().code(), ErrorCode::kFailedPrecondition);
+  Bytes small(5);
+  ASSERT_OK(dec->BeginChunk(0, kFull, false));
+  EXPECT_EQ(dec->UpdateChunk(ct0, small).status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(dec->FinishChunk(back).status().code(), ErrorCode::kFailedPrecondition);
+}
+
 TEST_F(StreamTest, EncryptChunkInPlaceMatchesCopying) {
   auto a = StreamEncryptor::Create(Params());
   auto b = StreamEncryptor::Create(Params());

@@ -70,6 +70,18 @@ std::string ChunkError(uint64_t index, const char* what) {
   return "stream chunk " + std::to_string(index) + ": " + what;
 }
 
+// CheckChunkSize is the size rule every opening applies: a non-final chunk carries exactly
+// chunk_size plaintext bytes, the final one 0..chunk_size.
+Status CheckChunkSize(uint64_t index, size_t stored_size, bool last, uint32_t chunk_size) {
+  if (stored_size < kStreamTagSize)
+    return IntegrityError(ChunkError(index, "shorter than its tag"));
+  const size_t n = stored_size - kStreamTagSize;
+  if (last ? n > chunk_size : n != chunk_size)
+    return IntegrityError(ChunkError(
+        index, last ? "final chunk longer than chunk size" : "non-final chunk is not chunk size"));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status ValidateStreamParams(const StreamParams& params) {
@@ -189,12 +201,8 @@ StatusOr<StreamDecryptor> StreamDecryptor::Create(const StreamParams& params) {
 StatusOr<size_t> StreamDecryptor::DecryptChunk(uint64_t index, ByteSpan ciphertext_chunk, bool last,
                                                std::span<uint8_t> out) {
   if (index >= kMaxChunks) return InvalidArgument("stream chunk index beyond 2^32");
-  if (ciphertext_chunk.size() < kStreamTagSize)
-    return IntegrityError(ChunkError(index, "shorter than its tag"));
+  RETURN_IF_ERROR(CheckChunkSize(index, ciphertext_chunk.size(), last, chunk_size_));
   const size_t n = ciphertext_chunk.size() - kStreamTagSize;
-  if (last ? n > chunk_size_ : n != chunk_size_)
-    return IntegrityError(ChunkError(
-        index, last ? "final chunk longer than chunk size" : "non-final chunk is not chunk size"));
   if (out.size() < n) return InvalidArgument("stream chunk output buffer too small");
   ChunkNonce nonce;
   MakeNonce(nonce_prefix_, index, last, nonce);
@@ -205,6 +213,62 @@ StatusOr<size_t> StreamDecryptor::DecryptChunk(uint64_t index, ByteSpan cipherte
     return st;
   }
   return n;
+}
+
+Status StreamDecryptor::BeginChunk(uint64_t index, size_t stored_size, bool last) {
+  opening_.reset();
+  if (index >= kMaxChunks) return InvalidArgument("stream chunk index beyond 2^32");
+  RETURN_IF_ERROR(CheckChunkSize(index, stored_size, last, chunk_size_));
+  ChunkNonce nonce;
+  MakeNonce(nonce_prefix_, index, last, nonce);
+  RETURN_IF_ERROR(gcm_.OpenBegin(nonce, header_digest_));
+  opening_.emplace();
+  opening_->index = index;
+  opening_->ciphertext_size = stored_size - kStreamTagSize;
+  return Status::Ok();
+}
+
+size_t StreamDecryptor::chunk_bytes_left() const {
+  if (!opening_) return 0;
+  return opening_->ciphertext_size - opening_->ciphertext_done + kStreamTagSize -
+         opening_->tag_done;
+}
+
+StatusOr<size_t> StreamDecryptor::UpdateChunk(ByteSpan stored, std::span<uint8_t> plaintext) {
+  if (!opening_) return FailedPrecondition("stream: no chunk is being opened");
+  Opening& o = *opening_;
+  if (plaintext.size() < o.ciphertext_size)
+    return InvalidArgument("stream chunk output buffer too small");
+  const size_t ct = std::min(stored.size(), o.ciphertext_size - o.ciphertext_done);
+  if (ct > 0) {
+    Status st = gcm_.OpenUpdate(stored.first(ct), plaintext.subspan(o.ciphertext_done, ct));
+    if (!st.ok()) {
+      opening_.reset();
+      return st;
+    }
+    o.ciphertext_done += ct;
+  }
+  const size_t tag = std::min(stored.size() - ct, kStreamTagSize - o.tag_done);
+  std::memcpy(o.tag + o.tag_done, stored.data() + ct, tag);
+  o.tag_done += tag;
+  return ct + tag;
+}
+
+StatusOr<size_t> StreamDecryptor::FinishChunk(std::span<uint8_t> plaintext) {
+  if (!opening_) return FailedPrecondition("stream: no chunk is being opened");
+  if (chunk_bytes_left() != 0) return FailedPrecondition("stream: the chunk is not complete");
+  const Opening o = *opening_;
+  opening_.reset();
+  if (plaintext.size() < o.ciphertext_size)
+    return InvalidArgument("stream chunk output buffer too small");
+  Status st = gcm_.OpenFinish(ByteSpan(o.tag, kStreamTagSize));
+  if (!st.ok()) {
+    OPENSSL_cleanse(plaintext.data(), o.ciphertext_size);
+    if (st.code() == ErrorCode::kIntegrity)
+      return IntegrityError(ChunkError(o.index, "authentication failed"));
+    return st;
+  }
+  return o.ciphertext_size;
 }
 
 // ---------------------------------------------------------------------------------------------

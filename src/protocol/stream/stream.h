@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "common/bytes.h"
@@ -146,6 +147,28 @@ class StreamDecryptor {
   StatusOr<size_t> DecryptChunk(uint64_t index, ByteSpan ciphertext_chunk, bool last,
                                 std::span<uint8_t> out);
 
+  // Incremental opening of one chunk whose stored bytes (ciphertext || tag) arrive in pieces:
+  // each piece is decrypted straight from the buffer it arrived in (objects/transfer.cc: the HTTP
+  // client's receive buffer), so that no chunk is assembled, and no byte copied, first. The checks
+  // are DecryptChunk's: the same size rules, nonce (index, last flag) and associated data.
+  //
+  // BeginChunk starts chunk `index` of `stored_size` bytes (ciphertext || tag) as final or
+  // non-final chunk; kIntegrity for a size such a chunk cannot have, kInvalidArgument for
+  // index >= 2^32. It abandons any chunk in progress.
+  Status BeginChunk(uint64_t index, size_t stored_size, bool last);
+  // UpdateChunk consumes the first min(stored.size(), chunk_bytes_left()) bytes of `stored` and
+  // returns how many: ciphertext bytes are decrypted into `plaintext`, the chunk's whole plaintext
+  // buffer (the same buffer, of at least stored_size - 16 bytes, at every call of one chunk), at
+  // their offset in the chunk; tag bytes are kept. The plaintext written is NOT authenticated
+  // until FinishChunk returns OK.
+  StatusOr<size_t> UpdateChunk(ByteSpan stored, std::span<uint8_t> plaintext);
+  // chunk_bytes_left is how many stored bytes the chunk in progress still needs (0 when none is).
+  size_t chunk_bytes_left() const;
+  // FinishChunk authenticates the chunk once all its stored bytes were consumed and returns its
+  // plaintext length. kIntegrity (plaintext[0, stored_size - 16) wiped) when the chunk does not
+  // authenticate; kFailedPrecondition when no chunk is in progress or bytes are still missing.
+  StatusOr<size_t> FinishChunk(std::span<uint8_t> plaintext);
+
   uint32_t chunk_size() const { return chunk_size_; }
 
  private:
@@ -155,6 +178,15 @@ class StreamDecryptor {
   uint8_t nonce_prefix_[kStreamNoncePrefixSize];
   uint8_t header_digest_[kStreamHeaderDigestSize];
   uint32_t chunk_size_;
+  // The chunk being opened incrementally (BeginChunk .. FinishChunk).
+  struct Opening {
+    uint64_t index = 0;
+    size_t ciphertext_size = 0;  // stored size - 16
+    size_t ciphertext_done = 0;
+    uint8_t tag[kStreamTagSize] = {};
+    size_t tag_done = 0;
+  };
+  std::optional<Opening> opening_;
 };
 
 // EncryptStream reads `in_fd` to EOF and writes the STREAM ciphertext to `out_fd`. Memory use is
