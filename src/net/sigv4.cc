@@ -501,6 +501,21 @@ SecretBytes SigningKey(const SecretBytes& secret_access_key, std::string_view da
   return SecretHmac(service_key.Expose(), kScopeTerminator);
 }
 
+SigningKeyCache::SigningKeyCache(SecretBytes secret_access_key)
+    : secret_(std::move(secret_access_key)) {}
+
+std::shared_ptr<const SecretBytes> SigningKeyCache::Get(std::string_view date,
+                                                         std::string_view region,
+                                                         std::string_view service) {
+  std::lock_guard lock(mu_);
+  for (const Slot& s : slots_)
+    if (s.date == date && s.region == region && s.service == service) return s.key;
+  auto key = std::make_shared<const SecretBytes>(SigningKey(secret_, date, region, service));
+  if (slots_.size() == kSlots) slots_.erase(slots_.begin());
+  slots_.push_back({std::string(date), std::string(region), std::string(service), key});
+  return key;
+}
+
 std::string Signature(const SecretBytes& signing_key, std::string_view string_to_sign) {
   crypto::Digest mac = crypto::HmacSha256(signing_key.Expose(), AsBytes(string_to_sign));
   return HexEncode(mac);
@@ -568,7 +583,8 @@ StatusOr<SigV4Identity> VerifySigV4(const net::HttpRequest& request, const Crede
     }
     return Status(credentials.status().code(), std::string(err::kLookupFailed));
   }
-  if (credentials->secret_access_key.empty()) return Denied(err::kUnknownAccessKey);
+  if (credentials->secret_access_key.empty() && !credentials->signing_keys)
+    return Denied(err::kUnknownAccessKey);
 
   // Session token: every copy presented must be the credential's, and a credential with one
   // needs at least one copy.
@@ -599,8 +615,12 @@ StatusOr<SigV4Identity> VerifySigV4(const net::HttpRequest& request, const Crede
 
   // The signature, over the request as received and, if that fails and a signed value may
   // be several field lines the server joined, over that reading (see sigv4.h).
-  SecretBytes signing_key =
-      SigningKey(credentials->secret_access_key, auth.scope_date, auth.region, auth.service);
+  std::shared_ptr<const SecretBytes> signing_key_ptr =
+      credentials->signing_keys
+          ? credentials->signing_keys->Get(auth.scope_date, auth.region, auth.service)
+          : std::make_shared<const SecretBytes>(SigningKey(
+                credentials->secret_access_key, auth.scope_date, auth.region, auth.service));
+  const SecretBytes& signing_key = *signing_key_ptr;
   ASSIGN_OR_RETURN(bool match,
                    SignatureMatches(ParsedRequestFrom(request, false, auth.signed_headers),
                                     signed_request, payload_hash, signing_key, options));

@@ -46,6 +46,8 @@
 #include <chrono>
 #include <ctime>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -105,12 +107,36 @@ inline constexpr std::string_view kPresignExpired = "sigv4: presigned URL expire
 inline constexpr std::string_view kSignatureMismatch = "sigv4: signature does not match";
 }  // namespace sigv4_error
 
+// SigningKeyCache holds one secret access key and the signing keys derived from it (four
+// HMAC-SHA256 steps each), one per credential scope (date, region, service), the newest
+// kSlots of them: a server verifying many requests under one key derives it once a day, not
+// once a request. Thread-safe.
+class SigningKeyCache {
+ public:
+  static constexpr size_t kSlots = 4;
+  explicit SigningKeyCache(SecretBytes secret_access_key);
+  std::shared_ptr<const SecretBytes> Get(std::string_view date, std::string_view region,
+                                         std::string_view service);
+
+ private:
+  struct Slot {
+    std::string date, region, service;
+    std::shared_ptr<const SecretBytes> key;
+  };
+  const SecretBytes secret_;
+  std::mutex mu_;
+  std::vector<Slot> slots_;  // guarded by mu_; newest last
+};
+
 // SigV4Credentials is one access key as the credential store holds it. `session_token` is
-// empty for long-term keys; when set, every request under the key must present it.
+// empty for long-term keys; when set, every request under the key must present it. A store
+// that keeps the key's SigningKeyCache passes it as `signing_keys` and may leave
+// `secret_access_key` empty; VerifySigV4 then derives through the cache.
 struct SigV4Credentials {
   std::string access_key_id;
   SecretBytes secret_access_key;
   std::string session_token;
+  std::shared_ptr<SigningKeyCache> signing_keys;
 };
 
 // CredentialLookup finds the credentials for an access key id. It returns NotFound for an

@@ -238,7 +238,7 @@ CredentialLookup LookupFor(const std::string& akid, const std::string& secret,
   return [=](std::string_view id) -> StatusOr<SigV4Credentials> {
     if (calls != nullptr) ++*calls;
     if (id != akid) return NotFound("no such key");
-    return SigV4Credentials{akid, SecretBytes::CopyFrom(secret), token};
+    return SigV4Credentials{akid, SecretBytes::CopyFrom(secret), token, nullptr};
   };
 }
 
@@ -701,6 +701,40 @@ TEST_F(SigV4Hostile, WrongSecretIsRefused) {
   spec.secret = "not-the-secret";
   SignHeaderForm(r, spec);
   ExpectDenied(Verify(r), err::kSignatureMismatch);
+}
+
+TEST_F(SigV4Hostile, CachedSigningKeysVerifyAsDerivedOnesDo) {
+  auto cache = std::make_shared<SigningKeyCache>(SecretBytes::CopyFrom(kSecret));
+  CredentialLookup cached = [&](std::string_view id) -> StatusOr<SigV4Credentials> {
+    if (id != kAkid) return NotFound("no such key");
+    return SigV4Credentials{kAkid, SecretBytes(), "", cache};  // no secret: only the cache
+  };
+  net::HttpRequest r = KmsRequest();
+  SignHeaderForm(r);
+  ASSERT_OK(VerifySigV4(r, cached, options_, kNow).status());
+  ASSERT_OK(VerifySigV4(r, cached, options_, kNow).status());  // from the cache
+  net::HttpRequest bad = r;
+  bad.body += " ";
+  bad.headers.erase("x-amz-content-sha256");
+  EXPECT_EQ(VerifySigV4(bad, cached, options_, kNow).status().message(), err::kSignatureMismatch);
+  SignSpec wrong;
+  wrong.secret = "not-the-secret";
+  net::HttpRequest other = KmsRequest();
+  SignHeaderForm(other, wrong);
+  EXPECT_EQ(VerifySigV4(other, cached, options_, kNow).status().message(),
+            err::kSignatureMismatch);
+  // One key per scope: the same object for the same scope, the derivation for another.
+  auto a = cache->Get("20231114", "us-east-1", "kms");
+  EXPECT_EQ(a, cache->Get("20231114", "us-east-1", "kms"));
+  EXPECT_EQ(HexEncode(a->Expose()),
+            HexEncode(SigningKey(SecretBytes::CopyFrom(kSecret), "20231114", "us-east-1", "kms")
+                          .Expose()));
+  auto b = cache->Get("20231115", "us-east-1", "kms");
+  EXPECT_NE(HexEncode(a->Expose()), HexEncode(b->Expose()));
+  // Bounded: after kSlots other scopes the first is derived again (a new object).
+  for (int d = 16; d < 16 + static_cast<int>(SigningKeyCache::kSlots); ++d)
+    cache->Get("202311" + std::to_string(d), "us-east-1", "kms");
+  EXPECT_NE(a, cache->Get("20231114", "us-east-1", "kms"));
 }
 
 TEST_F(SigV4Hostile, LookupFailureKeepsItsCodeButNotItsMessage) {

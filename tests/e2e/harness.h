@@ -433,7 +433,7 @@ struct DevServer {
 
   kms::KmsClient Client() const {
     kms::SigV4Credentials c{env.at("AWS_ACCESS_KEY_ID"),
-                            SecretBytes::CopyFrom(std::string_view(env.at("AWS_SECRET_ACCESS_KEY"))), ""};
+                            SecretBytes::CopyFrom(std::string_view(env.at("AWS_SECRET_ACCESS_KEY"))), "", nullptr};
     auto k = kms::KmsClient::Create(endpoint, std::move(c), env.at("AWS_REGION"));
     EXPECT_OK(k.status());
     return std::move(k).value();

@@ -83,11 +83,11 @@ TEST(KmsE2E, HostileInputGetsAwsErrorsAndTheServerKeepsServing) {
   EXPECT_EQ(ErrorOf(c, "Encrypt", {{"KeyId", id}, {"Plaintext", "eA=="}}), "InvalidSignatureException");
   c.now = nullptr;
   {
-    kms::SigV4Credentials wrong{s.env["AWS_ACCESS_KEY_ID"], SecretBytes::CopyFrom(std::string_view("wrong-secret")), ""};
+    kms::SigV4Credentials wrong{s.env["AWS_ACCESS_KEY_ID"], SecretBytes::CopyFrom(std::string_view("wrong-secret")), "", nullptr};
     auto w = kms::KmsClient::Create(s.endpoint, std::move(wrong), "us-east-1");
     ASSERT_OK(w.status());
     EXPECT_EQ(ErrorOf(*w, "Encrypt", {{"KeyId", id}, {"Plaintext", "eA=="}}), "InvalidSignatureException");
-    kms::SigV4Credentials unknown{"CKIAAAAAAAAAAAAAAAAA", SecretBytes::CopyFrom(std::string_view("x")), ""};
+    kms::SigV4Credentials unknown{"CKIAAAAAAAAAAAAAAAAA", SecretBytes::CopyFrom(std::string_view("x")), "", nullptr};
     auto u = kms::KmsClient::Create(s.endpoint, std::move(unknown), "us-east-1");
     ASSERT_OK(u.status());
     EXPECT_EQ(ErrorOf(*u, "Encrypt", {{"KeyId", id}, {"Plaintext", "eA=="}}), "UnrecognizedClientException");

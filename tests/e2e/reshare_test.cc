@@ -68,7 +68,7 @@ class Reshare : public ::testing::Test {
   }
 
   static kms::KmsClient Kms() {
-    kms::SigV4Credentials cr{creds["AWS_ACCESS_KEY_ID"], SecretBytes::CopyFrom(std::string_view(creds["AWS_SECRET_ACCESS_KEY"])), ""};
+    kms::SigV4Credentials cr{creds["AWS_ACCESS_KEY_ID"], SecretBytes::CopyFrom(std::string_view(creds["AWS_SECRET_ACCESS_KEY"])), "", nullptr};
     auto k = kms::KmsClient::Create(node().url(), std::move(cr), "us-east-1");
     EXPECT_OK(k.status());
     return std::move(k).value();

@@ -137,12 +137,13 @@ StatusOr<SigV4Credentials> KmsApi::Lookup(std::string_view access_key_id) {
     std::shared_lock lock(cred_mu_);
     auto it = credentials_.find(access_key_id);
     if (it != credentials_.end())
-      return SigV4Credentials{std::string(access_key_id), it->second->secret.Clone(), ""};
+      return SigV4Credentials{std::string(access_key_id), SecretBytes(), "", it->second->signing_keys};
   }
   ASSIGN_OR_RETURN(store::AccessKeyRecord rec, store_->GetAccessKey(access_key_id));
   ASSIGN_OR_RETURN(auto r, ecall::Invoke<ecall::KmsOpenAccessSecret>(core_, {rec.access_key_id, rec.wrapped_secret}));
-  auto cred = std::make_shared<Credential>(Credential{SecretBytes::CopyFrom(r.secret.view()), rec.principal_arn});
-  SigV4Credentials out{rec.access_key_id, cred->secret.Clone(), ""};
+  auto cred = std::make_shared<Credential>(Credential{
+      std::make_shared<SigningKeyCache>(SecretBytes::CopyFrom(r.secret.view())), rec.principal_arn});
+  SigV4Credentials out{rec.access_key_id, SecretBytes(), "", cred->signing_keys};
   std::unique_lock lock(cred_mu_);
   credentials_.emplace(rec.access_key_id, std::move(cred));
   return out;

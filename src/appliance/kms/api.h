@@ -93,7 +93,7 @@ class KmsApi {
   // ThrottlingException until the window ends. Such refusals are counted, not audited.
   net::SourceLimiter auth_failures_{50, std::chrono::seconds(10)};
   struct Credential {
-    SecretBytes secret;
+    std::shared_ptr<SigningKeyCache> signing_keys;  // holds the secret
     std::string principal_arn;
   };
   std::shared_mutex cred_mu_;

@@ -414,11 +414,11 @@ TEST_F(KmsApiTest, SignedRequestsWorkAndEveryRefusalHasItsAwsError) {
   r = api_->Handle(unsigned_req);
   EXPECT_EQ(r.status, 403);
   EXPECT_EQ(Type(r), "MissingAuthenticationTokenException");
-  SigV4Credentials wrong{cred_.access_key_id, SecretBytes::CopyFrom(std::string_view("0123456789012345678901234567890123456789")), ""};
+  SigV4Credentials wrong{cred_.access_key_id, SecretBytes::CopyFrom(std::string_view("0123456789012345678901234567890123456789")), "", nullptr};
   net::HttpRequest w = Request("Encrypt", "{}");
   ASSERT_OK(SignSigV4(w, wrong, "us-east-1", "kms", std::time(nullptr)));
   EXPECT_EQ(Type(api_->Handle(w)), "InvalidSignatureException");
-  SigV4Credentials unknown{"CKIAUNKNOWNUNKNOWN00", cred_.secret_access_key.Clone(), ""};
+  SigV4Credentials unknown{"CKIAUNKNOWNUNKNOWN00", cred_.secret_access_key.Clone(), "", nullptr};
   net::HttpRequest u = Request("Encrypt", "{}");
   ASSERT_OK(SignSigV4(u, unknown, "us-east-1", "kms", std::time(nullptr)));
   EXPECT_EQ(Type(api_->Handle(u)), "UnrecognizedClientException");
@@ -504,8 +504,8 @@ TEST_F(KmsApiTest, SignedRequestsWorkAndEveryRefusalHasItsAwsError) {
 // checked before any signature work) and writes no audit row; a good client from the same
 // address, with its own key, is served throughout.
 TEST_F(KmsApiTest, BadSignatureBurstIsThrottledWhileAGoodClientIsServed) {
-  SigV4Credentials forged{cred_.access_key_id, SecretBytes::CopyFrom(std::string_view("0123456789012345678901234567890123456789")), ""};
-  SigV4Credentials stranger{"CKIASTRANGERSTRANGER", cred_.secret_access_key.Clone(), ""};
+  SigV4Credentials forged{cred_.access_key_id, SecretBytes::CopyFrom(std::string_view("0123456789012345678901234567890123456789")), "", nullptr};
+  SigV4Credentials stranger{"CKIASTRANGERSTRANGER", cred_.secret_access_key.Clone(), "", nullptr};
   size_t audited = audit_.size();
   int throttled = 0, invalid = 0;
   for (int i = 0; i < 120; ++i) {
