@@ -51,21 +51,50 @@ KeeperContext::KeeperContext(KeeperStore& store, std::shared_ptr<const Misbehavi
   replay_.LoadFromAuditLog(store_.dir() + "/audit.log");
 }
 
-StatusOr<CustodyDescriptor> KeeperContext::ActiveCustody() {
+StatusOr<const ActiveCustodyView*> KeeperContext::ActiveView() {
   if (!store_.secrets().active) return FailedPrecondition("keeper holds no active share yet");
   const std::string& text = store_.secrets().active->custody_json;
   if (!active_cache_ || active_json_cache_ != text) {
     ASSIGN_OR_RETURN(CustodyDescriptor d, CustodyDescriptor::Parse(text));
-    active_cache_ = std::move(d);
+    ActiveCustodyView view;
+    view.fingerprint = d.Fingerprint();
+    view.fingerprint_hex = HexEncode(view.fingerprint);
+    view.descriptor = std::move(d);
+    active_cache_ = std::move(view);
     active_json_cache_ = text;
   }
-  return *active_cache_;
+  return &*active_cache_;
 }
 
-Status KeeperContext::CheckAllowedClient(const crypto::Point& key, std::string* name,
-                                         ClientRole role) const {
-  ASSIGN_OR_RETURN(auto clients, store_.LoadAllowlist());
-  for (const auto& c : clients) {
+StatusOr<CustodyDescriptor> KeeperContext::ActiveCustody() {
+  ASSIGN_OR_RETURN(const ActiveCustodyView* view, ActiveView());
+  return view->descriptor;
+}
+
+StatusOr<std::shared_ptr<const std::vector<KeeperContext::ListedClient>>>
+KeeperContext::CurrentAllowlist() const {
+  ASSIGN_OR_RETURN(std::string text, store_.ReadAllowlistText());
+  std::lock_guard<std::mutex> lock(allow_mu_);
+  if (allow_clients_ == nullptr || text != allow_text_) {
+    // The same text as the last one whose MAC verified parses to the same entries; any other
+    // text is MAC-checked and parsed afresh.
+    ASSIGN_OR_RETURN(std::vector<AllowedClient> clients, store_.ParseAllowlist(text));
+    auto listed = std::make_shared<std::vector<ListedClient>>();
+    listed->reserve(clients.size());
+    for (AllowedClient& c : clients) {
+      crypto::VerifyingKey vk = crypto::VerifyingKey::FromPoint(c.key);
+      listed->push_back({std::move(c), std::move(vk)});
+    }
+    allow_clients_ = std::move(listed);
+    allow_text_ = std::move(text);
+  }
+  return allow_clients_;
+}
+
+Status KeeperContext::FindClient(const std::vector<ListedClient>& clients, const crypto::Point& key,
+                                 ClientRole role, std::string* name) {
+  for (const ListedClient& listed : clients) {
+    const AllowedClient& c = listed.client;
     if (c.key == key) {
       if (role == ClientRole::kAdmin && c.role != ClientRole::kAdmin)
         return PermissionDenied("client key is allowlisted for decryption only, not as an admin");
@@ -74,6 +103,32 @@ Status KeeperContext::CheckAllowedClient(const crypto::Point& key, std::string* 
     }
   }
   return PermissionDenied("client key is not on this keeper's allowlist");
+}
+
+Status KeeperContext::CheckAllowedClient(const crypto::Point& key, std::string* name,
+                                         ClientRole role) const {
+  ASSIGN_OR_RETURN(auto clients, CurrentAllowlist());
+  return FindClient(*clients, key, role, name);
+}
+
+Status KeeperContext::AuthenticateClient(const crypto::Point& key, ByteSpan message,
+                                         ByteSpan signature, std::string* name,
+                                         ClientRole role) const {
+  // A listed key's verifying key was prepared with the allowlist; any other key (or an
+  // allowlist that does not load) is verified with a key built here. Either way the signature
+  // is judged before the allowlist is.
+  auto clients = CurrentAllowlist();
+  const crypto::VerifyingKey* prepared = nullptr;
+  if (clients.ok()) {
+    for (const ListedClient& listed : **clients)
+      if (listed.client.key == key) prepared = &listed.verifying_key;
+  }
+  Status verified = prepared != nullptr
+                        ? prepared->Verify(message, signature)
+                        : crypto::VerifyingKey::FromPoint(key).Verify(message, signature);
+  if (!verified.ok()) return PermissionDenied("request signature does not verify");
+  if (!clients.ok()) return clients.status();
+  return FindClient(**clients, key, role, name);
 }
 
 StatusOr<ClientAuthorization> KeeperContext::AcceptAdminAuthorization(

@@ -45,6 +45,15 @@ class ReplayCache {
   std::deque<std::pair<uint64_t, std::string>> expiry_;  // (time first seen, nonce), FIFO
 };
 
+// ActiveCustodyView is the active custody descriptor as the per-request handlers use it. Its
+// fingerprint hashes the encoding of every point in the descriptor, so it is computed once per
+// descriptor, not once per request.
+struct ActiveCustodyView {
+  custody::CustodyDescriptor descriptor;
+  Bytes fingerprint;
+  std::string fingerprint_hex;
+};
+
 class KeeperContext {
  public:
   // `misbehaviour` is null in production (fault_injection.h).
@@ -62,12 +71,23 @@ class KeeperContext {
   // keeper holds no share). Requires sealed_state_mu() held: it reads the sealed state and
   // the parse cache, which is re-filled only when the descriptor text changes.
   StatusOr<custody::CustodyDescriptor> ActiveCustody();
+  // ActiveView is the same descriptor with its fingerprint, without a copy. Requires
+  // sealed_state_mu() held; the pointer is valid until that mutex is released.
+  StatusOr<const ActiveCustodyView*> ActiveView();
 
-  // CheckAllowedClient finds `key` on the allowlist (re-read and MAC-checked on every call, so
-  // a change is in force at once) with at least `role` (admin includes decrypt) and sets
-  // `*name`. Safe without any lock: the allowlist file is replaced atomically.
+  // CheckAllowedClient finds `key` on the allowlist with at least `role` (admin includes
+  // decrypt) and sets `*name`. The file is read on every call, so a change (`custos keeper
+  // allow`, from another process) is in force at once; its MAC is checked and its keys parsed
+  // whenever its text differs from the last text that passed. Safe without the sealed-state
+  // lock: the file is replaced atomically and the parse cache has its own mutex (a leaf).
   Status CheckAllowedClient(const crypto::Point& key, std::string* name,
                             ClientRole role = ClientRole::kDecrypt) const;
+  // AuthenticateClient checks that `signature` over `message` verifies under `key`, then that
+  // `key` is allowlisted with at least `role` (CheckAllowedClient), in that order, so an error
+  // never tells a stranger whether a key is listed. kPermissionDenied names the failed check.
+  // Allowlisted keys are verified with keys prepared when the allowlist was parsed.
+  Status AuthenticateClient(const crypto::Point& key, ByteSpan message, ByteSpan signature,
+                            std::string* name, ClientRole role = ClientRole::kDecrypt) const;
   // AcceptAdminAuthorization finds, among the one or several ClientAuthorizations in `auths`
   // (one per keeper operator, say), one for `action` over `subject`, validly signed by a key
   // this keeper allowlists as admin. It does not check freshness: the caller does, once its
@@ -77,11 +97,26 @@ class KeeperContext {
                                                          std::string* client_name) const;
 
  private:
+  // An allowlisted client as the checks use it: its verifying key is built once per parse.
+  struct ListedClient {
+    AllowedClient client;
+    crypto::VerifyingKey verifying_key;
+  };
+  // CurrentAllowlist reads the allowlist file and returns its parsed, MAC-checked entries,
+  // re-parsing only when the text changed. Takes allow_mu_.
+  StatusOr<std::shared_ptr<const std::vector<ListedClient>>> CurrentAllowlist() const;
+  // FindClient is the allowlist decision of CheckAllowedClient over parsed entries.
+  static Status FindClient(const std::vector<ListedClient>& clients, const crypto::Point& key,
+                           ClientRole role, std::string* name);
+
   KeeperStore& store_;
   std::shared_ptr<const Misbehaviour> misbehaviour_;
   ReplayCache replay_;
   std::string active_json_cache_;  // guarded by sealed_state_mu()
-  std::optional<custody::CustodyDescriptor> active_cache_;
+  std::optional<ActiveCustodyView> active_cache_;
+  mutable std::mutex allow_mu_;     // guards the two below; a leaf
+  mutable std::string allow_text_;  // the last allowlist text whose MAC verified
+  mutable std::shared_ptr<const std::vector<ListedClient>> allow_clients_;
 };
 
 // ---- helpers shared by the ceremony handlers (DKG, custody, reshare) ----

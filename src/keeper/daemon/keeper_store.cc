@@ -196,7 +196,13 @@ Status KeeperStore::SaveSecrets() {
 }
 
 StatusOr<std::vector<AllowedClient>> KeeperStore::LoadAllowlist() const {
-  ASSIGN_OR_RETURN(std::string text, ReadFileString(dir_ + kAllowlist));
+  ASSIGN_OR_RETURN(std::string text, ReadAllowlistText());
+  return ParseAllowlist(text);
+}
+
+StatusOr<std::string> KeeperStore::ReadAllowlistText() const { return ReadFileString(dir_ + kAllowlist); }
+
+StatusOr<std::vector<AllowedClient>> KeeperStore::ParseAllowlist(std::string_view text) const {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.contains("clients") || !j["clients"].is_array() ||
       !j.contains("mac") || !j["mac"].is_string())

@@ -87,6 +87,10 @@ class KeeperStore {
   // ("client.allow", "client.role", "client.remove"). The daemon reads the file on every
   // request, so a change is in force at once. kNotFound for a key that is not listed.
   StatusOr<std::vector<AllowedClient>> LoadAllowlist() const;
+  // ReadAllowlistText returns the allowlist file as stored; ParseAllowlist checks the MAC of
+  // such a text and parses it (LoadAllowlist is the two together).
+  StatusOr<std::string> ReadAllowlistText() const;
+  StatusOr<std::vector<AllowedClient>> ParseAllowlist(std::string_view text) const;
   Status AddClient(const std::string& name, const crypto::Point& key,
                    ClientRole role = ClientRole::kDecrypt);
   Status SetClientRole(const crypto::Point& key, ClientRole role);

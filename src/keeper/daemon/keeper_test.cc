@@ -911,6 +911,44 @@ TEST_F(KeeperServiceTest, ClientRemovalAndRoleChangeAreInForceAtOnce) {
   EXPECT_THAT(store_->AddClient("again", key).message(), ::testing::Not(HasSubstr("already")));
 }
 
+// The service keeps the parsed allowlist (and each listed key's verifying key) between
+// requests, but never past a change of the file: a hand edit that the MAC does not cover is
+// refused on the very next request, the restored file is accepted again, and a listed key's
+// prepared verifying key still refuses a bad signature.
+TEST_F(KeeperServiceTest, CachedAllowlistFollowsTheFile) {
+  crypto::SigningKey alice = crypto::SigningKey::Generate();
+  crypto::SigningKey mallory = crypto::SigningKey::Generate();
+  auto signed_body = [](const crypto::SigningKey& key, Bytes sig_flip = {}) {
+    Bytes wire = SampleRequest(key).Encode();
+    Bytes sig = key.Sign(PartialRequest::SignedBytes(wire));
+    if (!sig_flip.empty()) sig[sig_flip[0]] ^= 1;
+    return json{{"request", Base64Encode(wire)}, {"sig", HexEncode(sig)}}.dump();
+  };
+  ASSERT_OK(store_->AddClient("alice", alice.verifying_key().point()));
+  // Past the allowlist (which the service now holds parsed) to the missing share.
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/partial", signed_body(alice)), 409), HasSubstr("no active share"));
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/partial", signed_body(alice, Bytes{7})), 403),
+              HasSubstr("signature does not verify"));
+
+  // Mallory adds herself by hand: she cannot compute the MAC.
+  std::string original = ReadText(dir_ + "/allowlist.json");
+  json edited = json::parse(original);
+  edited["clients"].push_back({{"name", "mallory"},
+                               {"key", HexEncode(mallory.verifying_key().Encode())},
+                               {"role", "decrypt"}});
+  WriteText(dir_ + "/allowlist.json", edited.dump(2));
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/partial", signed_body(mallory)), 422), HasSubstr("allowlist"));
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/partial", signed_body(alice)), 422), HasSubstr("allowlist"));
+  // A bad signature is still judged first, whatever the allowlist's state.
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/partial", signed_body(mallory, Bytes{3})), 403),
+              HasSubstr("signature does not verify"));
+
+  WriteText(dir_ + "/allowlist.json", original);
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/partial", signed_body(alice)), 409), HasSubstr("no active share"));
+  EXPECT_THAT(ErrorOf(Call("POST", "/v1/partial", signed_body(mallory)), 403),
+              HasSubstr("not on this keeper's allowlist"));
+}
+
 TEST_F(KeeperServiceTest, PartialBeforeDkgNamesTheCheck) {
   crypto::SigningKey client = crypto::SigningKey::Generate();
   PartialRequest req = SampleRequest(client);

@@ -6,7 +6,6 @@
 
 namespace custos::keeper {
 
-using custody::CustodyDescriptor;
 using nlohmann::json;
 
 StatusOr<json> PartialHandler::Partial(const json& body) {
@@ -17,30 +16,28 @@ StatusOr<json> PartialHandler::Partial(const json& body) {
   if (req.keeper_id != store.id())
     return InvalidArgument("request is addressed to keeper " + req.keeper_id);
   // Signature first, so the answer does not tell a stranger whether a key is allowlisted.
-  if (!crypto::VerifyingKey::FromPoint(req.client_key)
-           .Verify(PartialRequest::SignedBytes(encoded), sig)
-           .ok())
-    return PermissionDenied("request signature does not verify");
   std::string client_name;
-  RETURN_IF_ERROR(ctx_.CheckAllowedClient(req.client_key, &client_name));
+  RETURN_IF_ERROR(ctx_.AuthenticateClient(req.client_key, PartialRequest::SignedBytes(encoded), sig,
+                                          &client_name));
   ASSIGN_OR_RETURN(bool appliance_point, store.IsAppliancePoint(req.r));
   if (appliance_point)
     return PermissionDenied(
         "R is an appliance envelope's point: its partials go only to attested enclaves");
-  ASSIGN_OR_RETURN(CustodyDescriptor custody, ctx_.ActiveCustody());
-  if (req.custody_fp != custody.Fingerprint())
+  ASSIGN_OR_RETURN(const ActiveCustodyView* custody, ctx_.ActiveView());
+  if (req.custody_fp != custody->fingerprint)
     return FailedPrecondition("request names custody " + HexEncode(req.custody_fp) +
-                              " but this keeper serves " + custody.FingerprintHex());
+                              " but this keeper serves " + custody->fingerprint_hex);
   RETURN_IF_ERROR(ctx_.replay().CheckFresh(req.nonce, req.timestamp));
   const ShareSlot& slot = *store.secrets().active;
-  const custody::KeeperRecord* me = custody.FindKeeper(store.id());
+  const custody::KeeperRecord* me = custody->descriptor.FindKeeper(store.id());
   if (me == nullptr) return FailedPrecondition("active custody does not list this keeper");
   Bytes request_hash = crypto::Sha256Bytes(encoded);
-  // The release is durable in the audit log before any answer leaves.
+  // The release is in the audit log before any answer leaves (durable at once, or within the
+  // group-commit window: audit_log.h).
   RETURN_IF_ERROR(store.audit().Append(
       "release", {{"client", client_name},
                   {"client_key", HexEncode(req.client_key.Encode())},
-                  {"custody", custody.FingerprintHex()},
+                  {"custody", custody->fingerprint_hex},
                   {"r", HexEncode(req.r.Encode())},
                   {"context_hash", HexEncode(crypto::Sha256Bytes(req.context))},
                   {"request_hash", HexEncode(request_hash)},
