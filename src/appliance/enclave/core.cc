@@ -96,7 +96,14 @@ ecall::Response EnclaveCore::Dispatch(const ecall::Request& r) {
   Route route = &KmsRoute;
   for (const auto& [call, row] : kRoutes)
     if (call == r.call) route = row;
-  Results out = route(*this, r);
+  Results out = [&] {
+    if (route == &KmsRoute) {
+      std::shared_lock lock(mu_);
+      return route(*this, r);
+    }
+    std::unique_lock lock(mu_);
+    return route(*this, r);
+  }();
   if (!out.ok()) return ecall::Response::FromStatus(out.status());
   ecall::Response resp;
   resp.results = std::move(*out);

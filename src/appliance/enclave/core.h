@@ -40,6 +40,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 
 #include "protocol/attestation/dcap.h"
@@ -159,6 +160,9 @@ class EnclaveCore {
   crypto::Point envelope_r_;
   std::optional<SecretBytes> root_;
   std::unique_ptr<KmsOperations> kms_;  // set together with root_
+  // Handle holds this shared for the KMS calls (KmsOperations is safe for concurrent calls)
+  // and alone for every other call, which may change the state above.
+  std::shared_mutex mu_;
   std::map<std::string, Contribution> contributions_;  // keeper id -> verified partial
   // Keepers whose partial opened the envelope, with their domain (kept across custody updates).
   std::vector<std::pair<std::string, custody::Domain>> contributors_;

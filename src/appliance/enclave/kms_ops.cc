@@ -437,6 +437,7 @@ StatusOr<ecall::AuditAppend::Result> KmsOperations::AuditAppend(const ecall::Aud
   }
   RETURN_IF_ERROR(r.ExpectEnd("audit entries"));
 
+  std::lock_guard lock(audit_mu_);
   audit::Head head{0, audit::GenesisHash()};
   if (anchor.empty()) {
     // Only a log this core has not extended yet may start from the genesis head.

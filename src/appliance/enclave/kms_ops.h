@@ -11,10 +11,12 @@
 //               first output that is a scalar in [1, n-1] is the ECDSA P-256 private key
 // Every node of a cluster, and every restart, derives the same keys from the same root key.
 //
-// Thread safety: none; the core serves one call at a time.
+// Thread safety: KmsOperations serves concurrent calls (the core's workers): the keyring is
+// read-only after Derive and the audit head has its own mutex.
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -123,7 +125,8 @@ class KmsOperations {
                                  ByteSpan context) const;
 
   KmsKeyring keyring_;
-  std::optional<audit::Head> last_signed_;  // the head this core signed last, if any
+  std::mutex audit_mu_;  // serialises AuditAppend
+  std::optional<audit::Head> last_signed_;  // guarded by audit_mu_: the head this core signed last
 };
 
 }  // namespace custos::enclave

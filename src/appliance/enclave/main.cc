@@ -3,16 +3,23 @@
 // connected socket on --fd and speaks ecall/ecall.h over it, one call at a time.
 //
 // Start-up order matters: every file this process will ever read (its own executable for the
-// sim measurement, the sim platform key, OpenSSL's configuration) is read first; then the
-// process locks itself down (no core dumps, memory locked, seccomp: enclave/hardening.h); only
-// then does it create the core and draw its keys, so no key exists before the lockdown.
-// It exits when the host closes the socket.
+// sim measurement, the sim platform key, OpenSSL's configuration) is read first, and the
+// worker threads are started (the seccomp filter refuses clone); then the process locks itself
+// down (no core dumps, memory locked, seccomp on every thread: enclave/hardening.h); only then
+// does it create the core and draw its keys, so no key exists before the lockdown.
+//
+// Workers: --workers N sockets on fds --fd, --fd + 1, ...; one thread serves each, one call at
+// a time, all over the one EnclaveCore (KMS calls run concurrently, the others one at a time:
+// core.h). It exits when the host closes the first socket.
 #include <openssl/crypto.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <climits>
+#include <future>
 #include <iostream>
+#include <latch>
+#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "protocol/attestation/tee_adapters.h"
@@ -39,7 +46,24 @@ StatusOr<std::string> SelfPath() {
   return std::string(buf, static_cast<size_t>(n));
 }
 
-Status Run(int fd, attestation::TeeBackendConfig tee_config) {
+// Serve answers the calls arriving on `fd` until the host closes it.
+Status Serve(int fd, enclave::EnclaveCore& core) {
+  ecall::FrameReader reader(fd);
+  for (;;) {
+    auto request = reader.Next();
+    if (!request.ok()) {
+      if (request.status().code() == ErrorCode::kUnavailable) return Status::Ok();  // host gone
+      return request.status();
+    }
+    Bytes response = core.Handle(*request);
+    WipeBytes(*request);  // requests and responses carry plaintexts and secrets
+    Status written = ecall::WriteFrame(fd, response);
+    WipeBytes(response);
+    RETURN_IF_ERROR(written);
+  }
+}
+
+Status Run(int fd, int workers, attestation::TeeBackendConfig tee_config) {
   // 1. Everything that touches the file system.
   OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, nullptr);
   (void)crypto::RandomBytes(32);
@@ -48,34 +72,51 @@ Status Run(int fd, attestation::TeeBackendConfig tee_config) {
   ASSIGN_OR_RETURN(std::unique_ptr<attestation::TeeBackend> tee,
                    attestation::MakeTeeBackend(tee_config));
   signal(SIGPIPE, SIG_IGN);  // a vanished host is seen as a write error, not a signal
+  // The extra workers wait for the core; they are started before the lockdown, which
+  // forbids clone, and get its filter with the rest of the process (TSYNC).
+  std::promise<enclave::EnclaveCore*> core_ready;
+  std::shared_future<enclave::EnclaveCore*> core_future = core_ready.get_future().share();
+  // A thread makes syscalls as it starts (glibc registers rseq): each one must be running
+  // before the filter is installed.
+  std::latch started(workers - 1);
+  for (int i = 1; i < workers; ++i) {
+    std::thread([fd = fd + i, core_future, &started] {
+      started.count_down();
+      enclave::EnclaveCore* core = core_future.get();
+      if (core == nullptr) return;
+      Status st = Serve(fd, *core);
+      if (!st.ok()) Log("error", "trusted core worker stopped", {{"reason", st.message()}});
+    }).detach();
+  }
+  started.wait();
   // 2. Lock down. Hardware backends keep reading their attestation files.
   enclave::SeccompOptions seccomp;
   seccomp.allow_file_open = tee_config.name != "sim";
-  ASSIGN_OR_RETURN(enclave::LockdownReport report, enclave::LockDown(seccomp));
-  nlohmann::json lockdown = {{"dumps_disabled", report.dumps_disabled},
-                             {"memory_locked", report.memory_locked},
-                             {"seccomp", report.seccomp_installed}};
-  if (!report.memory_locked) lockdown["memory_lock_error"] = report.memory_lock_error;
-  // 3. The core, its keys, and the call loop.
+  StatusOr<enclave::LockdownReport> report = enclave::LockDown(seccomp);
+  if (!report.ok()) {
+    core_ready.set_value(nullptr);
+    return report.status();
+  }
+  nlohmann::json lockdown = {{"dumps_disabled", report->dumps_disabled},
+                             {"memory_locked", report->memory_locked},
+                             {"seccomp", report->seccomp_installed}};
+  if (!report->memory_locked) lockdown["memory_lock_error"] = report->memory_lock_error;
+  // 3. The core, its keys, and the call loops.
   enclave::CoreOptions options;
   options.tee = std::move(tee);
   options.lockdown = lockdown;
-  ASSIGN_OR_RETURN(std::unique_ptr<enclave::EnclaveCore> core,
-                   enclave::EnclaveCore::Create(std::move(options)));
-  Log("info", "trusted core ready", {{"tee", tee_config.name}, {"lockdown", lockdown}});
-  ecall::FrameReader reader(fd);
-  for (;;) {
-    auto request = reader.Next();
-    if (!request.ok()) {
-      if (request.status().code() == ErrorCode::kUnavailable) return Status::Ok();  // host gone
-      return request.status();
-    }
-    Bytes response = core->Handle(*request);
-    WipeBytes(*request);  // requests and responses carry plaintexts and secrets
-    Status written = ecall::WriteFrame(fd, response);
-    WipeBytes(response);
-    RETURN_IF_ERROR(written);
+  StatusOr<std::unique_ptr<enclave::EnclaveCore>> core =
+      enclave::EnclaveCore::Create(std::move(options));
+  if (!core.ok()) {
+    core_ready.set_value(nullptr);
+    return core.status();
   }
+  Log("info", "trusted core ready",
+      {{"tee", tee_config.name}, {"lockdown", lockdown}, {"workers", workers}});
+  core_ready.set_value(core->get());
+  // The first channel's end is the host's: the process exits with it (main's _exit ends the
+  // other workers).
+  return Serve(fd, **core);
 }
 
 }  // namespace
@@ -87,7 +128,10 @@ int main(int argc, char** argv) {
   tee.name = "sim";
   int product_id = 0, svn = 0;
   bool debug = false;
-  app.add_option("--fd", fd, "connected socket to the host")->required();
+  int workers = 1;
+  app.add_option("--fd", fd, "first connected socket to the host")->required();
+  app.add_option("--workers", workers, "worker threads, one per socket from --fd on")
+      ->check(CLI::Range(1, 256));
   app.add_option("--tee", tee.name, "sim | sgx-gramine | tdx-configfs");
   app.add_option("--sim-key-dir", tee.sim_key_dir, "sim platform key directory");
   app.add_option("--sim-product-id", product_id)->check(CLI::Range(0, 65535));
@@ -99,7 +143,7 @@ int main(int argc, char** argv) {
   tee.sim_identity.product_id = static_cast<uint16_t>(product_id);
   tee.sim_identity.svn = static_cast<uint16_t>(svn);
   tee.sim_identity.debug = debug;
-  custos::Status st = Run(fd, tee);
+  custos::Status st = Run(fd, workers, tee);
   if (!st.ok()) {
     Log("error", "trusted core stopped", {{"reason", st.message()}});
     _exit(1);

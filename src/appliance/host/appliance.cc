@@ -5,9 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <filesystem>
 #include <iostream>
+#include <thread>
 
 #include "common/file.h"
 #include "common/log.h"
@@ -93,6 +95,10 @@ EnclaveLaunch EnclaveLaunchFor(const ServerConfig& c, const std::string& enclave
     if (c.sim_debug) l.args.push_back("--sim-debug");
   }
   l.args.insert(l.args.end(), {"--gramine-root", c.gramine_root, "--tsm-root", c.tsm_root});
+  // One core worker per CPU unless configured (docs/architecture.md "The trusted core's
+  // workers").
+  l.workers = c.core_workers != 0 ? c.core_workers
+                                  : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return l;
 }
 

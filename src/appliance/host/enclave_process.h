@@ -1,10 +1,13 @@
 // The host's handle on the trusted core running as its own process (`sim` backend; DESIGN.md
-// "TEE backends"). The host starts custos-enclave with one end of a socket pair and sends it
-// ecall/ecall.h requests, one at a time. Nothing the host receives from it is secret in clear.
+// "TEE backends"). The host starts custos-enclave with one socket pair per core worker and
+// sends it ecall/ecall.h requests, one at a time per channel: as many calls run at once as the
+// core has workers (docs/architecture.md "The trusted core's workers"). Nothing the host
+// receives from it is secret in clear.
 #pragma once
 
 #include <sys/types.h>
 
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -21,11 +24,12 @@ namespace custos::host {
 struct EnclaveLaunch {
   std::string binary;              // path to custos-enclave
   std::vector<std::string> args;   // e.g. {"--tee", "sim", "--sim-key-dir", "/var/lib/custos/sim"}
+  int workers = 1;                 // core threads, one channel each (1..256)
 };
 
-// EnclaveProcess owns one running trusted core. Call is thread-safe (calls are serialized: the
-// core serves one at a time). The destructor closes the socket, which makes the core exit, and
-// reaps it (SIGKILL after 2 s).
+// EnclaveProcess owns one running trusted core. Call is thread-safe: each call takes a free
+// channel (waiting for one when all are busy). The destructor closes the sockets, which makes
+// the core exit, and reaps it (SIGKILL after 2 s).
 class EnclaveProcess {
  public:
   // Spawn starts the core and performs kHello; fails if the binary cannot be started, exits
@@ -44,6 +48,7 @@ class EnclaveProcess {
   std::optional<std::string> Exited();
 
   pid_t pid() const { return pid_; }
+  int workers() const { return static_cast<int>(channels_.size()); }
   // The kHello results.
   const std::string& tee() const { return tee_; }
   const Bytes& enclave_key() const { return enclave_key_; }
@@ -51,12 +56,19 @@ class EnclaveProcess {
   const std::string& info_json() const { return info_json_; }
 
  private:
-  EnclaveProcess(pid_t pid, int fd) : pid_(pid), fd_(fd), reader_(fd) {}
+  // Channel is one socket to one core worker; used by one call at a time.
+  struct Channel {
+    explicit Channel(int fd) : fd(fd), reader(fd) {}
+    int fd;
+    ecall::FrameReader reader;
+  };
+  EnclaveProcess(pid_t pid, std::vector<int> fds);
   std::mutex mu_;
+  std::condition_variable free_cv_;
   pid_t pid_;
-  int fd_;
-  ecall::FrameReader reader_;  // guarded by mu_
-  bool broken_ = false;
+  std::vector<std::unique_ptr<Channel>> channels_;
+  std::vector<Channel*> free_;  // guarded by mu_
+  bool broken_ = false;       // guarded by mu_
   bool reaped_ = false;       // guarded by mu_
   std::string exit_reason_;   // guarded by mu_
   std::string tee_;
