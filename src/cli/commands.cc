@@ -141,8 +141,12 @@ Status KeeperAllow(const std::string& dir, const std::string& client, const std:
 }
 
 Status KeeperServe(const std::string& dir, const std::string& listen, const std::string& pass_file,
-                   std::string cert, std::string key, bool insecure_http, const AutoReleaseFlags& release) {
+                   std::string cert, std::string key, bool insecure_http, const AutoReleaseFlags& release,
+                   const std::string& audit_sync, uint32_t audit_window_ms) {
   if (insecure_http && !cert.empty()) return InvalidArgument("--insecure-http and --tls-cert exclude each other");
+  keeper::AuditSyncOptions sync;
+  ASSIGN_OR_RETURN(sync.mode, keeper::ParseAuditSync(audit_sync));
+  sync.group_window = std::chrono::milliseconds(audit_window_ms);
   std::optional<keeper::ReleaseOptions> release_options;
   if (!release.url.empty()) {
     if (release.policy_path.empty()) return InvalidArgument("--auto-release needs --release-policy");
@@ -152,6 +156,7 @@ Status KeeperServe(const std::string& dir, const std::string& listen, const std:
   ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
   ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
   pass = SecretBytes();
+  RETURN_IF_ERROR(store->audit().SetSync(sync));
   // TLS by default: without --tls-cert the keeper makes (once) and uses its own identity.
   if (insecure_http) {
     Log("warn", "keeper",
@@ -552,7 +557,16 @@ int Main(int argc, char** argv) {
                     "unless --tls-cert/--tls-key)");
   AutoReleaseFlags auto_release;
   AddAutoReleaseFlags(k_serve, auto_release);
-  k_serve->callback([&] { run(KeeperServe(dir, listen, pass_file, tls_cert, tls_key, insecure_http, auto_release)); });
+  std::string audit_sync = "group";
+  uint32_t audit_window_ms = 10;
+  k_serve->add_option("--audit-sync", audit_sync,
+                      "when a partial release's audit entry reaches the disk: 'group' (written before the answer, "
+                      "fsync'd within --audit-sync-window-ms; default) or 'request' (fsync before each answer)");
+  k_serve->add_option("--audit-sync-window-ms", audit_window_ms, "group-commit window, 1..10 ms (default 10)");
+  k_serve->callback([&] {
+    run(KeeperServe(dir, listen, pass_file, tls_cert, tls_key, insecure_http, auto_release, audit_sync,
+                    audit_window_ms));
+  });
 
   std::string keeper_pass_file;
   auto* k_escrow = keeper_cmd->add_subcommand("escrow", "recovery fragments")->require_subcommand(1);

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/bytes.h"
 #include "common/status.h"
 
 namespace custos::objects {
@@ -69,6 +70,12 @@ struct ObjectInfo {
   std::string last_modified;  // ISO 8601 UTC, e.g. "2026-11-22T12:50:50Z"
 };
 
+// ObjectPrefix is an object's first bytes together with its size (ObjectStore::GetPrefix).
+struct ObjectPrefix {
+  ObjectInfo info;  // key and size; last_modified when the backend reported it
+  Bytes bytes;      // the first min(info.size, max_bytes) bytes
+};
+
 // TransferStats counts what moved; the progress bar reads it while a transfer runs.
 struct TransferStats {
   std::atomic<uint64_t> bytes{0};     // object bytes sent or received so far
@@ -109,6 +116,13 @@ class ObjectStore {
   // (kFailedPrecondition: it was replaced meanwhile).
   virtual Status Get(const std::string& key, const std::vector<ByteRange>& ranges, RangeSink& sink,
                      TransferStats* stats = nullptr, std::optional<uint64_t> object_size = std::nullopt) = 0;
+
+  // GetPrefix returns the first min(size, max_bytes) bytes of `key` and the object's size, with
+  // Head's and Get's errors. The default is Head then Get; the S3 backend sends one ranged GET
+  // and reads the size from its Content-Range (falling back to HEAD then GET when the answer has
+  // none it can use), so that reading an encrypted object's header costs no round trip more than
+  // a plain download's HEAD.
+  virtual StatusOr<ObjectPrefix> GetPrefix(const std::string& key, uint64_t max_bytes);
 
   // List returns every object whose key starts with `prefix`, sorted by key (S3: ListObjectsV2,
   // following continuation tokens; directory: recursive walk, skipping temporary files).

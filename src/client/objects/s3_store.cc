@@ -78,6 +78,22 @@ std::string HttpDateToIso8601(const std::string& http_date) {
   return buf;
 }
 
+// ContentRangeTotal reads "bytes FIRST-LAST/TOTAL" and returns TOTAL when FIRST is `first`.
+std::optional<uint64_t> ContentRangeTotal(const std::map<std::string, std::string>& headers,
+                                          uint64_t first) {
+  auto it = headers.find("content-range");
+  if (it == headers.end()) return std::nullopt;
+  std::string_view v = it->second;
+  if (v.rfind("bytes ", 0) != 0) return std::nullopt;
+  v.remove_prefix(6);
+  size_t dash = v.find('-'), slash = v.find('/');
+  if (dash == std::string_view::npos || slash == std::string_view::npos || dash > slash)
+    return std::nullopt;
+  if (ParseDecimal(v.substr(0, dash)) != first) return std::nullopt;
+  if (!ParseDecimal(v.substr(dash + 1, slash - dash - 1))) return std::nullopt;
+  return ParseDecimal(v.substr(slash + 1));
+}
+
 std::string RangeText(const ByteRange& r) {
   return std::to_string(r.offset) + "+" + std::to_string(r.length);
 }
@@ -418,6 +434,34 @@ class S3Store : public ObjectStore {
       info.last_modified = HttpDateToIso8601(modified->second);
     }
     return info;
+  }
+
+  StatusOr<ObjectPrefix> GetPrefix(const std::string& key, uint64_t max_bytes) override {
+    RETURN_IF_ERROR(CheckKey(key));
+    if (max_bytes == 0 || max_bytes > kMaxResponseBody) return ObjectStore::GetPrefix(key, max_bytes);
+    const std::string what = Name(key) + ": GET range " + RangeText({0, max_bytes});
+    ASSIGN_OR_RETURN(HandlePool::Lease lease, pool_.Acquire());
+    Exchange ex;  // no sink: the answer's body is kept in ex.body
+    Request request{Method::kGet, ObjectUrl(key), {"Range: bytes=0-" + std::to_string(max_bytes - 1)}, {}};
+    if (Perform(lease.handle(), request, ex).ok()) {
+      if (ex.status == 206) {
+        std::optional<uint64_t> total = ContentRangeTotal(ex.headers, 0);
+        if (total && *total > 0 && ex.body.size() == std::min(*total, max_bytes)) {
+          ObjectPrefix prefix;
+          prefix.info.key = key;
+          prefix.info.size = *total;
+          if (auto modified = ex.headers.find("last-modified"); modified != ex.headers.end())
+            prefix.info.last_modified = HttpDateToIso8601(modified->second);
+          prefix.bytes.assign(ex.body.begin(), ex.body.end());
+          return prefix;
+        }
+      } else if (ex.status != 200 && ex.status != 416) {
+        return ServiceFailure(what, ex);  // NoSuchKey, AccessDenied, 5xx: as HEAD would say
+      }
+    }
+    // No usable answer: an empty object (S3 answers 416; s3rver 3.7.1 an answer libcurl refuses),
+    // a service that ignored the range, or a transfer that failed. HEAD then GET say which.
+    return ObjectStore::GetPrefix(key, max_bytes);
   }
 
   Status Get(const std::string& key, const std::vector<ByteRange>& ranges, RangeSink& sink,

@@ -570,36 +570,6 @@ class PlainSink : public RangeSink {
   const uint64_t base_;
 };
 
-class MemoryBody : public BodySink {
- public:
-  explicit MemoryBody(Bytes& out) : out_(out) {}
-  Status Write(std::span<const uint8_t> bytes) override {
-    out_.insert(out_.end(), bytes.begin(), bytes.end());
-    return Status::Ok();
-  }
-  Status Finish() override { return Status::Ok(); }
-
- private:
-  Bytes& out_;
-};
-
-class MemorySink : public RangeSink {
- public:
-  StatusOr<std::unique_ptr<BodySink>> Open(const ByteRange&) override {
-    return std::unique_ptr<BodySink>(new MemoryBody(bytes));
-  }
-  Bytes bytes;
-};
-
-// FetchHeader reads the first bytes of an object of `size` bytes and parses its header.
-StatusOr<ObjectHeader> FetchHeader(ObjectStore& store, const std::string& key, uint64_t size,
-                                   TransferStats* stats) {
-  MemorySink head;
-  uint64_t n = std::min<uint64_t>(size, kMaxObjectHeaderSize);
-  RETURN_IF_ERROR(store.Get(key, {{0, n}}, head, stats, size));
-  return ObjectHeader::Decode(head.bytes);
-}
-
 // ---- custodians ----
 
 constexpr char kObjectIdContextKey[] = "custos:object-id";
@@ -795,18 +765,18 @@ StatusOr<std::pair<uint64_t, uint64_t>> Resolve(const std::optional<PlaintextRan
 }  // namespace
 
 StatusOr<ObjectHeader> ReadObjectHeader(ObjectStore& store, const std::string& key) {
-  ASSIGN_OR_RETURN(ObjectInfo info, store.Head(key));
-  return FetchHeader(store, key, info.size, nullptr);
+  ASSIGN_OR_RETURN(ObjectPrefix prefix, store.GetPrefix(key, kMaxObjectHeaderSize));
+  return ObjectHeader::Decode(prefix.bytes);
 }
 
 StatusOr<GetResult> GetObject(ObjectStore& store, const std::string& key, const std::string& dest_path,
                               bool plain, const CustodianFactory& custodians, const TransferTuning& tuning,
                               std::optional<PlaintextRange> range, TransferStats* stats,
                               const GetPlanned& planned) {
-  ASSIGN_OR_RETURN(ObjectInfo info, store.Head(key));
   GetResult result;
-  result.object_size = info.size;
   if (plain) {
+    ASSIGN_OR_RETURN(ObjectInfo info, store.Head(key));
+    result.object_size = info.size;
     uint64_t begin = 0, end = info.size;
     if (range) {
       ASSIGN_OR_RETURN(auto be, Resolve(range, info.size));
@@ -823,8 +793,12 @@ StatusOr<GetResult> GetObject(ObjectStore& store, const std::string& key, const 
     return result;
   }
 
+  // The object's size and its header in one request (ObjectStore::GetPrefix).
+  ASSIGN_OR_RETURN(ObjectPrefix prefix, store.GetPrefix(key, kMaxObjectHeaderSize));
+  const ObjectInfo& info = prefix.info;
+  result.object_size = info.size;
   if (info.size == 0) return InvalidArgument("not a custos object (it is empty); use --plain to fetch it as is");
-  ASSIGN_OR_RETURN(ObjectHeader h, FetchHeader(store, key, info.size, nullptr));
+  ASSIGN_OR_RETURN(ObjectHeader h, ObjectHeader::Decode(prefix.bytes));
   result.mode = h.mode;
   ASSIGN_OR_RETURN(Layout layout, LayoutOf(h));
   // The stored size is fixed by the header: anything else is a truncated or extended object.

@@ -9,12 +9,14 @@
 // nonce is ever used twice even if the source file changes during the upload — a change is
 // detected (short read, size or mtime change) and fails the upload, which the store aborts.
 //
-// Download: HEAD, fetch the header, check that the object's size is the one its header describes
-// (so truncation and extension are refused before any key is asked for), obtain the data key once,
-// then fetch the chunks the wanted plaintext range needs (the whole object, or only the chunks a
-// --range touches) in chunk-aligned ranged GETs; each chunk is authenticated before its plaintext
-// is written to an unnamed temporary file (O_TMPFILE) that becomes the destination only when
-// every chunk authenticated. On any failure nothing is left behind, even after a crash.
+// Download: fetch the object's size and header (one request where the store can), check that the
+// object's size is the one its header describes (so truncation and extension are refused before
+// any key is asked for), obtain the data key once, then fetch the chunks the wanted plaintext
+// range needs (the whole object, or only the chunks a --range touches) in chunk-aligned ranged
+// GETs, decrypting each received piece where the store delivered it; each chunk is authenticated
+// before its plaintext is written to an unnamed temporary file (O_TMPFILE) that becomes the
+// destination only when every chunk authenticated. On any failure nothing is left behind, even
+// after a crash.
 #pragma once
 
 #include <functional>

@@ -7,8 +7,8 @@
 
 #include <chrono>
 #include <cstring>
-#include <iostream>
 #include <filesystem>
+#include <iostream>
 #include <sstream>
 
 #include "common/file.h"
@@ -61,12 +61,14 @@ StatusOr<Bytes> CheckEntry(const json& e, uint64_t seq, ByteSpan prev,
     return IntegrityError("malformed entry");
   if (e["seq"].get<uint64_t>() != seq)
     return IntegrityError("sequence number " + std::to_string(e["seq"].get<uint64_t>()) +
-                          " where " + std::to_string(seq) + " was expected (entry deleted, "
+                          " where " + std::to_string(seq) +
+                          " was expected (entry deleted, "
                           "inserted or reordered)");
   if (e["prev"].get<std::string>() != HexEncode(prev))
     return IntegrityError("previous-hash link broken (entry deleted, inserted or reordered)");
   Bytes h = EntryHash(seq, e["time"], e["event"], e["details"], prev);
-  if (e["hash"].get<std::string>() != HexEncode(h)) return IntegrityError("entry hash mismatch (entry edited)");
+  if (e["hash"].get<std::string>() != HexEncode(h))
+    return IntegrityError("entry hash mismatch (entry edited)");
   if (key != nullptr) {
     auto sig = HexDecode(e["sig"].get<std::string>());
     if (!sig.ok() || !key->Verify(h, *sig).ok()) return IntegrityError("entry signature invalid");
@@ -76,8 +78,102 @@ StatusOr<Bytes> CheckEntry(const json& e, uint64_t seq, ByteSpan prev,
 
 }  // namespace
 
-AuditLog::AuditLog(std::string path, const crypto::SigningKey* signer, uint64_t next_seq, Bytes prev)
-    : path_(std::move(path)), signer_(signer), next_seq_(next_seq), prev_(std::move(prev)) {}
+StatusOr<AuditSync> ParseAuditSync(std::string_view name) {
+  if (name == "request") return AuditSync::kRequest;
+  if (name == "group") return AuditSync::kGroup;
+  return InvalidArgument("audit sync must be 'request' or 'group'");
+}
+
+AuditLog::AuditLog(std::string path, const crypto::SigningKey* signer, uint64_t next_seq,
+                   Bytes prev)
+    : path_(std::move(path)),
+      signer_(signer),
+      next_seq_(next_seq),
+      prev_(std::move(prev)),
+      durable_seq_(next_seq) {}
+
+AuditLog::~AuditLog() {
+  StopFlusher();
+  std::unique_lock<std::mutex> lock(mu_);
+  if (durable_seq_ < next_seq_ && !SyncLocked(lock).ok())
+    Log("error", "keeper", "the audit log could not be synced at shutdown");
+}
+
+Status AuditLog::SetSync(const AuditSyncOptions& options) {
+  if (options.group_window < std::chrono::milliseconds(1) ||
+      options.group_window > kMaxAuditGroupWindow)
+    return InvalidArgument("audit group-commit window must be 1.." +
+                           std::to_string(kMaxAuditGroupWindow.count()) + " ms");
+  if (options.mode == AuditSync::kRequest) {
+    StopFlusher();
+    std::unique_lock<std::mutex> lock(mu_);
+    sync_ = options;
+    // From now on every answer waits for the disk: so must the entries already written.
+    return durable_seq_ < next_seq_ ? SyncLocked(lock) : Status::Ok();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  sync_ = options;
+  if (!flusher_.joinable()) {
+    stop_flusher_ = false;
+    flusher_ = std::thread([this] { FlusherLoop(); });
+  }
+  return Status::Ok();
+}
+
+AuditSyncOptions AuditLog::sync_options() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sync_;
+}
+
+void AuditLog::StopFlusher() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_flusher_ = true;
+  }
+  flusher_cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
+}
+
+void AuditLog::FlusherLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    flusher_cv_.wait(lock, [this] { return stop_flusher_ || durable_seq_ < next_seq_; });
+    if (durable_seq_ < next_seq_) {
+      // Gather the entries written until the oldest pending one is a window old, then one
+      // fsync covers them all. Stopping syncs at once.
+      flusher_cv_.wait_until(lock, oldest_unsynced_ + sync_.group_window,
+                             [this] { return stop_flusher_; });
+      if (durable_seq_ < next_seq_) {
+        Status st = SyncLocked(lock);
+        if (!st.ok() && sync_error_.ok()) {
+          sync_error_ = st;
+          Log("error", "keeper", "audit log fsync failed: refusing every further audited request");
+        }
+      }
+    }
+    if (stop_flusher_) return;
+  }
+}
+
+Status AuditLog::SyncLocked(std::unique_lock<std::mutex>& lock) {
+  // Every entry below `target` was written (Append writes under mu_). The fsync runs without
+  // mu_, so appends go on meanwhile; fsync of any descriptor flushes the whole file.
+  uint64_t target = next_seq_;
+  lock.unlock();
+  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  bool ok = fd >= 0 && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  lock.lock();
+  if (!ok) return Unavailable("cannot fsync the audit log");
+  durable_seq_ = std::max(durable_seq_, target);
+  return Status::Ok();
+}
+
+Status AuditLog::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!sync_error_.ok()) return sync_error_;
+  return durable_seq_ < next_seq_ ? SyncLocked(lock) : Status::Ok();
+}
 
 StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
                                                    const crypto::SigningKey* signer) {
@@ -106,8 +202,12 @@ StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
   return log;
 }
 
-Status AuditLog::Append(const std::string& event, const json& details) {
-  std::lock_guard<std::mutex> lock(mu_);
+Status AuditLog::Append(const std::string& event, const json& details, AuditWait wait) {
+  std::unique_lock<std::mutex> lock(mu_);
+  // A failed group fsync may have lost entries already answered for: answer nothing more.
+  if (!sync_error_.ok())
+    return Unavailable("the audit log cannot be synced to disk: " + sync_error_.message());
+  const bool grouped = wait == AuditWait::kPerPolicy && sync_.mode == AuditSync::kGroup;
   // Several processes may append to one keeper's log (the daemon, and `keeper allow` or
   // `escrow export` run beside it): an exclusive flock serialises them, and the tail is re-read
   // whenever the file grew behind our back so the chain continues from the real last entry.
@@ -137,17 +237,24 @@ Status AuditLog::Append(const std::string& event, const json& details) {
       ::close(fd);
       return IntegrityError("audit log changed and its last entry is not signed by this keeper");
     }
+    // Another process's entries are durable (it appended with fsync); ours before them were
+    // written and wait for the flusher like any other.
+    if (durable_seq_ == next_seq_) durable_seq_ = last["seq"].get<uint64_t>() + 1;
     next_seq_ = last["seq"].get<uint64_t>() + 1;
     prev_ = *prev;
   }
   std::string time = NowRfc3339();
   Bytes h = EntryHash(next_seq_, time, event, details, prev_);
-  json e = {{"seq", next_seq_}, {"time", time}, {"event", event}, {"details", details},
-            {"prev", HexEncode(prev_)}, {"hash", HexEncode(h)},
+  json e = {{"seq", next_seq_},
+            {"time", time},
+            {"event", event},
+            {"details", details},
+            {"prev", HexEncode(prev_)},
+            {"hash", HexEncode(h)},
             {"sig", HexEncode(signer_->Sign(h))}};
   std::string line = e.dump() + "\n";
   ssize_t n = ::write(fd, line.data(), line.size());
-  bool ok = n == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
+  bool ok = n == static_cast<ssize_t>(line.size()) && (grouped || ::fsync(fd) == 0);
   if (!ok) {
     // Leave no fragment behind: the entry was not acknowledged.
     (void)::ftruncate(fd, st.st_size);
@@ -157,7 +264,14 @@ Status AuditLog::Append(const std::string& event, const json& details) {
   ::close(fd);  // releases the lock
   if (next_seq_ == 0) RETURN_IF_ERROR(FsyncDirectory(std::filesystem::path(path_).parent_path()));
   known_size_ = static_cast<uint64_t>(st.st_size) + line.size();
-  next_seq_++;
+  if (grouped) {
+    if (durable_seq_ == next_seq_) oldest_unsynced_ = std::chrono::steady_clock::now();
+    next_seq_++;
+    flusher_cv_.notify_all();
+  } else {
+    next_seq_++;
+    durable_seq_ = next_seq_;  // this fsync covered every entry written before it too
+  }
   prev_ = std::move(h);
   return Status::Ok();
 }
@@ -165,6 +279,11 @@ Status AuditLog::Append(const std::string& event, const json& details) {
 uint64_t AuditLog::size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return next_seq_;
+}
+
+uint64_t AuditLog::durable_size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return durable_seq_;
 }
 
 StatusOr<AuditLog::VerifyReport> AuditLog::Verify(const std::string& path,

@@ -34,15 +34,17 @@ StatusOr<json> PartialHandler::Partial(const json& body) {
   Bytes request_hash = crypto::Sha256Bytes(encoded);
   // The release is in the audit log before any answer leaves (durable at once, or within the
   // group-commit window: audit_log.h).
-  RETURN_IF_ERROR(store.audit().Append(
-      "release", {{"client", client_name},
-                  {"client_key", HexEncode(req.client_key.Encode())},
-                  {"custody", custody->fingerprint_hex},
-                  {"r", HexEncode(req.r.Encode())},
-                  {"context_hash", HexEncode(crypto::Sha256Bytes(req.context))},
-                  {"request_hash", HexEncode(request_hash)},
-                  {"nonce", HexEncode(req.nonce)},
-                  {"timestamp", req.timestamp}}));
+  RETURN_IF_ERROR(
+      store.audit().Append("release",
+                           {{"client", client_name},
+                            {"client_key", HexEncode(req.client_key.Encode())},
+                            {"custody", custody->fingerprint_hex},
+                            {"r", HexEncode(req.r.Encode())},
+                            {"context_hash", HexEncode(crypto::Sha256Bytes(req.context))},
+                            {"request_hash", HexEncode(request_hash)},
+                            {"nonce", HexEncode(req.nonce)},
+                            {"timestamp", req.timestamp}},
+                           AuditWait::kPerPolicy));
   threshold::PartialDecryption partial =
       threshold::ComputePartial(slot.index, slot.share, me->verification_key, req.r, request_hash);
   if (const Misbehaviour* cheat = ctx_.misbehaviour()) cheat->TamperPartial(partial);
