@@ -237,6 +237,9 @@ class DevDeployment {
   std::vector<DevKeeper> keepers_;  // P1, C1, C2, C3
   std::unique_ptr<host::Appliance> appliance_;
   std::unique_ptr<net::HttpServer> api_;
+  // The unsealing keepers keep releasing (as `keeper serve --auto-release` does): a trusted
+  // core that dies is restarted sealed by the appliance and unsealed again by these.
+  std::vector<std::unique_ptr<keeper::AutoRelease>> auto_release_;
   std::string endpoint_;
   std::string region_;  // the SigV4 region the KMS API answers to
   // fresh_root_key_: this start generated the root key, so no saved access key is valid.
@@ -408,6 +411,9 @@ Status DevDeployment::Unseal() {
   ASSIGN_OR_RETURN(json health, CallAppliance(*appliance_, "GET", "/v1/sys/health"));
   if (health.value("sealed", true))
     return InternalError("the appliance is still sealed after releases from P1, C1, C2");
+  for (DevKeeper* k : releasing)
+    auto_release_.push_back(
+        std::make_unique<keeper::AutoRelease>(*k->store, o, std::chrono::milliseconds(500)));
   return Status::Ok();
 }
 
@@ -481,6 +487,7 @@ void DevDeployment::Stop() {
     ::unlink((dir_ + "/" + kDevEnvFile).c_str());
     env_written_ = false;
   }
+  auto_release_.clear();  // joins the release threads before the appliance goes
   if (api_) api_->Stop();
   if (appliance_) {
     appliance_->Stop();
