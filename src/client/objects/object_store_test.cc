@@ -239,7 +239,8 @@ TEST_F(S3StoreTest, RoundTripsEmptyOneByteAndSinglePutObjects) {
     auto prefix = store->GetPrefix(key, 4000);
     ASSERT_OK(prefix.status());
     EXPECT_EQ(prefix->info.size, size);
-    EXPECT_EQ(prefix->bytes, Bytes(data.begin(), data.begin() + static_cast<long>(std::min<size_t>(size, 4000))));
+    EXPECT_EQ(prefix->bytes,
+              Bytes(data.begin(), data.begin() + static_cast<long>(std::min<size_t>(size, 4000))));
     if (size > 1) {
       // Not {0, 1}: s3rver 3.7.1 reads "bytes=0-0" as "bytes=0-" and sends the whole object
       // (which the store rightly refuses as kIntegrity).
@@ -620,10 +621,12 @@ TEST(S3StoreScriptedTest, ShortRangeAnswerIsIntegrityError) {
 // without a usable one (416 for an empty object, an ignored range, a short body) fall back to
 // HEAD then GET, whose checks then apply; a service error is the error HEAD would give.
 TEST(S3StoreScriptedTest, GetPrefixReadsTheSizeFromContentRangeInOneRequest) {
-  ScriptedHttpServer server({{"HEAD", "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
-                             {"GET",
-                              "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n"
-                              "Content-Range: bytes 0-9/123456\r\nConnection: close\r\n\r\n0123456789"}});
+  ScriptedHttpServer server(
+      {{"HEAD",
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
+       {"GET",
+        "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n"
+        "Content-Range: bytes 0-9/123456\r\nConnection: close\r\n\r\n0123456789"}});
   auto store = StoreAt(server.endpoint());
   ASSERT_NE(store, nullptr);
   auto prefix = store->GetPrefix("k", 10);
@@ -631,11 +634,14 @@ TEST(S3StoreScriptedTest, GetPrefixReadsTheSizeFromContentRangeInOneRequest) {
   EXPECT_EQ(prefix->info.size, 123456u);
   EXPECT_EQ(ToString(prefix->bytes), "0123456789");
   ASSERT_EQ(server.requests().size(), 1u);
-  EXPECT_NE(server.requests()[0].find("Range: bytes=0-9"), std::string::npos) << server.requests()[0];
+  EXPECT_NE(server.requests()[0].find("Range: bytes=0-9"), std::string::npos)
+      << server.requests()[0];
 
-  ScriptedHttpServer empty({{"HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
-                            {"GET", "HTTP/1.1 416 Requested Range Not Satisfiable\r\nContent-Range: bytes */0\r\n"
-                                    "Content-Length: 0\r\nConnection: close\r\n\r\n"}});
+  ScriptedHttpServer empty(
+      {{"HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
+       {"GET",
+        "HTTP/1.1 416 Requested Range Not Satisfiable\r\nContent-Range: bytes */0\r\n"
+        "Content-Length: 0\r\nConnection: close\r\n\r\n"}});
   auto store2 = StoreAt(empty.endpoint());
   ASSERT_NE(store2, nullptr);
   auto none = store2->GetPrefix("k", 10);
@@ -645,9 +651,11 @@ TEST(S3StoreScriptedTest, GetPrefixReadsTheSizeFromContentRangeInOneRequest) {
 
   // A body shorter than Content-Range promises is not taken: HEAD (100 bytes) then the ranged
   // GET, which gets the same short answer and is refused.
-  ScriptedHttpServer short_body({{"HEAD", kHead100},
-                                 {"GET", "HTTP/1.1 206 Partial Content\r\nContent-Length: 5\r\n"
-                                         "Content-Range: bytes 0-4/100\r\nConnection: close\r\n\r\n01234"}});
+  ScriptedHttpServer short_body(
+      {{"HEAD", kHead100},
+       {"GET",
+        "HTTP/1.1 206 Partial Content\r\nContent-Length: 5\r\n"
+        "Content-Range: bytes 0-4/100\r\nConnection: close\r\n\r\n01234"}});
   auto store3 = StoreAt(short_body.endpoint());
   ASSERT_NE(store3, nullptr);
   EXPECT_EQ(store3->GetPrefix("k", 10).status().code(), ErrorCode::kIntegrity);

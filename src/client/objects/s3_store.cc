@@ -438,11 +438,13 @@ class S3Store : public ObjectStore {
 
   StatusOr<ObjectPrefix> GetPrefix(const std::string& key, uint64_t max_bytes) override {
     RETURN_IF_ERROR(CheckKey(key));
-    if (max_bytes == 0 || max_bytes > kMaxResponseBody) return ObjectStore::GetPrefix(key, max_bytes);
+    if (max_bytes == 0 || max_bytes > kMaxResponseBody)
+      return ObjectStore::GetPrefix(key, max_bytes);
     const std::string what = Name(key) + ": GET range " + RangeText({0, max_bytes});
     ASSIGN_OR_RETURN(HandlePool::Lease lease, pool_.Acquire());
     Exchange ex;  // no sink: the answer's body is kept in ex.body
-    Request request{Method::kGet, ObjectUrl(key), {"Range: bytes=0-" + std::to_string(max_bytes - 1)}, {}};
+    Request request{
+        Method::kGet, ObjectUrl(key), {"Range: bytes=0-" + std::to_string(max_bytes - 1)}, {}};
     if (Perform(lease.handle(), request, ex).ok()) {
       if (ex.status == 206) {
         std::optional<uint64_t> total = ContentRangeTotal(ex.headers, 0);

@@ -769,8 +769,9 @@ StatusOr<ObjectHeader> ReadObjectHeader(ObjectStore& store, const std::string& k
   return ObjectHeader::Decode(prefix.bytes);
 }
 
-StatusOr<GetResult> GetObject(ObjectStore& store, const std::string& key, const std::string& dest_path,
-                              bool plain, const CustodianFactory& custodians, const TransferTuning& tuning,
+StatusOr<GetResult> GetObject(ObjectStore& store, const std::string& key,
+                              const std::string& dest_path, bool plain,
+                              const CustodianFactory& custodians, const TransferTuning& tuning,
                               std::optional<PlaintextRange> range, TransferStats* stats,
                               const GetPlanned& planned) {
   GetResult result;
