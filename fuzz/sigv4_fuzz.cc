@@ -45,7 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   kms::CredentialLookup lookup = [](std::string_view id) -> StatusOr<kms::SigV4Credentials> {
     if (id != kFuzzAkid) return NotFound("unknown");
-    return kms::SigV4Credentials{std::string(kFuzzAkid), SecretBytes::CopyFrom(kFuzzSecret), ""};
+    return kms::SigV4Credentials{std::string(kFuzzAkid), SecretBytes::CopyFrom(kFuzzSecret), "", nullptr};
   };
   kms::SigV4Options options;
   options.region = "eu-west-1";

@@ -16,6 +16,7 @@ LABELS = {
     "encrypt64": "Encrypt 64 B",
     "encrypt4k": "Encrypt 4 KiB",
     "gdk": "GenerateDataKey AES_256",
+    "decrypt64": "Decrypt 64 B",
 }
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
@@ -76,24 +77,33 @@ def main():
             print("  ".join("-" * w for w in width))
     print("server CPU: custos server + trusted core process (or nginx master + workers), CPU seconds / wall\n"
           "seconds; CPU/req: that CPU per completed request; of which core: the trusted core process's part;\n"
-          "audit batch: audit entries per signed, fsynced batch (group commit) during the run")
+          "audit batch: audit entries per core signature during the run ([audit] sync = "group": signed behind the answers)")
 
     top = max(r["conns"] for r in rows)
+    low = min(r["conns"] for r in rows)
     by = {(r["label"], r["conns"]): r for r in rows}
     ng = by.get(("nginx", top))
     print()
-    print(f"target: Encrypt at 64 connections >= 0.4 x nginx at 64 connections, p99 <= 5 ms "
-          f"(measured at {top} connections)")
-    for label in ("encrypt64", "encrypt4k", "gdk"):
+    print(f"target (issue 14): Encrypt 64 B at 64 connections >= 0.25 x nginx at 64 connections, "
+          f"p99 <= 5 ms (measured at {top} connections); at 1 connection p50 <= 0.3 ms "
+          f"(measured at {low})")
+    for label in ("encrypt64", "encrypt4k", "gdk", "decrypt64"):
         r = by.get((label, top))
         if r is None or ng is None:
             continue
         ratio = r["rps"] / ng["rps"]
-        tput = "meets" if ratio >= 0.4 else "BELOW"
+        tput = "meets" if ratio >= 0.25 else "BELOW"
         lat = "meets" if r["p99"] <= 5.0 else "ABOVE"
-        note = "" if label.startswith("encrypt") else "  (reported; the target names Encrypt)"
+        note = "" if label == "encrypt64" else "  (reported; the target names Encrypt 64 B)"
         print(f"  {LABELS[label]:24s} {r['rps']:>9,.0f} req/s = {ratio:.3f} x nginx ({ng['rps']:,.0f}) "
-              f"-> {tput} (needs {0.4 * ng['rps']:,.0f}); p99 {fmt_ms(r['p99'])} -> {lat}{note}")
+              f"-> {tput} (needs {0.25 * ng['rps']:,.0f}); p99 {fmt_ms(r['p99'])} -> {lat}{note}")
+    for label in ("encrypt64", "encrypt4k", "gdk", "decrypt64"):
+        r = by.get((label, low))
+        if r is None:
+            continue
+        lat = "meets" if r["p50"] <= 0.3 else "ABOVE"
+        note = "" if label == "encrypt64" else "  (reported; the target names Encrypt 64 B)"
+        print(f"  {LABELS[label]:24s} at {low} connection(s): p50 {fmt_ms(r['p50'])} -> {lat}{note}")
 
 
 if __name__ == "__main__":

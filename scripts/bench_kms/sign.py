@@ -5,8 +5,9 @@
                                           PREFIX.headers and PREFIX.body (for curl)
   sign.py check SCENARIO PREFIX RESPONSE  checks a response to PREFIX's request (boto3 Decrypt)
 
-SCENARIO is encrypt64 (Encrypt of 64 random bytes), encrypt4k (Encrypt of 4 KiB) or gdk
-(GenerateDataKey, KeySpec AES_256). The endpoint and the credentials come from the dev server's
+SCENARIO is encrypt64 (Encrypt of 64 random bytes), encrypt4k (Encrypt of 4 KiB), gdk
+(GenerateDataKey, KeySpec AES_256) or decrypt64 (Decrypt of a ciphertext of 64 random bytes,
+made with boto3 just before signing). The endpoint and the credentials come from the dev server's
 dev.env lines in the environment: CUSTOS_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_REGION.
 
@@ -47,7 +48,12 @@ def scenario_request(scenario, key_id):
         return "Encrypt", {"KeyId": key_id, "Plaintext": base64.b64encode(os.urandom(4096)).decode()}
     if scenario == "gdk":
         return "GenerateDataKey", {"KeyId": key_id, "KeySpec": "AES_256"}
-    raise SystemExit(f"unknown scenario {scenario!r} (encrypt64, encrypt4k, gdk)")
+    if scenario == "decrypt64":
+        plain = os.urandom(64)
+        blob = client().encrypt(KeyId=key_id, Plaintext=plain)["CiphertextBlob"]
+        return "Decrypt", {"CiphertextBlob": base64.b64encode(blob).decode(),
+                           "_expect": base64.b64encode(plain).decode()}
+    raise SystemExit(f"unknown scenario {scenario!r} (encrypt64, encrypt4k, gdk, decrypt64)")
 
 
 def lua_string(s):
@@ -63,6 +69,10 @@ def lua_string(s):
 
 def sign(scenario, key_id, prefix):
     op, body = scenario_request(scenario, key_id)
+    expect = body.pop("_expect", None)
+    if expect is not None:
+        with open(prefix + ".expect", "w") as f:
+            f.write(expect)
     data = json.dumps(body, separators=(",", ":"))
     url = urlsplit(ENDPOINT)
     host = url.netloc  # "127.0.0.1:PORT": what wrk and curl send as Host
@@ -96,6 +106,12 @@ def check(scenario, prefix, response_path):
     the plaintext that was sent, GenerateDataKey's ciphertext decrypts to its plaintext key."""
     sent = json.load(open(prefix + ".body"))
     got = json.load(open(response_path))
+    if scenario == "decrypt64":
+        want = open(prefix + ".expect").read()
+        if got.get("Plaintext") != want:
+            raise SystemExit(f"decrypt64: the response's Plaintext is not the encrypted one: {json.dumps(got)[:300]}")
+        print("decrypt64: ok (Decrypt returns the 64-byte plaintext)")
+        return
     if "CiphertextBlob" not in got:
         raise SystemExit(f"{scenario}: response has no CiphertextBlob: {json.dumps(got)[:300]}")
     blob = base64.b64decode(got["CiphertextBlob"])
