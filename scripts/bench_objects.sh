@@ -23,7 +23,8 @@
 # with the command and its error output.
 #
 # Prints a table (median ± stddev of both directions, ratios vs plain and vs awscli) and the verdict
-# for the target "appliance-mode overhead <= 5 % for objects >= 16 MiB" (the worst size counts).
+# for the target "appliance-mode overhead <= 5 % for objects >= 16 MiB" (the worst size counts),
+# with the client's CPU time per download, plain vs appliance (less sensitive to other load).
 # Writes BENCH_OUT/results.csv, BENCH_OUT/results.md and BENCH_OUT/hyperfine/*.json, and draws
 # the chart from the CSV with scripts/plot_objects.gp. Timings are never asserted: a MISSED
 # verdict still exits 0.
@@ -406,7 +407,7 @@ if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no -- src 2>/dev/
 meta="custos ${commit} ($custos_src, sha256 $custos_sha...), s3rver ${s3rver_version:-?} on loopback, hyperfine $hyperfine_version, $aws_version; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores; load $load_before before, $load_after after; $(date -u '+%Y-%m-%d %H:%M UTC')"
 
 "$py" - "$results" "$out_dir/results.csv" "$out_dir/results.md" "$meta" "$png" <<'PY' || fail "report"
-import csv, os, sys
+import csv, json, os, sys
 
 tsv, csv_path, md_path, meta, png = sys.argv[1:6]
 METHODS = ["plain", "appliance", "dual", "awscli"]
@@ -482,6 +483,20 @@ if big:
                f"(upload {up[wu]:+.1f} %, download {down[wd]:+.1f} %)")
     details.append("worst size per direction: upload " + wu + ", download " + wd + "; per size: " +
                    ", ".join(f"{s} {up[s]:+.1f} % / {down[s]:+.1f} %" for s in big))
+    # The client's CPU time (user + system, hyperfine's mean over the rounds) is much less
+    # sensitive than wall time to load from other processes: on a shared machine it shows what
+    # the encryption costs even when the wall-time ratio is noise.
+    def cpu_ms(size, method):
+        try:
+            with open(os.path.join(os.path.dirname(md_path), "hyperfine", f"{size}-{method}-download.json")) as f:
+                r = json.load(f)["results"][0]
+            return (r["user"] + r["system"]) * 1e3
+        except (OSError, KeyError, IndexError, TypeError, ValueError):
+            return None
+    cpu = [(s, cpu_ms(s, "plain"), cpu_ms(s, "appliance")) for s in big]
+    if all(p is not None and a is not None for _, p, a in cpu):
+        details.append("client CPU per download (user + system, mean), plain / appliance: " +
+                       ", ".join(f"{s} {p:.0f} / {a:.0f} ms ({a - p:+.0f} ms)" for s, p, a in cpu))
     dual_up = {s: (by[(s, "dual")]["up"] / by[(s, "plain")]["up"] - 1) * 100 for s in big if by.get((s, "dual"))}
     dual_down = {s: (by[(s, "dual")]["down"] / by[(s, "plain")]["down"] - 1) * 100 for s in big if by.get((s, "dual"))}
     if dual_up:
