@@ -55,7 +55,7 @@ Bytes PartialRequest::Encode() const {
   return w.Take();
 }
 
-StatusOr<PartialRequest> PartialRequest::Decode(ByteSpan b) {
+StatusOr<PartialRequest> PartialRequest::Decode(ByteSpan b, PointEncodings* encodings) {
   ByteReader rd(b);
   PartialRequest p;
   ASSIGN_OR_RETURN(uint8_t suite, rd.U8("suite"));
@@ -76,6 +76,7 @@ StatusOr<PartialRequest> PartialRequest::Decode(ByteSpan b) {
   ASSIGN_OR_RETURN(ByteSpan ck, rd.Raw(crypto::kPointSize, "client key"));
   ASSIGN_OR_RETURN(p.client_key, crypto::Point::Decode(ck));
   RETURN_IF_ERROR(rd.ExpectEnd("partial request"));
+  if (encodings != nullptr) *encodings = {r, rk, ck};
   return p;
 }
 

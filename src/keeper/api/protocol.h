@@ -45,8 +45,15 @@ struct PartialRequest {
   Bytes nonce;
   crypto::Point client_key;
 
+  // PointEncodings are the request's points as they arrived (views into the decoded bytes; the
+  // encodings are canonical, so each equals the point's Encode / EncodeUncompressed): a keeper
+  // logs and hashes them without encoding the points again.
+  struct PointEncodings {
+    ByteSpan r, requester_key, client_key;
+  };
+
   Bytes Encode() const;
-  static StatusOr<PartialRequest> Decode(ByteSpan b);
+  static StatusOr<PartialRequest> Decode(ByteSpan b, PointEncodings* encodings = nullptr);
   static Bytes SignedBytes(ByteSpan encoded);
 };
 

@@ -59,6 +59,8 @@ StatusOr<const ActiveCustodyView*> KeeperContext::ActiveView() {
     ActiveCustodyView view;
     view.fingerprint = d.Fingerprint();
     view.fingerprint_hex = HexEncode(view.fingerprint);
+    if (const custody::KeeperRecord* me = d.FindKeeper(store_.id()))
+      view.own_verification_key = me->verification_key.Encode();
     view.descriptor = std::move(d);
     active_cache_ = std::move(view);
     active_json_cache_ = text;

@@ -52,6 +52,7 @@ struct ActiveCustodyView {
   custody::CustodyDescriptor descriptor;
   Bytes fingerprint;
   std::string fingerprint_hex;
+  Bytes own_verification_key;  // this keeper's X_i, SEC1-compressed (empty if not listed)
 };
 
 class KeeperContext {

@@ -12,7 +12,8 @@ StatusOr<json> PartialHandler::Partial(const json& body) {
   KeeperStore& store = ctx_.store();
   ASSIGN_OR_RETURN(Bytes encoded, GetBase64(body, "request"));
   ASSIGN_OR_RETURN(Bytes sig, GetHex(body, "sig"));
-  ASSIGN_OR_RETURN(PartialRequest req, PartialRequest::Decode(encoded));
+  PartialRequest::PointEncodings wire;
+  ASSIGN_OR_RETURN(PartialRequest req, PartialRequest::Decode(encoded, &wire));
   if (req.keeper_id != store.id())
     return InvalidArgument("request is addressed to keeper " + req.keeper_id);
   // Signature first, so the answer does not tell a stranger whether a key is allowlisted.
@@ -37,16 +38,16 @@ StatusOr<json> PartialHandler::Partial(const json& body) {
   RETURN_IF_ERROR(
       store.audit().Append("release",
                            {{"client", client_name},
-                            {"client_key", HexEncode(req.client_key.Encode())},
+                            {"client_key", HexEncode(wire.client_key)},
                             {"custody", custody->fingerprint_hex},
-                            {"r", HexEncode(req.r.Encode())},
+                            {"r", HexEncode(wire.r)},
                             {"context_hash", HexEncode(crypto::Sha256Bytes(req.context))},
                             {"request_hash", HexEncode(request_hash)},
                             {"nonce", HexEncode(req.nonce)},
                             {"timestamp", req.timestamp}},
                            AuditWait::kPerPolicy));
-  threshold::PartialDecryption partial =
-      threshold::ComputePartial(slot.index, slot.share, me->verification_key, req.r, request_hash);
+  threshold::PartialDecryption partial = threshold::ComputePartial(
+      slot.index, slot.share, custody->own_verification_key, req.r, wire.r, request_hash);
   if (const Misbehaviour* cheat = ctx_.misbehaviour()) cheat->TamperPartial(partial);
   ASSIGN_OR_RETURN(Bytes sealed,
                    crypto::hpke::SealBase(req.requester_key, PartialResponseInfo(encoded),

@@ -21,6 +21,13 @@ struct DleqProof {
 // ProveDleq proves knowledge of x with X1 = x*G1 and X2 = x*G2.
 DleqProof ProveDleq(const crypto::Scalar& x, const crypto::Point& g1, const crypto::Point& x1,
                     const crypto::Point& g2, const crypto::Point& x2, ByteSpan context);
+// This ProveDleq is the same proof for a caller that holds the SEC1-compressed encodings of X1
+// and G2 already (x1_sec1 == x1.Encode(), g2_sec1 == g2.Encode(): a keeper's own X_i never
+// changes, a request's R arrives encoded), so the transcript does not encode them again. X1
+// itself is not needed to prove.
+DleqProof ProveDleq(const crypto::Scalar& x, const crypto::Point& g1, ByteSpan x1_sec1,
+                    const crypto::Point& g2, ByteSpan g2_sec1, const crypto::Point& x2,
+                    ByteSpan context);
 // VerifyDleq returns kIntegrity if the proof does not verify.
 Status VerifyDleq(const DleqProof& proof, const crypto::Point& g1, const crypto::Point& x1,
                   const crypto::Point& g2, const crypto::Point& x2, ByteSpan context);

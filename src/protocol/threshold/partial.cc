@@ -24,10 +24,16 @@ StatusOr<PartialDecryption> PartialDecryption::Decode(ByteSpan b) {
 
 PartialDecryption ComputePartial(uint32_t index, const crypto::Scalar& share,
                                  const Point& verification_key, const Point& r, ByteSpan context) {
+  return ComputePartial(index, share, verification_key.Encode(), r, r.Encode(), context);
+}
+
+PartialDecryption ComputePartial(uint32_t index, const crypto::Scalar& share,
+                                 ByteSpan verification_key_sec1, const Point& r, ByteSpan r_sec1,
+                                 ByteSpan context) {
   PartialDecryption p;
   p.index = index;
   p.d = r * share;
-  p.proof = ProveDleq(share, Point::Generator(), verification_key, r, p.d, context);
+  p.proof = ProveDleq(share, Point::Generator(), verification_key_sec1, r, r_sec1, p.d, context);
   return p;
 }
 

@@ -22,6 +22,11 @@ struct PartialDecryption {
 PartialDecryption ComputePartial(uint32_t index, const crypto::Scalar& share,
                                  const crypto::Point& verification_key, const crypto::Point& r,
                                  ByteSpan context);
+// This ComputePartial is the same for a keeper that holds the SEC1-compressed encodings of its
+// X_i and of R (verification_key_sec1 == X_i.Encode(), r_sec1 == r.Encode()).
+PartialDecryption ComputePartial(uint32_t index, const crypto::Scalar& share,
+                                 ByteSpan verification_key_sec1, const crypto::Point& r,
+                                 ByteSpan r_sec1, ByteSpan context);
 // VerifyPartial checks the proof against X_i; kIntegrity names the failed check.
 Status VerifyPartial(const PartialDecryption& p, const crypto::Point& verification_key,
                      const crypto::Point& r, ByteSpan context);

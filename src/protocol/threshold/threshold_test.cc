@@ -64,6 +64,26 @@ TEST(Dleq, ProvesAndRefuses) {
   EXPECT_FALSE(DleqProof::Decode(Bytes(63)).ok());
 }
 
+// The keeper's ComputePartial with the encodings it already holds (its X_i, the request's R)
+// gives the proof the plain one gives: it verifies, and the transcript is bound to the
+// encodings passed, so a wrong one makes a proof that does not.
+TEST(Partial, PreEncodedInputsProveTheSameStatement) {
+  Scalar x = Scalar::Random();
+  Point xg = Point::BaseMul(x);
+  Point r = Point::BaseMul(Scalar::Random());
+  Bytes ctx = crypto::RandomBytes(32);
+  PartialDecryption p = ComputePartial(3, x, xg.Encode(), r, r.Encode(), ctx);
+  EXPECT_EQ(p.index, 3u);
+  EXPECT_EQ(p.d, r * x);
+  EXPECT_OK(VerifyPartial(p, xg, r, ctx));
+  EXPECT_FALSE(VerifyPartial(p, xg, r, crypto::RandomBytes(32)).ok());
+  Point other = Point::BaseMul(Scalar::Random());
+  PartialDecryption wrong_r = ComputePartial(3, x, xg.Encode(), r, other.Encode(), ctx);
+  EXPECT_FALSE(VerifyPartial(wrong_r, xg, r, ctx).ok());
+  PartialDecryption wrong_x = ComputePartial(3, x, other.Encode(), r, r.Encode(), ctx);
+  EXPECT_FALSE(VerifyPartial(wrong_x, xg, r, ctx).ok());
+}
+
 // RunDkg drives n participants through all rounds in memory.
 struct DkgRun {
   std::vector<DkgResult> results;  // by position
