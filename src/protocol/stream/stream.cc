@@ -249,8 +249,10 @@ StatusOr<size_t> StreamDecryptor::UpdateChunk(ByteSpan stored, std::span<uint8_t
     o.ciphertext_done += ct;
   }
   const size_t tag = std::min(stored.size() - ct, kStreamTagSize - o.tag_done);
-  std::memcpy(o.tag + o.tag_done, stored.data() + ct, tag);
-  o.tag_done += tag;
+  if (tag > 0) {
+    std::memcpy(o.tag + o.tag_done, stored.data() + ct, tag);
+    o.tag_done += tag;
+  }
   return ct + tag;
 }
 
