@@ -265,9 +265,12 @@ Status AuditLog::Append(const std::string& event, const json& details, AuditWait
   if (next_seq_ == 0) RETURN_IF_ERROR(FsyncDirectory(std::filesystem::path(path_).parent_path()));
   known_size_ = static_cast<uint64_t>(st.st_size) + line.size();
   if (grouped) {
-    if (durable_seq_ == next_seq_) oldest_unsynced_ = std::chrono::steady_clock::now();
+    // Only the first pending entry wakes the flusher: it then waits out the window and syncs
+    // whatever was written meanwhile (a wake-up per append would cost a context switch each).
+    const bool first_pending = durable_seq_ == next_seq_;
+    if (first_pending) oldest_unsynced_ = std::chrono::steady_clock::now();
     next_seq_++;
-    flusher_cv_.notify_all();
+    if (first_pending) flusher_cv_.notify_all();
   } else {
     next_seq_++;
     durable_seq_ = next_seq_;  // this fsync covered every entry written before it too
