@@ -61,6 +61,9 @@ class RangeSink {
  public:
   virtual ~RangeSink() = default;
   virtual StatusOr<std::unique_ptr<BodySink>> Open(const ByteRange& range) = 0;
+  // receive_buffer_size is how many bytes the sink would like per Write at most, as a hint for the
+  // backend's receive buffer (S3: libcurl's); 0 = the backend's default.
+  virtual size_t receive_buffer_size() const { return 0; }
 };
 
 // ObjectInfo describes one stored object.

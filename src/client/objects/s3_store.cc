@@ -35,10 +35,6 @@ constexpr size_t kMaxPartCount = 10'000;        // S3's limit for one multipart 
 constexpr size_t kMaxKeyBytes = 1024;           // S3's limit on a key
 constexpr size_t kMaxResponseBody = 16u << 20;  // a ListObjectsV2 page is ~1 MiB at most
 constexpr long kUploadBufferSize = 512 * 1024;  // libcurl's read chunk for PUT bodies
-// kDownloadBufferSize is libcurl's receive buffer for GET bodies (its default is 16 KiB): each
-// recv(2) and each call of the sink takes up to this much, so a large download costs a few
-// thousand system calls per GiB instead of ~130,000 (recv and poll per 16 KiB).
-constexpr long kDownloadBufferSize = 512 * 1024;
 constexpr long kLowSpeedLimitBytesPerSecond = 1024;
 
 Status GlobalInit() {
@@ -381,6 +377,7 @@ struct Request {
   std::string url;                   // path and canonical query already encoded
   std::vector<std::string> headers;  // beyond the ones every request carries
   std::string_view post_body;        // POST only
+  size_t receive_buffer = 0;         // GET: libcurl's receive buffer, 0 = its default (16 KiB)
 };
 
 class S3Store : public ObjectStore {
@@ -623,7 +620,8 @@ class S3Store : public ObjectStore {
     switch (request.method) {
       case Method::kGet:
         set(curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L));
-        set(curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, kDownloadBufferSize));
+        if (request.receive_buffer > 0)
+          set(curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, static_cast<long>(request.receive_buffer)));
         break;
       case Method::kHead:
         set(curl_easy_setopt(curl, CURLOPT_NOBODY, 1L));
@@ -782,6 +780,7 @@ class S3Store : public ObjectStore {
         ObjectUrl(key),
         {"Range: bytes=" + std::to_string(range.offset) + "-" + std::to_string(range.end() - 1)},
         {}};
+    request.receive_buffer = sink.receive_buffer_size();
     RETURN_IF_ERROR(Perform(*handle, request, ex).WithContext(what + " failed"));
     if (!ex.Streaming()) {
       if (ex.status == 200) {

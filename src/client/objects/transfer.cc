@@ -535,6 +535,10 @@ class OpeningSink : public RangeSink {
     if (layout_.ChunkEnd(last) != range.end()) return InternalError("download range does not end on a chunk boundary");
     return std::unique_ptr<BodySink>(new OpeningBody(out_fd_, layout_, keys_, first, last, want_begin_, want_end_));
   }
+  // A large receive buffer: each piece is decrypted where it lies, so bigger pieces mean fewer
+  // recv(2) calls and GCM updates per chunk at no extra copy. (The plain sink writes each piece
+  // as it comes and keeps libcurl's default, which measured faster there.)
+  size_t receive_buffer_size() const override { return 512u << 10; }
 
  private:
   const int out_fd_;
