@@ -1,6 +1,7 @@
 // SecretBytes: the one type that holds key material, shares and passphrases.
-// It wipes itself with OPENSSL_cleanse on destruction, locks its pages in memory where the
-// platform allows, has no stream operator and no implicit conversion, and is compared in
+// It wipes itself with OPENSSL_cleanse on destruction, lives in locked memory left out of core
+// dumps where the platform allows (a locked arena of size-class slots, secret.cc: no system
+// call per secret), has no stream operator and no implicit conversion, and is compared in
 // constant time. Raw access goes through the greppable `Expose()` accessors only.
 #pragma once
 
@@ -47,6 +48,14 @@ class SecretBytes {
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };
+
+// LockedArenaStats: what the arena behind SecretBytes holds (for tests and diagnostics).
+struct LockedArenaStats {
+  size_t chunks = 0;         // 64 KiB chunks of small slots mapped so far
+  size_t locked_bytes = 0;   // bytes mlock accepted (chunks and large secrets)
+  size_t lock_failures = 0;  // mappings mlock refused (RLIMIT_MEMLOCK): swappable
+};
+LockedArenaStats GetLockedArenaStats();
 
 // ConstantTimeEquals compares two public-length byte strings in constant time.
 bool ConstantTimeEquals(std::span<const uint8_t> a, std::span<const uint8_t> b);

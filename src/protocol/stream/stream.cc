@@ -222,7 +222,7 @@ Status StreamDecryptor::BeginChunk(uint64_t index, size_t stored_size, bool last
   ChunkNonce nonce;
   MakeNonce(nonce_prefix_, index, last, nonce);
   RETURN_IF_ERROR(gcm_.OpenBegin(nonce, header_digest_));
-  opening_.emplace();
+  opening_ = Opening{};
   opening_->index = index;
   opening_->ciphertext_size = stored_size - kStreamTagSize;
   return Status::Ok();
