@@ -77,7 +77,7 @@ def main():
             print("  ".join("-" * w for w in width))
     print("server CPU: custos server + trusted core process (or nginx master + workers), CPU seconds / wall\n"
           "seconds; CPU/req: that CPU per completed request; of which core: the trusted core process's part;\n"
-          "audit batch: audit entries per core signature during the run ([audit] sync = "group": signed behind the answers)")
+          "audit batch: audit entries per core signature during the run ([audit] sync = 'group': signed behind the answers)")
 
     top = max(r["conns"] for r in rows)
     low = min(r["conns"] for r in rows)
