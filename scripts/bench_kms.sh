@@ -252,6 +252,13 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
 "$py" "$here/bench_kms/report.py" "$runs" "$(nproc)" "$load_after" | tee "$tmp/report.txt"
+# Memory after every run: resident now and the peak (VmHWM) of the server and of its core.
+mem_of() { awk '/^VmRSS|^VmHWM/ { printf "%s %.1f MiB  ", $1, $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
+{
+  echo
+  echo "memory after the runs: server (pid $server_pid): $(mem_of "$server_pid")"
+  for p in $core_pids; do echo "memory after the runs: trusted core (pid $p): $(mem_of "$p")"; done
+} | tee -a "$tmp/report.txt"
 if [ -n "$result_file" ]; then cp "$tmp/report.txt" "$result_file"; fi
 
 if [ "${BENCH_KMS_PERF:-0}" = 1 ]; then
