@@ -271,6 +271,21 @@ Status AuditWriter::Write(std::vector<std::string>& entries, uint64_t* last_seq)
   return Status::Ok();
 }
 
+Status AuditWriter::CheckSignedHead(const SignedHead& signed_head, uint64_t seq,
+                                    const Bytes& hash) const {
+  StatusOr<audit::Head> head = audit::DecodeHead(signed_head.head);
+  if (!head.ok()) return CouldNotWrite(head.status());
+  if (head->seq != seq || head->hash != hash)
+    return CouldNotWrite(IntegrityError("the core signed head seq " + std::to_string(head->seq) +
+                                        ", not the host's chain head seq " + std::to_string(seq)));
+  if (signed_head.signature.size() != crypto::kSignatureSize)
+    return CouldNotWrite(IntegrityError("the core's head signature is not 64 bytes"));
+  if (options_.audit_key &&
+      !options_.audit_key->Verify(audit::CheckpointMessage(seq, hash), signed_head.signature).ok())
+    return CouldNotWrite(IntegrityError("the core's head signature does not verify"));
+  return Status::Ok();
+}
+
 Status AuditWriter::SignPending(store::Durability durability) {
   while (!pending_.empty()) {
     // One step: as many entries as fit one batch's bounds (one ecall frame).
@@ -293,17 +308,7 @@ Status AuditWriter::SignPending(store::Durability durability) {
                                  : Bytes(anchor_.begin() + 8, anchor_.begin() + 8 + audit::kHashSize);
     uint64_t seq = signed_seq;
     for (const std::string& e : step) hash = audit::EntryHash(hash, ++seq, e);
-    StatusOr<audit::Head> head = audit::DecodeHead(signed_head->head);
-    if (!head.ok()) return CouldNotWrite(head.status());
-    if (head->seq != seq || head->hash != hash)
-      return CouldNotWrite(IntegrityError("the core signed head seq " + std::to_string(head->seq) +
-                                          ", not the host's chain head seq " + std::to_string(seq)));
-    if (signed_head->signature.size() != crypto::kSignatureSize)
-      return CouldNotWrite(IntegrityError("the core's head signature is not 64 bytes"));
-    if (options_.audit_key &&
-        !options_.audit_key->Verify(audit::CheckpointMessage(seq, hash), signed_head->signature)
-             .ok())
-      return CouldNotWrite(IntegrityError("the core's head signature does not verify"));
+    RETURN_IF_ERROR(CheckSignedHead(*signed_head, seq, hash));
     Status stored = store_.SignAudit(seq, signed_head->signature, durability);
     if (!stored.ok()) return CouldNotWrite(stored);
     anchor_ = Concat({signed_head->head, signed_head->signature});
@@ -337,16 +342,7 @@ Status AuditWriter::Commit(std::vector<std::string>& entries, uint64_t* last_seq
     records[i].hash = hash;
     records[i].entry = std::move(entries[i]);
   }
-  StatusOr<audit::Head> head = audit::DecodeHead(signed_head->head);
-  if (!head.ok()) return CouldNotWrite(head.status());
-  if (head->seq != seq || head->hash != hash)
-    return CouldNotWrite(IntegrityError("the core signed head seq " + std::to_string(head->seq) +
-                                        ", not the host's chain head seq " + std::to_string(seq)));
-  if (signed_head->signature.size() != crypto::kSignatureSize)
-    return CouldNotWrite(IntegrityError("the core's head signature is not 64 bytes"));
-  if (options_.audit_key &&
-      !options_.audit_key->Verify(audit::CheckpointMessage(seq, hash), signed_head->signature).ok())
-    return CouldNotWrite(IntegrityError("the core's head signature does not verify"));
+  RETURN_IF_ERROR(CheckSignedHead(*signed_head, seq, hash));
   records.back().signature = signed_head->signature;
 
   Status stored = store_.AppendAudit(records, store::Durability::kDurable);

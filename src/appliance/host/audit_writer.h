@@ -144,6 +144,9 @@ class AuditWriter {
   // SignPending has the core sign every written, unsigned entry (in frame-sized steps) and
   // stores each step's signature with `durability`.
   Status SignPending(store::Durability durability);
+  // CheckSignedHead refuses a core answer that is not a 64-byte signature over (seq, hash), the
+  // host's own chain head (verified under the audit key when the writer knows it).
+  Status CheckSignedHead(const SignedHead& signed_head, uint64_t seq, const Bytes& hash) const;
   // WaitDurable blocks until `seq` is fsynced; an error if a sync failed meanwhile. Requires mu_.
   Status WaitDurable(std::unique_lock<std::mutex>& lock, uint64_t seq);
 
