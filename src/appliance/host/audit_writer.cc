@@ -245,7 +245,8 @@ void AuditWriter::RunSyncer() {
   durable_cv_.notify_all();
 }
 
-Status AuditWriter::Write(std::vector<std::string>& entries, uint64_t* last_seq) {
+std::vector<store::AuditRecord> AuditWriter::ChainAfterHead(
+    const std::vector<std::string>& entries) const {
   std::vector<store::AuditRecord> records(entries.size());
   Bytes hash = head_.hash;
   uint64_t seq = head_.seq;
@@ -255,6 +256,13 @@ Status AuditWriter::Write(std::vector<std::string>& entries, uint64_t* last_seq)
     records[i].hash = hash;
     records[i].entry = entries[i];
   }
+  return records;
+}
+
+Status AuditWriter::Write(std::vector<std::string>& entries, uint64_t* last_seq) {
+  std::vector<store::AuditRecord> records = ChainAfterHead(entries);
+  const uint64_t seq = records.back().seq;
+  Bytes hash = records.back().hash;
   Status stored = store_.AppendAudit(records, store::Durability::kWritten);
   if (!stored.ok()) return CouldNotWrite(stored);
   for (std::string& e : entries) pending_.push_back(std::move(e));
@@ -333,15 +341,9 @@ Status AuditWriter::Commit(std::vector<std::string>& entries, uint64_t* last_seq
   // The host computes the hashes itself: what it stores must be the chain the core signed,
   // and a core (or a wiring bug) that signed anything else is caught here, not by a later
   // verify.
-  std::vector<store::AuditRecord> records(entries.size());
-  Bytes hash = head_.hash;
-  uint64_t seq = head_.seq;
-  for (size_t i = 0; i < entries.size(); ++i) {
-    hash = audit::EntryHash(hash, ++seq, entries[i]);
-    records[i].seq = seq;
-    records[i].hash = hash;
-    records[i].entry = std::move(entries[i]);
-  }
+  std::vector<store::AuditRecord> records = ChainAfterHead(entries);
+  const uint64_t seq = records.back().seq;
+  Bytes hash = records.back().hash;
   RETURN_IF_ERROR(CheckSignedHead(*signed_head, seq, hash));
   records.back().signature = signed_head->signature;
 

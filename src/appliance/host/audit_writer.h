@@ -144,6 +144,9 @@ class AuditWriter {
   // SignPending has the core sign every written, unsigned entry (in frame-sized steps) and
   // stores each step's signature with `durability`.
   Status SignPending(store::Durability durability);
+  // ChainAfterHead makes the records of `entries` (non-empty) chained after head_: seq and
+  // hash computed by the host. Writer thread only.
+  std::vector<store::AuditRecord> ChainAfterHead(const std::vector<std::string>& entries) const;
   // CheckSignedHead refuses a core answer that is not a 64-byte signature over (seq, hash), the
   // host's own chain head (verified under the audit key when the writer knows it).
   Status CheckSignedHead(const SignedHead& signed_head, uint64_t seq, const Bytes& hash) const;
