@@ -25,8 +25,11 @@
 #
 # Environment: BENCH_KMS_SECONDS (10), BENCH_KMS_CONNECTIONS ("1 16 64"), BENCH_KMS_DIR
 # (/var/tmp: the server's audit log, with its fsyncs, lives there), BENCH_KMS_PERF=1 adds one
-# more Encrypt 64 B run under `perf record --call-graph dwarf` of the server and its trusted core
-# and prints the top of the profile, BENCH_KMS_KEEP=1 keeps the work directory (wrk outputs, logs).
+# more run under `perf record --call-graph dwarf` of the server and its trusted core (Encrypt 64 B
+# at the last connection count; BENCH_KMS_PERF_LABEL=encrypt64|encrypt4k|gdk|decrypt64 and
+# BENCH_KMS_PERF_CONNECTIONS choose another) and prints the top of the profile,
+# BENCH_KMS_LABELS (default "nginx encrypt64 encrypt4k gdk decrypt64") limits the runs,
+# BENCH_KMS_KEEP=1 keeps the work directory (wrk outputs, logs).
 # Needs wrk, nginx (nginx-light), curl and python3 with boto3: scripts/install-deps.sh.
 set -uo pipefail
 
@@ -246,7 +249,7 @@ seconds="$saved_seconds"; : >"$runs"
 
 echo "runs (${seconds} s each; wrk -t2, -t1 for 1 connection):"
 for c in $conns_list; do
-  for label in nginx encrypt64 encrypt4k gdk decrypt64; do measure "$label" "$c"; done
+  for label in ${BENCH_KMS_LABELS:-nginx encrypt64 encrypt4k gdk decrypt64}; do measure "$label" "$c"; done
 done
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo
@@ -265,16 +268,18 @@ if [ "${BENCH_KMS_PERF:-0}" = 1 ]; then
   if ! command -v perf >/dev/null 2>&1; then
     echo "BENCH_KMS_PERF=1 but perf is not installed" >&2
   else
-    c_max="$(echo $conns_list | awk '{ print $NF }')"
+    c_max="${BENCH_KMS_PERF_CONNECTIONS:-$(echo $conns_list | awk '{ print $NF }')}"
+    perf_label="${BENCH_KMS_PERF_LABEL:-encrypt64}"
     echo
-    echo "profile: perf record --call-graph dwarf of the server and its trusted core during Encrypt 64 B at $c_max connections"
+    echo "profile: perf record --call-graph dwarf of the server and its trusted core during $perf_label at $c_max connections"
     req="$tmp/req-perf"
-    "$py" "$here/bench_kms/sign.py" sign encrypt64 "$key_id" "$req" || fail "signing"
+    "$py" "$here/bench_kms/sign.py" sign "$perf_label" "$key_id" "$req" || fail "signing"
     export CUSTOS_BENCH_REQUEST="$req.lua"
     perf record -F 499 --call-graph dwarf,16384 -o "$tmp/perf.data" -p "$(tree_pids "$server_pid" | paste -sd,)" \
       -- sleep "$((seconds > 2 ? seconds - 1 : seconds))" >"$tmp/perf.out" 2>&1 &
     perf_pid=$!
-    run_load "$tmp/wrk-perf.txt" 2 "$c_max" "${seconds}s" -s "$here/bench_kms/replay.lua" "$CUSTOS_ENDPOINT/"
+    perf_threads=2; [ "$c_max" -lt 2 ] && perf_threads=1
+    run_load "$tmp/wrk-perf.txt" "$perf_threads" "$c_max" "${seconds}s" -s "$here/bench_kms/replay.lua" "$CUSTOS_ENDPOINT/"
     wait "$perf_pid"
     grep -E 'Requests/sec|Non-2xx' "$tmp/wrk-perf.txt"
     echo "-- CPU samples by process and library"

@@ -461,12 +461,24 @@ void RaiseFileLimit(size_t max_connections) {
 }  // namespace
 
 struct HttpServer::Impl {
-  explicit Impl(int threads) : ioc(threads) {}
+  // One io_context per I/O thread (concurrency hint 1: no locking inside asio), connections
+  // dealt round-robin: a request is read, handled and answered on one thread, with no hand-off
+  // between threads through a shared scheduler (each hand-off is a futex wake-up, and on this
+  // path they cost more CPU than the request itself; docs/benchmarks.md, issue 14).
+  explicit Impl(int threads) : iocs(MakeIoContexts(threads)) {}
+
+  static std::vector<std::unique_ptr<asio::io_context>> MakeIoContexts(int threads) {
+    std::vector<std::unique_ptr<asio::io_context>> out;
+    for (int i = 0; i < threads; ++i) out.push_back(std::make_unique<asio::io_context>(1));
+    return out;
+  }
 
   void Accept() {
-    acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
-      OnAccept(ec, std::move(socket));
-    });
+    asio::io_context& target = *iocs[next_ioc++ % iocs.size()];
+    acceptor.async_accept(asio::make_strand(target),
+                          [this](beast::error_code ec, tcp::socket socket) {
+                            OnAccept(ec, std::move(socket));
+                          });
   }
 
   void OnAccept(beast::error_code ec, tcp::socket socket) {
@@ -503,7 +515,7 @@ struct HttpServer::Impl {
     Accept();
   }
 
-  void RunIoThread() {
+  void RunIoThread(asio::io_context& ioc) {
     for (;;) {
       try {
         ioc.run();
@@ -518,10 +530,11 @@ struct HttpServer::Impl {
   std::shared_ptr<ServerShared> shared = std::make_shared<ServerShared>();
   // Declared before the io_context so it outlives the sessions destroyed with it.
   std::optional<ssl::context> tls;
-  asio::io_context ioc;
-  tcp::acceptor acceptor{asio::make_strand(ioc)};
+  std::vector<std::unique_ptr<asio::io_context>> iocs;
+  size_t next_ioc = 0;  // the acceptor's strand only
+  tcp::acceptor acceptor{asio::make_strand(*iocs.front())};
   asio::steady_timer retry_timer{acceptor.get_executor()};
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::vector<std::thread> threads;
   uint16_t port = 0;
 
@@ -614,17 +627,18 @@ Status HttpServer::Start() {
   if (impl_->started) return FailedPrecondition("HTTP server already started");
   if (impl_->stopped) return FailedPrecondition("HTTP server was stopped");
   impl_->started = true;
-  impl_->work.emplace(asio::make_work_guard(impl_->ioc));
+  for (auto& ioc : impl_->iocs) impl_->work.push_back(asio::make_work_guard(*ioc));
   Impl* impl = impl_.get();
   asio::post(impl->acceptor.get_executor(), [impl] { impl->Accept(); });
   try {
-    for (int i = 0; i < impl->shared->options.threads; ++i) {
-      impl->threads.emplace_back([impl] { impl->RunIoThread(); });
+    for (auto& ioc : impl->iocs) {
+      impl->threads.emplace_back([impl, ioc = ioc.get()] { impl->RunIoThread(*ioc); });
     }
   } catch (const std::system_error&) {
-    // Threads that did start are joined by Stop(); the server serves with fewer threads.
-    if (impl->threads.empty()) return InternalError("cannot start HTTP server threads");
   }
+  // Each thread serves its own connections: all must run (those that did are joined by Stop).
+  if (impl->threads.size() != impl->iocs.size())
+    return InternalError("cannot start every HTTP server thread");
   return Status::Ok();
 }
 
@@ -655,8 +669,8 @@ void HttpServer::Stop() {
       impl->shared->sessions_empty.wait_for(sessions_lock, impl->shared->options.stop_grace,
                                             [impl] { return impl->shared->sessions.empty(); });
     }
-    impl->work.reset();
-    impl->ioc.stop();
+    impl->work.clear();
+    for (auto& ioc : impl->iocs) ioc->stop();
     for (auto& t : impl->threads) t.join();
     impl->threads.clear();
   }

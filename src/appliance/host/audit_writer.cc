@@ -26,6 +26,9 @@ StatusOr<std::unique_ptr<AuditWriter>> AuditWriter::Start(store::Store& store,
     return InvalidArgument("audit writer: batch bounds out of range");
   if (options.sync_window < std::chrono::milliseconds(1) || options.max_unsigned_entries == 0)
     return InvalidArgument("audit writer: sync window or unsigned bound out of range");
+  if (options.sync_delay.count() < 0 || options.sign_delay.count() < 0 ||
+      options.sync_delay >= options.sync_window || options.sign_delay >= options.sync_window)
+    return InvalidArgument("audit writer: sync or sign delay not within [0, sync window)");
   if (options.audit_key) {
     std::string key_hex = HexEncode(options.audit_key->Encode());
     StatusOr<std::string> stored = store.GetMeta(kAuditKeyMeta);
@@ -96,7 +99,8 @@ StatusOr<std::unique_ptr<AuditWriter>> AuditWriter::Start(store::Store& store,
       std::move(tail)));
   writer->signed_seq_ = last_signed.seq;
   writer->durable_seq_ = writer->head_.seq;  // what was found is as durable as it will get
-  writer->thread_ = std::thread([w = writer.get()] { w->Run(); });
+  if (!writer->pending_.empty()) writer->oldest_unsigned_ = Clock::now();
+  writer->thread_ = std::thread([w = writer.get()] { w->RunSigner(); });
   if (writer->options_.sync == AuditSync::kGroup)
     writer->syncer_ = std::thread([w = writer.get()] { w->RunSyncer(); });
   return writer;
@@ -136,13 +140,51 @@ Status AuditWriter::Append(const nlohmann::json& entry, bool durable) {
   std::shared_ptr<Batch> batch = open_;
   batch->bytes += text.size();
   batch->entries.push_back(std::move(text));
-  work_cv_.notify_one();
-  batch->done_cv.wait(lock, [&] { return batch->done; });
+  // The first appender that finds its batch at the head of the queue with no write running
+  // writes it; everyone else in the batch waits for that write.
+  batch->done_cv.wait(lock, [&] { return batch->done || (!writing_ && IsHead(batch)); });
+  if (!batch->done) {
+    if (closed_.empty()) {
+      open_.reset();
+    } else {
+      closed_.pop_front();
+    }
+    writing_ = true;
+    lock.unlock();
+    Lead(batch);
+    lock.lock();
+  }
   if (!batch->result.ok() || options_.sync == AuditSync::kRequest) return batch->result;
   const bool window_passed =
       oldest_undurable_ && Clock::now() - *oldest_undurable_ > options_.sync_window;
   if (durable || window_passed) return WaitDurable(lock, batch->last_seq);
   return Status::Ok();
+}
+
+bool AuditWriter::IsHead(const std::shared_ptr<Batch>& batch) const {
+  return closed_.empty() ? open_ == batch : closed_.front() == batch;
+}
+
+void AuditWriter::Lead(const std::shared_ptr<Batch>& batch) {
+  uint64_t last_seq = 0;
+  Status result = options_.sync == AuditSync::kGroup ? Write(batch->entries, &last_seq)
+                                                     : Commit(batch->entries, &last_seq);
+  std::shared_ptr<Batch> next;
+  {
+    std::lock_guard lock(mu_);
+    batch->result = std::move(result);
+    batch->last_seq = last_seq;
+    batch->done = true;
+    writing_ = false;
+    if (!closed_.empty()) {
+      next = closed_.front();
+    } else {
+      next = open_;
+    }
+  }
+  batch->done_cv.notify_all();
+  if (next) next->done_cv.notify_all();  // one of its appenders leads it
+  idle_cv_.notify_all();
 }
 
 Status AuditWriter::Append(const audit::Entry& entry, bool durable) {
@@ -151,55 +193,59 @@ Status AuditWriter::Append(const audit::Entry& entry, bool durable) {
 
 Status AuditWriter::WaitDurable(std::unique_lock<std::mutex>& lock, uint64_t seq) {
   const uint64_t failures_before = sync_failures_;
+  ++durable_waiters_;
+  sync_cv_.notify_one();  // the syncer must not delay for someone who waits
   durable_cv_.wait(lock, [&] {
     return durable_seq_ >= seq || sync_failures_ != failures_before || syncer_stop_;
   });
+  --durable_waiters_;
   if (durable_seq_ >= seq) return Status::Ok();
   if (!sync_error_.ok()) return CouldNotWrite(sync_error_);
   return FailedPrecondition("audit log could not be written: writer stopped before the fsync");
 }
 
-void AuditWriter::Run() {
+void AuditWriter::RunSigner() {
   constexpr auto kSignRetry = std::chrono::milliseconds(200);
+  const bool group = options_.sync == AuditSync::kGroup;
   std::optional<Clock::time_point> sign_failed_at;  // set while the core cannot sign
   for (;;) {
-    std::shared_ptr<Batch> batch;
     bool stopping = false;
     {
       std::unique_lock lock(mu_);
-      auto ready = [&] { return stopping_ || open_ || !closed_.empty(); };
-      if (sign_failed_at) {
-        work_cv_.wait_for(lock, kSignRetry, ready);
-      } else {
-        work_cv_.wait(lock, [&] { return ready() || !pending_.empty(); });
+      for (;;) {
+        // Stopping: once the last leader is done, what is pending is signed one last time.
+        stopping = stopping_ && !open_ && closed_.empty() && !writing_;
+        if (stopping || pending_.empty()) {
+          if (stopping) break;
+          work_cv_.wait(lock);
+          continue;
+        }
+        // Something to sign: when a batch's worth waits, after sign_delay from the oldest
+        // unsigned write, and while the core refuses, every kSignRetry.
+        Clock::time_point due = oldest_unsigned_.value_or(Clock::now()) + options_.sign_delay;
+        if (pending_.size() >= options_.max_batch_entries) due = Clock::now();
+        if (sign_failed_at) due = std::max(due, *sign_failed_at + kSignRetry);
+        if (Clock::now() >= due) break;
+        work_cv_.wait_until(lock, due);
       }
-      if (!closed_.empty()) {
-        batch = std::move(closed_.front());
-        closed_.pop_front();
-      } else if (open_) {
-        batch = std::move(open_);
-      }
-      stopping = stopping_ && !batch && closed_.empty();
     }
-    if (batch) {
-      uint64_t last_seq = 0;
-      Status result = options_.sync == AuditSync::kGroup ? Write(batch->entries, &last_seq)
-                                                         : Commit(batch->entries, &last_seq);
+    if (!group && !stopping) {
+      // kRequest: leaders sign their own batches; only a tail found at start is left here.
+      std::lock_guard sign_lock(sign_mu_);
+      bool has_tail;
       {
         std::lock_guard lock(mu_);
-        batch->result = std::move(result);
-        batch->last_seq = last_seq;
-        batch->done = true;
+        has_tail = !pending_.empty();
       }
-      batch->done_cv.notify_all();
+      if (has_tail) (void)SignPending(store::Durability::kDurable);
+      std::lock_guard lock(mu_);
+      if (!pending_.empty()) sign_failed_at = Clock::now();
+      continue;
     }
-    // Pipelined: the batch's requests are on their way out while the core signs. A core that
-    // cannot sign (sealed, restarting) is asked again every kSignRetry, not once per batch.
-    const bool retry_due = !sign_failed_at || Clock::now() - *sign_failed_at >= kSignRetry;
-    if (!pending_.empty() && (retry_due || stopping)) {
-      Status signed_ok = SignPending(options_.sync == AuditSync::kGroup
-                                         ? store::Durability::kWritten
-                                         : store::Durability::kDurable);
+    {
+      std::lock_guard sign_lock(sign_mu_);
+      Status signed_ok =
+          SignPending(group ? store::Durability::kWritten : store::Durability::kDurable);
       if (signed_ok.ok()) {
         sign_failed_at.reset();
       } else {
@@ -220,6 +266,14 @@ void AuditWriter::RunSyncer() {
   for (;;) {
     sync_cv_.wait(lock, [&] { return dirty_ || syncer_stop_; });
     if (!dirty_) break;  // stopping, and everything written is durable
+    // Let writes gather for sync_delay after the oldest unsynced one, unless a request waits
+    // for this fsync or the writer stops.
+    if (oldest_since_sync_ && durable_waiters_ == 0 && !syncer_stop_) {
+      const Clock::time_point due = *oldest_since_sync_ + options_.sync_delay;
+      if (Clock::now() < due) {
+        sync_cv_.wait_until(lock, due, [&] { return durable_waiters_ > 0 || syncer_stop_; });
+      }
+    }
     const uint64_t target = head_.seq;
     dirty_ = false;
     oldest_since_sync_.reset();
@@ -265,17 +319,28 @@ Status AuditWriter::Write(std::vector<std::string>& entries, uint64_t* last_seq)
   Bytes hash = records.back().hash;
   Status stored = store_.AppendAudit(records, store::Durability::kWritten);
   if (!stored.ok()) return CouldNotWrite(stored);
-  for (std::string& e : entries) pending_.push_back(std::move(e));
   *last_seq = seq;
   std::lock_guard lock(mu_);
+  for (std::string& e : entries) pending_.push_back(std::move(e));
   head_.seq = seq;
   head_.hash = std::move(hash);
   unsigned_count_ = pending_.size();
   auto now = Clock::now();
+  // The signer and the syncer are woken only when their wait changes (a first unsigned entry,
+  // a full batch, a first unsynced write): the rest they find when their delay ends, so a
+  // request costs them no wake-up.
+  if (!oldest_unsigned_) {
+    oldest_unsigned_ = now;
+    work_cv_.notify_one();
+  } else if (pending_.size() >= options_.max_batch_entries) {
+    work_cv_.notify_one();
+  }
   if (!oldest_undurable_) oldest_undurable_ = now;
   if (!oldest_since_sync_) oldest_since_sync_ = now;
-  dirty_ = true;
-  sync_cv_.notify_one();
+  if (!dirty_) {
+    dirty_ = true;
+    sync_cv_.notify_one();
+  }
   return Status::Ok();
 }
 
@@ -295,20 +360,22 @@ Status AuditWriter::CheckSignedHead(const SignedHead& signed_head, uint64_t seq,
 }
 
 Status AuditWriter::SignPending(store::Durability durability) {
-  while (!pending_.empty()) {
-    // One step: as many entries as fit one batch's bounds (one ecall frame).
+  for (;;) {
+    // One step: as many entries as fit one batch's bounds (one ecall frame), copied under mu_
+    // (leaders append to pending_ meanwhile; only this caller, under sign_mu_, removes).
     std::vector<std::string> step;
-    size_t bytes = 0;
-    while (step.size() < pending_.size() && step.size() < options_.max_batch_entries &&
-           bytes + pending_[step.size()].size() <= options_.max_batch_bytes) {
-      bytes += pending_[step.size()].size();
-      step.push_back(pending_[step.size()]);
-    }
     uint64_t signed_seq;
     {
       std::lock_guard lock(mu_);
+      size_t bytes = 0;
+      while (step.size() < pending_.size() && step.size() < options_.max_batch_entries &&
+             bytes + pending_[step.size()].size() <= options_.max_batch_bytes) {
+        bytes += pending_[step.size()].size();
+        step.push_back(pending_[step.size()]);
+      }
       signed_seq = signed_seq_;
     }
+    if (step.empty()) return Status::Ok();
     StatusOr<SignedHead> signed_head = signer_(anchor_, step);
     if (!signed_head.ok()) return CouldNotWrite(signed_head.status());
     // The chain head after `step`, recomputed from the entries: the core must have signed it.
@@ -320,21 +387,29 @@ Status AuditWriter::SignPending(store::Durability durability) {
     Status stored = store_.SignAudit(seq, signed_head->signature, durability);
     if (!stored.ok()) return CouldNotWrite(stored);
     anchor_ = Concat({signed_head->head, signed_head->signature});
-    pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(step.size()));
     std::lock_guard lock(mu_);
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(step.size()));
+    if (pending_.empty()) {
+      oldest_unsigned_.reset();
+    } else {
+      oldest_unsigned_ = Clock::now();  // the rest waits at most one more delay
+    }
     signed_seq_ = seq;
     unsigned_count_ = pending_.size();
     if (durability == store::Durability::kWritten) {
-      dirty_ = true;
-      sync_cv_.notify_one();
+      if (!oldest_since_sync_) oldest_since_sync_ = Clock::now();
+      if (!dirty_) {
+        dirty_ = true;
+        sync_cv_.notify_one();
+      }
     }
   }
-  return Status::Ok();
 }
 
 Status AuditWriter::Commit(std::vector<std::string>& entries, uint64_t* last_seq) {
+  std::lock_guard sign_lock(sign_mu_);
   // An unsigned tail found at start is signed first, on its own anchor.
-  if (!pending_.empty()) RETURN_IF_ERROR(SignPending(store::Durability::kDurable));
+  RETURN_IF_ERROR(SignPending(store::Durability::kDurable));
   StatusOr<SignedHead> signed_head = signer_(anchor_, entries);
   if (!signed_head.ok()) return CouldNotWrite(signed_head.status());
 
@@ -362,8 +437,10 @@ Status AuditWriter::Commit(std::vector<std::string>& entries, uint64_t* last_seq
 void AuditWriter::Stop() {
   std::lock_guard stop_lock(stop_mu_);
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     stopping_ = true;
+    // Appends already queued finish as usual: their leaders write them.
+    idle_cv_.wait(lock, [&] { return !open_ && closed_.empty() && !writing_; });
   }
   work_cv_.notify_all();
   if (thread_.joinable()) thread_.join();

@@ -3,18 +3,23 @@
 // that cannot be audited fails (AWS-style "the audit log could not be written"), it is never
 // served unaudited.
 //
-// Request threads queue their entries and block; one writer thread takes what is queued (a
-// bounded batch), chains it (the host computes the entries' hashes) and stores it, has the core
-// sign the new head (ecall kAuditAppend through the injected BatchSigner; the host refuses a
-// head that differs from its own) and stores the signature on the newest record. When the
-// request is answered depends on AuditSync:
+// Request threads queue their entries into the open batch; the first request of the oldest
+// unwritten batch writes that batch itself (group commit by a leader, no hand-off to another
+// thread): it chains the entries (the host computes their hashes) and stores them, while the
+// requests that arrive meanwhile fill the next batch. A signer thread has the core sign the new
+// head (ecall kAuditAppend through the injected BatchSigner; the host refuses a head that differs
+// from its own) and stores the signature on the newest record. When the request is answered
+// depends on AuditSync:
 //   kGroup   (default) once its batch is written (write(2): it survives kill -9 of any process).
-//            The signature follows in the next pipelined step and a syncer thread fsyncs the log
-//            continuously (group commit); a request that asks for durability (a key-state
-//            change), or that arrives while a written entry has waited longer than sync_window,
-//            waits for the fsync. So a power loss loses at most the entries acknowledged within
-//            sync_window before it, and never a key-state change's entry.
-//   kRequest once its batch is signed and fsynced: one signature and one fsync per batch.
+//            The signer signs behind the answers, once sign_delay has passed since the oldest
+//            unsigned write (or at once when a batch's worth waits), and a syncer thread fsyncs
+//            the log (group commit) once sync_delay has passed since the oldest unsynced write, or
+//            at once when a request waits for it; a request that asks for durability (a
+//            key-state change), or that arrives while a written entry has waited longer than
+//            sync_window, waits for the fsync. So a power loss loses at most the entries
+//            acknowledged within sync_window before it, and never a key-state change's entry.
+//   kRequest once its batch is signed and fsynced: one signature and one fsync per batch, by the
+//            batch's leader.
 // A process that dies between write and signature leaves an unsigned tail; the next Start has
 // the core sign it as found and appends an "audit-recovery" entry naming its range.
 #pragma once
@@ -69,6 +74,11 @@ struct AuditWriterOptions {
   // kGroup: an entry written longer ago than this and not yet fsynced makes new appends wait
   // for the fsync: the bound on what a power loss can take.
   std::chrono::milliseconds sync_window{10};
+  // kGroup: the syncer lets writes gather this long before an fsync nobody waits for, and the
+  // signer this long before a signature (fewer fsyncs and signatures per request at low load).
+  // Each must be below sync_window.
+  std::chrono::microseconds sync_delay{2000};
+  std::chrono::microseconds sign_delay{2000};
   // kGroup: appends are refused while this many written entries wait for the core's signature
   // (the core is sealed or gone), so memory stays bounded.
   size_t max_unsigned_entries = 100'000;
@@ -96,7 +106,8 @@ class AuditWriter {
   AuditWriter& operator=(const AuditWriter&) = delete;
 
   // Append queues `entry` (a JSON object, serialised with sorted keys, invalid UTF-8 replaced
-  // by U+FFFD) and blocks until the batch it joined is stored and signed. Thread-safe; called
+  // by U+FFFD) and blocks until the batch it joined is stored (kGroup) or stored and signed
+  // (kRequest); the calling thread may be the one that writes it. Thread-safe; called
   // by every request thread. Errors: kInvalidArgument for an entry that is not an object or
   // is larger than kMaxAuditEntryBytes; kUnavailable "audit log could not be written: ..."
   // when the core refused to sign or the store failed (every entry of that batch gets it and
@@ -135,8 +146,14 @@ class AuditWriter {
 
   AuditWriter(store::Store& store, BatchSigner signer, AuditWriterOptions options,
               audit::Head head, Bytes anchor, std::deque<std::string> unsigned_tail);
-  void Run();
+  // RunSigner is the signer thread: it signs what the leaders wrote (kGroup) or an unsigned tail
+  // found at start (kRequest).
+  void RunSigner();
   void RunSyncer();
+  // IsHead: `batch` is the oldest one not yet taken by a leader. Requires mu_.
+  bool IsHead(const std::shared_ptr<Batch>& batch) const;
+  // Lead writes `batch` (the head, taken off the queue) as its leader. Called without mu_.
+  void Lead(const std::shared_ptr<Batch>& batch);
   // Write stores one batch (unsigned, kWritten) and advances the chain; kGroup.
   Status Write(std::vector<std::string>& entries, uint64_t* last_seq);
   // Commit signs and stores one batch durably; kRequest. Entries are consumed.
@@ -145,7 +162,7 @@ class AuditWriter {
   // stores each step's signature with `durability`.
   Status SignPending(store::Durability durability);
   // ChainAfterHead makes the records of `entries` (non-empty) chained after head_: seq and
-  // hash computed by the host. Writer thread only.
+  // hash computed by the host. The leader only.
   std::vector<store::AuditRecord> ChainAfterHead(const std::vector<std::string>& entries) const;
   // CheckSignedHead refuses a core answer that is not a 64-byte signature over (seq, hash), the
   // host's own chain head (verified under the audit key when the writer knows it).
@@ -158,11 +175,13 @@ class AuditWriter {
   const AuditWriterOptions options_;
 
   mutable std::mutex mu_;
-  std::condition_variable work_cv_;
+  std::condition_variable work_cv_;             // the signer waits for written entries
   std::shared_ptr<Batch> open_;                // being filled (null when none)
-  std::deque<std::shared_ptr<Batch>> closed_;  // full, waiting for the writer thread
+  std::deque<std::shared_ptr<Batch>> closed_;  // full, waiting for a leader
+  bool writing_ = false;                       // a leader is writing a batch
+  std::condition_variable idle_cv_;            // Stop waits for the last leader
   bool stopping_ = false;
-  audit::Head head_;  // guarded by mu_; written only by the writer thread
+  audit::Head head_;  // guarded by mu_; written only by a leader (one at a time)
   uint64_t signed_seq_ = 0;     // guarded by mu_
   size_t unsigned_count_ = 0;   // guarded by mu_: pending_.size() for Append's bound
 
@@ -171,16 +190,20 @@ class AuditWriter {
   std::condition_variable durable_cv_;  // appenders wait for a sync
   bool dirty_ = false;                  // a write since the running or last sync began
   bool syncer_stop_ = false;
+  size_t durable_waiters_ = 0;          // appenders in WaitDurable: the syncer does not delay
   uint64_t durable_seq_ = 0;
   Status sync_error_;                   // the last sync's failure, cleared by a success
   uint64_t sync_failures_ = 0;
   std::optional<Clock::time_point> oldest_undurable_;  // the oldest write not known durable
   std::optional<Clock::time_point> oldest_since_sync_;  // the oldest write since a sync began
 
-  // Writer-thread state: the anchor of the next signature (head || signature of the newest
-  // signed record) and the written entries after it, in order.
+  // Signing state. anchor_ (head || signature of the newest signed record) is used under
+  // sign_mu_ only (the signer thread, or a kRequest leader); pending_, the written entries
+  // after it in order, is guarded by mu_ (leaders append, the signer takes from the front).
+  std::mutex sign_mu_;
   Bytes anchor_;
   std::deque<std::string> pending_;
+  std::optional<Clock::time_point> oldest_unsigned_;  // guarded by mu_: when pending_ began
 
   std::mutex stop_mu_;  // serialises Stop's join
   std::thread thread_;

@@ -373,6 +373,46 @@ TEST_F(AuditWriterTest, GroupSyncAcknowledgesOnceWrittenAndSignsBehind) {
   EXPECT_EQ(report.head_seq, 6u);
 }
 
+TEST_F(AuditWriterTest, GroupSyncWritesOnTheAppendersThreadWhileTheSignerIsStuck) {
+  // A core call that hangs (a slow or stuck core) holds up the signature, never the requests:
+  // each appender writes its own batch, so appends keep being acknowledged meanwhile.
+  FakeCore core(key_);
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
+  bool open_gate = false;
+  std::atomic<int> signer_calls{0};
+  BatchSigner stuck = [&](ByteSpan anchor, const std::vector<std::string>& entries) {
+    ++signer_calls;
+    std::unique_lock lock(gate_mu);
+    gate_cv.wait(lock, [&] { return open_gate; });
+    return core.Sign(anchor, entries);
+  };
+  AuditWriterOptions options;
+  options.sign_delay = std::chrono::microseconds(0);
+  auto w = AuditWriter::Start(*store_, stuck, options);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  std::unique_ptr<AuditWriter> writer = std::move(w).value();
+  ASSERT_OK(writer->Append(Entry("first")));
+  // Wait until the signer is inside the core call for "first", then append more.
+  for (int i = 0; i < 2000 && signer_calls.load() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(signer_calls.load(), 1);
+  for (int i = 0; i < 20; ++i) ASSERT_OK(writer->Append(Entry("while-stuck-" + std::to_string(i))));
+  EXPECT_EQ(writer->progress().written, 21u);
+  EXPECT_EQ(writer->progress().signed_, 0u);
+  EXPECT_EQ(store_->LastAudit()->seq, 21u);
+  {
+    std::lock_guard lock(gate_mu);
+    open_gate = true;
+  }
+  gate_cv.notify_all();
+  writer->Stop();
+  EXPECT_EQ(writer->progress().signed_, 21u);
+  audit::AuditReport report = VerifyAll();
+  EXPECT_TRUE(report.intact) << report.failure;
+  EXPECT_EQ(report.head_seq, 21u);
+}
+
 TEST_F(AuditWriterTest, GroupSyncRefusesBeyondTheUnsignedBound) {
   FakeCore core(key_);
   core.Fail(FailedPrecondition("enclave: sealed"));
@@ -467,10 +507,16 @@ TEST_F(AuditWriterTest, DatabaseEditedBetweenRunsIsDetected) {
     FakeCore core(key_);
     AuditWriterOptions options;
     options.max_batch_entries = 4;
+    options.sign_delay = std::chrono::microseconds(0);
     auto writer = StartWriter(core, options);
     ASSERT_NE(writer, nullptr);
-    // Sequential appends: one entry per batch, every record signed.
-    for (int i = 0; i < 12; ++i) ASSERT_OK(writer->Append(Entry(std::to_string(i))));
+    // Sequential appends, each signed before the next: every record carries a signature.
+    for (int i = 0; i < 12; ++i) {
+      ASSERT_OK(writer->Append(Entry(std::to_string(i))));
+      for (int j = 0; j < 2000 && writer->progress().signed_ < writer->progress().written; ++j)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      ASSERT_EQ(writer->progress().signed_, writer->progress().written);
+    }
   }
   store_.reset();
   Exec("UPDATE audit SET entry = replace(entry, 'Encrypt', 'Decrypt') WHERE seq = 7");
