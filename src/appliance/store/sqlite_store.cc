@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "appliance/store/internal/sqlite_schema.h"
+#include "appliance/store/internal/store_rules.h"
 #include "appliance/store/store.h"
 
 namespace custos::store {
@@ -51,6 +52,8 @@ Status SqliteError(sqlite3* db, const char* op, int rc) {
 
 namespace {
 
+using internal::kMaxAuditSeq;
+using internal::NotFoundIn;
 using internal::SqliteError;
 
 // Stmt is a cached prepared statement lent to one call: parameters are bound in order
@@ -265,9 +268,6 @@ constexpr char kSelectMeta[] = "SELECT value FROM meta WHERE name = ?1";
 #undef CUSTOS_ACCESS_KEY_COLUMNS
 #undef CUSTOS_AUDIT_COLUMNS
 
-// SQLite integers are signed 64-bit; an audit seq above that cannot be stored.
-constexpr uint64_t kMaxSeq = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
-
 void BindKey(Stmt& s, const KeyRecord& k) {
   s.Text(k.key_id)
       .Text(k.arn)
@@ -334,10 +334,6 @@ AccessKeyRecord ReadAccessKey(const Stmt& s) {
 
 AuditRecord ReadAuditRecord(const Stmt& s) {
   return AuditRecord{static_cast<uint64_t>(s.ColInt(0)), s.ColText(1), s.ColBlob(2), s.ColBlob(3)};
-}
-
-Status NotFoundIn(const char* op, const char* what) {
-  return NotFound(std::string("store: ") + op + ": " + what + " not found");
 }
 
 // QueryText runs a constant statement and returns its first row's first column as text.
@@ -442,10 +438,7 @@ class SqliteStore final : public Store {
 
   Status CreateKey(const KeyRecord& key, const KeyVersion& first_version) override {
     constexpr char kOp[] = "create key";
-    if (first_version.key_id != key.key_id) return Mismatch(kOp);
-    if (key.current_version != first_version.version) {
-      return InvalidArgument("store: create key: current_version is not the first version's");
-    }
+    RETURN_IF_ERROR(internal::CheckNewKey(key, first_version));
     std::lock_guard<std::mutex> lock(mu_);
     Transaction tx(db_);
     RETURN_IF_ERROR(tx.Begin(kOp, true));
@@ -496,7 +489,7 @@ class SqliteStore final : public Store {
 
   Status AddKeyVersion(const KeyRecord& key, const KeyVersion& version) override {
     constexpr char kOp[] = "add key version";
-    if (version.key_id != key.key_id) return Mismatch(kOp);
+    RETURN_IF_ERROR(internal::CheckVersionOfKey(kOp, key, version));
     std::lock_guard<std::mutex> lock(mu_);
     Transaction tx(db_);
     RETURN_IF_ERROR(tx.Begin(kOp, true));
@@ -710,16 +703,7 @@ class SqliteStore final : public Store {
     constexpr char kOp[] = "append audit";
     if (records.empty()) return Status::Ok();
     // The batch must be consecutive in itself; checked before touching the database.
-    for (size_t i = 0; i < records.size(); ++i) {
-      if (records[i].seq == 0 || records[i].seq > kMaxSeq) {
-        return InvalidArgument("store: append audit: seq out of range");
-      }
-      if (i > 0 && records[i].seq != records[i - 1].seq + 1) {
-        return FailedPrecondition("store: append audit: batch seq " +
-                                  std::to_string(records[i].seq) + " does not follow " +
-                                  std::to_string(records[i - 1].seq));
-      }
-    }
+    RETURN_IF_ERROR(internal::CheckAuditBatch(records));
     std::lock_guard<std::mutex> lock(mu_);
     ASSIGN_OR_RETURN(SyncMode mode, SyncMode::Set(db_, kOp, durability));
     Transaction tx(db_);
@@ -730,11 +714,7 @@ class SqliteStore final : public Store {
       ASSIGN_OR_RETURN(bool row, s.Step());
       if (row) last = static_cast<uint64_t>(s.ColInt(0));
     }
-    if (records.front().seq != last + 1) {
-      return FailedPrecondition("store: append audit: seq " + std::to_string(records.front().seq) +
-                                " is not the next one (the log ends at " + std::to_string(last) +
-                                ")");
-    }
+    if (records.front().seq != last + 1) return internal::AuditNotNext(records.front().seq, last);
     for (const AuditRecord& r : records) {
       ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kInsertAudit));
       s.Int(static_cast<int64_t>(r.seq)).Text(r.entry).Blob(r.hash).Blob(r.signature);
@@ -745,8 +725,7 @@ class SqliteStore final : public Store {
 
   Status SignAudit(uint64_t seq, ByteSpan signature, Durability durability) override {
     constexpr char kOp[] = "sign audit";
-    if (seq == 0 || seq > kMaxSeq) return InvalidArgument("store: sign audit: seq out of range");
-    if (signature.empty()) return InvalidArgument("store: sign audit: empty signature");
+    RETURN_IF_ERROR(internal::CheckAuditSignature(seq, signature));
     std::lock_guard<std::mutex> lock(mu_);
     ASSIGN_OR_RETURN(SyncMode mode, SyncMode::Set(db_, kOp, durability));
     Transaction tx(db_);
@@ -761,8 +740,7 @@ class SqliteStore final : public Store {
       s.Int(static_cast<int64_t>(seq));
       ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) return NotFoundIn(kOp, "audit record");
-      return FailedPrecondition("store: sign audit: record " + std::to_string(seq) +
-                                " is signed already");
+      return internal::AuditSignedAlready(seq);
     }
     return tx.Commit(kOp);
   }
@@ -803,9 +781,9 @@ class SqliteStore final : public Store {
   StatusOr<std::vector<AuditRecord>> ReadAudit(uint64_t from_seq, size_t limit) override {
     constexpr char kOp[] = "read audit";
     std::vector<AuditRecord> out;
-    if (limit == 0 || from_seq > kMaxSeq) return out;
+    if (limit == 0 || from_seq > kMaxAuditSeq) return out;
     const int64_t max_rows =
-        limit > kMaxSeq ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(limit);
+        limit > kMaxAuditSeq ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(limit);
     std::lock_guard<std::mutex> lock(mu_);
     ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kReadAudit));
     s.Int(static_cast<int64_t>(from_seq)).Int(max_rows);
@@ -876,16 +854,7 @@ class SqliteStore final : public Store {
     ASSIGN_OR_RETURN(Stmt s, Prepare(op, kVersionExists));
     s.Text(key.key_id).Int(key.current_version);
     ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) {
-      return InvalidArgument(std::string("store: ") + op +
-                             ": current_version names no stored version of the key");
-    }
-    return Status::Ok();
-  }
-
-  static Status Mismatch(const char* op) {
-    return InvalidArgument(std::string("store: ") + op +
-                           ": the version's key_id is not the record's key_id");
+    return row ? Status::Ok() : internal::CurrentVersionMissing(op);
   }
 
   StatusOr<AuditRecord> NewestAudit(const char* op, const char* sql) {

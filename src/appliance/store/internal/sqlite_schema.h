@@ -5,8 +5,9 @@
 #include <span>
 #include <string>
 
-#include "common/status.h"
+#include "appliance/store/internal/migration.h"
 #include "appliance/store/store.h"
+#include "common/status.h"
 
 struct sqlite3;
 
@@ -16,13 +17,8 @@ namespace custos::store::internal {
 // that a SQLite file of another program is never taken for a custos store ("cust" in ASCII).
 inline constexpr int kApplicationId = 0x63757374;
 
-// Migration is one step of the schema: `sql` takes a database at version `version - 1` to
-// `version` and ends by setting PRAGMA user_version to `version` itself (a constant in the
-// script: PRAGMA takes no bound parameters, and no SQL is ever built from values).
-struct Migration {
-  int version;
-  const char* sql;
-};
+// A SQLite Migration (internal/migration.h) ends by setting PRAGMA user_version to its own
+// version (a constant in the script: PRAGMA takes no bound parameters).
 
 // Migrations returns the build's migrations, ordered; the last one's version is kSchemaVersion.
 std::span<const Migration> Migrations();
