@@ -13,8 +13,12 @@ PKGS=(
   time
   # The sqlite3 shell: the e2e audit test edits a database with it, operators back up with it.
   sqlite3
+  # The PostgreSQL store (libpq) and the server its tests start privately (initdb, pg_ctl).
+  libpq-dev postgresql
   # The operations guide's walkthrough (tests/guide) reads JSON answers with jq.
   jq
+  # The local cluster (scripts/dev-cluster.sh, tests/cluster): HAProxy in front of the nodes.
+  haproxy
   # KMS throughput benchmark (scripts/bench_kms.sh): the load generator and the nginx reference.
   wrk nginx-light
   # Objects (custos put/get): S3 XML answers; the benchmark chart (scripts/bench_objects.sh).

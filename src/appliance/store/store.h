@@ -3,10 +3,10 @@
 // key material and metadata are stored: the host never has anything else to give it.
 //
 // Every mutating call is one transaction and is durable when it returns OK (the SQLite backend
-// runs WAL with synchronous=FULL), so an acknowledged request survives kill -9 and power loss.
-// Implementations are thread-safe. Errors: kNotFound for a missing object, kAlreadyExists for a
-// duplicate name, kUnavailable for an I/O or database failure (the message names the
-// operation, never a value).
+// runs WAL with synchronous=FULL, the PostgreSQL backend commits with synchronous_commit on),
+// so an acknowledged request survives kill -9 and power loss. Implementations are thread-safe.
+// Errors: kNotFound for a missing object, kAlreadyExists for a duplicate name, kUnavailable for
+// an I/O, connection or database failure (the message names the operation, never a value).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -168,6 +168,24 @@ class Store {
 // (kUnavailable) rather than run on weaker guarantees if WAL, synchronous=FULL or foreign keys
 // do not take effect. docs/storage.md describes the schema and the durability promise.
 StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+// OpenPostgresStore connects to the PostgreSQL database named by `url` (a libpq URI,
+// postgresql://USER:PASSWORD@HOST:PORT/DB?PARAMS; several hosts with
+// target_session_attrs=read-write find the primary) and applies any pending schema migrations
+// in one transaction under an advisory lock, so nodes starting together migrate once. The
+// tables live in the connection's current schema. Refused with kFailedPrecondition: a database
+// from a newer custos (naming both versions) and a schema holding another program's tables; a
+// malformed URL is kInvalidArgument (without quoting it: it may hold a password), an
+// unreachable server or one running with fsync = off kUnavailable. The store keeps up to 8
+// connections, made on demand, and reconnects by itself: a call whose connection broke runs
+// once more on a fresh connection where that cannot apply it twice. Text fields must be UTF-8
+// without NUL bytes (kInvalidArgument otherwise); descriptions, policies, tag values, meta
+// values and audit entries may hold any bytes. docs/storage.md "PostgreSQL" has the details.
+StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url);
+
+// OpenStore opens a PostgreSQL store for a postgresql:// or postgres:// URL and a SQLite store
+// at any other `url_or_path`.
+StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& url_or_path);
 
 // kSchemaVersion is the schema version this build writes.
 inline constexpr int kSchemaVersion = 1;

@@ -1,0 +1,831 @@
+// The PostgreSQL backend of Store (docs/storage.md "PostgreSQL"), for several appliance nodes
+// sharing one database. A small pool of libpq connections, made on demand; every statement is
+// a constant sent with binary parameters; every mutation is one explicit BEGIN ... COMMIT at
+// READ COMMITTED, committed with synchronous_commit on (the WAL is flushed before COMMIT
+// returns) unless the caller asked for Durability::kWritten.
+//
+// Reconnection: a call that fails because its connection broke, or because the server turned
+// out to be read-only (the old primary after a failover), closes that connection and every
+// idle one, and runs once more on a fresh connection, which libpq makes to whichever host of a
+// multi-host URL accepts writes (target_session_attrs=read-write), but only where running it
+// again cannot apply it twice (PgSession::RetrySafe): reads always; writes only when the
+// failure came before their COMMIT was sent, because a transaction whose connection is lost
+// before COMMIT is rolled back by the server. A failure during COMMIT itself is returned as
+// kUnavailable saying that the outcome is unknown (the commit record may have been written),
+// as for a lost network reply; the caller re-reads (the audit writer re-reads LastAudit, and
+// seq continuity refuses a batch stored twice).
+#include <libpq-fe.h>
+
+#include <condition_variable>
+#include <limits>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "appliance/store/internal/pg_schema.h"
+#include "appliance/store/internal/pg_session.h"
+#include "appliance/store/internal/store_rules.h"
+#include "appliance/store/store.h"
+
+namespace custos::store {
+
+namespace {
+
+using internal::kBoolOid;
+using internal::kByteaOid;
+using internal::kInt4Oid;
+using internal::kInt8Oid;
+using internal::kMaxAuditSeq;
+using internal::kTextOid;
+using internal::NotFoundIn;
+using internal::PgParams;
+using internal::PgQuery;
+using internal::PgResult;
+using internal::PgSession;
+using internal::PgTransaction;
+
+// ---- Statements. Each names the types of the columns it returns; Exec checks them.
+
+#define CUSTOS_KEY_COLUMNS                                                                    \
+  "key_id, arn, description, key_spec, key_usage, key_state, creation_date, deletion_date, "  \
+  "pending_window_days, rotation_enabled, rotation_period_days, next_rotation_date, policy, " \
+  "current_version"
+#define CUSTOS_VERSION_COLUMNS(t)                                                                \
+  t "key_id, " t "version, " t "wrapped_material, " t "public_key, " t "created, " t "rotation_" \
+                                                                                     "type"
+#define CUSTOS_ALIAS_COLUMNS(t) \
+  t "alias_name, " t "key_id, " t "creation_date, " t "last_updated_date"
+#define CUSTOS_ACCESS_KEY_COLUMNS "access_key_id, name, principal_arn, wrapped_secret, created"
+#define CUSTOS_AUDIT_COLUMNS "seq, entry, hash, signature"
+
+constexpr std::span<const Oid> kNone{};  // a statement that returns no rows
+constexpr Oid kKeyColumns[] = {kTextOid, kTextOid, kByteaOid, kTextOid, kTextOid,
+                               kTextOid, kInt8Oid, kInt8Oid,  kInt4Oid, kBoolOid,
+                               kInt4Oid, kInt8Oid, kByteaOid, kInt8Oid};
+constexpr Oid kVersionColumns[] = {kTextOid, kInt8Oid, kByteaOid, kByteaOid, kInt8Oid, kTextOid};
+constexpr Oid kAliasColumns[] = {kTextOid, kTextOid, kInt8Oid, kInt8Oid};
+constexpr Oid kTagColumns[] = {kTextOid, kByteaOid};
+constexpr Oid kAccessKeyColumns[] = {kTextOid, kTextOid, kTextOid, kByteaOid, kInt8Oid};
+constexpr Oid kAuditColumns[] = {kInt8Oid, kByteaOid, kByteaOid, kByteaOid};
+constexpr Oid kOneBool[] = {kBoolOid};
+constexpr Oid kOneInt8[] = {kInt8Oid};
+constexpr Oid kTwoTexts[] = {kTextOid, kTextOid};
+constexpr Oid kOneBytea[] = {kByteaOid};
+
+constexpr PgQuery kInsertKey = {"INSERT INTO keys (" CUSTOS_KEY_COLUMNS
+                                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+                                "$13, $14)",
+                                kNone};
+constexpr PgQuery kUpdateKey = {
+    "UPDATE keys SET arn = $2, description = $3, key_spec = $4, key_usage = $5, key_state = $6, "
+    "creation_date = $7, deletion_date = $8, pending_window_days = $9, rotation_enabled = $10, "
+    "rotation_period_days = $11, next_rotation_date = $12, policy = $13, current_version = $14 "
+    "WHERE key_id = $1",
+    kNone};
+constexpr PgQuery kSelectKey = {"SELECT " CUSTOS_KEY_COLUMNS " FROM keys WHERE key_id = $1",
+                                kKeyColumns};
+constexpr PgQuery kListKeys = {"SELECT " CUSTOS_KEY_COLUMNS " FROM keys ORDER BY key_id",
+                               kKeyColumns};
+// FOR KEY SHARE holds the key (no DeleteKey can remove it) until the transaction ends.
+constexpr PgQuery kLockKey = {"SELECT true FROM keys WHERE key_id = $1 FOR KEY SHARE", kOneBool};
+constexpr PgQuery kDeleteKey = {"DELETE FROM keys WHERE key_id = $1", kNone};
+
+constexpr PgQuery kInsertVersion = {
+    "INSERT INTO key_versions (" CUSTOS_VERSION_COLUMNS("") ") VALUES ($1, $2, $3, $4, $5, $6)",
+    kNone};
+constexpr PgQuery kSelectVersion = {
+    "SELECT " CUSTOS_VERSION_COLUMNS("") " FROM key_versions WHERE key_id = $1 AND version = $2",
+    kVersionColumns};
+// A per-key listing is one statement, so it reads one snapshot: no row means no key, and a row
+// of NULLs a key without versions (likewise for aliases and tags).
+constexpr PgQuery kListVersions = {
+    "SELECT " CUSTOS_VERSION_COLUMNS("v.") " FROM keys k LEFT JOIN key_versions v "
+                                           "ON v.key_id = k.key_id WHERE k.key_id = $1 "
+                                           "ORDER BY v.version",
+    kVersionColumns};
+constexpr PgQuery kVersionExists = {
+    "SELECT true FROM key_versions WHERE key_id = $1 AND version = $2", kOneBool};
+
+constexpr PgQuery kInsertAlias = {
+    "INSERT INTO aliases (" CUSTOS_ALIAS_COLUMNS("") ") VALUES ($1, $2, $3, $4)", kNone};
+constexpr PgQuery kUpdateAlias = {
+    "UPDATE aliases SET key_id = $2, last_updated_date = $3 WHERE alias_name = $1", kNone};
+constexpr PgQuery kDeleteAlias = {"DELETE FROM aliases WHERE alias_name = $1", kNone};
+constexpr PgQuery kSelectAlias = {
+    "SELECT " CUSTOS_ALIAS_COLUMNS("") " FROM aliases WHERE alias_name = $1", kAliasColumns};
+constexpr PgQuery kListAliases = {
+    "SELECT " CUSTOS_ALIAS_COLUMNS("") " FROM aliases ORDER BY alias_name", kAliasColumns};
+constexpr PgQuery kListKeyAliases = {
+    "SELECT " CUSTOS_ALIAS_COLUMNS("a.") " FROM keys k LEFT JOIN aliases a "
+                                         "ON a.key_id = k.key_id WHERE k.key_id = $1 "
+                                         "ORDER BY a.alias_name",
+    kAliasColumns};
+
+constexpr PgQuery kUpsertTag = {
+    "INSERT INTO tags (key_id, tag_key, tag_value) VALUES ($1, $2, $3) "
+    "ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+    kNone};
+constexpr PgQuery kDeleteTag = {"DELETE FROM tags WHERE key_id = $1 AND tag_key = $2", kNone};
+constexpr PgQuery kListTags = {
+    "SELECT t.tag_key, t.tag_value FROM keys k LEFT JOIN tags t ON t.key_id = k.key_id "
+    "WHERE k.key_id = $1 ORDER BY t.tag_key",
+    kTagColumns};
+
+constexpr PgQuery kInsertAccessKey = {
+    "INSERT INTO access_keys (" CUSTOS_ACCESS_KEY_COLUMNS ") VALUES ($1, $2, $3, $4, $5)", kNone};
+constexpr PgQuery kSelectAccessKey = {"SELECT " CUSTOS_ACCESS_KEY_COLUMNS
+                                      " FROM access_keys WHERE access_key_id = $1",
+                                      kAccessKeyColumns};
+constexpr PgQuery kListAccessKeys = {"SELECT " CUSTOS_ACCESS_KEY_COLUMNS
+                                     " FROM access_keys ORDER BY access_key_id",
+                                     kAccessKeyColumns};
+
+constexpr PgQuery kLastSeq = {"SELECT seq FROM audit ORDER BY seq DESC LIMIT 1", kOneInt8};
+constexpr PgQuery kInsertAudit = {
+    "INSERT INTO audit (" CUSTOS_AUDIT_COLUMNS
+    ") SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[])",
+    kNone};
+constexpr PgQuery kSignAudit = {
+    "UPDATE audit SET signature = $2 WHERE seq = $1 AND length(signature) = 0", kNone};
+constexpr PgQuery kAuditSigned = {"SELECT length(signature) > 0 FROM audit WHERE seq = $1",
+                                  kOneBool};
+constexpr PgQuery kLastAudit = {
+    "SELECT " CUSTOS_AUDIT_COLUMNS " FROM audit ORDER BY seq DESC LIMIT 1", kAuditColumns};
+// The WHERE term is the partial index audit_signed's predicate: one backward index probe.
+constexpr PgQuery kLastSignedAudit = {"SELECT " CUSTOS_AUDIT_COLUMNS
+                                      " FROM audit WHERE length(signature) > 0 "
+                                      "ORDER BY seq DESC LIMIT 1",
+                                      kAuditColumns};
+constexpr PgQuery kReadAudit = {"SELECT " CUSTOS_AUDIT_COLUMNS
+                                " FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2",
+                                kAuditColumns};
+// SyncAudit's statement; see SyncAudit for why it updates a row.
+constexpr PgQuery kSyncAudit = {"UPDATE audit_sync SET syncs = syncs + 1", kNone};
+
+constexpr PgQuery kUpsertMeta = {
+    "INSERT INTO meta (name, value) VALUES ($1, $2) "
+    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    kNone};
+constexpr PgQuery kSelectMeta = {"SELECT value FROM meta WHERE name = $1", kOneBytea};
+
+constexpr PgQuery kServerSettings = {
+    "SELECT current_setting('fsync'), current_setting('synchronous_commit')", kTwoTexts};
+
+#undef CUSTOS_KEY_COLUMNS
+#undef CUSTOS_VERSION_COLUMNS
+#undef CUSTOS_ALIAS_COLUMNS
+#undef CUSTOS_ACCESS_KEY_COLUMNS
+#undef CUSTOS_AUDIT_COLUMNS
+
+// Transaction openings (constant SQL run through the simple query protocol, one round trip).
+// kWritten turns synchronous_commit off for that transaction only: COMMIT returns once the
+// commit record is in the server's WAL buffers, which survives the death of any custos process
+// (the server holds it) but not a crash of the server before its WAL writer flushes (within
+// 3 x wal_writer_delay, 600 ms by default).
+constexpr char kBegin[] = "BEGIN";
+constexpr char kBeginWritten[] = "BEGIN; SET LOCAL synchronous_commit = off";
+// AppendAudit serializes appenders, across connections and nodes, on a transaction-scoped
+// advisory lock taken by a statement of its own before the log's end is read: under READ
+// COMMITTED the next statement sees every append committed before the lock was granted, so
+// the continuity check and the insert act on the real end of the log. Readers take no lock.
+static_assert(internal::kLockClass == 1668641652 && internal::kAuditAppendLock == 2,
+              "the audit lock's keys are written as literals below");
+constexpr char kBeginAppend[] = "BEGIN; SELECT pg_advisory_xact_lock(1668641652, 2)";
+constexpr char kBeginAppendWritten[] =
+    "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock(1668641652, 2)";
+
+void BindKey(PgParams& p, const KeyRecord& k) {
+  p.Text(k.key_id)
+      .Text(k.arn)
+      .Bytea(k.description)
+      .Text(k.key_spec)
+      .Text(k.key_usage)
+      .Text(k.key_state)
+      .Int8(k.creation_date)
+      .OptInt8(k.deletion_date)
+      .Int4(k.pending_window_days)
+      .Bool(k.rotation_enabled)
+      .Int4(k.rotation_period_days)
+      .OptInt8(k.next_rotation_date)
+      .Bytea(k.policy)
+      .Int8(k.current_version);
+}
+
+KeyRecord ReadKey(const PgResult& r, int row) {
+  KeyRecord k;
+  k.key_id = r.Text(row, 0);
+  k.arn = r.Text(row, 1);
+  k.description = r.Text(row, 2);
+  k.key_spec = r.Text(row, 3);
+  k.key_usage = r.Text(row, 4);
+  k.key_state = r.Text(row, 5);
+  k.creation_date = r.Int8(row, 6);
+  k.deletion_date = r.OptInt8(row, 7);
+  k.pending_window_days = r.Int4(row, 8);
+  k.rotation_enabled = r.Bool(row, 9);
+  k.rotation_period_days = r.Int4(row, 10);
+  k.next_rotation_date = r.OptInt8(row, 11);
+  k.policy = r.Text(row, 12);
+  k.current_version = static_cast<uint32_t>(r.Int8(row, 13));
+  return k;
+}
+
+void BindVersion(PgParams& p, const KeyVersion& v) {
+  p.Text(v.key_id)
+      .Int8(v.version)
+      .Bytea(v.wrapped_material)
+      .Bytea(v.public_key)
+      .Int8(v.created)
+      .Text(v.rotation_type);
+}
+
+KeyVersion ReadVersion(const PgResult& r, int row) {
+  KeyVersion v;
+  v.key_id = r.Text(row, 0);
+  v.version = static_cast<uint32_t>(r.Int8(row, 1));
+  v.wrapped_material = r.Blob(row, 2);
+  v.public_key = r.Blob(row, 3);
+  v.created = r.Int8(row, 4);
+  v.rotation_type = r.Text(row, 5);
+  return v;
+}
+
+AliasRecord ReadAlias(const PgResult& r, int row) {
+  return AliasRecord{r.Text(row, 0), r.Text(row, 1), r.Int8(row, 2), r.Int8(row, 3)};
+}
+
+AccessKeyRecord ReadAccessKey(const PgResult& r, int row) {
+  return AccessKeyRecord{r.Text(row, 0), r.Text(row, 1), r.Text(row, 2), r.Blob(row, 3),
+                         r.Int8(row, 4)};
+}
+
+AuditRecord ReadAuditRecord(const PgResult& r, int row) {
+  return AuditRecord{static_cast<uint64_t>(r.Int8(row, 0)), r.Text(row, 1), r.Blob(row, 2),
+                     r.Blob(row, 3)};
+}
+
+// Rows reads every row of `r` with read(r, row); `first_null_col`, if set, names a column that
+// is NULL in the one row a per-key LEFT JOIN listing gives for a key without entries.
+template <typename Read>
+auto Rows(const PgResult& r, Read read, int first_null_col = -1)
+    -> std::vector<decltype(read(r, 0))> {
+  std::vector<decltype(read(r, 0))> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    if (first_null_col >= 0 && r.IsNull(i, first_null_col)) continue;
+    out.push_back(read(r, i));
+  }
+  return out;
+}
+
+// ConnectionPool lends connections to one call at a time: an idle one, or a new one while
+// fewer than kMaxConnections are open; otherwise Acquire waits for a return. Connections are
+// made with the URL's settings plus defaults the URL may override (connect and keepalive
+// timeouts, so a host that vanished is noticed) and a client encoding it may not (UTF8: text
+// is exchanged as UTF-8 whatever the server's encoding).
+class ConnectionPool {
+ public:
+  static constexpr size_t kMaxConnections = 8;
+
+  // Lease is one lent connection; it goes back to the pool when the Lease ends, or is closed
+  // if it is broken or its call found the server gone or read-only (then every idle connection
+  // is closed too: they lead to the same server).
+  class Lease {
+   public:
+    Lease(ConnectionPool* pool, PGconn* conn) : pool_(pool), session_(conn) {}
+    Lease(Lease&& o) noexcept : pool_(std::exchange(o.pool_, nullptr)), session_(o.session_) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease() {
+      if (pool_ != nullptr) pool_->Return(session_);
+    }
+    PgSession& session() { return session_; }
+
+   private:
+    ConnectionPool* pool_;
+    PgSession session_;
+  };
+
+  explicit ConnectionPool(std::string url) : url_(std::move(url)) {}
+  ~ConnectionPool() {
+    for (PGconn* c : idle_) PQfinish(c);
+  }
+  ConnectionPool(const ConnectionPool&) = delete;
+  ConnectionPool& operator=(const ConnectionPool&) = delete;
+
+  StatusOr<Lease> Acquire(const char* op) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return !idle_.empty() || open_ < kMaxConnections; });
+      if (!idle_.empty()) {
+        PGconn* c = idle_.back();
+        idle_.pop_back();
+        return Lease(this, c);
+      }
+      ++open_;  // the slot is taken while connecting, without the lock
+    }
+    StatusOr<PGconn*> conn = Connect(op);
+    if (!conn.ok()) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        --open_;
+      }
+      cv_.notify_one();
+      return conn.status();
+    }
+    return Lease(this, *conn);
+  }
+
+ private:
+  StatusOr<PGconn*> Connect(const char* op) {
+    // Keywords before dbname are defaults the URL overrides; those after it are forced.
+    const char* const keywords[] = {
+        "connect_timeout",           "keepalives_idle", "keepalives_interval", "keepalives_count",
+        "fallback_application_name", "dbname",          "client_encoding",     nullptr};
+    const char* const values[] = {"10", "10", "5", "3", "custos", url_.c_str(), "UTF8", nullptr};
+    PGconn* c = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
+    if (c == nullptr) return Unavailable(std::string("store: ") + op + ": out of memory");
+    Status st = PQstatus(c) == CONNECTION_OK ? Configure(c, op)
+                                             : internal::PgError(c, nullptr, op, nullptr);
+    if (!st.ok()) {
+      PQfinish(c);
+      return st;
+    }
+    return c;
+  }
+
+  // Configure checks what the durability promise rests on, once per connection: the server
+  // fsyncs its WAL (refused otherwise: no commit would be durable), and this session's
+  // synchronous_commit is not off (a server, database or role default of off is overridden
+  // for the session; the stronger settings an operator may choose for replication, such as
+  // remote_apply, are kept).
+  static Status Configure(PGconn* c, const char* op) {
+    PgSession s(c);
+    ASSIGN_OR_RETURN(PgResult r, s.Exec(op, kServerSettings));
+    if (r.Text(0, 0) != "on") {
+      return Unavailable(std::string("store: ") + op +
+                         ": the server runs with fsync = off, so no commit would be durable");
+    }
+    if (r.Text(0, 1) == "off") RETURN_IF_ERROR(s.Script(op, "SET synchronous_commit = on"));
+    return Status::Ok();
+  }
+
+  void Return(const PgSession& s) {
+    PGconn* c = s.conn();
+    const bool server_gone = s.failure() == internal::Failure::kConnection ||
+                             s.failure() == internal::Failure::kReadOnly;
+    bool keep = !server_gone && PQstatus(c) == CONNECTION_OK;
+    if (keep && PQtransactionStatus(c) != PQTRANS_IDLE) {
+      PgSession(c).Rollback();
+      keep = PQtransactionStatus(c) == PQTRANS_IDLE;
+    }
+    std::vector<PGconn*> closing;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (server_gone) closing.swap(idle_);
+      if (keep) {
+        idle_.push_back(c);
+      } else {
+        closing.push_back(c);
+      }
+      open_ -= closing.size();
+    }
+    cv_.notify_all();
+    for (PGconn* dead : closing) PQfinish(dead);
+  }
+
+  const std::string url_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<PGconn*> idle_;  // guarded by mu_
+  size_t open_ = 0;            // idle, lent and being made; guarded by mu_
+};
+
+class PgStore final : public Store {
+ public:
+  explicit PgStore(std::string url) : pool_(std::move(url)) {}
+
+  // Open makes the first connection and migrates the schema (internal::MigratePostgres).
+  Status Open() {
+    ASSIGN_OR_RETURN(ConnectionPool::Lease lease, pool_.Acquire("open"));
+    return internal::MigratePostgres(lease.session().conn(), internal::PgMigrations());
+  }
+
+  // ---- Keys.
+
+  Status CreateKey(const KeyRecord& key, const KeyVersion& first_version) override {
+    constexpr char kOp[] = "create key";
+    RETURN_IF_ERROR(internal::CheckNewKey(key, first_version));
+    PgParams k, v;
+    BindKey(k, key);
+    BindVersion(v, first_version);
+    return Call(kOp, [&](PgSession& s) -> Status {
+      PgTransaction tx(s);
+      RETURN_IF_ERROR(tx.Begin(kOp));
+      RETURN_IF_ERROR(s.Exec(kOp, kInsertKey, k).status());
+      RETURN_IF_ERROR(s.Exec(kOp, kInsertVersion, v).status());
+      return tx.Commit(kOp);
+    });
+  }
+
+  StatusOr<KeyRecord> GetKey(std::string_view key_id) override {
+    constexpr char kOp[] = "get key";
+    PgParams p;
+    p.Text(key_id);
+    return Call(kOp, [&](PgSession& s) -> StatusOr<KeyRecord> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kSelectKey, p));
+      if (r.rows() == 0) return NotFoundIn(kOp, "key");
+      return ReadKey(r, 0);
+    });
+  }
+
+  StatusOr<std::vector<KeyRecord>> ListKeys() override {
+    constexpr char kOp[] = "list keys";
+    return Call(kOp, [&](PgSession& s) -> StatusOr<std::vector<KeyRecord>> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kListKeys));
+      return Rows(r, ReadKey);
+    });
+  }
+
+  Status UpdateKey(const KeyRecord& key) override {
+    constexpr char kOp[] = "update key";
+    PgParams k;
+    BindKey(k, key);
+    return Call(kOp, [&](PgSession& s) -> Status {
+      PgTransaction tx(s);
+      RETURN_IF_ERROR(tx.Begin(kOp));
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kUpdateKey, k));
+      if (r.affected() == 0) return NotFoundIn(kOp, "key");
+      RETURN_IF_ERROR(CheckCurrentVersion(s, kOp, key));
+      return tx.Commit(kOp);
+    });
+  }
+
+  Status AddKeyVersion(const KeyRecord& key, const KeyVersion& version) override {
+    constexpr char kOp[] = "add key version";
+    RETURN_IF_ERROR(internal::CheckVersionOfKey(kOp, key, version));
+    PgParams k, v;
+    BindKey(k, key);
+    BindVersion(v, version);
+    return Call(kOp, [&](PgSession& s) -> Status {
+      PgTransaction tx(s);
+      RETURN_IF_ERROR(tx.Begin(kOp));
+      // A missing key fails here on the foreign key (kNotFound), a duplicate version on the
+      // primary key (kAlreadyExists).
+      RETURN_IF_ERROR(s.Exec(kOp, kInsertVersion, v).status());
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kUpdateKey, k));
+      if (r.affected() == 0) return NotFoundIn(kOp, "key");
+      RETURN_IF_ERROR(CheckCurrentVersion(s, kOp, key));
+      return tx.Commit(kOp);
+    });
+  }
+
+  StatusOr<KeyVersion> GetKeyVersion(std::string_view key_id, uint32_t version) override {
+    constexpr char kOp[] = "get key version";
+    PgParams p;
+    p.Text(key_id).Int8(version);
+    return Call(kOp, [&](PgSession& s) -> StatusOr<KeyVersion> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kSelectVersion, p));
+      if (r.rows() == 0) return NotFoundIn(kOp, "key version");
+      return ReadVersion(r, 0);
+    });
+  }
+
+  StatusOr<std::vector<KeyVersion>> ListKeyVersions(std::string_view key_id) override {
+    constexpr char kOp[] = "list key versions";
+    PgParams p;
+    p.Text(key_id);
+    return Call(kOp, [&](PgSession& s) -> StatusOr<std::vector<KeyVersion>> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kListVersions, p));
+      if (r.rows() == 0) return NotFoundIn(kOp, "key");
+      return Rows(r, ReadVersion, /*first_null_col=*/0);
+    });
+  }
+
+  Status DeleteKey(std::string_view key_id) override {
+    constexpr char kOp[] = "delete key";
+    PgParams p;
+    p.Text(key_id);
+    return Call(kOp, [&](PgSession& s) -> Status {
+      PgTransaction tx(s);
+      RETURN_IF_ERROR(tx.Begin(kOp));
+      // The versions, aliases and tags go with the key (ON DELETE CASCADE, which PostgreSQL
+      // always enforces).
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kDeleteKey, p));
+      if (r.affected() == 0) return NotFoundIn(kOp, "key");
+      return tx.Commit(kOp);
+    });
+  }
+
+  // ---- Aliases.
+
+  Status CreateAlias(const AliasRecord& alias) override {
+    constexpr char kOp[] = "create alias";
+    PgParams p;
+    p.Text(alias.alias_name)
+        .Text(alias.key_id)
+        .Int8(alias.creation_date)
+        .Int8(alias.last_updated_date);
+    return WriteOne(kOp, kInsertAlias, p, nullptr);
+  }
+
+  Status UpdateAlias(std::string_view alias_name, std::string_view key_id,
+                     int64_t updated) override {
+    constexpr char kOp[] = "update alias";
+    PgParams p;
+    p.Text(alias_name).Text(key_id).Int8(updated);
+    return WriteOne(kOp, kUpdateAlias, p, "alias");
+  }
+
+  Status DeleteAlias(std::string_view alias_name) override {
+    constexpr char kOp[] = "delete alias";
+    PgParams p;
+    p.Text(alias_name);
+    return WriteOne(kOp, kDeleteAlias, p, "alias");
+  }
+
+  StatusOr<AliasRecord> GetAlias(std::string_view alias_name) override {
+    constexpr char kOp[] = "get alias";
+    PgParams p;
+    p.Text(alias_name);
+    return Call(kOp, [&](PgSession& s) -> StatusOr<AliasRecord> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kSelectAlias, p));
+      if (r.rows() == 0) return NotFoundIn(kOp, "alias");
+      return ReadAlias(r, 0);
+    });
+  }
+
+  StatusOr<std::vector<AliasRecord>> ListAliases(std::optional<std::string_view> key_id) override {
+    constexpr char kOp[] = "list aliases";
+    PgParams p;
+    if (key_id) p.Text(*key_id);
+    return Call(kOp, [&](PgSession& s) -> StatusOr<std::vector<AliasRecord>> {
+      if (!key_id) {
+        ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kListAliases));
+        return Rows(r, ReadAlias);
+      }
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kListKeyAliases, p));
+      if (r.rows() == 0) return NotFoundIn(kOp, "key");
+      return Rows(r, ReadAlias, /*first_null_col=*/0);
+    });
+  }
+
+  // ---- Tags.
+
+  Status TagResource(std::string_view key_id, const std::vector<Tag>& tags) override {
+    constexpr char kOp[] = "tag resource";
+    std::vector<PgParams> rows(tags.size());
+    for (size_t i = 0; i < tags.size(); ++i) {
+      rows[i].Text(key_id).Text(tags[i].key).Bytea(tags[i].value);
+    }
+    return WriteForKey(kOp, key_id, kUpsertTag, rows);
+  }
+
+  Status UntagResource(std::string_view key_id, const std::vector<std::string>& tag_keys) override {
+    constexpr char kOp[] = "untag resource";
+    std::vector<PgParams> rows(tag_keys.size());
+    for (size_t i = 0; i < tag_keys.size(); ++i) rows[i].Text(key_id).Text(tag_keys[i]);
+    return WriteForKey(kOp, key_id, kDeleteTag, rows);
+  }
+
+  StatusOr<std::vector<Tag>> ListTags(std::string_view key_id) override {
+    constexpr char kOp[] = "list tags";
+    PgParams p;
+    p.Text(key_id);
+    return Call(kOp, [&](PgSession& s) -> StatusOr<std::vector<Tag>> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kListTags, p));
+      if (r.rows() == 0) return NotFoundIn(kOp, "key");
+      return Rows(
+          r,
+          [](const PgResult& t, int row) {
+            return Tag{t.Text(row, 0), t.Text(row, 1)};
+          },
+          /*first_null_col=*/0);
+    });
+  }
+
+  // ---- Access keys.
+
+  Status PutAccessKey(const AccessKeyRecord& key) override {
+    constexpr char kOp[] = "put access key";
+    PgParams p;
+    p.Text(key.access_key_id)
+        .Text(key.name)
+        .Text(key.principal_arn)
+        .Bytea(key.wrapped_secret)
+        .Int8(key.created);
+    return WriteOne(kOp, kInsertAccessKey, p, nullptr);
+  }
+
+  StatusOr<AccessKeyRecord> GetAccessKey(std::string_view access_key_id) override {
+    constexpr char kOp[] = "get access key";
+    PgParams p;
+    p.Text(access_key_id);
+    return Call(kOp, [&](PgSession& s) -> StatusOr<AccessKeyRecord> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kSelectAccessKey, p));
+      if (r.rows() == 0) return NotFoundIn(kOp, "access key");
+      return ReadAccessKey(r, 0);
+    });
+  }
+
+  StatusOr<std::vector<AccessKeyRecord>> ListAccessKeys() override {
+    constexpr char kOp[] = "list access keys";
+    return Call(kOp, [&](PgSession& s) -> StatusOr<std::vector<AccessKeyRecord>> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kListAccessKeys));
+      return Rows(r, ReadAccessKey);
+    });
+  }
+
+  // ---- Audit.
+
+  Status AppendAudit(const std::vector<AuditRecord>& records, Durability durability) override {
+    constexpr char kOp[] = "append audit";
+    if (records.empty()) return Status::Ok();
+    RETURN_IF_ERROR(internal::CheckAuditBatch(records));
+    // The batch goes in as four arrays and one INSERT ... SELECT unnest(...): one round trip
+    // whatever its size.
+    std::vector<int64_t> seqs;
+    std::vector<ByteSpan> entries, hashes, signatures;
+    for (const AuditRecord& r : records) {
+      seqs.push_back(static_cast<int64_t>(r.seq));
+      entries.push_back(AsBytes(r.entry));
+      hashes.push_back(r.hash);
+      signatures.push_back(r.signature);
+    }
+    PgParams batch;
+    batch.Int8Array(seqs).ByteaArray(entries).ByteaArray(hashes).ByteaArray(signatures);
+    const uint64_t first = records.front().seq;
+    return Call(kOp, [&](PgSession& s) -> Status {
+      PgTransaction tx(s);
+      RETURN_IF_ERROR(
+          tx.Begin(kOp, durability == Durability::kWritten ? kBeginAppendWritten : kBeginAppend));
+      ASSIGN_OR_RETURN(PgResult last_row, s.Exec(kOp, kLastSeq));
+      const uint64_t last = last_row.rows() == 0 ? 0 : static_cast<uint64_t>(last_row.Int8(0, 0));
+      if (first != last + 1) return internal::AuditNotNext(first, last);
+      RETURN_IF_ERROR(s.Exec(kOp, kInsertAudit, batch).status());
+      return tx.Commit(kOp);
+    });
+  }
+
+  Status SignAudit(uint64_t seq, ByteSpan signature, Durability durability) override {
+    constexpr char kOp[] = "sign audit";
+    RETURN_IF_ERROR(internal::CheckAuditSignature(seq, signature));
+    PgParams p, which;
+    p.Int8(static_cast<int64_t>(seq)).Bytea(signature);
+    which.Int8(static_cast<int64_t>(seq));
+    return Call(kOp, [&](PgSession& s) -> Status {
+      PgTransaction tx(s);
+      RETURN_IF_ERROR(tx.Begin(kOp, durability == Durability::kWritten ? kBeginWritten : kBegin));
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kSignAudit, p));
+      if (r.affected() != 1) {
+        ASSIGN_OR_RETURN(PgResult signed_row, s.Exec(kOp, kAuditSigned, which));
+        if (signed_row.rows() == 0) return NotFoundIn(kOp, "audit record");
+        return internal::AuditSignedAlready(seq);
+      }
+      return tx.Commit(kOp);
+    });
+  }
+
+  // SyncAudit commits a transaction that writes WAL, with synchronous_commit on (never off in
+  // a store's session, see ConnectionPool::Configure). Its COMMIT returns once the server has
+  // flushed the WAL up to its own commit record, and the commit records of every kWritten
+  // transaction that returned earlier come before it in the WAL, so they are flushed too (and,
+  // with synchronous replication, replicated as far as synchronous_commit asks).
+  //
+  // It must write a row: a transaction that only takes an xid (SELECT txid_current()) writes a
+  // commit record but, having written no other WAL, commits asynchronously (PostgreSQL's
+  // RecordTransactionCommit flushes only when the transaction wrote WAL), so it would return
+  // before the flush. Updating audit_sync's one row writes WAL. Concurrent SyncAudits wait for
+  // each other on that row, each for a flush that mostly covers the next one's.
+  //
+  // One statement in its own transaction: if the connection fails the call is simply run again
+  // (one more flush is harmless), the one write for which the retry rule does not need to know
+  // whether it committed.
+  Status SyncAudit() override {
+    constexpr char kOp[] = "sync audit";
+    return Call(kOp, [&](PgSession& s) -> Status { return s.Exec(kOp, kSyncAudit).status(); });
+  }
+
+  StatusOr<AuditRecord> LastAudit() override { return NewestAudit("last audit", kLastAudit); }
+
+  StatusOr<AuditRecord> LastSignedAudit() override {
+    return NewestAudit("last signed audit", kLastSignedAudit);
+  }
+
+  StatusOr<std::vector<AuditRecord>> ReadAudit(uint64_t from_seq, size_t limit) override {
+    constexpr char kOp[] = "read audit";
+    if (limit == 0 || from_seq > kMaxAuditSeq) return std::vector<AuditRecord>();
+    const int64_t max_rows =
+        limit > kMaxAuditSeq ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(limit);
+    PgParams p;
+    p.Int8(static_cast<int64_t>(from_seq)).Int8(max_rows);
+    return Call(kOp, [&](PgSession& s) -> StatusOr<std::vector<AuditRecord>> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kReadAudit, p));
+      return Rows(r, ReadAuditRecord);
+    });
+  }
+
+  // ---- Meta.
+
+  Status PutMeta(std::string_view name, std::string_view value) override {
+    constexpr char kOp[] = "put meta";
+    PgParams p;
+    p.Text(name).Bytea(value);
+    return WriteOne(kOp, kUpsertMeta, p, nullptr);
+  }
+
+  StatusOr<std::string> GetMeta(std::string_view name) override {
+    constexpr char kOp[] = "get meta";
+    PgParams p;
+    p.Text(name);
+    return Call(kOp, [&](PgSession& s) -> StatusOr<std::string> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kSelectMeta, p));
+      if (r.rows() == 0) return NotFoundIn(kOp, "meta value");
+      return r.Text(0, 0);
+    });
+  }
+
+ private:
+  // Call runs `fn` (a read, or a write that is one explicit transaction) on a pooled
+  // connection, and once more on a fresh connection when the first run failed in a way that
+  // left nothing of it applied (PgSession::RetrySafe; see the top of this file). `fn` must not
+  // write outside a PgTransaction, except SyncAudit's idempotent update.
+  template <typename Fn>
+  auto Call(const char* op, Fn fn) -> decltype(fn(std::declval<PgSession&>())) {
+    constexpr int kAttempts = 2;
+    for (int attempt = 1;; ++attempt) {
+      auto lease = pool_.Acquire(op);
+      if (!lease.ok()) return lease.status();
+      auto result = fn(lease->session());
+      if (result.ok() || attempt == kAttempts || !lease->session().RetrySafe()) return result;
+    }
+  }
+
+  // WriteOne runs one statement in its own transaction; with `missing` set, a statement that
+  // changed no row is kNotFound naming it.
+  Status WriteOne(const char* op, const PgQuery& query, const PgParams& params,
+                  const char* missing) {
+    return Call(op, [&](PgSession& s) -> Status {
+      PgTransaction tx(s);
+      RETURN_IF_ERROR(tx.Begin(op));
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(op, query, params));
+      if (missing != nullptr && r.affected() == 0) return NotFoundIn(op, missing);
+      return tx.Commit(op);
+    });
+  }
+
+  // WriteForKey runs `query` once per parameter row in one transaction, holding the key so it
+  // cannot be deleted meanwhile; kNotFound if the key does not exist (even with no rows).
+  Status WriteForKey(const char* op, std::string_view key_id, const PgQuery& query,
+                     const std::vector<PgParams>& rows) {
+    PgParams key;
+    key.Text(key_id);
+    return Call(op, [&](PgSession& s) -> Status {
+      PgTransaction tx(s);
+      RETURN_IF_ERROR(tx.Begin(op));
+      ASSIGN_OR_RETURN(PgResult held, s.Exec(op, kLockKey, key));
+      if (held.rows() == 0) return NotFoundIn(op, "key");
+      for (const PgParams& row : rows) RETURN_IF_ERROR(s.Exec(op, query, row).status());
+      return tx.Commit(op);
+    });
+  }
+
+  // CheckCurrentVersion refuses a record whose current_version names no stored version, so
+  // the store never holds a key that new ciphertexts could not be made under.
+  static Status CheckCurrentVersion(PgSession& s, const char* op, const KeyRecord& key) {
+    PgParams p;
+    p.Text(key.key_id).Int8(key.current_version);
+    ASSIGN_OR_RETURN(PgResult r, s.Exec(op, kVersionExists, p));
+    return r.rows() != 0 ? Status::Ok() : internal::CurrentVersionMissing(op);
+  }
+
+  StatusOr<AuditRecord> NewestAudit(const char* op, const PgQuery& query) {
+    return Call(op, [&](PgSession& s) -> StatusOr<AuditRecord> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(op, query));
+      if (r.rows() == 0) return AuditRecord{};
+      return ReadAuditRecord(r, 0);
+    });
+  }
+
+  ConnectionPool pool_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url) {
+  // Parse the URL first, and refuse a malformed one without libpq's message, which may quote
+  // the URL and with it the password.
+  char* err = nullptr;
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), &err);
+  PQfreemem(err);
+  if (options == nullptr) {
+    return InvalidArgument("store: open: the PostgreSQL URL is malformed");
+  }
+  PQconninfoFree(options);
+  auto store = std::make_unique<PgStore>(url);
+  RETURN_IF_ERROR(store->Open());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace custos::store
