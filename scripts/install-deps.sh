@@ -19,8 +19,6 @@ PKGS=(
   jq
   # The local cluster (scripts/dev-cluster.sh, tests/cluster): HAProxy in front of the nodes.
   haproxy
-  # The local cluster (scripts/dev-cluster.sh, tests/cluster): HAProxy in front of the nodes.
-  haproxy
   # KMS throughput benchmark (scripts/bench_kms.sh): the load generator and the nginx reference.
   wrk nginx-light
   # Objects (custos put/get): S3 XML answers; the benchmark chart (scripts/bench_objects.sh).
