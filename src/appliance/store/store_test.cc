@@ -1,7 +1,12 @@
-// The SQLite Store: every method's round trip and refusals, the schema migrations and version
-// checks, the connection's pragmas, concurrency, and durability of acknowledged writes across
-// kill -9 (a child process killed mid-stream) and across a lost page cache (a VFS that shows
-// what SQLite had not fsynced when a call returned).
+// The Store on both backends: every method's round trip and refusals, concurrency and
+// durability of acknowledged writes across kill -9 (a child process killed mid-stream) run
+// against SQLite and against a private PostgreSQL server (StoreTest, parametrized by backend).
+// SQLite only: the schema migrations and version checks on files, the connection's pragmas, file
+// modes, and durability across a lost page cache (a VFS that shows what SQLite had not fsynced
+// when a call returned). PostgreSQL only: migrations under the advisory lock, concurrent audit
+// appenders on two stores, kWritten and SyncAudit against the server's WAL flush position,
+// refusals of foreign and newer databases and of a server without fsync, and reconnection
+// after the server died or restarted.
 #include "appliance/store/store.h"
 
 #include <fcntl.h>
@@ -16,14 +21,19 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <tuple>
 
-#include "gtest/gtest.h"
+#include <libpq-fe.h>
+
+#include "appliance/store/internal/pg_schema.h"
 #include "appliance/store/internal/sqlite_schema.h"
+#include "gtest/gtest.h"
+#include "tests/support/pg_server.h"
 #include "tests/testing/testing.h"
 
 namespace custos::store {
@@ -173,19 +183,47 @@ class RawDb {
 
 // ---------------------------------------------------------------------------------------------
 
-class StoreTest : public ::testing::Test {
+enum class Backend { kSqlite, kPostgres };
+
+// StoreBase opens a fresh store on one backend for each test: a SQLite file in a new
+// directory, or a new database on the test process's private PostgreSQL server. Either is
+// opened through OpenStore, by path or by URL.
+class StoreBase : public ::testing::Test {
  protected:
+  explicit StoreBase(Backend backend) : backend_(backend) {}
+
   void SetUp() override {
-    dir_ = custos::testing::TempDir();
-    path_ = dir_ + "/custos.db";
+    if (backend_ == Backend::kSqlite) {
+      dir_ = custos::testing::TempDir();
+      path_ = dir_ + "/custos.db";
+      location_ = path_;
+    } else {
+      auto server = custos::testing::SharedPgServer();
+      ASSERT_OK(server.status());
+      pg_ = *server;
+      auto db = pg_->NewDatabase();
+      ASSERT_OK(db.status());
+      db_ = *db;
+      location_ = pg_->Url(db_);
+    }
     Reopen();
   }
 
   void Reopen() {
     store_.reset();
-    auto s = OpenSqliteStore(path_);
+    auto s = OpenStore(location_);
     ASSERT_OK(s.status());
     store_ = std::move(s).value();
+  }
+
+  bool sqlite() const { return backend_ == Backend::kSqlite; }
+
+  // Query runs one statement on the database directly, beside the store, and returns the first
+  // column of its first row as text.
+  std::string Query(const char* sql) {
+    if (sqlite()) return RawDb(path_).Query(sql);
+    auto v = pg_->Query(db_, sql);
+    return v.ok() ? *v : "<" + v.status().ToString() + ">";
   }
 
   std::string Pragma(const char* sql) {
@@ -197,13 +235,38 @@ class StoreTest : public ::testing::Test {
     ASSERT_OK(store_->CreateKey(SampleKey(id), SampleVersion(id, 1)));
   }
 
-  std::string dir_, path_;
+  const Backend backend_;
+  std::string dir_, path_;           // SQLite
+  custos::testing::PgServer* pg_ = nullptr;  // PostgreSQL
+  std::string db_;                   // PostgreSQL: the test's database
+  std::string location_;             // what OpenStore is given: path_ or pg_->Url(db_)
   std::unique_ptr<Store> store_;
+};
+
+// StoreTest runs on both backends.
+class StoreTest : public StoreBase, public ::testing::WithParamInterface<Backend> {
+ protected:
+  StoreTest() : StoreBase(GetParam()) {}
+};
+
+INSTANTIATE_TEST_SUITE_P(, StoreTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
+                         });
+
+class SqliteStoreTest : public StoreBase {
+ protected:
+  SqliteStoreTest() : StoreBase(Backend::kSqlite) {}
+};
+
+class PgStoreTest : public StoreBase {
+ protected:
+  PgStoreTest() : StoreBase(Backend::kPostgres) {}
 };
 
 // ---- Keys.
 
-TEST_F(StoreTest, KeyRoundTripsEveryField) {
+TEST_P(StoreTest, KeyRoundTripsEveryField) {
   const std::string a = KeyId(1), b = KeyId(2);
   ASSERT_OK(store_->CreateKey(FullKey(a), FullVersion(a)));
   CreateSampleKey(b);  // optional fields unset, public key empty
@@ -228,7 +291,7 @@ TEST_F(StoreTest, KeyRoundTripsEveryField) {
   EXPECT_TRUE(v1->public_key.empty());
 }
 
-TEST_F(StoreTest, EmptyStringsAndEmptyBlobsStayEmptyNotNull) {
+TEST_P(StoreTest, EmptyStringsAndEmptyBlobsStayEmptyNotNull) {
   const std::string id = KeyId(1);
   KeyRecord k = SampleKey(id);
   k.description = "";
@@ -240,13 +303,21 @@ TEST_F(StoreTest, EmptyStringsAndEmptyBlobsStayEmptyNotNull) {
   auto got = store_->GetKeyVersion(id, 1);
   ASSERT_OK(got.status());
   EXPECT_EQ(Tie(*got), Tie(v));
-  RawDb raw(path_);
-  EXPECT_EQ(raw.Query("SELECT typeof(wrapped_material) || typeof(public_key) FROM key_versions"),
-            "blobblob");
-  EXPECT_EQ(raw.Query("SELECT typeof(description) || typeof(policy) FROM keys"), "texttext");
+  // Stored as empty values, not NULL (the columns are NOT NULL, so a NULL would have failed).
+  EXPECT_EQ(Query("SELECT count(*) FROM key_versions WHERE length(wrapped_material) = 0 AND "
+                  "length(public_key) = 0 AND rotation_type = ''"),
+            "1");
+  EXPECT_EQ(Query("SELECT count(*) FROM keys WHERE length(description) = 0 AND length(policy) = 0"),
+            "1");
+  if (sqlite()) {
+    RawDb raw(path_);
+    EXPECT_EQ(raw.Query("SELECT typeof(wrapped_material) || typeof(public_key) FROM key_versions"),
+              "blobblob");
+    EXPECT_EQ(raw.Query("SELECT typeof(description) || typeof(policy) FROM keys"), "texttext");
+  }
 }
 
-TEST_F(StoreTest, CreateKeyRefusesDuplicateAndKeepsTheFirst) {
+TEST_P(StoreTest, CreateKeyRefusesDuplicateAndKeepsTheFirst) {
   const std::string id = KeyId(1);
   CreateSampleKey(id);
   KeyRecord other = FullKey(id);
@@ -258,7 +329,7 @@ TEST_F(StoreTest, CreateKeyRefusesDuplicateAndKeepsTheFirst) {
   EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(SampleKey(id)));
 }
 
-TEST_F(StoreTest, CreateKeyRefusesInconsistentRecordAndStoresNothing) {
+TEST_P(StoreTest, CreateKeyRefusesInconsistentRecordAndStoresNothing) {
   const std::string id = KeyId(1);
   EXPECT_EQ(store_->CreateKey(SampleKey(id), SampleVersion(KeyId(2), 1)).code(),
             ErrorCode::kInvalidArgument);
@@ -269,7 +340,7 @@ TEST_F(StoreTest, CreateKeyRefusesInconsistentRecordAndStoresNothing) {
   EXPECT_EQ(store_->GetKeyVersion(id, 1).status().code(), ErrorCode::kNotFound);
 }
 
-TEST_F(StoreTest, MissingKeyIsNotFound) {
+TEST_P(StoreTest, MissingKeyIsNotFound) {
   auto k = store_->GetKey(KeyId(9));
   EXPECT_EQ(k.status().code(), ErrorCode::kNotFound);
   EXPECT_EQ(k.status().message(), "store: get key: key not found");
@@ -291,14 +362,14 @@ TEST_F(StoreTest, MissingKeyIsNotFound) {
   EXPECT_EQ(store_->GetKeyVersion(KeyId(1), 2).status().code(), ErrorCode::kNotFound);
 }
 
-TEST_F(StoreTest, ListKeysOrdersByKeyId) {
+TEST_P(StoreTest, ListKeysOrdersByKeyId) {
   for (int i : {3, 1, 2}) CreateSampleKey(KeyId(i));
   auto all = store_->ListKeys();
   ASSERT_OK(all.status());
   ExpectSame(*all, {SampleKey(KeyId(1)), SampleKey(KeyId(2)), SampleKey(KeyId(3))});
 }
 
-TEST_F(StoreTest, UpdateKeyReplacesMetadata) {
+TEST_P(StoreTest, UpdateKeyReplacesMetadata) {
   const std::string id = KeyId(1);
   CreateSampleKey(id);
   KeyRecord k = FullKey(id);
@@ -316,7 +387,7 @@ TEST_F(StoreTest, UpdateKeyReplacesMetadata) {
   EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(SampleKey(id)));
 }
 
-TEST_F(StoreTest, AddKeyVersionStoresVersionAndRecordTogether) {
+TEST_P(StoreTest, AddKeyVersionStoresVersionAndRecordTogether) {
   const std::string id = KeyId(1);
   CreateSampleKey(id);
   KeyRecord k = SampleKey(id);
@@ -351,7 +422,7 @@ TEST_F(StoreTest, AddKeyVersionStoresVersionAndRecordTogether) {
   EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(k));
 }
 
-TEST_F(StoreTest, DeleteKeyRemovesVersionsAliasesAndTagsOnly) {
+TEST_P(StoreTest, DeleteKeyRemovesVersionsAliasesAndTagsOnly) {
   const std::string a = KeyId(1), b = KeyId(2);
   for (const auto& id : {a, b}) {
     CreateSampleKey(id);
@@ -366,10 +437,9 @@ TEST_F(StoreTest, DeleteKeyRemovesVersionsAliasesAndTagsOnly) {
   EXPECT_EQ(store_->GetKeyVersion(a, 1).status().code(), ErrorCode::kNotFound);
   EXPECT_EQ(store_->GetKeyVersion(a, 2).status().code(), ErrorCode::kNotFound);
   EXPECT_EQ(store_->GetAlias("alias/" + a).status().code(), ErrorCode::kNotFound);
-  RawDb raw(path_);
-  EXPECT_EQ(raw.Query("SELECT count(*) FROM key_versions"), "2");
-  EXPECT_EQ(raw.Query("SELECT count(*) FROM tags"), "2");
-  EXPECT_EQ(raw.Query("SELECT count(*) FROM aliases"), "1");
+  EXPECT_EQ(Query("SELECT count(*) FROM key_versions"), "2");
+  EXPECT_EQ(Query("SELECT count(*) FROM tags"), "2");
+  EXPECT_EQ(Query("SELECT count(*) FROM aliases"), "1");
   // The other key is untouched.
   EXPECT_OK(store_->GetKeyVersion(b, 2).status());
   EXPECT_EQ(store_->ListTags(b)->size(), 2u);
@@ -383,7 +453,7 @@ TEST_F(StoreTest, DeleteKeyRemovesVersionsAliasesAndTagsOnly) {
 
 // ---- Aliases.
 
-TEST_F(StoreTest, Aliases) {
+TEST_P(StoreTest, Aliases) {
   const std::string a = KeyId(1), b = KeyId(2);
   CreateSampleKey(a);
   CreateSampleKey(b);
@@ -427,7 +497,7 @@ TEST_F(StoreTest, Aliases) {
 
 // ---- Tags.
 
-TEST_F(StoreTest, Tags) {
+TEST_P(StoreTest, Tags) {
   const std::string id = KeyId(1);
   CreateSampleKey(id);
   EXPECT_TRUE(store_->ListTags(id)->empty());
@@ -446,7 +516,7 @@ TEST_F(StoreTest, Tags) {
 
 // ---- Access keys.
 
-TEST_F(StoreTest, AccessKeys) {
+TEST_P(StoreTest, AccessKeys) {
   AccessKeyRecord one{"CKIAAAAAAAAAAAAAAAA2", "ops", "arn:aws:iam::111122223333:user/ops",
                       Material(1, 60), 1700000000};
   AccessKeyRecord two{"CKIAAAAAAAAAAAAAAAA1", "ci", "arn:aws:iam::111122223333:user/ci",
@@ -474,7 +544,7 @@ TEST_F(StoreTest, AccessKeys) {
 
 // ---- Audit.
 
-TEST_F(StoreTest, AuditEmptyLog) {
+TEST_P(StoreTest, AuditEmptyLog) {
   for (auto r : {store_->LastAudit(), store_->LastSignedAudit()}) {
     ASSERT_OK(r.status());
     EXPECT_EQ(Tie(*r), Tie(AuditRecord{}));
@@ -483,7 +553,7 @@ TEST_F(StoreTest, AuditEmptyLog) {
   EXPECT_TRUE(store_->ReadAudit(1, 10)->empty());
 }
 
-TEST_F(StoreTest, AuditAppendLastAndPaging) {
+TEST_P(StoreTest, AuditAppendLastAndPaging) {
   ASSERT_OK(store_->AppendAudit(AuditBatch(1, 3), Durability::kDurable));         // 3 signed
   ASSERT_OK(store_->AppendAudit(AuditBatch(4, 5, false), Durability::kDurable));  // none signed
   ASSERT_OK(store_->AppendAudit({}, Durability::kDurable));                       // empty batch: nothing to do
@@ -516,7 +586,7 @@ TEST_F(StoreTest, AuditAppendLastAndPaging) {
   ExpectSame(paged, all);
 }
 
-TEST_F(StoreTest, AuditContinuityRefusalsStoreNothing) {
+TEST_P(StoreTest, AuditContinuityRefusalsStoreNothing) {
   // The first record of an empty log is seq 1.
   for (auto batch : {AuditBatch(2, 3), AuditBatch(0, 0)}) {
     Status st = store_->AppendAudit(batch, Durability::kDurable);
@@ -550,7 +620,7 @@ TEST_F(StoreTest, AuditContinuityRefusalsStoreNothing) {
 
 // ---- Meta.
 
-TEST_F(StoreTest, Meta) {
+TEST_P(StoreTest, Meta) {
   EXPECT_EQ(store_->GetMeta("audit_public_key").status().code(), ErrorCode::kNotFound);
   const std::string value("\x04\x00\x01pem", 6);
   ASSERT_OK(store_->PutMeta("audit_public_key", value));
@@ -563,7 +633,7 @@ TEST_F(StoreTest, Meta) {
 
 // ---- Persistence, pragmas, file.
 
-TEST_F(StoreTest, ReopenKeepsEverything) {
+TEST_P(StoreTest, ReopenKeepsEverything) {
   const std::string a = KeyId(1), b = KeyId(2);
   ASSERT_OK(store_->CreateKey(FullKey(a), FullVersion(a)));
   CreateSampleKey(b);
@@ -592,7 +662,7 @@ TEST_F(StoreTest, ReopenKeepsEverything) {
   ASSERT_OK(store_->AppendAudit(AuditBatch(5, 5), Durability::kDurable));
 }
 
-TEST_F(StoreTest, PragmasOnAReopenedDatabase) {
+TEST_F(SqliteStoreTest, PragmasOnAReopenedDatabase) {
   CreateSampleKey(KeyId(1));
   Reopen();
   EXPECT_EQ(Pragma("PRAGMA journal_mode"), "wal");
@@ -609,7 +679,7 @@ TEST_F(StoreTest, PragmasOnAReopenedDatabase) {
   EXPECT_EQ(raw.Query("PRAGMA foreign_key_check"), "<none>");
 }
 
-TEST_F(StoreTest, FilesAreOwnerOnly) {
+TEST_F(SqliteStoreTest, FilesAreOwnerOnly) {
   store_.reset();
   const std::string fresh = dir_ + "/fresh.db";
   mode_t old = umask(0);  // SQLite alone would create 0644 now
@@ -820,17 +890,18 @@ void ExpectHammered(Store& store, int threads, int per_thread) {
   EXPECT_EQ(entries.size(), total) << "an audit entry was stored twice or overwritten";
 }
 
-TEST_F(StoreTest, ConcurrentWritersFromEightThreads) {
+TEST_P(StoreTest, ConcurrentWritersFromEightThreads) {
   HammerStore({store_.get()}, 8, 25);
   ExpectHammered(*store_, 8, 25);
   Reopen();
   ExpectHammered(*store_, 8, 25);
 }
 
-// Two connections on one file (as two processes would have) serialize on SQLite's write lock;
-// the busy timeout makes them wait instead of failing.
-TEST_F(StoreTest, TwoConnectionsShareOneFile) {
-  auto second = OpenSqliteStore(path_);
+// Two stores on one database (as two processes or two nodes would have): on SQLite they
+// serialize on the write lock, the busy timeout making them wait instead of failing; on
+// PostgreSQL each has its own connections and audit appends serialize on the advisory lock.
+TEST_P(StoreTest, TwoStoresShareOneDatabase) {
+  auto second = OpenStore(location_);
   ASSERT_OK(second.status());
   HammerStore({store_.get(), second->get()}, 4, 20);
   ExpectHammered(**second, 4, 20);
@@ -981,7 +1052,7 @@ class SyncTracker {
 // Every mutating call that returned OK left nothing unsynced in the database or its WAL: a
 // power cut right after the acknowledgement loses nothing. (With synchronous=NORMAL, WAL
 // commits are not synced and this fails.)
-TEST_F(StoreTest, EveryAcknowledgedWriteIsFsynced) {
+TEST_F(SqliteStoreTest, EveryAcknowledgedWriteIsFsynced) {
   store_.reset();
   SyncTracker tracker;
   auto opened = OpenSqliteStore(dir_ + "/tracked.db");
@@ -1024,8 +1095,8 @@ TEST_F(StoreTest, EveryAcknowledgedWriteIsFsynced) {
 // WriteUntilKilled is the child of the kill -9 test: it opens the store, continues the key and
 // audit streams where the database ends, and after each call returned OK writes a 9-byte
 // acknowledgement ('K' or 'A', then the key number or the last seq) to `ack_fd`.
-[[noreturn]] void WriteUntilKilled(const std::string& path, int ack_fd) {
-  auto s = OpenSqliteStore(path);
+[[noreturn]] void WriteUntilKilled(const std::string& location, int ack_fd) {
+  auto s = OpenStore(location);
   if (!s.ok()) _exit(2);
   auto ack = [&](char kind, uint64_t n) {
     char rec[9];
@@ -1053,7 +1124,7 @@ TEST_F(StoreTest, EveryAcknowledgedWriteIsFsynced) {
 // write the child saw acknowledged is in the database afterwards. The kill points (after 137,
 // 251 and 389 acknowledgements, each a prime) are not aligned with any small batch size, so a
 // store that acknowledged writes before committing them in groups would lose some.
-TEST_F(StoreTest, AcknowledgedWritesSurviveKill9) {
+TEST_P(StoreTest, AcknowledgedWritesSurviveKill9) {
   uint64_t max_key = 0, max_seq = 0;
   for (uint64_t kill_after : {137u, 251u, 389u}) {
     SCOPED_TRACE("kill after " + std::to_string(kill_after) + " acknowledgements");
@@ -1065,7 +1136,7 @@ TEST_F(StoreTest, AcknowledgedWritesSurviveKill9) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       close(fds[0]);
-      WriteUntilKilled(path_, fds[1]);
+      WriteUntilKilled(location_, fds[1]);
     }
     close(fds[1]);
 
@@ -1137,10 +1208,545 @@ TEST_F(StoreTest, AcknowledgedWritesSurviveKill9) {
     // The newest signed head is the end of the last batch the child appended.
     EXPECT_EQ(store_->LastSignedAudit()->seq, last->seq);
     max_seq = last->seq;
-    RawDb raw(path_);
-    EXPECT_EQ(raw.Query("PRAGMA integrity_check"), "ok");
+    if (sqlite()) {
+      RawDb raw(path_);
+      EXPECT_EQ(raw.Query("PRAGMA integrity_check"), "ok");
+    }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL only.
+
+// PgConn is a libpq connection for tests that drive the migration runner directly.
+class PgConn {
+ public:
+  explicit PgConn(const std::string& url) : conn_(PQconnectdb(url.c_str())) {
+    if (PQstatus(conn_) != CONNECTION_OK) ADD_FAILURE() << PQerrorMessage(conn_);
+  }
+  ~PgConn() { PQfinish(conn_); }
+  PgConn(const PgConn&) = delete;
+  PgConn& operator=(const PgConn&) = delete;
+  PGconn* get() { return conn_; }
+
+ private:
+  PGconn* conn_;
+};
+
+// A fresh database on the shared server, for tests that open stores themselves.
+struct PgDatabase {
+  custos::testing::PgServer* server = nullptr;
+  std::string name;
+  std::string url;
+  std::string Query(const std::string& sql) const {
+    auto v = server->Query(name, sql);
+    return v.ok() ? *v : "<" + v.status().ToString() + ">";
+  }
+};
+
+void NewPgDatabase(PgDatabase* db) {
+  auto server = custos::testing::SharedPgServer();
+  ASSERT_OK(server.status());
+  db->server = *server;
+  auto name = db->server->NewDatabase();
+  ASSERT_OK(name.status());
+  db->name = *name;
+  db->url = db->server->Url(db->name);
+}
+
+constexpr char kTablesQuery[] =
+    "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class c JOIN pg_namespace n "
+    "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'";
+
+// Several nodes starting at once on a fresh database: every open succeeds, and the schema is
+// applied once (a second application would fail on the existing tables, or add a second
+// custos_schema row).
+TEST(PgSchemaTest, ConcurrentOpensMigrateOnce) {
+  PgDatabase db;
+  ASSERT_NO_FATAL_FAILURE(NewPgDatabase(&db));
+  constexpr int kNodes = 4;
+  std::vector<Status> results(kNodes);
+  std::atomic<int> ready{0};
+  std::vector<std::thread> nodes;
+  for (int i = 0; i < kNodes; ++i) {
+    nodes.emplace_back([&, i] {
+      ++ready;
+      while (ready.load() < kNodes) std::this_thread::yield();
+      auto s = OpenPostgresStore(db.url);
+      results[static_cast<size_t>(i)] = s.status();
+      if (s.ok()) results[static_cast<size_t>(i)] = (*s)->PutMeta("node" + std::to_string(i), "up");
+    });
+  }
+  for (auto& t : nodes) t.join();
+  for (const Status& st : results) EXPECT_OK(st);
+  EXPECT_EQ(db.Query("SELECT count(*) || ':' || max(version) FROM custos_schema"),
+            "1:" + std::to_string(kSchemaVersion));
+  EXPECT_EQ(db.Query(kTablesQuery),
+            "access_keys,aliases,audit,audit_sync,custos_schema,key_versions,keys,meta,tags");
+  EXPECT_EQ(db.Query("SELECT count(*) FROM meta"), std::to_string(kNodes));
+}
+
+TEST(PgSchemaTest, NewerDatabaseIsRefusedAndLeftAlone) {
+  PgDatabase db;
+  ASSERT_NO_FATAL_FAILURE(NewPgDatabase(&db));
+  { ASSERT_OK(OpenPostgresStore(db.url).status()); }
+  db.Query("UPDATE custos_schema SET version = 99; CREATE TABLE future (x integer)");
+  const std::string objects = db.Query("SELECT count(*) FROM pg_class");
+  const std::string syncs = db.Query("SELECT syncs FROM audit_sync");
+  auto s = OpenPostgresStore(db.url);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), ErrorCode::kFailedPrecondition);
+  const std::string& m = s.status().message();
+  EXPECT_NE(m.find("99"), std::string::npos) << m;
+  EXPECT_NE(m.find("version " + std::to_string(kSchemaVersion)), std::string::npos) << m;
+  EXPECT_EQ(db.Query("SELECT version FROM custos_schema"), "99");
+  EXPECT_EQ(db.Query("SELECT count(*) FROM pg_class"), objects) << "refused database was changed";
+  EXPECT_EQ(db.Query("SELECT syncs FROM audit_sync"), syncs);
+}
+
+TEST(PgSchemaTest, ForeignDatabasesAreRefused) {
+  PgDatabase db;
+  ASSERT_NO_FATAL_FAILURE(NewPgDatabase(&db));
+  db.Query("CREATE TABLE notes (body text); INSERT INTO notes VALUES ('mine')");
+  auto s = OpenPostgresStore(db.url);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), ErrorCode::kFailedPrecondition) << s.status().ToString();
+  EXPECT_NE(s.status().message().find("not a custos store"), std::string::npos);
+  EXPECT_EQ(db.Query(kTablesQuery), "notes") << "foreign database was changed";
+
+  // A custos_schema table that does not hold exactly one row is not custos's either.
+  PgDatabase two;
+  ASSERT_NO_FATAL_FAILURE(NewPgDatabase(&two));
+  two.Query("CREATE TABLE custos_schema (version integer); INSERT INTO custos_schema VALUES (1), (1); "
+            "ALTER TABLE custos_schema OWNER TO custos");
+  EXPECT_EQ(OpenPostgresStore(two.url).status().code(), ErrorCode::kFailedPrecondition);
+
+  // A search_path that names no existing schema leaves nowhere to create the tables.
+  PgDatabase none;
+  ASSERT_NO_FATAL_FAILURE(NewPgDatabase(&none));
+  auto n = OpenPostgresStore(none.url + "?options=-csearch_path%3Dno_such_schema");
+  EXPECT_EQ(n.status().code(), ErrorCode::kFailedPrecondition) << n.status().ToString();
+  EXPECT_EQ(none.Query(kTablesQuery), "<null>");
+}
+
+TEST(PgSchemaTest, MigrationIsOneTransaction) {
+  PgDatabase db;
+  ASSERT_NO_FATAL_FAILURE(NewPgDatabase(&db));
+  {
+    auto s = OpenPostgresStore(db.url);
+    ASSERT_OK(s.status());
+    ASSERT_OK((*s)->PutMeta("kept", "yes"));
+  }
+  const internal::Migration v1 = internal::PgMigrations()[0];
+  PgConn conn(db.url);
+  const std::string before = db.Query(kTablesQuery);
+
+  // A step that fails half-way leaves the database at version 1 with nothing of the step.
+  const internal::Migration fails[] = {
+      v1,
+      {2,
+       "CREATE TABLE added (x integer); INSERT INTO no_such_table VALUES (1); "
+       "UPDATE custos_schema SET version = 2;"}};
+  Status st = internal::MigratePostgres(conn.get(), fails);
+  EXPECT_EQ(st.code(), ErrorCode::kUnavailable) << st.ToString();
+  EXPECT_EQ(st.message().rfind("store: migrate: ", 0), 0u) << st.message();
+  EXPECT_EQ(db.Query("SELECT version FROM custos_schema"), "1");
+  EXPECT_EQ(db.Query(kTablesQuery), before);
+
+  // A step that forgets its version bump is rolled back too.
+  const internal::Migration no_bump[] = {v1, {2, "CREATE TABLE added (x integer);"}};
+  EXPECT_EQ(internal::MigratePostgres(conn.get(), no_bump).code(), ErrorCode::kInternal);
+  EXPECT_EQ(db.Query("SELECT version FROM custos_schema"), "1");
+  EXPECT_EQ(db.Query(kTablesQuery), before);
+
+  // Migrations must be numbered in order.
+  const internal::Migration misnumbered[] = {{2, "UPDATE custos_schema SET version = 2;"}};
+  EXPECT_EQ(internal::MigratePostgres(conn.get(), misnumbered).code(), ErrorCode::kInternal);
+
+  // A good step applies, keeps the data, and is applied once however often it runs.
+  const internal::Migration good[] = {
+      v1,
+      {2,
+       "CREATE TABLE added (x integer); INSERT INTO added VALUES (7); "
+       "UPDATE custos_schema SET version = 2;"}};
+  ASSERT_OK(internal::MigratePostgres(conn.get(), good));
+  ASSERT_OK(internal::MigratePostgres(conn.get(), good));
+  EXPECT_EQ(db.Query("SELECT version FROM custos_schema"), "2");
+  EXPECT_EQ(db.Query("SELECT count(*) FROM added"), "1");
+  EXPECT_EQ(db.Query("SELECT convert_from(value, 'UTF8') FROM meta WHERE name = 'kept'"), "yes");
+  // At version 2 now, this build (version 1) refuses it, naming both versions.
+  auto s = OpenPostgresStore(db.url);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("version 2 "), std::string::npos) << s.status().message();
+  EXPECT_NE(s.status().message().find("version 1"), std::string::npos) << s.status().message();
+}
+
+// A URL libpq cannot parse is refused without being quoted (it may hold a password); a wrong
+// password is refused by the server, and the message does not carry it either.
+TEST(PgSchemaTest, BadUrlsAreRefusedWithoutTheirPassword) {
+  auto bad = OpenStore("postgresql://custos:hunter2secret@[::1/db");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), ErrorCode::kInvalidArgument) << bad.status().ToString();
+  EXPECT_EQ(bad.status().message().find("hunter2"), std::string::npos) << bad.status().message();
+
+  PgDatabase db;
+  ASSERT_NO_FATAL_FAILURE(NewPgDatabase(&db));
+  const std::string wrong = "postgresql://custos:hunter2secret@127.0.0.1:" +
+                            std::to_string(db.server->port()) + "/" + db.name;
+  auto refused = OpenStore(wrong);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), ErrorCode::kUnavailable) << refused.status().ToString();
+  EXPECT_EQ(refused.status().message().rfind("store: open: ", 0), 0u) << refused.status().message();
+  EXPECT_NE(refused.status().message().find("password authentication failed"), std::string::npos)
+      << refused.status().message();
+  EXPECT_EQ(refused.status().message().find("hunter2"), std::string::npos);
+}
+
+// PostgreSQL text holds UTF-8 without NUL bytes: a key id or tag key outside that is refused
+// before it is sent, naming the parameter's position, not the value. The free-form fields
+// (description, policy, tag values, meta values, audit entries) are bytea and hold anything,
+// as the shared tests show.
+TEST_F(PgStoreTest, TextFieldsMustBeUtf8WithoutNul) {
+  const std::string nul_id = std::string("abc\0def", 7);
+  Status st = store_->CreateKey(SampleKey(nul_id), SampleVersion(nul_id, 1));
+  EXPECT_EQ(st.code(), ErrorCode::kInvalidArgument) << st.ToString();
+  EXPECT_EQ(st.message(),
+            "store: create key: parameter $1 is not UTF-8 text without NUL bytes, which PostgreSQL "
+            "text cannot hold");
+  CreateSampleKey(KeyId(1));
+  EXPECT_EQ(store_->TagResource(KeyId(1), {{"\xff\xfe", "v"}}).code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetKey(std::string("\xc3\x28", 2)).status().code(),
+            ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(store_->ListTags(KeyId(1))->empty());
+  // Valid UTF-8 of every length is accepted and ordered byte by byte (COLLATE "C").
+  ASSERT_OK(store_->TagResource(KeyId(1), {{"\xf0\x9f\x94\x91", "4"}, {"\xc3\xa9", "2"},
+                                           {"\xe2\x82\xac", "3"}, {"Z", "1"}, {"a", "1"}}));
+  auto tags = store_->ListTags(KeyId(1));
+  ASSERT_OK(tags.status());
+  std::vector<std::string> order;
+  for (const Tag& t : *tags) order.push_back(t.key);
+  EXPECT_EQ(order, (std::vector<std::string>{"Z", "a", "\xc3\xa9", "\xe2\x82\xac",
+                                             "\xf0\x9f\x94\x91"}));
+}
+
+// Two stores (two pools of connections, as two nodes would have) and eight threads append
+// audit batches, each reading the end of the log and appending after it. Every refusal of a
+// lost race is kFailedPrecondition with nothing stored; the log ends up with every batch once,
+// seqs without a gap. A SyncAudit thread runs alongside.
+TEST_F(PgStoreTest, ConcurrentAppendersFromTwoStoresKeepTheChainContinuous) {
+  auto second = OpenStore(location_);
+  ASSERT_OK(second.status());
+  Store* stores[] = {store_.get(), second->get()};
+  constexpr int kThreads = 8, kBatches = 15;
+  std::atomic<int> failures{0}, refusals{0};
+  std::atomic<bool> done{false};
+  std::thread syncer([&] {
+    while (!done.load()) {
+      if (!stores[1]->SyncAudit().ok()) ++failures;
+    }
+  });
+  std::vector<std::thread> pool;
+  for (int t = 0; t < kThreads; ++t) {
+    pool.emplace_back([&, t] {
+      Store* store = stores[t % 2];
+      for (int b = 0; b < kBatches; ++b) {
+        const uint64_t n = 1 + static_cast<uint64_t>((t + b) % 3);
+        for (int attempt = 0;; ++attempt) {
+          auto last = store->LastAudit();
+          if (!last.ok()) {
+            ++failures;
+            break;
+          }
+          std::vector<AuditRecord> batch = AuditBatch(last->seq + 1, last->seq + n);
+          for (size_t i = 0; i < batch.size(); ++i) {
+            batch[i].entry = std::to_string(t) + "/" + std::to_string(b) + "/" + std::to_string(i);
+          }
+          Status st = store->AppendAudit(
+              batch, b % 2 == 0 ? Durability::kDurable : Durability::kWritten);
+          if (st.ok()) break;
+          if (st.code() != ErrorCode::kFailedPrecondition || attempt > 10000) {
+            ADD_FAILURE() << st.ToString();
+            ++failures;
+            break;
+          }
+          ++refusals;
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  done = true;
+  syncer.join();
+  EXPECT_EQ(failures.load(), 0);
+  size_t total = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int b = 0; b < kBatches; ++b) total += 1 + static_cast<size_t>((t + b) % 3);
+  }
+  auto log = store_->ReadAudit(1, total + 10);
+  ASSERT_OK(log.status());
+  ASSERT_EQ(log->size(), total);
+  std::set<std::string> entries;
+  for (size_t i = 0; i < log->size(); ++i) {
+    ASSERT_EQ((*log)[i].seq, i + 1) << "gap or reordering in the audit log";
+    entries.insert((*log)[i].entry);
+  }
+  EXPECT_EQ(entries.size(), total) << "an audit entry was stored twice or overwritten";
+  // A batch is stored whole: its entries are consecutive.
+  for (size_t i = 0; i + 1 < log->size(); ++i) {
+    const std::string& e = (*log)[i].entry;
+    const std::string& next = (*log)[i + 1].entry;
+    if (next.substr(next.rfind('/')) != "/0") {
+      EXPECT_EQ(e.substr(0, e.rfind('/')), next.substr(0, next.rfind('/'))) << "at " << i;
+    }
+  }
+  std::cout << "appends refused for a lost race: " << refusals.load() << "\n";
+}
+
+// WalFlushed is whether the server's WAL is flushed up to where it has been written, i.e.
+// no commit is waiting for a flush.
+std::string WalFlushed(custos::testing::PgServer* pg, const std::string& db) {
+  auto v = pg->Query(db, "SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()");
+  return v.ok() ? *v : v.status().ToString();
+}
+
+// kDurable commits wait for the WAL flush; kWritten commits do not (the server's WAL writer
+// runs every 10 s on the test server, so their commit records stay unflushed); SyncAudit
+// flushes everything written before it. And a database whose default is
+// synchronous_commit = off does not weaken kDurable.
+TEST_F(PgStoreTest, WrittenCommitsAreFlushedBySyncAudit) {
+  ASSERT_OK(store_->AppendAudit(AuditBatch(1, 2), Durability::kDurable));
+  EXPECT_EQ(WalFlushed(pg_, db_), "t") << "a kDurable commit returned before the flush";
+
+  // A WAL writer round or a checkpoint could flush between the append and the look; one of
+  // three tries must show the commit unflushed.
+  uint64_t seq = 2;
+  bool seen_unflushed = false;
+  for (int i = 0; i < 3 && !seen_unflushed; ++i) {
+    ASSERT_OK(store_->AppendAudit(AuditBatch(seq + 1, seq + 1), Durability::kWritten));
+    ++seq;
+    seen_unflushed = WalFlushed(pg_, db_) == "f";
+  }
+  EXPECT_TRUE(seen_unflushed) << "kWritten commits were flushed at once (synchronous)";
+  ASSERT_OK(store_->SyncAudit());
+  EXPECT_EQ(WalFlushed(pg_, db_), "t") << "SyncAudit returned before the flush";
+
+  seen_unflushed = false;
+  for (int i = 0; i < 3 && !seen_unflushed; ++i) {
+    ASSERT_OK(store_->AppendAudit({Audit(seq + 1)}, Durability::kDurable));
+    ++seq;
+    ASSERT_OK(store_->SignAudit(seq, Bytes{1, 2, 3}, Durability::kWritten));
+    seen_unflushed = WalFlushed(pg_, db_) == "f";
+  }
+  EXPECT_TRUE(seen_unflushed) << "a kWritten SignAudit was flushed at once";
+  ASSERT_OK(store_->SyncAudit());
+  EXPECT_EQ(WalFlushed(pg_, db_), "t");
+  EXPECT_EQ(store_->LastSignedAudit()->seq, seq);
+
+  // Connections made after the database's default became off still commit durably.
+  ASSERT_OK(pg_->Query(db_, "ALTER DATABASE " + db_ + " SET synchronous_commit = off").status());
+  Reopen();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(store_->AppendAudit({Audit(seq + 1)}, Durability::kDurable));
+    ++seq;
+    EXPECT_EQ(WalFlushed(pg_, db_), "t") << "kDurable under a database default of off";
+  }
+}
+
+// The server must fsync its WAL, or no commit is durable: a store refuses to run on one that
+// does not.
+TEST_F(PgStoreTest, RefusesAServerWithoutFsync) {
+  store_.reset();
+  auto set_fsync = [&](const char* sql, const char* want) {
+    ASSERT_OK(pg_->Query("postgres", sql).status());
+    ASSERT_OK(pg_->Query("postgres", "SELECT pg_reload_conf()").status());
+    for (int i = 0; i < 200 && pg_->Query("postgres", "SHOW fsync").value() != want; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(pg_->Query("postgres", "SHOW fsync").value(), want);
+  };
+  set_fsync("ALTER SYSTEM SET fsync = off", "off");
+  auto s = OpenPostgresStore(location_);
+  set_fsync("ALTER SYSTEM RESET fsync", "on");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), ErrorCode::kUnavailable);
+  EXPECT_NE(s.status().message().find("fsync = off"), std::string::npos) << s.status().message();
+  EXPECT_OK(OpenPostgresStore(location_).status());
+}
+
+// The retry rule, with the connection ended by the server at chosen moments (a trigger that
+// terminates its own backend; a sequence, which no rollback undoes, counts the attempts):
+// a write whose connection dies before COMMIT was sent is run again and stored once; one
+// whose connection dies during COMMIT is not run again, and the caller is told the outcome
+// is unknown.
+TEST_F(PgStoreTest, WriteIsRetriedOnlyIfItCannotHaveCommitted) {
+  CreateSampleKey(KeyId(1));
+  ASSERT_EQ(Query(R"sql(
+    CREATE SEQUENCE attempts; GRANT USAGE ON SEQUENCE attempts TO custos;
+    CREATE FUNCTION die_once() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF nextval('attempts') = 1 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;
+        RETURN NULL;
+      END $$;
+    CREATE TRIGGER die_once AFTER INSERT ON aliases FOR EACH ROW EXECUTE FUNCTION die_once();
+    SELECT 'ok')sql"),
+            "ok");
+  ASSERT_OK(store_->CreateAlias({"alias/a", KeyId(1), 1, 1}));
+  EXPECT_EQ(Query("SELECT last_value FROM attempts"), "2") << "not run again after the failure";
+  EXPECT_EQ(Query("SELECT count(*) FROM aliases"), "1");
+
+  ASSERT_EQ(Query(R"sql(
+    DROP TRIGGER die_once ON aliases; ALTER SEQUENCE attempts RESTART;
+    CREATE FUNCTION die_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        PERFORM nextval('attempts');
+        PERFORM pg_terminate_backend(pg_backend_pid());
+        RETURN NULL;
+      END $$;
+    CREATE CONSTRAINT TRIGGER die_at_commit AFTER INSERT ON aliases
+      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION die_at_commit();
+    SELECT 'ok')sql"),
+            "ok");
+  Status st = store_->CreateAlias({"alias/b", KeyId(1), 1, 1});
+  EXPECT_EQ(st.code(), ErrorCode::kUnavailable) << st.ToString();
+  EXPECT_NE(st.message().find("the connection failed during COMMIT"), std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find("unknown"), std::string::npos) << st.message();
+  EXPECT_EQ(Query("SELECT last_value FROM attempts"), "1") << "run again after COMMIT was sent";
+  // (The server ended the session before the commit record, so nothing was stored here.)
+  EXPECT_EQ(Query("SELECT count(*) FROM aliases"), "1");
+
+  ASSERT_EQ(Query("DROP TRIGGER die_at_commit ON aliases; SELECT 'ok'"), "ok");
+  ASSERT_OK(store_->CreateAlias({"alias/b", KeyId(1), 1, 1}));
+  EXPECT_EQ(store_->ListAliases(std::nullopt)->size(), 2u);
+}
+
+// PgRestartTest runs on a server of its own, which its tests stop and start. On the shared
+// server a stop would take seconds: its shutdown checkpoint fsyncs every file of every
+// database the other tests created.
+class PgRestartTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto started = custos::testing::PgServer::Start();
+    start_status_ = new Status(started.status());
+    if (started.ok()) server_ = std::move(started).value().release();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+    delete start_status_;
+    start_status_ = nullptr;
+  }
+
+  void SetUp() override {
+    ASSERT_OK(*start_status_);
+    pg_ = server_;
+    auto db = pg_->NewDatabase();
+    ASSERT_OK(db.status());
+    location_ = pg_->Url(*db);
+    auto s = OpenStore(location_);
+    ASSERT_OK(s.status());
+    store_ = std::move(s).value();
+  }
+
+  void CreateSampleKey(const std::string& id) {
+    ASSERT_OK(store_->CreateKey(SampleKey(id), SampleVersion(id, 1)));
+  }
+
+  static custos::testing::PgServer* server_;
+  static Status* start_status_;
+  custos::testing::PgServer* pg_ = nullptr;
+  std::string location_;
+  std::unique_ptr<Store> store_;
+};
+custos::testing::PgServer* PgRestartTest::server_ = nullptr;
+Status* PgRestartTest::start_status_ = nullptr;
+
+// RestartOnExit brings a stopped server back however the test ends, so later tests have it.
+struct RestartOnExit {
+  custos::testing::PgServer* server;
+  bool stopped = false;
+  ~RestartOnExit() {
+    if (stopped) EXPECT_OK(server->Restart());
+  }
+};
+
+// While the server is down, every call fails with kUnavailable naming the operation (a
+// connection is refused at once on loopback, so nothing hangs); once it is back on the same
+// port, the same store reconnects by itself.
+TEST_F(PgRestartTest, DeadServerIsUnavailableThenReconnects) {
+  CreateSampleKey(KeyId(1));
+  ASSERT_OK(store_->AppendAudit(AuditBatch(1, 1), Durability::kDurable));
+  RestartOnExit guard{pg_};
+  ASSERT_OK(pg_->Stop());
+  guard.stopped = true;
+
+  const auto start = std::chrono::steady_clock::now();
+  auto got = store_->GetKey(KeyId(1));
+  EXPECT_EQ(got.status().code(), ErrorCode::kUnavailable);
+  EXPECT_EQ(got.status().message().rfind("store: get key: ", 0), 0u) << got.status().message();
+  Status created = store_->CreateKey(SampleKey(KeyId(2)), SampleVersion(KeyId(2), 1));
+  EXPECT_EQ(created.code(), ErrorCode::kUnavailable);
+  EXPECT_EQ(created.message().rfind("store: create key: ", 0), 0u) << created.message();
+  EXPECT_EQ(store_->AppendAudit(AuditBatch(2, 2), Durability::kWritten).code(),
+            ErrorCode::kUnavailable);
+  EXPECT_EQ(store_->SyncAudit().code(), ErrorCode::kUnavailable);
+  auto opened = OpenStore(location_);
+  EXPECT_EQ(opened.status().code(), ErrorCode::kUnavailable);
+  EXPECT_EQ(opened.status().message().rfind("store: open: ", 0), 0u) << opened.status().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  std::cout << "while the server is down: " << got.status().ToString() << "\n";
+
+  ASSERT_OK(pg_->Restart());
+  guard.stopped = false;
+  auto back = store_->GetKey(KeyId(1));
+  ASSERT_OK(back.status());
+  EXPECT_EQ(Tie(*back), Tie(SampleKey(KeyId(1))));
+  CreateSampleKey(KeyId(2));
+  ASSERT_OK(store_->AppendAudit(AuditBatch(2, 2), Durability::kDurable));
+  EXPECT_EQ(store_->ListKeys()->size(), 2u);
+  EXPECT_EQ(store_->LastAudit()->seq, 2u);
+}
+
+// A restart of the server between calls (as a failover looks to a store: every pooled
+// connection leads to a server that is gone) is invisible to the caller: the first call on a
+// dead connection fails before anything was sent that could commit, and runs again on a
+// fresh connection. Once for a write first, once for a read first.
+TEST_F(PgRestartTest, RestartedServerIsReconnectedTransparently) {
+  RestartOnExit guard{pg_};
+  // Several calls at once leave several connections idle in the pool.
+  auto fill_pool = [&] {
+    std::vector<std::thread> readers;
+    for (int i = 0; i < 4; ++i) {
+      readers.emplace_back([&] {
+        for (int j = 0; j < 5; ++j) EXPECT_OK(store_->ListKeys().status());
+      });
+    }
+    for (auto& r : readers) r.join();
+  };
+  auto restart = [&] {
+    ASSERT_OK(pg_->Stop());
+    guard.stopped = true;
+    ASSERT_OK(pg_->Restart());
+    guard.stopped = false;
+  };
+
+  CreateSampleKey(KeyId(1));
+  fill_pool();
+  ASSERT_NO_FATAL_FAILURE(restart());
+  ASSERT_OK(store_->CreateKey(SampleKey(KeyId(2)), SampleVersion(KeyId(2), 1)));
+  ASSERT_OK(store_->AppendAudit(AuditBatch(1, 2), Durability::kWritten));
+  ASSERT_OK(store_->SyncAudit());
+
+  fill_pool();
+  ASSERT_NO_FATAL_FAILURE(restart());
+  auto keys = store_->ListKeys();
+  ASSERT_OK(keys.status());
+  EXPECT_EQ(keys->size(), 2u);
+  EXPECT_EQ(store_->LastAudit()->seq, 2u);
+  EXPECT_EQ(store_->ListAliases(std::nullopt)->size(), 0u);
+}
+
 
 }  // namespace
 }  // namespace custos::store
