@@ -226,7 +226,10 @@ void Appliance::SuperviseLoop() {
 }
 
 custos::Status Appliance::OpenKms() {
-  ASSIGN_OR_RETURN(store_, store::OpenSqliteStore(config_.data_dir + "/" + std::string(kDatabaseFile)));
+  // [store] url: a database shared by the nodes of a cluster; else this node's SQLite file.
+  ASSIGN_OR_RETURN(store_, store::OpenStore(config_.store_url.empty()
+                                                ? config_.data_dir + "/" + std::string(kDatabaseFile)
+                                                : config_.store_url));
   kms::CoreCall core = [this](ecall::Call call, std::vector<Bytes> args) { return CoreCall(call, std::move(args)); };
   kms::ServiceOptions so;
   so.region = config_.kms_region;

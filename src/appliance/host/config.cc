@@ -47,9 +47,10 @@ struct FieldSpec {
   PathRule path = PathRule::kNone;
 };
 
-constexpr std::array<std::string_view, 5> kTables = {"server", "tee", "cluster", "kms", "audit"};
+constexpr std::array<std::string_view, 6> kTables = {"server", "tee",   "cluster",
+                                                     "kms",    "audit", "store"};
 
-const std::array<FieldSpec, 20> kFields = {{
+const std::array<FieldSpec, 21> kFields = {{
     {"server", "listen", &ServerConfig::listen},
     {"server", "data_dir", &ServerConfig::data_dir, PathRule::kResolve},
     {"server", "custody", &ServerConfig::custody_path, PathRule::kResolve},
@@ -70,6 +71,7 @@ const std::array<FieldSpec, 20> kFields = {{
     {"kms", "region", &ServerConfig::kms_region},
     {"kms", "account_id", &ServerConfig::kms_account_id},
     {"audit", "sync", &ServerConfig::audit_sync},
+    {"store", "url", &ServerConfig::store_url},
 }};
 
 constexpr std::array<std::string_view, 3> kBackends = {"sim", "sgx-gramine", "tdx-configfs"};
@@ -333,6 +335,9 @@ Status CheckConsistency(const ServerConfig& config) {
   if (config.audit_sync != "group" && config.audit_sync != "request")
     return InvalidArgument("audit.sync must be \"group\" or \"request\"");
   if (config.core_workers > 256) return InvalidArgument("tee.core_workers must be 0 to 256");
+  if (!config.store_url.empty() && config.store_url.rfind("postgresql://", 0) != 0 &&
+      config.store_url.rfind("postgres://", 0) != 0)
+    return InvalidArgument("store.url must be a postgresql:// or postgres:// URL (or be left out)");
   for (const FieldSpec& f : kFields) {
     if (f.path != PathRule::kAbsolute) continue;
     const std::string& value = config.*std::get<std::string ServerConfig::*>(f.target);

@@ -5,6 +5,9 @@
 //   [tee]      backend, enclave_binary, sim_key_dir, sim_product_id, sim_svn, sim_debug,
 //              gramine_root, tsm_root
 //   [cluster]  collateral
+//   [kms]      region, account_id
+//   [audit]    sync
+//   [store]    url
 //
 // The parser is strict because a typo in a security setting must stop the server, not silently
 // fall back to a default: unknown tables and keys, values of the wrong type, integers out of
@@ -87,6 +90,12 @@ struct ServerConfig {
   // "Durability"): "group" (default) once written, fsynced by group commit within 10 ms;
   // "request" once signed by the core and fsynced.
   std::string audit_sync = "group";
+  // [store] url: where keys, aliases, access keys and the audit log live. Empty (the default):
+  // the SQLite file data_dir/custos.db, this node's alone. A "postgresql://" or "postgres://"
+  // URL (libpq's URI form; several hosts and target_session_attrs=read-write for a primary
+  // with standbys; a password belongs in a passfile=, not in the URL): a database shared by
+  // every node of a cluster (docs/operations.md "A cluster of nodes").
+  std::string store_url;
 
   bool operator==(const ServerConfig&) const = default;
 };

@@ -198,12 +198,27 @@ TEST(ServerConfigTest, DocumentedExampleParses) {
     uncommented += line + "\n";
     start = end + 1;
   }
-  EXPECT_EQ(uncommented_keys, 7u);  // tls_cert, tls_key, insecure_http, join, enclave_binary,
-                                    // sim_key_dir, collateral
+  EXPECT_EQ(uncommented_keys, 8u);  // tls_cert, tls_key, insecure_http, join, enclave_binary,
+                                    // sim_key_dir, collateral, url
   auto all = ParseServerConfig(uncommented, "/etc/custos");
   ASSERT_TRUE(all.ok()) << all.status().ToString();
   EXPECT_EQ(all->tls_key, "/etc/custos/tls/server.key");
   EXPECT_EQ(all->join_collateral, "/etc/custos/collateral.json");
+  EXPECT_EQ(all->store_url.rfind("postgresql://custos@db-1:5432,db-2:5432/custos?", 0), 0u);
+}
+
+TEST(ServerConfigTest, StoreUrl) {
+  auto config = ParseServerConfig(WithServer(""), "/etc/custos");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->store_url, "");  // this node's SQLite file
+  config = ParseServerConfig(
+      WithServer("", "[store]\nurl = \"postgresql://custos@127.0.0.1:5432/custos\"\n"), "/etc/custos");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->store_url, "postgresql://custos@127.0.0.1:5432/custos");
+  // Anything else is refused without repeating the value (it may hold a password).
+  EXPECT_EQ(Refusal(WithServer("", "[store]\nurl = \"mysql://u:secret@h/db\"\n")),
+            "server.toml: store.url must be a postgresql:// or postgres:// URL (or be left out)");
+  EXPECT_EQ(Refusal(WithServer("", "[store]\nurl = 5\n")).find("secret"), std::string::npos);
 }
 
 TEST(ServerConfigTest, AuditSyncAndCoreWorkers) {
