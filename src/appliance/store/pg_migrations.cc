@@ -110,8 +110,10 @@ static_assert(kLockClass == 1668641652 && kMigrationLock == 1,
               "kBeginMigration writes the lock's keys as literals");
 // The lock is taken by a statement of its own, before anything is read: under READ COMMITTED
 // each later statement sees every transaction committed before the lock was granted, so a
-// node that waited for another's migration reads the migrated version.
-constexpr char kBeginMigration[] = "BEGIN; SELECT pg_advisory_xact_lock(1668641652, 1)";
+// node that waited for another's migration reads the migrated version. A node waits for the
+// lock however long another's migration takes (no lock_timeout for this transaction).
+constexpr char kBeginMigration[] =
+    "BEGIN; SET LOCAL lock_timeout = 0; SELECT pg_advisory_xact_lock(1668641652, 1)";
 
 constexpr Oid kStateColumns[] = {kTextOid, kInt8Oid, kBoolOid};
 constexpr PgQuery kSchemaState = {

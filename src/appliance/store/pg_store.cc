@@ -70,7 +70,6 @@ constexpr Oid kAccessKeyColumns[] = {kTextOid, kTextOid, kTextOid, kByteaOid, kI
 constexpr Oid kAuditColumns[] = {kInt8Oid, kByteaOid, kByteaOid, kByteaOid};
 constexpr Oid kOneBool[] = {kBoolOid};
 constexpr Oid kOneInt8[] = {kInt8Oid};
-constexpr Oid kTwoTexts[] = {kTextOid, kTextOid};
 constexpr Oid kOneBytea[] = {kByteaOid};
 
 constexpr PgQuery kInsertKey = {"INSERT INTO keys (" CUSTOS_KEY_COLUMNS
@@ -169,8 +168,11 @@ constexpr PgQuery kUpsertMeta = {
     kNone};
 constexpr PgQuery kSelectMeta = {"SELECT value FROM meta WHERE name = $1", kOneBytea};
 
+constexpr Oid kFourTexts[] = {kTextOid, kTextOid, kTextOid, kTextOid};
 constexpr PgQuery kServerSettings = {
-    "SELECT current_setting('fsync'), current_setting('synchronous_commit')", kTwoTexts};
+    "SELECT current_setting('fsync'), current_setting('synchronous_commit'), "
+    "current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout')",
+    kFourTexts};
 
 #undef CUSTOS_KEY_COLUMNS
 #undef CUSTOS_VERSION_COLUMNS
@@ -355,11 +357,15 @@ class ConnectionPool {
     return c;
   }
 
-  // Configure checks what the durability promise rests on, once per connection: the server
-  // fsyncs its WAL (refused otherwise: no commit would be durable), and this session's
-  // synchronous_commit is not off (a server, database or role default of off is overridden
-  // for the session; the stronger settings an operator may choose for replication, such as
-  // remote_apply, are kept).
+  // Configure sets a new connection up. It checks what the durability promise rests on: the
+  // server fsyncs its WAL (refused otherwise: no commit would be durable), and this session's
+  // synchronous_commit is not off (a server, database or role default of off is overridden for
+  // the session; the stronger settings an operator may choose for replication, such as
+  // remote_apply, are kept). And it bounds waiting where nothing else is set (0, PostgreSQL's
+  // default): a lock wait ends after 5 s with kUnavailable (55P03), as SQLite's busy timeout
+  // does; and a session left idle inside a transaction for 10 s is ended by the server, so a node that died or hung between BEGIN and COMMIT releases
+  // its locks (the audit append lock above all) in seconds, not when the server's TCP
+  // keepalive notices, hours later. A URL, role or database setting takes precedence.
   static Status Configure(PGconn* c, const char* op) {
     PgSession s(c);
     ASSIGN_OR_RETURN(PgResult r, s.Exec(op, kServerSettings));
@@ -367,7 +373,11 @@ class ConnectionPool {
       return Unavailable(std::string("store: ") + op +
                          ": the server runs with fsync = off, so no commit would be durable");
     }
-    if (r.Text(0, 1) == "off") RETURN_IF_ERROR(s.Script(op, "SET synchronous_commit = on"));
+    std::string set;  // constant statements only
+    if (r.Text(0, 1) == "off") set += "SET synchronous_commit = on;";
+    if (r.Text(0, 2) == "0") set += "SET lock_timeout = '5s';";
+    if (r.Text(0, 3) == "0") set += "SET idle_in_transaction_session_timeout = '10s';";
+    if (!set.empty()) RETURN_IF_ERROR(s.Script(op, set.c_str()));
     return Status::Ok();
   }
 

@@ -1574,6 +1574,30 @@ TEST_F(PgStoreTest, RefusesAServerWithoutFsync) {
   EXPECT_OK(OpenPostgresStore(location_).status());
 }
 
+// Appends queue on the audit lock, and a wait for a lock is bounded (lock_timeout; 5 s unless
+// the URL, role or database sets it, here 300 ms): while another session holds the lock, an
+// append fails with kUnavailable and stores nothing; once it is released, appends go on.
+TEST_F(PgStoreTest, AppendWaitsForTheAuditLockBoundedly) {
+  store_.reset();
+  auto s = OpenStore(location_ + "?options=-c%20lock_timeout%3D300ms");
+  ASSERT_OK(s.status());
+  ASSERT_OK((*s)->AppendAudit(AuditBatch(1, 1), Durability::kDurable));
+  PgConn holder(location_);
+  PQclear(PQexec(holder.get(), "BEGIN; SELECT pg_advisory_xact_lock(1668641652, 2)"));
+  const auto start = std::chrono::steady_clock::now();
+  Status st = (*s)->AppendAudit(AuditBatch(2, 2), Durability::kDurable);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(st.code(), ErrorCode::kUnavailable) << st.ToString();
+  EXPECT_EQ(st.message().rfind("store: append audit: ", 0), 0u) << st.message();
+  EXPECT_GE(waited, std::chrono::milliseconds(250)) << "did not wait for the lock";
+  EXPECT_LT(waited, std::chrono::seconds(3));
+  // Readers take no lock.
+  EXPECT_EQ((*s)->LastAudit()->seq, 1u);
+  PQclear(PQexec(holder.get(), "COMMIT"));
+  EXPECT_EQ((*s)->LastAudit()->seq, 1u);
+  ASSERT_OK((*s)->AppendAudit(AuditBatch(2, 2), Durability::kDurable));
+}
+
 // The retry rule, with the connection ended by the server at chosen moments (a trigger that
 // terminates its own backend; a sequence, which no rollback undoes, counts the attempts):
 // a write whose connection dies before COMMIT was sent is run again and stored once; one
