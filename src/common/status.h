@@ -21,6 +21,7 @@ enum class ErrorCode {
   kIntegrity,           // a MAC, tag, signature, hash chain or proof did not verify
   kUnavailable,         // a peer could not be reached
   kInternal,            // a library call failed unexpectedly
+  kAborted,             // a concurrent change won (e.g. another node's): read again, retry
 };
 
 // ErrorCodeName returns a stable lower-case name for `code`, used in JSON errors.
@@ -69,6 +70,7 @@ inline Status FailedPrecondition(std::string m) {
 inline Status IntegrityError(std::string m) { return {ErrorCode::kIntegrity, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {ErrorCode::kUnavailable, std::move(m)}; }
 inline Status InternalError(std::string m) { return {ErrorCode::kInternal, std::move(m)}; }
+inline Status Aborted(std::string m) { return {ErrorCode::kAborted, std::move(m)}; }
 
 template <typename T>
 class [[nodiscard]] StatusOr {

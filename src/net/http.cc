@@ -135,6 +135,7 @@ int HttpStatusFor(ErrorCode code) {
     case ErrorCode::kIntegrity: return 422;
     case ErrorCode::kUnavailable: return 503;
     case ErrorCode::kInternal: return 500;
+    case ErrorCode::kAborted: return 409;
   }
   return 500;
 }
