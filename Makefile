@@ -10,10 +10,13 @@ TEST_JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
 FUZZ_SECONDS ?= 5
 # DEV_DIR is where `make run` (custos server --dev) keeps its state between runs.
 DEV_DIR ?= .custos-dev
+# CLUSTER_DIR, NODES: `make cluster` (scripts/dev-cluster.sh) builds its cluster of NODES nodes there.
+CLUSTER_DIR ?= .custos-cluster
+NODES ?= 3
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 CUSTOS_E2E_LARGE_MIB=8
 
 .PHONY: test-deps deps build build-san build-san-only build-release build-release-only build-asan build-fuzz test test-fast \
-  test-san test-san-only test-release test-release-only build-matrix test-asan fuzz-smoke fuzz-smoke-only fuzz bench run demo clean
+  test-san test-san-only test-release test-release-only build-matrix test-asan fuzz-smoke fuzz-smoke-only fuzz bench run cluster demo clean
 
 deps:
 	@scripts/install-deps.sh
@@ -91,6 +94,12 @@ bench: build
 # access key in one foreground process; prints the endpoint and credentials. Ctrl-C stops it.
 run: build
 	$(BUILD)/custos server --dev --data-dir $(DEV_DIR)
+
+# cluster: PostgreSQL primary and standby, keepers, NODES nodes and HAProxy on loopback, in the
+# background (docs/operations.md "A cluster of nodes"); returns once all serve and writes
+# $(CLUSTER_DIR)/dev.env. scripts/dev-cluster.sh --stop $(CLUSTER_DIR) stops it.
+cluster: build
+	scripts/dev-cluster.sh $(BUILD)/custos $(CLUSTER_DIR) $(NODES)
 
 # demo: the narrated walk through co-custody and the appliance with separate processes.
 demo: build
