@@ -51,9 +51,10 @@ using internal::PgTransaction;
   "key_id, arn, description, key_spec, key_usage, key_state, creation_date, deletion_date, "  \
   "pending_window_days, rotation_enabled, rotation_period_days, next_rotation_date, policy, " \
   "current_version"
-#define CUSTOS_VERSION_COLUMNS(t)                                                                \
-  t "key_id, " t "version, " t "wrapped_material, " t "public_key, " t "created, " t "rotation_" \
-                                                                                     "type"
+// clang-format off
+#define CUSTOS_VERSION_COLUMNS(t) \
+  t "key_id, " t "version, " t "wrapped_material, " t "public_key, " t "created, " t "rotation_type"
+// clang-format on
 #define CUSTOS_ALIAS_COLUMNS(t) \
   t "alias_name, " t "key_id, " t "creation_date, " t "last_updated_date"
 #define CUSTOS_ACCESS_KEY_COLUMNS "access_key_id, name, principal_arn, wrapped_secret, created"
@@ -363,9 +364,10 @@ class ConnectionPool {
   // the session; the stronger settings an operator may choose for replication, such as
   // remote_apply, are kept). And it bounds waiting where nothing else is set (0, PostgreSQL's
   // default): a lock wait ends after 5 s with kUnavailable (55P03), as SQLite's busy timeout
-  // does; and a session left idle inside a transaction for 10 s is ended by the server, so a node that died or hung between BEGIN and COMMIT releases
-  // its locks (the audit append lock above all) in seconds, not when the server's TCP
-  // keepalive notices, hours later. A URL, role or database setting takes precedence.
+  // does; and a session left idle inside a transaction for 10 s is ended by the server, so a
+  // node that died or hung between BEGIN and COMMIT releases its locks (the audit append lock
+  // above all) in seconds, not when the server's TCP keepalive notices, hours later. A URL,
+  // role or database setting takes precedence.
   static Status Configure(PGconn* c, const char* op) {
     PgSession s(c);
     ASSIGN_OR_RETURN(PgResult r, s.Exec(op, kServerSettings));
