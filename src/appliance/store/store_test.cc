@@ -1317,8 +1317,8 @@ TEST(PgSchemaTest, ForeignDatabasesAreRefused) {
   // A custos_schema table that does not hold exactly one row is not custos's either.
   PgDatabase two;
   ASSERT_NO_FATAL_FAILURE(NewPgDatabase(&two));
-  two.Query("CREATE TABLE custos_schema (version integer); INSERT INTO custos_schema VALUES (1), (1); "
-            "ALTER TABLE custos_schema OWNER TO custos");
+  two.Query("CREATE TABLE custos_schema (version integer); "
+            "INSERT INTO custos_schema VALUES (1), (1); ALTER TABLE custos_schema OWNER TO custos");
   EXPECT_EQ(OpenPostgresStore(two.url).status().code(), ErrorCode::kFailedPrecondition);
 
   // A search_path that names no existing schema leaves nowhere to create the tables.
