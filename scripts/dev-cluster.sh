@@ -472,6 +472,16 @@ defaults
 
 frontend custos
     bind 127.0.0.1:$haproxy_port
+    # Every request reaches a node from HAProxy's address, and a node refuses all /v1/sys
+    # requests, health checks included, from an address that made 100 failed ones within 10 s:
+    # one client's refused admin calls would take every node out of rotation. So a client's
+    # refused /v1/sys requests stop here first (429) after 30 within 10 s (health and
+    # seal-status, which are not refused, still pass).
+    acl sys path_beg /v1/sys/
+    acl sys_public path /v1/sys/health /v1/sys/seal-status
+    stick-table type ip size 100k expire 30s store http_err_rate(10s)
+    http-request track-sc0 src if sys
+    http-request deny deny_status 429 if sys !sys_public { sc_http_err_rate(0) gt 30 }
     # A SIGMA handshake (a node joining, a keeper releasing) is three requests that must reach
     # one node: those go to the first node in rotation.
     use_backend custos_sigma if { path_beg /v1/sys/sigma/ }
