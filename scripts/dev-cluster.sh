@@ -512,7 +512,7 @@ admin_token="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 mkdir -m 0700 "$dir/sim"
 store_url="postgresql://custos@127.0.0.1:$pg_primary_port,127.0.0.1:$pg_standby_port/custos?target_session_attrs=read-write&passfile=$dir/pgpass"
 for n in $(seq "$nodes"); do
-  mkdir -m 0700 -p "$dir/node-$n/data"
+  mkdir -m 0700 "$dir/node-$n" "$dir/node-$n/data"
   (umask 077; echo "$admin_token" >"$dir/node-$n/data/admin.token")
   {
     echo "# dev-cluster.sh: node $n of $nodes."
