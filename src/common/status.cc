@@ -14,6 +14,7 @@ const char* ErrorCodeName(ErrorCode code) {
     case ErrorCode::kUnavailable: return "unavailable";
     case ErrorCode::kInternal: return "internal";
     case ErrorCode::kAborted: return "aborted";
+    case ErrorCode::kOutOfRange: return "out_of_range";
   }
   return "unknown";
 }

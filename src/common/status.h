@@ -22,6 +22,7 @@ enum class ErrorCode {
   kUnavailable,         // a peer could not be reached
   kInternal,            // a library call failed unexpectedly
   kAborted,             // a concurrent change won (e.g. another node's): read again, retry
+  kOutOfRange,          // a position no longer (or not yet) held, e.g. a trimmed change log
 };
 
 // ErrorCodeName returns a stable lower-case name for `code`, used in JSON errors.
@@ -71,6 +72,7 @@ inline Status IntegrityError(std::string m) { return {ErrorCode::kIntegrity, std
 inline Status Unavailable(std::string m) { return {ErrorCode::kUnavailable, std::move(m)}; }
 inline Status InternalError(std::string m) { return {ErrorCode::kInternal, std::move(m)}; }
 inline Status Aborted(std::string m) { return {ErrorCode::kAborted, std::move(m)}; }
+inline Status OutOfRange(std::string m) { return {ErrorCode::kOutOfRange, std::move(m)}; }
 
 template <typename T>
 class [[nodiscard]] StatusOr {

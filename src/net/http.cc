@@ -136,6 +136,7 @@ int HttpStatusFor(ErrorCode code) {
     case ErrorCode::kUnavailable: return 503;
     case ErrorCode::kInternal: return 500;
     case ErrorCode::kAborted: return 409;
+    case ErrorCode::kOutOfRange: return 400;
   }
   return 500;
 }
