@@ -83,8 +83,53 @@ PRAGMA application_id = 1668641652;
 PRAGMA user_version = 1;
 )sql";
 
+// Version 2: several nodes on one database (docs/storage.md "Several nodes").
+// - keys.revision: UpdateKey and AddKeyVersion apply only to the revision they were read at.
+//   Existing keys start at 1.
+// - audit records are keyed by (log, seq): each node appends to a log of its own. SQLite
+//   cannot change a table's primary key, so the table is rebuilt: the records are copied into
+//   the log '' (the single node's log) with their seqs, entries, hashes and signatures as they
+//   were. WITHOUT ROWID: the records live in the (log, seq) b-tree itself, so an append writes
+//   one b-tree, not a table and an index.
+// - custos_state holds the newest change version and state_changes the change log. The
+//   version is a counter of its own, not max(state_changes.version), which trimming would not
+//   keep if it ever emptied the log.
+constexpr char kSchemaV2[] = R"sql(
+ALTER TABLE keys ADD COLUMN revision INTEGER NOT NULL DEFAULT 1 CHECK (revision > 0);
+
+CREATE TABLE audit_by_log (
+  log       TEXT    NOT NULL,
+  seq       INTEGER NOT NULL CHECK (seq > 0),
+  entry     TEXT    NOT NULL,
+  hash      BLOB    NOT NULL,
+  signature BLOB    NOT NULL,
+  PRIMARY KEY (log, seq)
+) STRICT, WITHOUT ROWID;
+INSERT INTO audit_by_log (log, seq, entry, hash, signature)
+  SELECT '', seq, entry, hash, signature FROM audit ORDER BY seq;
+DROP TABLE audit;
+ALTER TABLE audit_by_log RENAME TO audit;
+CREATE INDEX audit_signed ON audit (log, seq) WHERE length(signature) > 0;
+
+CREATE TABLE custos_state (
+  singleton INTEGER NOT NULL PRIMARY KEY CHECK (singleton = 1),
+  version   INTEGER NOT NULL CHECK (version >= 0)
+) STRICT;
+INSERT INTO custos_state (singleton, version) VALUES (1, 0);
+
+CREATE TABLE state_changes (
+  version    INTEGER NOT NULL PRIMARY KEY CHECK (version > 0),
+  key_id     TEXT    NOT NULL,
+  alias_name TEXT    NOT NULL,
+  CHECK (key_id <> '' OR alias_name <> '')
+) STRICT;
+
+PRAGMA user_version = 2;
+)sql";
+
 constexpr auto kMigrations = std::to_array<Migration>({
     {1, kSchemaV1},
+    {2, kSchemaV2},
 });
 static_assert(kMigrations.size() == kSchemaVersion,
               "kSchemaVersion in store.h must be the number of migrations");

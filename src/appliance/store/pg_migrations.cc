@@ -100,8 +100,42 @@ INSERT INTO audit_sync (syncs) VALUES (0);
 UPDATE custos_schema SET version = 1;
 )sql";
 
+// Version 2: several nodes on one database, as the SQLite schema's version 2 (migrations.cc):
+// keys.revision (existing keys start at 1); audit records keyed by (log, seq), the existing
+// ones in the log '' (the new column's default, dropped afterwards so that every insert names
+// its log); custos_state, the newest change version, whose row every mutation of keys,
+// aliases and tags locks first (pg_store.cc), and state_changes, the change log. Adding a
+// column with a constant default does not rewrite the table; the new primary key is built
+// from the audit rows under the migration's lock, once.
+constexpr char kPgSchemaV2[] = R"sql(
+ALTER TABLE keys ADD COLUMN revision bigint NOT NULL DEFAULT 1 CHECK (revision > 0);
+
+ALTER TABLE audit ADD COLUMN log text COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE audit ALTER COLUMN log DROP DEFAULT;
+ALTER TABLE audit DROP CONSTRAINT audit_pkey;
+ALTER TABLE audit ADD CONSTRAINT audit_pkey PRIMARY KEY (log, seq);
+DROP INDEX audit_signed;
+CREATE INDEX audit_signed ON audit (log, seq) WHERE length(signature) > 0;
+
+CREATE TABLE custos_state (
+  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  version   bigint  NOT NULL CHECK (version >= 0)
+);
+INSERT INTO custos_state (version) VALUES (0);
+
+CREATE TABLE state_changes (
+  version    bigint NOT NULL PRIMARY KEY CHECK (version > 0),
+  key_id     text COLLATE "C" NOT NULL,
+  alias_name text COLLATE "C" NOT NULL,
+  CHECK (key_id <> '' OR alias_name <> '')
+);
+
+UPDATE custos_schema SET version = 2;
+)sql";
+
 constexpr auto kPgMigrations = std::to_array<Migration>({
     {1, kPgSchemaV1},
+    {2, kPgSchemaV2},
 });
 static_assert(kPgMigrations.size() == kSchemaVersion,
               "kSchemaVersion in store.h must be the number of PostgreSQL migrations too");

@@ -16,8 +16,9 @@
 // seq continuity refuses a batch stored twice).
 #include <libpq-fe.h>
 
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
-#include <limits>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -51,6 +52,9 @@ using internal::PgTransaction;
   "key_id, arn, description, key_spec, key_usage, key_state, creation_date, deletion_date, "  \
   "pending_window_days, rotation_enabled, rotation_period_days, next_rotation_date, policy, " \
   "current_version"
+// revision is read with the record but never bound from it: CreateKey stores 1, and UpdateKey
+// and AddKeyVersion advance it past the revision they checked.
+#define CUSTOS_KEY_READ_COLUMNS CUSTOS_KEY_COLUMNS ", revision"
 // clang-format off
 #define CUSTOS_VERSION_COLUMNS(t) \
   t "key_id, " t "version, " t "wrapped_material, " t "public_key, " t "created, " t "rotation_type"
@@ -63,7 +67,7 @@ using internal::PgTransaction;
 constexpr std::span<const Oid> kNone{};  // a statement that returns no rows
 constexpr Oid kKeyColumns[] = {kTextOid, kTextOid, kByteaOid, kTextOid, kTextOid,
                                kTextOid, kInt8Oid, kInt8Oid,  kInt4Oid, kBoolOid,
-                               kInt4Oid, kInt8Oid, kByteaOid, kInt8Oid};
+                               kInt4Oid, kInt8Oid, kByteaOid, kInt8Oid, kInt8Oid};
 constexpr Oid kVersionColumns[] = {kTextOid, kInt8Oid, kByteaOid, kByteaOid, kInt8Oid, kTextOid};
 constexpr Oid kAliasColumns[] = {kTextOid, kTextOid, kInt8Oid, kInt8Oid};
 constexpr Oid kTagColumns[] = {kTextOid, kByteaOid};
@@ -72,21 +76,26 @@ constexpr Oid kAuditColumns[] = {kInt8Oid, kByteaOid, kByteaOid, kByteaOid};
 constexpr Oid kOneBool[] = {kBoolOid};
 constexpr Oid kOneInt8[] = {kInt8Oid};
 constexpr Oid kOneBytea[] = {kByteaOid};
+constexpr Oid kOneText[] = {kTextOid};
+constexpr Oid kChangesColumns[] = {kInt8Oid, kInt8Oid, kInt8Oid, kTextOid, kTextOid};
 
 constexpr PgQuery kInsertKey = {"INSERT INTO keys (" CUSTOS_KEY_COLUMNS
-                                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
-                                "$13, $14)",
+                                ", revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+                                "$11, $12, $13, $14, 1)",
                                 kNone};
+// Applies only to the revision the record was read at ($15); no row changed means the key is
+// absent or changed since (kKeyRevision tells which).
 constexpr PgQuery kUpdateKey = {
     "UPDATE keys SET arn = $2, description = $3, key_spec = $4, key_usage = $5, key_state = $6, "
     "creation_date = $7, deletion_date = $8, pending_window_days = $9, rotation_enabled = $10, "
-    "rotation_period_days = $11, next_rotation_date = $12, policy = $13, current_version = $14 "
-    "WHERE key_id = $1",
+    "rotation_period_days = $11, next_rotation_date = $12, policy = $13, current_version = $14, "
+    "revision = revision + 1 WHERE key_id = $1 AND revision = $15",
     kNone};
-constexpr PgQuery kSelectKey = {"SELECT " CUSTOS_KEY_COLUMNS " FROM keys WHERE key_id = $1",
+constexpr PgQuery kSelectKey = {"SELECT " CUSTOS_KEY_READ_COLUMNS " FROM keys WHERE key_id = $1",
                                 kKeyColumns};
-constexpr PgQuery kListKeys = {"SELECT " CUSTOS_KEY_COLUMNS " FROM keys ORDER BY key_id",
+constexpr PgQuery kListKeys = {"SELECT " CUSTOS_KEY_READ_COLUMNS " FROM keys ORDER BY key_id",
                                kKeyColumns};
+constexpr PgQuery kKeyRevision = {"SELECT revision FROM keys WHERE key_id = $1", kOneInt8};
 // FOR KEY SHARE holds the key (no DeleteKey can remove it) until the transaction ends.
 constexpr PgQuery kLockKey = {"SELECT true FROM keys WHERE key_id = $1 FOR KEY SHARE", kOneBool};
 constexpr PgQuery kDeleteKey = {"DELETE FROM keys WHERE key_id = $1", kNone};
@@ -141,25 +150,75 @@ constexpr PgQuery kListAccessKeys = {"SELECT " CUSTOS_ACCESS_KEY_COLUMNS
                                      " FROM access_keys ORDER BY access_key_id",
                                      kAccessKeyColumns};
 
-constexpr PgQuery kLastSeq = {"SELECT seq FROM audit ORDER BY seq DESC LIMIT 1", kOneInt8};
+// Every audit statement names its log as $1: the store's own, or ReadAuditLog's.
+// AppendAudit serializes the appenders of one log, across connections and nodes, on a
+// transaction-scoped advisory lock of that log, taken by a statement of its own before the
+// log's end is read: under READ COMMITTED the next statement sees every append committed
+// before the lock was granted, so the continuity check and the insert act on the real end of
+// the log. One lock per log, not one for all: each node appends to its own log, and with one
+// lock every node's group commit would queue behind every other node's WAL flush. Readers
+// take no lock.
+static_assert(internal::kAuditLockClass == 1668641633, "the audit lock's class is a literal below");
+constexpr PgQuery kLockAuditLog = {
+    "SELECT true FROM pg_advisory_xact_lock(1668641633, hashtext($1))", kOneBool};
+constexpr PgQuery kLastSeq = {"SELECT seq FROM audit WHERE log = $1 ORDER BY seq DESC LIMIT 1",
+                              kOneInt8};
 constexpr PgQuery kInsertAudit = {
-    "INSERT INTO audit (" CUSTOS_AUDIT_COLUMNS
-    ") SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[])",
+    "INSERT INTO audit (log, " CUSTOS_AUDIT_COLUMNS
+    ") SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[])",
     kNone};
 constexpr PgQuery kSignAudit = {
-    "UPDATE audit SET signature = $2 WHERE seq = $1 AND length(signature) = 0", kNone};
-constexpr PgQuery kAuditSigned = {"SELECT length(signature) > 0 FROM audit WHERE seq = $1",
-                                  kOneBool};
-constexpr PgQuery kLastAudit = {
-    "SELECT " CUSTOS_AUDIT_COLUMNS " FROM audit ORDER BY seq DESC LIMIT 1", kAuditColumns};
+    "UPDATE audit SET signature = $3 WHERE log = $1 AND seq = $2 AND length(signature) = 0", kNone};
+constexpr PgQuery kAuditSigned = {
+    "SELECT length(signature) > 0 FROM audit WHERE log = $1 AND seq = $2", kOneBool};
+constexpr PgQuery kLastAudit = {"SELECT " CUSTOS_AUDIT_COLUMNS
+                                " FROM audit WHERE log = $1 ORDER BY seq DESC LIMIT 1",
+                                kAuditColumns};
 // The WHERE term is the partial index audit_signed's predicate: one backward index probe.
 constexpr PgQuery kLastSignedAudit = {"SELECT " CUSTOS_AUDIT_COLUMNS
-                                      " FROM audit WHERE length(signature) > 0 "
+                                      " FROM audit WHERE log = $1 AND length(signature) > 0 "
                                       "ORDER BY seq DESC LIMIT 1",
                                       kAuditColumns};
 constexpr PgQuery kReadAudit = {"SELECT " CUSTOS_AUDIT_COLUMNS
-                                " FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2",
+                                " FROM audit WHERE log = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
                                 kAuditColumns};
+// The logs, one index probe each (a loose index scan over the (log, seq) key): the cost grows
+// with the number of logs, not of records.
+constexpr PgQuery kListAuditLogs = {
+    "WITH RECURSIVE logs (name) AS ("
+    " SELECT (SELECT log FROM audit ORDER BY log LIMIT 1)"
+    " UNION ALL"
+    " SELECT (SELECT log FROM audit WHERE log > logs.name ORDER BY log LIMIT 1)"
+    " FROM logs WHERE logs.name IS NOT NULL)"
+    " SELECT name FROM logs WHERE name IS NOT NULL ORDER BY name",
+    kOneText};
+
+// The change log. Every mutation of keys, aliases and tags begins with kBeginChange, which
+// locks custos_state's row until COMMIT: such mutations run one at a time across every
+// connection and node, so the versions kRecordChange gives out are in commit order and
+// without a gap (a transaction that rolls back gives its versions back), and a reader never
+// sees version n + 1 committed before n. It also means each mutation sees the keys and
+// aliases as no concurrent mutation can change them before it commits: DeleteKey's list of
+// the aliases it removes is exact. These are control-plane writes, rare next to reads.
+constexpr char kBeginChange[] = "BEGIN; SELECT version FROM custos_state FOR UPDATE";
+// One change: the next version, the row, and the trim of what falls off ($3 changes kept).
+// Each call sees the counter the previous call of its transaction advanced.
+constexpr PgQuery kRecordChange = {
+    "WITH next AS (UPDATE custos_state SET version = version + 1 RETURNING version), "
+    "added AS (INSERT INTO state_changes (version, key_id, alias_name) "
+    "SELECT version, $1, $2 FROM next), "
+    "trimmed AS (DELETE FROM state_changes WHERE version <= (SELECT version FROM next) - $3) "
+    "SELECT version FROM next",
+    kOneInt8};
+constexpr PgQuery kStateVersion = {"SELECT version FROM custos_state", kOneInt8};
+// One statement, so one snapshot: the newest version, the oldest kept and the changes after
+// $1 (a row of NULL changes when there are none).
+constexpr PgQuery kChangesSince = {
+    "SELECT s.version, (SELECT min(version) FROM state_changes), c.version, c.key_id, "
+    "c.alias_name FROM custos_state s LEFT JOIN LATERAL (SELECT version, key_id, alias_name "
+    "FROM state_changes WHERE version > $1 ORDER BY version LIMIT $2) c ON true "
+    "ORDER BY c.version",
+    kChangesColumns};
 // SyncAudit's statement; see SyncAudit for why it updates a row.
 constexpr PgQuery kSyncAudit = {"UPDATE audit_sync SET syncs = syncs + 1", kNone};
 
@@ -176,6 +235,7 @@ constexpr PgQuery kServerSettings = {
     kFourTexts};
 
 #undef CUSTOS_KEY_COLUMNS
+#undef CUSTOS_KEY_READ_COLUMNS
 #undef CUSTOS_VERSION_COLUMNS
 #undef CUSTOS_ALIAS_COLUMNS
 #undef CUSTOS_ACCESS_KEY_COLUMNS
@@ -188,15 +248,6 @@ constexpr PgQuery kServerSettings = {
 // 3 x wal_writer_delay, 600 ms by default).
 constexpr char kBegin[] = "BEGIN";
 constexpr char kBeginWritten[] = "BEGIN; SET LOCAL synchronous_commit = off";
-// AppendAudit serializes appenders, across connections and nodes, on a transaction-scoped
-// advisory lock taken by a statement of its own before the log's end is read: under READ
-// COMMITTED the next statement sees every append committed before the lock was granted, so
-// the continuity check and the insert act on the real end of the log. Readers take no lock.
-static_assert(internal::kLockClass == 1668641652 && internal::kAuditAppendLock == 2,
-              "the audit lock's keys are written as literals below");
-constexpr char kBeginAppend[] = "BEGIN; SELECT pg_advisory_xact_lock(1668641652, 2)";
-constexpr char kBeginAppendWritten[] =
-    "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock(1668641652, 2)";
 
 void BindKey(PgParams& p, const KeyRecord& k) {
   p.Text(k.key_id)
@@ -231,6 +282,7 @@ KeyRecord ReadKey(const PgResult& r, int row) {
   k.next_rotation_date = r.OptInt8(row, 11);
   k.policy = r.Text(row, 12);
   k.current_version = static_cast<uint32_t>(r.Int8(row, 13));
+  k.revision = static_cast<uint64_t>(r.Int8(row, 14));
   return k;
 }
 
@@ -414,15 +466,18 @@ class ConnectionPool {
   size_t open_ = 0;            // idle, lent and being made; guarded by mu_
 };
 
-class PgStore final : public Store {
+class PgStore final : public Store, public internal::ChangeLogSettings {
  public:
-  explicit PgStore(std::string url) : pool_(std::move(url)) {}
+  PgStore(std::string url, std::string audit_log)
+      : pool_(std::move(url)), audit_log_(std::move(audit_log)) {}
 
   // Open makes the first connection and migrates the schema (internal::MigratePostgres).
   Status Open() {
     ASSIGN_OR_RETURN(ConnectionPool::Lease lease, pool_.Acquire("open"));
     return internal::MigratePostgres(lease.session().conn(), internal::PgMigrations());
   }
+
+  void SetStateChangesKept(uint64_t kept) override { kept_ = kept; }
 
   // ---- Keys.
 
@@ -434,9 +489,10 @@ class PgStore final : public Store {
     BindVersion(v, first_version);
     return Call(kOp, [&](PgSession& s) -> Status {
       PgTransaction tx(s);
-      RETURN_IF_ERROR(tx.Begin(kOp));
+      RETURN_IF_ERROR(tx.Begin(kOp, kBeginChange));
       RETURN_IF_ERROR(s.Exec(kOp, kInsertKey, k).status());
       RETURN_IF_ERROR(s.Exec(kOp, kInsertVersion, v).status());
+      RETURN_IF_ERROR(LogChanges(s, kOp, {{key.key_id, ""}}));
       return tx.Commit(kOp);
     });
   }
@@ -462,14 +518,16 @@ class PgStore final : public Store {
 
   Status UpdateKey(const KeyRecord& key) override {
     constexpr char kOp[] = "update key";
+    RETURN_IF_ERROR(internal::CheckRevision(kOp, key));
     PgParams k;
     BindKey(k, key);
+    k.Int8(static_cast<int64_t>(key.revision));
     return Call(kOp, [&](PgSession& s) -> Status {
       PgTransaction tx(s);
-      RETURN_IF_ERROR(tx.Begin(kOp));
-      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kUpdateKey, k));
-      if (r.affected() == 0) return NotFoundIn(kOp, "key");
+      RETURN_IF_ERROR(tx.Begin(kOp, kBeginChange));
+      RETURN_IF_ERROR(UpdateRecord(s, kOp, key, k));
       RETURN_IF_ERROR(CheckCurrentVersion(s, kOp, key));
+      RETURN_IF_ERROR(LogChanges(s, kOp, {{key.key_id, ""}}));
       return tx.Commit(kOp);
     });
   }
@@ -477,18 +535,20 @@ class PgStore final : public Store {
   Status AddKeyVersion(const KeyRecord& key, const KeyVersion& version) override {
     constexpr char kOp[] = "add key version";
     RETURN_IF_ERROR(internal::CheckVersionOfKey(kOp, key, version));
+    RETURN_IF_ERROR(internal::CheckRevision(kOp, key));
     PgParams k, v;
     BindKey(k, key);
+    k.Int8(static_cast<int64_t>(key.revision));
     BindVersion(v, version);
     return Call(kOp, [&](PgSession& s) -> Status {
       PgTransaction tx(s);
-      RETURN_IF_ERROR(tx.Begin(kOp));
-      // A missing key fails here on the foreign key (kNotFound), a duplicate version on the
-      // primary key (kAlreadyExists).
+      RETURN_IF_ERROR(tx.Begin(kOp, kBeginChange));
+      // The record first: a missing key is kNotFound and a stale record kAborted before the
+      // version is looked at. A duplicate version fails on the primary key (kAlreadyExists).
+      RETURN_IF_ERROR(UpdateRecord(s, kOp, key, k));
       RETURN_IF_ERROR(s.Exec(kOp, kInsertVersion, v).status());
-      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kUpdateKey, k));
-      if (r.affected() == 0) return NotFoundIn(kOp, "key");
       RETURN_IF_ERROR(CheckCurrentVersion(s, kOp, key));
+      RETURN_IF_ERROR(LogChanges(s, kOp, {{key.key_id, ""}}));
       return tx.Commit(kOp);
     });
   }
@@ -521,11 +581,19 @@ class PgStore final : public Store {
     p.Text(key_id);
     return Call(kOp, [&](PgSession& s) -> Status {
       PgTransaction tx(s);
-      RETURN_IF_ERROR(tx.Begin(kOp));
+      RETURN_IF_ERROR(tx.Begin(kOp, kBeginChange));
+      // The key's aliases go with it: the change log names each, after the key. No alias can
+      // be added or moved to the key meanwhile (kBeginChange).
+      ASSIGN_OR_RETURN(PgResult aliases, s.Exec(kOp, kListKeyAliases, p));
+      if (aliases.rows() == 0) return NotFoundIn(kOp, "key");
       // The versions, aliases and tags go with the key (ON DELETE CASCADE, which PostgreSQL
       // always enforces).
       ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kDeleteKey, p));
       if (r.affected() == 0) return NotFoundIn(kOp, "key");
+      std::vector<Touched> touched = {{key_id, ""}};
+      const std::vector<AliasRecord> gone = Rows(aliases, ReadAlias, /*first_null_col=*/0);
+      for (const AliasRecord& a : gone) touched.push_back({"", a.alias_name});
+      RETURN_IF_ERROR(LogChanges(s, kOp, touched));
       return tx.Commit(kOp);
     });
   }
@@ -539,7 +607,7 @@ class PgStore final : public Store {
         .Text(alias.key_id)
         .Int8(alias.creation_date)
         .Int8(alias.last_updated_date);
-    return WriteOne(kOp, kInsertAlias, p, nullptr);
+    return WriteAlias(kOp, alias.alias_name, kInsertAlias, p, nullptr);
   }
 
   Status UpdateAlias(std::string_view alias_name, std::string_view key_id,
@@ -547,14 +615,14 @@ class PgStore final : public Store {
     constexpr char kOp[] = "update alias";
     PgParams p;
     p.Text(alias_name).Text(key_id).Int8(updated);
-    return WriteOne(kOp, kUpdateAlias, p, "alias");
+    return WriteAlias(kOp, alias_name, kUpdateAlias, p, "alias");
   }
 
   Status DeleteAlias(std::string_view alias_name) override {
     constexpr char kOp[] = "delete alias";
     PgParams p;
     p.Text(alias_name);
-    return WriteOne(kOp, kDeleteAlias, p, "alias");
+    return WriteAlias(kOp, alias_name, kDeleteAlias, p, "alias");
   }
 
   StatusOr<AliasRecord> GetAlias(std::string_view alias_name) override {
@@ -665,14 +733,19 @@ class PgStore final : public Store {
       hashes.push_back(r.hash);
       signatures.push_back(r.signature);
     }
-    PgParams batch;
-    batch.Int8Array(seqs).ByteaArray(entries).ByteaArray(hashes).ByteaArray(signatures);
+    PgParams log, batch;
+    log.Text(audit_log_);
+    batch.Text(audit_log_)
+        .Int8Array(seqs)
+        .ByteaArray(entries)
+        .ByteaArray(hashes)
+        .ByteaArray(signatures);
     const uint64_t first = records.front().seq;
     return Call(kOp, [&](PgSession& s) -> Status {
       PgTransaction tx(s);
-      RETURN_IF_ERROR(
-          tx.Begin(kOp, durability == Durability::kWritten ? kBeginAppendWritten : kBeginAppend));
-      ASSIGN_OR_RETURN(PgResult last_row, s.Exec(kOp, kLastSeq));
+      RETURN_IF_ERROR(tx.Begin(kOp, durability == Durability::kWritten ? kBeginWritten : kBegin));
+      RETURN_IF_ERROR(s.Exec(kOp, kLockAuditLog, log).status());
+      ASSIGN_OR_RETURN(PgResult last_row, s.Exec(kOp, kLastSeq, log));
       const uint64_t last = last_row.rows() == 0 ? 0 : static_cast<uint64_t>(last_row.Int8(0, 0));
       if (first != last + 1) return internal::AuditNotNext(first, last);
       RETURN_IF_ERROR(s.Exec(kOp, kInsertAudit, batch).status());
@@ -684,8 +757,8 @@ class PgStore final : public Store {
     constexpr char kOp[] = "sign audit";
     RETURN_IF_ERROR(internal::CheckAuditSignature(seq, signature));
     PgParams p, which;
-    p.Int8(static_cast<int64_t>(seq)).Bytea(signature);
-    which.Int8(static_cast<int64_t>(seq));
+    p.Text(audit_log_).Int8(static_cast<int64_t>(seq)).Bytea(signature);
+    which.Text(audit_log_).Int8(static_cast<int64_t>(seq));
     return Call(kOp, [&](PgSession& s) -> Status {
       PgTransaction tx(s);
       RETURN_IF_ERROR(tx.Begin(kOp, durability == Durability::kWritten ? kBeginWritten : kBegin));
@@ -726,16 +799,60 @@ class PgStore final : public Store {
   }
 
   StatusOr<std::vector<AuditRecord>> ReadAudit(uint64_t from_seq, size_t limit) override {
-    constexpr char kOp[] = "read audit";
-    if (limit == 0 || from_seq > kMaxAuditSeq) return std::vector<AuditRecord>();
-    const int64_t max_rows =
-        limit > kMaxAuditSeq ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(limit);
-    PgParams p;
-    p.Int8(static_cast<int64_t>(from_seq)).Int8(max_rows);
-    return Call(kOp, [&](PgSession& s) -> StatusOr<std::vector<AuditRecord>> {
-      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kReadAudit, p));
-      return Rows(r, ReadAuditRecord);
+    return ReadAuditOf("read audit", audit_log_, from_seq, limit);
+  }
+
+  // ---- The change log.
+
+  StatusOr<uint64_t> StateVersion() override {
+    constexpr char kOp[] = "state version";
+    return Call(kOp, [&](PgSession& s) -> StatusOr<uint64_t> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kStateVersion));
+      if (r.rows() != 1) return InternalError("store: state version: custos_state holds no row");
+      return static_cast<uint64_t>(r.Int8(0, 0));
     });
+  }
+
+  StatusOr<std::vector<StateChange>> StateChangesSince(uint64_t version, size_t limit) override {
+    constexpr char kOp[] = "state changes since";
+    PgParams p;
+    // A version above any stored one reads no change; CheckStateChangesSince refuses it.
+    p.Int8(static_cast<int64_t>(std::min<uint64_t>(version, kMaxAuditSeq)))
+        .Int8(internal::RowLimit(limit));
+    return Call(kOp, [&](PgSession& s) -> StatusOr<std::vector<StateChange>> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kChangesSince, p));
+      if (r.rows() == 0) {
+        return InternalError("store: state changes since: custos_state holds no row");
+      }
+      const std::optional<int64_t> oldest = r.OptInt8(0, 1);
+      RETURN_IF_ERROR(internal::CheckStateChangesSince(
+          version, static_cast<uint64_t>(r.Int8(0, 0)),
+          oldest ? std::optional<uint64_t>(static_cast<uint64_t>(*oldest)) : std::nullopt));
+      return Rows(
+          r,
+          [](const PgResult& c, int row) {
+            return StateChange{static_cast<uint64_t>(c.Int8(row, 2)), c.Text(row, 3),
+                               c.Text(row, 4)};
+          },
+          /*first_null_col=*/2);
+    });
+  }
+
+  // ---- Other nodes' audit logs.
+
+  StatusOr<std::vector<std::string>> ListAuditLogs() override {
+    constexpr char kOp[] = "list audit logs";
+    return Call(kOp, [&](PgSession& s) -> StatusOr<std::vector<std::string>> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kListAuditLogs));
+      return Rows(r, [](const PgResult& l, int row) { return l.Text(row, 0); });
+    });
+  }
+
+  StatusOr<std::vector<AuditRecord>> ReadAuditLog(std::string_view log, uint64_t from_seq,
+                                                  size_t limit) override {
+    constexpr char kOp[] = "read audit log";
+    RETURN_IF_ERROR(internal::CheckAuditLogName(kOp, log));
+    return ReadAuditOf(kOp, log, from_seq, limit);
   }
 
   // ---- Meta.
@@ -787,19 +904,81 @@ class PgStore final : public Store {
     });
   }
 
+  // WriteAlias runs one statement on an alias as a logged mutation (kBeginChange, one change
+  // naming the alias); with `missing` set, a statement that changed no row is kNotFound.
+  Status WriteAlias(const char* op, std::string_view alias_name, const PgQuery& query,
+                    const PgParams& params, const char* missing) {
+    return Call(op, [&](PgSession& s) -> Status {
+      PgTransaction tx(s);
+      RETURN_IF_ERROR(tx.Begin(op, kBeginChange));
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(op, query, params));
+      if (missing != nullptr && r.affected() == 0) return NotFoundIn(op, missing);
+      RETURN_IF_ERROR(LogChanges(s, op, {{"", alias_name}}));
+      return tx.Commit(op);
+    });
+  }
+
   // WriteForKey runs `query` once per parameter row in one transaction, holding the key so it
-  // cannot be deleted meanwhile; kNotFound if the key does not exist (even with no rows).
+  // cannot be deleted meanwhile, and logs one change naming the key; kNotFound if the key does
+  // not exist (even with no rows).
   Status WriteForKey(const char* op, std::string_view key_id, const PgQuery& query,
                      const std::vector<PgParams>& rows) {
     PgParams key;
     key.Text(key_id);
     return Call(op, [&](PgSession& s) -> Status {
       PgTransaction tx(s);
-      RETURN_IF_ERROR(tx.Begin(op));
+      RETURN_IF_ERROR(tx.Begin(op, kBeginChange));
       ASSIGN_OR_RETURN(PgResult held, s.Exec(op, kLockKey, key));
       if (held.rows() == 0) return NotFoundIn(op, "key");
       for (const PgParams& row : rows) RETURN_IF_ERROR(s.Exec(op, query, row).status());
+      RETURN_IF_ERROR(LogChanges(s, op, {{key_id, ""}}));
       return tx.Commit(op);
+    });
+  }
+
+  // UpdateRecord runs kUpdateKey (`params`: the record and the revision it was read at) and
+  // tells a missing key (kNotFound) from one that changed since it was read (kAborted).
+  static Status UpdateRecord(PgSession& s, const char* op, const KeyRecord& key,
+                             const PgParams& params) {
+    ASSIGN_OR_RETURN(PgResult r, s.Exec(op, kUpdateKey, params));
+    if (r.affected() == 1) return Status::Ok();
+    PgParams id;
+    id.Text(key.key_id);
+    ASSIGN_OR_RETURN(PgResult stored, s.Exec(op, kKeyRevision, id));
+    if (stored.rows() == 0) return NotFoundIn(op, "key");
+    return internal::KeyChangedSinceRead(op, static_cast<uint64_t>(stored.Int8(0, 0)),
+                                         key.revision);
+  }
+
+  // Touched is what one change is about: a key (its record, versions or tags) or an alias.
+  struct Touched {
+    std::string_view key_id;
+    std::string_view alias_name;
+  };
+
+  // LogChanges appends one change per entry of `touched`, in order, with the next versions,
+  // trimming the log to the newest kept_, inside the caller's transaction, which began with
+  // kBeginChange.
+  Status LogChanges(PgSession& s, const char* op, const std::vector<Touched>& touched) const {
+    for (const Touched& t : touched) {
+      PgParams p;
+      p.Text(t.key_id).Text(t.alias_name).Int8(static_cast<int64_t>(kept_.load()));
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(op, kRecordChange, p));
+      if (r.rows() != 1) {
+        return InternalError(std::string("store: ") + op + ": custos_state holds no row");
+      }
+    }
+    return Status::Ok();
+  }
+
+  StatusOr<std::vector<AuditRecord>> ReadAuditOf(const char* op, std::string_view log,
+                                                 uint64_t from_seq, size_t limit) {
+    if (limit == 0 || from_seq > kMaxAuditSeq) return std::vector<AuditRecord>();
+    PgParams p;
+    p.Text(log).Int8(static_cast<int64_t>(from_seq)).Int8(internal::RowLimit(limit));
+    return Call(op, [&](PgSession& s) -> StatusOr<std::vector<AuditRecord>> {
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(op, kReadAudit, p));
+      return Rows(r, ReadAuditRecord);
     });
   }
 
@@ -813,29 +992,34 @@ class PgStore final : public Store {
   }
 
   StatusOr<AuditRecord> NewestAudit(const char* op, const PgQuery& query) {
+    PgParams log;
+    log.Text(audit_log_);
     return Call(op, [&](PgSession& s) -> StatusOr<AuditRecord> {
-      ASSIGN_OR_RETURN(PgResult r, s.Exec(op, query));
+      ASSIGN_OR_RETURN(PgResult r, s.Exec(op, query, log));
       if (r.rows() == 0) return AuditRecord{};
       return ReadAuditRecord(r, 0);
     });
   }
 
   ConnectionPool pool_;
+  const std::string audit_log_;  // the log this store's audit calls act on
+  std::atomic<uint64_t> kept_{internal::kStateChangesKept};  // changes the log keeps
 };
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url) {
+StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url, StoreOptions options) {
+  RETURN_IF_ERROR(internal::CheckAuditLogName("open", options.audit_log));
   // Parse the URL first, and refuse a malformed one without libpq's message, which may quote
   // the URL and with it the password.
   char* err = nullptr;
-  PQconninfoOption* options = PQconninfoParse(url.c_str(), &err);
+  PQconninfoOption* parsed = PQconninfoParse(url.c_str(), &err);
   PQfreemem(err);
-  if (options == nullptr) {
+  if (parsed == nullptr) {
     return InvalidArgument("store: open: the PostgreSQL URL is malformed");
   }
-  PQconninfoFree(options);
-  auto store = std::make_unique<PgStore>(url);
+  PQconninfoFree(parsed);
+  auto store = std::make_unique<PgStore>(url, std::move(options.audit_log));
   RETURN_IF_ERROR(store->Open());
   return std::unique_ptr<Store>(std::move(store));
 }

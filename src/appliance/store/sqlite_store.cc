@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <limits>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -187,6 +187,9 @@ class Transaction {
   "key_id, arn, description, key_spec, key_usage, key_state, creation_date, deletion_date, "  \
   "pending_window_days, rotation_enabled, rotation_period_days, next_rotation_date, policy, " \
   "current_version"
+// revision is read with the record but never bound from it: CreateKey stores 1, and UpdateKey
+// and AddKeyVersion advance it past the revision they checked.
+#define CUSTOS_KEY_READ_COLUMNS CUSTOS_KEY_COLUMNS ", revision"
 #define CUSTOS_VERSION_COLUMNS \
   "key_id, version, wrapped_material, public_key, created, rotation_type"
 #define CUSTOS_ALIAS_COLUMNS "alias_name, key_id, creation_date, last_updated_date"
@@ -194,16 +197,19 @@ class Transaction {
 #define CUSTOS_AUDIT_COLUMNS "seq, entry, hash, signature"
 
 constexpr char kInsertKey[] = "INSERT INTO keys (" CUSTOS_KEY_COLUMNS
-                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-                              "?13, ?14)";
+                              ", revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+                              "?12, ?13, ?14, 1)";
+// Applies only to the revision the record was read at (?15); no row changed means the key is
+// absent or changed since (kKeyRevision tells which).
 constexpr char kUpdateKey[] =
     "UPDATE keys SET arn = ?2, description = ?3, key_spec = ?4, key_usage = ?5, key_state = ?6, "
     "creation_date = ?7, deletion_date = ?8, pending_window_days = ?9, rotation_enabled = ?10, "
-    "rotation_period_days = ?11, next_rotation_date = ?12, policy = ?13, current_version = ?14 "
-    "WHERE key_id = ?1";
-constexpr char kSelectKey[] = "SELECT " CUSTOS_KEY_COLUMNS " FROM keys WHERE key_id = ?1";
-constexpr char kListKeys[] = "SELECT " CUSTOS_KEY_COLUMNS " FROM keys ORDER BY key_id";
+    "rotation_period_days = ?11, next_rotation_date = ?12, policy = ?13, current_version = ?14, "
+    "revision = revision + 1 WHERE key_id = ?1 AND revision = ?15";
+constexpr char kSelectKey[] = "SELECT " CUSTOS_KEY_READ_COLUMNS " FROM keys WHERE key_id = ?1";
+constexpr char kListKeys[] = "SELECT " CUSTOS_KEY_READ_COLUMNS " FROM keys ORDER BY key_id";
 constexpr char kKeyExists[] = "SELECT 1 FROM keys WHERE key_id = ?1";
+constexpr char kKeyRevision[] = "SELECT revision FROM keys WHERE key_id = ?1";
 constexpr char kDeleteKeyTags[] = "DELETE FROM tags WHERE key_id = ?1";
 constexpr char kDeleteKeyAliases[] = "DELETE FROM aliases WHERE key_id = ?1";
 constexpr char kDeleteKeyVersions[] = "DELETE FROM key_versions WHERE key_id = ?1";
@@ -242,20 +248,47 @@ constexpr char kSelectAccessKey[] =
 constexpr char kListAccessKeys[] =
     "SELECT " CUSTOS_ACCESS_KEY_COLUMNS " FROM access_keys ORDER BY access_key_id";
 
-constexpr char kLastSeq[] = "SELECT seq FROM audit ORDER BY seq DESC LIMIT 1";
+// Every audit statement names its log as ?1: the store's own, or ReadAuditLog's.
+constexpr char kLastSeq[] = "SELECT seq FROM audit WHERE log = ?1 ORDER BY seq DESC LIMIT 1";
 constexpr char kInsertAudit[] =
-    "INSERT INTO audit (" CUSTOS_AUDIT_COLUMNS ") VALUES (?1, ?2, ?3, ?4)";
+    "INSERT INTO audit (log, " CUSTOS_AUDIT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5)";
 constexpr char kSignAudit[] =
-    "UPDATE audit SET signature = ?2 WHERE seq = ?1 AND length(signature) = 0";
-constexpr char kAuditSigned[] = "SELECT length(signature) > 0 FROM audit WHERE seq = ?1";
+    "UPDATE audit SET signature = ?3 WHERE log = ?1 AND seq = ?2 AND length(signature) = 0";
+constexpr char kAuditSigned[] =
+    "SELECT length(signature) > 0 FROM audit WHERE log = ?1 AND seq = ?2";
 constexpr char kLastAudit[] =
-    "SELECT " CUSTOS_AUDIT_COLUMNS " FROM audit ORDER BY seq DESC LIMIT 1";
+    "SELECT " CUSTOS_AUDIT_COLUMNS " FROM audit WHERE log = ?1 ORDER BY seq DESC LIMIT 1";
 // The WHERE term matches the partial index audit_signed, so this is one index probe.
 constexpr char kLastSignedAudit[] = "SELECT " CUSTOS_AUDIT_COLUMNS
-                                    " FROM audit WHERE length(signature) > 0 "
+                                    " FROM audit WHERE log = ?1 AND length(signature) > 0 "
                                     "ORDER BY seq DESC LIMIT 1";
 constexpr char kReadAudit[] =
-    "SELECT " CUSTOS_AUDIT_COLUMNS " FROM audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2";
+    "SELECT " CUSTOS_AUDIT_COLUMNS " FROM audit WHERE log = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3";
+// The logs, one index seek each (a loose index scan): the next log is the first (log, seq)
+// entry above the previous log, so the cost grows with the number of logs, not of records.
+constexpr char kListAuditLogs[] =
+    "WITH RECURSIVE logs (name) AS ("
+    " SELECT (SELECT log FROM audit ORDER BY log LIMIT 1)"
+    " UNION ALL"
+    " SELECT (SELECT log FROM audit WHERE log > logs.name ORDER BY log LIMIT 1)"
+    " FROM logs WHERE logs.name IS NOT NULL)"
+    " SELECT name FROM logs WHERE name IS NOT NULL ORDER BY name";
+
+// The change log. The write lock every mutation holds (BEGIN IMMEDIATE) orders the versions:
+// each mutation reads the counter, appends after it and advances it before COMMIT, and no
+// other writer runs in between, so versions are given out in commit order without a gap.
+constexpr char kRecordChange[] =
+    "INSERT INTO state_changes (version, key_id, alias_name) "
+    "SELECT version + 1, ?1, ?2 FROM custos_state";
+constexpr char kAdvanceState[] = "UPDATE custos_state SET version = version + 1";
+// ?1 is how many changes are kept.
+constexpr char kTrimChanges[] =
+    "DELETE FROM state_changes WHERE version <= (SELECT version FROM custos_state) - ?1";
+constexpr char kStateVersion[] = "SELECT version FROM custos_state";
+constexpr char kOldestChange[] = "SELECT min(version) FROM state_changes";
+constexpr char kChangesSince[] =
+    "SELECT version, key_id, alias_name FROM state_changes WHERE version > ?1 "
+    "ORDER BY version LIMIT ?2";
 
 constexpr char kUpsertMeta[] =
     "INSERT INTO meta (name, value) VALUES (?1, ?2) "
@@ -263,6 +296,7 @@ constexpr char kUpsertMeta[] =
 constexpr char kSelectMeta[] = "SELECT value FROM meta WHERE name = ?1";
 
 #undef CUSTOS_KEY_COLUMNS
+#undef CUSTOS_KEY_READ_COLUMNS
 #undef CUSTOS_VERSION_COLUMNS
 #undef CUSTOS_ALIAS_COLUMNS
 #undef CUSTOS_ACCESS_KEY_COLUMNS
@@ -301,6 +335,7 @@ KeyRecord ReadKey(const Stmt& s) {
   k.next_rotation_date = s.ColOptInt(11);
   k.policy = s.ColText(12);
   k.current_version = static_cast<uint32_t>(s.ColInt(13));
+  k.revision = static_cast<uint64_t>(s.ColInt(14));
   return k;
 }
 
@@ -399,9 +434,9 @@ Status PrepareFile(const std::string& path) {
   return Status::Ok();
 }
 
-class SqliteStore final : public Store {
+class SqliteStore final : public Store, public internal::ChangeLogSettings {
  public:
-  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  SqliteStore(sqlite3* db, std::string audit_log) : db_(db), audit_log_(std::move(audit_log)) {}
   ~SqliteStore() override {
     for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
     sqlite3_close_v2(db_);
@@ -434,6 +469,8 @@ class SqliteStore final : public Store {
     return QueryText(db_, "query", sql);
   }
 
+  void SetStateChangesKept(uint64_t kept) override { kept_ = kept; }
+
   // ---- Keys.
 
   Status CreateKey(const KeyRecord& key, const KeyVersion& first_version) override {
@@ -452,6 +489,7 @@ class SqliteStore final : public Store {
       BindVersion(s, first_version);
       RETURN_IF_ERROR(s.Run());
     }
+    RETURN_IF_ERROR(LogChanges(kOp, {{key.key_id, ""}}));
     return tx.Commit(kOp);
   }
 
@@ -474,39 +512,34 @@ class SqliteStore final : public Store {
 
   Status UpdateKey(const KeyRecord& key) override {
     constexpr char kOp[] = "update key";
+    RETURN_IF_ERROR(internal::CheckRevision(kOp, key));
     std::lock_guard<std::mutex> lock(mu_);
     Transaction tx(db_);
     RETURN_IF_ERROR(tx.Begin(kOp, true));
-    {
-      ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kUpdateKey));
-      BindKey(s, key);
-      RETURN_IF_ERROR(s.Run());
-      if (sqlite3_changes(db_) == 0) return NotFoundIn(kOp, "key");
-    }
+    RETURN_IF_ERROR(UpdateRecord(kOp, key));
     RETURN_IF_ERROR(CheckCurrentVersion(kOp, key));
+    RETURN_IF_ERROR(LogChanges(kOp, {{key.key_id, ""}}));
     return tx.Commit(kOp);
   }
 
   Status AddKeyVersion(const KeyRecord& key, const KeyVersion& version) override {
     constexpr char kOp[] = "add key version";
     RETURN_IF_ERROR(internal::CheckVersionOfKey(kOp, key, version));
+    RETURN_IF_ERROR(internal::CheckRevision(kOp, key));
     std::lock_guard<std::mutex> lock(mu_);
     Transaction tx(db_);
     RETURN_IF_ERROR(tx.Begin(kOp, true));
+    // The record first: a missing key is kNotFound and a stale record kAborted before the
+    // version is looked at.
+    RETURN_IF_ERROR(UpdateRecord(kOp, key));
     {
-      // A missing key fails here on the foreign key (kNotFound), a duplicate version on the
-      // primary key (kAlreadyExists).
+      // A duplicate version fails on the primary key (kAlreadyExists).
       ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kInsertVersion));
       BindVersion(s, version);
       RETURN_IF_ERROR(s.Run());
     }
-    {
-      ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kUpdateKey));
-      BindKey(s, key);
-      RETURN_IF_ERROR(s.Run());
-      if (sqlite3_changes(db_) == 0) return NotFoundIn(kOp, "key");
-    }
     RETURN_IF_ERROR(CheckCurrentVersion(kOp, key));
+    RETURN_IF_ERROR(LogChanges(kOp, {{key.key_id, ""}}));
     return tx.Commit(kOp);
   }
 
@@ -536,6 +569,13 @@ class SqliteStore final : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     Transaction tx(db_);
     RETURN_IF_ERROR(tx.Begin(kOp, true));
+    // The key's aliases go with it: the change log names each, after the key.
+    std::vector<AliasRecord> aliases;
+    {
+      ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kListKeyAliases));
+      s.Text(key_id);
+      ASSIGN_OR_RETURN(aliases, s.Rows([](Stmt& r) { return ReadAlias(r); }));
+    }
     // The foreign keys cascade too; deleting the dependents explicitly keeps DeleteKey
     // complete even on a connection where foreign keys were off.
     for (const char* sql : {kDeleteKeyTags, kDeleteKeyAliases, kDeleteKeyVersions}) {
@@ -549,6 +589,9 @@ class SqliteStore final : public Store {
       RETURN_IF_ERROR(s.Run());
       if (sqlite3_changes(db_) == 0) return NotFoundIn(kOp, "key");
     }
+    std::vector<Touched> touched = {{key_id, ""}};
+    for (const AliasRecord& a : aliases) touched.push_back({"", a.alias_name});
+    RETURN_IF_ERROR(LogChanges(kOp, touched));
     return tx.Commit(kOp);
   }
 
@@ -567,6 +610,7 @@ class SqliteStore final : public Store {
           .Int(alias.last_updated_date);
       RETURN_IF_ERROR(s.Run());
     }
+    RETURN_IF_ERROR(LogChanges(kOp, {{"", alias.alias_name}}));
     return tx.Commit(kOp);
   }
 
@@ -582,6 +626,7 @@ class SqliteStore final : public Store {
       RETURN_IF_ERROR(s.Run());
       if (sqlite3_changes(db_) == 0) return NotFoundIn(kOp, "alias");
     }
+    RETURN_IF_ERROR(LogChanges(kOp, {{"", alias_name}}));
     return tx.Commit(kOp);
   }
 
@@ -596,6 +641,7 @@ class SqliteStore final : public Store {
       RETURN_IF_ERROR(s.Run());
       if (sqlite3_changes(db_) == 0) return NotFoundIn(kOp, "alias");
     }
+    RETURN_IF_ERROR(LogChanges(kOp, {{"", alias_name}}));
     return tx.Commit(kOp);
   }
 
@@ -633,6 +679,7 @@ class SqliteStore final : public Store {
       s.Text(key_id).Text(tag.key).Text(tag.value);
       RETURN_IF_ERROR(s.Run());
     }
+    RETURN_IF_ERROR(LogChanges(kOp, {{key_id, ""}}));
     return tx.Commit(kOp);
   }
 
@@ -647,6 +694,7 @@ class SqliteStore final : public Store {
       s.Text(key_id).Text(tag_key);
       RETURN_IF_ERROR(s.Run());
     }
+    RETURN_IF_ERROR(LogChanges(kOp, {{key_id, ""}}));
     return tx.Commit(kOp);
   }
 
@@ -711,13 +759,18 @@ class SqliteStore final : public Store {
     uint64_t last = 0;
     {
       ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kLastSeq));
+      s.Text(audit_log_);
       ASSIGN_OR_RETURN(bool row, s.Step());
       if (row) last = static_cast<uint64_t>(s.ColInt(0));
     }
     if (records.front().seq != last + 1) return internal::AuditNotNext(records.front().seq, last);
     for (const AuditRecord& r : records) {
       ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kInsertAudit));
-      s.Int(static_cast<int64_t>(r.seq)).Text(r.entry).Blob(r.hash).Blob(r.signature);
+      s.Text(audit_log_)
+          .Int(static_cast<int64_t>(r.seq))
+          .Text(r.entry)
+          .Blob(r.hash)
+          .Blob(r.signature);
       RETURN_IF_ERROR(s.Run());
     }
     return tx.Commit(kOp);
@@ -732,12 +785,12 @@ class SqliteStore final : public Store {
     RETURN_IF_ERROR(tx.Begin(kOp, true));
     {
       ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kSignAudit));
-      s.Int(static_cast<int64_t>(seq)).Blob(signature);
+      s.Text(audit_log_).Int(static_cast<int64_t>(seq)).Blob(signature);
       RETURN_IF_ERROR(s.Run());
     }
     if (sqlite3_changes(db_) != 1) {
       ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kAuditSigned));
-      s.Int(static_cast<int64_t>(seq));
+      s.Text(audit_log_).Int(static_cast<int64_t>(seq));
       ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) return NotFoundIn(kOp, "audit record");
       return internal::AuditSignedAlready(seq);
@@ -779,20 +832,62 @@ class SqliteStore final : public Store {
   }
 
   StatusOr<std::vector<AuditRecord>> ReadAudit(uint64_t from_seq, size_t limit) override {
-    constexpr char kOp[] = "read audit";
-    std::vector<AuditRecord> out;
-    if (limit == 0 || from_seq > kMaxAuditSeq) return out;
-    const int64_t max_rows =
-        limit > kMaxAuditSeq ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(limit);
+    return ReadAuditOf("read audit", audit_log_, from_seq, limit);
+  }
+
+  // ---- The change log.
+
+  StatusOr<uint64_t> StateVersion() override {
+    constexpr char kOp[] = "state version";
     std::lock_guard<std::mutex> lock(mu_);
-    ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kReadAudit));
-    s.Int(static_cast<int64_t>(from_seq)).Int(max_rows);
-    for (;;) {
+    ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kStateVersion));
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return InternalError("store: state version: custos_state holds no row");
+    return static_cast<uint64_t>(s.ColInt(0));
+  }
+
+  StatusOr<std::vector<StateChange>> StateChangesSince(uint64_t version, size_t limit) override {
+    constexpr char kOp[] = "state changes since";
+    std::lock_guard<std::mutex> lock(mu_);
+    // One read transaction: the bounds and the changes come from one snapshot.
+    Transaction tx(db_);
+    RETURN_IF_ERROR(tx.Begin(kOp, false));
+    uint64_t newest = 0;
+    std::optional<uint64_t> oldest;
+    {
+      ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kStateVersion));
       ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      out.push_back(ReadAuditRecord(s));
+      if (!row) return InternalError("store: state changes since: custos_state holds no row");
+      newest = static_cast<uint64_t>(s.ColInt(0));
     }
-    return out;
+    {
+      ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kOldestChange));
+      ASSIGN_OR_RETURN(bool row, s.Step());
+      std::optional<int64_t> min = row ? s.ColOptInt(0) : std::nullopt;
+      if (min) oldest = static_cast<uint64_t>(*min);
+    }
+    RETURN_IF_ERROR(internal::CheckStateChangesSince(version, newest, oldest));
+    ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kChangesSince));
+    s.Int(static_cast<int64_t>(version)).Int(internal::RowLimit(limit));
+    return s.Rows([](Stmt& r) {
+      return StateChange{static_cast<uint64_t>(r.ColInt(0)), r.ColText(1), r.ColText(2)};
+    });
+  }
+
+  // ---- Other nodes' audit logs.
+
+  StatusOr<std::vector<std::string>> ListAuditLogs() override {
+    constexpr char kOp[] = "list audit logs";
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kListAuditLogs));
+    return s.Rows([](Stmt& r) { return r.ColText(0); });
+  }
+
+  StatusOr<std::vector<AuditRecord>> ReadAuditLog(std::string_view log, uint64_t from_seq,
+                                                  size_t limit) override {
+    constexpr char kOp[] = "read audit log";
+    RETURN_IF_ERROR(internal::CheckAuditLogName(kOp, log));
+    return ReadAuditOf(kOp, log, from_seq, limit);
   }
 
   // ---- Meta.
@@ -857,9 +952,64 @@ class SqliteStore final : public Store {
     return row ? Status::Ok() : internal::CurrentVersionMissing(op);
   }
 
+  // UpdateRecord stores `key` over the stored record if that is still at key.revision, and
+  // advances the revision: kNotFound if the key is absent, kAborted if it changed since it was
+  // read. Requires mu_ and a write transaction.
+  Status UpdateRecord(const char* op, const KeyRecord& key) {
+    {
+      ASSIGN_OR_RETURN(Stmt s, Prepare(op, kUpdateKey));
+      BindKey(s, key);
+      s.Int(static_cast<int64_t>(key.revision));
+      RETURN_IF_ERROR(s.Run());
+      if (sqlite3_changes(db_) == 1) return Status::Ok();
+    }
+    ASSIGN_OR_RETURN(Stmt s, Prepare(op, kKeyRevision));
+    s.Text(key.key_id);
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return NotFoundIn(op, "key");
+    return internal::KeyChangedSinceRead(op, static_cast<uint64_t>(s.ColInt(0)), key.revision);
+  }
+
+  // Touched is what one change is about: a key (its record, versions or tags) or an alias.
+  struct Touched {
+    std::string_view key_id;
+    std::string_view alias_name;
+  };
+
+  // LogChanges appends one change per entry of `touched`, in order, with the next versions,
+  // and trims the log to the newest kept_, all in the caller's write transaction (whose lock
+  // keeps every other writer out until COMMIT). Requires mu_.
+  Status LogChanges(const char* op, const std::vector<Touched>& touched) {
+    for (const Touched& t : touched) {
+      {
+        ASSIGN_OR_RETURN(Stmt s, Prepare(op, kRecordChange));
+        s.Text(t.key_id).Text(t.alias_name);
+        RETURN_IF_ERROR(s.Run());
+      }
+      ASSIGN_OR_RETURN(Stmt s, Prepare(op, kAdvanceState));
+      RETURN_IF_ERROR(s.Run());
+      if (sqlite3_changes(db_) != 1) {
+        return InternalError(std::string("store: ") + op + ": custos_state holds no row");
+      }
+    }
+    ASSIGN_OR_RETURN(Stmt s, Prepare(op, kTrimChanges));
+    s.Int(static_cast<int64_t>(kept_.load()));
+    return s.Run();
+  }
+
+  StatusOr<std::vector<AuditRecord>> ReadAuditOf(const char* op, std::string_view log,
+                                                 uint64_t from_seq, size_t limit) {
+    if (limit == 0 || from_seq > kMaxAuditSeq) return std::vector<AuditRecord>();
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSIGN_OR_RETURN(Stmt s, Prepare(op, kReadAudit));
+    s.Text(log).Int(static_cast<int64_t>(from_seq)).Int(internal::RowLimit(limit));
+    return s.Rows([](Stmt& r) { return ReadAuditRecord(r); });
+  }
+
   StatusOr<AuditRecord> NewestAudit(const char* op, const char* sql) {
     std::lock_guard<std::mutex> lock(mu_);
     ASSIGN_OR_RETURN(Stmt s, Prepare(op, sql));
+    s.Text(audit_log_);
     ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) return AuditRecord{};
     return ReadAuditRecord(s);
@@ -890,13 +1040,16 @@ class SqliteStore final : public Store {
 
   std::mutex mu_;
   sqlite3* const db_;
+  const std::string audit_log_;  // the log this store's audit calls act on
+  std::atomic<uint64_t> kept_{internal::kStateChangesKept};  // changes the log keeps
   int wal_fd_ = -1;  // guarded by mu_; opened by the first SyncAudit
   std::unordered_map<const char*, sqlite3_stmt*> cache_;  // guarded by mu_
 };
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, StoreOptions options) {
+  RETURN_IF_ERROR(internal::CheckAuditLogName("open", options.audit_log));
   RETURN_IF_ERROR(PrepareFile(path));
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(
@@ -908,7 +1061,7 @@ StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
     sqlite3_close_v2(db);  // a harmless no-op on nullptr
     return st;
   }
-  auto store = std::make_unique<SqliteStore>(db);
+  auto store = std::make_unique<SqliteStore>(db, std::move(options.audit_log));
   RETURN_IF_ERROR(store->Configure());
   return std::unique_ptr<Store>(std::move(store));
 }

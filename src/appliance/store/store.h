@@ -36,6 +36,11 @@ struct KeyRecord {
   std::optional<int64_t> next_rotation_date;
   std::string policy;             // key policy JSON document
   uint32_t current_version = 1;   // the version new ciphertexts use
+  // revision counts the record's changes: 1 when created, +1 by every UpdateKey and
+  // AddKeyVersion. Those two apply only to the revision they were read at, so a node that
+  // changes a key from a stale copy (another node changed it meanwhile) is refused instead of
+  // undoing the other change (docs/storage.md "Several nodes").
+  uint64_t revision = 1;
 };
 
 // KeyVersion is one version of a key's material, wrapped inside the trusted core
@@ -47,6 +52,15 @@ struct KeyVersion {
   Bytes public_key;           // SubjectPublicKeyInfo DER for asymmetric keys, else empty
   int64_t created = 0;
   std::string rotation_type;  // "" for the first version, "AUTOMATIC" or "ON_DEMAND"
+};
+
+// StateChange is one entry of the change log every node of a cluster follows to keep its cache
+// coherent: which key (its record, versions or tags) or which alias a committed mutation
+// touched. `version` numbers the changes in commit order, from 1, with no gap.
+struct StateChange {
+  uint64_t version = 0;
+  std::string key_id;      // set when a key changed or was deleted
+  std::string alias_name;  // set when an alias changed or was deleted
 };
 
 struct AliasRecord {
@@ -98,11 +112,14 @@ class Store {
   // ListKeys returns every key, ordered by key_id.
   virtual StatusOr<std::vector<KeyRecord>> ListKeys() = 0;
   // UpdateKey replaces the metadata of an existing key (kNotFound if absent; kInvalidArgument
-  // if its current_version names no stored version).
+  // if its current_version names no stored version; kAborted, nothing stored, if the stored
+  // revision is not key.revision: the key changed since it was read). The stored revision
+  // becomes key.revision + 1. CreateKey stores revision 1 whatever the record says.
   virtual Status UpdateKey(const KeyRecord& key) = 0;
   // AddKeyVersion stores a new version and the updated record (its current_version, next
   // rotation date) in one transaction; kAlreadyExists if that version exists, kNotFound if the
-  // key does not, kInvalidArgument as for CreateKey/UpdateKey. On any failure neither is stored.
+  // key does not, kInvalidArgument and kAborted as for CreateKey/UpdateKey (the record's
+  // revision is checked and advanced the same way). On any failure neither is stored.
   virtual Status AddKeyVersion(const KeyRecord& key, const KeyVersion& version) = 0;
   virtual StatusOr<KeyVersion> GetKeyVersion(std::string_view key_id, uint32_t version) = 0;
   // ListKeyVersions returns the key's versions, oldest first (kNotFound if the key is absent).
@@ -156,9 +173,38 @@ class Store {
   virtual StatusOr<AuditRecord> LastSignedAudit() = 0;
   virtual StatusOr<std::vector<AuditRecord>> ReadAudit(uint64_t from_seq, size_t limit) = 0;
 
+  // The change log. Every mutation of keys, key versions, aliases and tags (CreateKey,
+  // UpdateKey, AddKeyVersion, DeleteKey, CreateAlias, UpdateAlias, DeleteAlias, TagResource,
+  // UntagResource) appends, in its own transaction, one StateChange per key or alias it touched,
+  // numbered in commit order (concurrent writers from several processes included: a change
+  // never becomes visible with a lower version than one already visible). StateVersion is the
+  // newest version (0 before any change). StateChangesSince returns the changes with a higher
+  // version than `version`, oldest first, at most `limit`; kOutOfRange when changes after
+  // `version` have been trimmed (the log keeps the newest 100,000), and when `version` is above
+  // StateVersion (the database is not the one it was read from: restored from a backup, or a
+  // standby promoted without the newest commits, which would give the same versions out
+  // again): the caller reloads everything instead.
+  virtual StatusOr<uint64_t> StateVersion() = 0;
+  virtual StatusOr<std::vector<StateChange>> StateChangesSince(uint64_t version, size_t limit) = 0;
+
+  // Audit logs of other nodes (a cluster shares one database; each node appends to its own log,
+  // named by StoreOptions::audit_log; the calls above all act on that one). ListAuditLogs names
+  // every log that has a record, sorted; ReadAuditLog is ReadAudit on the named log.
+  virtual StatusOr<std::vector<std::string>> ListAuditLogs() = 0;
+  virtual StatusOr<std::vector<AuditRecord>> ReadAuditLog(std::string_view log, uint64_t from_seq,
+                                                          size_t limit) = 0;
+
   // Meta: small named values (e.g. "audit_public_key"). GetMeta: kNotFound if unset.
   virtual Status PutMeta(std::string_view name, std::string_view value) = 0;
   virtual StatusOr<std::string> GetMeta(std::string_view name) = 0;
+};
+
+// StoreOptions are the choices a store is opened with. audit_log names the audit log this
+// store's audit calls act on: "" (the default, a single node's log) or the node's name in a
+// cluster (1 to 64 characters of [A-Za-z0-9._-]; the open fails with kInvalidArgument
+// otherwise).
+struct StoreOptions {
+  std::string audit_log;
 };
 
 // OpenSqliteStore opens (creating if needed, mode 0600) the SQLite database at `path`, sets
@@ -167,7 +213,8 @@ class Store {
 // kFailedPrecondition naming both versions; so is a SQLite file of another program). Fails
 // (kUnavailable) rather than run on weaker guarantees if WAL, synchronous=FULL or foreign keys
 // do not take effect. docs/storage.md describes the schema and the durability promise.
-StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                                 StoreOptions options = {});
 
 // OpenPostgresStore connects to the PostgreSQL database named by `url` (a libpq URI,
 // postgresql://USER:PASSWORD@HOST:PORT/DB?PARAMS; several hosts with
@@ -181,13 +228,16 @@ StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
 // once more on a fresh connection where that cannot apply it twice. Text fields must be UTF-8
 // without NUL bytes (kInvalidArgument otherwise); descriptions, policies, tag values, meta
 // values and audit entries may hold any bytes. docs/storage.md "PostgreSQL" has the details.
-StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url);
+StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url,
+                                                   StoreOptions options = {});
 
 // OpenStore opens a PostgreSQL store for a postgresql:// or postgres:// URL and a SQLite store
 // at any other `url_or_path`.
-StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& url_or_path);
+StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& url_or_path,
+                                           StoreOptions options = {});
 
 // kSchemaVersion is the schema version this build writes.
-inline constexpr int kSchemaVersion = 1;
+// Version 2: keys.revision, the state change log, audit records keyed by (log, seq).
+inline constexpr int kSchemaVersion = 2;
 
 }  // namespace custos::store

@@ -45,7 +45,8 @@ namespace {
 auto Tie(const KeyRecord& k) {
   return std::tie(k.key_id, k.arn, k.description, k.key_spec, k.key_usage, k.key_state,
                   k.creation_date, k.deletion_date, k.pending_window_days, k.rotation_enabled,
-                  k.rotation_period_days, k.next_rotation_date, k.policy, k.current_version);
+                  k.rotation_period_days, k.next_rotation_date, k.policy, k.current_version,
+                  k.revision);
 }
 auto Tie(const KeyVersion& v) {
   return std::tie(v.key_id, v.version, v.wrapped_material, v.public_key, v.created,
@@ -375,16 +376,20 @@ TEST_P(StoreTest, UpdateKeyReplacesMetadata) {
   KeyRecord k = FullKey(id);
   k.current_version = 1;
   ASSERT_OK(store_->UpdateKey(k));
+  k.revision = 2;
   EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(k));
   // Back to unset optionals.
-  ASSERT_OK(store_->UpdateKey(SampleKey(id)));
-  EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(SampleKey(id)));
+  KeyRecord plain = SampleKey(id);
+  plain.revision = 2;
+  ASSERT_OK(store_->UpdateKey(plain));
+  plain.revision = 3;
+  EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(plain));
   // A current_version with no stored version is refused and changes nothing.
-  KeyRecord bad = SampleKey(id);
+  KeyRecord bad = plain;
   bad.current_version = 2;
   bad.description = "changed";
   EXPECT_EQ(store_->UpdateKey(bad).code(), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(SampleKey(id)));
+  EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(plain));
 }
 
 TEST_P(StoreTest, AddKeyVersionStoresVersionAndRecordTogether) {
@@ -397,6 +402,7 @@ TEST_P(StoreTest, AddKeyVersionStoresVersionAndRecordTogether) {
     KeyVersion kv = SampleVersion(id, v);
     kv.public_key = Material(static_cast<uint8_t>(v), 91);
     ASSERT_OK(store_->AddKeyVersion(k, kv));
+    ++k.revision;
   }
   EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(k));
   auto versions = store_->ListKeyVersions(id);
@@ -640,6 +646,7 @@ TEST_P(StoreTest, ReopenKeepsEverything) {
   KeyRecord kb = SampleKey(b);
   kb.current_version = 2;
   ASSERT_OK(store_->AddKeyVersion(kb, SampleVersion(b, 2)));
+  kb.revision = 2;
   AliasRecord al{"alias/a", a, 1, 2};
   ASSERT_OK(store_->CreateAlias(al));
   ASSERT_OK(store_->TagResource(b, {{"k", "v"}}));
@@ -745,7 +752,7 @@ TEST(StoreSchemaTest, EmptyVersionZeroDatabaseIsMigrated) {
     RawDb raw(path);
     EXPECT_EQ(raw.Query("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
                         "WHERE type = 'table' ORDER BY name)"),
-              "access_keys,aliases,audit,key_versions,keys,meta,tags");
+              "access_keys,aliases,audit,custos_state,key_versions,keys,meta,state_changes,tags");
   }
 }
 
@@ -788,27 +795,33 @@ TEST(StoreSchemaTest, EachMigrationIsOneTransaction) {
     ASSERT_OK(s.status());
     ASSERT_OK((*s)->PutMeta("kept", "yes"));
   }
-  const internal::Migration v1 = internal::Migrations()[0];
+  // The build's migrations and one more step after them, version `next`.
+  const int next = kSchemaVersion + 1;
+  const std::string now = std::to_string(kSchemaVersion);
+  const std::string bump = "PRAGMA user_version = " + std::to_string(next) + ";";
+  auto with_step = [&](const std::string& sql) {
+    std::vector<internal::Migration> list(internal::Migrations().begin(),
+                                          internal::Migrations().end());
+    list.push_back({next, sql.c_str()});
+    return list;
+  };
   RawDb raw(path);
   auto tables = [&] { return raw.Query("SELECT count(*) FROM sqlite_schema WHERE type='table'"); };
   const std::string before = tables();
 
-  // A step that fails half-way leaves the database at version 1 with nothing of the step.
-  const internal::Migration fails[] = {
-      v1,
-      {2,
-       "CREATE TABLE added (x); INSERT INTO no_such_table VALUES (1); "
-       "PRAGMA user_version = 2;"}};
-  Status st = internal::Migrate(raw.get(), fails);
+  // A step that fails half-way leaves the database at the previous version with nothing of the
+  // step.
+  const std::string fails = "CREATE TABLE added (x); INSERT INTO no_such_table VALUES (1); " + bump;
+  Status st = internal::Migrate(raw.get(), with_step(fails));
   EXPECT_EQ(st.code(), ErrorCode::kUnavailable) << st.ToString();
   EXPECT_EQ(st.message().rfind("store: migrate: ", 0), 0u) << st.message();
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "1");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), now);
   EXPECT_EQ(tables(), before);
 
   // A step that forgets its user_version bump is rolled back too.
-  const internal::Migration no_bump[] = {v1, {2, "CREATE TABLE added (x);"}};
-  EXPECT_EQ(internal::Migrate(raw.get(), no_bump).code(), ErrorCode::kInternal);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "1");
+  EXPECT_EQ(internal::Migrate(raw.get(), with_step("CREATE TABLE added (x);")).code(),
+            ErrorCode::kInternal);
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), now);
   EXPECT_EQ(tables(), before);
 
   // Migrations must be numbered in order.
@@ -816,22 +829,21 @@ TEST(StoreSchemaTest, EachMigrationIsOneTransaction) {
   EXPECT_EQ(internal::Migrate(raw.get(), misnumbered).code(), ErrorCode::kInternal);
 
   // A good step applies, keeps the data, and is applied once however often Migrate runs.
-  const internal::Migration good[] = {
-      v1,
-      {2,
-       "CREATE TABLE added (x INTEGER) STRICT; INSERT INTO added VALUES (7); "
-       "PRAGMA user_version = 2;"}};
-  ASSERT_OK(internal::Migrate(raw.get(), good));
-  ASSERT_OK(internal::Migrate(raw.get(), good));
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "2");
+  const std::string good =
+      "CREATE TABLE added (x INTEGER) STRICT; INSERT INTO added VALUES (7); " + bump;
+  ASSERT_OK(internal::Migrate(raw.get(), with_step(good)));
+  ASSERT_OK(internal::Migrate(raw.get(), with_step(good)));
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), std::to_string(next));
   EXPECT_EQ(raw.Query("SELECT count(*) FROM added"), "1");
   EXPECT_EQ(raw.Query("SELECT value FROM meta WHERE name = 'kept'"), "yes");
-  // Being at version 2 now, this build (version 1) refuses it, naming both versions.
+  // Being at a newer version now, this build refuses it, naming both versions.
   auto s = OpenSqliteStore(path);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), ErrorCode::kFailedPrecondition);
-  EXPECT_NE(s.status().message().find("version 2 "), std::string::npos) << s.status().message();
-  EXPECT_NE(s.status().message().find("version 1"), std::string::npos) << s.status().message();
+  EXPECT_NE(s.status().message().find("version " + std::to_string(next) + " "), std::string::npos)
+      << s.status().message();
+  EXPECT_NE(s.status().message().find("version " + now), std::string::npos)
+      << s.status().message();
 }
 
 // ---- Concurrency.
@@ -1074,6 +1086,7 @@ TEST_F(SqliteStoreTest, EveryAcknowledgedWriteIsFsynced) {
     k.current_version = 2;
     durable(s.AddKeyVersion(k, SampleVersion(id, 2)), "AddKeyVersion");
     k.description = "updated";
+    k.revision = 2;
     durable(s.UpdateKey(k), "UpdateKey");
     durable(s.CreateAlias({"alias/" + id, id, 1, 1}), "CreateAlias");
     durable(s.UpdateAlias("alias/" + id, KeyId(1), 2), "UpdateAlias");
@@ -1282,7 +1295,8 @@ TEST(PgSchemaTest, ConcurrentOpensMigrateOnce) {
   EXPECT_EQ(db.Query("SELECT count(*) || ':' || max(version) FROM custos_schema"),
             "1:" + std::to_string(kSchemaVersion));
   EXPECT_EQ(db.Query(kTablesQuery),
-            "access_keys,aliases,audit,audit_sync,custos_schema,key_versions,keys,meta,tags");
+            "access_keys,aliases,audit,audit_sync,custos_schema,custos_state,key_versions,keys,meta,"
+            "state_changes,tags");
   EXPECT_EQ(db.Query("SELECT count(*) FROM meta"), std::to_string(kNodes));
 }
 
@@ -1337,26 +1351,34 @@ TEST(PgSchemaTest, MigrationIsOneTransaction) {
     ASSERT_OK(s.status());
     ASSERT_OK((*s)->PutMeta("kept", "yes"));
   }
-  const internal::Migration v1 = internal::PgMigrations()[0];
+  // The build's migrations and one more step after them, version `next`.
+  const int next = kSchemaVersion + 1;
+  const std::string now = std::to_string(kSchemaVersion);
+  const std::string bump = "UPDATE custos_schema SET version = " + std::to_string(next) + ";";
+  auto with_step = [&](const std::string& sql) {
+    std::vector<internal::Migration> list(internal::PgMigrations().begin(),
+                                          internal::PgMigrations().end());
+    list.push_back({next, sql.c_str()});
+    return list;
+  };
   PgConn conn(db.url);
   const std::string before = db.Query(kTablesQuery);
 
-  // A step that fails half-way leaves the database at version 1 with nothing of the step.
-  const internal::Migration fails[] = {
-      v1,
-      {2,
-       "CREATE TABLE added (x integer); INSERT INTO no_such_table VALUES (1); "
-       "UPDATE custos_schema SET version = 2;"}};
-  Status st = internal::MigratePostgres(conn.get(), fails);
+  // A step that fails half-way leaves the database at the previous version with nothing of the
+  // step.
+  const std::string fails =
+      "CREATE TABLE added (x integer); INSERT INTO no_such_table VALUES (1); " + bump;
+  Status st = internal::MigratePostgres(conn.get(), with_step(fails));
   EXPECT_EQ(st.code(), ErrorCode::kUnavailable) << st.ToString();
   EXPECT_EQ(st.message().rfind("store: migrate: ", 0), 0u) << st.message();
-  EXPECT_EQ(db.Query("SELECT version FROM custos_schema"), "1");
+  EXPECT_EQ(db.Query("SELECT version FROM custos_schema"), now);
   EXPECT_EQ(db.Query(kTablesQuery), before);
 
   // A step that forgets its version bump is rolled back too.
-  const internal::Migration no_bump[] = {v1, {2, "CREATE TABLE added (x integer);"}};
-  EXPECT_EQ(internal::MigratePostgres(conn.get(), no_bump).code(), ErrorCode::kInternal);
-  EXPECT_EQ(db.Query("SELECT version FROM custos_schema"), "1");
+  EXPECT_EQ(internal::MigratePostgres(conn.get(), with_step("CREATE TABLE added (x integer);"))
+                .code(),
+            ErrorCode::kInternal);
+  EXPECT_EQ(db.Query("SELECT version FROM custos_schema"), now);
   EXPECT_EQ(db.Query(kTablesQuery), before);
 
   // Migrations must be numbered in order.
@@ -1364,22 +1386,20 @@ TEST(PgSchemaTest, MigrationIsOneTransaction) {
   EXPECT_EQ(internal::MigratePostgres(conn.get(), misnumbered).code(), ErrorCode::kInternal);
 
   // A good step applies, keeps the data, and is applied once however often it runs.
-  const internal::Migration good[] = {
-      v1,
-      {2,
-       "CREATE TABLE added (x integer); INSERT INTO added VALUES (7); "
-       "UPDATE custos_schema SET version = 2;"}};
-  ASSERT_OK(internal::MigratePostgres(conn.get(), good));
-  ASSERT_OK(internal::MigratePostgres(conn.get(), good));
-  EXPECT_EQ(db.Query("SELECT version FROM custos_schema"), "2");
+  const std::string good = "CREATE TABLE added (x integer); INSERT INTO added VALUES (7); " + bump;
+  ASSERT_OK(internal::MigratePostgres(conn.get(), with_step(good)));
+  ASSERT_OK(internal::MigratePostgres(conn.get(), with_step(good)));
+  EXPECT_EQ(db.Query("SELECT version FROM custos_schema"), std::to_string(next));
   EXPECT_EQ(db.Query("SELECT count(*) FROM added"), "1");
   EXPECT_EQ(db.Query("SELECT convert_from(value, 'UTF8') FROM meta WHERE name = 'kept'"), "yes");
-  // At version 2 now, this build (version 1) refuses it, naming both versions.
+  // At a newer version now, this build refuses it, naming both versions.
   auto s = OpenPostgresStore(db.url);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), ErrorCode::kFailedPrecondition);
-  EXPECT_NE(s.status().message().find("version 2 "), std::string::npos) << s.status().message();
-  EXPECT_NE(s.status().message().find("version 1"), std::string::npos) << s.status().message();
+  EXPECT_NE(s.status().message().find("version " + std::to_string(next) + " "), std::string::npos)
+      << s.status().message();
+  EXPECT_NE(s.status().message().find("version " + now), std::string::npos)
+      << s.status().message();
 }
 
 // A URL libpq cannot parse is refused without being quoted (it may hold a password); a wrong
@@ -1583,7 +1603,8 @@ TEST_F(PgStoreTest, AppendWaitsForTheAuditLockBoundedly) {
   ASSERT_OK(s.status());
   ASSERT_OK((*s)->AppendAudit(AuditBatch(1, 1), Durability::kDurable));
   PgConn holder(location_);
-  PQclear(PQexec(holder.get(), "BEGIN; SELECT pg_advisory_xact_lock(1668641652, 2)"));
+  // The lock of the default log "" (kLockAuditLog in pg_store.cc).
+  PQclear(PQexec(holder.get(), "BEGIN; SELECT pg_advisory_xact_lock(1668641633, hashtext(''))"));
   const auto start = std::chrono::steady_clock::now();
   Status st = (*s)->AppendAudit(AuditBatch(2, 2), Durability::kDurable);
   const auto waited = std::chrono::steady_clock::now() - start;

@@ -27,11 +27,14 @@ inline constexpr Oid kTextOid = 25;
 inline constexpr Oid kByteaArrayOid = 1001;
 inline constexpr Oid kInt8ArrayOid = 1016;
 
-// kLockClass is the first key of every advisory lock custos takes ("cust" in ASCII, as the
+// kLockClass is the first key of custos's named advisory locks ("cust" in ASCII, as the
 // SQLite application_id); the second names the lock. Advisory locks are per database.
 inline constexpr int32_t kLockClass = 0x63757374;
-inline constexpr int32_t kMigrationLock = 1;    // the schema migration (pg_migrations.cc)
-inline constexpr int32_t kAuditAppendLock = 2;  // AppendAudit's continuity check and insert
+inline constexpr int32_t kMigrationLock = 1;  // the schema migration (pg_migrations.cc)
+// kAuditLockClass ("cusa") is the first key of the audit append locks, one per audit log: the
+// second key is hashtext(log), computed by the server. Two logs whose hashes collide share a
+// lock, which only makes their appends wait for each other.
+inline constexpr int32_t kAuditLockClass = 0x63757361;
 
 // PgQuery is one constant statement and the types of the columns it returns (none for a
 // statement without rows). Exec checks the result against `columns`, so the row readers can

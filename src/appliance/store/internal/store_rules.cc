@@ -4,6 +4,10 @@
 
 namespace custos::store::internal {
 
+int64_t RowLimit(size_t limit) {
+  return limit > kMaxAuditSeq ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(limit);
+}
+
 Status NotFoundIn(const char* op, const char* what) {
   return NotFound(std::string("store: ") + op + ": " + what + " not found");
 }
@@ -25,6 +29,54 @@ Status CheckNewKey(const KeyRecord& key, const KeyVersion& first_version) {
 Status CurrentVersionMissing(const char* op) {
   return InvalidArgument(std::string("store: ") + op +
                          ": current_version names no stored version of the key");
+}
+
+Status CheckRevision(const char* op, const KeyRecord& key) {
+  if (key.revision <= kMaxRevision) return Status::Ok();
+  return InvalidArgument(std::string("store: ") + op + ": revision out of range");
+}
+
+Status KeyChangedSinceRead(const char* op, uint64_t stored, uint64_t read) {
+  return Aborted(std::string("store: ") + op + ": the key changed since it was read (revision " +
+                 std::to_string(stored) + " is stored, the record is of revision " +
+                 std::to_string(read) + ")");
+}
+
+Status CheckAuditLogName(const char* op, std::string_view log) {
+  constexpr size_t kMaxLength = 64;
+  bool ok = log.size() <= kMaxLength;
+  for (char c : log) {
+    ok = ok && ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                c == '.' || c == '_' || c == '-');
+  }
+  if (ok) return Status::Ok();
+  return InvalidArgument(std::string("store: ") + op +
+                         ": an audit log name is 1 to 64 characters of [A-Za-z0-9._-]");
+}
+
+Status CheckStateChangesSince(uint64_t version, uint64_t newest, std::optional<uint64_t> oldest) {
+  if (version > newest) {
+    return OutOfRange("store: state changes since: version " + std::to_string(version) +
+                      " is above the newest, " + std::to_string(newest) +
+                      " (the database is not the one the version was read from)");
+  }
+  // The changes version + 1 .. newest must all be kept.
+  const uint64_t first_kept = oldest.value_or(newest + 1);
+  if (version < newest && version + 1 < first_kept) {
+    return OutOfRange("store: state changes since: the changes after version " +
+                      std::to_string(version) + " have been trimmed (the oldest kept is " +
+                      std::to_string(first_kept) + ")");
+  }
+  return Status::Ok();
+}
+
+Status SetStateChangesKeptForTesting(Store& store, uint64_t kept) {
+  auto* settings = dynamic_cast<ChangeLogSettings*>(&store);
+  if (settings == nullptr || kept == 0) {
+    return InvalidArgument("store: set state changes kept: not a store backend, or 0");
+  }
+  settings->SetStateChangesKept(kept);
+  return Status::Ok();
 }
 
 Status CheckAuditBatch(const std::vector<AuditRecord>& records) {
