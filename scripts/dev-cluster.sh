@@ -32,9 +32,9 @@
 #                        follows the primary after `pg_ctl promote -D DIR/pg-standby`.
 #                        Node 1 is initialised (`custos operator init`); nodes 2..NODES join.
 #   DIR/haproxy.cfg      HAProxy (mode http, round robin, foreground, the invoking user) in
-#                        front of the nodes; a node is in rotation only while GET /v1/sys/health
-#                        answers 200 with "sealed":false (the route answers 200 when sealed too,
-#                        so the status alone would keep a sealed node in rotation).
+#                        front of the nodes; a node is in rotation only while
+#                        GET /v1/sys/health?strict answers 200: initialised, unsealed and its key
+#                        cache confirmed against the database (503 otherwise).
 #
 # Choices:
 #   - Plain HTTP everywhere (insecure_http, keeper --insecure-http), as dev mode does: one
@@ -472,11 +472,10 @@ defaults
 
 frontend custos
     bind 127.0.0.1:$haproxy_port
-    # Every request reaches a node from HAProxy's address, and a node refuses all /v1/sys
-    # requests, health checks included, from an address that made 100 failed ones within 10 s:
-    # one client's refused admin calls would take every node out of rotation. So a client's
-    # refused /v1/sys requests stop here first (429) after 30 within 10 s (health and
-    # seal-status, which are not refused, still pass).
+    # Every request reaches a node from HAProxy's address, and a node refuses /v1/sys requests
+    # (health excepted) from an address that made 100 failed ones within 10 s: one client's
+    # refused admin calls would lock every other client out. So a client's refused /v1/sys
+    # requests stop here first (429) after 30 within 10 s (health and seal-status still pass).
     acl sys path_beg /v1/sys/
     acl sys_public path /v1/sys/health /v1/sys/seal-status
     stick-table type ip size 100k expire 30s store http_err_rate(10s)
@@ -489,10 +488,9 @@ frontend custos
 
 backend custos_nodes
     balance roundrobin
-    # /v1/sys/health answers 200 sealed or not: a node serves only when it says "sealed":false.
-    option httpchk GET /v1/sys/health
+    # ?strict: 200 only while the node serves (initialised, unsealed, key cache fresh).
+    option httpchk GET /v1/sys/health?strict
     http-check expect status 200
-    http-check expect rstring '"sealed":[[:space:]]*false'
 EOF
   for n in $(seq "$nodes"); do echo "    server node-$n 127.0.0.1:${node_port[$n]} check"; done
   cat <<EOF
@@ -521,6 +519,7 @@ for n in $(seq "$nodes"); do
     echo "data_dir = \"$dir/node-$n/data\""
     echo "custody = \"$dir/custody.json\""
     echo "insecure_http = true"
+    echo "node_name = \"node-$n\""
     [ "$n" -gt 1 ] && echo "join = \"$endpoint\""
     echo "[tee]"
     echo "backend = \"sim\""

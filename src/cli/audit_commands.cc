@@ -16,9 +16,88 @@ namespace {
 // kPageSize bounds the records held in memory at once.
 constexpr size_t kPageSize = 4096;
 
+// VerifyLog runs one audit log through a ChainVerifier under `key`.
+StatusOr<audit::AuditReport> VerifyLog(store::Store& store, std::string_view log,
+                                       const crypto::VerifyingKey& key,
+                                       const std::optional<audit::Head>& expected_head) {
+  audit::ChainVerifier verifier(key);
+  if (expected_head) verifier.ExpectHead(*expected_head);
+  uint64_t next = 1;
+  bool going = true;
+  while (going) {
+    ASSIGN_OR_RETURN(std::vector<store::AuditRecord> page, store.ReadAuditLog(log, next, kPageSize));
+    if (page.empty()) break;
+    for (const store::AuditRecord& r : page) {
+      going = verifier.Add(r.seq, r.entry, r.hash, r.signature);
+      if (!going) break;
+    }
+    // Continue after the last record read, whatever its seq: a gap is the verifier's to report.
+    next = page.back().seq + 1;
+    if (next == 0) break;  // seq at the top of the range: nothing can follow
+  }
+  return verifier.Finish();
+}
+
+// VerifyCluster: `audit verify --store-url`: every node's log of a shared database.
+Status VerifyCluster(const AuditVerifyFlags& flags, const std::optional<audit::Head>& expected_head,
+                     std::ostream& out, std::ostream& err) {
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::OpenStore(flags.store_url));
+  std::string key_hex = flags.public_key;
+  const bool key_from_database = key_hex.empty();
+  if (key_from_database) {
+    StatusOr<std::string> stored = store->GetMeta("audit_public_key");
+    if (!stored.ok() && stored.status().code() == ErrorCode::kNotFound)
+      return NotFound("the database names no audit public key: give --public-key");
+    if (!stored.ok()) return stored.status();
+    key_hex = *stored;
+    err << "warning: the audit public key was read from the database being verified; pin it "
+           "with --public-key (\"audit_public_key\" in `custos operator status`)\n";
+  }
+  StatusOr<Bytes> key_bytes = HexDecode(key_hex);
+  if (!key_bytes.ok()) return InvalidArgument("audit public key: not hex");
+  StatusOr<crypto::VerifyingKey> key = crypto::VerifyingKey::Decode(*key_bytes);
+  if (!key.ok()) return key.status().WithContext("audit public key");
+  std::vector<std::string> logs;
+  if (!flags.log.empty()) {
+    logs.push_back(flags.log);
+  } else {
+    ASSIGN_OR_RETURN(logs, store->ListAuditLogs());
+  }
+  if (expected_head && logs.size() != 1)
+    return InvalidArgument("--expect-head names one log's head: give --log");
+  nlohmann::json reports = nlohmann::json::array();
+  std::string first_failure;
+  for (const std::string& log : logs) {
+    ASSIGN_OR_RETURN(audit::AuditReport report, VerifyLog(*store, log, *key, expected_head));
+    nlohmann::json j = report.ToJson();
+    j["log"] = log;
+    reports.push_back(std::move(j));
+    if (!report.intact && first_failure.empty()) first_failure = "log " + log + ": " + report.failure;
+  }
+  nlohmann::json j{{"intact", first_failure.empty()},
+                   {"logs", std::move(reports)},
+                   {"public_key", HexEncode(key->Encode())},
+                   {"public_key_from", key_from_database ? "database" : "--public-key"}};
+  out << j.dump(2) << "\n";
+  if (!first_failure.empty()) return IntegrityError("audit log: " + first_failure);
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status AuditVerify(const AuditVerifyFlags& flags, std::ostream& out, std::ostream& err) {
+  if (!flags.store_url.empty() || !flags.log.empty()) {
+    if (flags.store_url.empty()) return InvalidArgument("--log needs --store-url");
+    if (!flags.data_dir.empty()) return InvalidArgument("give --data-dir or --store-url, not both");
+    std::optional<audit::Head> expected_head;
+    if (!flags.expect_head.empty()) {
+      StatusOr<audit::Head> head = audit::ParseHead(flags.expect_head);
+      if (!head.ok()) return head.status().WithContext("--expect-head");
+      expected_head = std::move(head).value();
+    }
+    return VerifyCluster(flags, expected_head, out, err);
+  }
+  if (flags.data_dir.empty()) return InvalidArgument("give --data-dir (or --store-url)");
   std::string db_path = flags.data_dir + "/" + std::string(host::kDatabaseFile);
   std::error_code ec;
   // The directory dev.env names (CUSTOS_DATA_DIR) holds the appliance's data in server/.
@@ -62,22 +141,7 @@ Status AuditVerify(const AuditVerifyFlags& flags, std::ostream& out, std::ostrea
   StatusOr<crypto::VerifyingKey> key = crypto::VerifyingKey::Decode(*key_bytes);
   if (!key.ok()) return key.status().WithContext("audit public key");
 
-  audit::ChainVerifier verifier(*key);
-  if (expected_head) verifier.ExpectHead(*expected_head);
-  uint64_t next = 1;
-  bool going = true;
-  while (going) {
-    ASSIGN_OR_RETURN(std::vector<store::AuditRecord> page, store->ReadAudit(next, kPageSize));
-    if (page.empty()) break;
-    for (const store::AuditRecord& r : page) {
-      going = verifier.Add(r.seq, r.entry, r.hash, r.signature);
-      if (!going) break;
-    }
-    // Continue after the last record read, whatever its seq: a gap is the verifier's to report.
-    next = page.back().seq + 1;
-    if (next == 0) break;  // seq at the top of the range: nothing can follow
-  }
-  audit::AuditReport report = verifier.Finish();
+  ASSIGN_OR_RETURN(audit::AuditReport report, VerifyLog(*store, "", *key, expected_head));
 
   nlohmann::json j = report.ToJson();
   j["database"] = db_path;
@@ -95,8 +159,14 @@ void AddAuditCommands(CLI::App& app, std::function<void(Status)> run) {
   auto* audit_cmd = app.add_subcommand("audit", "the appliance's KMS audit log")->require_subcommand(1);
   auto* verify = audit_cmd->add_subcommand(
       "verify", "verify the hash chain and the core's signatures; prints a JSON report");
-  verify->add_option("--data-dir", flags.data_dir, "the appliance's data_dir (holds custos.db)")
-      ->required();
+  // Exactly one database: a node's data_dir or a cluster's shared one (a usage error otherwise).
+  auto* where = verify->add_option_group("database", "the log to verify: exactly one of");
+  where->add_option("--data-dir", flags.data_dir, "the appliance's data_dir (holds custos.db)");
+  where->add_option("--store-url", flags.store_url,
+                    "a cluster's shared PostgreSQL database ([store] url): every node's log is "
+                    "verified");
+  where->require_option(1);
+  verify->add_option("--log", flags.log, "with --store-url: only this node's log ([server] node_name)");
   verify->add_option("--public-key", flags.public_key,
                      "audit public key, hex (\"audit_public_key\" in `custos operator status`); "
                      "default: the one stored in the database");

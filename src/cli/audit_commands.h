@@ -19,12 +19,17 @@ struct AuditVerifyFlags {
   std::string data_dir;     // the appliance's data_dir (holds custos.db)
   std::string public_key;   // hex SEC1 audit public key; empty: the database's own meta value
   std::string expect_head;  // "SEQ:HASH" printed by an earlier verify; empty: none
+  std::string store_url = {};  // instead of data_dir: a cluster's shared database ([store] url)
+  std::string log = {};        // with store_url: verify only this node's log (default: every log)
 };
 
 // AuditVerify reads every record of data_dir/custos.db in pages, verifies the chain
 // (audit/verify.h) and prints the JSON report on `out`; warnings go to `err`. Returns OK when
 // the log is intact, kIntegrity with the first failure otherwise, another error when the
 // database or the key cannot be read. The database must exist (it is never created here).
+// With store_url, every node's log in the shared database (or the one named by `log`) is
+// verified on its own under the same key, and the report lists them under "logs"; the result
+// is OK only when every one is intact.
 Status AuditVerify(const AuditVerifyFlags& flags, std::ostream& out, std::ostream& err);
 
 }  // namespace custos::cli

@@ -165,7 +165,11 @@ TEST_F(AuditVerifyCommandTest, MainExitCodes) {
   Exec("DELETE FROM audit WHERE seq = 3");
   EXPECT_EQ(run(), 1);
   args = {"custos", "audit", "verify"};
-  EXPECT_EQ(run(), 2);  // --data-dir is required
+  EXPECT_EQ(run(), 2);  // --data-dir (or --store-url) is required
+  args = {"custos", "audit", "verify", "--data-dir", dir_, "--store-url", "postgresql://h/db"};
+  EXPECT_EQ(run(), 2);  // not both
+  args = {"custos", "audit", "verify", "--data-dir", dir_, "--log", "node-1"};
+  EXPECT_EQ(run(), 1);  // --log names a log of a shared database
 }
 
 }  // namespace

@@ -152,6 +152,7 @@ StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config
        {"state", "sealed"}});
   a->StartJoin();
   a->maintenance_thread_ = std::thread([p = a.get()] { p->MaintenanceLoop(); });
+  if (!config.store_url.empty()) a->refresh_thread_ = std::thread([p = a.get()] { p->RefreshLoop(); });
   a->supervisor_thread_ = std::thread([p = a.get()] { p->SuperviseLoop(); });
   return a;
 }
@@ -227,13 +228,20 @@ void Appliance::SuperviseLoop() {
 
 custos::Status Appliance::OpenKms() {
   // [store] url: a database shared by the nodes of a cluster; else this node's SQLite file.
+  // Each node appends to its own audit log, named by [server] node_name.
+  store::StoreOptions store_options;
+  store_options.audit_log = config_.node_name;
   ASSIGN_OR_RETURN(store_, store::OpenStore(config_.store_url.empty()
                                                 ? config_.data_dir + "/" + std::string(kDatabaseFile)
-                                                : config_.store_url));
+                                                : config_.store_url,
+                                            store_options));
   kms::CoreCall core = [this](ecall::Call call, std::vector<Bytes> args) { return CoreCall(call, std::move(args)); };
   kms::ServiceOptions so;
   so.region = config_.kms_region;
   so.account_id = config_.kms_account_id;
+  // Sharing the store with other nodes: the cache follows their changes (RefreshLoop, every
+  // kRefreshInterval) and the node refuses to serve when it could not for kMaxStaleness.
+  if (!config_.store_url.empty()) so.max_staleness = kMaxStaleness;
   kms_ = std::make_unique<kms::KmsService>(store_.get(), core, so);
   RETURN_IF_ERROR(kms_->Load());
   kms::SigV4Options sig;
@@ -340,6 +348,28 @@ void Appliance::MaintenanceLoop() {
   }
 }
 
+void Appliance::RefreshLoop() {
+  bool fresh = true;
+  std::string last_error;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(join_mu_);
+      if (join_cv_.wait_for(lock, kRefreshInterval, [this] { return stopping_; })) return;
+    }
+    custos::Status s = kms_->Refresh();
+    if (!s.ok() && s.message() != last_error)
+      Log("warn", "cannot follow the cluster's key changes in the database", {{"reason", s.message()}});
+    last_error = s.ok() ? "" : s.message();
+    const bool now_fresh = kms_->Fresh();
+    if (now_fresh != fresh)
+      Log(now_fresh ? "info" : "warn",
+          now_fresh ? "key cache confirmed against the database again; serving"
+                    : "key cache not confirmed against the database; refusing KMS requests",
+          {{"max_staleness_ms", kMaxStaleness.count()}});
+    fresh = now_fresh;
+  }
+}
+
 void Appliance::Stop() {
   {
     std::lock_guard<std::mutex> lock(join_mu_);
@@ -348,6 +378,7 @@ void Appliance::Stop() {
   join_cv_.notify_all();
   if (join_thread_.joinable()) join_thread_.join();
   if (maintenance_thread_.joinable()) maintenance_thread_.join();
+  if (refresh_thread_.joinable()) refresh_thread_.join();
   if (supervisor_thread_.joinable()) supervisor_thread_.join();
   if (audit_) audit_->Stop();
 }
@@ -388,6 +419,10 @@ net::HttpResponse Appliance::Handle(const net::HttpRequest& req) {
   if (path == "/" && req.method == "POST") return api_->Handle(req);
   // The control plane: an address whose requests keep failing (a stranger probing admin routes,
   // malformed bodies, refused handshakes) is turned away before any work for the window.
+  // Health is exempt both ways: behind a load balancer every request comes from its address, so
+  // strangers' failures must not make the node fail its health checks, and a ?strict check of a
+  // sealed node (503) is not a failure of the caller's.
+  if (req.method == "GET" && path == "/v1/sys/health") return HandleSys(req, path);
   std::string source = net::HostPart(req.remote);
   if (!sys_failures_.Allowed(source))
     return net::ErrorResponse(Unavailable("too many failed requests from this address: wait and retry"));
@@ -434,9 +469,21 @@ StatusOr<json> Appliance::CoreStatus(ByteSpan nonce, Bytes* evidence) {
   return s;
 }
 
-StatusOr<json> Appliance::Health(const net::HttpRequest&, const json&) {
+StatusOr<json> Appliance::Health(const net::HttpRequest& req, const json&) {
   ASSIGN_OR_RETURN(json s, CoreStatus({}, nullptr));
-  return json{{"sealed", s.value("sealed", true)}, {"initialized", s.value("initialized", false)}};
+  const bool sealed = s.value("sealed", true);
+  const bool initialized = s.value("initialized", false);
+  const bool store_fresh = kms_->Fresh();
+  json out{{"sealed", sealed}, {"initialized", initialized}, {"store_fresh", store_fresh},
+           {"serving", initialized && !sealed && store_fresh}};
+  // ?strict: the answer a load balancer checks (HAProxy's httpchk): 200 only while serving.
+  if (req.target.find("?strict") != std::string::npos && !out["serving"].get<bool>()) {
+    return Unavailable(std::string("not serving: ") +
+                       (!initialized ? "not initialized"
+                        : sealed     ? "sealed"
+                                     : "key cache not confirmed against the database"));
+  }
+  return out;
 }
 
 StatusOr<json> Appliance::SealStatus(const net::HttpRequest&, const json&) {

@@ -7,7 +7,8 @@
 //
 // Routes (JSON bodies, binary fields base64; [admin] = needs "Authorization: Bearer <token>",
 // the token in data_dir/admin.token):
-//   GET  /v1/sys/health                 {"sealed": bool, "initialized": bool}
+//   GET  /v1/sys/health[?strict]        {"sealed", "initialized", "store_fresh", "serving": bool};
+//                                       ?strict answers 503 unless serving (load balancers)
 //   GET  /v1/sys/seal-status            what keepers check before a release (no secrets, no
 //                                       evidence): sealed, initialized, tee, enclave_key, custody,
 //                                       custody_epoch, public_key, origin_binding, unseal_error
@@ -26,6 +27,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -46,6 +48,12 @@
 #include "nlohmann/json.hpp"
 
 namespace custos::host {
+
+// A node sharing its store ([store] url) re-reads other nodes' key changes every
+// kRefreshInterval and refuses KMS requests when it has not confirmed its cache for
+// kMaxStaleness: the bound within which a change acknowledged by one node is in force on all.
+inline constexpr std::chrono::milliseconds kRefreshInterval{100};
+inline constexpr std::chrono::milliseconds kMaxStaleness{1000};
 
 // kEnvelopeFile is the envelope's file name in the data directory.
 inline constexpr std::string_view kEnvelopeFile = "envelope.cdc";
@@ -131,6 +139,10 @@ class Appliance {
   StatusOr<Json> AccessKeys(const net::HttpRequest& request, const Json& body);
   std::string Metrics();
   void MaintenanceLoop();
+  // RefreshLoop keeps the KMS cache coherent with the other nodes of a cluster (KmsService::
+  // Refresh every kRefreshInterval) and logs when the node stops or resumes serving because of
+  // it.
+  void RefreshLoop();
   custos::Status OpenKms();
   void RecordAuditKey();
 
@@ -159,6 +171,7 @@ class Appliance {
   // Failed /v1/sys requests per client address: 100 per 10 s, then 503 for the window.
   net::SourceLimiter sys_failures_{100, std::chrono::seconds(10)};
   std::thread maintenance_thread_;
+  std::thread refresh_thread_;  // with [store] url: RefreshLoop
 };
 
 // ApiServerOptions returns the HttpServer options an appliance node serves with: TLS from the

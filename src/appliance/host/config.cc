@@ -50,7 +50,7 @@ struct FieldSpec {
 constexpr std::array<std::string_view, 6> kTables = {"server", "tee",   "cluster",
                                                      "kms",    "audit", "store"};
 
-const std::array<FieldSpec, 21> kFields = {{
+const std::array<FieldSpec, 22> kFields = {{
     {"server", "listen", &ServerConfig::listen},
     {"server", "data_dir", &ServerConfig::data_dir, PathRule::kResolve},
     {"server", "custody", &ServerConfig::custody_path, PathRule::kResolve},
@@ -58,6 +58,7 @@ const std::array<FieldSpec, 21> kFields = {{
     {"server", "tls_key", &ServerConfig::tls_key, PathRule::kResolve},
     {"server", "join", &ServerConfig::join_url},
     {"server", "insecure_http", &ServerConfig::insecure_http},
+    {"server", "node_name", &ServerConfig::node_name},
     {"tee", "backend", &ServerConfig::tee_backend},
     {"tee", "enclave_binary", &ServerConfig::enclave_binary, PathRule::kResolve},
     {"tee", "sim_key_dir", &ServerConfig::sim_key_dir, PathRule::kResolve},
@@ -338,6 +339,12 @@ Status CheckConsistency(const ServerConfig& config) {
   if (!config.store_url.empty() && config.store_url.rfind("postgresql://", 0) != 0 &&
       config.store_url.rfind("postgres://", 0) != 0)
     return InvalidArgument("store.url must be a postgresql:// or postgres:// URL (or be left out)");
+  static const std::regex node_name_re("^[A-Za-z0-9._-]{1,64}$");
+  if (!config.node_name.empty() && !std::regex_match(config.node_name, node_name_re))
+    return InvalidArgument("server.node_name must be 1 to 64 characters of A-Z a-z 0-9 . _ -");
+  if (!config.store_url.empty() && config.node_name.empty())
+    return InvalidArgument(
+        "store.url needs server.node_name (this node's audit log in the shared database)");
   for (const FieldSpec& f : kFields) {
     if (f.path != PathRule::kAbsolute) continue;
     const std::string& value = config.*std::get<std::string ServerConfig::*>(f.target);

@@ -1,7 +1,7 @@
 // The appliance server's configuration file. `custos server --config server.toml` reads one
 // TOML file (docs/server.example.toml is a commented example) with three tables:
 //
-//   [server]   listen, data_dir, custody, tls_cert, tls_key, insecure_http, join
+//   [server]   listen, data_dir, custody, tls_cert, tls_key, insecure_http, join, node_name
 //   [tee]      backend, enclave_binary, sim_key_dir, sim_product_id, sim_svn, sim_debug,
 //              gramine_root, tsm_root
 //   [cluster]  collateral
@@ -96,6 +96,10 @@ struct ServerConfig {
   // with standbys; a password belongs in a passfile=, not in the URL): a database shared by
   // every node of a cluster (docs/operations.md "A cluster of nodes").
   std::string store_url;
+  // [server] node_name: this node's name in a cluster: its audit log in the shared database
+  // (1 to 64 characters of [A-Za-z0-9._-]). Required with store.url, "" otherwise (a single
+  // node's log).
+  std::string node_name;
 
   bool operator==(const ServerConfig&) const = default;
 };

@@ -198,8 +198,8 @@ TEST(ServerConfigTest, DocumentedExampleParses) {
     uncommented += line + "\n";
     start = end + 1;
   }
-  EXPECT_EQ(uncommented_keys, 8u);  // tls_cert, tls_key, insecure_http, join, enclave_binary,
-                                    // sim_key_dir, collateral, url
+  EXPECT_EQ(uncommented_keys, 9u);  // tls_cert, tls_key, insecure_http, join, node_name,
+                                    // enclave_binary, sim_key_dir, collateral, url
   auto all = ParseServerConfig(uncommented, "/etc/custos");
   ASSERT_TRUE(all.ok()) << all.status().ToString();
   EXPECT_EQ(all->tls_key, "/etc/custos/tls/server.key");
@@ -211,10 +211,18 @@ TEST(ServerConfigTest, StoreUrl) {
   auto config = ParseServerConfig(WithServer(""), "/etc/custos");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->store_url, "");  // this node's SQLite file
-  config = ParseServerConfig(
-      WithServer("", "[store]\nurl = \"postgresql://custos@127.0.0.1:5432/custos\"\n"), "/etc/custos");
+  config = ParseServerConfig(WithServer("node_name = \"node-1\"\n",
+                                        "[store]\nurl = \"postgresql://custos@127.0.0.1:5432/custos\"\n"),
+                             "/etc/custos");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->store_url, "postgresql://custos@127.0.0.1:5432/custos");
+  EXPECT_EQ(config->node_name, "node-1");
+  // A shared database needs the node's name (its audit log); names are plain.
+  EXPECT_EQ(Refusal(WithServer("", "[store]\nurl = \"postgresql://h/db\"\n")),
+            "server.toml: store.url needs server.node_name (this node's audit log in the shared "
+            "database)");
+  EXPECT_EQ(Refusal(WithServer("node_name = \"a/b\"\n")),
+            "server.toml: server.node_name must be 1 to 64 characters of A-Z a-z 0-9 . _ -");
   // Anything else is refused without repeating the value (it may hold a password).
   EXPECT_EQ(Refusal(WithServer("", "[store]\nurl = \"mysql://u:secret@h/db\"\n")),
             "server.toml: store.url must be a postgresql:// or postgres:// URL (or be left out)");

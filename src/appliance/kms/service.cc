@@ -4,6 +4,8 @@
 // flow: the only catch is Execute's guard against a nlohmann::json library exception.
 #include "appliance/kms/service.h"
 
+#include <atomic>
+
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -271,6 +273,96 @@ struct KmsService::Impl {
   std::shared_mutex mu;
   std::map<std::string, CachedKey> keys;              // key id -> key
   std::map<std::string, store::AliasRecord> aliases;  // alias name -> alias
+  // The store's change log version the cache reflects (guarded by mu), and when the cache was
+  // last confirmed against the store (steady clock, nanoseconds since its epoch).
+  uint64_t state_version = 0;
+  std::atomic<int64_t> fresh_at{0};
+
+  static int64_t SteadyNow() {
+    return std::chrono::steady_clock::now().time_since_epoch().count();
+  }
+  void MarkFresh() { fresh_at.store(SteadyNow()); }
+  bool Fresh() const {
+    if (opt.max_staleness.count() == 0) return true;
+    const auto age = std::chrono::steady_clock::duration(SteadyNow() - fresh_at.load());
+    return age <= opt.max_staleness;
+  }
+
+  // ---- cache coherence (several nodes on one store) ----
+
+  // ReadKey builds a key's cache entry from the store (kNotFound if it is gone).
+  StatusOr<CachedKey> ReadKey(const store::KeyRecord& r) {
+    auto policy = KeyPolicy::Parse(r.policy);
+    if (!policy.ok()) return policy.status().WithContext("stored policy of key " + r.key_id);
+    CachedKey k{r, std::make_shared<const KeyPolicy>(std::move(policy).value()), {}};
+    ASSIGN_OR_RETURN(auto versions, store->ListKeyVersions(r.key_id));
+    for (auto& v : versions) k.versions[v.version] = v;
+    if (!k.versions.count(r.current_version))
+      return IntegrityError("store: key " + r.key_id + " has no row for its current version");
+    return k;
+  }
+
+  // LoadAll replaces the cache with the store's contents. Requires mu exclusively.
+  Status LoadAll() {
+    // The version first: changes committed while the tables are read are applied again by the
+    // next catch-up, which is harmless (each re-reads the current row).
+    ASSIGN_OR_RETURN(uint64_t version, store->StateVersion());
+    ASSIGN_OR_RETURN(auto records, store->ListKeys());
+    std::map<std::string, CachedKey> fresh_keys;
+    for (auto& r : records) {
+      ASSIGN_OR_RETURN(CachedKey k, ReadKey(r));
+      fresh_keys.emplace(r.key_id, std::move(k));
+    }
+    ASSIGN_OR_RETURN(auto alias_list, store->ListAliases(std::nullopt));
+    std::map<std::string, store::AliasRecord> fresh_aliases;
+    for (auto& a : alias_list) fresh_aliases[a.alias_name] = a;
+    keys = std::move(fresh_keys);
+    aliases = std::move(fresh_aliases);
+    state_version = version;
+    MarkFresh();
+    return Status::Ok();
+  }
+
+  // ReloadKey / ReloadAlias re-read one entry after another node changed it.
+  Status ReloadKey(const std::string& id) {
+    StatusOr<store::KeyRecord> r = store->GetKey(id);
+    if (!r.ok() && r.status().code() == ErrorCode::kNotFound) {
+      keys.erase(id);
+      return Status::Ok();
+    }
+    if (!r.ok()) return r.status();
+    ASSIGN_OR_RETURN(CachedKey k, ReadKey(*r));
+    keys.insert_or_assign(id, std::move(k));
+    return Status::Ok();
+  }
+  Status ReloadAlias(const std::string& name) {
+    StatusOr<store::AliasRecord> a = store->GetAlias(name);
+    if (!a.ok() && a.status().code() == ErrorCode::kNotFound) {
+      aliases.erase(name);
+      return Status::Ok();
+    }
+    if (!a.ok()) return a.status();
+    aliases[name] = *a;
+    return Status::Ok();
+  }
+
+  // CatchUp applies every change after state_version. Requires mu exclusively.
+  Status CatchUp() {
+    constexpr size_t kPage = 1000;
+    for (;;) {
+      StatusOr<std::vector<store::StateChange>> changes = store->StateChangesSince(state_version, kPage);
+      if (!changes.ok() && changes.status().code() == ErrorCode::kOutOfRange) return LoadAll();
+      if (!changes.ok()) return changes.status();
+      for (const store::StateChange& c : *changes) {
+        if (!c.key_id.empty()) RETURN_IF_ERROR(ReloadKey(c.key_id));
+        if (!c.alias_name.empty()) RETURN_IF_ERROR(ReloadAlias(c.alias_name));
+        state_version = c.version;
+      }
+      if (changes->size() < kPage) break;
+    }
+    MarkFresh();
+    return Status::Ok();
+  }
 
   int64_t Now() const { return opt.now ? opt.now() : static_cast<int64_t>(std::time(nullptr)); }
   std::string KeyArn(const std::string& id) const {
@@ -420,14 +512,19 @@ struct KmsService::Impl {
 
   // Stored maps a store failure to KMSInternalException (the store's message stays in the
   // server: it may name paths).
+  // Stored maps a store failure to the AWS error; kAborted (another node changed the key
+  // since this node read it) passes through as it is, for Execute to catch up and run again.
   static Status Stored(const Status& s) {
-    if (!s.ok()) return Err(AwsError::kInternal, "the key store refused the change");
-    return Status::Ok();
+    if (s.ok() || s.code() == ErrorCode::kAborted) return s;
+    return Err(AwsError::kInternal, "the key store refused the change");
   }
 
-  // UpdateRecord writes `r` through to the store, then the cache.
+  // UpdateRecord writes `r` through to the store, then the cache. The store applies it only to
+  // the revision the cache holds.
   Status UpdateRecord(CachedKey& k, store::KeyRecord r) {
+    r.revision = k.record.revision;
     RETURN_IF_ERROR(Stored(store->UpdateKey(r)));
+    r.revision = k.record.revision + 1;
     k.record = std::move(r);
     return Status::Ok();
   }
@@ -480,6 +577,7 @@ struct KmsService::Impl {
     r.creation_date = Now();
     r.policy = policy_doc;
     r.current_version = 1;
+    r.revision = 1;
     *in.key_id = r.key_id;
     CachedKey k{r, std::make_shared<const KeyPolicy>(std::move(policy).value()), {}};
     if (!bypass) RETURN_IF_ERROR(LockoutCheck(k, in.caller));
@@ -782,6 +880,7 @@ struct KmsService::Impl {
     r.current_version = next;
     if (r.rotation_enabled) r.next_rotation_date = Now() + int64_t{r.rotation_period_days} * kDay;
     RETURN_IF_ERROR(Stored(store->AddKeyVersion(r, v)));
+    r.revision = k.record.revision + 1;
     k.record = r;
     k.versions[next] = v;
     return Status::Ok();
@@ -1035,23 +1134,24 @@ KmsService::~KmsService() = default;
 
 Status KmsService::Load() {
   std::unique_lock lock(impl_->mu);
-  ASSIGN_OR_RETURN(auto records, impl_->store->ListKeys());
-  impl_->keys.clear();
-  for (auto& r : records) {
-    auto policy = KeyPolicy::Parse(r.policy);
-    if (!policy.ok()) return policy.status().WithContext("stored policy of key " + r.key_id);
-    CachedKey k{r, std::make_shared<const KeyPolicy>(std::move(policy).value()), {}};
-    ASSIGN_OR_RETURN(auto versions, impl_->store->ListKeyVersions(r.key_id));
-    for (auto& v : versions) k.versions[v.version] = v;
-    if (!k.versions.count(r.current_version))
-      return IntegrityError("store: key " + r.key_id + " has no row for its current version");
-    impl_->keys.emplace(r.key_id, std::move(k));
-  }
-  ASSIGN_OR_RETURN(auto aliases, impl_->store->ListAliases(std::nullopt));
-  impl_->aliases.clear();
-  for (auto& a : aliases) impl_->aliases[a.alias_name] = a;
-  return Status::Ok();
+  return impl_->LoadAll();
 }
+
+Status KmsService::Refresh() {
+  Impl& m = *impl_;
+  ASSIGN_OR_RETURN(uint64_t version, m.store->StateVersion());
+  {
+    std::shared_lock lock(m.mu);
+    if (version == m.state_version) {
+      m.MarkFresh();
+      return Status::Ok();
+    }
+  }
+  std::unique_lock lock(m.mu);
+  return m.CatchUp();
+}
+
+bool KmsService::Fresh() const { return impl_->Fresh(); }
 
 KmsOutcome KmsService::Execute(std::string_view operation, const json& req, const Caller& caller) {
   KmsOutcome out;
@@ -1067,17 +1167,49 @@ KmsOutcome KmsService::Execute(std::string_view operation, const json& req, cons
   Impl& m = *impl_;
   std::shared_lock<std::shared_mutex> shared(m.mu, std::defer_lock);
   std::unique_lock<std::shared_mutex> exclusive(m.mu, std::defer_lock);
-  if (op->lock == Lock::kShared) shared.lock();
-  else exclusive.lock();
+  const bool alone = op->lock != Lock::kShared;
+  if (alone) exclusive.lock();
+  else shared.lock();
+  // A change is made from the store's current state: catch up with other nodes first. (On a
+  // single node the log holds only this node's own changes: one cheap read.)
+  if (alone) (void)m.CatchUp();
+  if (!m.Fresh()) {
+    Refusal(Err(AwsError::kDependencyTimeout,
+                "this node has not confirmed the cluster's key state with the database recently; "
+                "retry (another node may answer)"),
+            &out);
+    return out;
+  }
   StatusOr<json> r = Status(ErrorCode::kInternal, "");
   // The readers check every field's JSON type before reading it, so the json library should not
   // throw; this guard keeps a library exception (e.g. a number out of range) from escaping the
   // module as anything but the AWS error for a malformed request.
-  try {
-    r = (m.*(op->run))(Invocation{req, caller, &out.key_id});
-  } catch (const json::exception&) {
-    r = Err(AwsError::kSerialization, "the request does not match the operation's shape");
+  auto run = [&] {
+    out.key_id.clear();
+    try {
+      r = (m.*(op->run))(Invocation{req, caller, &out.key_id});
+    } catch (const json::exception&) {
+      r = Err(AwsError::kSerialization, "the request does not match the operation's shape");
+    }
+  };
+  run();
+  // Another node changed the key between the catch-up and the store's check: catch up and run
+  // the operation once more on the current state.
+  if (alone && !r.ok() && r.status().code() == ErrorCode::kAborted && m.CatchUp().ok()) run();
+  // In a cluster, a key or alias this node does not know may have been made through another
+  // node since its last refresh (a client's CreateKey and its first Encrypt can reach two
+  // nodes): when the store has changes the cache has not seen, catch up and look again.
+  if (!alone && !r.ok() && m.opt.max_staleness.count() > 0 &&
+      static_cast<AwsError>(r.status().reason()) == AwsError::kNotFound) {
+    StatusOr<uint64_t> newest = m.store->StateVersion();
+    if (newest.ok() && *newest != m.state_version) {
+      shared.unlock();
+      exclusive.lock();
+      if (m.CatchUp().ok()) run();
+    }
   }
+  if (!r.ok() && r.status().code() == ErrorCode::kAborted)
+    r = Err(AwsError::kInternal, "another node changed the key at the same time; retry");
   if (r.ok()) out.response = std::move(r).value();
   else Refusal(r.status(), &out);
   return out;
@@ -1086,6 +1218,9 @@ KmsOutcome KmsService::Execute(std::string_view operation, const json& req, cons
 Status KmsService::RunMaintenance() {
   Impl& m = *impl_;
   std::unique_lock lock(m.mu);
+  // Every node runs maintenance: act on the store's current state (a deletion another node
+  // cancelled, a rotation another node made), not on a stale cache.
+  RETURN_IF_ERROR(m.CatchUp());
   Status first = Status::Ok();
   int64_t now = m.Now();
   std::vector<std::string> expired;
@@ -1097,12 +1232,14 @@ Status KmsService::RunMaintenance() {
     if (k.record.key_state == "Enabled" && k.record.rotation_enabled && k.record.next_rotation_date &&
         *k.record.next_rotation_date <= now) {
       Status s = m.Rotate(k, "AUTOMATIC");
-      if (!s.ok() && first.ok()) first = Unavailable("rotation of " + id + ": " + s.message());
+      // kAborted: another node changed (or rotated) the key first; the next round looks again.
+      if (!s.ok() && s.code() != ErrorCode::kAborted && first.ok())
+        first = Unavailable("rotation of " + id + ": " + s.message());
     }
   }
   for (const std::string& id : expired) {
     Status s = m.store->DeleteKey(id);
-    if (!s.ok()) {
+    if (!s.ok() && s.code() != ErrorCode::kNotFound) {  // kNotFound: another node deleted it
       if (first.ok()) first = s;
       continue;
     }

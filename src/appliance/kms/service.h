@@ -11,8 +11,18 @@
 // (loaded from the store at Load, written through on every change) so the hot path (Encrypt,
 // Decrypt, GenerateDataKey) reads no database.
 //
+// Several nodes may share one store (a cluster on PostgreSQL). The cache then follows the
+// store's change log (store::StateChange): Refresh, called by the host every refresh interval,
+// re-reads what other nodes changed; every operation that changes state first catches up the
+// same way, and the store refuses (kAborted) a change made from a stale copy of a key, after
+// which the operation catches up and runs once more. With max_staleness set, a node that has
+// not confirmed its cache against the store for that long refuses every operation (503) until
+// it can again: so a change acknowledged by any node is in force on every serving node within
+// max_staleness (docs/operations.md "A cluster of nodes").
+//
 // Thread safety: Execute may run concurrently; reads share a lock, changes take it exclusively.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -37,6 +47,8 @@ struct ServiceOptions {
   std::string account_id = "000000000000";
   // now returns Unix seconds (tests move it to expire deletion windows and rotate keys).
   std::function<int64_t()> now;
+  // max_staleness: 0 (a single node: nothing else changes the store) or the bound above.
+  std::chrono::milliseconds max_staleness{0};
 };
 
 // Caller is the authenticated principal of one request.
@@ -107,6 +119,14 @@ class KmsService {
 
   // Load reads every key, version and alias into the cache. Call once before Execute.
   Status Load();
+
+  // Refresh applies the store's changes since the cache's state version (re-reading each key
+  // and alias another node changed, or everything when the log no longer reaches back) and,
+  // on success, marks the cache fresh. Safe to call concurrently with Execute; it holds the
+  // cache's lock only when there is something to apply.
+  Status Refresh();
+  // Fresh: max_staleness is 0, or the cache was confirmed against the store within it.
+  bool Fresh() const;
 
   // Execute runs `operation` (the X-Amz-Target suffix, e.g. "Encrypt") for `caller`.
   KmsOutcome Execute(std::string_view operation, const nlohmann::json& request, const Caller& caller);

@@ -4,7 +4,10 @@
 // and the JavaScript SDK against a real server is tests/conformance/.
 #include "appliance/kms/service.h"
 
+#include <atomic>
+#include <chrono>
 #include <regex>
+#include <thread>
 #include <set>
 
 #include "appliance/enclave/core_testing.h"
@@ -527,6 +530,189 @@ TEST_F(KmsApiTest, BadSignatureBurstIsThrottledWhileAGoodClientIsServed) {
   EXPECT_EQ(audit_.size(), audited + 12);  // only the 12 good ListKeys
   EXPECT_THAT(api_->metrics().Render(),
               HasSubstr("custos_kms_requests_total{operation=\"Encrypt\",outcome=\"ThrottlingException\"} 70"));
+}
+
+
+// ---- several nodes on one store (issue 15) ----
+
+// FlakyStore passes every call to a real store, except StateVersion and StateChangesSince while
+// `down` is set: the database is unreachable for this node.
+class FlakyStore : public store::Store {
+ public:
+  explicit FlakyStore(std::unique_ptr<store::Store> inner) : inner_(std::move(inner)) {}
+  std::atomic<bool> down{false};
+
+  Status CreateKey(const store::KeyRecord& k, const store::KeyVersion& v) override { return inner_->CreateKey(k, v); }
+  StatusOr<store::KeyRecord> GetKey(std::string_view id) override { return inner_->GetKey(id); }
+  StatusOr<std::vector<store::KeyRecord>> ListKeys() override { return inner_->ListKeys(); }
+  Status UpdateKey(const store::KeyRecord& k) override { return inner_->UpdateKey(k); }
+  Status AddKeyVersion(const store::KeyRecord& k, const store::KeyVersion& v) override {
+    return inner_->AddKeyVersion(k, v);
+  }
+  StatusOr<store::KeyVersion> GetKeyVersion(std::string_view id, uint32_t v) override {
+    return inner_->GetKeyVersion(id, v);
+  }
+  StatusOr<std::vector<store::KeyVersion>> ListKeyVersions(std::string_view id) override {
+    return inner_->ListKeyVersions(id);
+  }
+  Status DeleteKey(std::string_view id) override { return inner_->DeleteKey(id); }
+  Status CreateAlias(const store::AliasRecord& a) override { return inner_->CreateAlias(a); }
+  Status UpdateAlias(std::string_view n, std::string_view id, int64_t t) override {
+    return inner_->UpdateAlias(n, id, t);
+  }
+  Status DeleteAlias(std::string_view n) override { return inner_->DeleteAlias(n); }
+  StatusOr<store::AliasRecord> GetAlias(std::string_view n) override { return inner_->GetAlias(n); }
+  StatusOr<std::vector<store::AliasRecord>> ListAliases(std::optional<std::string_view> id) override {
+    return inner_->ListAliases(id);
+  }
+  Status TagResource(std::string_view id, const std::vector<store::Tag>& t) override {
+    return inner_->TagResource(id, t);
+  }
+  Status UntagResource(std::string_view id, const std::vector<std::string>& t) override {
+    return inner_->UntagResource(id, t);
+  }
+  StatusOr<std::vector<store::Tag>> ListTags(std::string_view id) override { return inner_->ListTags(id); }
+  Status PutAccessKey(const store::AccessKeyRecord& k) override { return inner_->PutAccessKey(k); }
+  StatusOr<store::AccessKeyRecord> GetAccessKey(std::string_view id) override { return inner_->GetAccessKey(id); }
+  StatusOr<std::vector<store::AccessKeyRecord>> ListAccessKeys() override { return inner_->ListAccessKeys(); }
+  Status AppendAudit(const std::vector<store::AuditRecord>& r, store::Durability d) override {
+    return inner_->AppendAudit(r, d);
+  }
+  Status SignAudit(uint64_t seq, ByteSpan sig, store::Durability d) override { return inner_->SignAudit(seq, sig, d); }
+  Status SyncAudit() override { return inner_->SyncAudit(); }
+  StatusOr<store::AuditRecord> LastAudit() override { return inner_->LastAudit(); }
+  StatusOr<store::AuditRecord> LastSignedAudit() override { return inner_->LastSignedAudit(); }
+  StatusOr<std::vector<store::AuditRecord>> ReadAudit(uint64_t from, size_t limit) override {
+    return inner_->ReadAudit(from, limit);
+  }
+  StatusOr<uint64_t> StateVersion() override {
+    if (down) return Unavailable("store: state version: server closed the connection");
+    return inner_->StateVersion();
+  }
+  StatusOr<std::vector<store::StateChange>> StateChangesSince(uint64_t v, size_t limit) override {
+    if (down) return Unavailable("store: state changes: server closed the connection");
+    return inner_->StateChangesSince(v, limit);
+  }
+  StatusOr<std::vector<std::string>> ListAuditLogs() override { return inner_->ListAuditLogs(); }
+  StatusOr<std::vector<store::AuditRecord>> ReadAuditLog(std::string_view log, uint64_t from,
+                                                         size_t limit) override {
+    return inner_->ReadAuditLog(log, from, limit);
+  }
+  Status PutMeta(std::string_view n, std::string_view v) override { return inner_->PutMeta(n, v); }
+  StatusOr<std::string> GetMeta(std::string_view n) override { return inner_->GetMeta(n); }
+
+ private:
+  std::unique_ptr<store::Store> inner_;
+};
+
+// Two nodes: two services with their own store connections on one database file, sharing the
+// root key (the same core, as joined nodes share it).
+class KmsClusterTest : public KmsServiceTest {
+ protected:
+  void SetUp() override {
+    KmsServiceTest::SetUp();
+    auto st = store::OpenSqliteStore(dir_ + "/custos.db", store::StoreOptions{"node-2"});
+    ASSERT_OK(st.status());
+    other_store_ = std::make_unique<FlakyStore>(std::move(*st));
+    ServiceOptions o;
+    o.now = [this] { return now_; };
+    o.max_staleness = std::chrono::milliseconds(200);
+    other_ = std::make_unique<KmsService>(other_store_.get(), Caller(), o);
+    ASSERT_OK(other_->Load());
+  }
+  json OkOn(KmsService& node, std::string_view op, const json& req) {
+    KmsOutcome o = node.Execute(op, req, alice_);
+    EXPECT_TRUE(o.ok()) << op << ": " << o.error_type << ": " << o.message;
+    return o.response;
+  }
+  std::string ErrOn(KmsService& node, std::string_view op, const json& req) {
+    KmsOutcome o = node.Execute(op, req, alice_);
+    EXPECT_FALSE(o.ok()) << op << " unexpectedly succeeded";
+    return o.error_type + ": " + o.message;
+  }
+  std::unique_ptr<FlakyStore> other_store_;
+  std::unique_ptr<KmsService> other_;
+};
+
+TEST_F(KmsClusterTest, AKeyMadeOnOneNodeServesOnTheOtherAfterARefresh) {
+  std::string id = NewKey();
+  ASSERT_OK(other_->Refresh());
+  json enc = OkOn(*other_, "Encrypt", {{"KeyId", id}, {"Plaintext", B64("across nodes")}});
+  json dec = Ok("Decrypt", {{"CiphertextBlob", enc["CiphertextBlob"]}});
+  EXPECT_EQ(dec["Plaintext"], B64("across nodes"));
+  // An alias made on the second node resolves on the first once it refreshes.
+  OkOn(*other_, "CreateAlias", {{"AliasName", "alias/shared"}, {"TargetKeyId", id}});
+  ASSERT_OK(service_->Refresh());
+  Ok("Encrypt", {{"KeyId", "alias/shared"}, {"Plaintext", B64("x")}});
+}
+
+TEST_F(KmsClusterTest, AKeyMadeOnAnotherNodeIsFoundBeforeTheNextRefresh) {
+  ASSERT_OK(other_->Refresh());  // fresh, and behind from here on
+  std::string id = NewKey();
+  Ok("CreateAlias", {{"AliasName", "alias/new"}, {"TargetKeyId", id}});
+  // No refresh: the miss makes node 2 catch up with the store and look again.
+  json enc = OkOn(*other_, "Encrypt", {{"KeyId", "alias/new"}, {"Plaintext", B64("at once")}});
+  EXPECT_EQ(Ok("Decrypt", {{"CiphertextBlob", enc["CiphertextBlob"]}})["Plaintext"], B64("at once"));
+  // A key that exists nowhere is still NotFound.
+  EXPECT_THAT(ErrOn(*other_, "Encrypt", {{"KeyId", "11111111-2222-3333-4444-555555555555"},
+                                         {"Plaintext", B64("x")}}),
+              HasSubstr("NotFoundException"));
+}
+
+TEST_F(KmsClusterTest, ADisableOnOneNodeIsInForceOnTheOtherAfterItsNextRefresh) {
+  std::string id = NewKey();
+  ASSERT_OK(other_->Refresh());
+  OkOn(*other_, "Encrypt", {{"KeyId", id}, {"Plaintext", B64("before")}});
+  Ok("DisableKey", {{"KeyId", id}});
+  ASSERT_OK(other_->Refresh());
+  EXPECT_THAT(ErrOn(*other_, "Encrypt", {{"KeyId", id}, {"Plaintext", B64("after")}}),
+              HasSubstr("DisabledException"));
+  // Deletion scheduled on one node, cancelled on the other: both agree afterwards.
+  OkOn(*other_, "EnableKey", {{"KeyId", id}});
+  Ok("ScheduleKeyDeletion", {{"KeyId", id}, {"PendingWindowInDays", 7}});
+  OkOn(*other_, "CancelKeyDeletion", {{"KeyId", id}});  // catches up before it changes anything
+  ASSERT_OK(service_->Refresh());
+  json meta = Ok("DescribeKey", {{"KeyId", id}});
+  EXPECT_EQ(meta["KeyMetadata"]["KeyState"], "Disabled");  // AWS: a cancelled key is Disabled
+}
+
+TEST_F(KmsClusterTest, AChangeFromAStaleCopyDoesNotUndoAnotherNodesChange) {
+  std::string id = NewKey();
+  ASSERT_OK(other_->Refresh());
+  // Node 1 disables the key; node 2 has not refreshed and replaces the key policy: its change
+  // must not write back the Enabled state it still has cached.
+  std::string policy = store_->GetKey(id)->policy;
+  Ok("DisableKey", {{"KeyId", id}});
+  OkOn(*other_, "PutKeyPolicy", {{"KeyId", id}, {"PolicyName", "default"}, {"Policy", policy}});
+  auto stored = store_->GetKey(id);
+  ASSERT_OK(stored.status());
+  EXPECT_EQ(stored->key_state, "Disabled");
+  EXPECT_EQ(stored->revision, 3u);  // created, disabled, policy replaced
+  // A stale write straight to the store is refused by the revision check.
+  store::KeyRecord stale = *stored;
+  stale.revision -= 1;
+  stale.key_state = "Enabled";
+  EXPECT_EQ(store_->UpdateKey(stale).code(), ErrorCode::kAborted);
+  EXPECT_EQ(store_->GetKey(id)->key_state, "Disabled");
+}
+
+TEST_F(KmsClusterTest, ANodeThatCannotConfirmItsCacheStopsServingAndResumes) {
+  std::string id = NewKey();
+  ASSERT_OK(other_->Refresh());
+  EXPECT_TRUE(other_->Fresh());
+  other_store_->down = true;
+  EXPECT_FALSE(other_->Refresh().ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));  // past max_staleness (200 ms)
+  EXPECT_FALSE(other_->Fresh());
+  // Meanwhile node 1 disables the key: node 2 must not keep using its stale Enabled copy.
+  Ok("DisableKey", {{"KeyId", id}});
+  EXPECT_THAT(ErrOn(*other_, "Encrypt", {{"KeyId", id}, {"Plaintext", B64("x")}}),
+              HasSubstr("DependencyTimeoutException"));
+  other_store_->down = false;
+  ASSERT_OK(other_->Refresh());
+  EXPECT_TRUE(other_->Fresh());
+  EXPECT_THAT(ErrOn(*other_, "Encrypt", {{"KeyId", id}, {"Plaintext", B64("x")}}),
+              HasSubstr("DisabledException"));
 }
 
 }  // namespace
