@@ -10,6 +10,7 @@
 #include "appliance/store/store.h"
 
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -28,10 +29,9 @@
 #include <thread>
 #include <tuple>
 
-#include <libpq-fe.h>
-
 #include "appliance/store/internal/pg_schema.h"
 #include "appliance/store/internal/sqlite_schema.h"
+#include "appliance/store/internal/store_rules.h"
 #include "gtest/gtest.h"
 #include "tests/support/pg_server.h"
 #include "tests/testing/testing.h"
@@ -60,6 +60,7 @@ auto Tie(const AccessKeyRecord& a) {
 }
 auto Tie(const AuditRecord& r) { return std::tie(r.seq, r.entry, r.hash, r.signature); }
 auto Tie(const Tag& t) { return std::tie(t.key, t.value); }
+auto Tie(const StateChange& c) { return std::tie(c.version, c.key_id, c.alias_name); }
 
 template <typename T>
 void ExpectSame(const std::vector<T>& got, const std::vector<T>& want) {
@@ -147,6 +148,43 @@ AuditRecord Audit(uint64_t seq, bool signed_head = false) {
 std::vector<AuditRecord> AuditBatch(uint64_t first, uint64_t last, bool sign_last = true) {
   std::vector<AuditRecord> out;
   for (uint64_t s = first; s <= last; ++s) out.push_back(Audit(s, sign_last && s == last));
+  return out;
+}
+
+// NodeAudit is AuditBatch with entries that name `log`, so two logs' records differ.
+std::vector<AuditRecord> NodeAudit(const std::string& log, uint64_t first, uint64_t last) {
+  std::vector<AuditRecord> out = AuditBatch(first, last);
+  for (AuditRecord& r : out) r.entry = log + ":" + r.entry;
+  return out;
+}
+
+StateChange KeyChange(uint64_t version, const std::string& key_id) {
+  return StateChange{version, key_id, ""};
+}
+StateChange AliasChange(uint64_t version, const std::string& alias_name) {
+  return StateChange{version, "", alias_name};
+}
+
+// AllChanges reads the whole change log in pages of 3 (so paging is exercised too).
+std::vector<StateChange> AllChanges(Store& store) {
+  std::vector<StateChange> out;
+  for (uint64_t from = 0;;) {
+    auto page = store.StateChangesSince(from, 3);
+    EXPECT_OK(page.status());
+    if (!page.ok() || page->empty()) return out;
+    EXPECT_LE(page->size(), 3u);
+    out.insert(out.end(), page->begin(), page->end());
+    from = page->back().version;
+  }
+}
+
+std::string Hex(const Bytes& b) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (uint8_t c : b) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
   return out;
 }
 
@@ -637,6 +675,305 @@ TEST_P(StoreTest, Meta) {
   EXPECT_EQ(*store_->GetMeta("empty"), "");
 }
 
+// ---- Revisions: a key changes only from the revision it was read at.
+
+TEST_P(StoreTest, KeyChangesApplyOnlyToTheRevisionTheyWereReadAt) {
+  const std::string id = KeyId(1);
+  KeyRecord created = SampleKey(id);
+  created.revision = 7;  // CreateKey stores 1 whatever the record says
+  ASSERT_OK(store_->CreateKey(created, SampleVersion(id, 1)));
+  auto read = store_->GetKey(id);
+  ASSERT_OK(read.status());
+  EXPECT_EQ(read->revision, 1u);
+  EXPECT_EQ(store_->ListKeys()->at(0).revision, 1u);
+
+  // A change from the stored revision applies and advances it.
+  KeyRecord fresh = *read;
+  fresh.description = "first";
+  ASSERT_OK(store_->UpdateKey(fresh));
+  fresh.revision = 2;
+  EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(fresh));
+  const uint64_t logged = *store_->StateVersion();
+
+  // The copy read before that change is stale: refused, nothing stored, nothing logged.
+  KeyRecord stale = *read;
+  stale.description = "stale";
+  Status st = store_->UpdateKey(stale);
+  EXPECT_EQ(st.code(), ErrorCode::kAborted) << st.ToString();
+  EXPECT_EQ(st.message(),
+            "store: update key: the key changed since it was read (revision 2 is stored, the "
+            "record is of revision 1)");
+  stale.current_version = 2;
+  st = store_->AddKeyVersion(stale, SampleVersion(id, 2));
+  EXPECT_EQ(st.code(), ErrorCode::kAborted) << st.ToString();
+  EXPECT_EQ(st.message().rfind("store: add key version: the key changed since it was read", 0), 0u)
+      << st.message();
+  EXPECT_EQ(store_->GetKeyVersion(id, 2).status().code(), ErrorCode::kNotFound);
+  // A revision ahead of the stored one is no better, and one the store could not advance is
+  // refused outright.
+  KeyRecord ahead = fresh;
+  ahead.revision = 3;
+  EXPECT_EQ(store_->UpdateKey(ahead).code(), ErrorCode::kAborted);
+  ahead.revision = UINT64_MAX;
+  EXPECT_EQ(store_->UpdateKey(ahead).code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->AddKeyVersion(ahead, SampleVersion(id, 2)).code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(Tie(*store_->GetKey(id)), Tie(fresh));
+  EXPECT_EQ(*store_->StateVersion(), logged) << "a refused change was logged";
+
+  // AddKeyVersion from the stored revision applies and advances it too.
+  KeyRecord rotated = fresh;
+  rotated.current_version = 2;
+  ASSERT_OK(store_->AddKeyVersion(rotated, SampleVersion(id, 2)));
+  EXPECT_EQ(store_->GetKey(id)->revision, 3u);
+  EXPECT_OK(store_->GetKeyVersion(id, 2).status());
+  // A stale AddKeyVersion of a version that exists is told the key changed (read again), not
+  // that the version exists.
+  EXPECT_EQ(store_->AddKeyVersion(rotated, SampleVersion(id, 2)).code(), ErrorCode::kAborted);
+
+  // An absent key is kNotFound whatever the revision.
+  KeyRecord gone = SampleKey(KeyId(9));
+  gone.revision = 5;
+  EXPECT_EQ(store_->UpdateKey(gone).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->AddKeyVersion(gone, SampleVersion(KeyId(9), 1)).code(), ErrorCode::kNotFound);
+
+  Reopen();
+  EXPECT_EQ(store_->GetKey(id)->revision, 3u);
+}
+
+// ---- The change log.
+
+TEST_P(StoreTest, ChangeLogNamesWhatEachMutationTouched) {
+  EXPECT_EQ(*store_->StateVersion(), 0u);
+  EXPECT_TRUE(store_->StateChangesSince(0, 10)->empty());
+  const std::string a = KeyId(1), b = KeyId(2);
+  CreateSampleKey(a);  // 1
+  CreateSampleKey(b);  // 2
+  KeyRecord k = SampleKey(a);
+  k.description = "changed";
+  ASSERT_OK(store_->UpdateKey(k));  // 3
+  k.revision = 2;
+  k.current_version = 2;
+  ASSERT_OK(store_->AddKeyVersion(k, SampleVersion(a, 2)));  // 4
+  ASSERT_OK(store_->TagResource(a, {{"t", "v"}}));           // 5
+  ASSERT_OK(store_->UntagResource(a, {"t"}));                // 6
+  for (const char* name : {"alias/x", "alias/y", "alias/z", "alias/w"}) {
+    ASSERT_OK(store_->CreateAlias({name, a, 1, 1}));  // 7, 8, 9, 10
+  }
+  ASSERT_OK(store_->UpdateAlias("alias/x", b, 2));  // 11
+  ASSERT_OK(store_->DeleteAlias("alias/y"));        // 12
+  // Deleting a removes its aliases alias/w and alias/z too: one change each, after the key's,
+  // by name, with consecutive versions.
+  ASSERT_OK(store_->DeleteKey(a));  // 13, 14, 15
+
+  // Not logged: refused mutations (rolled back), and what no node caches from the log:
+  // access keys, meta values, the audit log.
+  EXPECT_FALSE(store_->CreateKey(SampleKey(b), SampleVersion(b, 1)).ok());
+  EXPECT_FALSE(store_->UpdateKey(SampleKey(KeyId(9))).ok());
+  EXPECT_FALSE(store_->TagResource(KeyId(9), {{"t", "v"}}).ok());
+  EXPECT_FALSE(store_->CreateAlias({"alias/x", b, 1, 1}).ok());
+  EXPECT_FALSE(store_->UpdateAlias("alias/x", KeyId(9), 3).ok());
+  EXPECT_FALSE(store_->DeleteAlias("alias/none").ok());
+  EXPECT_FALSE(store_->DeleteKey(a).ok());
+  ASSERT_OK(store_->PutAccessKey({"CKIAAAAAAAAAAAAAAAA1", "n", "arn", Material(1), 1}));
+  ASSERT_OK(store_->PutMeta("m", "v"));
+  ASSERT_OK(store_->AppendAudit(AuditBatch(1, 2, false), Durability::kDurable));
+  ASSERT_OK(store_->SignAudit(2, Bytes{1}, Durability::kWritten));
+  ASSERT_OK(store_->SyncAudit());
+
+  const std::vector<StateChange> want = {KeyChange(1, a),
+                                         KeyChange(2, b),
+                                         KeyChange(3, a),
+                                         KeyChange(4, a),
+                                         KeyChange(5, a),
+                                         KeyChange(6, a),
+                                         AliasChange(7, "alias/x"),
+                                         AliasChange(8, "alias/y"),
+                                         AliasChange(9, "alias/z"),
+                                         AliasChange(10, "alias/w"),
+                                         AliasChange(11, "alias/x"),
+                                         AliasChange(12, "alias/y"),
+                                         KeyChange(13, a),
+                                         AliasChange(14, "alias/w"),
+                                         AliasChange(15, "alias/z")};
+  EXPECT_EQ(*store_->StateVersion(), 15u);
+  ExpectSame(AllChanges(*store_), want);
+  ExpectSame(*store_->StateChangesSince(0, 100), want);
+  Reopen();
+  EXPECT_EQ(*store_->StateVersion(), 15u);
+  ExpectSame(AllChanges(*store_), want);
+}
+
+TEST_P(StoreTest, StateChangesSincePagesOldestFirst) {
+  for (int i = 1; i <= 5; ++i) CreateSampleKey(KeyId(i));
+  auto versions = [&](uint64_t since, size_t limit) {
+    std::vector<uint64_t> out;
+    auto page = store_->StateChangesSince(since, limit);
+    EXPECT_OK(page.status());
+    if (page.ok()) {
+      for (const StateChange& c : *page) out.push_back(c.version);
+    }
+    return out;
+  };
+  using V = std::vector<uint64_t>;
+  EXPECT_EQ(versions(0, 2), (V{1, 2}));
+  EXPECT_EQ(versions(2, 2), (V{3, 4}));
+  EXPECT_EQ(versions(4, 2), (V{5}));
+  EXPECT_EQ(versions(5, 2), V{});
+  EXPECT_EQ(versions(3, 100), (V{4, 5}));
+  EXPECT_EQ(versions(0, 0), V{});
+  EXPECT_EQ(versions(0, SIZE_MAX).size(), 5u);
+  EXPECT_EQ(store_->StateChangesSince(1, 1)->at(0).key_id, KeyId(2));
+  // A version above the newest was never given out by this database: the caller's cache
+  // came from another (a restored backup, a standby promoted without the newest commits), and
+  // the versions it is waiting for will be given out again. It must reload.
+  for (uint64_t v : {uint64_t{6}, uint64_t{1} << 63, UINT64_MAX}) {
+    auto ahead = store_->StateChangesSince(v, 10);
+    EXPECT_EQ(ahead.status().code(), ErrorCode::kOutOfRange) << v;
+  }
+}
+
+// The log keeps the newest N changes (100,000; 5 here, through the test hook, which changes
+// nothing but the number) and trims in the transaction that adds: the caller asking for
+// changes it no longer holds is told kOutOfRange, not given a partial list.
+TEST_P(StoreTest, ChangeLogKeepsTheNewestAndSaysWhenTrimmed) {
+  EXPECT_EQ(internal::SetStateChangesKeptForTesting(*store_, 0).code(),
+            ErrorCode::kInvalidArgument);
+  ASSERT_OK(internal::SetStateChangesKeptForTesting(*store_, 5));
+  for (int i = 1; i <= 6; ++i) CreateSampleKey(KeyId(i));  // 1..6
+  for (const char* name : {"alias/1", "alias/2", "alias/3"}) {
+    ASSERT_OK(store_->CreateAlias({name, KeyId(1), 1, 1}));  // 7..9
+  }
+  ASSERT_OK(store_->DeleteKey(KeyId(1)));  // 10..13: four changes in one transaction
+  EXPECT_EQ(*store_->StateVersion(), 13u);
+  EXPECT_EQ(Query("SELECT count(*) FROM state_changes"), "5");
+  EXPECT_EQ(Query("SELECT min(version) FROM state_changes"), "9");
+
+  ExpectSame(*store_->StateChangesSince(8, 100),
+             {AliasChange(9, "alias/3"), KeyChange(10, KeyId(1)), AliasChange(11, "alias/1"),
+              AliasChange(12, "alias/2"), AliasChange(13, "alias/3")});
+  for (uint64_t v : {0u, 1u, 7u}) {
+    auto trimmed = store_->StateChangesSince(v, 100);
+    EXPECT_EQ(trimmed.status().code(), ErrorCode::kOutOfRange) << v;
+    EXPECT_NE(trimmed.status().message().find("trimmed"), std::string::npos)
+        << trimmed.status().message();
+  }
+  EXPECT_TRUE(store_->StateChangesSince(13, 100)->empty());
+
+  // A reopened store keeps the default again: nothing more is trimmed.
+  Reopen();
+  CreateSampleKey(KeyId(7));
+  EXPECT_EQ(Query("SELECT count(*) FROM state_changes"), "6");
+  EXPECT_EQ(store_->StateChangesSince(8, 100)->size(), 6u);
+}
+
+// Two stores on one database, as two nodes have: each sees the other's changes in its change
+// log, and a change from a copy read before the other's change is refused.
+TEST_P(StoreTest, TwoStoresSeeEachOthersChanges) {
+  auto opened = OpenStore(location_);
+  ASSERT_OK(opened.status());
+  Store& other = **opened;
+  const std::string id = KeyId(1);
+  CreateSampleKey(id);
+  ExpectSame(*other.StateChangesSince(0, 10), {KeyChange(1, id)});
+  EXPECT_EQ(*other.StateVersion(), 1u);
+
+  KeyRecord mine = *store_->GetKey(id), theirs = *other.GetKey(id);
+  mine.key_state = "Disabled";
+  ASSERT_OK(store_->UpdateKey(mine));
+  theirs.description = "from the other node";
+  EXPECT_EQ(other.UpdateKey(theirs).code(), ErrorCode::kAborted);
+  ExpectSame(*other.StateChangesSince(1, 10), {KeyChange(2, id)});
+  // The other node reads again and retries: both changes stand.
+  theirs = *other.GetKey(id);
+  EXPECT_EQ(theirs.key_state, "Disabled");
+  theirs.description = "from the other node";
+  ASSERT_OK(other.UpdateKey(theirs));
+  ASSERT_OK(other.CreateAlias({"alias/a", id, 1, 1}));
+  ExpectSame(*store_->StateChangesSince(2, 10), {KeyChange(3, id), AliasChange(4, "alias/a")});
+  auto now = store_->GetKey(id);
+  EXPECT_EQ(now->key_state, "Disabled");
+  EXPECT_EQ(now->description, "from the other node");
+  EXPECT_EQ(now->revision, 3u);
+}
+
+// ---- Audit logs of several nodes.
+
+// Each store appends to its own log (StoreOptions::audit_log): seqs, continuity, signatures
+// and the newest records are per log; ListAuditLogs and ReadAuditLog see every log.
+TEST_P(StoreTest, AuditLogsOfSeveralNodesAreIndependent) {
+  auto node_a = OpenStore(location_, {"node-a"});
+  auto node_b = OpenStore(location_, {"node-b"});
+  ASSERT_OK(node_a.status());
+  ASSERT_OK(node_b.status());
+  Store& a = **node_a;
+  Store& b = **node_b;
+  EXPECT_TRUE(store_->ListAuditLogs()->empty());
+
+  ASSERT_OK(store_->AppendAudit(NodeAudit("", 1, 3), Durability::kDurable));
+  ASSERT_OK(a.AppendAudit(NodeAudit("node-a", 1, 2), Durability::kWritten));
+  EXPECT_EQ(Tie(*b.LastAudit()), Tie(AuditRecord{})) << "node-b's log is empty";
+  ASSERT_OK(b.AppendAudit(NodeAudit("node-b", 1, 2), Durability::kDurable));
+  ASSERT_OK(b.AppendAudit(NodeAudit("node-b", 3, 4), Durability::kDurable));
+  ASSERT_OK(a.SyncAudit());
+  // Continuity is checked against the store's own log.
+  EXPECT_EQ(a.AppendAudit(NodeAudit("node-a", 4, 4), Durability::kDurable).code(),
+            ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(a.AppendAudit(NodeAudit("node-a", 5, 5), Durability::kDurable).code(),
+            ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(store_->LastAudit()->seq, 3u);
+  EXPECT_EQ(a.LastAudit()->seq, 2u);
+  EXPECT_EQ(b.LastAudit()->seq, 4u);
+  // Signing acts on the store's own log: record 1 of each log is signed separately.
+  ASSERT_OK(a.SignAudit(1, Bytes{0xa1}, Durability::kDurable));
+  EXPECT_EQ(a.SignAudit(1, Bytes{0xa1}, Durability::kDurable).code(),
+            ErrorCode::kFailedPrecondition);
+  ASSERT_OK(b.SignAudit(1, Bytes{0xb1}, Durability::kDurable));
+  EXPECT_EQ(a.SignAudit(4, Bytes{0xa4}, Durability::kDurable).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->LastSignedAudit()->seq, 3u);
+  EXPECT_EQ(a.LastSignedAudit()->seq, 2u);
+  EXPECT_EQ(b.LastSignedAudit()->seq, 4u);
+
+  std::vector<AuditRecord> want_a = NodeAudit("node-a", 1, 2);
+  want_a[0].signature = Bytes{0xa1};
+  std::vector<AuditRecord> want_b = NodeAudit("node-b", 1, 2);
+  want_b[0].signature = Bytes{0xb1};
+  for (const AuditRecord& r : NodeAudit("node-b", 3, 4)) want_b.push_back(r);
+  ExpectSame(*a.ReadAudit(1, 100), want_a);
+  ExpectSame(*b.ReadAudit(1, 100), want_b);
+  ExpectSame(*store_->ReadAudit(1, 100), NodeAudit("", 1, 3));
+
+  // Every store reads every log.
+  for (Store* s : {store_.get(), &a, &b}) {
+    EXPECT_EQ(*s->ListAuditLogs(), (std::vector<std::string>{"", "node-a", "node-b"}));
+    ExpectSame(*s->ReadAuditLog("node-a", 1, 100), want_a);
+    ExpectSame(*s->ReadAuditLog("node-b", 2, 2), {want_b[1], want_b[2]});
+    ExpectSame(*s->ReadAuditLog("", 3, 100), NodeAudit("", 3, 3));
+    EXPECT_TRUE(s->ReadAuditLog("node-c", 1, 100)->empty());
+    EXPECT_TRUE(s->ReadAuditLog("node-a", 1, 0)->empty());
+    EXPECT_EQ(s->ReadAuditLog("node a", 1, 100).status().code(), ErrorCode::kInvalidArgument);
+  }
+  // A store of a log without records: not listed.
+  auto node_c = OpenStore(location_, {"node-c"});
+  ASSERT_OK(node_c.status());
+  EXPECT_EQ((*node_c)->ListAuditLogs()->size(), 3u);
+}
+
+TEST_P(StoreTest, AuditLogNamesAreChecked) {
+  for (const std::string& good :
+       {std::string(64, 'a'), std::string("n"), std::string("node-1.example_A9")}) {
+    auto s = OpenStore(location_, {good});
+    EXPECT_TRUE(s.ok()) << good << ": " << s.status().ToString();
+  }
+  for (const std::string& bad :
+       {std::string(65, 'a'), std::string("node 1"), std::string("a/b"), std::string("\xc3\xa9"),
+        std::string("a\0b", 3), std::string("a:b"), std::string("..\n")}) {
+    auto s = OpenStore(location_, {bad});
+    EXPECT_EQ(s.status().code(), ErrorCode::kInvalidArgument) << bad;
+    EXPECT_EQ(s.status().message(),
+              "store: open: an audit log name is 1 to 64 characters of [A-Za-z0-9._-]");
+  }
+}
+
 // ---- Persistence, pragmas, file.
 
 TEST_P(StoreTest, ReopenKeepsEverything) {
@@ -788,6 +1125,94 @@ TEST(StoreSchemaTest, ForeignDatabasesAreRefused) {
   EXPECT_FALSE(d.ok());
 }
 
+// What a custos of schema version 1 left in its database, for the migration tests: one key
+// with two versions, an alias, a tag, a meta value and an audit chain of three records (the
+// second signed).
+struct Version1Data {
+  std::string id = KeyId(1);
+  KeyRecord key = [this] {
+    KeyRecord k = SampleKey(id);
+    k.current_version = 2;
+    return k;
+  }();
+  std::vector<KeyVersion> versions = {SampleVersion(id, 1), SampleVersion(id, 2)};
+  AliasRecord alias{"alias/one", id, 5, 6};
+  std::vector<AuditRecord> chain = {Audit(1), Audit(2, true), Audit(3)};
+};
+
+// ExpectVersion1DataMigrated checks that a store opened on a migrated version 1 database holds
+// everything of Version1Data (keys at revision 1, the chain in the log ""), and goes on from it.
+void ExpectVersion1DataMigrated(Store& s) {
+  const Version1Data v1;
+  auto key = s.GetKey(v1.id);
+  ASSERT_OK(key.status());
+  EXPECT_EQ(Tie(*key), Tie(v1.key));
+  EXPECT_EQ(key->revision, 1u);
+  ExpectSame(*s.ListKeyVersions(v1.id), v1.versions);
+  ExpectSame(*s.ListAliases(std::nullopt), {v1.alias});
+  ExpectSame(*s.ListTags(v1.id), {Tag{"team", "x"}});
+  EXPECT_EQ(*s.GetMeta("audit_public_key"), "pk");
+  ExpectSame(*s.ReadAudit(1, 10), v1.chain);
+  EXPECT_EQ(Tie(*s.LastAudit()), Tie(v1.chain[2]));
+  EXPECT_EQ(Tie(*s.LastSignedAudit()), Tie(v1.chain[1]));
+  EXPECT_EQ(*s.ListAuditLogs(), std::vector<std::string>{""});
+  ExpectSame(*s.ReadAuditLog("", 1, 10), v1.chain);
+  EXPECT_EQ(*s.StateVersion(), 0u);
+  // The chain goes on, the key changes from revision 1 and the change is logged.
+  ASSERT_OK(s.AppendAudit(AuditBatch(4, 4), Durability::kDurable));
+  ASSERT_OK(s.SignAudit(3, Bytes{3}, Durability::kDurable));
+  KeyRecord changed = v1.key;
+  changed.description = "after the migration";
+  ASSERT_OK(s.UpdateKey(changed));
+  EXPECT_EQ(s.GetKey(v1.id)->revision, 2u);
+  ExpectSame(*s.StateChangesSince(0, 10), {KeyChange(1, v1.id)});
+  EXPECT_EQ(s.ReadAudit(1, 10)->size(), 4u);
+}
+
+// Migration 2 on a database that migration 1 made and a version 1 custos filled: SQLite cannot
+// change the audit table's primary key, so the migration rebuilds it; every key and audit
+// record survives, in one transaction with the rest of the step.
+TEST(StoreSchemaTest, Version1DatabaseMigratesKeepingKeysAndAudit) {
+  const std::string path = custos::testing::TempDir() + "/v1.db";
+  const Version1Data v1;
+  {
+    RawDb raw(path);
+    ASSERT_OK(internal::Migrate(raw.get(), internal::Migrations().first(1)));
+    ASSERT_EQ(raw.Query("PRAGMA user_version"), "1");
+    const KeyRecord& k = v1.key;
+    std::string sql = "INSERT INTO keys VALUES ('" + k.key_id + "', '" + k.arn + "', '" +
+                      k.description + "', '" + k.key_spec + "', '" + k.key_usage + "', '" +
+                      k.key_state + "', " + std::to_string(k.creation_date) +
+                      ", NULL, 0, 0, 365, NULL, '" + k.policy + "', 2);";
+    for (const KeyVersion& v : v1.versions) {
+      sql += "INSERT INTO key_versions VALUES ('" + v.key_id + "', " + std::to_string(v.version) +
+             ", x'" + Hex(v.wrapped_material) + "', x'', " + std::to_string(v.created) + ", '" +
+             v.rotation_type + "');";
+    }
+    sql += "INSERT INTO aliases VALUES ('alias/one', '" + v1.id + "', 5, 6);";
+    sql += "INSERT INTO tags VALUES ('" + v1.id + "', 'team', 'x');";
+    for (const AuditRecord& r : v1.chain) {
+      sql += "INSERT INTO audit VALUES (" + std::to_string(r.seq) + ", '" + r.entry + "', x'" +
+             Hex(r.hash) + "', x'" + Hex(r.signature) + "');";
+    }
+    sql += "INSERT INTO meta VALUES ('audit_public_key', 'pk');";
+    raw.Exec(sql.c_str());
+  }
+  {
+    auto opened = OpenSqliteStore(path);
+    ASSERT_OK(opened.status());
+    EXPECT_EQ(*internal::QueryForTesting(**opened, "PRAGMA user_version"), "2");
+    ExpectVersion1DataMigrated(**opened);
+  }
+  RawDb raw(path);
+  EXPECT_EQ(raw.Query("PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(raw.Query("PRAGMA foreign_key_check"), "<none>");
+  EXPECT_EQ(raw.Query("SELECT sql FROM sqlite_schema WHERE name = 'audit_signed'"),
+            "CREATE INDEX audit_signed ON audit (log, seq) WHERE length(signature) > 0");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM sqlite_schema WHERE name = 'audit_by_log'"), "0");
+  EXPECT_EQ(raw.Query("SELECT group_concat(log || '/' || seq, ' ') FROM audit"), "/1 /2 /3 /4");
+}
+
 TEST(StoreSchemaTest, EachMigrationIsOneTransaction) {
   const std::string path = custos::testing::TempDir() + "/migrate.db";
   {
@@ -842,8 +1267,7 @@ TEST(StoreSchemaTest, EachMigrationIsOneTransaction) {
   EXPECT_EQ(s.status().code(), ErrorCode::kFailedPrecondition);
   EXPECT_NE(s.status().message().find("version " + std::to_string(next) + " "), std::string::npos)
       << s.status().message();
-  EXPECT_NE(s.status().message().find("version " + now), std::string::npos)
-      << s.status().message();
+  EXPECT_NE(s.status().message().find("version " + now), std::string::npos) << s.status().message();
 }
 
 // ---- Concurrency.
@@ -918,6 +1342,86 @@ TEST_P(StoreTest, TwoStoresShareOneDatabase) {
   HammerStore({store_.get(), second->get()}, 4, 20);
   ExpectHammered(**second, 4, 20);
   ExpectHammered(*store_, 4, 20);
+}
+
+// Two stores (as two nodes) each make 50 logged mutations at once, while a third reader polls
+// the log: versions 1..100 are each given out once, a reader never sees a version before a
+// lower one that is not yet visible (what a sequence would allow: a later transaction taking
+// its number first and committing first), and each writer's changes are in the order of its
+// calls.
+TEST_P(StoreTest, ConcurrentChangesFromTwoStoresAreLoggedInCommitOrder) {
+  auto second = OpenStore(location_);
+  auto third = OpenStore(location_);
+  ASSERT_OK(second.status());
+  ASSERT_OK(third.status());
+  Store* writers[] = {store_.get(), second->get()};
+  constexpr int kWriters = 2, kPerWriter = 50;
+  std::vector<std::string> calls[kWriters];  // the key each writer's calls touched, in order
+  std::atomic<bool> done{false};
+  std::string reader_error;
+  size_t reader_seen = 0;
+  std::thread reader([&] {
+    uint64_t last = 0;
+    for (;;) {
+      const bool finished = done.load();
+      auto page = (*third)->StateChangesSince(last, 1000);
+      if (!page.ok()) {
+        reader_error = page.status().ToString();
+        return;
+      }
+      for (const StateChange& c : *page) {
+        if (c.version != last + 1) {
+          reader_error =
+              "saw version " + std::to_string(c.version) + " after " + std::to_string(last);
+          return;
+        }
+        last = c.version;
+        ++reader_seen;
+      }
+      if (finished && page->empty()) return;
+      std::this_thread::yield();
+    }
+  });
+  std::vector<std::thread> pool;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kWriters; ++t) {
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < kPerWriter; ++i) {
+        const std::string id = KeyId(t * 1000 + i / 2);
+        Status st;
+        if (i % 2 == 0) {
+          st = writers[t]->CreateKey(SampleKey(id), SampleVersion(id, 1));
+        } else {
+          KeyRecord k = SampleKey(id);
+          k.description = "updated";
+          st = writers[t]->UpdateKey(k);
+        }
+        if (!st.ok()) {
+          ADD_FAILURE() << st.ToString();
+          ++failures;
+        }
+        calls[t].push_back(id);
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  done = true;
+  reader.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(reader_error, "");
+  EXPECT_EQ(reader_seen, static_cast<size_t>(kWriters * kPerWriter));
+
+  const std::vector<StateChange> log = AllChanges(*store_);
+  ASSERT_EQ(log.size(), static_cast<size_t>(kWriters * kPerWriter));
+  EXPECT_EQ(*store_->StateVersion(), log.size());
+  std::vector<std::string> seen[kWriters];
+  for (size_t i = 0; i < log.size(); ++i) {
+    EXPECT_EQ(log[i].version, i + 1) << "a gap or a duplicate";
+    const int writer = std::stoi(log[i].key_id) / 1000;
+    ASSERT_TRUE(writer >= 0 && writer < kWriters) << log[i].key_id;
+    seen[writer].push_back(log[i].key_id);
+  }
+  for (int t = 0; t < kWriters; ++t) EXPECT_EQ(seen[t], calls[t]) << "writer " << t;
 }
 
 // ---- Durability.
@@ -1294,9 +1798,10 @@ TEST(PgSchemaTest, ConcurrentOpensMigrateOnce) {
   for (const Status& st : results) EXPECT_OK(st);
   EXPECT_EQ(db.Query("SELECT count(*) || ':' || max(version) FROM custos_schema"),
             "1:" + std::to_string(kSchemaVersion));
-  EXPECT_EQ(db.Query(kTablesQuery),
-            "access_keys,aliases,audit,audit_sync,custos_schema,custos_state,key_versions,keys,meta,"
-            "state_changes,tags");
+  EXPECT_EQ(
+      db.Query(kTablesQuery),
+      "access_keys,aliases,audit,audit_sync,custos_schema,custos_state,key_versions,keys,meta,"
+      "state_changes,tags");
   EXPECT_EQ(db.Query("SELECT count(*) FROM meta"), std::to_string(kNodes));
 }
 
@@ -1343,6 +1848,58 @@ TEST(PgSchemaTest, ForeignDatabasesAreRefused) {
   EXPECT_EQ(none.Query(kTablesQuery), "<null>");
 }
 
+// Migration 2 on a PostgreSQL database that migration 1 made and a version 1 custos filled:
+// the audit table gets its log column and the (log, seq) key in place, and every key and audit
+// record survives.
+TEST(PgSchemaTest, Version1DatabaseMigratesKeepingKeysAndAudit) {
+  PgDatabase db;
+  ASSERT_NO_FATAL_FAILURE(NewPgDatabase(&db));
+  {
+    PgConn conn(db.url);
+    ASSERT_OK(internal::MigratePostgres(conn.get(), internal::PgMigrations().first(1)));
+  }
+  ASSERT_EQ(db.Query("SELECT version FROM custos_schema"), "1");
+  const Version1Data v1;
+  auto bytea = [](std::string_view v) { return "'\\x" + Hex(Bytes(v.begin(), v.end())) + "'"; };
+  const KeyRecord& k = v1.key;
+  std::string sql = "INSERT INTO keys VALUES ('" + k.key_id + "', '" + k.arn + "', " +
+                    bytea(k.description) + ", '" + k.key_spec + "', '" + k.key_usage + "', '" +
+                    k.key_state + "', " + std::to_string(k.creation_date) +
+                    ", NULL, 0, false, 365, NULL, " + bytea(k.policy) + ", 2);";
+  for (const KeyVersion& v : v1.versions) {
+    sql += "INSERT INTO key_versions VALUES ('" + v.key_id + "', " + std::to_string(v.version) +
+           ", '\\x" + Hex(v.wrapped_material) + "', '\\x', " + std::to_string(v.created) + ", '" +
+           v.rotation_type + "');";
+  }
+  sql += "INSERT INTO aliases VALUES ('alias/one', '" + v1.id + "', 5, 6);";
+  sql += "INSERT INTO tags VALUES ('" + v1.id + "', 'team', " + bytea("x") + ");";
+  for (const AuditRecord& r : v1.chain) {
+    sql += "INSERT INTO audit VALUES (" + std::to_string(r.seq) + ", " + bytea(r.entry) + ", '\\x" +
+           Hex(r.hash) + "', '\\x" + Hex(r.signature) + "');";
+  }
+  sql += "INSERT INTO meta VALUES ('audit_public_key', " + bytea("pk") + "); SELECT 'ok'";
+  ASSERT_EQ(db.Query(sql), "ok");
+
+  {
+    auto opened = OpenPostgresStore(db.url);
+    ASSERT_OK(opened.status());
+    EXPECT_EQ(db.Query("SELECT version FROM custos_schema"), "2");
+    ExpectVersion1DataMigrated(**opened);
+  }
+  EXPECT_EQ(db.Query("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                     "WHERE conname = 'audit_pkey'"),
+            "PRIMARY KEY (log, seq)");
+  EXPECT_EQ(db.Query("SELECT pg_get_indexdef('audit_signed'::regclass)"),
+            "CREATE INDEX audit_signed ON public.audit USING btree (log, seq) WHERE "
+            "(length(signature) > 0)");
+  EXPECT_EQ(db.Query("SELECT column_default IS NULL FROM information_schema.columns "
+                     "WHERE table_name = 'audit' AND column_name = 'log'"),
+            "t")
+      << "every insert must name its log";
+  EXPECT_EQ(db.Query("SELECT string_agg(log || '/' || seq, ' ' ORDER BY seq) FROM audit"),
+            "/1 /2 /3 /4");
+}
+
 TEST(PgSchemaTest, MigrationIsOneTransaction) {
   PgDatabase db;
   ASSERT_NO_FATAL_FAILURE(NewPgDatabase(&db));
@@ -1375,9 +1932,9 @@ TEST(PgSchemaTest, MigrationIsOneTransaction) {
   EXPECT_EQ(db.Query(kTablesQuery), before);
 
   // A step that forgets its version bump is rolled back too.
-  EXPECT_EQ(internal::MigratePostgres(conn.get(), with_step("CREATE TABLE added (x integer);"))
-                .code(),
-            ErrorCode::kInternal);
+  EXPECT_EQ(
+      internal::MigratePostgres(conn.get(), with_step("CREATE TABLE added (x integer);")).code(),
+      ErrorCode::kInternal);
   EXPECT_EQ(db.Query("SELECT version FROM custos_schema"), now);
   EXPECT_EQ(db.Query(kTablesQuery), before);
 
@@ -1398,8 +1955,7 @@ TEST(PgSchemaTest, MigrationIsOneTransaction) {
   EXPECT_EQ(s.status().code(), ErrorCode::kFailedPrecondition);
   EXPECT_NE(s.status().message().find("version " + std::to_string(next) + " "), std::string::npos)
       << s.status().message();
-  EXPECT_NE(s.status().message().find("version " + now), std::string::npos)
-      << s.status().message();
+  EXPECT_NE(s.status().message().find("version " + now), std::string::npos) << s.status().message();
 }
 
 // A URL libpq cannot parse is refused without being quoted (it may hold a password); a wrong
@@ -1617,6 +2173,61 @@ TEST_F(PgStoreTest, AppendWaitsForTheAuditLockBoundedly) {
   PQclear(PQexec(holder.get(), "COMMIT"));
   EXPECT_EQ((*s)->LastAudit()->seq, 1u);
   ASSERT_OK((*s)->AppendAudit(AuditBatch(2, 2), Durability::kDurable));
+}
+
+// The audit append lock is per log: an append to one log does not wait for another log's
+// appender (another node's group commit), and still waits, for lock_timeout at most, for its
+// own log's.
+TEST_F(PgStoreTest, AuditAppendsToTwoLogsDoNotWaitForEachOther) {
+  store_.reset();
+  const std::string bounded = location_ + "?options=-c%20lock_timeout%3D300ms";
+  auto a = OpenStore(bounded, {"node-a"});
+  auto b = OpenStore(bounded, {"node-b"});
+  ASSERT_OK(a.status());
+  ASSERT_OK(b.status());
+  PgConn holder(location_);
+  PQclear(
+      PQexec(holder.get(), "BEGIN; SELECT pg_advisory_xact_lock(1668641633, hashtext('node-b'))"));
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_OK((*a)->AppendAudit(AuditBatch(1, 2), Durability::kDurable));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(250))
+      << "node-a's append waited for node-b's lock";
+  Status st = (*b)->AppendAudit(AuditBatch(1, 1), Durability::kDurable);
+  EXPECT_EQ(st.code(), ErrorCode::kUnavailable) << st.ToString();
+  PQclear(PQexec(holder.get(), "COMMIT"));
+  ASSERT_OK((*b)->AppendAudit(AuditBatch(1, 1), Durability::kDurable));
+  EXPECT_EQ((*a)->LastAudit()->seq, 2u);
+  EXPECT_EQ((*b)->LastAudit()->seq, 1u);
+}
+
+// Every logged mutation begins by locking custos_state's row (that is what orders the change
+// log across nodes): while another session holds it, a mutation waits (for lock_timeout at
+// most, then kUnavailable with nothing stored); reads, audit appends and unlogged writes do
+// not wait.
+TEST_F(PgStoreTest, LoggedMutationsQueueOnTheStateRowAndNothingElseDoes) {
+  store_.reset();
+  auto s = OpenStore(location_ + "?options=-c%20lock_timeout%3D200ms");
+  ASSERT_OK(s.status());
+  Store& store = **s;
+  ASSERT_OK(store.CreateKey(SampleKey(KeyId(1)), SampleVersion(KeyId(1), 1)));
+  PgConn holder(location_);
+  PQclear(PQexec(holder.get(), "BEGIN; SELECT version FROM custos_state FOR UPDATE"));
+  const auto start = std::chrono::steady_clock::now();
+  Status st = store.CreateKey(SampleKey(KeyId(2)), SampleVersion(KeyId(2), 1));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(st.code(), ErrorCode::kUnavailable) << st.ToString();
+  EXPECT_GE(waited, std::chrono::milliseconds(150)) << "did not wait for the state row";
+  EXPECT_EQ(store.CreateAlias({"alias/a", KeyId(1), 1, 1}).code(), ErrorCode::kUnavailable);
+  const auto reads = std::chrono::steady_clock::now();
+  EXPECT_EQ(store.ListKeys()->size(), 1u);
+  EXPECT_EQ(*store.StateVersion(), 1u);
+  EXPECT_EQ(store.StateChangesSince(0, 10)->size(), 1u);
+  ASSERT_OK(store.AppendAudit(AuditBatch(1, 1), Durability::kDurable));
+  ASSERT_OK(store.PutMeta("m", "v"));
+  EXPECT_LT(std::chrono::steady_clock::now() - reads, std::chrono::milliseconds(150));
+  PQclear(PQexec(holder.get(), "COMMIT"));
+  ASSERT_OK(store.CreateKey(SampleKey(KeyId(2)), SampleVersion(KeyId(2), 1)));
+  ExpectSame(*store.StateChangesSince(0, 10), {KeyChange(1, KeyId(1)), KeyChange(2, KeyId(2))});
 }
 
 // The retry rule, with the connection ended by the server at chosen moments (a trigger that
