@@ -1196,11 +1196,12 @@ KmsOutcome KmsService::Execute(std::string_view operation, const json& req, cons
   // Another node changed the key between the catch-up and the store's check: catch up and run
   // the operation once more on the current state.
   if (alone && !r.ok() && r.status().code() == ErrorCode::kAborted && m.CatchUp().ok()) run();
-  // In a cluster, a key or alias this node does not know may have been made through another
-  // node since its last refresh (a client's CreateKey and its first Encrypt can reach two
-  // nodes): when the store has changes the cache has not seen, catch up and look again.
-  if (!alone && !r.ok() && m.opt.max_staleness.count() > 0 &&
-      static_cast<AwsError>(r.status().reason()) == AwsError::kNotFound) {
+  // In a cluster, a refusal may come from a cache behind the store: a key or alias made through
+  // another node since this node's last refresh (a client's CreateKey and its first Encrypt or
+  // Decrypt can reach two nodes), a key enabled there. When the store has changes the cache has
+  // not seen, catch up and answer from the current state. (Only refusals pay this read; callers
+  // are authenticated before Execute.)
+  if (!alone && !r.ok() && m.opt.max_staleness.count() > 0) {
     StatusOr<uint64_t> newest = m.store->StateVersion();
     if (newest.ok() && *newest != m.state_version) {
       shared.unlock();

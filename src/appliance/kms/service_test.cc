@@ -653,6 +653,11 @@ TEST_F(KmsClusterTest, AKeyMadeOnAnotherNodeIsFoundBeforeTheNextRefresh) {
   // No refresh: the miss makes node 2 catch up with the store and look again.
   json enc = OkOn(*other_, "Encrypt", {{"KeyId", "alias/new"}, {"Plaintext", B64("at once")}});
   EXPECT_EQ(Ok("Decrypt", {{"CiphertextBlob", enc["CiphertextBlob"]}})["Plaintext"], B64("at once"));
+  // The same for a ciphertext naming a key node 2 has not seen yet.
+  std::string id2 = NewKey();
+  json enc2 = Ok("Encrypt", {{"KeyId", id2}, {"Plaintext", B64("other way")}});
+  EXPECT_EQ(OkOn(*other_, "Decrypt", {{"CiphertextBlob", enc2["CiphertextBlob"]}})["Plaintext"],
+            B64("other way"));
   // A key that exists nowhere is still NotFound.
   EXPECT_THAT(ErrOn(*other_, "Encrypt", {{"KeyId", "11111111-2222-3333-4444-555555555555"},
                                          {"Plaintext", B64("x")}}),
