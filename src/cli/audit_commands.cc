@@ -38,18 +38,18 @@ StatusOr<audit::AuditReport> VerifyLog(store::Store& store, std::string_view log
   return verifier.Finish();
 }
 
-// VerifyCluster: `audit verify --store-url`: every node's log of a shared database.
-Status VerifyCluster(const AuditVerifyFlags& flags, const std::optional<audit::Head>& expected_head,
-                     std::ostream& out, std::ostream& err) {
-  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::OpenStore(flags.store_url));
-  std::string key_hex = flags.public_key;
-  const bool key_from_database = key_hex.empty();
-  if (key_from_database) {
-    StatusOr<std::string> stored = store->GetMeta("audit_public_key");
+// AuditKey is the key to verify under: --public-key, else the one the database records (with a
+// warning); nullopt when the database records none.
+StatusOr<std::optional<crypto::VerifyingKey>> AuditKey(store::Store& store, const std::string& flag_hex,
+                                                      std::ostream& err) {
+  std::string key_hex = flag_hex;
+  if (key_hex.empty()) {
+    StatusOr<std::string> stored = store.GetMeta("audit_public_key");
     if (!stored.ok() && stored.status().code() == ErrorCode::kNotFound)
-      return NotFound("the database names no audit public key: give --public-key");
+      return std::optional<crypto::VerifyingKey>();
     if (!stored.ok()) return stored.status();
     key_hex = *stored;
+    // Whoever could rewrite the log could also have replaced this key with their own.
     err << "warning: the audit public key was read from the database being verified; pin it "
            "with --public-key (\"audit_public_key\" in `custos operator status`)\n";
   }
@@ -57,6 +57,16 @@ Status VerifyCluster(const AuditVerifyFlags& flags, const std::optional<audit::H
   if (!key_bytes.ok()) return InvalidArgument("audit public key: not hex");
   StatusOr<crypto::VerifyingKey> key = crypto::VerifyingKey::Decode(*key_bytes);
   if (!key.ok()) return key.status().WithContext("audit public key");
+  return std::optional<crypto::VerifyingKey>(std::move(key).value());
+}
+
+// VerifyCluster: `audit verify --store-url`: every node's log of a shared database.
+Status VerifyCluster(const AuditVerifyFlags& flags, const std::optional<audit::Head>& expected_head,
+                     std::ostream& out, std::ostream& err) {
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::OpenStore(flags.store_url));
+  const bool key_from_database = flags.public_key.empty();
+  ASSIGN_OR_RETURN(std::optional<crypto::VerifyingKey> key, AuditKey(*store, flags.public_key, err));
+  if (!key) return NotFound("the database names no audit public key: give --public-key");
   std::vector<std::string> logs;
   if (!flags.log.empty()) {
     logs.push_back(flags.log);
@@ -113,33 +123,18 @@ Status AuditVerify(const AuditVerifyFlags& flags, std::ostream& out, std::ostrea
     expected_head = std::move(head).value();
   }
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::OpenSqliteStore(db_path));
-
-  std::string key_hex = flags.public_key;
-  const bool key_from_database = key_hex.empty();
-  if (key_from_database) {
-    StatusOr<std::string> stored = store->GetMeta("audit_public_key");
-    if (!stored.ok() && stored.status().code() == ErrorCode::kNotFound) {
-      // No key is recorded until the core signs the first batch: a log with no entry yet is
-      // intact, and says so.
-      ASSIGN_OR_RETURN(std::vector<store::AuditRecord> first, store->ReadAudit(1, 1));
-      if (first.empty()) {
-        out << nlohmann::json{{"intact", true}, {"entries", 0}, {"database", db_path},
-                              {"note", "the audit log is empty: nothing to verify yet"}}.dump(2)
-            << "\n";
-        return Status::Ok();
-      }
-      return NotFound("the database names no audit public key: give --public-key");
-    }
-    if (!stored.ok()) return stored.status();
-    key_hex = *stored;
-    // Whoever could rewrite the log could also have replaced this key with their own.
-    err << "warning: the audit public key was read from the database being verified; pin it "
-           "with --public-key (\"audit_public_key\" in `custos operator status`)\n";
+  const bool key_from_database = flags.public_key.empty();
+  ASSIGN_OR_RETURN(std::optional<crypto::VerifyingKey> key, AuditKey(*store, flags.public_key, err));
+  if (!key) {
+    // No key is recorded until the core signs the first batch: a log with no entry yet is
+    // intact, and says so.
+    ASSIGN_OR_RETURN(std::vector<store::AuditRecord> first, store->ReadAudit(1, 1));
+    if (!first.empty()) return NotFound("the database names no audit public key: give --public-key");
+    out << nlohmann::json{{"intact", true}, {"entries", 0}, {"database", db_path},
+                          {"note", "the audit log is empty: nothing to verify yet"}}.dump(2)
+        << "\n";
+    return Status::Ok();
   }
-  StatusOr<Bytes> key_bytes = HexDecode(key_hex);
-  if (!key_bytes.ok()) return InvalidArgument("audit public key: not hex");
-  StatusOr<crypto::VerifyingKey> key = crypto::VerifyingKey::Decode(*key_bytes);
-  if (!key.ok()) return key.status().WithContext("audit public key");
 
   ASSIGN_OR_RETURN(audit::AuditReport report, VerifyLog(*store, "", *key, expected_head));
 

@@ -64,28 +64,17 @@ for n in 1 2 3; do
     fail "node-$n.env names HAProxy, not the node"
 done
 
-# A key through HAProxy, encrypt through node 1, decrypt through node 3.
+# A key created through node 1, encrypted through node 2, decrypted through node 3.
 env -i PATH=/usr/bin:/bin AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
-    AWS_EC2_METADATA_DISABLED=true "$py" - "$dir" <<'PY' || fail "KMS calls across the nodes"
+    AWS_EC2_METADATA_DISABLED=true PYTHONDONTWRITEBYTECODE=1 "$py" - "$dir" "$here" <<'PY' || fail "KMS calls across the nodes"
 import os, sys
-import boto3, botocore.config, botocore.exceptions
+import botocore.exceptions
+sys.path.insert(0, sys.argv[2])
+from cluster_kms import kms as cluster_kms
 
 d = sys.argv[1]
-
-def env_file(name):
-    out = {}
-    with open(os.path.join(d, name)) as f:
-        for line in f:
-            k, _, v = line.rstrip("\n").partition("=")
-            out[k] = v
-    return out
-
 def kms(name):
-    e = env_file(name)
-    return boto3.client("kms", endpoint_url=e["CUSTOS_ENDPOINT"], region_name=e["AWS_REGION"],
-                        aws_access_key_id=e["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=e["AWS_SECRET_ACCESS_KEY"],
-                        config=botocore.config.Config(retries={"mode": "standard"}))
+    return cluster_kms(d, name)
 
 via_haproxy, node1, node2, node3 = kms("dev.env"), kms("node-1.env"), kms("node-2.env"), kms("node-3.env")
 key_id = node1.create_key(Description="cluster test")["KeyMetadata"]["KeyId"]
@@ -108,19 +97,15 @@ PY
 # A key disabled through node 2 is refused by node 3 within the cluster's bound (1 s; the nodes
 # refresh every 100 ms), and re-enabled the same way.
 env -i PATH=/usr/bin:/bin AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
-    AWS_EC2_METADATA_DISABLED=true "$py" - "$dir" <<'PY' || fail "a key state change across the nodes"
+    AWS_EC2_METADATA_DISABLED=true PYTHONDONTWRITEBYTECODE=1 "$py" - "$dir" "$here" <<'PY' || fail "a key state change across the nodes"
 import os, sys, time
-import boto3, botocore.config, botocore.exceptions
+import botocore.exceptions
+sys.path.insert(0, sys.argv[2])
+from cluster_kms import kms as cluster_kms
 
 d = sys.argv[1]
-def env_file(name):
-    return dict(l.rstrip("\n").partition("=")[::2] for l in open(os.path.join(d, name)))
 def kms(name):
-    e = env_file(name)
-    return boto3.client("kms", endpoint_url=e["CUSTOS_ENDPOINT"], region_name=e["AWS_REGION"],
-                        aws_access_key_id=e["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=e["AWS_SECRET_ACCESS_KEY"],
-                        config=botocore.config.Config(retries={"mode": "standard"}))
+    return cluster_kms(d, name)
 node1, node2, node3 = kms("node-1.env"), kms("node-2.env"), kms("node-3.env")
 key_id = node1.create_key()["KeyMetadata"]["KeyId"]
 # Each node uses the key once (node 3 has it cached from here on).
@@ -164,19 +149,14 @@ PY
 # acknowledged key and ciphertext is checked after the PostgreSQL failover below.
 node1_pid="$(sed -n 's/^node-1 //p' "$dir/pids")"
 env -i PATH=/usr/bin:/bin AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
-    AWS_EC2_METADATA_DISABLED=true "$py" - "$dir" "$node1_pid" <<'PY' || fail "kill -9 of a node under load"
+    AWS_EC2_METADATA_DISABLED=true PYTHONDONTWRITEBYTECODE=1 "$py" - "$dir" "$node1_pid" "$here" <<'PY' || fail "kill -9 of a node under load"
 import base64, json, os, signal, sys, threading, time
-import boto3, botocore.config, botocore.exceptions
+sys.path.insert(0, sys.argv[3])
+from cluster_kms import kms
 
 d, victim = sys.argv[1], int(sys.argv[2])
-def env_file(name):
-    return dict(l.rstrip("\n").partition("=")[::2] for l in open(os.path.join(d, name)))
-e = env_file("dev.env")
 def client():
-    return boto3.client("kms", endpoint_url=e["CUSTOS_ENDPOINT"], region_name=e["AWS_REGION"],
-                        aws_access_key_id=e["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=e["AWS_SECRET_ACCESS_KEY"],
-                        config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 5}))
+    return kms(d, "dev.env", max_attempts=5)
 acked, errors, stop = [], [], threading.Event()
 def stream(kms):
     while not stop.is_set():
@@ -230,18 +210,14 @@ kill -KILL "$(sed -n 's/^postgres-primary //p' "$dir/pids")"
 "${as_pg[@]}" "$pg_bin/pg_ctl" promote -w -D "$dir/pg-standby" >/dev/null || fail "pg_ctl promote"
 t_failover=$SECONDS
 env -i PATH=/usr/bin:/bin AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
-    AWS_EC2_METADATA_DISABLED=true "$py" - "$dir" <<'PY' || fail "writes after the PostgreSQL failover"
-import os, sys, time
-import boto3, botocore.config, botocore.exceptions
+    AWS_EC2_METADATA_DISABLED=true PYTHONDONTWRITEBYTECODE=1 "$py" - "$dir" "$here" <<'PY' || fail "writes after the PostgreSQL failover"
+import base64, json, os, sys, time
+import botocore.exceptions
+sys.path.insert(0, sys.argv[2])
+from cluster_kms import kms as cluster_kms
 d = sys.argv[1]
-def env_file(name):
-    return dict(l.rstrip("\n").partition("=")[::2] for l in open(os.path.join(d, name)))
 for node in ("node-1.env", "node-2.env", "node-3.env"):
-    e = env_file(node)
-    kms = boto3.client("kms", endpoint_url=e["CUSTOS_ENDPOINT"], region_name=e["AWS_REGION"],
-                       aws_access_key_id=e["AWS_ACCESS_KEY_ID"],
-                       aws_secret_access_key=e["AWS_SECRET_ACCESS_KEY"],
-                       config=botocore.config.Config(retries={"mode": "standard"}))
+    kms = cluster_kms(d, node)
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -252,10 +228,7 @@ for node in ("node-1.env", "node-2.env", "node-3.env"):
             if time.monotonic() > deadline: raise
             time.sleep(0.2)
 # Nothing acknowledged before the failover is lost: every key and ciphertext of the stream.
-import base64, json
-kms = boto3.client("kms", endpoint_url=env_file("dev.env")["CUSTOS_ENDPOINT"], region_name=e["AWS_REGION"],
-                   aws_access_key_id=e["AWS_ACCESS_KEY_ID"], aws_secret_access_key=e["AWS_SECRET_ACCESS_KEY"],
-                   config=botocore.config.Config(retries={"mode": "standard"}))
+kms = cluster_kms(d, "dev.env")
 acked = json.load(open(os.path.join(d, "acked.json")))
 for key, pt, blob in acked:
     assert kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "Enabled", key
