@@ -31,7 +31,7 @@
 #include <optional>
 #include <thread>
 #include <type_traits>
-#include <unordered_map>
+#include <map>
 #include <vector>
 
 #include "common/secret.h"
@@ -111,6 +111,9 @@ class SessionBase {
 constexpr size_t kConnectionSlack = 64;
 // kEvictBatch: how many of the oldest connections are asked to go when the bound is reached.
 constexpr size_t kEvictBatch = 16;
+// kAdmitPatience: how long a connection arriving when even the slack is used up is held
+// while older ones close, before it is refused.
+constexpr std::chrono::milliseconds kAdmitPatience{500};
 
 // ServerShared is the state sessions share with the server. Sessions hold it by shared_ptr so
 // that a session destroyed late (when the io_context is torn down) never touches freed memory.
@@ -125,7 +128,9 @@ struct ServerShared {
   std::mutex mu;
   std::condition_variable sessions_empty;
   uint64_t next_session_id = 0;                                       // guarded by mu
-  std::unordered_map<uint64_t, std::weak_ptr<SessionBase>> sessions;  // guarded by mu
+  // Ordered by id, that is by age: MakeRoom walks it from the oldest session not yet asked.
+  std::map<uint64_t, std::weak_ptr<SessionBase>> sessions;  // guarded by mu
+  uint64_t drain_cursor = 0;  // guarded by mu; sessions below it were already asked to go
 
   uint64_t Register(std::weak_ptr<SessionBase> session) {
     std::lock_guard<std::mutex> lock(mu);
@@ -143,22 +148,25 @@ struct ServerShared {
     return sessions.size();
   }
   // MakeRoom is called before admitting a connection. At the bound it asks the oldest
-  // sessions to close if idle (Drain: a request in progress is not cut). Returns false when
-  // even the slack is used up: the new connection is then refused.
+  // sessions not yet asked to close if idle (Drain: a request in progress is not cut); each
+  // call asks a fresh batch, so a burst of admissions cannot keep asking the same sessions
+  // while they are still closing on their strands. Returns false when even the slack is used
+  // up: the caller then holds the connection and asks again shortly (see OnAccept).
   bool MakeRoom() {
     std::vector<std::shared_ptr<SessionBase>> oldest;
     {
       std::lock_guard<std::mutex> lock(mu);
       size_t n = sessions.size();
       if (n < options.max_connections) return true;
-      if (n >= options.max_connections + kConnectionSlack) return false;
-      std::vector<uint64_t> ids;
-      ids.reserve(n);
-      for (const auto& [id, weak] : sessions) ids.push_back(id);
-      size_t k = std::min(kEvictBatch, ids.size());
-      std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end());
-      for (size_t i = 0; i < k; ++i)
-        if (auto sp = sessions[ids[i]].lock()) oldest.push_back(std::move(sp));
+      for (auto it = sessions.lower_bound(drain_cursor);
+           it != sessions.end() && oldest.size() < kEvictBatch; ++it) {
+        drain_cursor = it->first + 1;
+        if (auto sp = it->second.lock()) oldest.push_back(std::move(sp));
+      }
+      if (n >= options.max_connections + kConnectionSlack) {
+        for (auto& sp : oldest) sp->Drain();  // (Drain only posts; safe under mu)
+        return false;
+      }
     }
     for (auto& sp : oldest) sp->Drain();
     return true;
@@ -497,12 +505,33 @@ struct HttpServer::Impl {
       return;
     }
     if (!shared->MakeRoom()) {
-      shared->shed.fetch_add(1);
-      beast::error_code ignored;
-      socket.close(ignored);
-      Accept();
-      return;
+      // Every slot, slack included, is taken while pushed-out connections close on their
+      // strands. Hold this connection (and accept no other: the kernel backlog waits) and ask
+      // again shortly; it is refused only if no room appears within kAdmitPatience.
+      return WaitForRoom(std::move(socket), std::chrono::steady_clock::now() + kAdmitPatience);
     }
+    Admit(std::move(socket));
+  }
+
+  void WaitForRoom(tcp::socket socket, std::chrono::steady_clock::time_point deadline) {
+    auto held = std::make_shared<tcp::socket>(std::move(socket));
+    retry_timer.expires_after(std::chrono::milliseconds(5));
+    retry_timer.async_wait([this, held, deadline](beast::error_code wait_ec) {
+      beast::error_code ignored;
+      if (wait_ec || shared->stopping.load()) {
+        held->close(ignored);
+        return;
+      }
+      if (shared->MakeRoom()) return Admit(std::move(*held));
+      if (std::chrono::steady_clock::now() < deadline)
+        return WaitForRoom(std::move(*held), deadline);
+      shared->shed.fetch_add(1);
+      held->close(ignored);
+      Accept();
+    });
+  }
+
+  void Admit(tcp::socket socket) {
     shared->accepted.fetch_add(1);
     beast::error_code ep_ec;
     tcp::endpoint peer = socket.remote_endpoint(ep_ec);
