@@ -31,6 +31,7 @@
 #include "crypto/hash.h"
 #include "crypto/random.h"
 #include "appliance/ecall/ecall.h"
+#include "protocol/custody/approval.h"
 #include "protocol/envelope/dual_control.h"
 #include "keeper/daemon/escrow.h"
 #include "keeper/api/keeper_client.h"
@@ -137,6 +138,53 @@ Status KeeperAllow(const std::string& dir, const std::string& client, const std:
   RETURN_IF_ERROR(store->AddClient(n, key, role));
   std::cout << "client " << n << " allowed on keeper " << store->id() << " (role "
             << keeper::ClientRoleName(role) << ")\n";
+  return Status::Ok();
+}
+
+// KeeperPolicyApprove adds this keeper's signature to a measurement approval (creating the
+// file if it does not exist), after auditing it ("policy.approve"). Every keeper signs the same
+// file in turn; it is in force once t_p provider and t_c customer keepers signed.
+Status KeeperPolicyApprove(const std::string& dir, const std::string& measurement_hex, const std::string& tee,
+                           const std::string& approval_path, uint32_t valid_days, const std::string& pass_file) {
+  auto measurement = HexDecode(measurement_hex);
+  if (!measurement.ok() || (measurement->size() != 32 && measurement->size() != 48))
+    return InvalidArgument("--measurement must be 32 or 48 bytes in hex (sha256sum custos-enclave for sim)");
+  if (valid_days < 1 || valid_days > 366) return InvalidArgument("--valid-days must be 1..366");
+  ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
+  ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
+  std::lock_guard<std::mutex> lock(store->mu());
+  const auto& active = store->secrets().active;
+  if (!active) return FailedPrecondition("keeper " + store->id() + " holds no active share: nothing to approve for");
+  ASSIGN_OR_RETURN(CustodyDescriptor custody, CustodyDescriptor::Parse(active->custody_json));
+  custody::MeasurementApproval a;
+  if (FileExists(approval_path)) {
+    ASSIGN_OR_RETURN(std::string text, ReadFileString(approval_path));
+    ASSIGN_OR_RETURN(a, custody::MeasurementApproval::Parse(text));
+    if (!(a.joint_key == custody.public_key))
+      return FailedPrecondition(approval_path + " is for another custody (another joint key)");
+    if (a.measurement != *measurement || a.tee != tee)
+      return FailedPrecondition(approval_path + " approves " + a.tee + " measurement " + HexEncode(a.measurement) +
+                                ", not " + tee + " " + measurement_hex);
+  } else {
+    a.joint_key = custody.public_key;
+    a.tee = tee;
+    a.measurement = *measurement;
+    a.not_after = std::time(nullptr) + static_cast<std::time_t>(valid_days) * 86400;
+  }
+  // Every signature already there must verify (a tampered file is not co-signed).
+  RETURN_IF_ERROR(custody::CountApproval(a, custody, std::time(nullptr)).status());
+  a.Sign(store->id(), store->secrets().identity);
+  RETURN_IF_ERROR(store->audit().Append("policy.approve", {{"tee", a.tee},
+                                                           {"measurement", HexEncode(a.measurement)},
+                                                           {"not_after", a.not_after},
+                                                           {"custody", custody.FingerprintHex()}}));
+  RETURN_IF_ERROR(WriteFileAtomic(approval_path, a.ToJsonString(), 0644));
+  ASSIGN_OR_RETURN(custody::ApprovalQuorum q, custody::CountApproval(a, custody, std::time(nullptr)));
+  bool done = q.provider >= q.provider_threshold && q.customer >= q.customer_threshold;
+  std::cout << "keeper " << store->id() << " approved " << a.tee << " measurement " << HexEncode(a.measurement)
+            << ": provider " << q.provider << " of " << q.provider_threshold << ", customer " << q.customer << " of "
+            << q.customer_threshold << (done ? " (in force)" : " (not yet in force: both domains must approve)")
+            << "\n";
   return Status::Ok();
 }
 
@@ -600,6 +648,23 @@ int Main(int argc, char** argv) {
   add_kdf(k_recover);
   k_recover->callback([&] {
     run(KeeperRecover(dir, url, pass_file, custody_path, id, keeper_pass_file, kdf_m, kdf_t, ca_file));
+  });
+
+  auto* k_policy = keeper_cmd->add_subcommand("policy", "what this keeper approves")->require_subcommand(1);
+  auto* k_approve = k_policy->add_subcommand(
+      "approve", "sign (and audit) the approval of a new trusted-core measurement; nodes of that build may join "
+                 "the cluster once t_p provider AND t_c customer keepers signed the same file");
+  std::string approve_measurement, approve_tee, approval_path;
+  uint32_t valid_days = 30;
+  k_approve->add_option("--dir", dir)->required();
+  k_approve->add_option("--measurement", approve_measurement, "hex measurement of the new core build")->required();
+  k_approve->add_option("--tee", approve_tee, "evidence type of that build: sim, sgx, tdx, ...")->required();
+  k_approve->add_option("--approval", approval_path, "approval file: created by the first keeper, co-signed by the others")
+      ->required();
+  k_approve->add_option("--valid-days", valid_days, "days the approval stays valid (set by the first keeper; default 30)");
+  k_approve->add_option("--passphrase-file", pass_file);
+  k_approve->callback([&] {
+    run(KeeperPolicyApprove(dir, approve_measurement, approve_tee, approval_path, valid_days, pass_file));
   });
 
   auto* k_audit = keeper_cmd->add_subcommand("audit", "audit log")->require_subcommand(1);

@@ -139,7 +139,13 @@ struct Record {
 struct JoinStart {
   static constexpr Call kCall = Call::kJoinStart;
   static constexpr std::string_view kName = "join-start";
-  struct Args { CUSTOS_ECALL_NO_FIELDS(); };
+  struct Args {
+    // approval: a measurement approval (custody/approval.h, JSON) of this core's own
+    // measurement, for joining a cluster that runs another build (a rolling upgrade); empty to
+    // join a peer of this core's own measurement. The core verifies it before starting.
+    Bytes approval;
+    CUSTOS_ECALL_FIELDS(approval);
+  };
   struct Result {
     Bytes handle;  // 16 bytes
     Bytes message1;

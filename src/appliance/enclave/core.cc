@@ -39,6 +39,7 @@ struct EnclaveCore::Join {
   std::unique_ptr<sigma::SigmaInitiator> initiator;
   Bytes message1;
   std::optional<sigma::SecureChannel> channel;
+  Bytes approval;  // this core's own measurement approval (a rolling upgrade), or empty
 };
 
 EnclaveCore::EnclaveCore(CoreOptions options)
@@ -500,26 +501,60 @@ Status EnclaveCore::TryUnseal() {
 }
 
 Status EnclaveCore::CheckPeerEvidence(ByteSpan evidence, std::string_view collateral,
-                                      ByteSpan expected_report_data) const {
+                                      ByteSpan expected_report_data, const PeerMeasurement& allowed) const {
   ASSIGN_OR_RETURN(attestation::DcapVerdict v, attestation::VerifyEvidence(evidence, collateral, Now()));
   if (v.tee != self_.tee) return PermissionDenied("cluster policy: peer runs on tee " + v.tee + ", this node on " + self_.tee);
   attestation::AttestationPolicy policy;
   policy.allowed_measurements = {self_.measurement};
+  if (allowed.approved) policy.allowed_measurements.push_back(*allowed.approved);
   policy.allowed_signers = {self_.signer};
   policy.product_id = self_.product_id;
   policy.min_svn = self_.svn;
+  if (allowed.upgrading) {
+    // The older build this approved core replaces: any measurement and SVN of our signer.
+    policy.allowed_measurements.clear();
+    policy.min_svn = 0;
+  }
   policy.allow_debug = self_.debug;
   policy.allow_sim = self_.tee == "sim";
   policy.accepted_tcb_statuses = {self_.tee == "sim" ? std::string(attestation::kSimTcbStatus) : "UpToDate"};
-  RETURN_IF_ERROR(attestation::CheckPolicy(v, policy).WithContext("cluster policy"));
+  Status st = attestation::CheckPolicy(v, policy);
+  if (!st.ok() && v.measurement != self_.measurement && !allowed.approved && !allowed.upgrading &&
+      st.message() == "policy: measurement not allowed")
+    return PermissionDenied("cluster policy: policy: measurement not allowed (the peer runs " +
+                            HexEncode(v.measurement) + ", this node " + HexEncode(self_.measurement) +
+                            "; another build joins only with a measurement approval of both domains)");
+  RETURN_IF_ERROR(st.WithContext("cluster policy"));
   return sigma::CheckReportData(v.report_data, expected_report_data);
+}
+
+StatusOr<custody::MeasurementApproval> EnclaveCore::VerifyApproval(ByteSpan approval_json,
+                                                                   ByteSpan measurement) const {
+  if (!custody_) return FailedPrecondition("enclave: no custody loaded");
+  ASSIGN_OR_RETURN(custody::MeasurementApproval a, custody::MeasurementApproval::Parse(ToString(approval_json)));
+  RETURN_IF_ERROR(custody::CheckApproval(a, *custody_, Now()).status());
+  if (a.tee != self_.tee)
+    return PermissionDenied("measurement approval: for tee " + a.tee + ", this cluster runs " + self_.tee);
+  if (!std::equal(a.measurement.begin(), a.measurement.end(), measurement.begin(), measurement.end()))
+    return PermissionDenied("measurement approval: approves " + HexEncode(a.measurement) + ", the core runs " +
+                            HexEncode(measurement));
+  return a;
 }
 
 StatusOr<Bytes> EnclaveCore::OnJoinRequest(Session& s, ByteSpan plaintext) {
   if (sealed()) return FailedPrecondition("this enclave is sealed: join through an unsealed node");
   ASSIGN_OR_RETURN(sigma::JoinRequest req, sigma::JoinRequest::Decode(plaintext));
   Bytes expected = sigma::JoinReportData(s.peer_key->point(), s.message1, s.message2);
-  RETURN_IF_ERROR(CheckPeerEvidence(req.evidence, ToString(req.collateral), expected)
+  PeerMeasurement allowed;
+  if (!req.approval.empty()) {
+    // The joiner runs another build: it must be the one a quorum of both domains approved.
+    auto peer = attestation::VerifyEvidence(req.evidence, ToString(req.collateral), Now());
+    if (!peer.ok()) return peer.status().WithContext("join refused");
+    auto approval = VerifyApproval(req.approval, peer->measurement);
+    if (!approval.ok()) return approval.status().WithContext("join refused");
+    allowed.approved = std::move(approval->measurement);
+  }
+  RETURN_IF_ERROR(CheckPeerEvidence(req.evidence, ToString(req.collateral), expected, allowed)
                       .WithContext("join refused"));
   sigma::JoinGrant grant{root_->Clone(), envelope_, origin_.Encode()};
   SecretBytes encoded = grant.Encode();
@@ -528,17 +563,24 @@ StatusOr<Bytes> EnclaveCore::OnJoinRequest(Session& s, ByteSpan plaintext) {
 
 // ---- joining a cluster: this enclave is the SIGMA initiator ----
 
-StatusOr<ecall::JoinStart::Result> EnclaveCore::JoinStart(const ecall::JoinStart::Args&) {
-
+StatusOr<ecall::JoinStart::Result> EnclaveCore::JoinStart(const ecall::JoinStart::Args& a) {
   RETURN_IF_ERROR(RequireLoaded());
   if (!sealed()) return FailedPrecondition("enclave: already unsealed; nothing to join");
   auto j = std::make_unique<Join>();
   j->order = ++session_counter_;
+  PeerMeasurement allowed;
+  if (!a.approval.empty()) {
+    // Checked here too so a bad approval fails at once with its reason; the serving core
+    // checks it again (it is the check that matters).
+    RETURN_IF_ERROR(VerifyApproval(a.approval, self_.measurement).status());
+    j->approval = a.approval;
+    allowed.upgrading = true;
+  }
   sigma::InitiatorConfig cfg;
   cfg.keeper_id = std::string(sigma::kJoinPeerId);
   cfg.custody_hash = custody_fp_;
-  cfg.verify_evidence = [this](ByteSpan evidence, ByteSpan expected) {
-    return CheckPeerEvidence(evidence, collateral_for_join_, expected);
+  cfg.verify_evidence = [this, allowed](ByteSpan evidence, ByteSpan expected) {
+    return CheckPeerEvidence(evidence, collateral_for_join_, expected, allowed);
   };
   j->initiator = std::make_unique<sigma::SigmaInitiator>(identity_, std::move(cfg));
   ASSIGN_OR_RETURN(j->message1, j->initiator->Start());
@@ -571,7 +613,7 @@ StatusOr<ecall::JoinFinish::Result> EnclaveCore::JoinFinish(const ecall::JoinFin
   j.channel = std::move(done->channel);
   Bytes rd = sigma::JoinReportData(identity_.verifying_key().point(), j.message1, message2);
   ASSIGN_OR_RETURN(Bytes evidence, options_.tee->Evidence(sigma::ReportDataField(rd)));
-  sigma::JoinRequest req{evidence, Bytes(collateral.begin(), collateral.end())};
+  sigma::JoinRequest req{evidence, Bytes(collateral.begin(), collateral.end()), j.approval};
   ASSIGN_OR_RETURN(Bytes record, j.channel->Seal(req.Encode()));
   return ecall::JoinFinish::Result{done->message3, record};
 }

@@ -32,6 +32,14 @@
 // debug enclave unless we are, binds the SIGMA session (sigma/release.h JoinReportData), and
 // is bound to the same custody (through the SIGMA report_data).
 //
+// Rolling upgrade (custody/approval.h): a joiner of another measurement is served only if its
+// join request carries a measurement approval of exactly that measurement, signed by t_p
+// provider AND t_c customer keepers of the custody this core holds, not expired; every other
+// rule above still holds (same signer and product, SVN not below ours). A core started with an
+// approval of its own measurement (JoinStart) accepts a serving peer of another measurement
+// (the build it replaces: same tee, signer and product, any SVN); the root key it receives is
+// checked against the envelope's origin evidence as for any join.
+//
 // Thread safety: none; the enclave process serves one call at a time.
 #pragma once
 
@@ -48,6 +56,7 @@
 #include "common/bytes.h"
 #include "common/secret.h"
 #include "crypto/ecdsa.h"
+#include "protocol/custody/approval.h"
 #include "protocol/custody/custody.h"
 #include "appliance/ecall/calls.h"
 #include "appliance/ecall/ecall.h"
@@ -123,8 +132,16 @@ class EnclaveCore {
   Status RequireLoaded() const;
   Status SetEnvelope(ByteSpan envelope);
   Status AuthorizePeer(std::string_view id, const crypto::VerifyingKey& key) const;
-  Status CheckPeerEvidence(ByteSpan evidence, std::string_view collateral,
-                           ByteSpan expected_report_data) const;
+  // PeerMeasurement says which measurement a peer core may run besides this core's own.
+  struct PeerMeasurement {
+    std::optional<Bytes> approved;  // serving a join: the joiner's quorum-approved measurement
+    bool upgrading = false;         // joining with an approval of our own: the older build's
+  };
+  Status CheckPeerEvidence(ByteSpan evidence, std::string_view collateral, ByteSpan expected_report_data,
+                           const PeerMeasurement& allowed) const;
+  // VerifyApproval parses a measurement approval, checks its quorum against custody_ (both
+  // domains) at Now() and that it approves `measurement` on this core's tee.
+  StatusOr<custody::MeasurementApproval> VerifyApproval(ByteSpan approval_json, ByteSpan measurement) const;
   StatusOr<attestation::DcapVerdict> CheckOriginEvidence(ByteSpan evidence, std::string_view collateral) const;
   // CheckOriginBinding checks that verified origin evidence (its report_data field) names
   // `envelope` and `root`: under Y for kJointKey, under one of known_fps_ for legacy evidence.

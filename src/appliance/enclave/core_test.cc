@@ -196,6 +196,71 @@ TEST_F(EnclaveCoreTest, SameMeasurementJoinsDifferentMeasurementIsRefused) {
   EXPECT_THAT(Join(*e, *sealed_peer).message(), HasSubstr("sealed"));
 }
 
+// Rolling upgrade (issue 15 item 6): a core of a new build joins a core of the old one only
+// with a measurement approval signed by t_p provider AND t_c customer keepers (here P1 and two
+// of C1..C3); one domain alone, a tampered or expired approval, or an approval of another
+// measurement is refused by the serving core, whatever the joiner's own core does.
+TEST_F(EnclaveCoreTest, RollingUpgradeJoinNeedsApprovalOfBothDomains) {
+  auto old_node = NewCore();
+  ASSERT_OK(Call(*old_node, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());
+  ASSERT_OK(Call(*old_node, ecall::Call::kInit, {}).status());
+  Bytes next = crypto::RandomBytes(32);
+  auto load = [&](EnclaveCore& core) {
+    return Call(core, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status();
+  };
+
+  // Approved by both domains: the new build joins the old one and gets the same root key.
+  std::string both = Approve(next, {"P1", "C1", "C3"});
+  auto upgraded = NewCore(next);
+  ASSERT_OK(load(*upgraded));
+  ASSERT_OK(Join(*upgraded, *old_node, ToBytes(both)));
+  EXPECT_FALSE(upgraded->sealed());
+  EXPECT_EQ(StatusOf(*upgraded)["root_key_id"], StatusOf(*old_node)["root_key_id"]);
+  // Later nodes of the new build join it without an approval (same measurement) ...
+  auto second = NewCore(next);
+  ASSERT_OK(load(*second));
+  ASSERT_OK(Join(*second, *upgraded));
+  // ... but the old build does not join the new one (no downgrade through a join).
+  auto old_again = NewCore();
+  ASSERT_OK(load(*old_again));
+  EXPECT_THAT(Join(*old_again, *upgraded).message(), HasSubstr("measurement not allowed"));
+
+  // One domain alone: the joining core refuses to start, and the serving core refuses the
+  // request when a compromised joiner sends it anyway.
+  std::string provider_only = Approve(next, {"P1"});
+  std::string customer_only = Approve(next, {"C1", "C2", "C3"});
+  auto lone = NewCore(next);
+  ASSERT_OK(load(*lone));
+  EXPECT_THAT(Join(*lone, *old_node, ToBytes(provider_only)).message(), HasSubstr("customer 0 of 2 needed"));
+  EXPECT_TRUE(lone->sealed());
+  Status served = RawJoin(*old_node, next, provider_only);
+  EXPECT_EQ(served.code(), ErrorCode::kPermissionDenied);
+  EXPECT_THAT(served.message(), HasSubstr("join refused: measurement approval: provider 1 of 1 needed, customer 0 of 2"));
+  EXPECT_THAT(RawJoin(*old_node, next, customer_only).message(), HasSubstr("provider 0 of 1 needed"));
+  // Without any approval, another measurement is refused as before.
+  EXPECT_THAT(RawJoin(*old_node, next, "").message(), HasSubstr("measurement not allowed"));
+  // The approval is for `next`: evidence of a third build does not ride on it.
+  EXPECT_THAT(RawJoin(*old_node, crypto::RandomBytes(32), both).message(), HasSubstr("measurement approval: approves"));
+  // Tampered (a signature moved to another measurement) and expired approvals.
+  std::string tampered = both;
+  tampered.replace(tampered.find(HexEncode(next)), 64, HexEncode(crypto::RandomBytes(32)));
+  EXPECT_THAT(RawJoin(*old_node, next, tampered).message(), HasSubstr("does not verify"));
+  EXPECT_THAT(RawJoin(*old_node, next, Approve(next, {"P1", "C1", "C2"}, std::time(nullptr) - 10)).message(),
+              HasSubstr("expired"));
+  // An approval of the same measurement under another custody's keepers.
+  Custody other;
+  custody::MeasurementApproval foreign;
+  foreign.joint_key = other.d.public_key;
+  foreign.tee = "sim";
+  foreign.measurement = next;
+  foreign.not_after = std::time(nullptr) + 3600;
+  for (const TestKeeper& k : other.keepers) foreign.Sign(k.id, k.identity);
+  EXPECT_THAT(RawJoin(*old_node, next, foreign.ToJsonString()).message(), HasSubstr("another custody"));
+  // Finally the honest path still works through the raw joiner (the check above is the serving
+  // core's, not an artefact of RawJoin).
+  EXPECT_OK(RawJoin(*old_node, next, both));
+}
+
 TEST_F(EnclaveCoreTest, JoinRefusesAPeerOfAnotherCustody) {
   auto a = NewCore();
   ASSERT_OK(Call(*a, ecall::Call::kLoad, {ToBytes(custody_.json), Bytes{}, Bytes{}, Bytes{}}).status());

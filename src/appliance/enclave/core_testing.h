@@ -189,6 +189,41 @@ class CoreFixture : public ::testing::Test {
     return core;
   }
 
+  // Approve returns the measurement approval of `measurement` (sim) signed by `signers`.
+  std::string Approve(ByteSpan measurement, const std::vector<std::string>& signers,
+                      std::time_t not_after = std::time(nullptr) + 3600) {
+    custody::MeasurementApproval a;
+    a.joint_key = custody_.d.public_key;
+    a.tee = "sim";
+    a.measurement.assign(measurement.begin(), measurement.end());
+    a.not_after = not_after;
+    for (const std::string& id : signers) a.Sign(id, K(id).identity);
+    return a.ToJsonString();
+  }
+
+  // RawJoin plays a joining core's host AND core against `peer`, as a compromised joiner
+  // could: SIGMA as initiator, then a join request with evidence for `measurement` bound to
+  // the session and `approval` as given (no check of its own). Returns the peer's answer to
+  // the request: OK means it granted the root key.
+  Status RawJoin(EnclaveCore& peer, ByteSpan measurement, const std::string& approval) {
+    crypto::SigningKey identity = crypto::SigningKey::Generate();
+    sigma::InitiatorConfig cfg;
+    cfg.keeper_id = std::string(sigma::kJoinPeerId);
+    cfg.custody_hash = custody_.d.Fingerprint();
+    cfg.verify_evidence = [](ByteSpan, ByteSpan) { return Status::Ok(); };
+    sigma::SigmaInitiator init(identity, cfg);
+    ASSIGN_OR_RETURN(Bytes m1, init.Start());
+    ASSIGN_OR_RETURN(auto r2, Call(peer, ecall::Call::kSigmaRespond, {m1}));
+    ASSIGN_OR_RETURN(auto fin, init.Finish(r2[1]));
+    ASSIGN_OR_RETURN(auto r3, Call(peer, ecall::Call::kSigmaFinish, {r2[0], fin.message3}));
+    Bytes rd = sigma::JoinReportData(identity.verifying_key().point(), m1, r2[1]);
+    ASSIGN_OR_RETURN(Bytes evidence,
+                     platform_->MakeEvidence(measurement, attestation::SimIdentity{}, sigma::ReportDataField(rd)));
+    sigma::JoinRequest req{evidence, {}, ToBytes(approval)};
+    ASSIGN_OR_RETURN(Bytes rec, fin.channel.Seal(req.Encode()));
+    return Call(peer, ecall::Call::kRecord, {r2[0], rec}).status();
+  }
+
   const TestKeeper& K(const std::string& id) {
     for (const TestKeeper& k : custody_.keepers)
       if (k.id == id) return k;
@@ -204,9 +239,10 @@ class CoreFixture : public ::testing::Test {
   Bytes origin_;
 };
 
-// Join drives node `joiner` through node `peer` as the two hosts would.
-inline Status Join(EnclaveCore& joiner, EnclaveCore& peer) {
-  ASSIGN_OR_RETURN(auto s1, Call(joiner, ecall::Call::kJoinStart, {}));
+// Join drives node `joiner` through node `peer` as the two hosts would; `approval` is the
+// joiner's measurement approval ([cluster] approval), if any.
+inline Status Join(EnclaveCore& joiner, EnclaveCore& peer, const Bytes& approval = {}) {
+  ASSIGN_OR_RETURN(auto s1, Call(joiner, ecall::Call::kJoinStart, {approval}));
   ASSIGN_OR_RETURN(auto p2, Call(peer, ecall::Call::kSigmaRespond, {s1[1]}));
   ASSIGN_OR_RETURN(auto s3, Call(joiner, ecall::Call::kJoinFinish, {s1[0], p2[1], Bytes{}}));
   ASSIGN_OR_RETURN(auto p4, Call(peer, ecall::Call::kSigmaFinish, {p2[0], s3[0]}));

@@ -620,7 +620,11 @@ custos::Status Appliance::JoinOnce() {
     return net::DecodeJsonResponse(client.Post(path, body.dump(), {{"content-type", "application/json"}}),
                                    "peer " + config_.join_url);
   };
-  ASSIGN_OR_RETURN(auto s1, Core<ecall::JoinStart>({}));
+  Bytes approval;
+  if (!config_.join_approval.empty()) {
+    ASSIGN_OR_RETURN(approval, ReadFileBytes(config_.join_approval));
+  }
+  ASSIGN_OR_RETURN(auto s1, Core<ecall::JoinStart>({std::move(approval)}));
   ASSIGN_OR_RETURN(json p2, post("/v1/sys/sigma/respond", {{"message1", Base64Encode(s1.message1)}}));
   ASSIGN_OR_RETURN(Bytes m2, net::GetBase64(p2, "message2"));
   std::string session = p2.value("session", "");
@@ -654,7 +658,9 @@ void Appliance::JoinLoop() {
       std::unique_lock<std::mutex> lock(join_mu_);
       if (r.ok()) {
         last_join_error_.clear();
-        Log("info", "joined the cluster through " + config_.join_url, {{"state", "unsealed"}});
+        json fields = {{"state", "unsealed"}};
+        if (!config_.join_approval.empty()) fields["approval"] = config_.join_approval;
+        Log("info", "joined the cluster through " + config_.join_url, fields);
         return;
       }
       if (r.message() != last_join_error_)

@@ -50,7 +50,7 @@ struct FieldSpec {
 constexpr std::array<std::string_view, 6> kTables = {"server", "tee",   "cluster",
                                                      "kms",    "audit", "store"};
 
-const std::array<FieldSpec, 22> kFields = {{
+const std::array<FieldSpec, 23> kFields = {{
     {"server", "listen", &ServerConfig::listen},
     {"server", "data_dir", &ServerConfig::data_dir, PathRule::kResolve},
     {"server", "custody", &ServerConfig::custody_path, PathRule::kResolve},
@@ -69,6 +69,7 @@ const std::array<FieldSpec, 22> kFields = {{
     {"tee", "tsm_root", &ServerConfig::tsm_root, PathRule::kAbsolute},
     {"tee", "core_workers", &ServerConfig::core_workers},
     {"cluster", "collateral", &ServerConfig::join_collateral, PathRule::kResolve},
+    {"cluster", "approval", &ServerConfig::join_approval, PathRule::kResolve},
     {"kms", "region", &ServerConfig::kms_region},
     {"kms", "account_id", &ServerConfig::kms_account_id},
     {"audit", "sync", &ServerConfig::audit_sync},

@@ -4,7 +4,7 @@
 //   [server]   listen, data_dir, custody, tls_cert, tls_key, insecure_http, join, node_name
 //   [tee]      backend, enclave_binary, sim_key_dir, sim_product_id, sim_svn, sim_debug,
 //              gramine_root, tsm_root
-//   [cluster]  collateral
+//   [cluster]  collateral, approval
 //   [kms]      region, account_id
 //   [audit]    sync
 //   [store]    url
@@ -82,6 +82,12 @@ struct ServerConfig {
   // origin quote at start, for the peer's quote when this node joins, and sent along with this
   // node's own quote so the peer can verify it. Not needed with the sim backend.
   std::string join_collateral;
+  // [cluster] approval (optional, path): a measurement approval (custody/approval.h; made with
+  // `custos keeper policy approve`) of this node's core build, signed by t_p provider AND t_c
+  // customer keepers. It lets this node join a cluster that runs another build (a rolling
+  // upgrade, docs/operations.md "Upgrades"); the serving core checks it before handing over
+  // the root key. Read at each join attempt.
+  std::string join_approval;
   // [kms] region: the AWS region clients sign for and key ARNs name (SigV4 credential scope).
   std::string kms_region = "us-east-1";
   // [kms] account_id: the 12-digit account in key and principal ARNs.

@@ -151,6 +151,7 @@ StatusOr<UnsealProgress> UnsealProgress::Decode(ByteSpan b) {
 Bytes JoinRequest::Encode() const {
   ByteWriter w;
   w.U8(static_cast<uint8_t>(ReleaseRecord::kJoinRequest)).Var(evidence).Var(collateral);
+  if (!approval.empty()) w.Var(approval);
   return w.Take();
 }
 
@@ -162,6 +163,11 @@ StatusOr<JoinRequest> JoinRequest::Decode(ByteSpan b) {
   j.evidence.assign(e.begin(), e.end());
   ASSIGN_OR_RETURN(ByteSpan c, r.Var("collateral", 512 * 1024));
   j.collateral.assign(c.begin(), c.end());
+  if (r.remaining() > 0) {
+    ASSIGN_OR_RETURN(ByteSpan a, r.Var("approval", 64 * 1024));
+    if (a.empty()) return InvalidArgument("join request: an approval field, when present, is not empty");
+    j.approval.assign(a.begin(), a.end());
+  }
   RETURN_IF_ERROR(r.ExpectEnd("join request"));
   return j;
 }

@@ -108,6 +108,11 @@ struct UnsealProgress {
 struct JoinRequest {
   Bytes evidence;
   Bytes collateral;  // DCAP collateral JSON for a quote; empty for sim evidence
+  // approval: the measurement approval (custody/approval.h, JSON) of the joining core's own
+  // measurement when it differs from the serving core's (a rolling upgrade); empty otherwise.
+  // Encoded as a trailing var field only when present, so a request without one is
+  // byte-identical to the format before approvals.
+  Bytes approval;
   Bytes Encode() const;
   static StatusOr<JoinRequest> Decode(ByteSpan b);
 };

@@ -26,11 +26,24 @@ TEST(ReleaseRecords, RoundTripAndRefuseWrongTypeOrLength) {
   EXPECT_TRUE(pb->unsealed);
   EXPECT_EQ(pb->customer, 2);
 
-  JoinRequest j{crypto::RandomBytes(241), {}};
+  JoinRequest j{crypto::RandomBytes(241), {}, {}};
   auto jb = JoinRequest::Decode(j.Encode());
   ASSERT_TRUE(jb.ok());
   EXPECT_EQ(jb->evidence, j.evidence);
   EXPECT_TRUE(jb->collateral.empty());
+  EXPECT_TRUE(jb->approval.empty());
+  // With an approval (a rolling upgrade): it round-trips; without one the encoding is the
+  // pre-approval format (type, evidence, collateral), and an empty trailing field is refused.
+  JoinRequest ja{j.evidence, ToBytes("collateral"), ToBytes("{\"approval\": 1}")};
+  auto jab = JoinRequest::Decode(ja.Encode());
+  ASSERT_TRUE(jab.ok());
+  EXPECT_EQ(jab->approval, ja.approval);
+  EXPECT_EQ(jab->collateral, ja.collateral);
+  JoinRequest without{j.evidence, ToBytes("collateral"), {}};
+  EXPECT_EQ(ja.Encode().size(), without.Encode().size() + 4 + ja.approval.size());
+  Bytes empty_tail = j.Encode();
+  for (int i = 0; i < 4; ++i) empty_tail.push_back(0);
+  EXPECT_FALSE(JoinRequest::Decode(empty_tail).ok());
 
   JoinGrant g{crypto::RandomSecret(32), crypto::RandomBytes(212), crypto::RandomBytes(241)};
   auto gb = JoinGrant::Decode(g.Encode());
