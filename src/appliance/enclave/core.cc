@@ -506,7 +506,15 @@ Status EnclaveCore::CheckPeerEvidence(ByteSpan evidence, std::string_view collat
   if (v.tee != self_.tee) return PermissionDenied("cluster policy: peer runs on tee " + v.tee + ", this node on " + self_.tee);
   attestation::AttestationPolicy policy;
   policy.allowed_measurements = {self_.measurement};
-  if (allowed.approved) policy.allowed_measurements.push_back(*allowed.approved);
+  if (!allowed.approval.empty()) {
+    // The joiner runs another build: it must be the one a quorum of both domains approved.
+    ASSIGN_OR_RETURN(custody::MeasurementApproval a, VerifyApproval(allowed.approval, v.measurement));
+    policy.allowed_measurements.push_back(std::move(a.measurement));
+  } else if (!allowed.upgrading && v.measurement != self_.measurement) {
+    return PermissionDenied("cluster policy: policy: measurement not allowed (the peer runs " +
+                            HexEncode(v.measurement) + ", this node " + HexEncode(self_.measurement) +
+                            "; another build joins only with a measurement approval of both domains)");
+  }
   policy.allowed_signers = {self_.signer};
   policy.product_id = self_.product_id;
   policy.min_svn = self_.svn;
@@ -518,13 +526,7 @@ Status EnclaveCore::CheckPeerEvidence(ByteSpan evidence, std::string_view collat
   policy.allow_debug = self_.debug;
   policy.allow_sim = self_.tee == "sim";
   policy.accepted_tcb_statuses = {self_.tee == "sim" ? std::string(attestation::kSimTcbStatus) : "UpToDate"};
-  Status st = attestation::CheckPolicy(v, policy);
-  if (!st.ok() && v.measurement != self_.measurement && !allowed.approved && !allowed.upgrading &&
-      st.message() == "policy: measurement not allowed")
-    return PermissionDenied("cluster policy: policy: measurement not allowed (the peer runs " +
-                            HexEncode(v.measurement) + ", this node " + HexEncode(self_.measurement) +
-                            "; another build joins only with a measurement approval of both domains)");
-  RETURN_IF_ERROR(st.WithContext("cluster policy"));
+  RETURN_IF_ERROR(attestation::CheckPolicy(v, policy).WithContext("cluster policy"));
   return sigma::CheckReportData(v.report_data, expected_report_data);
 }
 
@@ -546,14 +548,7 @@ StatusOr<Bytes> EnclaveCore::OnJoinRequest(Session& s, ByteSpan plaintext) {
   ASSIGN_OR_RETURN(sigma::JoinRequest req, sigma::JoinRequest::Decode(plaintext));
   Bytes expected = sigma::JoinReportData(s.peer_key->point(), s.message1, s.message2);
   PeerMeasurement allowed;
-  if (!req.approval.empty()) {
-    // The joiner runs another build: it must be the one a quorum of both domains approved.
-    auto peer = attestation::VerifyEvidence(req.evidence, ToString(req.collateral), Now());
-    if (!peer.ok()) return peer.status().WithContext("join refused");
-    auto approval = VerifyApproval(req.approval, peer->measurement);
-    if (!approval.ok()) return approval.status().WithContext("join refused");
-    allowed.approved = std::move(approval->measurement);
-  }
+  allowed.approval = req.approval;
   RETURN_IF_ERROR(CheckPeerEvidence(req.evidence, ToString(req.collateral), expected, allowed)
                       .WithContext("join refused"));
   sigma::JoinGrant grant{root_->Clone(), envelope_, origin_.Encode()};

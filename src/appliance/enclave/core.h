@@ -134,7 +134,7 @@ class EnclaveCore {
   Status AuthorizePeer(std::string_view id, const crypto::VerifyingKey& key) const;
   // PeerMeasurement says which measurement a peer core may run besides this core's own.
   struct PeerMeasurement {
-    std::optional<Bytes> approved;  // serving a join: the joiner's quorum-approved measurement
+    ByteSpan approval;              // serving a join: the joiner's measurement approval (JSON)
     bool upgrading = false;         // joining with an approval of our own: the older build's
   };
   Status CheckPeerEvidence(ByteSpan evidence, std::string_view collateral, ByteSpan expected_report_data,
