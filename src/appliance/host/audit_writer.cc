@@ -8,6 +8,9 @@ namespace custos::host {
 namespace {
 
 constexpr char kAuditKeyMeta[] = "audit_public_key";
+// While the core cannot sign or the store does not take a signature, the signer tries again
+// this often.
+constexpr auto kSignRetry = std::chrono::milliseconds(200);
 
 
 Status CouldNotWrite(const Status& cause) {
@@ -205,7 +208,6 @@ Status AuditWriter::WaitDurable(std::unique_lock<std::mutex>& lock, uint64_t seq
 }
 
 void AuditWriter::RunSigner() {
-  constexpr auto kSignRetry = std::chrono::milliseconds(200);
   const bool group = options_.sync == AuditSync::kGroup;
   std::optional<Clock::time_point> sign_failed_at;  // set while the core cannot sign
   for (;;) {
@@ -215,14 +217,16 @@ void AuditWriter::RunSigner() {
       for (;;) {
         // Stopping: once the last leader is done, what is pending is signed one last time.
         stopping = stopping_ && !open_ && closed_.empty() && !writing_;
-        if (stopping || pending_.empty()) {
+        if (stopping || (pending_.empty() && !signature_unstored_)) {
           if (stopping) break;
           work_cv_.wait(lock);
           continue;
         }
         // Something to sign: when a batch's worth waits, after sign_delay from the oldest
         // unsigned write, and while the core refuses, every kSignRetry.
-        Clock::time_point due = oldest_unsigned_.value_or(Clock::now()) + options_.sign_delay;
+        // A signature the store did not take alone is stored again at the next retry.
+        Clock::time_point due = oldest_unsigned_ ? *oldest_unsigned_ + options_.sign_delay
+                                                 : Clock::time_point::min();
         if (pending_.size() >= options_.max_batch_entries) due = Clock::now();
         if (sign_failed_at) due = std::max(due, *sign_failed_at + kSignRetry);
         if (Clock::now() >= due) break;
@@ -235,11 +239,11 @@ void AuditWriter::RunSigner() {
       bool has_tail;
       {
         std::lock_guard lock(mu_);
-        has_tail = !pending_.empty();
+        has_tail = !pending_.empty() || signature_unstored_;
       }
       if (has_tail) (void)SignPending(store::Durability::kDurable);
       std::lock_guard lock(mu_);
-      if (!pending_.empty()) sign_failed_at = Clock::now();
+      if (!pending_.empty() || signature_unstored_) sign_failed_at = Clock::now();
       continue;
     }
     {
@@ -314,16 +318,59 @@ std::vector<store::AuditRecord> AuditWriter::ChainAfterHead(
 }
 
 Status AuditWriter::Write(std::vector<std::string>& entries, uint64_t* last_seq) {
+  if (!unsettled_.empty()) {
+    Status settled = Settle();
+    if (!settled.ok()) return CouldNotWrite(settled);
+  }
   std::vector<store::AuditRecord> records = ChainAfterHead(entries);
-  const uint64_t seq = records.back().seq;
-  Bytes hash = records.back().hash;
   Status stored = store_.AppendAudit(records, store::Durability::kWritten);
-  if (!stored.ok()) return CouldNotWrite(stored);
-  *last_seq = seq;
+  if (!stored.ok()) {
+    unsettled_ = std::move(records);
+    return CouldNotWrite(stored);
+  }
+  *last_seq = records.back().seq;
+  Adopt(records);
+  return Status::Ok();
+}
+
+Status AuditWriter::Settle() {
+  ASSIGN_OR_RETURN(store::AuditRecord last, store_.LastAudit());
+  const store::AuditRecord& tried = unsettled_.back();
+  uint64_t head_seq;
+  {
+    std::lock_guard lock(mu_);
+    head_seq = head_.seq;
+  }
+  if (last.seq == tried.seq && last.hash == tried.hash) {
+    // Stored after all: the failure was reported after the commit.
+    Adopt(unsettled_);
+  } else if (last.seq == head_seq) {
+    // Not stored. A kRequest batch was signed by the core, whose chain now includes it: it
+    // must be stored before anything can follow it.
+    if (options_.sync == AuditSync::kRequest) {
+      RETURN_IF_ERROR(store_.AppendAudit(unsettled_, store::Durability::kDurable));
+      Adopt(unsettled_);
+    }
+  } else {
+    return FailedPrecondition("audit: the stored log ends at seq " + std::to_string(last.seq) +
+                              ", neither at the host's head (seq " + std::to_string(head_seq) +
+                              ") nor at its last write (seq " + std::to_string(tried.seq) +
+                              "): another writer appended to it; run `custos audit verify`");
+  }
+  unsettled_.clear();
+  return Status::Ok();
+}
+
+void AuditWriter::Adopt(std::vector<store::AuditRecord>& records) {
   std::lock_guard lock(mu_);
-  for (std::string& e : entries) pending_.push_back(std::move(e));
-  head_.seq = seq;
-  head_.hash = std::move(hash);
+  head_.seq = records.back().seq;
+  head_.hash = records.back().hash;
+  if (options_.sync == AuditSync::kRequest) {
+    signed_seq_ = head_.seq;
+    durable_seq_ = head_.seq;
+    return;
+  }
+  for (store::AuditRecord& r : records) pending_.push_back(std::move(r.entry));
   unsigned_count_ = pending_.size();
   auto now = Clock::now();
   // The signer and the syncer are woken only when their wait changes (a first unsigned entry,
@@ -341,7 +388,6 @@ Status AuditWriter::Write(std::vector<std::string>& entries, uint64_t* last_seq)
     dirty_ = true;
     sync_cv_.notify_one();
   }
-  return Status::Ok();
 }
 
 Status AuditWriter::CheckSignedHead(const SignedHead& signed_head, uint64_t seq,
@@ -360,6 +406,23 @@ Status AuditWriter::CheckSignedHead(const SignedHead& signed_head, uint64_t seq,
 }
 
 Status AuditWriter::SignPending(store::Durability durability) {
+  if (unstored_signature_) {
+    const auto& [seq, signature] = *unstored_signature_;
+    Status stored = store_.SignAudit(seq, signature, durability);
+    if (!stored.ok()) {
+      // A retried call whose first attempt committed finds the record signed already.
+      StatusOr<store::AuditRecord> last_signed = store_.LastSignedAudit();
+      if (!last_signed.ok() || last_signed->seq < seq) return CouldNotWrite(stored);
+    }
+    unstored_signature_.reset();
+    std::lock_guard lock(mu_);
+    signature_unstored_ = false;
+    if (durability == store::Durability::kWritten && !dirty_) {
+      dirty_ = true;
+      if (!oldest_since_sync_) oldest_since_sync_ = Clock::now();
+      sync_cv_.notify_one();
+    }
+  }
   for (;;) {
     // One step: as many entries as fit one batch's bounds (one ecall frame), copied under mu_
     // (leaders append to pending_ meanwhile; only this caller, under sign_mu_, removes).
@@ -384,9 +447,10 @@ Status AuditWriter::SignPending(store::Durability durability) {
     uint64_t seq = signed_seq;
     for (const std::string& e : step) hash = audit::EntryHash(hash, ++seq, e);
     RETURN_IF_ERROR(CheckSignedHead(*signed_head, seq, hash));
-    Status stored = store_.SignAudit(seq, signed_head->signature, durability);
-    if (!stored.ok()) return CouldNotWrite(stored);
+    // The core now accepts only this head as the next anchor: the step counts as signed even
+    // if the store does not take the signature (it is kept and stored again).
     anchor_ = Concat({signed_head->head, signed_head->signature});
+    Status stored = store_.SignAudit(seq, signed_head->signature, durability);
     std::lock_guard lock(mu_);
     pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(step.size()));
     if (pending_.empty()) {
@@ -396,6 +460,11 @@ Status AuditWriter::SignPending(store::Durability durability) {
     }
     signed_seq_ = seq;
     unsigned_count_ = pending_.size();
+    if (!stored.ok()) {
+      unstored_signature_.emplace(seq, signed_head->signature);
+      signature_unstored_ = true;
+      return CouldNotWrite(stored);
+    }
     if (durability == store::Durability::kWritten) {
       if (!oldest_since_sync_) oldest_since_sync_ = Clock::now();
       if (!dirty_) {
@@ -410,6 +479,10 @@ Status AuditWriter::Commit(std::vector<std::string>& entries, uint64_t* last_seq
   std::lock_guard sign_lock(sign_mu_);
   // An unsigned tail found at start is signed first, on its own anchor.
   RETURN_IF_ERROR(SignPending(store::Durability::kDurable));
+  if (!unsettled_.empty()) {
+    Status settled = Settle();
+    if (!settled.ok()) return CouldNotWrite(settled);
+  }
   StatusOr<SignedHead> signed_head = signer_(anchor_, entries);
   if (!signed_head.ok()) return CouldNotWrite(signed_head.status());
 
@@ -421,16 +494,16 @@ Status AuditWriter::Commit(std::vector<std::string>& entries, uint64_t* last_seq
   Bytes hash = records.back().hash;
   RETURN_IF_ERROR(CheckSignedHead(*signed_head, seq, hash));
   records.back().signature = signed_head->signature;
-
-  Status stored = store_.AppendAudit(records, store::Durability::kDurable);
-  if (!stored.ok()) return CouldNotWrite(stored);
+  // The core's chain includes these entries now, stored or not: the next batch is anchored on
+  // its head, and a batch the store did not take is settled (stored) first.
   anchor_ = Concat({signed_head->head, signed_head->signature});
+  Status stored = store_.AppendAudit(records, store::Durability::kDurable);
+  if (!stored.ok()) {
+    unsettled_ = std::move(records);
+    return CouldNotWrite(stored);
+  }
   *last_seq = seq;
-  std::lock_guard lock(mu_);
-  head_.seq = seq;
-  head_.hash = std::move(hash);
-  signed_seq_ = seq;
-  durable_seq_ = seq;
+  Adopt(records);
   return Status::Ok();
 }
 

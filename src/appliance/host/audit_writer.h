@@ -22,6 +22,15 @@
 //            batch's leader.
 // A process that dies between write and signature leaves an unsigned tail; the next Start has
 // the core sign it as found and appends an "audit-recovery" entry naming its range.
+//
+// A store call can fail without saying whether it took effect (a database connection lost at
+// COMMIT, a PostgreSQL failover). Once the core has signed a head it accepts no older anchor, so
+// the writer never asks it twice: a signature the store did not take is kept and stored again
+// (every kSignRetry, until the store takes it or shows it took it), and a batch whose store
+// failed is settled before the next one is written: read the log's end; if the batch is there
+// it is adopted (its entries stay in the log, although their requests were answered with an
+// error), if the log ends at the host's head it was not stored (kGroup: dropped; kRequest: the
+// core signed it, so it is stored now), and any other end is another writer's: refused.
 #pragma once
 
 #include <chrono>
@@ -34,6 +43,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -128,7 +138,7 @@ class AuditWriter {
   // Progress is how far the log is: written (stored), signed (covered by a core signature)
   // and durable (fsynced) up to these seqs.
   struct Progress {
-    uint64_t written = 0, signed_ = 0, durable = 0;
+    uint64_t written = 0, signed_ = 0, durable = 0;  // signed_: by the core
   };
   Progress progress() const;
 
@@ -167,6 +177,12 @@ class AuditWriter {
   // CheckSignedHead refuses a core answer that is not a 64-byte signature over (seq, hash), the
   // host's own chain head (verified under the audit key when the writer knows it).
   Status CheckSignedHead(const SignedHead& signed_head, uint64_t seq, const Bytes& hash) const;
+  // Settle resolves unsettled_, the last batch whose store failed (see the header comment).
+  // The leader only; kRequest under sign_mu_.
+  Status Settle();
+  // Adopt makes stored `records` (chained after head_) the host's head: kGroup queues their
+  // entries for the signer and the syncer, kRequest (signed, durable) moves every mark.
+  void Adopt(std::vector<store::AuditRecord>& records);
   // WaitDurable blocks until `seq` is fsynced; an error if a sync failed meanwhile. Requires mu_.
   Status WaitDurable(std::unique_lock<std::mutex>& lock, uint64_t seq);
 
@@ -202,6 +218,12 @@ class AuditWriter {
   // after it in order, is guarded by mu_ (leaders append, the signer takes from the front).
   std::mutex sign_mu_;
   Bytes anchor_;
+  // The core's newest signature that the store has not taken yet (under sign_mu_); while it is
+  // set, signature_unstored_ (guarded by mu_) keeps the signer retrying.
+  std::optional<std::pair<uint64_t, Bytes>> unstored_signature_;
+  bool signature_unstored_ = false;
+  // A batch whose store call failed, to settle before the next write (a leader's, one at a time).
+  std::vector<store::AuditRecord> unsettled_;
   std::deque<std::string> pending_;
   std::optional<Clock::time_point> oldest_unsigned_;  // guarded by mu_: when pending_ began
 

@@ -4,7 +4,9 @@
 // failure fails every waiter of the batch and stores nothing; a head or signature that is not
 // the host's chain is refused; a restart continues the chain; an unsigned newest record or a
 // database of another audit key is refused at start; a database edited with SQLite between
-// runs is caught by the verifier; entries are canonical JSON objects.
+// runs is caught by the verifier; entries are canonical JSON objects; a store call that fails
+// with or without taking effect (a lost connection) neither loses a signed entry nor stalls the
+// log.
 #include "appliance/host/audit_writer.h"
 
 #include <sqlite3.h>
@@ -18,6 +20,7 @@
 #include "protocol/audit/verify.h"
 #include "gmock/gmock.h"
 #include "tests/testing/testing.h"
+#include "tests/testing/forwarding_store.h"
 
 namespace custos::host {
 namespace {
@@ -252,13 +255,139 @@ TEST_F(AuditWriterTest, StoreFailureFailsTheBatch) {
   EXPECT_EQ(st.code(), ErrorCode::kUnavailable);
   EXPECT_THAT(st.message(), HasSubstr("audit log could not be written: store: append audit"));
   EXPECT_EQ(writer->head().seq, 1u);
-  // The core has signed a head the host never stored, so it refuses the stored anchor until it
-  // restarts: requests keep failing rather than being served unaudited.
+  // The log now ends at a record the host did not write: requests keep failing, naming it,
+  // rather than being served unaudited or chained after someone else's record.
   st = writer->Append(Entry("third"));
-  EXPECT_THAT(st.message(), HasSubstr("anchor is not the head last signed"));
+  EXPECT_THAT(st.message(),
+              HasSubstr("the stored log ends at seq 2, neither at the host's head (seq 1) nor at "
+                        "its last write (seq 2): another writer appended to it"));
   writer->Stop();
   EXPECT_EQ(store_->LastAudit()->seq, 2u);
 }
+
+// FaultyStore fails the next fail_appends AppendAudit and fail_signs SignAudit calls as a lost
+// database connection does; with applied_then_lost the call takes effect first (the COMMIT
+// happened, its answer was lost), as in a PostgreSQL failover.
+class FaultyStore : public custos::testing::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::atomic<int> fail_appends{0}, fail_signs{0};
+  std::atomic<bool> applied_then_lost{false};
+
+  Status AppendAudit(const std::vector<store::AuditRecord>& r, store::Durability d) override {
+    if (fail_appends > 0) {
+      --fail_appends;
+      if (applied_then_lost) RETURN_IF_ERROR(ForwardingStore::AppendAudit(r, d));
+      return Unavailable("store: append audit: server closed the connection");
+    }
+    return ForwardingStore::AppendAudit(r, d);
+  }
+  Status SignAudit(uint64_t seq, ByteSpan sig, store::Durability d) override {
+    if (fail_signs > 0) {
+      --fail_signs;
+      if (applied_then_lost) RETURN_IF_ERROR(ForwardingStore::SignAudit(seq, sig, d));
+      return Unavailable("store: sign audit: server closed the connection");
+    }
+    return ForwardingStore::SignAudit(seq, sig, d);
+  }
+};
+
+class AuditWriterStoreFaultTest : public AuditWriterTest,
+                                  public ::testing::WithParamInterface<bool> {
+ protected:
+  // A second connection to the test's database, through which the writer stores.
+  std::unique_ptr<FaultyStore> Faulty() {
+    auto s = store::OpenSqliteStore(db_path_);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    auto faulty = std::make_unique<FaultyStore>(std::move(s).value());
+    faulty->applied_then_lost = GetParam();
+    return faulty;
+  }
+  std::unique_ptr<AuditWriter> StartOn(store::Store& store, FakeCore& core,
+                                       AuditWriterOptions options) {
+    options.audit_key = key_.verifying_key();
+    auto w = AuditWriter::Start(store, core.Signer(), std::move(options));
+    EXPECT_TRUE(w.ok()) << w.status().ToString();
+    return w.ok() ? std::move(w).value() : nullptr;
+  }
+  std::vector<std::string> Requests() {
+    std::vector<std::string> ids;
+    for (const store::AuditRecord& r : ReadAll())
+      ids.push_back(nlohmann::json::parse(r.entry).value("request_id", ""));
+    return ids;
+  }
+};
+
+// The core signed, the store lost the signature: the core accepts no older anchor, so asking it
+// again would stall the log for good (CI saw a node's chain end unsigned after a PostgreSQL
+// failover). The signer keeps the signature and stores it on its own, without a new append.
+TEST_P(AuditWriterStoreFaultTest, GroupSyncStoresASignatureTheStoreLost) {
+  FakeCore core(key_);
+  auto faulty = Faulty();
+  auto writer = StartOn(*faulty, core, {});
+  ASSERT_NE(writer, nullptr);
+  faulty->fail_signs = 2;
+  for (int i = 0; i < 3; ++i) ASSERT_OK(writer->Append(Entry("r" + std::to_string(i))));
+  for (int i = 0; i < 300 && (store_->LastSignedAudit()->seq < 3 || faulty->fail_signs > 0); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(faulty->fail_signs.load(), 0);
+  EXPECT_EQ(store_->LastSignedAudit()->seq, 3u);
+  audit::AuditReport report = VerifyAll();
+  EXPECT_TRUE(report.intact) << report.failure;
+  // The core was asked once for those entries, and the chain goes on from its head.
+  EXPECT_EQ(core.batch_sizes().size(), 1u);
+  for (int i = 3; i < 6; ++i) ASSERT_OK(writer->Append(Entry("r" + std::to_string(i))));
+  writer->Stop();
+  report = VerifyAll();
+  EXPECT_TRUE(report.intact) << report.failure;
+  EXPECT_EQ(report.head_seq, 6u);
+}
+
+// A batch whose store call failed is settled before the next one: kept when the store had
+// committed it (the request was answered with an error, its entry stays), dropped when not.
+TEST_P(AuditWriterStoreFaultTest, GroupSyncSettlesAWriteWhoseOutcomeWasLost) {
+  FakeCore core(key_);
+  auto faulty = Faulty();
+  auto writer = StartOn(*faulty, core, {});
+  ASSERT_NE(writer, nullptr);
+  ASSERT_OK(writer->Append(Entry("before")));
+  faulty->fail_appends = 1;
+  Status st = writer->Append(Entry("lost-answer"));
+  EXPECT_EQ(st.code(), ErrorCode::kUnavailable);
+  EXPECT_THAT(st.message(), HasSubstr("audit log could not be written: store: append audit"));
+  ASSERT_OK(writer->Append(Entry("after")));
+  writer->Stop();
+  std::vector<std::string> expected = {"before", "after"};
+  if (GetParam()) expected = {"before", "lost-answer", "after"};
+  EXPECT_EQ(Requests(), expected);
+  audit::AuditReport report = VerifyAll();
+  EXPECT_TRUE(report.intact) << report.failure;
+}
+
+// [audit] sync = "request": the core signs before the store; a batch the store did not take is
+// in the core's chain, so it is stored before the next one (the log does not stall on the
+// core's "anchor is not the head last signed").
+TEST_P(AuditWriterStoreFaultTest, RequestSyncStoresABatchTheCoreSignedBeforeTheNext) {
+  FakeCore core(key_);
+  auto faulty = Faulty();
+  auto writer = StartOn(*faulty, core, RequestSync());
+  ASSERT_NE(writer, nullptr);
+  ASSERT_OK(writer->Append(Entry("before")));
+  faulty->fail_appends = 1;
+  Status st = writer->Append(Entry("lost-answer"));
+  EXPECT_EQ(st.code(), ErrorCode::kUnavailable);
+  ASSERT_OK(writer->Append(Entry("after")));
+  EXPECT_EQ(writer->progress().signed_, 3u);
+  writer->Stop();
+  EXPECT_EQ(Requests(), (std::vector<std::string>{"before", "lost-answer", "after"}));
+  audit::AuditReport report = VerifyAll();
+  EXPECT_TRUE(report.intact) << report.failure;
+}
+
+INSTANTIATE_TEST_SUITE_P(LostOrAppliedThenLost, AuditWriterStoreFaultTest, ::testing::Bool(),
+                         [](const auto& info) {
+                           return info.param ? "AppliedThenLost" : "NotApplied";
+                         });
 
 TEST_F(AuditWriterTest, HeadOtherThanTheHostsChainIsRefused) {
   FakeCore core(key_);
