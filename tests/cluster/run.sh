@@ -6,7 +6,12 @@
 # by node 3 within 1 s; node 1 is killed (-9) while boto3 clients stream CreateKey/Encrypt
 # through HAProxy and the stream keeps succeeding; node 1 restarts sealed and the keepers'
 # auto-release unseals it; the PostgreSQL primary is killed and the standby promoted, every
-# node writes again and every key and ciphertext acknowledged during the kill is there; every node's audit chain verifies (`custos audit verify --store-url`); then
+# node writes again and every key and ciphertext acknowledged during the kill is there; a new
+# core build approved by P1 alone is refused at join (the node stays sealed, naming the missing
+# customer approvals), and approved by P1, C1 and C2 (`custos keeper policy approve`) it
+# replaces nodes 3, 2, 1 one by one, each joining by attestation, while boto3 clients stream
+# through HAProxy without a stall; every node's audit chain verifies (`custos audit verify
+# --store-url`); then
 # `--stop` ends every process DIR/pids named (and the nodes' trusted cores), and a second
 # `--stop` is a no-op.
 #
@@ -236,6 +241,127 @@ for key, pt, blob in acked:
 print(f"cluster: after the failover all {len(acked)} acknowledged keys and ciphertexts are there")
 PY
 echo "cluster: PostgreSQL primary killed, standby promoted: every node writes again after $((SECONDS - t_failover)) s"
+
+# Rolling upgrade to a new core binary (item 6), under boto3 load through HAProxy. The new
+# build is custos-enclave with bytes appended: under sim its measurement is the file's SHA-256.
+# A quorum (P1 of 1 provider, C1 and C2 of 2-of-3 customer) approves it; an approval of the
+# provider alone is refused by the serving core; then nodes 3, 2 and 1 are replaced one by one,
+# each joining by attestation through HAProxy while the stream keeps succeeding.
+cp "$(dirname "$custos")/custos-enclave" "$dir/custos-enclave-v2"
+printf 'custos rolling-upgrade test build\n' >>"$dir/custos-enclave-v2"
+m1="$(sha256sum "$(dirname "$custos")/custos-enclave" | cut -d' ' -f1)"
+m2="$(sha256sum "$dir/custos-enclave-v2" | cut -d' ' -f1)"
+kdir="$dir/keepers"
+approve() {  # KEEPER FILE
+  "$custos" keeper policy approve --dir "$kdir/$1" --measurement "$m2" --tee sim --approval "$2" \
+    --passphrase-file "$kdir/passphrase" 2>&1
+}
+out="$(approve P1 "$dir/approval-provider.json")" || fail "keeper P1 policy approve: $out"
+[[ "$out" == *"provider 1 of 1, customer 0 of 2 (not yet in force"* ]] || fail "P1 alone: $out"
+for k in P1 C1 C2; do out="$(approve "$k" "$dir/approval.json")" || fail "keeper $k policy approve: $out"; done
+[[ "$out" == *"provider 1 of 1, customer 2 of 2 (in force)"* ]] || fail "P1, C1, C2: $out"
+for k in P1 C1 C2; do
+  grep -q "\"policy.approve\".*$m2\|$m2.*\"policy.approve\"" "$kdir/$k/audit.log" ||
+    fail "keeper $k's audit log has no policy.approve of $m2"
+  "$custos" keeper audit verify --dir "$kdir/$k" >/dev/null || fail "keeper $k's audit log does not verify"
+done
+echo "cluster: new core build $m2 approved by P1 (alone: not in force), then P1, C1, C2 (in force); audited"
+
+status_of() { "$custos" operator status --server "$(sed -n 's/^CUSTOS_ENDPOINT=//p' "$dir/node-$1.env")" \
+                --token-file "$dir/node-$1/data/admin.token" 2>/dev/null; }
+root_key="$(status_of 2 | jq -r .root_key_id)"
+[ -n "$root_key" ] && [ "$root_key" != null ] || fail "no root key id in node 2's status"
+stop_node() {  # N: SIGTERM, and wait for it (and its trusted core) to end
+  local pid t
+  pid="$(sed -n "s/^node-$1 //p" "$dir/pids")"
+  kill -TERM "$pid" 2>/dev/null
+  for t in $(seq 150); do [ -e "/proc/$pid" ] || return 0; sleep 0.1; done
+  fail "node $1 (pid $pid) did not stop within 15 s of SIGTERM"
+}
+start_upgraded() {  # N APPROVAL: the new core, joining through HAProxy with APPROVAL
+  local cfg="$dir/node-$1/server.toml"
+  grep -v '^join = \|^enclave_binary = \|^\[cluster\]\|^approval = ' "$cfg" |
+    sed "s|^\[server\]\$|[server]\njoin = \"$haproxy_endpoint\"|; s|^\[tee\]\$|[tee]\nenclave_binary = \"$dir/custos-enclave-v2\"|" \
+      >"$cfg.new"
+  printf '[cluster]\napproval = "%s"\n' "$2" >>"$cfg.new"
+  mv "$cfg.new" "$cfg"
+  (cd "$dir/node-$1" && exec "$custos" server --config "$cfg" >>"$dir/node-$1/server.log" 2>&1) &
+  sed -i "s/^node-$1 .*/node-$1 $!/" "$dir/pids"
+}
+serving() {  # N SECONDS: wait until node N serves on the new core and the cluster's root key
+  local url st deadline=$((SECONDS + $2))
+  url="$(sed -n 's/^CUSTOS_ENDPOINT=//p' "$dir/node-$1.env")"
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/v1/sys/health?strict")" = 200 ]; do
+    [ "$SECONDS" -lt "$deadline" ] ||
+      fail "upgraded node $1 does not serve after $2 s: $(status_of "$1" | jq -c .host.last_join_error)"
+    sleep 0.2
+  done
+  st="$(status_of "$1")"
+  [ "$(jq -r .measurement <<<"$st")" = "$m2" ] || fail "node $1 serves on measurement $(jq -r .measurement <<<"$st"), not $m2"
+  [ "$(jq -r .root_key_id <<<"$st")" = "$root_key" ] || fail "node $1 has another root key"
+}
+
+rm -f "$dir/stream.stop"
+env -i PATH=/usr/bin:/bin AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+    AWS_EC2_METADATA_DISABLED=true PYTHONDONTWRITEBYTECODE=1 "$py" - "$dir" "$here" >"$dir/stream.out" 2>&1 <<'PY' &
+import os, sys, threading, time
+sys.path.insert(0, sys.argv[2])
+from cluster_kms import kms
+d = sys.argv[1]
+acked, errors, stop = [], [], threading.Event()
+def stream(kms):
+    while not stop.is_set():
+        try:
+            key = kms.create_key()["KeyMetadata"]["KeyId"]
+            pt = os.urandom(32)
+            acked.append((time.monotonic(), key, pt, kms.encrypt(KeyId=key, Plaintext=pt)["CiphertextBlob"]))
+        except Exception as ex:
+            errors.append(repr(ex)[:200])
+threads = [threading.Thread(target=stream, args=(kms(d, "dev.env", max_attempts=5),)) for _ in range(3)]
+start = time.monotonic()
+for t in threads: t.start()
+while not os.path.exists(os.path.join(d, "stream.stop")): time.sleep(0.1)
+stop.set()
+for t in threads: t.join()
+times = [start] + sorted(a[0] for a in acked) + [time.monotonic()]
+gap = max(b - a for a, b in zip(times, times[1:]))
+client = kms(d, "dev.env")
+for _, key, pt, blob in acked:
+    assert client.decrypt(CiphertextBlob=blob)["Plaintext"] == pt, key
+print(f"{len(acked)} acknowledged, {len(errors)} failed after retries, longest wait without an acknowledgement {gap:.2f} s")
+assert gap < 3.0, f"the service stalled for {gap:.2f} s ({errors[:3]})"
+assert len(errors) <= len(acked) // 10, f"{len(errors)} requests failed after retries: {errors[:3]}"
+PY
+stream_pid=$!
+t_upgrade=$SECONDS
+sleep 1
+
+# Node 3 on the new core with the provider's approval alone: its core refuses to start the join,
+# naming the missing domain (a serving core refuses such an approval too when a compromised
+# joiner sends it anyway: enclave test RollingUpgradeJoinNeedsApprovalOfBothDomains); node 3
+# stays sealed and out of rotation while the others serve.
+stop_node 3
+start_upgraded 3 "$dir/approval-provider.json"
+deadline=$((SECONDS + 20))
+until [[ "$(status_of 3 | jq -r .host.last_join_error)" == *"customer 0 of 2 needed: both domains must approve"* ]]; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "node 3 with a provider-only approval: $(status_of 3 | jq -c '{sealed, host}')"
+  sleep 0.2
+done
+[ "$(status_of 3 | jq -r .sealed)" = true ] || fail "node 3 unsealed with a provider-only approval"
+echo "cluster: a provider-only approval is refused: $(status_of 3 | jq -r .host.last_join_error)"
+
+# The quorum's approval: nodes 3, 2, 1 in turn.
+stop_node 3
+start_upgraded 3 "$dir/approval.json"
+serving 3 30
+for n in 2 1; do
+  stop_node "$n"
+  start_upgraded "$n" "$dir/approval.json"
+  serving "$n" 30
+done
+touch "$dir/stream.stop"
+wait "$stream_pid" || { cat "$dir/stream.out" >&2; fail "the stream during the rolling upgrade"; }
+echo "cluster: rolling upgrade $m1 -> $m2 of nodes 3, 2, 1 in $((SECONDS - t_upgrade)) s under load: $(cat "$dir/stream.out")"
 
 # Every node's audit chain in the shared database verifies.
 store_url="$(sed -n 's/^url = "\(.*\)"$/\1/p' "$dir/node-1/server.toml")"
