@@ -60,6 +60,9 @@ void AddAutoReleaseFlags(CLI::App* serve, AutoReleaseFlags& f) {
   serve->add_option("--release-collateral", f.collateral_path, "DCAP collateral JSON for --auto-release");
   serve->add_option("--release-ca-file", f.ca_file, "CA bundle for an https appliance");
   serve->add_option("--release-interval-ms", f.interval_ms, "how often to check the appliance (default 2000)");
+  serve->add_option("--witness-interval-ms", f.witness_interval_ms,
+                    "how often to witness the appliance's audit chain while it serves (default 60000; 0: at "
+                    "releases only)");
 }
 
 namespace {

@@ -23,6 +23,7 @@ struct AutoReleaseFlags {
   std::string collateral_path;
   std::string ca_file;
   int interval_ms = 2000;
+  int witness_interval_ms = 60'000;
 };
 // AddAutoReleaseFlags adds them to `serve`.
 void AddAutoReleaseFlags(CLI::App* serve, AutoReleaseFlags& flags);

@@ -1,10 +1,14 @@
 #include "cli/audit_commands.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <iostream>
 #include <optional>
 
+#include "common/file.h"
 #include "protocol/audit/verify.h"
+#include "protocol/audit/witness.h"
 #include "crypto/ecdsa.h"
 #include "appliance/host/appliance.h"
 #include "appliance/store/store.h"
@@ -60,25 +64,67 @@ StatusOr<std::optional<crypto::VerifyingKey>> AuditKey(store::Store& store, cons
   return std::optional<crypto::VerifyingKey>(std::move(key).value());
 }
 
+// Witnessed is what --witness pins: the audit key a keeper witnessed and its heads by log.
+struct Witnessed {
+  std::string key_hex;
+  std::map<std::string, audit::Head> heads;
+};
+
+// LoadWitnessed reads a keeper's witness.json; of its custodies, the one whose audit key the
+// database records (or the only one).
+StatusOr<Witnessed> LoadWitnessed(const std::string& path, store::Store& store) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileString(path));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) return InvalidArgument(path + ": not JSON");
+  StatusOr<audit::WitnessState> state = audit::WitnessState::FromJson(j);
+  if (!state.ok()) return state.status().WithContext(path);
+  StatusOr<std::string> stored = store.GetMeta("audit_public_key");
+  const audit::CustodyWitness* chosen = nullptr;
+  for (const auto& [y, c] : state->custodies)
+    if ((stored.ok() && c.audit_public_key == *stored) || state->custodies.size() == 1) chosen = &c;
+  if (chosen == nullptr || chosen->audit_public_key.empty())
+    return IntegrityError(path + " holds no witnessed head under the database's audit key " +
+                          (stored.ok() ? *stored : std::string("(none)")) +
+                          ": another root key, a forged log, or a keeper that never witnessed this appliance");
+  Witnessed w;
+  w.key_hex = chosen->audit_public_key;
+  for (const auto& [log, head] : chosen->logs) w.heads[log] = audit::Head{head.seq, head.hash};
+  return w;
+}
+
 // VerifyCluster: `audit verify --store-url`: every node's log of a shared database.
 Status VerifyCluster(const AuditVerifyFlags& flags, const std::optional<audit::Head>& expected_head,
                      std::ostream& out, std::ostream& err) {
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::OpenStore(flags.store_url));
-  const bool key_from_database = flags.public_key.empty();
-  ASSIGN_OR_RETURN(std::optional<crypto::VerifyingKey> key, AuditKey(*store, flags.public_key, err));
+  std::optional<Witnessed> witnessed;
+  std::string key_flag = flags.public_key;
+  if (!flags.witness.empty()) {
+    ASSIGN_OR_RETURN(witnessed, LoadWitnessed(flags.witness, *store));
+    if (!key_flag.empty() && key_flag != witnessed->key_hex)
+      return InvalidArgument("--public-key differs from the audit key the keeper witnessed");
+    key_flag = witnessed->key_hex;
+  }
+  const bool key_from_database = key_flag.empty();
+  ASSIGN_OR_RETURN(std::optional<crypto::VerifyingKey> key, AuditKey(*store, key_flag, err));
   if (!key) return NotFound("the database names no audit public key: give --public-key");
   std::vector<std::string> logs;
   if (!flags.log.empty()) {
     logs.push_back(flags.log);
   } else {
     ASSIGN_OR_RETURN(logs, store->ListAuditLogs());
+    // A log the keeper witnessed must be there, even if the database no longer has a record of it.
+    if (witnessed)
+      for (const auto& [log, head] : witnessed->heads)
+        if (std::find(logs.begin(), logs.end(), log) == logs.end()) logs.push_back(log);
   }
   if (expected_head && logs.size() != 1)
     return InvalidArgument("--expect-head names one log's head: give --log");
   nlohmann::json reports = nlohmann::json::array();
   std::string first_failure;
   for (const std::string& log : logs) {
-    ASSIGN_OR_RETURN(audit::AuditReport report, VerifyLog(*store, log, *key, expected_head));
+    std::optional<audit::Head> expect = expected_head;
+    if (witnessed && witnessed->heads.count(log)) expect = witnessed->heads[log];
+    ASSIGN_OR_RETURN(audit::AuditReport report, VerifyLog(*store, log, *key, expect));
     nlohmann::json j = report.ToJson();
     j["log"] = log;
     reports.push_back(std::move(j));
@@ -87,7 +133,7 @@ Status VerifyCluster(const AuditVerifyFlags& flags, const std::optional<audit::H
   nlohmann::json j{{"intact", first_failure.empty()},
                    {"logs", std::move(reports)},
                    {"public_key", HexEncode(key->Encode())},
-                   {"public_key_from", key_from_database ? "database" : "--public-key"}};
+                   {"public_key_from", key_from_database ? "database" : witnessed ? "--witness" : "--public-key"}};
   out << j.dump(2) << "\n";
   if (!first_failure.empty()) return IntegrityError("audit log: " + first_failure);
   return Status::Ok();
@@ -123,8 +169,26 @@ Status AuditVerify(const AuditVerifyFlags& flags, std::ostream& out, std::ostrea
     expected_head = std::move(head).value();
   }
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::OpenSqliteStore(db_path));
-  const bool key_from_database = flags.public_key.empty();
-  ASSIGN_OR_RETURN(std::optional<crypto::VerifyingKey> key, AuditKey(*store, flags.public_key, err));
+  std::string key_flag = flags.public_key;
+  std::string log_name;  // a single node's log: "" unless its [server] node_name names it
+  bool key_from_witness = false;
+  if (!flags.witness.empty()) {
+    ASSIGN_OR_RETURN(Witnessed witnessed, LoadWitnessed(flags.witness, *store));
+    if (!key_flag.empty() && key_flag != witnessed.key_hex)
+      return InvalidArgument("--public-key differs from the audit key the keeper witnessed");
+    key_flag = witnessed.key_hex;
+    key_from_witness = true;
+    // A single node's log: the one the keeper witnessed (named by [server] node_name, or "").
+    if (witnessed.heads.size() > 1)
+      return InvalidArgument(flags.witness + " holds heads of several logs: verify the cluster with --store-url");
+    if (!witnessed.heads.empty()) {
+      if (expected_head) return InvalidArgument("give --expect-head or --witness, not both");
+      log_name = witnessed.heads.begin()->first;
+      expected_head = witnessed.heads.begin()->second;
+    }
+  }
+  const bool key_from_database = key_flag.empty();
+  ASSIGN_OR_RETURN(std::optional<crypto::VerifyingKey> key, AuditKey(*store, key_flag, err));
   if (!key) {
     // No key is recorded until the core signs the first batch: a log with no entry yet is
     // intact, and says so.
@@ -136,12 +200,12 @@ Status AuditVerify(const AuditVerifyFlags& flags, std::ostream& out, std::ostrea
     return Status::Ok();
   }
 
-  ASSIGN_OR_RETURN(audit::AuditReport report, VerifyLog(*store, "", *key, expected_head));
+  ASSIGN_OR_RETURN(audit::AuditReport report, VerifyLog(*store, log_name, *key, expected_head));
 
   nlohmann::json j = report.ToJson();
   j["database"] = db_path;
   j["public_key"] = HexEncode(key->Encode());
-  j["public_key_from"] = key_from_database ? "database" : "--public-key";
+  j["public_key_from"] = key_from_database ? "database" : key_from_witness ? "--witness" : "--public-key";
   out << j.dump(2) << "\n";
   if (!report.intact) return IntegrityError("audit log: " + report.failure);
   return Status::Ok();
@@ -167,6 +231,9 @@ void AddAuditCommands(CLI::App& app, std::function<void(Status)> run) {
                      "default: the one stored in the database");
   verify->add_option("--expect-head", flags.expect_head,
                      "SEQ:HASH from an earlier verify: the log must still hold this head");
+  verify->add_option("--witness", flags.witness,
+                     "a keeper's witness.json (its directory): verify under the audit key it witnessed, and every "
+                     "log must still hold the head it witnessed (catches a database restored from an older copy)");
   verify->callback([run] { run(AuditVerify(flags, std::cout, std::cerr)); });
 }
 

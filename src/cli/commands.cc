@@ -38,6 +38,7 @@
 #include "keeper/daemon/fault_injection.h"
 #include "keeper/daemon/keeper_service.h"
 #include "keeper/daemon/keeper_store.h"
+#include "keeper/daemon/witness.h"
 #include "keeper/api/protocol.h"
 #include "net/http_server.h"
 #include "net/tls_identity.h"
@@ -188,6 +189,27 @@ Status KeeperPolicyApprove(const std::string& dir, const std::string& measuremen
   return Status::Ok();
 }
 
+Status KeeperWitnessCheck(const std::string& dir, const std::string& url, const std::string& ca_file,
+                          const std::string& pass_file) {
+  ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
+  ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
+  ASSIGN_OR_RETURN(keeper::WitnessOutcome w, keeper::WitnessAppliance(*store, url, ca_file));
+  std::cout << nlohmann::json{{"keeper", store->id()},   {"appliance", url},        {"log", w.log},
+                              {"seq", w.seq},            {"hash", w.hash},          {"advanced", w.advanced},
+                              {"first_sight", w.first_sight}, {"records_checked", w.checked}}
+                   .dump()
+            << "\n";
+  return Status::Ok();
+}
+
+Status KeeperWitnessReset(const std::string& dir, const std::string& reason, const std::string& pass_file) {
+  ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
+  ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));
+  RETURN_IF_ERROR(keeper::ResetWitness(*store, reason));
+  std::cout << "keeper " << store->id() << " forgot the audit heads it witnessed; the next witness starts afresh\n";
+  return Status::Ok();
+}
+
 Status KeeperServe(const std::string& dir, const std::string& listen, const std::string& pass_file,
                    std::string cert, std::string key, bool insecure_http, const AutoReleaseFlags& release,
                    const std::string& audit_sync, uint32_t audit_window_ms) {
@@ -239,6 +261,7 @@ Status KeeperServe(const std::string& dir, const std::string& listen, const std:
                                     opts));
   RETURN_IF_ERROR(server->Start());
   std::unique_ptr<keeper::AutoRelease> auto_release;
+  if (release_options) release_options->witness_interval = std::chrono::milliseconds(release.witness_interval_ms);
   if (release_options)
     auto_release = std::make_unique<keeper::AutoRelease>(*store, *release_options,
                                                          std::chrono::milliseconds(release.interval_ms));
@@ -666,6 +689,24 @@ int Main(int argc, char** argv) {
   k_approve->callback([&] {
     run(KeeperPolicyApprove(dir, approve_measurement, approve_tee, approval_path, valid_days, pass_file));
   });
+
+  auto* k_witness = keeper_cmd->add_subcommand("witness", "witness an appliance's KMS audit chain")->require_subcommand(1);
+  auto* k_wcheck = k_witness->add_subcommand(
+      "check", "read the appliance's signed audit head, check it extends the one this keeper witnessed last "
+               "(rollback, fork), record it; prints the outcome as JSON");
+  k_wcheck->add_option("--dir", dir)->required();
+  k_wcheck->add_option("--server", url, "appliance URL")->required();
+  k_wcheck->add_option("--ca-file", ca_file, "CA bundle for https");
+  k_wcheck->add_option("--passphrase-file", pass_file);
+  k_wcheck->callback([&] { run(KeeperWitnessCheck(dir, url, ca_file, pass_file)); });
+  auto* k_wreset = k_witness->add_subcommand(
+      "reset", "forget the heads this keeper witnessed (after a deliberate restore of the appliance's database or "
+               "its re-initialisation); audited");
+  std::string reset_reason;
+  k_wreset->add_option("--dir", dir)->required();
+  k_wreset->add_option("--reason", reset_reason, "why (recorded in the keeper's audit log)")->required();
+  k_wreset->add_option("--passphrase-file", pass_file);
+  k_wreset->callback([&] { run(KeeperWitnessReset(dir, reset_reason, pass_file)); });
 
   auto* k_audit = keeper_cmd->add_subcommand("audit", "audit log")->require_subcommand(1);
   auto* k_verify = k_audit->add_subcommand("verify", "verify the hash chain and signatures");

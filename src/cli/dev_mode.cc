@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -27,6 +28,7 @@
 #include "keeper/daemon/keeper_service.h"
 #include "keeper/daemon/keeper_store.h"
 #include "keeper/daemon/release.h"
+#include "keeper/daemon/witness.h"
 #include "net/http_server.h"
 
 namespace custos::cli {
@@ -411,6 +413,9 @@ Status DevDeployment::Unseal() {
   ASSIGN_OR_RETURN(json health, CallAppliance(*appliance_, "GET", "/v1/sys/health"));
   if (health.value("sealed", true))
     return InternalError("the appliance is still sealed after releases from P1, C1, C2");
+  // Dev keepers witness the audit chain more often than the default minute: a dev server is
+  // short-lived.
+  o.witness_interval = std::chrono::seconds(5);
   for (DevKeeper* k : releasing)
     auto_release_.push_back(
         std::make_unique<keeper::AutoRelease>(*k->store, o, std::chrono::milliseconds(500)));
@@ -486,6 +491,20 @@ void DevDeployment::Stop() {
   if (env_written_) {
     ::unlink((dir_ + "/" + kDevEnvFile).c_str());
     env_written_ = false;
+  }
+  // The unsealing keepers witness the audit chain's last head before it goes (the periodic
+  // witness covers a server that dies instead), so a restart on an older copy of the database
+  // is refused by them.
+  if (!auto_release_.empty() && !endpoint_.empty() && appliance_) {
+    // (The API still serves: the keepers read the head over it, as any keeper does.)
+    if (!appliance_->SettleAudit(std::chrono::seconds(2)))
+      Log("warn", "the audit log's last entries are not signed and durable yet; the keepers witness what is");
+    for (DevKeeper& k : keepers_) {
+      if (std::find(kUnsealIds.begin(), kUnsealIds.end(), k.store->id()) == kUnsealIds.end()) continue;
+      StatusOr<keeper::WitnessOutcome> w = keeper::WitnessAppliance(*k.store, endpoint_);
+      if (!w.ok())
+        Log("warn", "audit witness at stop failed", {{"keeper", k.store->id()}, {"reason", w.status().message()}});
+    }
   }
   auto_release_.clear();  // joins the release threads before the appliance goes
   if (api_) api_->Stop();

@@ -6,7 +6,9 @@
 #include <regex>
 
 #include "protocol/attestation/sim_evidence.h"
+#include "client/kms/client.h"
 #include "crypto/hash.h"
+#include "protocol/audit/witness.h"
 #include "protocol/envelope/dual_control.h"
 #include "protocol/threshold/shamir.h"
 #include "keeper/daemon/keeper_store.h"
@@ -387,6 +389,154 @@ TEST_F(Appliance, SecondNodeJoinsDifferentMeasurementIsRefused) {
   EXPECT_NE(s3["measurement"], MustStatus(n1)["measurement"]);
   StopNode(n3);
   StopNode(n2);
+}
+
+// Customer-witnessed audit (issue 16): the keepers witness node 1's audit chain. A database
+// restored from an older copy is refused at the next unseal, naming the rollback (and `audit
+// verify --witness` says so); once the operator confirms the restore (`keeper witness reset`),
+// the others unseal it, and a keeper that did not reset sees the new history at the seq it
+// witnessed: a fork, refused. Normal restarts keep unsealing throughout.
+TEST_F(Appliance, KeepersRefuseARolledBackOrForkedAuditChain) {
+  Node& n = apps->nodes["node1"];
+  // Releases by hand from here: the keepers serve without auto-release.
+  for (const char* k : {"P1", "C1", "C3"}) {
+    c->Kill(k, SIGTERM);
+    c->Start(k);
+  }
+  ASSERT_TRUE(WaitFor([&] { return !MustStatus(n)["sealed"].get<bool>(); }));
+  auto r = c->Run({"operator", "access-key", "create", "--name", "witness", "--server", n.url(), "--token-file",
+                   n.dir + "/data/admin.token"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::map<std::string, std::string> creds;
+  for (size_t p = 0; p < r.out.size();) {
+    size_t nl = r.out.find('\n', p), eq = r.out.find('=', p);
+    if (eq < nl) creds[r.out.substr(p, eq - p)] = r.out.substr(eq + 1, nl - eq - 1);
+    p = nl == std::string::npos ? r.out.size() : nl + 1;
+  }
+  auto create_keys = [&](int count) {
+    kms::SigV4Credentials cr{creds["AWS_ACCESS_KEY_ID"],
+                             SecretBytes::CopyFrom(std::string_view(creds["AWS_SECRET_ACCESS_KEY"])), "", nullptr};
+    auto k = kms::KmsClient::Create(n.url(), std::move(cr), "us-east-1");
+    ASSERT_OK(k.status());
+    for (int i = 0; i < count; ++i) ASSERT_OK(k->CallOrError("CreateKey", json::object()).status());
+  };
+  auto witness = [&](const std::string& keeper) {
+    return c->Run({"keeper", "witness", "check", "--dir", c->P(keeper), "--server", n.url()});
+  };
+  auto witnessed_seq = [&](const RunResult& w) {
+    json j = json::parse(w.out, nullptr, false);
+    return j.is_object() ? j.value("seq", uint64_t{0}) : uint64_t{0};
+  };
+  auto restart_and_unseal = [&](const std::vector<std::string>& keepers) {
+    StopNode(n);
+    StartNode("node1");
+    for (const std::string& k : keepers) {
+      RunResult rel = Release(k, n);
+      ASSERT_EQ(rel.code, 0) << k << ": " << rel.err;
+    }
+    ASSERT_FALSE(MustStatus(n)["sealed"].get<bool>());
+  };
+  const std::vector<std::string> quorum = {"P1", "C1", "C3"};
+  const std::string db = n.dir + "/data/custos.db";
+
+  // The log is read by the custody's keepers (a signed read) or with the admin token; anyone
+  // else is refused, naming what failed.
+  auto http = net::HttpClient::Create(n.url());
+  ASSERT_OK(http.status());
+  auto refused = [&](const net::HttpHeaders& h) {
+    auto resp = http->Get("/v1/sys/audit/head", h);
+    EXPECT_OK(resp.status());
+    EXPECT_EQ(resp.ok() ? resp->status : 0, 403);
+    return resp.ok() ? resp->body : "";
+  };
+  EXPECT_THAT(refused({}), HasSubstr("read by the custody's keepers"));
+  crypto::SigningKey stranger = crypto::SigningKey::Generate();
+  const std::string now = std::to_string(std::time(nullptr));
+  auto signed_by = [&](const std::string& id, const std::string& when) {
+    return net::HttpHeaders{
+        {"x-custos-keeper", id},
+        {"x-custos-time", when},
+        {"x-custos-signature",
+         HexEncode(stranger.Sign(audit::ReadRequestMessage(id, "/v1/sys/audit/head", std::stoll(when))))}};
+  };
+  EXPECT_THAT(refused(signed_by("X9", now)), HasSubstr("keeper X9 is not in this custody"));
+  EXPECT_THAT(refused(signed_by("P1", now)), HasSubstr("the signature of keeper P1 does not verify"));
+  EXPECT_THAT(refused(signed_by("P1", std::to_string(std::time(nullptr) - 3600))), HasSubstr("from the appliance's clock"));
+  auto admin = net::DecodeJsonResponse(
+      http->Get("/v1/sys/audit/head", {{"authorization", "Bearer " + ReadAll(n.dir + "/data/admin.token").substr(0, 64)}}),
+      "node");
+  ASSERT_OK(admin.status());
+  EXPECT_TRUE(admin->contains("seq"));
+
+  create_keys(3);
+  for (const char* k : {"P1", "C1", "C2", "C3"}) ASSERT_EQ(witness(k).code, 0) << k;
+  // A copy of the database as it is now, taken with the node stopped (an old backup, or what a
+  // host kept to roll back to); then a normal restart and more keys, witnessed by everyone.
+  StopNode(n);
+  fs::create_directories(c->P("old-db"));
+  for (const char* suffix : {"", "-wal", "-shm"})
+    if (fs::exists(db + suffix))
+      fs::copy_file(db + suffix, c->P("old-db/custos.db") + suffix, fs::copy_options::overwrite_existing);
+  StartNode("node1");
+  for (const std::string& k : quorum) ASSERT_EQ(Release(k, n).code, 0) << k;
+  create_keys(3);
+  uint64_t newest = 0;
+  for (const char* k : {"P1", "C1", "C2", "C3"}) {
+    RunResult w = witness(k);
+    ASSERT_EQ(w.code, 0) << k << ": " << w.err;
+    newest = witnessed_seq(w);
+  }
+  ASSERT_GT(newest, 3u);
+
+  // The old copy put back: the node restarts sealed and every keeper refuses it, naming the
+  // rollback; nothing is released.
+  StopNode(n);
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    fs::remove(db + suffix);
+    if (fs::exists(c->P("old-db/custos.db") + suffix))
+      fs::copy_file(c->P("old-db/custos.db") + suffix, db + suffix);
+  }
+  StartNode("node1");
+  for (const std::string& k : quorum) {
+    RunResult rel = Release(k, n);
+    EXPECT_NE(rel.code, 0) << k;
+    EXPECT_THAT(rel.err, HasSubstr("audit rollback: log '' ends at signed head seq"));
+    EXPECT_THAT(rel.err, HasSubstr("before seq " + std::to_string(newest) + " this keeper witnessed"));
+  }
+  EXPECT_TRUE(MustStatus(n)["sealed"].get<bool>());
+  EXPECT_THAT(ReadAll(c->P("P1") + "/audit.log"), HasSubstr("audit.witness.refused"));
+  r = c->Run({"audit", "verify", "--data-dir", n.dir + "/data", "--witness", c->P("P1") + "/witness.json"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("before the expected head seq " + std::to_string(newest) + " (truncated or rolled back)"));
+  EXPECT_THAT(r.out, HasSubstr("\"public_key_from\": \"--witness\""));
+
+  // The operator confirms the restore was deliberate: P1, C1, C3 forget what they witnessed
+  // (audited) and unseal it. The restored history then grows past the seq C2 witnessed.
+  for (const std::string& k : quorum) {
+    RunResult reset = c->Run({"keeper", "witness", "reset", "--dir", c->P(k), "--reason", "restored backup"});
+    ASSERT_EQ(reset.code, 0) << reset.err;
+    EXPECT_THAT(ReadAll(c->P(k) + "/audit.log"), HasSubstr("audit.witness.reset"));
+  }
+  for (const std::string& k : quorum) ASSERT_EQ(Release(k, n).code, 0) << k;
+  EXPECT_FALSE(MustStatus(n)["sealed"].get<bool>());
+  create_keys(static_cast<int>(newest) + 2);
+  ASSERT_EQ(witness("P1").code, 0);
+  RunResult forked = witness("C2");
+  EXPECT_NE(forked.code, 0);
+  EXPECT_THAT(forked.err, HasSubstr("audit fork: log '' has hash"));
+  EXPECT_THAT(forked.err, HasSubstr("at seq " + std::to_string(newest) + ", this keeper witnessed"));
+  EXPECT_THAT(forked.err, HasSubstr("two different heads at one sequence number"));
+
+  // Normal restarts keep unsealing; C2 keeps refusing this history.
+  StopNode(n);
+  StartNode("node1");
+  RunResult c2 = Release("C2", n);
+  EXPECT_NE(c2.code, 0);
+  EXPECT_THAT(c2.err, HasSubstr("audit fork"));
+  for (const std::string& k : quorum) ASSERT_EQ(Release(k, n).code, 0) << k;
+  EXPECT_FALSE(MustStatus(n)["sealed"].get<bool>());
+  restart_and_unseal(quorum);
+  EXPECT_EQ(c->Run({"keeper", "audit", "verify", "--dir", c->P("C2"), "--custody", custody}).code, 0);
 }
 
 }  // namespace

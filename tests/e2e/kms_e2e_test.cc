@@ -333,5 +333,54 @@ TEST(KmsE2E, AuditVerifyDetectsAnEditedDatabase) {
   EXPECT_NE(gone.code, 0);
 }
 
+// Customer-witnessed audit in dev mode (issue 16): the in-process keepers witness the audit
+// chain (at every release, every 5 s, and at stop). A restart on the database as it was keeps
+// unsealing; a restart on an older copy of it (deleted keys back) is refused by the keepers,
+// naming the rollback, and `audit verify --witness` says the same.
+TEST(KmsE2E, DevKeepersRefuseADatabaseRolledBackToAnOlderCopy) {
+  std::string dir = testing::TempDir() + "/dev-witness";
+  DevServer s = DevServer::Start(dir);
+  ASSERT_GT(s.pid, 0);
+  std::string doomed;
+  {
+    kms::KmsClient c = s.Client();
+    doomed = Ok(c, "CreateKey", json::object())["KeyMetadata"]["KeyId"];
+    for (int i = 0; i < 3; ++i) Ok(c, "CreateKey", json::object());
+  }
+  s.Stop();
+  fs::copy(dir + "/server", dir + "-old", fs::copy_options::recursive);
+  // A normal restart unseals; the key is scheduled for deletion, which a rollback would undo.
+  s = DevServer::Start(dir);
+  ASSERT_GT(s.pid, 0);
+  {
+    kms::KmsClient c = s.Client();
+    Ok(c, "ScheduleKeyDeletion", {{"KeyId", doomed}, {"PendingWindowInDays", 7}});
+    for (int i = 0; i < 3; ++i) Ok(c, "CreateKey", json::object());
+  }
+  s.Stop();
+  json witnessed = json::parse(ReadAll(dir + "/keepers/P1/witness.json"), nullptr, false);
+  ASSERT_TRUE(witnessed.is_object()) << ReadAll(dir + "/keepers/P1/witness.json");
+  uint64_t seq = witnessed["custodies"].begin().value()["logs"][""]["seq"].get<uint64_t>();
+  EXPECT_GE(seq, 8u);  // the head at the second stop: 4 + 4 requests
+
+  fs::remove_all(dir + "/server");
+  fs::copy(dir + "-old", dir + "/server", fs::copy_options::recursive);
+  pid_t p = Spawn({Bin(), "server", "--dev", "--listen", "127.0.0.1:0", "--data-dir", dir}, {}, dir + ".rolled.out",
+                  dir + ".rolled.err");
+  int st = 0;
+  waitpid(p, &st, 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+  std::string err = ReadAll(dir + ".rolled.err");
+  EXPECT_THAT(err, HasSubstr("release from keeper"));
+  EXPECT_THAT(err, HasSubstr("audit rollback: log '' ends at signed head seq"));
+  EXPECT_THAT(err, HasSubstr("before seq " + std::to_string(seq) + " this keeper witnessed"));
+  EXPECT_FALSE(fs::exists(dir + "/dev.env"));
+  pid_t v = Spawn({Bin(), "audit", "verify", "--data-dir", dir, "--witness", dir + "/keepers/C1/witness.json"}, {},
+                  dir + ".verify.out", dir + ".verify.err");
+  waitpid(v, &st, 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+  EXPECT_THAT(ReadAll(dir + ".verify.out"), HasSubstr("(truncated or rolled back)"));
+}
+
 }  // namespace
 }  // namespace custos::e2e

@@ -9,12 +9,14 @@
 #include <climits>
 #include <filesystem>
 #include <iostream>
+#include <regex>
 #include <thread>
 
 #include "common/file.h"
 #include "common/log.h"
 #include "crypto/hash.h"
 #include "crypto/random.h"
+#include "protocol/audit/witness.h"
 #include "protocol/custody/custody.h"
 #include "net/http_client.h"
 #include "net/json_fields.h"
@@ -410,6 +412,10 @@ const std::vector<Appliance::Route>& Appliance::Routes() {
       // A join's record carries the joining node's evidence and DCAP collateral (<= 512 KiB).
       {"POST", "/v1/sys/sigma/record", false, 1 << 20, &Appliance::SigmaRecord},
       {"POST", "/v1/sys/custody", false, 256 << 10, &Appliance::CustodyUpdate},
+      // Keepers witnessing the audit chain: a keeper's signed read or the admin token (checked
+      // by the handlers: AuthorizeAuditRead).
+      {"GET", "/v1/sys/audit/head", false, 0, &Appliance::AuditHead},
+      {"GET", "/v1/sys/audit/records", false, 0, &Appliance::AuditRecords},
   };
   return routes;
 }
@@ -495,6 +501,102 @@ StatusOr<json> Appliance::SealStatus(const net::HttpRequest&, const json&) {
                         "origin_binding", "unseal_error"})
     if (s.contains(k)) out[k] = s[k];
   return out;
+}
+
+namespace {
+
+// QueryValue is the value of `name` in the request target's query string (no percent-decoding:
+// the audit routes' values are numbers and node names, [A-Za-z0-9._-]); nullopt when absent.
+std::optional<std::string> QueryValue(const std::string& target, std::string_view name) {
+  size_t q = target.find('?');
+  if (q == std::string::npos) return std::nullopt;
+  std::string_view rest = std::string_view(target).substr(q + 1);
+  while (!rest.empty()) {
+    std::string_view pair = rest.substr(0, rest.find('&'));
+    rest = pair.size() < rest.size() ? rest.substr(pair.size() + 1) : std::string_view();
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) return std::string(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+  }
+  return std::nullopt;
+}
+
+StatusOr<uint64_t> QueryNumber(const std::string& target, std::string_view name, uint64_t fallback) {
+  std::optional<std::string> v = QueryValue(target, name);
+  if (!v) return fallback;
+  if (v->empty() || v->size() > 19 || v->find_first_not_of("0123456789") != std::string::npos)
+    return InvalidArgument(std::string(name) + " must be a decimal number");
+  return std::stoull(*v);
+}
+
+constexpr size_t kMaxAuditRecordsPerRead = 1000;
+
+}  // namespace
+
+custos::Status Appliance::AuthorizeAuditRead(const net::HttpRequest& req) const {
+  if (IsAdmin(req)) return custos::Status::Ok();
+  auto header = [&](const char* name) -> std::string {
+    auto h = req.headers.find(name);
+    return h == req.headers.end() ? "" : h->second;
+  };
+  const std::string keeper_id = header(audit::kReadKeeperHeader);
+  const std::string time_text = header(audit::kReadTimeHeader);
+  const std::string signature_hex = header(audit::kReadSignatureHeader);
+  if (keeper_id.empty() || time_text.empty() || signature_hex.empty())
+    return PermissionDenied(
+        "the audit log is read by the custody's keepers (a signed read: x-custos-keeper, x-custos-time, "
+        "x-custos-signature) or with the admin token");
+  if (time_text.size() > 12 || time_text.find_first_not_of("0123456789") != std::string::npos)
+    return PermissionDenied("audit read: x-custos-time must be unix seconds");
+  const int64_t when = std::stoll(time_text);
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  if (when < now - audit::kReadSkewSeconds || when > now + audit::kReadSkewSeconds)
+    return PermissionDenied("audit read: x-custos-time is more than " + std::to_string(audit::kReadSkewSeconds) +
+                            " s from the appliance's clock");
+  ASSIGN_OR_RETURN(std::string custody_text, ChooseCustody(config_));
+  ASSIGN_OR_RETURN(custody::CustodyDescriptor custody, custody::CustodyDescriptor::Parse(custody_text));
+  const custody::KeeperRecord* keeper = custody.FindKeeper(keeper_id);
+  if (keeper == nullptr) return PermissionDenied("audit read: keeper " + keeper_id.substr(0, 64) + " is not in this custody");
+  StatusOr<Bytes> signature = HexDecode(signature_hex);
+  if (!signature.ok() ||
+      !crypto::VerifyingKey::FromPoint(keeper->identity_key).Verify(audit::ReadRequestMessage(keeper_id, req.target, when), *signature).ok())
+    return PermissionDenied("audit read: the signature of keeper " + keeper_id + " does not verify");
+  return custos::Status::Ok();
+}
+
+StatusOr<json> Appliance::AuditHead(const net::HttpRequest& req, const json&) {
+  RETURN_IF_ERROR(AuthorizeAuditRead(req));
+  json out = {{"log", config_.node_name}, {"seq", 0}, {"hash", ""}, {"signature", ""}};
+  StatusOr<std::string> key = store_->GetMeta("audit_public_key");
+  if (key.ok()) {
+    out["audit_public_key"] = *key;
+  } else if (key.status().code() != ErrorCode::kNotFound) {
+    return key.status();
+  }
+  if (audit_) {
+    SignedRecordHead head = audit_->WitnessHead();
+    if (head.seq != 0) {
+      out["seq"] = head.seq;
+      out["hash"] = HexEncode(head.hash);
+      out["signature"] = HexEncode(head.signature);
+    }
+  }
+  return out;
+}
+
+StatusOr<json> Appliance::AuditRecords(const net::HttpRequest& req, const json&) {
+  RETURN_IF_ERROR(AuthorizeAuditRead(req));
+  std::string log = QueryValue(req.target, "log").value_or(config_.node_name);
+  static const std::regex log_re("^[A-Za-z0-9._-]{0,64}$");
+  if (!std::regex_match(log, log_re)) return InvalidArgument("log must be 0 to 64 characters of A-Z a-z 0-9 . _ -");
+  ASSIGN_OR_RETURN(uint64_t from, QueryNumber(req.target, "from", 1));
+  ASSIGN_OR_RETURN(uint64_t limit, QueryNumber(req.target, "limit", kMaxAuditRecordsPerRead));
+  if (from == 0 || limit == 0 || limit > kMaxAuditRecordsPerRead)
+    return InvalidArgument("from must be at least 1 and limit 1.." + std::to_string(kMaxAuditRecordsPerRead));
+  ASSIGN_OR_RETURN(std::vector<store::AuditRecord> page, store_->ReadAuditLog(log, from, limit));
+  json records = json::array();
+  for (const store::AuditRecord& r : page)
+    records.push_back({{"seq", r.seq}, {"entry", r.entry}, {"hash", HexEncode(r.hash)}, {"signature", HexEncode(r.signature)}});
+  return json{{"log", log}, {"records", std::move(records)}};
 }
 
 StatusOr<json> Appliance::Status(const net::HttpRequest& req, const json&) {

@@ -20,6 +20,12 @@
 //   POST /v1/sys/custody                {"descriptor": custody.json} -> {"custody", "epoch"}
 //                                       adopts the successor descriptor of a reshare (the core
 //                                       checks it: same joint key, higher epoch, every signature)
+//   GET  /v1/sys/audit/head             [keeper or admin] this node's newest durable signed
+//                                       audit head: {"log", "audit_public_key", "seq", "hash",
+//                                       "signature"} (docs/protocol.md "Audit witness")
+//   GET  /v1/sys/audit/records?log=L&from=N&limit=M
+//                                       [keeper or admin] {"log", "records": [{"seq", "entry",
+//                                       "hash", "signature"}]}, at most 1000 records
 //   POST /v1/sys/access-keys            [admin] {"name"} -> {"access_key_id", "secret_access_key",
 //                                       "principal_arn"}
 //   GET  /metrics                       [admin] Prometheus text: KMS requests and latency, sealed state
@@ -89,6 +95,9 @@ class Appliance {
   // Stop ends the join thread (if any) and drains the audit writer. The core stops when the
   // Appliance is destroyed.
   void Stop();
+  // SettleAudit waits (up to `timeout`) until the audit log's head is signed and durable, so
+  // that keepers witnessing it now see the last entry (dev mode's stop). False on timeout.
+  bool SettleAudit(std::chrono::milliseconds timeout) const { return audit_ && audit_->WaitSettled(timeout); }
 
   // CreateAccessKey makes a SigV4 access key for the principal arn:aws:iam::ACCOUNT:user/NAME
   // (the core draws the secret and wraps it under the root key; the store keeps only the
@@ -121,6 +130,11 @@ class Appliance {
   bool IsAdmin(const net::HttpRequest& request) const;
   StatusOr<Json> Health(const net::HttpRequest& request, const Json& body);
   StatusOr<Json> SealStatus(const net::HttpRequest& request, const Json& body);
+  // The audit witness routes (keepers, or the admin token): AuthorizeAuditRead checks a
+  // keeper's signed read (audit/witness.h) against the custody this node serves.
+  custos::Status AuthorizeAuditRead(const net::HttpRequest& request) const;
+  StatusOr<Json> AuditHead(const net::HttpRequest& request, const Json& body);
+  StatusOr<Json> AuditRecords(const net::HttpRequest& request, const Json& body);
   StatusOr<Json> Status(const net::HttpRequest& request, const Json& body);
   StatusOr<Json> Init(const net::HttpRequest& request, const Json& body);
   StatusOr<Json> SigmaRespond(const net::HttpRequest& request, const Json& body);

@@ -101,6 +101,8 @@ StatusOr<std::unique_ptr<AuditWriter>> AuditWriter::Start(store::Store& store,
       store, std::move(signer), std::move(options), std::move(head), std::move(anchor),
       std::move(tail)));
   writer->signed_seq_ = last_signed.seq;
+  writer->signature_durable_ = {last_signed.seq, last_signed.hash, last_signed.signature};
+  writer->signature_written_ = writer->signature_durable_;
   writer->durable_seq_ = writer->head_.seq;  // what was found is as durable as it will get
   if (!writer->pending_.empty()) writer->oldest_unsigned_ = Clock::now();
   writer->thread_ = std::thread([w = writer.get()] { w->RunSigner(); });
@@ -279,6 +281,7 @@ void AuditWriter::RunSyncer() {
       }
     }
     const uint64_t target = head_.seq;
+    const SignedRecordHead signature_covered = signature_written_;
     dirty_ = false;
     oldest_since_sync_.reset();
     lock.unlock();
@@ -286,6 +289,7 @@ void AuditWriter::RunSyncer() {
     lock.lock();
     if (synced.ok()) {
       durable_seq_ = std::max(durable_seq_, target);
+      if (signature_covered.seq > signature_durable_.seq) signature_durable_ = signature_covered;
       oldest_undurable_ = oldest_since_sync_;
       sync_error_ = Status::Ok();
     } else {
@@ -368,6 +372,7 @@ void AuditWriter::Adopt(std::vector<store::AuditRecord>& records) {
   if (options_.sync == AuditSync::kRequest) {
     signed_seq_ = head_.seq;
     durable_seq_ = head_.seq;
+    NoteSignatureStored({head_.seq, head_.hash, records.back().signature}, store::Durability::kDurable);
     return;
   }
   for (store::AuditRecord& r : records) pending_.push_back(std::move(r.entry));
@@ -407,15 +412,16 @@ Status AuditWriter::CheckSignedHead(const SignedHead& signed_head, uint64_t seq,
 
 Status AuditWriter::SignPending(store::Durability durability) {
   if (unstored_signature_) {
-    const auto& [seq, signature] = *unstored_signature_;
-    Status stored = store_.SignAudit(seq, signature, durability);
+    const SignedRecordHead& u = *unstored_signature_;
+    Status stored = store_.SignAudit(u.seq, u.signature, durability);
     if (!stored.ok()) {
       // A retried call whose first attempt committed finds the record signed already.
       StatusOr<store::AuditRecord> last_signed = store_.LastSignedAudit();
-      if (!last_signed.ok() || last_signed->seq < seq) return CouldNotWrite(stored);
+      if (!last_signed.ok() || last_signed->seq < u.seq) return CouldNotWrite(stored);
     }
-    unstored_signature_.reset();
     std::lock_guard lock(mu_);
+    NoteSignatureStored(*unstored_signature_, durability);
+    unstored_signature_.reset();
     signature_unstored_ = false;
     if (durability == store::Durability::kWritten && !dirty_) {
       dirty_ = true;
@@ -461,10 +467,11 @@ Status AuditWriter::SignPending(store::Durability durability) {
     signed_seq_ = seq;
     unsigned_count_ = pending_.size();
     if (!stored.ok()) {
-      unstored_signature_.emplace(seq, signed_head->signature);
+      unstored_signature_ = SignedRecordHead{seq, hash, signed_head->signature};
       signature_unstored_ = true;
       return CouldNotWrite(stored);
     }
+    NoteSignatureStored({seq, hash, signed_head->signature}, durability);
     if (durability == store::Durability::kWritten) {
       if (!oldest_since_sync_) oldest_since_sync_ = Clock::now();
       if (!dirty_) {
@@ -518,6 +525,28 @@ void AuditWriter::Stop() {
   work_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   if (syncer_.joinable()) syncer_.join();
+}
+
+void AuditWriter::NoteSignatureStored(const SignedRecordHead& head, store::Durability durability) {
+  if (head.seq > signature_written_.seq) signature_written_ = head;
+  if (durability == store::Durability::kDurable && head.seq > signature_durable_.seq) signature_durable_ = head;
+}
+
+bool AuditWriter::WaitSettled(std::chrono::milliseconds timeout) const {
+  const Clock::time_point deadline = Clock::now() + timeout;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (signature_durable_.seq == head_.seq) return true;
+    }
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+SignedRecordHead AuditWriter::WitnessHead() const {
+  std::lock_guard lock(mu_);
+  return signature_durable_;
 }
 
 audit::Head AuditWriter::head() const {

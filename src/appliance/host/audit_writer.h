@@ -65,6 +65,12 @@ struct SignedHead {
   Bytes signature;
 };
 
+// SignedRecordHead is a stored record's (seq, hash) and the core's signature over it.
+struct SignedRecordHead {
+  uint64_t seq = 0;  // 0: none
+  Bytes hash, signature;
+};
+
 // BatchSigner extends the core's chain with `entries` after `anchor` and signs the new head:
 // the host wires it to ecall kAuditAppend (its contract in ecall/ecall.h). The anchor is
 // empty for the first batch of an empty log, else EncodeHead(seq, hash) || signature of the
@@ -142,6 +148,15 @@ class AuditWriter {
   };
   Progress progress() const;
 
+  // WitnessHead is the newest signed head known durable (fsynced with its signature): what
+  // keepers may witness (docs/protocol.md "Audit witness"). A head acknowledged but not yet
+  // durable could be lost by a power cut and then look like a rollback. seq 0 when none.
+  SignedRecordHead WitnessHead() const;
+  // WaitSettled waits (up to `timeout`) until every entry written so far is signed and its
+  // signature durable, so WitnessHead is the log's head (a clean stop's last witness). False
+  // on timeout (the core cannot sign, the disk does not sync).
+  bool WaitSettled(std::chrono::milliseconds timeout) const;
+
  private:
   using Clock = std::chrono::steady_clock;
   // Batch is the entries of one group commit and, once done, its result.
@@ -183,6 +198,9 @@ class AuditWriter {
   // Adopt makes stored `records` (chained after head_) the host's head: kGroup queues their
   // entries for the signer and the syncer, kRequest (signed, durable) moves every mark.
   void Adopt(std::vector<store::AuditRecord>& records);
+  // NoteSignatureStored advances signature_written_ (and signature_durable_ for kDurable).
+  // Requires mu_.
+  void NoteSignatureStored(const SignedRecordHead& head, store::Durability durability);
   // WaitDurable blocks until `seq` is fsynced; an error if a sync failed meanwhile. Requires mu_.
   Status WaitDurable(std::unique_lock<std::mutex>& lock, uint64_t seq);
 
@@ -220,12 +238,15 @@ class AuditWriter {
   Bytes anchor_;
   // The core's newest signature that the store has not taken yet (under sign_mu_); while it is
   // set, signature_unstored_ (guarded by mu_) keeps the signer retrying.
-  std::optional<std::pair<uint64_t, Bytes>> unstored_signature_;
+  std::optional<SignedRecordHead> unstored_signature_;
   bool signature_unstored_ = false;
   // A batch whose store call failed, to settle before the next write (a leader's, one at a time).
   std::vector<store::AuditRecord> unsettled_;
   std::deque<std::string> pending_;
   std::optional<Clock::time_point> oldest_unsigned_;  // guarded by mu_: when pending_ began
+  // Guarded by mu_: the newest signature stored (kWritten, not known durable) and the newest
+  // known durable (the syncer moves the first to the second after an fsync that covers it).
+  SignedRecordHead signature_written_, signature_durable_;
 
   std::mutex stop_mu_;  // serialises Stop's join
   std::thread thread_;

@@ -463,6 +463,7 @@ TEST_F(AuditWriterTest, RestartContinuesTheChain) {
   for (int i = 0; i < 5; ++i) ASSERT_OK(writer->Append(Entry("run2-" + std::to_string(i))));
   writer->Stop();
   EXPECT_EQ(restarted.anchors_verified(), 1);
+  EXPECT_EQ(writer->WitnessHead().seq, 15u);
   audit::AuditReport report = VerifyAll();
   EXPECT_TRUE(report.intact) << report.failure;
   EXPECT_EQ(report.entries, 15u);
@@ -500,6 +501,11 @@ TEST_F(AuditWriterTest, GroupSyncAcknowledgesOnceWrittenAndSignsBehind) {
   audit::AuditReport report = VerifyAll();
   EXPECT_TRUE(report.intact) << report.failure;
   EXPECT_EQ(report.head_seq, 6u);
+  // What keepers witness: the newest signed head that is durable, signed by the audit key.
+  SignedRecordHead witness = writer->WitnessHead();
+  EXPECT_EQ(witness.seq, 6u);
+  EXPECT_EQ(witness.hash, store_->LastAudit()->hash);
+  EXPECT_OK(key_.verifying_key().Verify(audit::CheckpointMessage(witness.seq, witness.hash), witness.signature));
 }
 
 TEST_F(AuditWriterTest, GroupSyncWritesOnTheAppendersThreadWhileTheSignerIsStuck) {

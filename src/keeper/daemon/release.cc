@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "common/log.h"
+#include "keeper/daemon/witness.h"
 
 #include "protocol/attestation/evidence.h"
 #include "crypto/hash.h"
@@ -109,6 +110,8 @@ StatusOr<ReleaseOutcome> Run(KeeperStore& store, const ReleaseOptions& o, Seen& 
   // make this keeper release less.
   if (status.contains("unseal_error") && status["unseal_error"].is_string())
     return IntegrityError("appliance cannot be unsealed: " + status["unseal_error"].get<std::string>());
+  // The database it will serve from must not have gone back since this keeper last saw it.
+  if (o.witness) RETURN_IF_ERROR(WitnessAppliance(store, o.server_url, o.ca_file).status());
 
   sigma::InitiatorConfig cfg;
   cfg.keeper_id = store.id();
@@ -220,6 +223,8 @@ AutoRelease::~AutoRelease() {
 
 void AutoRelease::Loop() {
   std::string last;
+  std::string last_witness;  // the last periodic witness's outcome, logged when it changes
+  std::chrono::steady_clock::time_point witness_due{};
   std::optional<ApplianceIdentity> halted;   // the core an integrity failure stopped us on
   std::optional<ApplianceIdentity> counted;  // the core that holds our partial, still sealed
   for (;;) {
@@ -288,6 +293,29 @@ void AutoRelease::Loop() {
       line["msg"] = r->unsealed ? "appliance is unsealed" : "already contributed; waiting for the other keepers";
     }
     if (r.ok() && !r->unsealed && !seen.enclave_key.empty()) counted = seen;
+    // While it serves, the appliance's audit chain is witnessed on a period, so that a later
+    // rollback is caught against a recent head (and at the next release, refused).
+    if (r.ok() && r->unsealed && options_.witness && options_.witness_interval.count() > 0 &&
+        std::chrono::steady_clock::now() >= witness_due) {
+      witness_due = std::chrono::steady_clock::now() + options_.witness_interval;
+      StatusOr<WitnessOutcome> w = WitnessAppliance(store_, options_.server_url, options_.ca_file);
+      json wl = {{"component", "auto-release"}, {"appliance", options_.server_url}};
+      std::string outcome;
+      if (w.ok()) {
+        outcome = "ok";
+        wl["level"] = "info";
+        wl["msg"] = "audit chain witnessed";
+        wl["log"] = w->log;
+        wl["seq"] = w->seq;
+      } else {
+        outcome = w.status().message();
+        wl["level"] = w.status().code() == ErrorCode::kIntegrity ? "error" : "warn";
+        wl["msg"] = "audit chain witness failed";
+        wl["reason"] = w.status().message();
+      }
+      if (outcome != last_witness || (w.ok() && w->advanced && w->first_sight)) LogLine(wl);
+      last_witness = outcome;
+    }
     if (now != last || (r.ok() && r->released)) LogLine(line);
     last = now;
     std::unique_lock<std::mutex> lock(mu_);

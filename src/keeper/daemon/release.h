@@ -6,6 +6,8 @@
 //   2. runs SIGMA-I as initiator (sigma/sigma.h): the enclave's evidence must verify (DCAP with
 //      collateral, or sim), satisfy the keeper's attestation policy, and bind this session
 //      (g^y, pk_E, nonce_K, custody fingerprint) through its report_data;
+//   2a. (before the handshake) witnesses the appliance's audit chain (keeper/daemon/witness.h):
+//      a chain that went backwards or forked since this keeper last saw it refuses the release;
 //   3. on the enclave's unseal request, appends the release to its own audit log (durably,
 //      before anything leaves), then sends D_i = x_i*R with its DLEQ proof over the channel.
 // Every refusal is also recorded in the audit log ("enclave.refused") with the failed check.
@@ -36,6 +38,11 @@ struct ReleaseOptions {
   std::function<std::time_t()> now;      // clock for DCAP validity windows (default time())
   std::shared_ptr<const Misbehaviour> misbehaviour;  // fault injection (tests only): null in production
   bool audit_refusals = true;             // record refused evidence as "enclave.refused"
+  // Witness the appliance's audit chain (keeper/daemon/witness.h) before releasing to a sealed
+  // appliance; a rollback or fork refuses the release. AutoRelease also witnesses every
+  // witness_interval while the appliance serves (0: at releases only).
+  bool witness = true;
+  std::chrono::milliseconds witness_interval{60'000};
 };
 
 // ReleaseOutcome says what happened.
