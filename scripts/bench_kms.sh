@@ -9,7 +9,8 @@
 # server's 2 HTTP I/O threads), creates one symmetric key with boto3, then for each connection
 # count runs wrk for BENCH_KMS_SECONDS against nginx (GET /) and against custos for three signed
 # requests: Encrypt of 64 B, Encrypt of 4 KiB, GenerateDataKey AES_256, Decrypt of a 64 B
-# plaintext's ciphertext.
+# plaintext's ciphertext, and the XKS proxy API's Encrypt of 64 B (issue 17; signed as AWS KMS
+# signs it, service kms-xks-proxy).
 #
 # Every custos run replays one request signed just before it (scripts/bench_kms/sign.py; SigV4
 # accepts a signed request again within its 5-minute clock-skew window). Before the run the
@@ -28,7 +29,7 @@
 # more run under `perf record --call-graph dwarf` of the server and its trusted core (Encrypt 64 B
 # at the last connection count; BENCH_KMS_PERF_LABEL=encrypt64|encrypt4k|gdk|decrypt64 and
 # BENCH_KMS_PERF_CONNECTIONS choose another) and prints the top of the profile,
-# BENCH_KMS_LABELS (default "nginx encrypt64 encrypt4k gdk decrypt64") limits the runs,
+# BENCH_KMS_LABELS (default "nginx encrypt64 encrypt4k gdk decrypt64 xks64") limits the runs,
 # BENCH_KMS_KEEP=1 keeps the work directory (wrk outputs, logs).
 # Needs wrk, nginx (nginx-light), curl and python3 with boto3: scripts/install-deps.sh.
 set -uo pipefail
@@ -180,7 +181,8 @@ n, b = db.execute("SELECT count(*), coalesce(sum(length(signature) > 0), 0) FROM
 print(n, b)
 PY
 }
-op_of() { case "$1" in encrypt64|encrypt4k) echo Encrypt ;; gdk) echo GenerateDataKey ;; decrypt64) echo Decrypt ;; esac; }
+op_of() { case "$1" in encrypt64|encrypt4k) echo Encrypt ;; gdk) echo GenerateDataKey ;; decrypt64) echo Decrypt ;;
+  xks64) echo XksEncrypt ;; esac; }
 tck="$(getconf CLK_TCK)"
 runs="$tmp/runs.tsv"
 : >"$runs"
@@ -193,9 +195,10 @@ measure() {
     url="$nginx_url"; pids="$nginx_pid"
     set --
   else
-    url="$CUSTOS_ENDPOINT/"; pids="$server_pid"; op="$(op_of "$label")"
+    pids="$server_pid"; op="$(op_of "$label")"
     local req="$tmp/req-$label-c$conns"
     "$py" "$here/bench_kms/sign.py" sign "$label" "$key_id" "$req" || fail "signing $label"
+    url="$(cat "$req.url")"
     # Spot check: the very request wrk will replay, sent once with curl, must succeed and its
     # ciphertext must decrypt to the right plaintext.
     local code
@@ -249,7 +252,7 @@ seconds="$saved_seconds"; : >"$runs"
 
 echo "runs (${seconds} s each; wrk -t2, -t1 for 1 connection):"
 for c in $conns_list; do
-  for label in ${BENCH_KMS_LABELS:-nginx encrypt64 encrypt4k gdk decrypt64}; do measure "$label" "$c"; done
+  for label in ${BENCH_KMS_LABELS:-nginx encrypt64 encrypt4k gdk decrypt64 xks64}; do measure "$label" "$c"; done
 done
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo

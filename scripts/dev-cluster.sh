@@ -578,6 +578,13 @@ chmod 600 "$dir/credentials"
 access_key_id="$(sed -n 's/^AWS_ACCESS_KEY_ID=//p' "$dir/credentials")"
 secret_access_key="$(sed -n 's/^AWS_SECRET_ACCESS_KEY=//p' "$dir/credentials")"
 [ -n "$access_key_id" ] && [ -n "$secret_access_key" ] || fail "no access key in the answer" "$setup_log"
+# The XKS proxy API's credential (docs/xks.md), under the prefix dev mode uses.
+"$custos" operator xks-credential create --prefix /dev --name dev --server "$(node_url 1)" --token-file "$(token_file 1)" \
+  >"$dir/xks-credential.json" 2>>"$setup_log" || fail "operator xks-credential create failed" "$setup_log"
+chmod 600 "$dir/xks-credential.json"
+xks_access_key_id="$(jq -r .XksProxyAuthenticationCredential.AccessKeyId "$dir/xks-credential.json")"
+xks_secret_access_key="$(jq -r .XksProxyAuthenticationCredential.RawSecretAccessKey "$dir/xks-credential.json")"
+xks_uri_path="$(jq -r .XksProxyUriPath "$dir/xks-credential.json")"
 
 # ---- 5. Ready: every node unsealed on one root key, HAProxy serving --------------------------
 begin "waiting for every node to be unsealed and HAProxy to serve"
@@ -612,7 +619,9 @@ write_env() {  # FILE ENDPOINT: dev mode's dev.env lines (no CUSTOS_DEV_PID), 06
     umask 077
     printf '%s\n' "CUSTOS_ENDPOINT=$2" "AWS_ACCESS_KEY_ID=$access_key_id" \
       "AWS_SECRET_ACCESS_KEY=$secret_access_key" "AWS_REGION=us-east-1" "AWS_DEFAULT_REGION=us-east-1" \
-      "CUSTOS_ADMIN_TOKEN_FILE=$(token_file 1)" "CUSTOS_DATA_DIR=$dir" >"$1.new"
+      "CUSTOS_ADMIN_TOKEN_FILE=$(token_file 1)" "CUSTOS_DATA_DIR=$dir" "CUSTOS_XKS_ENDPOINT=$2" \
+      "CUSTOS_XKS_URI_PREFIX=$xks_uri_path" "CUSTOS_XKS_ACCESS_KEY_ID=$xks_access_key_id" \
+      "CUSTOS_XKS_SECRET_ACCESS_KEY=$xks_secret_access_key" >"$1.new"
   )
   mv "$1.new" "$1"
 }

@@ -47,6 +47,9 @@ const std::vector<std::string> kUnsealIds = {"P1", "C1", "C2"};
 constexpr uint32_t kCustomerThreshold = 2;
 constexpr char kAccessKeyName[] = "dev";
 constexpr char kCredentialsFile[] = "dev-credentials";
+// The XKS proxy API credential dev mode makes (docs/xks.md), and its URI prefix.
+constexpr char kXksCredentialsFile[] = "dev-xks-credentials";
+constexpr char kXksUriPrefix[] = "/dev";
 
 void Log(const std::string& level, const std::string& msg, const json& extra = json::object()) {
   custos::Log(level, "dev", msg, extra);
@@ -190,12 +193,12 @@ Status SaveCredentials(const std::string& path, const DevCredentials& c) {
 // CallAppliance runs one API request through the appliance's handler, in process (the same
 // code path as over HTTP, without the loopback round trip).
 StatusOr<json> CallAppliance(host::Appliance& appliance, const std::string& method,
-                             const std::string& target) {
+                             const std::string& target, const json& body = json::object()) {
   net::HttpRequest req;
   req.method = method;
   req.target = target;
   if (method == "POST") {
-    req.body = "{}";
+    req.body = body.dump();
     req.headers["content-type"] = "application/json";
   }
   req.remote = "dev-mode";
@@ -230,6 +233,7 @@ class DevDeployment {
   Status InitIfNeeded();
   Status Unseal();
   Status EnsureAccessKey();
+  Status EnsureXksCredential();
   Status WriteDevEnv();
 
   DevModeOptions options_;
@@ -247,6 +251,7 @@ class DevDeployment {
   // fresh_root_key_: this start generated the root key, so no saved access key is valid.
   bool fresh_root_key_ = false;
   DevCredentials credentials_;
+  DevCredentials xks_credentials_;
   std::string env_lines_;
   bool env_written_ = false;
 };
@@ -446,6 +451,25 @@ Status DevDeployment::EnsureAccessKey() {
   return Status::Ok();
 }
 
+Status DevDeployment::EnsureXksCredential() {
+  std::string path = dir_ + "/" + kXksCredentialsFile;
+  if (!fresh_root_key_ && FileExists(path)) {
+    ASSIGN_OR_RETURN(xks_credentials_, LoadCredentials(path));
+    return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(json made, CallAppliance(*appliance_, "POST", "/v1/sys/xks-credentials",
+                                            json{{"uri_prefix", kXksUriPrefix}}));
+  xks_credentials_.access_key_id = made.value("access_key_id", "");
+  std::string& secret = made["secret_access_key"].get_ref<std::string&>();
+  xks_credentials_.secret_access_key = SecretBytes::CopyFrom(secret);
+  WipeBytes(secret);
+  xks_credentials_.principal_arn = made.value("principal_arn", "");
+  RETURN_IF_ERROR(SaveCredentials(path, xks_credentials_));
+  Log("info", "dev XKS proxy credential created",
+      {{"access_key_id", xks_credentials_.access_key_id}, {"uri_path", made.value("uri_path", "")}});
+  return Status::Ok();
+}
+
 Status DevDeployment::WriteDevEnv() {
   std::string lines;
   lines += "CUSTOS_ENDPOINT=" + endpoint_ + "\n";
@@ -457,6 +481,14 @@ Status DevDeployment::WriteDevEnv() {
   lines += "AWS_DEFAULT_REGION=" + region_ + "\n";
   lines += "CUSTOS_ADMIN_TOKEN_FILE=" + appliance_->admin_token_file() + "\n";
   lines += "CUSTOS_DATA_DIR=" + dir_ + "\n";
+  // The AWS KMS XKS proxy API (docs/xks.md): requests go to ENDPOINT + URI_PREFIX +
+  // "/keys/<key id or alias name>/encrypt" (and /decrypt, /metadata, or URI_PREFIX + "/health"),
+  // SigV4-signed for service kms-xks-proxy with this credential. URI_PREFIX is what AWS KMS
+  // calls XksProxyUriPath.
+  lines += "CUSTOS_XKS_ENDPOINT=" + endpoint_ + "\n";
+  lines += "CUSTOS_XKS_URI_PREFIX=" + std::string(kXksUriPrefix) + "/kms/xks/v1\n";
+  lines += "CUSTOS_XKS_ACCESS_KEY_ID=" + xks_credentials_.access_key_id + "\n";
+  lines += "CUSTOS_XKS_SECRET_ACCESS_KEY=" + std::string(xks_credentials_.secret_access_key.ExposeAsString()) + "\n";
   // A server killed with SIGKILL cannot remove this file: the pid tells whether it is live.
   lines += "CUSTOS_DEV_PID=" + std::to_string(::getpid()) + "\n";
   RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + kDevEnvFile, lines, 0600));
@@ -477,6 +509,7 @@ Status DevDeployment::Start() {
                         {"init", &DevDeployment::InitIfNeeded},
                         {"unseal", &DevDeployment::Unseal},
                         {"access key", &DevDeployment::EnsureAccessKey},
+                        {"xks credential", &DevDeployment::EnsureXksCredential},
                         {"dev.env", &DevDeployment::WriteDevEnv}};
   for (const Step& s : steps) {
     Clock::time_point t = Clock::now();

@@ -36,6 +36,41 @@ Status AccessKeyCreate(const std::string& url, const std::string& name, std::str
   return Status::Ok();
 }
 
+// AdminCall sends one admin request (POST with `body`, or GET when body is null) and decodes
+// the JSON answer.
+StatusOr<json> AdminCall(const std::string& url, const std::string& path, const json& body, std::string token_file,
+                         const std::string& ca_file) {
+  ASSIGN_OR_RETURN(std::string token, AdminToken(token_file));
+  net::HttpClientOptions o;
+  o.ca_file = ca_file;
+  ASSIGN_OR_RETURN(net::HttpClient client, net::HttpClient::Create(url, o));
+  net::HttpHeaders h = {{"content-type", "application/json"}, {"authorization", "Bearer " + token}};
+  auto r = body.is_null() ? client.Get(path, h) : client.Post(path, body.dump(), h);
+  WipeBytes(token);
+  return net::DecodeJsonResponse(r, "appliance " + url);
+}
+
+// XksCredentialCreate prints a new XKS proxy credential once: what AWS KMS's
+// CreateCustomKeyStore needs (XksProxyUriPath and the credential), as the AWS console's JSON
+// file, and as shell lines.
+Status XksCredentialCreate(const std::string& url, const std::string& prefix, const std::string& name,
+                           std::string token_file, const std::string& ca_file) {
+  json body = {{"uri_prefix", prefix}};
+  if (!name.empty()) body["name"] = name;
+  ASSIGN_OR_RETURN(json out, AdminCall(url, "/v1/sys/xks-credentials", body, std::move(token_file), ca_file));
+  ASSIGN_OR_RETURN(std::string id, net::GetString(out, "access_key_id"));
+  ASSIGN_OR_RETURN(std::string secret, net::GetString(out, "secret_access_key"));
+  ASSIGN_OR_RETURN(std::string path, net::GetString(out, "uri_path"));
+  std::cout << json{{"XksProxyUriPath", path},
+                    {"XksProxyAuthenticationCredential", {{"AccessKeyId", id}, {"RawSecretAccessKey", secret}}}}
+                   .dump(2)
+            << "\n";
+  WipeBytes(secret);
+  std::cerr << "XKS credential " << id << " (" << out.value("name", "") << ") for URI path " << path
+            << ": the JSON above is the AWS KMS console's proxy configuration file; the secret is shown only once\n";
+  return Status::Ok();
+}
+
 }  // namespace
 
 void AddKmsCommands(CLI::App& app, std::function<void(Status)> run) {
@@ -48,6 +83,35 @@ void AddKmsCommands(CLI::App& app, std::function<void(Status)> run) {
   create->add_option("--token-file", token_file, "admin token file (data_dir/admin.token; default $CUSTOS_ADMIN_TOKEN_FILE)");
   create->add_option("--ca-file", ca_file, "CA bundle for https");
   create->callback([run] { run(AccessKeyCreate(url, name, token_file, ca_file)); });
+
+  static std::string prefix, access_key_id;
+  auto* xc = op->add_subcommand("xks-credential", "SigV4 credentials for the AWS KMS XKS proxy API (docs/xks.md)")
+                 ->require_subcommand(1);
+  auto add_common = [](CLI::App* c) {
+    c->add_option("--server", url, "appliance URL")->required();
+    c->add_option("--token-file", token_file, "admin token file (data_dir/admin.token; default $CUSTOS_ADMIN_TOKEN_FILE)");
+    c->add_option("--ca-file", ca_file, "CA bundle for https");
+  };
+  auto* xcreate = xc->add_subcommand(
+      "create", "create a credential for one URI prefix; prints the AWS KMS console's proxy configuration JSON once");
+  xcreate->add_option("--prefix", prefix, "the optional path prefix before /kms/xks/v1: \"\" or /a/b")->required();
+  xcreate->add_option("--name", name, "a name for the credential (default: a random one)");
+  add_common(xcreate);
+  xcreate->callback([run] { run(XksCredentialCreate(url, prefix, name, token_file, ca_file)); });
+  auto* xlist = xc->add_subcommand("list", "list the XKS credentials (no secrets)");
+  add_common(xlist);
+  xlist->callback([run] {
+    auto r = AdminCall(url, "/v1/sys/xks-credentials", json(), token_file, ca_file);
+    if (r.ok()) std::cout << (*r)["credentials"].dump(2) << "\n";
+    run(r.status());
+  });
+  auto* xdelete = xc->add_subcommand("delete", "delete a credential (after AWS KMS uses its successor: rotation)");
+  xdelete->add_option("--access-key-id", access_key_id)->required();
+  add_common(xdelete);
+  xdelete->callback([run] {
+    run(AdminCall(url, "/v1/sys/xks-credentials/delete", json{{"access_key_id", access_key_id}}, token_file, ca_file)
+            .status());
+  });
 }
 
 }  // namespace custos::cli

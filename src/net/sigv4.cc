@@ -552,7 +552,7 @@ StatusOr<SigV4Identity> VerifySigV4(const net::HttpRequest& request, const Crede
   if (auth.scope_date != std::string_view(signed_request.amz_date).substr(0, 8)) {
     return Denied(err::kScopeDateMismatch);
   }
-  if (auth.region != options.region) return Denied(err::kWrongRegion);
+  if (!options.region.empty() && auth.region != options.region) return Denied(err::kWrongRegion);
   if (auth.service != options.service) return Denied(err::kWrongService);
 
   // What must be signed. Presigned requests carry their date in the (signed) query.

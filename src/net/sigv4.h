@@ -147,7 +147,8 @@ using CredentialLookup = std::function<StatusOr<SigV4Credentials>(std::string_vi
 
 // SigV4Options is what this server accepts.
 struct SigV4Options {
-  // The credential scope must name exactly this region and service.
+  // The credential scope must name exactly this region (any, when empty: the XKS proxy API is
+  // called from whichever region the AWS KMS key is in) and this service.
   std::string region;
   std::string service = "kms";
   // How far x-amz-date may be from the server clock (either way) for Authorization-header

@@ -99,6 +99,30 @@ via_haproxy.describe_key(KeyId=key_id)
 print(f"cluster: key {key_id}: created through node 1, encrypted through node 2, decrypted through node 3")
 PY
 
+# The XKS proxy API (docs/xks.md) through the cluster: the credential made through node 1 is in
+# the shared database, so node 2 encrypts and node 3 decrypts under a key made through node 1.
+xks_key="$(env -i PATH=/usr/bin:/bin AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+    AWS_EC2_METADATA_DISABLED=true PYTHONDONTWRITEBYTECODE=1 "$py" - "$dir" "$here" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+from cluster_kms import kms
+print(kms(sys.argv[1], "node-1.env").create_key(Description="xks through the cluster")["KeyMetadata"]["KeyId"])
+PY
+)" || fail "CreateKey for XKS"
+xks_call() {  # ENV_FILE OP BODY
+  local e; e="$(sed -n 's/^CUSTOS_XKS_ENDPOINT=//p' "$dir/$1")"
+  curl -s --aws-sigv4 "aws:amz:us-east-1:kms-xks-proxy" \
+    --user "$(sed -n 's/^CUSTOS_XKS_ACCESS_KEY_ID=//p' "$dir/dev.env"):$(sed -n 's/^CUSTOS_XKS_SECRET_ACCESS_KEY=//p' "$dir/dev.env")" \
+    -X POST -H 'Content-Type: application/json' --data "$3" \
+    "$e$(sed -n 's/^CUSTOS_XKS_URI_PREFIX=//p' "$dir/dev.env")/keys/$xks_key/$2"
+}
+xks_meta='"requestMetadata":{"awsPrincipalArn":"arn:aws:iam::123456789012:user/Alice","kmsOperation":"Encrypt","kmsRequestId":"cluster-1"}'
+xks_enc="$(xks_call node-2.env encrypt "{$xks_meta,\"plaintext\":\"$(printf cluster | base64 -w0)\",\"encryptionAlgorithm\":\"AES_GCM\"}")"
+[ "$(jq -r '.ciphertext // empty' <<<"$xks_enc")" != "" ] || fail "XKS Encrypt through node 2: $xks_enc"
+xks_dec="$(xks_call node-3.env decrypt "$(jq -c --argjson m "{$xks_meta}" '. + $m + {encryptionAlgorithm: "AES_GCM"} | del(.ciphertextDataIntegrityValue)' <<<"$xks_enc")")"
+[ "$(jq -r .plaintext <<<"$xks_dec" | base64 -d)" = cluster ] || fail "XKS Decrypt through node 3: $xks_dec"
+echo "cluster: XKS proxy API: encrypted through node 2, decrypted through node 3"
+
 # A key disabled through node 2 is refused by node 3 within the cluster's bound (1 s; the nodes
 # refresh every 100 ms), and re-enabled the same way.
 env -i PATH=/usr/bin:/bin AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \

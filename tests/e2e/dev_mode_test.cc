@@ -143,7 +143,14 @@ class DevMode : public ::testing::Test {
     for (auto& [k, v] : s.lines) keys.push_back(k);
     EXPECT_THAT(keys, ::testing::ElementsAre("CUSTOS_ENDPOINT", "AWS_ACCESS_KEY_ID",
                                              "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION",
-                                             "CUSTOS_ADMIN_TOKEN_FILE", "CUSTOS_DATA_DIR", "CUSTOS_DEV_PID"));
+                                             "CUSTOS_ADMIN_TOKEN_FILE", "CUSTOS_DATA_DIR", "CUSTOS_XKS_ENDPOINT",
+                                             "CUSTOS_XKS_URI_PREFIX", "CUSTOS_XKS_ACCESS_KEY_ID",
+                                             "CUSTOS_XKS_SECRET_ACCESS_KEY", "CUSTOS_DEV_PID"));
+    // The XKS proxy API (docs/xks.md): the same listener, the dev prefix, a 256-bit secret.
+    EXPECT_EQ(s.Get("CUSTOS_XKS_ENDPOINT"), s.Get("CUSTOS_ENDPOINT"));
+    EXPECT_EQ(s.Get("CUSTOS_XKS_URI_PREFIX"), "/dev/kms/xks/v1");
+    EXPECT_TRUE(std::regex_match(s.Get("CUSTOS_XKS_ACCESS_KEY_ID"), std::regex("[A-Z2-7]{20,30}")));
+    EXPECT_EQ(s.Get("CUSTOS_XKS_SECRET_ACCESS_KEY").size(), 44u);
     EXPECT_EQ(s.Get("CUSTOS_DEV_PID"), std::to_string(s.pid));
     std::smatch m;
     std::string endpoint = s.Get("CUSTOS_ENDPOINT");

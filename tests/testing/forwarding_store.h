@@ -60,6 +60,7 @@ class ForwardingStore : public store::Store {
   StatusOr<std::vector<store::AccessKeyRecord>> ListAccessKeys() override {
     return inner_->ListAccessKeys();
   }
+  Status DeleteAccessKey(std::string_view id) override { return inner_->DeleteAccessKey(id); }
   Status AppendAudit(const std::vector<store::AuditRecord>& r, store::Durability d) override {
     return inner_->AppendAudit(r, d);
   }

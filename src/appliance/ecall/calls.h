@@ -374,10 +374,11 @@ struct KmsNewAccessSecret {
   static constexpr std::string_view kName = "kms-new-access-secret";
   struct Args {
     std::string access_key_id;
-    CUSTOS_ECALL_FIELDS(access_key_id);
+    uint32_t entropy = kAccessSecretEntropy;  // random bytes: kAccessSecretEntropy or kXksSecretEntropy
+    CUSTOS_ECALL_FIELDS(access_key_id, entropy);
   };
   struct Result {
-    WipedBuffer secret;  // the 40-character secret access key
+    WipedBuffer secret;  // the secret access key: base64 of `entropy` random bytes
     Bytes wrapped;
     CUSTOS_ECALL_FIELDS(secret, wrapped);
   };
@@ -412,12 +413,48 @@ struct AuditAppend {
   };
 };
 
+// The XKS proxy API's AES-GCM (docs/xks.md): under a key derived from a SYMMETRIC_DEFAULT key
+// version, with the AAD the host built from the request (the spec's construction).
+struct XksEncrypt {
+  static constexpr Call kCall = Call::kXksEncrypt;
+  static constexpr std::string_view kName = "xks-encrypt";
+  struct Args {
+    KeyRef ref;
+    WipedBuffer plaintext;
+    Bytes aad;
+    CUSTOS_ECALL_FIELDS(ref, plaintext, aad);
+  };
+  struct Result {
+    Bytes iv;  // 12 bytes, random
+    Bytes ciphertext;
+    Bytes tag;  // 16 bytes
+    CUSTOS_ECALL_FIELDS(iv, ciphertext, tag);
+  };
+};
+
+struct XksDecrypt {
+  static constexpr Call kCall = Call::kXksDecrypt;
+  static constexpr std::string_view kName = "xks-decrypt";
+  struct Args {
+    KeyRef ref;
+    Bytes iv;
+    Bytes ciphertext;
+    Bytes tag;
+    Bytes aad;
+    CUSTOS_ECALL_FIELDS(ref, iv, ciphertext, tag, aad);
+  };
+  struct Result {
+    WipedBuffer plaintext;
+    CUSTOS_ECALL_FIELDS(plaintext);
+  };
+};
+
 // AllCalls lists every declaration; ecall.cc builds its table of names and arities from it.
 using AllCalls =
     std::tuple<Hello, Load, Init, StatusQuery, SigmaRespond, SigmaFinish, Record, JoinStart, JoinFinish,
                JoinComplete, Ping, CustodyUpdate, OriginRebind, KmsCreateKey, KmsEncrypt, KmsDecrypt,
                KmsReEncrypt, KmsGenerateDataKey, KmsGenerateRandom, KmsSign, KmsVerify, KmsGenerateMac,
-               KmsVerifyMac, KmsNewAccessSecret, KmsOpenAccessSecret, AuditAppend>;
+               KmsVerifyMac, KmsNewAccessSecret, KmsOpenAccessSecret, AuditAppend, XksEncrypt, XksDecrypt>;
 
 // ---- field codecs ----
 

@@ -68,6 +68,8 @@ enum class Call : uint16_t {
   kKmsNewAccessSecret = 30,
   kKmsOpenAccessSecret = 31,
   kAuditAppend = 32,
+  kXksEncrypt = 33,
+  kXksDecrypt = 34,
 };
 
 // CallName returns the call's name for logs ("hello", "sigma-respond", ...), or "unknown".

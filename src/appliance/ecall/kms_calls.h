@@ -38,6 +38,16 @@ inline constexpr size_t kMaxKmsPlaintext = 4096;
 inline constexpr size_t kMaxDataKeyBytes = 1024;
 inline constexpr size_t kMaxRandomBytes = 1024;
 inline constexpr size_t kMaxMacMessage = 4096;
+// The XKS proxy API (docs/xks.md): plaintexts up to kMaxXksPlaintext (the spec asks for at
+// least 4300 bytes), and an AES-GCM AAD of at most kMaxXksAad bytes (the spec's 8192-byte
+// additionalAuthenticatedData with its 2-byte length, the 1-byte length of ciphertextMetadata
+// and its at most 20 bytes).
+inline constexpr size_t kMaxXksPlaintext = 8192;
+inline constexpr size_t kMaxXksAad = 8192 + 2 + 1 + 20;
+// Secret access keys: 30 random bytes in base64 (40 characters) for the KMS API, 32 (44
+// characters with one '=') for XKS proxy credentials, which AWS requires to carry 256 bits.
+inline constexpr uint32_t kAccessSecretEntropy = 30;
+inline constexpr uint32_t kXksSecretEntropy = 32;
 
 // KeyRef names one wrapped key version, as the host passes it to the core.
 //   encoding = var(key id) || u32 version || var(spec) || var(wrapped material)

@@ -188,8 +188,8 @@ TEST(KmsCalls, HaveTheDocumentedArityAndDistinctNames) {
       {Call::kKmsCreateKey, 3}, {Call::kKmsEncrypt, 3},         {Call::kKmsDecrypt, 3},
       {Call::kKmsReEncrypt, 5}, {Call::kKmsGenerateDataKey, 4}, {Call::kKmsGenerateRandom, 1},
       {Call::kKmsSign, 3},      {Call::kKmsVerify, 4},          {Call::kKmsGenerateMac, 2},
-      {Call::kKmsVerifyMac, 3}, {Call::kKmsNewAccessSecret, 1}, {Call::kKmsOpenAccessSecret, 2},
-      {Call::kAuditAppend, 2},
+      {Call::kKmsVerifyMac, 3}, {Call::kKmsNewAccessSecret, 2}, {Call::kKmsOpenAccessSecret, 2},
+      {Call::kAuditAppend, 2},  {Call::kXksEncrypt, 3},         {Call::kXksDecrypt, 5},
   };
   std::set<std::string_view> names;
   for (const Want& w : want) {

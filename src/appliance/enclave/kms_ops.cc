@@ -27,7 +27,6 @@ constexpr uint8_t kBlobSuite = 1;
 constexpr size_t kBlobSaltSize = 32;
 constexpr size_t kKeySize = 32;              // KW, KA, message keys, symmetric and HMAC material
 constexpr size_t kMacSize = 32;              // HMAC-SHA-256
-constexpr size_t kAccessSecretEntropy = 30;  // bytes behind the 40 base64 characters
 constexpr size_t kMaxAccessKeyIdSize = 128;  // AWS AccessKeyId is at most 128 characters
 constexpr size_t kAnchorSize = 8 + audit::kHashSize + crypto::kSignatureSize;
 
@@ -221,6 +220,8 @@ StatusOr<std::vector<Bytes>> KmsOperations::Serve(const ecall::Request& request)
       {ecall::KmsNewAccessSecret::kCall, &Route<ecall::KmsNewAccessSecret, &KmsOperations::NewAccessSecret>},
       {ecall::KmsOpenAccessSecret::kCall, &Route<ecall::KmsOpenAccessSecret, &KmsOperations::OpenAccessSecret>},
       {ecall::AuditAppend::kCall, &Route<ecall::AuditAppend, &KmsOperations::AuditAppend>},
+      {ecall::XksEncrypt::kCall, &Route<ecall::XksEncrypt, &KmsOperations::XksEncrypt>},
+      {ecall::XksDecrypt::kCall, &Route<ecall::XksDecrypt, &KmsOperations::XksDecrypt>},
   };
   for (const auto& [call, handler] : kRoutes)
     if (call == request.call) return handler(*this, request.args);
@@ -407,8 +408,11 @@ StatusOr<ecall::KmsVerifyMac::Result> KmsOperations::VerifyMac(const ecall::KmsV
 
 StatusOr<ecall::KmsNewAccessSecret::Result> KmsOperations::NewAccessSecret(const ecall::KmsNewAccessSecret::Args& a) {
   RETURN_IF_ERROR(CheckLength(a.access_key_id.size(), 1, kMaxAccessKeyIdSize, "access key id"));
-  SecretBytes entropy = crypto::RandomSecret(kAccessSecretEntropy);
-  std::string b64 = Base64Encode(entropy.Expose());  // 30 bytes: 40 characters, no padding
+  if (a.entropy != ecall::kAccessSecretEntropy && a.entropy != ecall::kXksSecretEntropy)
+    return InvalidArgument("kms: an access secret carries 30 or 32 random bytes");
+  SecretBytes entropy = crypto::RandomSecret(a.entropy);
+  std::string b64 = Base64Encode(entropy.Expose());  // 30 bytes: 40 characters; 32: 44 with '='
+
   SecretBytes secret = SecretBytes::CopyFrom(b64);
   WipeBytes(b64);
   Bytes wrapped = keyring_.WrapAccessSecret(a.access_key_id, secret);
@@ -418,7 +422,7 @@ StatusOr<ecall::KmsNewAccessSecret::Result> KmsOperations::NewAccessSecret(const
 StatusOr<ecall::KmsOpenAccessSecret::Result> KmsOperations::OpenAccessSecret(const ecall::KmsOpenAccessSecret::Args& a) {
   RETURN_IF_ERROR(CheckLength(a.access_key_id.size(), 1, kMaxAccessKeyIdSize, "access key id"));
   ASSIGN_OR_RETURN(SecretBytes secret, keyring_.UnwrapAccessSecret(a.access_key_id, a.wrapped));
-  if (secret.size() != kAccessSecretSize)
+  if (secret.size() != kAccessSecretSize && secret.size() != kXksSecretSize)
     return IntegrityError("kms: access secret does not unwrap")
         .WithReason(ecall::Reason::kMaterialDoesNotUnwrap);
   return ecall::KmsOpenAccessSecret::Result{WipedBuffer::CopyOf(secret.Expose())};
@@ -469,6 +473,46 @@ StatusOr<ecall::AuditAppend::Result> KmsOperations::AuditAppend(const ecall::Aud
   Bytes encoded = audit::EncodeHead(head.seq, head.hash);
   last_signed_ = std::move(head);
   return ecall::AuditAppend::Result{std::move(encoded), std::move(signature)};
+}
+
+// XKS proxy API (docs/xks.md): AES-256-GCM under a key derived from the key version's
+// material, so the same material never serves two constructions (the KMS blob's keys are
+// derived with another label and a per-blob salt). IVs are 96-bit random: the AES-GCM bound
+// of 2^32 encryptions per key holds per key version.
+StatusOr<SecretBytes> KmsOperations::XksKey(const ecall::KeyRef& ref) const {
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
+  return crypto::Hkdf(material.Expose(), {}, AsBytes("custos/v1/xks-aes-gcm"), kKeySize);
+}
+
+StatusOr<ecall::XksEncrypt::Result> KmsOperations::XksEncrypt(const ecall::XksEncrypt::Args& a) {
+  RETURN_IF_ERROR(RequireSpec(a.ref, ecall::kSpecSymmetric, "encrypt"));
+  RETURN_IF_ERROR(CheckLength(a.plaintext.size(), 1, ecall::kMaxXksPlaintext, "plaintext"));
+  RETURN_IF_ERROR(CheckLength(a.aad.size(), 0, ecall::kMaxXksAad, "xks aad"));
+  ASSIGN_OR_RETURN(SecretBytes key, XksKey(a.ref));
+  ASSIGN_OR_RETURN(crypto::AesGcm gcm, crypto::AesGcm::Create(key));
+  ecall::XksEncrypt::Result out;
+  out.iv = crypto::RandomBytes(crypto::kGcmNonceSize);
+  Bytes sealed(a.plaintext.size() + crypto::kGcmTagSize);
+  RETURN_IF_ERROR(gcm.Seal(out.iv, a.plaintext.view(), a.aad, sealed));
+  out.tag.assign(sealed.end() - crypto::kGcmTagSize, sealed.end());
+  sealed.resize(a.plaintext.size());
+  out.ciphertext = std::move(sealed);
+  return out;
+}
+
+StatusOr<ecall::XksDecrypt::Result> KmsOperations::XksDecrypt(const ecall::XksDecrypt::Args& a) {
+  RETURN_IF_ERROR(RequireSpec(a.ref, ecall::kSpecSymmetric, "decrypt"));
+  RETURN_IF_ERROR(CheckLength(a.ciphertext.size(), 1, ecall::kMaxXksPlaintext, "ciphertext"));
+  RETURN_IF_ERROR(CheckLength(a.aad.size(), 0, ecall::kMaxXksAad, "xks aad"));
+  if (a.iv.size() != crypto::kGcmNonceSize || a.tag.size() != crypto::kGcmTagSize)
+    return IntegrityError("kms: xks ciphertext does not authenticate (this key manager makes 12-byte IVs and 16-byte tags)")
+        .WithReason(ecall::Reason::kCiphertextInvalid);
+  ASSIGN_OR_RETURN(SecretBytes key, XksKey(a.ref));
+  ASSIGN_OR_RETURN(crypto::AesGcm gcm, crypto::AesGcm::Create(key));
+  auto plaintext = gcm.OpenSecret(a.iv, Concat({a.ciphertext, a.tag}), a.aad);
+  if (!plaintext.ok())
+    return IntegrityError("kms: xks ciphertext does not authenticate").WithReason(ecall::Reason::kCiphertextInvalid);
+  return ecall::XksDecrypt::Result{WipedBuffer::CopyOf(plaintext->Expose())};
 }
 
 }  // namespace custos::enclave

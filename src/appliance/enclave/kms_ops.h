@@ -32,8 +32,10 @@
 
 namespace custos::enclave {
 
-// kAccessSecretSize is the length of a SigV4 secret access key: 30 random bytes in base64.
+// kAccessSecretSize is the length of a SigV4 secret access key: 30 random bytes in base64;
+// kXksSecretSize an XKS proxy credential's: 32 random bytes in base64 (one '=' of padding).
 inline constexpr size_t kAccessSecretSize = 40;
+inline constexpr size_t kXksSecretSize = 44;
 
 // KmsKeyring holds the keys derived from the root key. It owns its secrets (SecretBytes and a
 // SigningKey, wiped on destruction) and never returns them; it wraps and unwraps.
@@ -108,10 +110,14 @@ class KmsOperations {
   StatusOr<ecall::KmsNewAccessSecret::Result> NewAccessSecret(const ecall::KmsNewAccessSecret::Args& a);
   StatusOr<ecall::KmsOpenAccessSecret::Result> OpenAccessSecret(const ecall::KmsOpenAccessSecret::Args& a);
   StatusOr<ecall::AuditAppend::Result> AuditAppend(const ecall::AuditAppend::Args& a);
+  StatusOr<ecall::XksEncrypt::Result> XksEncrypt(const ecall::XksEncrypt::Args& a);
+  StatusOr<ecall::XksDecrypt::Result> XksDecrypt(const ecall::XksDecrypt::Args& a);
 
   // RequireSpec checks that `ref`'s spec allows `op` (kFailedPrecondition "kms: key usage does
   // not allow OP", reason kKeyUsage, otherwise); the material stays wrapped.
   static Status RequireSpec(const ecall::KeyRef& ref, std::string_view spec, std::string_view op);
+  // XksKey is the XKS AES-256-GCM key of `ref`'s version: HKDF(material, "custos/v1/xks-aes-gcm").
+  StatusOr<SecretBytes> XksKey(const ecall::KeyRef& ref) const;
   // SealBlob makes a ciphertext blob under `material` (fresh salt and nonce); `context` is the
   // encoded encryption context.
   StatusOr<Bytes> SealBlob(const ecall::KeyRef& ref, const SecretBytes& material,

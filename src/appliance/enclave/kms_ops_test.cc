@@ -129,7 +129,8 @@ std::vector<std::pair<ecall::Call, std::vector<Bytes>>> EveryKmsCall() {
         ecall::Call::kKmsReEncrypt, ecall::Call::kKmsGenerateDataKey,
         ecall::Call::kKmsGenerateRandom, ecall::Call::kKmsSign, ecall::Call::kKmsVerify,
         ecall::Call::kKmsGenerateMac, ecall::Call::kKmsVerifyMac, ecall::Call::kKmsNewAccessSecret,
-        ecall::Call::kKmsOpenAccessSecret, ecall::Call::kAuditAppend})
+        ecall::Call::kKmsOpenAccessSecret, ecall::Call::kAuditAppend, ecall::Call::kXksEncrypt,
+        ecall::Call::kXksDecrypt})
     out.push_back(
         {c, std::vector<Bytes>(static_cast<size_t>(ecall::ArgCount(c)), Bytes{0, 0, 0, 1})});
   return out;
@@ -553,7 +554,7 @@ TEST_F(KmsOpsTest, MacsVerifyAndRefuseEveryMismatch) {
 
 TEST_F(KmsOpsTest, AccessSecretsRoundTripOnlyUnderTheirId) {
   auto core = Unsealed();
-  auto made = Call(*core, ecall::Call::kKmsNewAccessSecret, {ToBytes("AKIAEXAMPLE0001")});
+  auto made = Call(*core, ecall::Call::kKmsNewAccessSecret, {ToBytes("AKIAEXAMPLE0001"), ecall::U32Arg(30)});
   ASSERT_OK(made.status());
   const Bytes& secret = (*made)[0];
   const Bytes& wrapped = (*made)[1];
@@ -565,7 +566,7 @@ TEST_F(KmsOpsTest, AccessSecretsRoundTripOnlyUnderTheirId) {
       Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), wrapped});
   ASSERT_OK(opened.status());
   EXPECT_EQ((*opened)[0], secret);
-  auto second = Call(*core, ecall::Call::kKmsNewAccessSecret, {ToBytes("AKIAEXAMPLE0001")});
+  auto second = Call(*core, ecall::Call::kKmsNewAccessSecret, {ToBytes("AKIAEXAMPLE0001"), ecall::U32Arg(30)});
   ASSERT_OK(second.status());
   EXPECT_NE((*second)[0], secret);
 
@@ -585,10 +586,75 @@ TEST_F(KmsOpsTest, AccessSecretsRoundTripOnlyUnderTheirId) {
   EXPECT_REFUSED(
       Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAEXAMPLE0001"), k.ref.wrapped}),
       ErrorCode::kIntegrity, "access secret does not unwrap");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsNewAccessSecret, {Bytes{}}),
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsNewAccessSecret, {Bytes{}, ecall::U32Arg(30)}),
                  ErrorCode::kInvalidArgument, "access key id must be 1 to 128 bytes");
-  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsNewAccessSecret, {Bytes(129, 'A')}),
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsNewAccessSecret, {Bytes(129, 'A'), ecall::U32Arg(30)}),
                  ErrorCode::kInvalidArgument, "access key id must be 1 to 128 bytes");
+}
+
+// XKS credentials carry 256 bits: 32 random bytes, 44 base64 characters, opened like any.
+TEST_F(KmsOpsTest, XksSecretsHave256BitsAndOpenLikeAccessSecrets) {
+  auto core = Unsealed();
+  auto made = Call(*core, ecall::Call::kKmsNewAccessSecret, {ToBytes("XKSEXAMPLE00000000001"), ecall::U32Arg(32)});
+  ASSERT_OK(made.status());
+  EXPECT_EQ((*made)[0].size(), kXksSecretSize);
+  EXPECT_EQ(Base64Decode(std::string((*made)[0].begin(), (*made)[0].end()))->size(), 32u);
+  auto opened = Call(*core, ecall::Call::kKmsOpenAccessSecret, {ToBytes("XKSEXAMPLE00000000001"), (*made)[1]});
+  ASSERT_OK(opened.status());
+  EXPECT_EQ((*opened)[0], (*made)[0]);
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsNewAccessSecret, {ToBytes("XKSEXAMPLE00000000001"), ecall::U32Arg(16)}),
+                 ErrorCode::kInvalidArgument, "an access secret carries 30 or 32 random bytes");
+}
+
+// xks-encrypt / xks-decrypt: AES-256-GCM with the host's AAD, IV and tag apart; anything
+// edited, another AAD, another key or version, or a non-AES key is refused.
+TEST_F(KmsOpsTest, XksEncryptDecryptAuthenticatesEverything) {
+  auto core = Unsealed();
+  Key k = Create(*core, "xks-key", 1, ecall::kSpecSymmetric);
+  Bytes pt = ToBytes("Hello World!");
+  Bytes aad = ToBytes("project=nile,department=marketing");
+  auto enc = Call(*core, ecall::Call::kXksEncrypt, {k.Ref(), pt, aad});
+  ASSERT_OK(enc.status());
+  const Bytes iv = (*enc)[0], ct = (*enc)[1], tag = (*enc)[2];
+  EXPECT_EQ(iv.size(), 12u);
+  EXPECT_EQ(ct.size(), pt.size());
+  EXPECT_EQ(tag.size(), 16u);
+  EXPECT_NE(ct, pt);
+  auto dec = Call(*core, ecall::Call::kXksDecrypt, {k.Ref(), iv, ct, tag, aad});
+  ASSERT_OK(dec.status());
+  EXPECT_EQ((*dec)[0], pt);
+  // A fresh IV every time.
+  auto again = Call(*core, ecall::Call::kXksEncrypt, {k.Ref(), pt, aad});
+  ASSERT_OK(again.status());
+  EXPECT_NE((*again)[0], iv);
+
+  auto refused = [&](const Bytes& i, const Bytes& c, const Bytes& t, const Bytes& a, const Key& key) {
+    EXPECT_REFUSED(Call(*core, ecall::Call::kXksDecrypt, {key.Ref(), i, c, t, a}), ErrorCode::kIntegrity,
+                   "xks ciphertext does not authenticate");
+  };
+  Bytes bad = ct;
+  bad[0] ^= 1;
+  refused(iv, bad, tag, aad, k);
+  bad = tag;
+  bad[15] ^= 1;
+  refused(iv, ct, bad, aad, k);
+  bad = iv;
+  bad[3] ^= 1;
+  refused(bad, ct, tag, aad, k);
+  refused(iv, ct, tag, ToBytes("project=nile"), k);
+  refused(iv, ct, tag, {}, k);
+  refused(Bytes(16, 1), ct, tag, aad, k);
+  Key other = Create(*core, "xks-key", 2, ecall::kSpecSymmetric);  // another version
+  refused(iv, ct, tag, aad, other);
+  // The KMS blob construction and XKS never share a key: the same material's blob key differs.
+  Key mac = Create(*core, "mac-key", 1, ecall::kSpecHmac256);
+  EXPECT_REFUSED(Call(*core, ecall::Call::kXksEncrypt, {mac.Ref(), pt, aad}), ErrorCode::kFailedPrecondition,
+                 "does not allow encrypt");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kXksEncrypt, {k.Ref(), Bytes{}, aad}), ErrorCode::kInvalidArgument,
+                 "plaintext must be 1 to 8192 bytes");
+  EXPECT_OK(Call(*core, ecall::Call::kXksEncrypt, {k.Ref(), Bytes(8192, 7), Bytes(ecall::kMaxXksAad, 1)}).status());
+  EXPECT_REFUSED(Call(*core, ecall::Call::kXksEncrypt, {k.Ref(), pt, Bytes(ecall::kMaxXksAad + 1, 1)}),
+                 ErrorCode::kInvalidArgument, "xks aad must be");
 }
 
 // ---- audit chain ----
@@ -875,11 +941,16 @@ TEST_F(KmsOpsTest, TheSeccompFilteredProcessServesEveryKmsCall) {
   auto mac = core->Call(ecall::Call::kKmsGenerateMac, {hmac.Ref(), ToBytes("m")});
   ASSERT_OK(mac.status());
   ASSERT_OK(core->Call(ecall::Call::kKmsVerifyMac, {hmac.Ref(), ToBytes("m"), (*mac)[0]}).status());
-  auto secret = core->Call(ecall::Call::kKmsNewAccessSecret, {ToBytes("AKIAREAL")});
+  auto secret = core->Call(ecall::Call::kKmsNewAccessSecret, {ToBytes("AKIAREAL"), ecall::U32Arg(30)});
   ASSERT_OK(secret.status());
   auto opened = core->Call(ecall::Call::kKmsOpenAccessSecret, {ToBytes("AKIAREAL"), (*secret)[1]});
   ASSERT_OK(opened.status());
   EXPECT_EQ((*opened)[0], (*secret)[0]);
+  auto xks = core->Call(ecall::Call::kXksEncrypt, {sym.Ref(), ToBytes("m"), ToBytes("aad")});
+  ASSERT_OK(xks.status());
+  auto back = core->Call(ecall::Call::kXksDecrypt, {sym.Ref(), (*xks)[0], (*xks)[1], (*xks)[2], ToBytes("aad")});
+  ASSERT_OK(back.status());
+  EXPECT_EQ((*back)[0], ToBytes("m"));
   auto head = core->Call(ecall::Call::kAuditAppend, {Bytes{}, Entries({"e1"})});
   ASSERT_OK(head.status());
   audit::Head want = Chain({0, audit::GenesisHash()}, {"e1"});

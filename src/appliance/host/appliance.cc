@@ -267,6 +267,12 @@ custos::Status Appliance::OpenKms() {
     return audit_->Append(entry, durable);
   };
   api_ = std::make_unique<kms::KmsApi>(kms_.get(), store_.get(), core, sink, sig);
+  kms::XksOptions xo;
+  xo.region = config_.xks_region;
+  xo.max_requests_per_second = config_.xks_max_requests_per_second;
+  xo.node_name = config_.node_name.empty() ? "custos-1" : config_.node_name;
+  xo.model = "custos trusted core (" + config_.tee_backend + ")";
+  xks_ = std::make_unique<kms::XksApi>(kms_.get(), store_.get(), core, sink, xo, api_->mutable_metrics());
   // The admin token: kept across restarts so operators' scripts keep working; 0600.
   std::string token_path = admin_token_file();
   if (std::filesystem::exists(token_path)) {
@@ -305,6 +311,37 @@ bool Appliance::IsAdmin(const net::HttpRequest& req) const {
   auto auth = req.headers.find("authorization");
   std::string want = "Bearer " + admin_token_;
   return auth != req.headers.end() && ConstantTimeEquals(AsBytes(auth->second), AsBytes(want));
+}
+
+StatusOr<json> Appliance::XksCredentials(const net::HttpRequest&, const json& body) {
+  ASSIGN_OR_RETURN(std::string prefix, net::GetString(body, "uri_prefix"));
+  std::string name = body.value("name", json("")).is_string() ? body.value("name", std::string()) : std::string();
+  ASSIGN_OR_RETURN(kms::NewXksCredential c, xks_->CreateCredential(prefix, name));
+  Log("info", "XKS credential created",
+      {{"access_key_id", c.access_key_id}, {"uri_prefix", c.uri_prefix}, {"name", c.name}});
+  return json{{"access_key_id", c.access_key_id},
+              {"secret_access_key", std::string(c.secret_access_key.ExposeAsString())},
+              {"uri_prefix", c.uri_prefix},
+              {"uri_path", kms::XksApi::UriPath(c.uri_prefix)},
+              {"name", c.name},
+              {"principal_arn", c.principal_arn}};
+}
+
+StatusOr<json> Appliance::XksCredentialList(const net::HttpRequest&, const json&) {
+  ASSIGN_OR_RETURN(std::vector<kms::XksCredentialInfo> all, xks_->ListCredentials());
+  json list = json::array();
+  for (const kms::XksCredentialInfo& c : all)
+    list.push_back({{"access_key_id", c.access_key_id}, {"name", c.name}, {"uri_prefix", c.uri_prefix},
+                    {"uri_path", kms::XksApi::UriPath(c.uri_prefix)}, {"principal_arn", c.principal_arn},
+                    {"created", c.created}});
+  return json{{"credentials", std::move(list)}};
+}
+
+StatusOr<json> Appliance::XksCredentialDelete(const net::HttpRequest&, const json& body) {
+  ASSIGN_OR_RETURN(std::string id, net::GetString(body, "access_key_id"));
+  RETURN_IF_ERROR(xks_->DeleteCredential(id));
+  Log("info", "XKS credential deleted", {{"access_key_id", id}});
+  return json{{"deleted", id}};
 }
 
 StatusOr<json> Appliance::AccessKeys(const net::HttpRequest&, const json& body) {
@@ -407,6 +444,9 @@ const std::vector<Appliance::Route>& Appliance::Routes() {
       {"GET", "/v1/sys/status", true, 0, &Appliance::Status},
       {"POST", "/v1/sys/init", true, 4 << 10, &Appliance::Init},
       {"POST", "/v1/sys/access-keys", true, 4 << 10, &Appliance::AccessKeys},
+      {"POST", "/v1/sys/xks-credentials", true, 4 << 10, &Appliance::XksCredentials},
+      {"GET", "/v1/sys/xks-credentials", true, 0, &Appliance::XksCredentialList},
+      {"POST", "/v1/sys/xks-credentials/delete", true, 4 << 10, &Appliance::XksCredentialDelete},
       {"POST", "/v1/sys/sigma/respond", false, 64 << 10, &Appliance::SigmaRespond},
       {"POST", "/v1/sys/sigma/finish", false, 64 << 10, &Appliance::SigmaFinish},
       // A join's record carries the joining node's evidence and DCAP collateral (<= 512 KiB).
@@ -423,6 +463,7 @@ const std::vector<Appliance::Route>& Appliance::Routes() {
 net::HttpResponse Appliance::Handle(const net::HttpRequest& req) {
   std::string path = req.target.substr(0, req.target.find('?'));
   if (path == "/" && req.method == "POST") return api_->Handle(req);
+  if (kms::XksApi::IsXksPath(path)) return xks_->Handle(req);
   // The control plane: an address whose requests keep failing (a stranger probing admin routes,
   // malformed bodies, refused handshakes) is turned away before any work for the window.
   // Health is exempt both ways: behind a load balancer every request comes from its address, so

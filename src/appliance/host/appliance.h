@@ -26,6 +26,13 @@
 //   GET  /v1/sys/audit/records?log=L&from=N&limit=M
 //                                       [keeper or admin] {"log", "records": [{"seq", "entry",
 //                                       "hash", "signature"}]}, at most 1000 records
+//   POST /v1/sys/xks-credentials        [admin] {"uri_prefix", "name"?} -> {"access_key_id",
+//                                       "secret_access_key", "uri_prefix", "uri_path", "name",
+//                                       "principal_arn"}: an XKS proxy API credential (kms/xks.h)
+//   GET  /v1/sys/xks-credentials        [admin] {"credentials": [{"access_key_id", "name",
+//                                       "uri_prefix", "principal_arn", "created"}]}
+//   POST /v1/sys/xks-credentials/delete [admin] {"access_key_id"} -> {"deleted": id}
+//   POST {prefix}/kms/xks/v1/...        the AWS KMS XKS proxy API (kms/xks.h, docs/xks.md)
 //   POST /v1/sys/access-keys            [admin] {"name"} -> {"access_key_id", "secret_access_key",
 //                                       "principal_arn"}
 //   GET  /metrics                       [admin] Prometheus text: KMS requests and latency, sealed state
@@ -46,6 +53,7 @@
 #include "appliance/host/config.h"
 #include "appliance/host/enclave_process.h"
 #include "appliance/kms/api.h"
+#include "appliance/kms/xks.h"
 #include "appliance/kms/service.h"
 #include "appliance/store/store.h"
 #include "net/http.h"
@@ -151,6 +159,9 @@ class Appliance {
   void JoinLoop();
   custos::Status StoreEnvelope(const Bytes& envelope, const Bytes& origin);
   StatusOr<Json> AccessKeys(const net::HttpRequest& request, const Json& body);
+  StatusOr<Json> XksCredentials(const net::HttpRequest& request, const Json& body);
+  StatusOr<Json> XksCredentialList(const net::HttpRequest& request, const Json& body);
+  StatusOr<Json> XksCredentialDelete(const net::HttpRequest& request, const Json& body);
   std::string Metrics();
   void MaintenanceLoop();
   // RefreshLoop keeps the KMS cache coherent with the other nodes of a cluster (KmsService::
@@ -176,6 +187,7 @@ class Appliance {
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<kms::KmsService> kms_;
   std::unique_ptr<kms::KmsApi> api_;
+  std::unique_ptr<kms::XksApi> xks_;
   std::unique_ptr<AuditWriter> audit_;
   std::atomic<bool> audit_key_recorded_{false};
   std::string admin_token_;

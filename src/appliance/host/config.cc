@@ -47,10 +47,10 @@ struct FieldSpec {
   PathRule path = PathRule::kNone;
 };
 
-constexpr std::array<std::string_view, 6> kTables = {"server", "tee",   "cluster",
-                                                     "kms",    "audit", "store"};
+constexpr std::array<std::string_view, 7> kTables = {"server", "tee",   "cluster", "kms",
+                                                     "audit",  "store", "xks"};
 
-const std::array<FieldSpec, 23> kFields = {{
+const std::array<FieldSpec, 25> kFields = {{
     {"server", "listen", &ServerConfig::listen},
     {"server", "data_dir", &ServerConfig::data_dir, PathRule::kResolve},
     {"server", "custody", &ServerConfig::custody_path, PathRule::kResolve},
@@ -74,6 +74,8 @@ const std::array<FieldSpec, 23> kFields = {{
     {"kms", "account_id", &ServerConfig::kms_account_id},
     {"audit", "sync", &ServerConfig::audit_sync},
     {"store", "url", &ServerConfig::store_url},
+    {"xks", "region", &ServerConfig::xks_region},
+    {"xks", "max_requests_per_second", &ServerConfig::xks_max_requests_per_second},
 }};
 
 constexpr std::array<std::string_view, 3> kBackends = {"sim", "sgx-gramine", "tdx-configfs"};

@@ -6,6 +6,7 @@
 //              gramine_root, tsm_root
 //   [cluster]  collateral, approval
 //   [kms]      region, account_id
+//   [xks]      region, max_requests_per_second
 //   [audit]    sync
 //   [store]    url
 //
@@ -92,6 +93,12 @@ struct ServerConfig {
   std::string kms_region = "us-east-1";
   // [kms] account_id: the 12-digit account in key and principal ARNs.
   std::string kms_account_id = "000000000000";
+  // [xks] region: the region XKS proxy API requests must be signed for; empty (default): any,
+  // since AWS KMS signs with the region of the KMS key (docs/xks.md).
+  std::string xks_region;
+  // [xks] max_requests_per_second (integer 0..65535): requests accepted per URI prefix and
+  // second, ThrottlingException beyond; 0 (default): no limit.
+  uint16_t xks_max_requests_per_second = 0;
   // [audit] sync: when a request's audit entry may be acknowledged (docs/audit.md
   // "Durability"): "group" (default) once written, fsynced by group commit within 10 ms;
   // "request" once signed by the core and fsynced.

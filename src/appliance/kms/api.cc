@@ -140,6 +140,8 @@ StatusOr<SigV4Credentials> KmsApi::Lookup(std::string_view access_key_id) {
       return SigV4Credentials{std::string(access_key_id), SecretBytes(), "", it->second->signing_keys};
   }
   ASSIGN_OR_RETURN(store::AccessKeyRecord rec, store_->GetAccessKey(access_key_id));
+  // An XKS proxy credential (kms/xks.h) signs XKS API requests only.
+  if (rec.principal_arn.find(":user/xks/") != std::string::npos) return NotFound("not a KMS API access key");
   ASSIGN_OR_RETURN(auto r, ecall::Invoke<ecall::KmsOpenAccessSecret>(core_, {rec.access_key_id, rec.wrapped_secret}));
   auto cred = std::make_shared<Credential>(Credential{
       std::make_shared<SigningKeyCache>(SecretBytes::CopyFrom(r.secret.view())), rec.principal_arn});

@@ -79,6 +79,8 @@ class KmsApi {
                                          const std::string& request_id);
 
   const RequestMetrics& metrics() const { return metrics_; }
+  // The XKS proxy API counts its requests here too (operations XksEncrypt, ...).
+  RequestMetrics* mutable_metrics() { return &metrics_; }
 
  private:
   StatusOr<SigV4Credentials> Lookup(std::string_view access_key_id);

@@ -13,6 +13,7 @@
 #include <optional>
 #include <regex>
 
+#include "crypto/hash.h"
 #include "crypto/random.h"
 #include "appliance/ecall/calls.h"
 #include "appliance/ecall/kms_calls.h"
@@ -781,6 +782,145 @@ struct KmsService::Impl {
     return json{{"KeyId", k->record.arn}, {"MacValid", true}, {"MacAlgorithm", "HMAC_SHA_256"}};
   }
 
+  // ---- the XKS proxy API (docs/xks.md): the key an external key id names ----
+
+  // XksNamed finds the key `externalKeyId` names: a key id, or an alias name without "alias/".
+  StatusOr<CachedKey*> XksNamed(const Invocation& in) {
+    ASSIGN_OR_RETURN(std::string ext, ReqString(in.req, "externalKeyId"));
+    std::string id = ext;
+    if (!IsKeyId(ext)) {
+      auto a = aliases.find("alias/" + ext);
+      if (a == aliases.end())
+        return Err(AwsError::kNotFound, "external key " + ext.substr(0, 128) +
+                                            " is not found (neither a key id nor the name of an alias)");
+      id = a->second.key_id;
+    }
+    auto it = keys.find(id);
+    if (it == keys.end()) return Err(AwsError::kNotFound, "external key " + ext.substr(0, 128) + " is not found");
+    *in.key_id = id;
+    return &it->second;
+  }
+
+  // XksUsable: the key policy allows `op` to the credential's principal, the key is enabled
+  // (InvalidStateException otherwise: XKS has no DisabledException) and AES-256.
+  Status XksUsable(const Invocation& in, const CachedKey& k, std::string_view op) {
+    RETURN_IF_ERROR(Authorize(in.caller, k, op));
+    if (k.record.key_state != "Enabled")
+      return Err(AwsError::kInvalidState, k.record.arn + " is " + k.record.key_state);
+    if (k.record.key_spec != ecall::kSpecSymmetric)
+      return Err(AwsError::kInvalidKeyUsage, k.record.arn + " is a " + k.record.key_spec +
+                                                 " key; the XKS proxy API encrypts with AES-256 keys only");
+    ASSIGN_OR_RETURN(auto alg, OptString(in.req, "encryptionAlgorithm"));
+    if (!alg) return Validation("encryptionAlgorithm is required");
+    if (*alg != "AES_GCM") return Err(AwsError::kUnsupportedOperation, "encryptionAlgorithm must be AES_GCM");
+    return Status::Ok();
+  }
+
+  // XksBlob reads an optional base64 field; beyond `max_len` is UnsupportedOperationException
+  // (a size above what this implementation supports, the spec's error for it).
+  // An absent optional field reads as empty; `present` (if given) says whether it was there.
+  static StatusOr<Bytes> XksBlob(const json& req, const char* name, size_t max_len, bool required,
+                                 bool* present = nullptr) {
+    ASSIGN_OR_RETURN(auto v, OptString(req, name));
+    if (present != nullptr) *present = v.has_value();
+    if (!v) {
+      if (required) return Validation(std::string(name) + " is required");
+      return Bytes{};
+    }
+    auto b = Base64Decode(*v);
+    if (!b.ok()) return Validation(std::string(name) + " is not valid base64");
+    if (b->size() > max_len)
+      return Err(AwsError::kUnsupportedOperation,
+                 std::string(name) + " is longer than " + std::to_string(max_len) + " bytes");
+    return std::move(b).value();
+  }
+
+  // XksMetadata is custos's ciphertextMetadata: u8 format (1) || u32 key version.
+  static Bytes XksMetadata(uint32_t version) {
+    ByteWriter w;
+    w.U8(1).U32(version);
+    return w.Take();
+  }
+
+  // XksAad is the spec's AES-GCM AAD: u16 len(aad) || aad || u8 len(metadata) || metadata.
+  static Bytes XksAad(const Bytes& aad, const Bytes& metadata) {
+    ByteWriter w;
+    w.U16(static_cast<uint16_t>(aad.size())).Raw(aad).U8(static_cast<uint8_t>(metadata.size())).Raw(metadata);
+    return w.Take();
+  }
+
+  StatusOr<json> XksGetKeyMetadata(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, XksNamed(in));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "DescribeKey"));
+    const store::KeyRecord& r = k->record;
+    json usage = json::array();
+    std::string spec = r.key_spec;
+    if (r.key_spec == ecall::kSpecSymmetric) {
+      spec = "AES_256";
+      usage = {"ENCRYPT", "DECRYPT"};
+    } else {
+      usage = {"SIGN", "VERIFY"};
+    }
+    return json{{"keySpec", spec}, {"keyUsage", usage}, {"keyStatus", r.key_state == "Enabled" ? "ENABLED" : "DISABLED"}};
+  }
+
+  StatusOr<json> XksEncrypt(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, XksNamed(in));
+    RETURN_IF_ERROR(XksUsable(in, *k, "Encrypt"));
+    ASSIGN_OR_RETURN(auto cdiv_alg, OptString(in.req, "ciphertextDataIntegrityValueAlgorithm"));
+    if (cdiv_alg && *cdiv_alg != "SHA_256")
+      return Err(AwsError::kUnsupportedOperation, "ciphertextDataIntegrityValueAlgorithm must be SHA_256");
+    ASSIGN_OR_RETURN(Bytes plaintext, XksBlob(in.req, "plaintext", ecall::kMaxXksPlaintext, true));
+    if (plaintext.empty()) return Validation("plaintext must not be empty");
+    ASSIGN_OR_RETURN(const Bytes given_aad, XksBlob(in.req, "additionalAuthenticatedData", 8192, false));
+    const uint32_t version = k->record.current_version;
+    const Bytes metadata = XksMetadata(version);
+    ASSIGN_OR_RETURN(ecall::KeyRef ref, Ref(*k, version));
+    const Bytes full_aad = XksAad(given_aad, metadata);
+    ASSIGN_OR_RETURN(auto r, Core<ecall::XksEncrypt>({ref, WipedBuffer(Bytes(plaintext)), full_aad}));
+    json out = {{"ciphertext", Base64Encode(r.ciphertext)},
+                {"ciphertextMetadata", Base64Encode(metadata)},
+                {"initializationVector", Base64Encode(r.iv)},
+                {"authenticationTag", Base64Encode(r.tag)}};
+    if (cdiv_alg) {
+      // Appendix C: the CDIV over the fields as they will be returned, computed before the
+      // check that they decrypt back to the plaintext (a later corruption is then caught).
+      out["ciphertextDataIntegrityValue"] =
+          Base64Encode(crypto::Sha256Bytes(Concat({given_aad, metadata, r.iv, r.ciphertext, r.tag})));
+      auto back = Core<ecall::XksDecrypt>({std::move(ref), r.iv, r.ciphertext, r.tag, full_aad});
+      const bool same = back.ok() && back->plaintext.view().size() == plaintext.size() &&
+                        std::equal(plaintext.begin(), plaintext.end(), back->plaintext.view().begin());
+      if (!same) {
+        WipeBytes(plaintext);
+        return Err(AwsError::kInternal, "the ciphertext did not decrypt back to the plaintext; it was not returned");
+      }
+    }
+    WipeBytes(plaintext);
+    return out;
+  }
+
+  StatusOr<json> XksDecrypt(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, XksNamed(in));
+    RETURN_IF_ERROR(XksUsable(in, *k, "Decrypt"));
+    ASSIGN_OR_RETURN(Bytes ciphertext, XksBlob(in.req, "ciphertext", ecall::kMaxXksPlaintext, true));
+    if (ciphertext.empty()) return Err(AwsError::kInvalidCiphertext, "the ciphertext is empty");
+    ASSIGN_OR_RETURN(Bytes iv, XksBlob(in.req, "initializationVector", 16, true));
+    ASSIGN_OR_RETURN(Bytes tag, XksBlob(in.req, "authenticationTag", 16, true));
+    ASSIGN_OR_RETURN(Bytes aad, XksBlob(in.req, "additionalAuthenticatedData", 8192, false));
+    ASSIGN_OR_RETURN(Bytes metadata, XksBlob(in.req, "ciphertextMetadata", 20, false));
+    // Every ciphertext this proxy makes carries its metadata: format 1 and the key version.
+    if (metadata.size() != 5 || metadata[0] != 1)
+      return Err(AwsError::kInvalidCiphertext,
+                 "the ciphertextMetadata is missing or not this key manager's (format 1, key version)");
+    const uint32_t version = (uint32_t{metadata[1]} << 24) | (uint32_t{metadata[2]} << 16) |
+                             (uint32_t{metadata[3]} << 8) | uint32_t{metadata[4]};
+    RETURN_IF_ERROR(RequireVersion(*k, version));
+    ASSIGN_OR_RETURN(ecall::KeyRef ref, Ref(*k, version));
+    ASSIGN_OR_RETURN(auto r, Core<ecall::XksDecrypt>({std::move(ref), std::move(iv), std::move(ciphertext),
+                                                      std::move(tag), XksAad(aad, metadata)}));
+    return json{{"plaintext", Base64Encode(r.plaintext.view())}};
+  }
+
   StatusOr<json> DescribeKey(const Invocation& in) {
     ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId"));
     RETURN_IF_ERROR(Authorize(in.caller, *k, "DescribeKey"));
@@ -1091,8 +1231,21 @@ constexpr Operation kOperations[] = {
     {"PutKeyPolicy", Lock::kExclusive, true, &I::PutKeyPolicy},
 };
 
+// The XKS proxy API's key operations (ExecuteXks only: not reachable through TrentService).
+constexpr Operation kXksOperations[] = {
+    {"XksGetKeyMetadata", Lock::kShared, false, &I::XksGetKeyMetadata},
+    {"XksEncrypt", Lock::kShared, false, &I::XksEncrypt},
+    {"XksDecrypt", Lock::kShared, false, &I::XksDecrypt},
+};
+
 const Operation* FindOperation(std::string_view name) {
   for (const Operation& o : kOperations)
+    if (o.name == name) return &o;
+  return nullptr;
+}
+
+const Operation* FindXksOperation(std::string_view name) {
+  for (const Operation& o : kXksOperations)
     if (o.name == name) return &o;
   return nullptr;
 }
@@ -1154,8 +1307,16 @@ Status KmsService::Refresh() {
 bool KmsService::Fresh() const { return impl_->Fresh(); }
 
 KmsOutcome KmsService::Execute(std::string_view operation, const json& req, const Caller& caller) {
+  return Run(FindOperation(operation), req, caller);
+}
+
+KmsOutcome KmsService::ExecuteXks(std::string_view operation, const json& req, const Caller& caller) {
+  return Run(FindXksOperation(operation), req, caller);
+}
+
+KmsOutcome KmsService::Run(const void* operation, const json& req, const Caller& caller) {
   KmsOutcome out;
-  const Operation* op = FindOperation(operation);
+  const Operation* op = static_cast<const Operation*>(operation);
   if (op == nullptr) {
     Refusal(Err(AwsError::kUnknownOperation, "unknown operation"), &out);
     return out;

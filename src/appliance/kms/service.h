@@ -130,6 +130,11 @@ class KmsService {
 
   // Execute runs `operation` (the X-Amz-Target suffix, e.g. "Encrypt") for `caller`.
   KmsOutcome Execute(std::string_view operation, const nlohmann::json& request, const Caller& caller);
+  // ExecuteXks runs one XKS proxy API key operation (docs/xks.md), "XksGetKeyMetadata",
+  // "XksEncrypt" or "XksDecrypt", on the key the request's "externalKeyId" names (a key id, or
+  // an alias name without "alias/"), with Execute's locking, freshness and errors. The key
+  // policy decides for the caller as for DescribeKey, Encrypt and Decrypt.
+  KmsOutcome ExecuteXks(std::string_view operation, const nlohmann::json& request, const Caller& caller);
 
   // RunMaintenance deletes keys whose deletion date has passed and rotates keys whose
   // rotation date has come. The host calls it periodically; safe to call concurrently with
@@ -149,6 +154,8 @@ class KmsService {
   struct Impl;
 
  private:
+  // Run executes one row of an operations table (service.cc; null: unknown operation).
+  KmsOutcome Run(const void* operation, const nlohmann::json& request, const Caller& caller);
   std::unique_ptr<Impl> impl_;
   ServiceOptions options_;
 };

@@ -149,6 +149,7 @@ constexpr PgQuery kSelectAccessKey = {"SELECT " CUSTOS_ACCESS_KEY_COLUMNS
 constexpr PgQuery kListAccessKeys = {"SELECT " CUSTOS_ACCESS_KEY_COLUMNS
                                      " FROM access_keys ORDER BY access_key_id",
                                      kAccessKeyColumns};
+constexpr PgQuery kDeleteAccessKey = {"DELETE FROM access_keys WHERE access_key_id = $1", kNone};
 
 // Every audit statement names its log as $1: the store's own, or ReadAuditLog's.
 // AppendAudit serializes the appenders of one log, across connections and nodes, on a
@@ -715,6 +716,13 @@ class PgStore final : public Store, public internal::ChangeLogSettings {
       ASSIGN_OR_RETURN(PgResult r, s.Exec(kOp, kListAccessKeys));
       return Rows(r, ReadAccessKey);
     });
+  }
+
+  Status DeleteAccessKey(std::string_view access_key_id) override {
+    constexpr char kOp[] = "delete access key";
+    PgParams p;
+    p.Text(access_key_id);
+    return WriteOne(kOp, kDeleteAccessKey, p, "access key");
   }
 
   // ---- Audit.

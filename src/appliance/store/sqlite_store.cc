@@ -247,6 +247,7 @@ constexpr char kSelectAccessKey[] =
     "SELECT " CUSTOS_ACCESS_KEY_COLUMNS " FROM access_keys WHERE access_key_id = ?1";
 constexpr char kListAccessKeys[] =
     "SELECT " CUSTOS_ACCESS_KEY_COLUMNS " FROM access_keys ORDER BY access_key_id";
+constexpr char kDeleteAccessKey[] = "DELETE FROM access_keys WHERE access_key_id = ?1";
 
 // Every audit statement names its log as ?1: the store's own, or ReadAuditLog's.
 constexpr char kLastSeq[] = "SELECT seq FROM audit WHERE log = ?1 ORDER BY seq DESC LIMIT 1";
@@ -743,6 +744,20 @@ class SqliteStore final : public Store, public internal::ChangeLogSettings {
     std::lock_guard<std::mutex> lock(mu_);
     ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kListAccessKeys));
     return s.Rows([](Stmt& r) { return ReadAccessKey(r); });
+  }
+
+  Status DeleteAccessKey(std::string_view access_key_id) override {
+    constexpr char kOp[] = "delete access key";
+    std::lock_guard<std::mutex> lock(mu_);
+    Transaction tx(db_);
+    RETURN_IF_ERROR(tx.Begin(kOp, true));
+    {
+      ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kDeleteAccessKey));
+      s.Text(access_key_id);
+      RETURN_IF_ERROR(s.Run());
+      if (sqlite3_changes(db_) == 0) return NotFoundIn(kOp, "access key");
+    }
+    return tx.Commit(kOp);
   }
 
   // ---- Audit.

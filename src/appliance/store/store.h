@@ -147,10 +147,12 @@ class Store {
                                const std::vector<std::string>& tag_keys) = 0;
   virtual StatusOr<std::vector<Tag>> ListTags(std::string_view key_id) = 0;
 
-  // Access keys. PutAccessKey: kAlreadyExists for a duplicate id or name.
+  // Access keys. PutAccessKey: kAlreadyExists for a duplicate id or name. DeleteAccessKey:
+  // kNotFound if there is none.
   virtual Status PutAccessKey(const AccessKeyRecord& key) = 0;
   virtual StatusOr<AccessKeyRecord> GetAccessKey(std::string_view access_key_id) = 0;
   virtual StatusOr<std::vector<AccessKeyRecord>> ListAccessKeys() = 0;
+  virtual Status DeleteAccessKey(std::string_view access_key_id) = 0;
 
   // Audit. AppendAudit stores a batch in one transaction; each record's seq must be the next
   // one (kFailedPrecondition otherwise, nothing stored). LastAudit is the newest record (with

@@ -584,6 +584,15 @@ TEST_P(StoreTest, AccessKeys) {
   EXPECT_EQ(store_->ListAccessKeys()->size(), 2u);
   EXPECT_EQ(Tie(*store_->GetAccessKey(two.access_key_id)), Tie(two));
   EXPECT_EQ(store_->GetAccessKey("CKIAAAAAAAAAAAAAAAA3").status().code(), ErrorCode::kNotFound);
+
+  // Deleted (a rotated-out credential): gone from every read; its name is free again.
+  ASSERT_OK(store_->DeleteAccessKey(one.access_key_id));
+  EXPECT_EQ(store_->GetAccessKey(one.access_key_id).status().code(), ErrorCode::kNotFound);
+  ExpectSame(*store_->ListAccessKeys(), {two});
+  EXPECT_EQ(store_->DeleteAccessKey(one.access_key_id).code(), ErrorCode::kNotFound);
+  AccessKeyRecord reuse = one;
+  reuse.access_key_id = "CKIAAAAAAAAAAAAAAAA4";
+  EXPECT_OK(store_->PutAccessKey(reuse));
 }
 
 // ---- Audit.

@@ -20,15 +20,17 @@ std::string Rfc3339Millis(std::chrono::system_clock::time_point t) {
 }
 
 nlohmann::json Entry::ToJson() const {
-  return {{"time", Rfc3339Millis(time)},
-          {"request_id", request_id},
-          {"principal", principal},
-          {"access_key_id", access_key_id},
-          {"operation", operation},
-          {"key_id", key_id},
-          {"outcome", outcome},
-          {"http_status", http_status},
-          {"source", source}};
+  nlohmann::json j = {{"time", Rfc3339Millis(time)},
+                      {"request_id", request_id},
+                      {"principal", principal},
+                      {"access_key_id", access_key_id},
+                      {"operation", operation},
+                      {"key_id", key_id},
+                      {"outcome", outcome},
+                      {"http_status", http_status},
+                      {"source", source}};
+  if (!request_metadata.is_null()) j["request_metadata"] = request_metadata;
+  return j;
 }
 
 }  // namespace custos::audit

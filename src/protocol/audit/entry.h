@@ -20,6 +20,9 @@ struct Entry {
   std::string outcome;        // "ok" or the AWS error name ("AccessDeniedException", ...)
   int http_status = 0;
   std::string source;         // the client's address
+  // XKS proxy API requests: AWS KMS's requestMetadata (its principal, KMS key ARN, KMS
+  // operation and request id, ...), string fields only; null for other requests.
+  nlohmann::json request_metadata;
 
   // ToJson renders the entry; time is RFC 3339 UTC with milliseconds.
   nlohmann::json ToJson() const;
