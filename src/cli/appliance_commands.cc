@@ -104,9 +104,32 @@ Status Server(const std::string& config_path, bool insecure_http) {
   RETURN_IF_ERROR(server->Start());
   std::cout << "custos server listening on " << (server->tls() ? "https" : "http") << "://"
             << config.listen.substr(0, config.listen.rfind(':')) << ":" << server->port() << std::endl;
+  // [xks] listen: the XKS proxy API alone, on its own address, mutual TLS when configured.
+  std::unique_ptr<net::HttpServer> xks_server;
+  if (!config.xks_listen.empty()) {
+    net::HttpServerOptions xo = host::ApiServerOptions(config);
+    xo.tls_client_ca_file = config.xks_client_ca;
+    xo.tls_client_subject = config.xks_client_subject;
+    ASSIGN_OR_RETURN(xks_server, net::HttpServer::Create(
+                                     config.xks_listen,
+                                     [&](const net::HttpRequest& r) {
+                                       std::string path = r.target.substr(0, r.target.find('?'));
+                                       if (kms::XksApi::IsXksPath(path)) return appliance->Handle(r);
+                                       net::HttpResponse nf;
+                                       nf.status = 404;
+                                       nf.body = R"({"errorName":"InvalidUriPathException","errorMessage":"this listener serves the XKS proxy API only"})";
+                                       return nf;
+                                     },
+                                     xo));
+    RETURN_IF_ERROR(xks_server->Start());
+    std::cout << "custos XKS proxy API listening on " << (xks_server->tls() ? "https" : "http") << "://"
+              << config.xks_listen.substr(0, config.xks_listen.rfind(':')) << ":" << xks_server->port()
+              << (config.xks_client_ca.empty() ? "" : " (mutual TLS)") << std::endl;
+  }
   int sig = 0;
   sigwait(&sigs, &sig);
   Log("info", "host", "stopping on signal", {{"signal", sig}});
+  if (xks_server) xks_server->Stop();
   server->Stop();
   appliance->Stop();
   return Status::Ok();

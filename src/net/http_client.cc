@@ -316,6 +316,12 @@ StatusOr<HttpClient> HttpClient::Create(std::string_view base_url, HttpClientOpt
         }
       }
       ctx.set_verify_mode(ssl::verify_peer);
+      if (!options.client_cert_file.empty()) {
+        ctx.use_certificate_chain_file(options.client_cert_file, ec);
+        if (ec) return InvalidArgument("cannot load TLS client certificate " + options.client_cert_file);
+        ctx.use_private_key_file(options.client_key_file, ssl::context::pem, ec);
+        if (ec) return InvalidArgument("cannot load TLS client key " + options.client_key_file);
+      }
     }
     impl->origin = url.Origin();
     impl->url = std::move(url);

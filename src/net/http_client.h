@@ -19,6 +19,9 @@ struct HttpClientOptions {
   std::chrono::milliseconds timeout{30'000};
   // ca_file is a PEM bundle of the CAs trusted for https; empty uses the system trust store.
   std::string ca_file;
+  // client_cert_file / client_key_file: a PEM client certificate chain and its key, presented
+  // when the server asks for one (mutual TLS); empty: none.
+  std::string client_cert_file, client_key_file;
   // max_response_bytes bounds a response body; a larger one fails the call.
   size_t max_response_bytes = 16u << 20;
 };

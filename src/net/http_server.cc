@@ -12,6 +12,8 @@
 #include <algorithm>
 
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
@@ -616,6 +618,27 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(std::string_view listen
       if (SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
         return InvalidArgument("TLS private key does not match the certificate");
       }
+      if (!options.tls_client_ca_file.empty()) {
+        ctx.load_verify_file(options.tls_client_ca_file, ec);
+        if (ec) return InvalidArgument("cannot load TLS client CA file " + options.tls_client_ca_file);
+        ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+        // Client certificates are for client authentication (OpenSSL checks the purpose).
+        SSL_CTX_set_purpose(ctx.native_handle(), X509_PURPOSE_SSL_CLIENT);
+        std::string subject = options.tls_client_subject;
+        ctx.set_verify_callback([subject](bool preverified, ssl::verify_context& vc) {
+          if (!preverified) return false;
+          X509_STORE_CTX* store = vc.native_handle();
+          if (subject.empty() || X509_STORE_CTX_get_error_depth(store) != 0) return true;
+          X509* leaf = X509_STORE_CTX_get_current_cert(store);
+          char cn[256] = {0};
+          int n = leaf == nullptr ? -1
+                                  : X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, cn,
+                                                              sizeof cn);
+          return n >= 0 && static_cast<size_t>(n) == subject.size() && subject == cn;
+        });
+      }
+    } else if (!options.tls_client_ca_file.empty()) {
+      return InvalidArgument("a TLS client CA needs a TLS server certificate");
     }
 
     beast::error_code ec;

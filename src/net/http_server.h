@@ -40,6 +40,11 @@ struct HttpServerOptions {
   // tls_cert_file is a PEM certificate chain (leaf first); tls_key_file its PEM private key.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // Mutual TLS: with tls_client_ca_file (PEM) set, the handshake fails unless the client
+  // presents a certificate chained to one of those CAs, valid for client authentication, and,
+  // when tls_client_subject is set, whose leaf's subject common name is exactly that.
+  std::string tls_client_ca_file;
+  std::string tls_client_subject;
   // transport_error, if set, renders the errors the server answers itself before a handler
   // runs (413 body too large, 431 headers too large, 400 malformed request) — e.g. in the
   // AWS JSON error shape on the KMS API. `code` is custos's own short code for the error.

@@ -428,7 +428,7 @@ void AddExtension(X509* cert, X509* issuer, int nid, const char* value) {
 // IssueCert makes a P-256 certificate for `cn`, signed by (issuer, issuer_key), or self-signed
 // when issuer is null. `san` is a subjectAltName value or null for a CA.
 void IssueCert(const char* cn, X509* issuer, EVP_PKEY* issuer_key, const char* san, KeyPtr* key_out,
-               CertPtr* cert_out) {
+               CertPtr* cert_out, const char* eku = "serverAuth") {
   static long serial = 1;
   KeyPtr key(EVP_EC_gen("P-256"));
   ASSERT_NE(key, nullptr);
@@ -450,7 +450,7 @@ void IssueCert(const char* cn, X509* issuer, EVP_PKEY* issuer_key, const char* s
     AddExtension(cert.get(), signer, NID_key_usage, "critical,keyCertSign,cRLSign");
   } else {
     AddExtension(cert.get(), signer, NID_basic_constraints, "critical,CA:FALSE");
-    AddExtension(cert.get(), signer, NID_ext_key_usage, "serverAuth");
+    AddExtension(cert.get(), signer, NID_ext_key_usage, eku);
     AddExtension(cert.get(), signer, NID_subject_alt_name, san);
   }
   ASSERT_GT(X509_sign(cert.get(), signer_key, EVP_sha256()), 0);
@@ -554,6 +554,54 @@ TEST_F(HttpTls, RefusesCertificateForAnotherHost) {
   ASSERT_FALSE(res.ok());
   EXPECT_EQ(res.status().code(), ErrorCode::kIntegrity) << res.status().ToString();
   EXPECT_EQ(server->requests_served(), 0u);
+}
+
+// Mutual TLS (the XKS listener, docs/xks.md): only a client certificate chained to the
+// configured CA, for client authentication, with exactly the configured subject CN gets in.
+TEST_F(HttpTls, MutualTlsAdmitsOnlyTheConfiguredClient) {
+  KeyPtr ca_key, other_key, k1, k2, k3, k4;
+  CertPtr client_ca, other_ca, kms, wrong_cn, foreign, server_only;
+  ASSERT_NO_FATAL_FAILURE(IssueCert("client CA", nullptr, nullptr, nullptr, &ca_key, &client_ca));
+  ASSERT_NO_FATAL_FAILURE(IssueCert("other client CA", nullptr, nullptr, nullptr, &other_key, &other_ca));
+  const char* cn = "cks.kms.eu-west-1.amazonaws.com";
+  ASSERT_NO_FATAL_FAILURE(IssueCert(cn, client_ca.get(), ca_key.get(), "DNS:kms.example", &k1, &kms, "clientAuth"));
+  ASSERT_NO_FATAL_FAILURE(IssueCert("cks.kms.us-east-1.amazonaws.com", client_ca.get(), ca_key.get(), "DNS:kms.example",
+                                    &k2, &wrong_cn, "clientAuth"));
+  ASSERT_NO_FATAL_FAILURE(IssueCert(cn, other_ca.get(), other_key.get(), "DNS:kms.example", &k3, &foreign, "clientAuth"));
+  ASSERT_NO_FATAL_FAILURE(IssueCert(cn, client_ca.get(), ca_key.get(), "DNS:kms.example", &k4, &server_only, "serverAuth"));
+  WritePem(dir_ + "/client-ca.pem", client_ca.get(), nullptr);
+  for (auto [stem, cert, key] : {std::tuple{"kms", kms.get(), k1.get()}, {"wrong-cn", wrong_cn.get(), k2.get()},
+                                 {"foreign", foreign.get(), k3.get()}, {"server-only", server_only.get(), k4.get()}}) {
+    WritePem(dir_ + "/" + stem + ".pem", cert, nullptr);
+    WritePem(dir_ + "/" + stem + ".key", nullptr, key);
+  }
+  HttpServerOptions options = TlsOptions("leaf");
+  options.tls_client_ca_file = dir_ + "/client-ca.pem";
+  options.tls_client_subject = cn;
+  auto server = StartServer(EchoHandler, options);
+  ASSERT_NE(server, nullptr);
+  auto call = [&](const std::string& stem) {
+    HttpClientOptions o;
+    o.ca_file = ca_file_;
+    if (!stem.empty()) {
+      o.client_cert_file = dir_ + "/" + stem + ".pem";
+      o.client_key_file = dir_ + "/" + stem + ".key";
+    }
+    HttpClient client = MakeClient(BaseUrl(*server), o);
+    return client.Post("/mtls", "hello");
+  };
+  auto ok = call("kms");
+  ASSERT_OK(ok.status());
+  EXPECT_EQ(ok->status, 200);
+  for (const char* refused : {"", "wrong-cn", "foreign", "server-only"}) {
+    auto r = call(refused);
+    EXPECT_FALSE(r.ok() && r->status == 200) << "client " << refused << " got in";
+  }
+  EXPECT_EQ(server->requests_served(), 1u);
+  // A client CA without a server certificate is a configuration error.
+  HttpServerOptions plain;
+  plain.tls_client_ca_file = dir_ + "/client-ca.pem";
+  EXPECT_EQ(HttpServer::Create("127.0.0.1:0", EchoHandler, plain).status().code(), ErrorCode::kInvalidArgument);
 }
 
 TEST_F(HttpTls, PlainClientGetsNoAnswer) {

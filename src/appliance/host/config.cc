@@ -50,7 +50,7 @@ struct FieldSpec {
 constexpr std::array<std::string_view, 7> kTables = {"server", "tee",   "cluster", "kms",
                                                      "audit",  "store", "xks"};
 
-const std::array<FieldSpec, 25> kFields = {{
+const std::array<FieldSpec, 28> kFields = {{
     {"server", "listen", &ServerConfig::listen},
     {"server", "data_dir", &ServerConfig::data_dir, PathRule::kResolve},
     {"server", "custody", &ServerConfig::custody_path, PathRule::kResolve},
@@ -76,6 +76,9 @@ const std::array<FieldSpec, 25> kFields = {{
     {"store", "url", &ServerConfig::store_url},
     {"xks", "region", &ServerConfig::xks_region},
     {"xks", "max_requests_per_second", &ServerConfig::xks_max_requests_per_second},
+    {"xks", "listen", &ServerConfig::xks_listen},
+    {"xks", "client_ca", &ServerConfig::xks_client_ca, PathRule::kResolve},
+    {"xks", "client_subject", &ServerConfig::xks_client_subject},
 }};
 
 constexpr std::array<std::string_view, 3> kBackends = {"sim", "sgx-gramine", "tdx-configfs"};
@@ -342,6 +345,12 @@ Status CheckConsistency(const ServerConfig& config) {
   if (!config.store_url.empty() && config.store_url.rfind("postgresql://", 0) != 0 &&
       config.store_url.rfind("postgres://", 0) != 0)
     return InvalidArgument("store.url must be a postgresql:// or postgres:// URL (or be left out)");
+  if ((!config.xks_client_ca.empty() || !config.xks_client_subject.empty()) && config.xks_listen.empty())
+    return InvalidArgument("xks.client_ca and xks.client_subject need xks.listen (the XKS listener they guard)");
+  if (!config.xks_client_subject.empty() && config.xks_client_ca.empty())
+    return InvalidArgument("xks.client_subject needs xks.client_ca (the CA the client certificate chains to)");
+  if (!config.xks_client_ca.empty() && config.insecure_http)
+    return InvalidArgument("xks.client_ca (mutual TLS) cannot be used with insecure_http");
   static const std::regex node_name_re("^[A-Za-z0-9._-]{1,64}$");
   if (!config.node_name.empty() && !std::regex_match(config.node_name, node_name_re))
     return InvalidArgument("server.node_name must be 1 to 64 characters of A-Z a-z 0-9 . _ -");

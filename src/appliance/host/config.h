@@ -6,7 +6,7 @@
 //              gramine_root, tsm_root
 //   [cluster]  collateral, approval
 //   [kms]      region, account_id
-//   [xks]      region, max_requests_per_second
+//   [xks]      region, max_requests_per_second, listen, client_ca, client_subject
 //   [audit]    sync
 //   [store]    url
 //
@@ -99,6 +99,14 @@ struct ServerConfig {
   // [xks] max_requests_per_second (integer 0..65535): requests accepted per URI prefix and
   // second, ThrottlingException beyond; 0 (default): no limit.
   uint16_t xks_max_requests_per_second = 0;
+  // [xks] listen (optional, host:port): a second listener that serves the XKS proxy API only,
+  // with the node's TLS identity; [xks] client_ca (path) makes it mutual TLS: only a client
+  // certificate chained to that CA gets in, and with [xks] client_subject only one whose
+  // subject CN is exactly that (AWS KMS presents CN=cks.kms.<region>.amazonaws.com, chained to
+  // Amazon Trust Services; docs/xks.md).
+  std::string xks_listen;
+  std::string xks_client_ca;
+  std::string xks_client_subject;
   // [audit] sync: when a request's audit entry may be acknowledged (docs/audit.md
   // "Durability"): "group" (default) once written, fsynced by group commit within 10 ms;
   // "request" once signed by the core and fsynced.

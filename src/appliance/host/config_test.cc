@@ -198,8 +198,8 @@ TEST(ServerConfigTest, DocumentedExampleParses) {
     uncommented += line + "\n";
     start = end + 1;
   }
-  EXPECT_EQ(uncommented_keys, 9u);  // tls_cert, tls_key, insecure_http, join, node_name,
-                                    // enclave_binary, sim_key_dir, collateral, url
+  EXPECT_EQ(uncommented_keys, 10u);  // tls_cert, tls_key, insecure_http, join, node_name,
+                                     // enclave_binary, sim_key_dir, collateral, url, xks region
   auto all = ParseServerConfig(uncommented, "/etc/custos");
   ASSERT_TRUE(all.ok()) << all.status().ToString();
   EXPECT_EQ(all->tls_key, "/etc/custos/tls/server.key");
@@ -397,6 +397,24 @@ TEST(ServerConfigTest, RefusesBadJoinUrlAndRelativeDeviceRoots) {
             "server.toml: tee.gramine_root must be an absolute path");
   EXPECT_EQ(Refusal(WithServer("", "[tee]\ntsm_root = \"\"\n")),
             "server.toml: tee.tsm_root must be an absolute path");
+}
+
+TEST(ServerConfigTest, XksListenerAndMutualTls) {
+  auto config = ParseServerConfig(WithServer("", "[xks]\nlisten = \"0.0.0.0:8443\"\nclient_ca = \"ats.pem\"\n"
+                                                 "client_subject = \"cks.kms.eu-west-1.amazonaws.com\"\n"
+                                                 "region = \"eu-west-1\"\nmax_requests_per_second = 1800\n"),
+                                  "/base");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->xks_listen, "0.0.0.0:8443");
+  EXPECT_EQ(config->xks_client_ca, "/base/ats.pem");
+  EXPECT_EQ(config->xks_client_subject, "cks.kms.eu-west-1.amazonaws.com");
+  EXPECT_EQ(config->xks_region, "eu-west-1");
+  EXPECT_EQ(config->xks_max_requests_per_second, 1800);
+  EXPECT_THAT(Refusal(WithServer("", "[xks]\nclient_ca = \"ats.pem\"\n")), HasSubstr("need xks.listen"));
+  EXPECT_THAT(Refusal(WithServer("", "[xks]\nlisten = \"0.0.0.0:8443\"\nclient_subject = \"x\"\n")),
+              HasSubstr("xks.client_subject needs xks.client_ca"));
+  EXPECT_THAT(Refusal(WithServer("insecure_http = true", "[xks]\nlisten = \"0.0.0.0:8443\"\nclient_ca = \"a.pem\"\n")),
+              HasSubstr("cannot be used with insecure_http"));
 }
 
 TEST(ServerConfigTest, RenderRoundTrips) {
