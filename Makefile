@@ -14,9 +14,13 @@ DEV_DIR ?= .custos-dev
 CLUSTER_DIR ?= .custos-cluster
 NODES ?= 3
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 CUSTOS_E2E_LARGE_MIB=8
+# MODEL_OUT: where `make verify` leaves each model-checking run (pan's report; the counterexample
+# trails of the mutants and probes) and summary.txt.
+MODEL_OUT ?= build-model
 
 .PHONY: test-deps deps build build-san build-san-only build-release build-release-only build-asan build-fuzz test test-fast \
-  test-san test-san-only test-release test-release-only build-matrix test-asan fuzz-smoke fuzz-smoke-only fuzz bench run cluster demo clean
+  test-san test-san-only test-release test-release-only build-matrix test-asan fuzz-smoke fuzz-smoke-only fuzz bench run cluster demo clean \
+  verify verify-only
 
 deps:
 	@scripts/install-deps.sh
@@ -50,7 +54,8 @@ build-release-only:
 	cmake --build $(REL_BUILD) -j $(JOBS)
 
 # test: the CI run (.ci/run), in phases, each timed (the table is printed at the end; the
-# measured budget is in docs/benchmarks.md "CI time"): packages; one clang build with ASan+UBSan
+# measured budget is in docs/benchmarks.md "CI time"): packages; the protocol model (make
+# verify-only); one clang build with ASan+UBSan
 # and libFuzzer instrumentation; every test (unit, end-to-end, conformance with the AWS CLI,
 # boto3 and the AWS SDK for JavaScript, the operations guide, compatibility fixtures, layout)
 # under the sanitizers; a short smoke run of every fuzz target from that build; the GCC Release
@@ -77,6 +82,13 @@ build-matrix: deps
 # test-fast: the same tests against the RelWithDebInfo build (not part of CI).
 test-fast: build test-deps
 	ctest --test-dir $(BUILD) -j $(TEST_JOBS) --output-on-failure
+
+# verify: the Spin model of the appliance protocols (model/custody.pml, docs/verification.md): a
+# full search of the real protocol in each configuration must find no violation, and every mutant
+# (a check removed) and reachability probe must fail with its expected property; part of `make test`.
+verify: deps verify-only
+verify-only:
+	model/run.sh $(MODEL_OUT)
 
 fuzz-smoke: build-san fuzz-smoke-only
 fuzz-smoke-only:
@@ -106,4 +118,4 @@ demo: build
 	scripts/demo.sh $(BUILD)/custos
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD) $(REL_BUILD) build-matrix build-asan build-fuzz
+	rm -rf $(BUILD) $(SAN_BUILD) $(REL_BUILD) build-matrix build-asan build-fuzz $(MODEL_OUT)

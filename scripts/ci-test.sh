@@ -25,6 +25,7 @@ phase() {
   if [ $rc -ne 0 ]; then table; exit $rc; fi
 }
 phase "packages (apt-get, npm ci)"        make -s deps test-deps
+phase "model check (Spin)"                make -s verify-only
 phase "build: clang ASan+UBSan+fuzzer"    make -s build-san-only
 phase "tests: ASan+UBSan"                 make -s test-san-only
 phase "fuzz smoke (every target)"         make -s fuzz-smoke-only

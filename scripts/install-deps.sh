@@ -23,6 +23,8 @@ PKGS=(
   wrk nginx-light
   # Objects (custos put/get): S3 XML answers; the benchmark chart (scripts/bench_objects.sh).
   libtinyxml2-dev gnuplot-nox
+  # The protocol model (model/custody.pml, make verify): the Spin model checker (pan is built with gcc).
+  spin
 )
 # Node.js and npm for the AWS SDK for JavaScript conformance suite: Debian's only where no
 # node/npm is installed already (another distribution's nodejs conflicts with Debian's npm).
