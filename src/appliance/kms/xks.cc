@@ -54,9 +54,48 @@ net::HttpResponse XksError(const KmsOutcome& o) {
   return Error(500, "InternalException", "the key manager failed the request");
 }
 
+bool IsAlnum(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+
+// ValidPrefix: "" or ("/" segment)+ with segments of [A-Za-z0-9_-]; the URI path within 128.
+// (By hand, not std::regex: this runs on every request.)
 bool ValidPrefix(std::string_view prefix) {
-  static const std::regex re("^(/[A-Za-z0-9_-]+)*$");
-  return std::regex_match(prefix.begin(), prefix.end(), re) && prefix.size() + kApiRoot.size() <= 128;
+  if (prefix.size() + kApiRoot.size() > 128) return false;
+  bool segment_empty = true;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    char c = prefix[i];
+    if (c == '/') {
+      if (i > 0 && segment_empty) return false;
+      segment_empty = true;
+    } else if (i == 0 || !(IsAlnum(c) || c == '_' || c == '-')) {
+      return false;
+    } else {
+      segment_empty = false;
+    }
+  }
+  return prefix.empty() || !segment_empty;
+}
+
+// ParseRoute reads "/health" or "/keys/{id}/{metadata|encrypt|decrypt}" (id: 1..128 of
+// [A-Za-z0-9._-]); false for anything else.
+bool ParseRoute(std::string_view rest, std::string* operation, std::string* key_id) {
+  if (rest == "/health") {
+    *operation = "XksGetHealthStatus";
+    return true;
+  }
+  constexpr std::string_view kKeys = "/keys/";
+  if (rest.substr(0, kKeys.size()) != kKeys) return false;
+  rest.remove_prefix(kKeys.size());
+  size_t slash = rest.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash > 128) return false;
+  std::string_view id = rest.substr(0, slash), op = rest.substr(slash + 1);
+  for (char c : id)
+    if (!(IsAlnum(c) || c == '.' || c == '_' || c == '-')) return false;
+  if (op == "metadata") *operation = "XksGetKeyMetadata";
+  else if (op == "encrypt") *operation = "XksEncrypt";
+  else if (op == "decrypt") *operation = "XksDecrypt";
+  else return false;
+  *key_id = std::string(id);
+  return true;
 }
 
 bool ValidName(std::string_view name) {
@@ -237,15 +276,7 @@ net::HttpResponse XksApi::Serve(const net::HttpRequest& req, std::string* op_out
   }
   // The route: health, or keys/{externalKeyId}/{metadata|encrypt|decrypt}.
   std::string operation, key_id;
-  static const std::regex key_route("^/keys/([A-Za-z0-9._-]{1,128})/(metadata|encrypt|decrypt)$");
-  std::smatch m;
-  if (rest == "/health") {
-    operation = "XksGetHealthStatus";
-  } else if (std::regex_match(rest, m, key_route)) {
-    key_id = m[1];
-    operation = m[2] == "metadata" ? "XksGetKeyMetadata" : m[2] == "encrypt" ? "XksEncrypt" : "XksDecrypt";
-  }
-  if (operation.empty() || !ValidPrefix(prefix))
+  if (!ParseRoute(rest, &operation, &key_id) || !ValidPrefix(prefix))
     return Error(404, "InvalidUriPathException", "no XKS API operation at " + path.substr(0, 256));
   *op_out = operation;
   if (Throttled(prefix))

@@ -363,6 +363,9 @@ TEST_F(XksTest, CredentialsRotateWithoutDowntime) {
   // Bad prefixes and names are refused.
   EXPECT_EQ(xks_->CreateCredential("tenant", "").status().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(xks_->CreateCredential("/a b", "").status().code(), ErrorCode::kInvalidArgument);
+  for (const char* bad : {"/", "/a/", "/a//b", "//a", "/a.b"})
+    EXPECT_EQ(xks_->CreateCredential(bad, "").status().code(), ErrorCode::kInvalidArgument) << bad;
+  EXPECT_OK(xks_->CreateCredential("/a/b_c/D-9", "").status());
   EXPECT_EQ(xks_->CreateCredential("/" + std::string(120, 'a'), "").status().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(xks_->CreateCredential("/ok", "bad/name").status().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(xks_->CreateCredential("/tenant-a", "second").status().code(), ErrorCode::kAlreadyExists);
