@@ -113,7 +113,9 @@ one() {
         local found
         found=$(sed -n 's/.*PROPERTY-VIOLATED: \([a-z_]*\).*/\1/p' trail.txt | head -1)
         if [ "$found" = "$expect" ] && grep -q 'assertion violated' trail.txt; then
-          verdict=ok; what="counterexample, $(grep -c '^ *MSC:' trail.txt) narrated steps"
+          local events
+          events=$(grep -E '^ *MSC: [^ ]' trail.txt | grep -cvE 'MSC: (config [0-9]|initiator session [0-9]+: )')
+          verdict=ok; what="counterexample of $events protocol events"
         else
           what="expected a $expect counterexample, the trail shows '${found:-another error}'"
         fi
