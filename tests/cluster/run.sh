@@ -179,38 +179,22 @@ PY
 node1_pid="$(sed -n 's/^node-1 //p' "$dir/pids")"
 env -i PATH=/usr/bin:/bin AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
     AWS_EC2_METADATA_DISABLED=true PYTHONDONTWRITEBYTECODE=1 "$py" - "$dir" "$node1_pid" "$here" <<'PY' || fail "kill -9 of a node under load"
-import base64, json, os, signal, sys, threading, time
+import base64, json, os, signal, sys, time
 sys.path.insert(0, sys.argv[3])
-from cluster_kms import kms
+from cluster_kms import Stream
 
 d, victim = sys.argv[1], int(sys.argv[2])
-def client():
-    return kms(d, "dev.env", max_attempts=5)
-acked, errors, stop = [], [], threading.Event()
-def stream(kms):
-    while not stop.is_set():
-        try:
-            key = kms.create_key()["KeyMetadata"]["KeyId"]
-            pt = os.urandom(32)
-            blob = kms.encrypt(KeyId=key, Plaintext=pt)["CiphertextBlob"]
-            acked.append((time.monotonic(), key, pt, blob))
-        except Exception as ex:  # counted; a request that was never acknowledged may fail
-            errors.append(repr(ex)[:200])
-# Clients are made here: boto3's default session is not safe to use from several threads.
-threads = [threading.Thread(target=stream, args=(client(),)) for _ in range(3)]
-for t in threads: t.start()
+stream = Stream(d)
 time.sleep(1.5)
 killed_at = time.monotonic()
 os.kill(victim, signal.SIGKILL)
 time.sleep(2.5)
-stop.set()
-for t in threads: t.join()
+stream.stop()
+acked, errors = stream.acked, stream.errors
 after = [a for a in acked if a[0] > killed_at + 1.0]
 assert len(after) >= 10, f"the stream stalled after the kill: {len(after)} acknowledged in the last 1.5 s ({errors[:3]})"
 assert len(errors) <= len(acked) // 10, f"{len(errors)} requests failed after retries: {errors[:3]}"
-kms = client()
-for _, key, pt, blob in acked:
-    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == pt, key
+stream.check_all_decrypt()
 with open(os.path.join(d, "acked.json"), "w") as f:
     json.dump([[k, base64.b64encode(p).decode(), base64.b64encode(b).decode()] for _, k, p, b in acked], f)
 print(f"cluster: kill -9 of node 1 under load: {len(acked)} acknowledged key+ciphertext pairs, "
@@ -328,33 +312,18 @@ serving() {  # N SECONDS: wait until node N serves on the new core and the clust
 rm -f "$dir/stream.stop"
 env -i PATH=/usr/bin:/bin AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
     AWS_EC2_METADATA_DISABLED=true PYTHONDONTWRITEBYTECODE=1 "$py" - "$dir" "$here" >"$dir/stream.out" 2>&1 <<'PY' &
-import os, sys, threading, time
+import os, sys, time
 sys.path.insert(0, sys.argv[2])
-from cluster_kms import kms
+from cluster_kms import Stream
 d = sys.argv[1]
-acked, errors, stop = [], [], threading.Event()
-def stream(kms):
-    while not stop.is_set():
-        try:
-            key = kms.create_key()["KeyMetadata"]["KeyId"]
-            pt = os.urandom(32)
-            acked.append((time.monotonic(), key, pt, kms.encrypt(KeyId=key, Plaintext=pt)["CiphertextBlob"]))
-        except Exception as ex:
-            errors.append(repr(ex)[:200])
-threads = [threading.Thread(target=stream, args=(kms(d, "dev.env", max_attempts=5),)) for _ in range(3)]
-start = time.monotonic()
-for t in threads: t.start()
+stream = Stream(d)
 while not os.path.exists(os.path.join(d, "stream.stop")): time.sleep(0.1)
-stop.set()
-for t in threads: t.join()
-times = [start] + sorted(a[0] for a in acked) + [time.monotonic()]
-gap = max(b - a for a, b in zip(times, times[1:]))
-client = kms(d, "dev.env")
-for _, key, pt, blob in acked:
-    assert client.decrypt(CiphertextBlob=blob)["Plaintext"] == pt, key
-print(f"{len(acked)} acknowledged, {len(errors)} failed after retries, longest wait without an acknowledgement {gap:.2f} s")
-assert gap < 3.0, f"the service stalled for {gap:.2f} s ({errors[:3]})"
-assert len(errors) <= len(acked) // 10, f"{len(errors)} requests failed after retries: {errors[:3]}"
+stream.stop()
+stream.check_all_decrypt()
+gap = stream.longest_wait()
+print(f"{len(stream.acked)} acknowledged, {len(stream.errors)} failed after retries, longest wait without an acknowledgement {gap:.2f} s")
+assert gap < 3.0, f"the service stalled for {gap:.2f} s ({stream.errors[:3]})"
+assert len(stream.errors) <= len(stream.acked) // 10, f"{len(stream.errors)} requests failed after retries: {stream.errors[:3]}"
 PY
 stream_pid=$!
 t_upgrade=$SECONDS
