@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "protocol/attestation/dcap.h"
+#include "protocol/custody/approval.h"
 #include "cli/dev_mode.h"
 #include "common/file.h"
 #include "common/log.h"
@@ -39,7 +40,8 @@ StatusOr<std::string> AdminToken(std::string token_file) {
 
 StatusOr<keeper::ReleaseOptions> LoadReleaseOptions(const std::string& url, const std::string& policy_path,
                                                     const std::string& collateral_path,
-                                                    const std::string& ca_file) {
+                                                    const std::string& ca_file,
+                                                    const std::vector<std::string>& approval_paths) {
   keeper::ReleaseOptions o;
   o.server_url = url;
   o.ca_file = ca_file;
@@ -47,6 +49,12 @@ StatusOr<keeper::ReleaseOptions> LoadReleaseOptions(const std::string& url, cons
   ASSIGN_OR_RETURN(o.policy, attestation::ParseAttestationPolicyJson(policy_text));
   if (!collateral_path.empty()) {
     ASSIGN_OR_RETURN(o.collateral_json, ReadFileString(collateral_path));
+  }
+  for (const std::string& path : approval_paths) {
+    ASSIGN_OR_RETURN(std::string text, ReadFileString(path));
+    // Refused here if it is not an approval at all; whether it is in force is judged per release.
+    RETURN_IF_ERROR(custody::MeasurementApproval::Parse(text).status().WithContext(path));
+    o.approvals.push_back(std::move(text));
   }
   // Only a bad-partial fault changes a release; the DKG and reshare faults do not touch it.
   ASSIGN_OR_RETURN(o.misbehaviour, keeper::MisbehaviourFromEnv());
@@ -60,6 +68,9 @@ void AddAutoReleaseFlags(CLI::App* serve, AutoReleaseFlags& f) {
   serve->add_option("--release-collateral", f.collateral_path, "DCAP collateral JSON for --auto-release");
   serve->add_option("--release-ca-file", f.ca_file, "CA bundle for an https appliance");
   serve->add_option("--release-interval-ms", f.interval_ms, "how often to check the appliance (default 2000)");
+  serve->add_option("--release-approval", f.approval_paths,
+                    "a measurement approval file (custos keeper policy approve): also release to that build when "
+                    "t_p provider and t_c customer keepers signed it (repeatable)");
   serve->add_option("--witness-interval-ms", f.witness_interval_ms,
                     "how often to witness the appliance's audit chain while it serves (default 60000; 0: at "
                     "releases only)");
@@ -183,8 +194,9 @@ Status OperatorStatus(const std::string& url, const std::string& ca_file, const 
 // keepers of a quorum would; used by scripts/bench_unseal.sh). `elapsed_ms` covers the
 // releases only, not process start or the Argon2id unlock of the keeper stores.
 Status KeeperRelease(const std::vector<std::string>& dirs, const std::string& pass_file, const std::string& url,
-                     const std::string& policy, const std::string& collateral, const std::string& ca_file) {
-  ASSIGN_OR_RETURN(keeper::ReleaseOptions o, LoadReleaseOptions(url, policy, collateral, ca_file));
+                     const std::string& policy, const std::string& collateral, const std::string& ca_file,
+                     const std::vector<std::string>& approvals) {
+  ASSIGN_OR_RETURN(keeper::ReleaseOptions o, LoadReleaseOptions(url, policy, collateral, ca_file, approvals));
   ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
   std::vector<std::unique_ptr<keeper::KeeperStore>> stores;
   for (const std::string& dir : dirs) {
@@ -282,7 +294,11 @@ void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<voi
   rel->add_option("--policy", policy, "attestation policy JSON")->required();
   rel->add_option("--collateral", collateral, "DCAP collateral JSON (for quotes)");
   rel->add_option("--ca-file", ca_file, "CA bundle for https");
-  rel->callback([run] { run(KeeperRelease(dirs, pass_file, url, policy, collateral, ca_file)); });
+  static std::vector<std::string> approvals;
+  rel->add_option("--approval", approvals,
+                  "a measurement approval file (custos keeper policy approve): also release to that build when t_p "
+                  "provider and t_c customer keepers signed it (repeatable)");
+  rel->callback([run] { run(KeeperRelease(dirs, pass_file, url, policy, collateral, ca_file, approvals)); });
 }
 
 }  // namespace custos::cli

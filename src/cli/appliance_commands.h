@@ -24,6 +24,7 @@ struct AutoReleaseFlags {
   std::string ca_file;
   int interval_ms = 2000;
   int witness_interval_ms = 60'000;
+  std::vector<std::string> approval_paths;
 };
 // AddAutoReleaseFlags adds them to `serve`.
 void AddAutoReleaseFlags(CLI::App* serve, AutoReleaseFlags& flags);
@@ -33,8 +34,10 @@ void AddAutoReleaseFlags(CLI::App* serve, AutoReleaseFlags& flags);
 StatusOr<std::string> AdminToken(std::string token_file);
 
 // LoadReleaseOptions reads the policy (and collateral) files into ReleaseOptions.
+// `approval_paths`: measurement approval files (custody/approval.h) the keeper honours.
 StatusOr<keeper::ReleaseOptions> LoadReleaseOptions(const std::string& url, const std::string& policy_path,
                                                     const std::string& collateral_path,
-                                                    const std::string& ca_file);
+                                                    const std::string& ca_file,
+                                                    const std::vector<std::string>& approval_paths = {});
 
 }  // namespace custos::cli

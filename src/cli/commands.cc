@@ -221,7 +221,8 @@ Status KeeperServe(const std::string& dir, const std::string& listen, const std:
   if (!release.url.empty()) {
     if (release.policy_path.empty()) return InvalidArgument("--auto-release needs --release-policy");
     ASSIGN_OR_RETURN(release_options, LoadReleaseOptions(release.url, release.policy_path,
-                                                         release.collateral_path, release.ca_file));
+                                                         release.collateral_path, release.ca_file,
+                                                         release.approval_paths));
   }
   ASSIGN_OR_RETURN(SecretBytes pass, keeper::ResolvePassphrase(pass_file));
   ASSIGN_OR_RETURN(auto store, keeper::KeeperStore::Open(dir, pass));

@@ -10,7 +10,8 @@
 # core build approved by P1 alone is refused at join (the node stays sealed, naming the missing
 # customer approvals), and approved by P1, C1 and C2 (`custos keeper policy approve`) it
 # replaces nodes 3, 2, 1 one by one, each joining by attestation, while boto3 clients stream
-# through HAProxy without a stall; every node's audit chain verifies (`custos audit verify
+# through HAProxy without a stall; after a whole-cluster restart the keepers release to the new
+# build only once they honour the approval (--release-approval); every node's audit chain verifies (`custos audit verify
 # --store-url`); then
 # `--stop` ends every process DIR/pids named (and the nodes' trusted cores), and a second
 # `--stop` is a no-op.
@@ -355,6 +356,39 @@ done
 touch "$dir/stream.stop"
 wait "$stream_pid" || { cat "$dir/stream.out" >&2; fail "the stream during the rolling upgrade"; }
 echo "cluster: rolling upgrade $m1 -> $m2 of nodes 3, 2, 1 in $((SECONDS - t_upgrade)) s under load: $(cat "$dir/stream.out")"
+
+# A whole-cluster restart on the new build: the keepers' release policies still list only the
+# old measurement, so their auto-release to node 1 is refused ("measurement not allowed") and
+# node 1 stays sealed (no unsealed node to join); restarted with the approval
+# (--release-approval), they release to exactly that build and node 1 unseals, then nodes 2 and
+# 3 join it.
+for n in 1 2 3; do stop_node "$n"; done
+p1_log_from=$(( $(stat -c %s "$kdir/P1.log") + 1 ))
+(cd "$dir/node-1" && exec "$custos" server --config "$dir/node-1/server.toml" >>"$dir/node-1/server.log" 2>&1) &
+sed -i "s/^node-1 .*/node-1 $!/" "$dir/pids"
+deadline=$((SECONDS + 20))
+until tail -c +"$p1_log_from" "$kdir/P1.log" | grep -q 'measurement not allowed'; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "keeper P1 did not refuse the new build without the approval: $(tail -n 3 "$kdir/P1.log")"
+  sleep 0.2
+done
+[ "$(status_of 1 | jq -r .sealed)" = true ] || fail "node 1 unsealed on the new build without the keepers' approval"
+for k in P1 C1 C2; do
+  kpid="$(sed -n "s/^keeper-$k //p" "$dir/pids")"
+  mapfile -d '' kargs <"/proc/$kpid/cmdline"
+  kill -TERM "$kpid"
+  for _ in $(seq 100); do [ -e "/proc/$kpid" ] || break; sleep 0.1; done
+  "${kargs[@]}" --release-approval "$dir/approval.json" </dev/null >>"$kdir/$k.log" 2>&1 &
+  sed -i "s/^keeper-$k .*/keeper-$k $!/" "$dir/pids"
+done
+serving 1 30
+tail -n 50 "$dir/node-1/server.log" | grep -q '"msg":"keeper record accepted","state":"unsealed"' ||
+  fail "node 1 serves on the new build, but not by the keepers' release"
+for n in 2 3; do
+  (cd "$dir/node-$n" && exec "$custos" server --config "$dir/node-$n/server.toml" >>"$dir/node-$n/server.log" 2>&1) &
+  sed -i "s/^node-$n .*/node-$n $!/" "$dir/pids"
+done
+for n in 2 3; do serving "$n" 30; done
+echo "cluster: whole-cluster restart on the new build: refused by the keepers' policy alone, unsealed once they honour the approval (--release-approval); nodes 2, 3 joined"
 
 # Every node's audit chain in the shared database verifies.
 store_url="$(sed -n 's/^url = "\(.*\)"$/\1/p' "$dir/node-1/server.toml")"

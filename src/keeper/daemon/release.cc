@@ -1,10 +1,12 @@
 #include "keeper/daemon/release.h"
 
+#include <algorithm>
 #include <functional>
 #include <mutex>
 #include <optional>
 
 #include "common/log.h"
+#include "protocol/custody/approval.h"
 #include "keeper/daemon/witness.h"
 
 #include "protocol/attestation/evidence.h"
@@ -118,7 +120,7 @@ StatusOr<ReleaseOutcome> Run(KeeperStore& store, const ReleaseOptions& o, Seen& 
   cfg.custody_hash = fp;
   cfg.verify_evidence = [&](ByteSpan evidence, ByteSpan expected) -> Status {
     seen.evidence.assign(evidence.begin(), evidence.end());
-    return CheckEnclaveEvidence(evidence, expected, o, &seen.verdict);
+    return CheckEnclaveEvidence(evidence, expected, o, &seen.verdict, &custody);
   };
   SecretBytes identity_scalar;
   {
@@ -178,10 +180,33 @@ StatusOr<ReleaseOutcome> Run(KeeperStore& store, const ReleaseOptions& o, Seen& 
 }  // namespace
 
 Status CheckEnclaveEvidence(ByteSpan evidence, ByteSpan expected_report_data,
-                            const ReleaseOptions& o, attestation::DcapVerdict* verdict) {
+                            const ReleaseOptions& o, attestation::DcapVerdict* verdict,
+                            const custody::CustodyDescriptor* custody) {
   std::time_t now = o.now ? o.now() : std::time(nullptr);
   ASSIGN_OR_RETURN(*verdict, attestation::VerifyEvidence(evidence, o.collateral_json, now));
-  RETURN_IF_ERROR(attestation::CheckPolicy(*verdict, o.policy));
+  Status policy = attestation::CheckPolicy(*verdict, o.policy);
+  if (!policy.ok() && custody != nullptr && !o.approvals.empty() &&
+      std::find(o.policy.allowed_measurements.begin(), o.policy.allowed_measurements.end(),
+                verdict->measurement) == o.policy.allowed_measurements.end()) {
+    // A measurement the policy does not list: a both-domain approval of exactly this build
+    // admits it; the rest of the policy (signer, product, SVN, debug, TCB) still applies.
+    std::string why;
+    for (const std::string& text : o.approvals) {
+      StatusOr<custody::MeasurementApproval> a = custody::MeasurementApproval::Parse(text);
+      if (!a.ok() || a->tee != verdict->tee || a->measurement != verdict->measurement) continue;
+      StatusOr<custody::ApprovalQuorum> q = custody::CheckApproval(*a, *custody, now);
+      if (!q.ok()) {
+        why = q.status().message();
+        continue;
+      }
+      attestation::AttestationPolicy approved = o.policy;
+      approved.allowed_measurements.push_back(verdict->measurement);
+      policy = attestation::CheckPolicy(*verdict, approved);
+      break;
+    }
+    if (!policy.ok() && !why.empty()) policy = PermissionDenied(policy.message() + " (" + why + ")");
+  }
+  RETURN_IF_ERROR(policy);
   return sigma::CheckReportData(verdict->report_data, expected_report_data);
 }
 

@@ -26,6 +26,7 @@
 #include "keeper/daemon/fault_injection.h"
 #include "keeper/daemon/keeper_service.h"
 #include "keeper/daemon/keeper_store.h"
+#include "protocol/custody/custody.h"
 
 namespace custos::keeper {
 
@@ -43,6 +44,12 @@ struct ReleaseOptions {
   // witness_interval while the appliance serves (0: at releases only).
   bool witness = true;
   std::chrono::milliseconds witness_interval{60'000};
+  // Measurement approvals (custody/approval.h, the JSON text of each file): evidence of a
+  // measurement the policy does not list is accepted when one of them approves exactly that tee
+  // and measurement for this keeper's custody, signed by t_p provider AND t_c customer keepers
+  // and not expired (a rolling upgrade's new build, docs/operations.md "Upgrades"). Every other
+  // policy check still applies.
+  std::vector<std::string> approvals;
 };
 
 // ReleaseOutcome says what happened.
@@ -68,8 +75,10 @@ struct ApplianceIdentity {
 // or DCAP against options.collateral_json at options.now), satisfies options.policy, and its
 // report_data binds `expected_report_data` (32 bytes, zero-padded in the 64-byte field), in
 // that order. Fills `verdict` as far as verification got.
+// With `custody` given, options.approvals can admit a measurement the policy does not list.
 Status CheckEnclaveEvidence(ByteSpan evidence, ByteSpan expected_report_data,
-                            const ReleaseOptions& options, attestation::DcapVerdict* verdict);
+                            const ReleaseOptions& options, attestation::DcapVerdict* verdict,
+                            const custody::CustodyDescriptor* custody = nullptr);
 
 // ReleaseToAppliance runs one release. Refusals: kFailedPrecondition (the appliance serves
 // another custody, or this keeper holds no share), the verifier's error prefixed
