@@ -103,7 +103,7 @@ TEST(KeeperEvidenceCheck, QuorumApprovalAdmitsANewBuild) {
                       {record("C1", custody::Domain::kCustomer, 1, c1), record("C2", custody::Domain::kCustomer, 2, c2),
                        record("C3", custody::Domain::kCustomer, 3, c3)}};
   custody.public_key = custody.provider.public_key + custody.customer.public_key;
-  const std::time_t now = 1'800'000'000;
+  std::time_t now = 1'800'000'000;  // not const: clang would find the capture below unneeded
   auto approval = [&](const Bytes& m, bool customers, std::time_t not_after = 1'800'003'600) {
     custody::MeasurementApproval a;
     a.joint_key = custody.public_key;
