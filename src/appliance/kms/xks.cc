@@ -38,6 +38,13 @@ net::HttpResponse Error(int status, std::string_view name, std::string_view mess
   return r;
 }
 
+// OutcomeOf is what the audit log and /metrics record of an answer: "ok", or its errorName.
+std::string OutcomeOf(const net::HttpResponse& r) {
+  if (r.status == 200) return "ok";
+  json e = json::parse(r.body, nullptr, false);
+  return e.is_object() ? e.value("errorName", "error") : "error";
+}
+
 // XksError maps a KMS service outcome to the spec's error names.
 net::HttpResponse XksError(const KmsOutcome& o) {
   const std::string& t = o.error_type;
@@ -251,19 +258,16 @@ json XksApi::Health() {
 net::HttpResponse XksApi::Handle(const net::HttpRequest& req) {
   const auto start = std::chrono::steady_clock::now();
   std::string operation = "XksUnknown";
-  net::HttpResponse r = Serve(req, &operation);
+  std::string outcome;  // set by Serve for the answers it audits
+  net::HttpResponse r = Serve(req, &operation, &outcome);
   if (metrics_ != nullptr) {
-    std::string outcome = "ok";
-    if (r.status != 200) {
-      json e = json::parse(r.body, nullptr, false);
-      outcome = e.is_object() ? e.value("errorName", "error") : "error";
-    }
+    if (outcome.empty()) outcome = OutcomeOf(r);
     metrics_->Record(operation, outcome, std::chrono::steady_clock::now() - start);
   }
   return r;
 }
 
-net::HttpResponse XksApi::Serve(const net::HttpRequest& req, std::string* op_out) {
+net::HttpResponse XksApi::Serve(const net::HttpRequest& req, std::string* op_out, std::string* outcome_out) {
   const std::string path = req.target.substr(0, req.target.find('?'));
   const size_t root = path.find(kApiRoot);
   const std::string prefix = path.substr(0, root);
@@ -340,12 +344,15 @@ net::HttpResponse XksApi::Serve(const net::HttpRequest& req, std::string* op_out
     }
   }
   entry.http_status = out.status;
-  json error = out.status == 200 ? json() : json::parse(out.body, nullptr, false);
-  entry.outcome = out.status == 200 ? "ok" : error.is_object() ? error.value("errorName", "error") : "error";
+  entry.outcome = OutcomeOf(out);
+  *outcome_out = entry.outcome;
   if (audit_) {
     Status s = audit_(entry, false);
     // Nothing is handed out unaudited.
-    if (!s.ok() && out.status == 200) return Error(500, "InternalException", "the audit log could not be written");
+    if (!s.ok() && out.status == 200) {
+      *outcome_out = "InternalException";
+      return Error(500, "InternalException", "the audit log could not be written");
+    }
   }
   out.headers["x-amzn-requestid"] = entry.request_id;
   return out;

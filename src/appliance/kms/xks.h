@@ -105,8 +105,9 @@ class XksApi {
   nlohmann::json Health();
   bool Throttled(const std::string& uri_prefix);
 
-  // Serve is Handle without the request count.
-  net::HttpResponse Serve(const net::HttpRequest& request, std::string* operation);
+  // Serve is Handle without the request count; it names the operation and, for an audited
+  // answer, its outcome.
+  net::HttpResponse Serve(const net::HttpRequest& request, std::string* operation, std::string* outcome);
 
   KmsService* service_;
   store::Store* store_;
