@@ -201,7 +201,7 @@ Status AuditWriter::WaitDurable(std::unique_lock<std::mutex>& lock, uint64_t seq
   ++durable_waiters_;
   sync_cv_.notify_one();  // the syncer must not delay for someone who waits
   durable_cv_.wait(lock, [&] {
-    return durable_seq_ >= seq || sync_failures_ != failures_before || syncer_stop_;
+    return durable_seq_ >= seq || sync_failures_ != failures_before || syncer_done_;
   });
   --durable_waiters_;
   if (durable_seq_ >= seq) return Status::Ok();
@@ -303,6 +303,7 @@ void AuditWriter::RunSyncer() {
       durable_cv_.wait_for(lock, std::chrono::milliseconds(50));
     }
   }
+  syncer_done_ = true;
   lock.unlock();
   durable_cv_.notify_all();
 }

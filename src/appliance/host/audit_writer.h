@@ -224,6 +224,9 @@ class AuditWriter {
   std::condition_variable durable_cv_;  // appenders wait for a sync
   bool dirty_ = false;                  // a write since the running or last sync began
   bool syncer_stop_ = false;
+  // Set by the syncer as it exits, after its last fsync: a waiter gives up only then, so an
+  // entry the final fsync covers is never reported as lost.
+  bool syncer_done_ = false;
   size_t durable_waiters_ = 0;          // appenders in WaitDurable: the syncer does not delay
   uint64_t durable_seq_ = 0;
   Status sync_error_;                   // the last sync's failure, cleared by a success
