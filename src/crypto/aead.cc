@@ -41,21 +41,32 @@ AesGcm& AesGcm::operator=(AesGcm&&) noexcept = default;
 AesGcm::~AesGcm() = default;
 
 Status AesGcm::Seal(ByteSpan nonce, ByteSpan plaintext, ByteSpan aad, std::span<uint8_t> out) {
-  if (nonce.size() != kGcmNonceSize) return InvalidArgument("AES-GCM nonce must be 12 bytes");
   if (out.size() != plaintext.size() + kGcmTagSize) return InvalidArgument("AES-GCM output size");
+  return SealDetached(nonce, plaintext, aad, out.first(plaintext.size()),
+                      out.subspan(plaintext.size()));
+}
+
+Status AesGcm::SealDetached(ByteSpan nonce, ByteSpan plaintext, ByteSpan aad,
+                            std::span<uint8_t> ciphertext, std::span<uint8_t> tag) {
+  if (nonce.size() != kGcmNonceSize) return InvalidArgument("AES-GCM nonce must be 12 bytes");
+  if (ciphertext.size() != plaintext.size()) return InvalidArgument("AES-GCM output size");
+  if (tag.size() < kGcmMinTagSize || tag.size() > kGcmTagSize)
+    return InvalidArgument("AES-GCM tag must be 12 to 16 bytes");
   EVP_CIPHER_CTX* c = ctx_->enc;
   int len = 0;
   if (EVP_EncryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) != 1)
     return InternalError("AES-GCM nonce setup failed");
   if (!aad.empty() && EVP_EncryptUpdate(c, nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1)
     return InternalError("AES-GCM aad failed");
-  if (!plaintext.empty() &&
-      EVP_EncryptUpdate(c, out.data(), &len, plaintext.data(), static_cast<int>(plaintext.size())) != 1)
+  if (!plaintext.empty() && EVP_EncryptUpdate(c, ciphertext.data(), &len, plaintext.data(),
+                                              static_cast<int>(plaintext.size())) != 1)
     return InternalError("AES-GCM encrypt failed");
-  if (EVP_EncryptFinal_ex(c, out.data() + plaintext.size(), &len) != 1)
+  if (EVP_EncryptFinal_ex(c, ciphertext.data() + plaintext.size(), &len) != 1)
     return InternalError("AES-GCM final failed");
-  if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, kGcmTagSize, out.data() + plaintext.size()) != 1)
+  uint8_t full[kGcmTagSize];
+  if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, kGcmTagSize, full) != 1)
     return InternalError("AES-GCM tag failed");
+  std::memcpy(tag.data(), full, tag.size());
   return Status::Ok();
 }
 
@@ -64,15 +75,31 @@ Status AesGcm::Open(ByteSpan nonce, ByteSpan ct, ByteSpan aad, std::span<uint8_t
   if (ct.size() < kGcmTagSize) return IntegrityError("ciphertext shorter than its tag");
   size_t n = ct.size() - kGcmTagSize;
   if (out.size() != n) return InvalidArgument("AES-GCM output size");
-  EVP_CIPHER_CTX* c = ctx_->dec;
+  return OpenDetached(nonce, ct.first(n), ct.subspan(n), aad, out);
+}
+
+Status AesGcm::OpenDetached(ByteSpan nonce, ByteSpan ct, ByteSpan tag, ByteSpan aad,
+                            std::span<uint8_t> out) {
+  if (nonce.size() != kGcmNonceSize) return InvalidArgument("AES-GCM nonce must be 12 bytes");
+  if (out.size() != ct.size()) return InvalidArgument("AES-GCM output size");
   ctx_->opening = false;
+  if (tag.size() < kGcmMinTagSize || tag.size() > kGcmTagSize) {
+    if (!out.empty()) OPENSSL_cleanse(out.data(), out.size());
+    return IntegrityError("authentication tag mismatch");
+  }
+  EVP_CIPHER_CTX* c = ctx_->dec;
+  uint8_t tag_copy[kGcmTagSize];
+  std::memcpy(tag_copy, tag.data(), tag.size());  // EVP_CTRL_GCM_SET_TAG takes a non-const pointer
+  // With a short tag, OpenSSL compares only that many first bytes of the computed tag.
   int len = 0;
-  bool ok = EVP_DecryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) == 1 &&
-            (aad.empty() || EVP_DecryptUpdate(c, nullptr, &len, aad.data(), static_cast<int>(aad.size())) == 1) &&
-            (n == 0 || EVP_DecryptUpdate(c, out.data(), &len, ct.data(), static_cast<int>(n)) == 1) &&
-            EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, kGcmTagSize,
-                                const_cast<uint8_t*>(ct.data() + n)) == 1 &&
-            EVP_DecryptFinal_ex(c, out.data() + n, &len) == 1;
+  bool ok =
+      EVP_DecryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) == 1 &&
+      (aad.empty() ||
+       EVP_DecryptUpdate(c, nullptr, &len, aad.data(), static_cast<int>(aad.size())) == 1) &&
+      (ct.empty() ||
+       EVP_DecryptUpdate(c, out.data(), &len, ct.data(), static_cast<int>(ct.size())) == 1) &&
+      EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, static_cast<int>(tag.size()), tag_copy) == 1 &&
+      EVP_DecryptFinal_ex(c, out.data() + ct.size(), &len) == 1;
   if (!ok) {
     if (!out.empty()) OPENSSL_cleanse(out.data(), out.size());
     return IntegrityError("authentication tag mismatch");

@@ -1,4 +1,5 @@
 // AES-GCM (128- or 256-bit key, 96-bit nonce, 128-bit tag) over OpenSSL's EVP interface.
+// SealDetached/OpenDetached also serve protocols whose clients choose a shorter tag (KMIP).
 #pragma once
 
 #include <memory>
@@ -10,6 +11,9 @@ namespace custos::crypto {
 
 inline constexpr size_t kGcmNonceSize = 12;
 inline constexpr size_t kGcmTagSize = 16;
+// kGcmMinTagSize is the shortest tag SealDetached/OpenDetached take: 96 bits, the shortest NIST
+// SP 800-38D 5.2.1.2 allows without restricting the number of messages and their lengths.
+inline constexpr size_t kGcmMinTagSize = 12;
 
 // AesGcm holds one key schedule. Seal/Open may be called many times with distinct nonces; the
 // object is not thread-safe (one per thread). The caller guarantees nonce uniqueness per key.
@@ -26,6 +30,20 @@ class AesGcm {
   // Open authenticates and writes ciphertext_and_tag.size() - 16 bytes to `out`. On failure
   // `out` is wiped and the status is kIntegrity.
   Status Open(ByteSpan nonce, ByteSpan ciphertext_and_tag, ByteSpan aad, std::span<uint8_t> out);
+
+  // SealDetached writes the ciphertext (plaintext.size() bytes) to `ciphertext` and the tag
+  // apart to `tag`, whose size (kGcmMinTagSize..kGcmTagSize) is the tag length: a shorter tag
+  // is the first bytes of the 16-byte one (NIST SP 800-38D 5.2.1.2). Seal is SealDetached with
+  // a 16-byte tag right after the ciphertext. kInvalidArgument for a bad nonce or sizes.
+  Status SealDetached(ByteSpan nonce, ByteSpan plaintext, ByteSpan aad,
+                      std::span<uint8_t> ciphertext, std::span<uint8_t> tag);
+  // OpenDetached authenticates `ciphertext` against `tag` (kGcmMinTagSize..kGcmTagSize bytes,
+  // compared with as many first bytes of the computed tag, in constant time) and writes
+  // ciphertext.size() bytes to `out`. A tag of another length is kIntegrity as a mismatch is;
+  // on either, `out` is wiped. The caller fixes the tag length it accepts: whoever lets the
+  // sender choose it accepts the shortest.
+  Status OpenDetached(ByteSpan nonce, ByteSpan ciphertext, ByteSpan tag, ByteSpan aad,
+                      std::span<uint8_t> out);
 
   // Incremental opening, for a ciphertext that arrives in pieces (a network transfer) and should
   // be decrypted straight from the buffers it arrives in. OpenBegin starts one message under

@@ -105,6 +105,54 @@ TEST(AesGcm, NistKnownAnswer) {
   EXPECT_EQ(HexEncode(ct), "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919");
 }
 
+// Detached seal/open with a tag of 12..16 bytes: a short tag is the full tag's first bytes
+// (SP 800-38D 5.2.1.2), checked against Seal, whose output has a known answer above.
+TEST(AesGcm, DetachedTagsAreTruncationsOfTheFullTag) {
+  auto gcm = AesGcm::Create(RandomSecret(16));
+  ASSERT_OK(gcm.status());
+  Bytes nonce = RandomBytes(12), aad = RandomBytes(20);
+  for (size_t n : {size_t{0}, size_t{1}, size_t{16}, size_t{100}}) {
+    Bytes pt = RandomBytes(n);
+    Bytes sealed = gcm->Seal(nonce, pt, aad);
+    ByteSpan full_tag = ByteSpan(sealed).last(kGcmTagSize);
+    for (size_t t = kGcmMinTagSize; t <= kGcmTagSize; ++t) {
+      SCOPED_TRACE(::testing::Message() << n << " bytes, tag " << t);
+      Bytes ct(n), tag(t);
+      ASSERT_OK(gcm->SealDetached(nonce, pt, aad, ct, tag));
+      EXPECT_EQ(ct, Bytes(sealed.begin(), sealed.begin() + static_cast<long>(n)));
+      EXPECT_EQ(tag, Bytes(full_tag.begin(), full_tag.begin() + static_cast<long>(t)));
+      Bytes out(n);
+      ASSERT_OK(gcm->OpenDetached(nonce, ct, tag, aad, out));
+      EXPECT_EQ(out, pt);
+      Bytes bad = tag;
+      bad.back() ^= 0x01;
+      EXPECT_EQ(gcm->OpenDetached(nonce, ct, bad, aad, out).code(), ErrorCode::kIntegrity);
+      EXPECT_EQ(gcm->OpenDetached(nonce, ct, tag, AsBytes("other"), out).code(),
+                ErrorCode::kIntegrity);
+      if (n > 0) {
+        bad = ct;
+        bad[0] ^= 0x80;
+        EXPECT_EQ(gcm->OpenDetached(nonce, bad, tag, aad, out).code(), ErrorCode::kIntegrity);
+        EXPECT_EQ(out, Bytes(n)) << "a failed open wipes its output";
+      }
+    }
+  }
+  // Tags shorter than 12 or longer than 16 bytes are refused both ways.
+  Bytes ct(4), out(4);
+  for (size_t t : {size_t{0}, size_t{4}, size_t{11}, size_t{17}}) {
+    Bytes tag(t);
+    EXPECT_EQ(gcm->SealDetached(nonce, Bytes(4), aad, ct, tag).code(), ErrorCode::kInvalidArgument)
+        << t;
+    EXPECT_EQ(gcm->OpenDetached(nonce, ct, tag, aad, out).code(), ErrorCode::kIntegrity) << t;
+  }
+  // An 11-byte prefix of a genuine tag does not pass, although its bytes are right.
+  Bytes tag(16);
+  ASSERT_OK(gcm->SealDetached(nonce, Bytes(4), aad, ct, tag));
+  EXPECT_EQ(gcm->OpenDetached(nonce, ct, ByteSpan(tag).first(11), aad, out).code(),
+            ErrorCode::kIntegrity);
+  ASSERT_OK(gcm->OpenDetached(nonce, ct, ByteSpan(tag).first(12), aad, out));
+}
+
 TEST(P256, ArithmeticLaws) {
   Scalar a = Scalar::Random(), b = Scalar::Random();
   EXPECT_EQ(Point::BaseMul(a + b), Point::BaseMul(a) + Point::BaseMul(b));

@@ -449,12 +449,71 @@ struct XksDecrypt {
   };
 };
 
+// KMIP Encrypt and Decrypt (the KMIP server's raw AES; kms_calls.h has the constants): under
+// K = HKDF-SHA256(material of a SYMMETRIC_DEFAULT version, salt "", info
+// "custos/v1/kmip-aes-128" or "custos/v1/kmip-aes-256", key_bits / 8), key_bits 128 or 256
+// (else kInvalidArgument "kmip: key length must be 128 or 256 bits"); a ref of another spec is
+// kFailedPrecondition, reason kKeyUsage, as for XKS. `mode`: kKmipModeGcm (1), AES-GCM;
+// kKmipModeCbcPkcs7 (2), AES-CBC with PKCS#7 padding; kKmipModeCbcNoPadding (3), AES-CBC without
+// padding; any other value is kInvalidArgument.
+//   GCM: iv empty (the core draws 12 random bytes) or 12 bytes; tag_length 12..16 (the tag is the
+//        full tag's first tag_length bytes; decrypt takes a tag of 12..16 bytes); aad at most
+//        kMaxKmipAad (8192) bytes; plaintext 0..kMaxKmipData (65536) bytes.
+//   CBC: iv empty (16 random bytes) or 16 bytes; aad and tag empty and tag_length 0 (else
+//        kInvalidArgument naming the field); plaintext 1..kMaxKmipData bytes, without padding a
+//        multiple of 16.
+// Every argument is checked before the material is unwrapped. Decrypt failures are kIntegrity,
+// reason kCiphertextInvalid: "kmip: ciphertext does not authenticate" (GCM: another key, key
+// length, IV, AAD or tag, or any edited byte) or "kmip: bad padding" (CBC with padding; CBC
+// has no integrity, and the padding oracle it offers is the client's concern: the message says
+// nothing beyond "bad padding").
+struct KmipEncrypt {
+  static constexpr Call kCall = Call::kKmipEncrypt;
+  static constexpr std::string_view kName = "kmip-encrypt";
+  struct Args {
+    KeyRef ref;
+    uint32_t key_bits = 0;  // 128 or 256
+    uint32_t mode = 0;      // kKmipModeGcm, kKmipModeCbcPkcs7 or kKmipModeCbcNoPadding
+    Bytes iv;               // empty: the core draws one
+    WipedBuffer plaintext;
+    Bytes aad;                // GCM only
+    uint32_t tag_length = 0;  // GCM: 12..16; CBC: 0
+    CUSTOS_ECALL_FIELDS(ref, key_bits, mode, iv, plaintext, aad, tag_length);
+  };
+  struct Result {
+    Bytes iv;  // the IV used: as given, or drawn by the core
+    Bytes ciphertext;
+    Bytes tag;  // GCM: tag_length bytes; CBC: empty
+    CUSTOS_ECALL_FIELDS(iv, ciphertext, tag);
+  };
+};
+
+struct KmipDecrypt {
+  static constexpr Call kCall = Call::kKmipDecrypt;
+  static constexpr std::string_view kName = "kmip-decrypt";
+  struct Args {
+    KeyRef ref;
+    uint32_t key_bits = 0;
+    uint32_t mode = 0;
+    Bytes iv;  // 12 bytes (GCM) or 16 (CBC)
+    Bytes ciphertext;
+    Bytes aad;  // GCM only
+    Bytes tag;  // GCM: 12..16 bytes; CBC: empty
+    CUSTOS_ECALL_FIELDS(ref, key_bits, mode, iv, ciphertext, aad, tag);
+  };
+  struct Result {
+    WipedBuffer plaintext;
+    CUSTOS_ECALL_FIELDS(plaintext);
+  };
+};
+
 // AllCalls lists every declaration; ecall.cc builds its table of names and arities from it.
 using AllCalls =
-    std::tuple<Hello, Load, Init, StatusQuery, SigmaRespond, SigmaFinish, Record, JoinStart, JoinFinish,
-               JoinComplete, Ping, CustodyUpdate, OriginRebind, KmsCreateKey, KmsEncrypt, KmsDecrypt,
-               KmsReEncrypt, KmsGenerateDataKey, KmsGenerateRandom, KmsSign, KmsVerify, KmsGenerateMac,
-               KmsVerifyMac, KmsNewAccessSecret, KmsOpenAccessSecret, AuditAppend, XksEncrypt, XksDecrypt>;
+    std::tuple<Hello, Load, Init, StatusQuery, SigmaRespond, SigmaFinish, Record, JoinStart,
+               JoinFinish, JoinComplete, Ping, CustodyUpdate, OriginRebind, KmsCreateKey,
+               KmsEncrypt, KmsDecrypt, KmsReEncrypt, KmsGenerateDataKey, KmsGenerateRandom, KmsSign,
+               KmsVerify, KmsGenerateMac, KmsVerifyMac, KmsNewAccessSecret, KmsOpenAccessSecret,
+               AuditAppend, XksEncrypt, XksDecrypt, KmipEncrypt, KmipDecrypt>;
 
 // ---- field codecs ----
 

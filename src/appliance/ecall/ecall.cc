@@ -43,7 +43,12 @@ constexpr bool DistinctCalls() {
 }
 static_assert(DistinctCalls(), "two declarations in calls.h share a wire value or a name");
 static_assert(kCalls.size() <= 64);
-static_assert(FieldCount<KmsReEncrypt::Args>() <= kMaxArgs, "more arguments than a request may carry");
+constexpr bool ArgumentsFit() {
+  for (const CallInfo& c : kCalls)
+    if (c.args < 0 || static_cast<size_t>(c.args) > kMaxArgs) return false;
+  return true;
+}
+static_assert(ArgumentsFit(), "a call in calls.h has more arguments than a request may carry");
 
 const CallInfo* Find(Call call) {
   for (const CallInfo& c : kCalls)

@@ -70,6 +70,8 @@ enum class Call : uint16_t {
   kAuditAppend = 32,
   kXksEncrypt = 33,
   kXksDecrypt = 34,
+  kKmipEncrypt = 35,
+  kKmipDecrypt = 36,
 };
 
 // CallName returns the call's name for logs ("hello", "sigma-respond", ...), or "unknown".

@@ -44,6 +44,28 @@ inline constexpr size_t kMaxMacMessage = 4096;
 // and its at most 20 bytes).
 inline constexpr size_t kMaxXksPlaintext = 8192;
 inline constexpr size_t kMaxXksAad = 8192 + 2 + 1 + 20;
+// KMIP Encrypt and Decrypt with raw AES (kmip-encrypt, kmip-decrypt in calls.h; docs/protocol.md
+// "KMS calls"), under a key derived from a SYMMETRIC_DEFAULT version's material:
+//   K = HKDF-SHA256(ikm = material, salt = "", info = "custos/v1/kmip-aes-128" or
+//       "custos/v1/kmip-aes-256", key_bits / 8 bytes), key_bits 128 or 256,
+// so a KMIP key never equals the key of another construction (KMS blob, XKS) or of the other
+// length. `mode` names the cipher: kKmipModeGcm (AES-GCM: a 12-byte IV, a tag of
+// kKmipMinTagLength..kKmipMaxTagLength bytes, the full tag's first bytes; an AAD of at most
+// kMaxKmipAad bytes), kKmipModeCbcPkcs7 (AES-CBC with PKCS#7 padding) or kKmipModeCbcNoPadding
+// (AES-CBC, the data a multiple of 16 bytes); CBC takes a 16-byte IV, no AAD and no tag. An
+// empty IV on encrypt means "the core draws one". Plaintexts are at most kMaxKmipData bytes
+// (GCM may encrypt an empty one, CBC not). CBC is not authenticated: a client that decrypts
+// CBC through the server and sees "bad padding" holds a padding oracle, which KMIP leaves to
+// the client (it chose CBC); the core says nothing beyond "bad padding".
+inline constexpr uint32_t kKmipModeGcm = 1;
+inline constexpr uint32_t kKmipModeCbcPkcs7 = 2;
+inline constexpr uint32_t kKmipModeCbcNoPadding = 3;
+inline constexpr size_t kMaxKmipData = 65536;
+inline constexpr size_t kMaxKmipAad = 8192;
+inline constexpr size_t kKmipGcmIvSize = 12;
+inline constexpr size_t kKmipCbcIvSize = 16;
+inline constexpr uint32_t kKmipMinTagLength = 12;
+inline constexpr uint32_t kKmipMaxTagLength = 16;
 // Secret access keys: 30 random bytes in base64 (40 characters) for the KMS API, 32 (44
 // characters with one '=') for XKS proxy credentials, which AWS requires to carry 256 bits.
 inline constexpr uint32_t kAccessSecretEntropy = 30;

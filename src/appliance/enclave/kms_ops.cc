@@ -12,6 +12,7 @@
 
 #include "crypto/aead.h"
 #include "crypto/aead_box.h"
+#include "crypto/aes_cbc.h"
 #include "crypto/hash.h"
 #include "crypto/p256.h"
 #include "crypto/random.h"
@@ -83,6 +84,69 @@ Status CheckLength(size_t n, size_t min, size_t max, const char* what) {
     return InvalidArgument(std::string("kms: ") + what + " must be " + std::to_string(min) +
                            " to " + std::to_string(max) + " bytes");
   return Status::Ok();
+}
+
+// ---- KMIP raw AES (calls.h KmipEncrypt): the argument checks, made before anything unwraps ----
+
+Status CheckKmipKeyBits(uint32_t key_bits) {
+  if (key_bits != 128 && key_bits != 256)
+    return InvalidArgument("kmip: key length must be 128 or 256 bits");
+  return Status::Ok();
+}
+
+Status CheckKmipMode(uint32_t mode) {
+  if (mode != ecall::kKmipModeGcm && mode != ecall::kKmipModeCbcPkcs7 &&
+      mode != ecall::kKmipModeCbcNoPadding)
+    return InvalidArgument(
+        "kmip: mode must be 1 (AES-GCM), 2 (AES-CBC, PKCS#7 padding) or 3 (AES-CBC, no padding)");
+  return Status::Ok();
+}
+
+// CheckKmipIv: the IV of `mode` (12 bytes for GCM, 16 for CBC); on encrypt, empty is allowed
+// too (the core draws it).
+Status CheckKmipIv(uint32_t mode, ByteSpan iv, bool may_be_empty) {
+  if (may_be_empty && iv.empty()) return Status::Ok();
+  if (mode == ecall::kKmipModeGcm) {
+    if (iv.size() != ecall::kKmipGcmIvSize)
+      return InvalidArgument("kmip: an AES-GCM IV must be 12 bytes");
+  } else if (iv.size() != ecall::kKmipCbcIvSize) {
+    return InvalidArgument("kmip: an AES-CBC IV must be 16 bytes");
+  }
+  return Status::Ok();
+}
+
+Status CheckKmipLength(size_t n, size_t min, size_t max, const char* what) {
+  if (n < min || n > max)
+    return InvalidArgument(std::string("kmip: ") + what + " must be " + std::to_string(min) +
+                           " to " + std::to_string(max) + " bytes");
+  return Status::Ok();
+}
+
+// CheckKmipCbcData: CBC data of `mode` (plaintext on encrypt, ciphertext on decrypt) is at
+// least one block and at most `max`, and whole blocks where no padding makes it so.
+Status CheckKmipCbcData(uint32_t mode, size_t n, size_t max, bool whole_blocks, const char* what) {
+  const size_t min = whole_blocks ? crypto::kAesBlockSize : 1;
+  if (n < min || n > max || (whole_blocks && n % crypto::kAesBlockSize != 0))
+    return InvalidArgument(
+        std::string("kmip: ") + what + " must be " +
+        (whole_blocks ? "a multiple of 16 bytes, " : "") + std::to_string(min) + " to " +
+        std::to_string(max) + " bytes" +
+        (mode == ecall::kKmipModeCbcNoPadding ? " (AES-CBC without padding)" : ""));
+  return Status::Ok();
+}
+
+// CheckKmipCbcExtras: CBC has no AAD and no tag.
+Status CheckKmipCbcExtras(ByteSpan aad, size_t tag, bool tag_is_length) {
+  if (!aad.empty()) return InvalidArgument("kmip: AES-CBC takes no aad");
+  if (tag != 0)
+    return InvalidArgument(tag_is_length ? "kmip: AES-CBC takes no tag length (it must be 0)"
+                                         : "kmip: AES-CBC takes no tag");
+  return Status::Ok();
+}
+
+crypto::CbcPadding KmipPadding(uint32_t mode) {
+  return mode == ecall::kKmipModeCbcNoPadding ? crypto::CbcPadding::kNone
+                                              : crypto::CbcPadding::kPkcs7;
 }
 
 // ---- ECDSA P-256 keys as OpenSSL objects (SubjectPublicKeyInfo, DER signatures) ----
@@ -222,6 +286,8 @@ StatusOr<std::vector<Bytes>> KmsOperations::Serve(const ecall::Request& request)
       {ecall::AuditAppend::kCall, &Route<ecall::AuditAppend, &KmsOperations::AuditAppend>},
       {ecall::XksEncrypt::kCall, &Route<ecall::XksEncrypt, &KmsOperations::XksEncrypt>},
       {ecall::XksDecrypt::kCall, &Route<ecall::XksDecrypt, &KmsOperations::XksDecrypt>},
+      {ecall::KmipEncrypt::kCall, &Route<ecall::KmipEncrypt, &KmsOperations::KmipEncrypt>},
+      {ecall::KmipDecrypt::kCall, &Route<ecall::KmipDecrypt, &KmsOperations::KmipDecrypt>},
   };
   for (const auto& [call, handler] : kRoutes)
     if (call == request.call) return handler(*this, request.args);
@@ -513,6 +579,95 @@ StatusOr<ecall::XksDecrypt::Result> KmsOperations::XksDecrypt(const ecall::XksDe
   if (!plaintext.ok())
     return IntegrityError("kms: xks ciphertext does not authenticate").WithReason(ecall::Reason::kCiphertextInvalid);
   return ecall::XksDecrypt::Result{WipedBuffer::CopyOf(plaintext->Expose())};
+}
+
+// KMIP raw AES (calls.h KmipEncrypt, docs/protocol.md "kmip-encrypt"): one key per version and
+// length, derived with its own label, so it serves no other construction. Core-drawn GCM IVs
+// are 96-bit random (the 2^32-messages bound holds per key version and length). An IV the client
+// gives is used as given: with GCM, repeating one under a key gives away that key's
+// authentication key to whoever sees both messages, so the host decides whether clients may
+// choose IVs at all.
+StatusOr<SecretBytes> KmsOperations::KmipKey(const KeyRef& ref, uint32_t key_bits) const {
+  RETURN_IF_ERROR(CheckKmipKeyBits(key_bits));
+  ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
+  std::string_view info = key_bits == 128 ? "custos/v1/kmip-aes-128" : "custos/v1/kmip-aes-256";
+  return crypto::Hkdf(material.Expose(), {}, AsBytes(info), key_bits / 8);
+}
+
+StatusOr<ecall::KmipEncrypt::Result> KmsOperations::KmipEncrypt(const ecall::KmipEncrypt::Args& a) {
+  RETURN_IF_ERROR(RequireSpec(a.ref, ecall::kSpecSymmetric, "encrypt"));
+  RETURN_IF_ERROR(CheckKmipKeyBits(a.key_bits));
+  RETURN_IF_ERROR(CheckKmipMode(a.mode));
+  RETURN_IF_ERROR(CheckKmipIv(a.mode, a.iv, /*may_be_empty=*/true));
+  const bool gcm = a.mode == ecall::kKmipModeGcm;
+  if (gcm) {
+    RETURN_IF_ERROR(CheckKmipLength(a.plaintext.size(), 0, ecall::kMaxKmipData, "plaintext"));
+    RETURN_IF_ERROR(CheckKmipLength(a.aad.size(), 0, ecall::kMaxKmipAad, "aad"));
+    if (a.tag_length < ecall::kKmipMinTagLength || a.tag_length > ecall::kKmipMaxTagLength)
+      return InvalidArgument("kmip: an AES-GCM tag length must be 12 to 16 bytes");
+  } else {
+    RETURN_IF_ERROR(CheckKmipCbcExtras(a.aad, a.tag_length, /*tag_is_length=*/true));
+    RETURN_IF_ERROR(CheckKmipCbcData(a.mode, a.plaintext.size(), ecall::kMaxKmipData,
+                                     /*whole_blocks=*/a.mode == ecall::kKmipModeCbcNoPadding,
+                                     "plaintext"));
+  }
+  ASSIGN_OR_RETURN(SecretBytes key, KmipKey(a.ref, a.key_bits));
+  ecall::KmipEncrypt::Result out;
+  out.iv = !a.iv.empty() ? a.iv
+                         : crypto::RandomBytes(gcm ? ecall::kKmipGcmIvSize : ecall::kKmipCbcIvSize);
+  if (gcm) {
+    ASSIGN_OR_RETURN(crypto::AesGcm cipher, crypto::AesGcm::Create(key));
+    out.ciphertext.resize(a.plaintext.size());
+    out.tag.resize(a.tag_length);
+    RETURN_IF_ERROR(
+        cipher.SealDetached(out.iv, a.plaintext.view(), a.aad, out.ciphertext, out.tag));
+  } else {
+    ASSIGN_OR_RETURN(crypto::AesCbc cipher, crypto::AesCbc::Create(key, KmipPadding(a.mode)));
+    ASSIGN_OR_RETURN(out.ciphertext, cipher.Encrypt(out.iv, a.plaintext.view()));
+  }
+  return out;
+}
+
+StatusOr<ecall::KmipDecrypt::Result> KmsOperations::KmipDecrypt(const ecall::KmipDecrypt::Args& a) {
+  RETURN_IF_ERROR(RequireSpec(a.ref, ecall::kSpecSymmetric, "decrypt"));
+  RETURN_IF_ERROR(CheckKmipKeyBits(a.key_bits));
+  RETURN_IF_ERROR(CheckKmipMode(a.mode));
+  RETURN_IF_ERROR(CheckKmipIv(a.mode, a.iv, /*may_be_empty=*/false));
+  const bool gcm = a.mode == ecall::kKmipModeGcm;
+  if (gcm) {
+    RETURN_IF_ERROR(CheckKmipLength(a.ciphertext.size(), 0, ecall::kMaxKmipData, "ciphertext"));
+    RETURN_IF_ERROR(CheckKmipLength(a.aad.size(), 0, ecall::kMaxKmipAad, "aad"));
+    if (a.tag.size() < ecall::kKmipMinTagLength || a.tag.size() > ecall::kKmipMaxTagLength)
+      return InvalidArgument("kmip: an AES-GCM tag must be 12 to 16 bytes");
+  } else {
+    RETURN_IF_ERROR(CheckKmipCbcExtras(a.aad, a.tag.size(), /*tag_is_length=*/false));
+    // A padded plaintext of kMaxKmipData bytes gains a whole block.
+    const bool padded = a.mode == ecall::kKmipModeCbcPkcs7;
+    RETURN_IF_ERROR(CheckKmipCbcData(a.mode, a.ciphertext.size(),
+                                     ecall::kMaxKmipData + (padded ? crypto::kAesBlockSize : 0),
+                                     /*whole_blocks=*/true, "ciphertext"));
+  }
+  ASSIGN_OR_RETURN(SecretBytes key, KmipKey(a.ref, a.key_bits));
+  if (gcm) {
+    ASSIGN_OR_RETURN(crypto::AesGcm cipher, crypto::AesGcm::Create(key));
+    const size_t n = a.ciphertext.size();
+    ecall::KmipDecrypt::Result out{WipedBuffer(n)};
+    // Straight into the result; OpenDetached wipes it when the tag does not match.
+    Status opened = cipher.OpenDetached(a.iv, a.ciphertext, a.tag, a.aad, out.plaintext.span(0, n));
+    if (!opened.ok())
+      return IntegrityError("kmip: ciphertext does not authenticate")
+          .WithReason(ecall::Reason::kCiphertextInvalid);
+    return out;
+  }
+  ASSIGN_OR_RETURN(crypto::AesCbc cipher, crypto::AesCbc::Create(key, KmipPadding(a.mode)));
+  StatusOr<SecretBytes> plaintext = cipher.Decrypt(a.iv, a.ciphertext);
+  if (!plaintext.ok()) {
+    // CBC has no integrity: only the padding can fail, and the answer says no more than that.
+    if (plaintext.status().code() == ErrorCode::kIntegrity)
+      return IntegrityError("kmip: bad padding").WithReason(ecall::Reason::kCiphertextInvalid);
+    return plaintext.status();
+  }
+  return ecall::KmipDecrypt::Result{WipedBuffer::CopyOf(plaintext->Expose())};
 }
 
 }  // namespace custos::enclave

@@ -72,7 +72,7 @@ class KmsKeyring {
   std::unique_ptr<crypto::SigningKey> audit_key_;
 };
 
-// KmsOperations serves the KMS calls of ecall/ecall.h (kKmsCreateKey .. kAuditAppend) over one
+// KmsOperations serves the KMS calls of ecall/ecall.h (kKmsCreateKey .. kKmipDecrypt) over one
 // keyring, and keeps the audit chain's last signed head for this core's life. The core creates
 // it when the root key becomes known; a sealed core has none and refuses these calls itself.
 class KmsOperations {
@@ -112,12 +112,18 @@ class KmsOperations {
   StatusOr<ecall::AuditAppend::Result> AuditAppend(const ecall::AuditAppend::Args& a);
   StatusOr<ecall::XksEncrypt::Result> XksEncrypt(const ecall::XksEncrypt::Args& a);
   StatusOr<ecall::XksDecrypt::Result> XksDecrypt(const ecall::XksDecrypt::Args& a);
+  StatusOr<ecall::KmipEncrypt::Result> KmipEncrypt(const ecall::KmipEncrypt::Args& a);
+  StatusOr<ecall::KmipDecrypt::Result> KmipDecrypt(const ecall::KmipDecrypt::Args& a);
 
   // RequireSpec checks that `ref`'s spec allows `op` (kFailedPrecondition "kms: key usage does
   // not allow OP", reason kKeyUsage, otherwise); the material stays wrapped.
   static Status RequireSpec(const ecall::KeyRef& ref, std::string_view spec, std::string_view op);
   // XksKey is the XKS AES-256-GCM key of `ref`'s version: HKDF(material, "custos/v1/xks-aes-gcm").
   StatusOr<SecretBytes> XksKey(const ecall::KeyRef& ref) const;
+  // KmipKey is the KMIP AES key of `ref`'s version and length (128 or 256 bits, else
+  // kInvalidArgument): HKDF(material, "custos/v1/kmip-aes-128" or "custos/v1/kmip-aes-256"),
+  // key_bits / 8 bytes.
+  StatusOr<SecretBytes> KmipKey(const ecall::KeyRef& ref, uint32_t key_bits) const;
   // SealBlob makes a ciphertext blob under `material` (fresh salt and nonce); `context` is the
   // encoded encryption context.
   StatusOr<Bytes> SealBlob(const ecall::KeyRef& ref, const SecretBytes& material,

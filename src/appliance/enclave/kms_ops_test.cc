@@ -18,7 +18,10 @@
 #include <filesystem>
 
 #include "protocol/audit/chain.h"
+#include "crypto/aead.h"
+#include "crypto/aes_cbc.h"
 #include "crypto/hash.h"
+#include "crypto/random.h"
 #include "appliance/ecall/kms_calls.h"
 #include "appliance/enclave/core_testing.h"
 #include "gmock/gmock.h"
@@ -130,7 +133,7 @@ std::vector<std::pair<ecall::Call, std::vector<Bytes>>> EveryKmsCall() {
         ecall::Call::kKmsGenerateRandom, ecall::Call::kKmsSign, ecall::Call::kKmsVerify,
         ecall::Call::kKmsGenerateMac, ecall::Call::kKmsVerifyMac, ecall::Call::kKmsNewAccessSecret,
         ecall::Call::kKmsOpenAccessSecret, ecall::Call::kAuditAppend, ecall::Call::kXksEncrypt,
-        ecall::Call::kXksDecrypt})
+        ecall::Call::kXksDecrypt, ecall::Call::kKmipEncrypt, ecall::Call::kKmipDecrypt})
     out.push_back(
         {c, std::vector<Bytes>(static_cast<size_t>(ecall::ArgCount(c)), Bytes{0, 0, 0, 1})});
   return out;
@@ -657,6 +660,385 @@ TEST_F(KmsOpsTest, XksEncryptDecryptAuthenticatesEverything) {
                  ErrorCode::kInvalidArgument, "xks aad must be");
 }
 
+// ---- KMIP raw AES (kmip-encrypt, kmip-decrypt) ----
+
+using KmipEnc = ecall::KmipEncrypt::Args;
+using KmipDec = ecall::KmipDecrypt::Args;
+
+KmipEnc KmipEncArgs(const Key& k, uint32_t key_bits, uint32_t mode, Bytes iv, ByteSpan plaintext,
+                    Bytes aad, uint32_t tag_length) {
+  return KmipEnc{k.ref,          key_bits,  mode, std::move(iv), WipedBuffer::CopyOf(plaintext),
+                 std::move(aad), tag_length};
+}
+
+KmipDec KmipDecArgs(const Key& k, uint32_t key_bits, uint32_t mode, Bytes iv, Bytes ciphertext,
+                    Bytes aad, Bytes tag) {
+  return KmipDec{k.ref,          key_bits,      mode, std::move(iv), std::move(ciphertext),
+                 std::move(aad), std::move(tag)};
+}
+
+// KmipEncrypt/KmipDecrypt run the typed calls through the byte encoding, as the host will.
+StatusOr<ecall::KmipEncrypt::Result> KmipEncrypt(EnclaveCore& core, const KmipEnc& a) {
+  return ecall::Invoke<ecall::KmipEncrypt>(
+      [&core](ecall::Call call, std::vector<Bytes> args) {
+        return Call(core, call, std::move(args));
+      },
+      a);
+}
+StatusOr<ecall::KmipDecrypt::Result> KmipDecrypt(EnclaveCore& core, const KmipDec& a) {
+  return ecall::Invoke<ecall::KmipDecrypt>(
+      [&core](ecall::Call call, std::vector<Bytes> args) {
+        return Call(core, call, std::move(args));
+      },
+      a);
+}
+
+Bytes PlainOf(const StatusOr<ecall::KmipDecrypt::Result>& r) {
+  return r.ok() ? Bytes(r->plaintext.view().begin(), r->plaintext.view().end()) : Bytes{};
+}
+
+#define EXPECT_CIPHERTEXT_INVALID(expr, text)                                                   \
+  do {                                                                                          \
+    auto _refused = (expr);                                                                     \
+    EXPECT_EQ(_refused.status().code(), ErrorCode::kIntegrity) << _refused.status().ToString(); \
+    EXPECT_EQ(_refused.status().message(), std::string("enclave: ") + (text));                  \
+    EXPECT_EQ(_refused.status().reason(),                                                       \
+              static_cast<uint16_t>(ecall::Reason::kCiphertextInvalid));                        \
+  } while (0)
+
+// GCM: 128- and 256-bit keys, tag lengths 12 to 16, with and without AAD, empty and largest
+// plaintexts; an IV the core draws (fresh each time) or the client's.
+TEST_F(KmsOpsTest, KmipGcmRoundTripsEveryKeyLengthTagLengthAndSize) {
+  auto core = Unsealed();
+  Key k = Create(*core, "kmip-key", 1, ecall::kSpecSymmetric);
+  const Bytes plaintexts[] = {Bytes{}, ToBytes("Hello KMIP"),
+                              crypto::RandomBytes(ecall::kMaxKmipData)};
+  const Bytes aads[] = {Bytes{}, ToBytes("header"), Bytes(ecall::kMaxKmipAad, 0x5a)};
+  for (uint32_t bits : {128u, 256u}) {
+    for (uint32_t tag_length : {12u, 13u, 16u}) {
+      for (const Bytes& pt : plaintexts) {
+        for (const Bytes& aad : aads) {
+          SCOPED_TRACE(::testing::Message() << bits << " bits, tag " << tag_length << ", "
+                                            << pt.size() << " bytes, aad " << aad.size());
+          auto enc = KmipEncrypt(
+              *core, KmipEncArgs(k, bits, ecall::kKmipModeGcm, {}, pt, aad, tag_length));
+          ASSERT_OK(enc.status());
+          EXPECT_EQ(enc->iv.size(), 12u);
+          EXPECT_EQ(enc->ciphertext.size(), pt.size());
+          EXPECT_EQ(enc->tag.size(), tag_length);
+          if (!pt.empty()) {
+            EXPECT_NE(enc->ciphertext, pt);
+          }
+          auto dec = KmipDecrypt(*core, KmipDecArgs(k, bits, ecall::kKmipModeGcm, enc->iv,
+                                                    enc->ciphertext, aad, enc->tag));
+          ASSERT_OK(dec.status());
+          EXPECT_EQ(PlainOf(dec), pt);
+        }
+      }
+    }
+  }
+  // A fresh IV each time; a given IV is used as given (and the same IV, key and message give
+  // the same ciphertext: GCM is deterministic in its IV).
+  Bytes pt = ToBytes("same message");
+  auto a = KmipEncrypt(*core, KmipEncArgs(k, 256, ecall::kKmipModeGcm, {}, pt, {}, 16));
+  auto b = KmipEncrypt(*core, KmipEncArgs(k, 256, ecall::kKmipModeGcm, {}, pt, {}, 16));
+  ASSERT_OK(a.status());
+  ASSERT_OK(b.status());
+  EXPECT_NE(a->iv, b->iv);
+  Bytes iv = crypto::RandomBytes(12);
+  auto c = KmipEncrypt(*core, KmipEncArgs(k, 256, ecall::kKmipModeGcm, iv, pt, {}, 16));
+  auto d = KmipEncrypt(*core, KmipEncArgs(k, 256, ecall::kKmipModeGcm, iv, pt, {}, 12));
+  ASSERT_OK(c.status());
+  ASSERT_OK(d.status());
+  EXPECT_EQ(c->iv, iv);
+  EXPECT_EQ(c->ciphertext, d->ciphertext);
+  EXPECT_EQ(d->tag,
+            Bytes(c->tag.begin(), c->tag.begin() + 12));  // a short tag is the long one's start
+}
+
+// CBC with PKCS#7 padding (any length, a whole block more for whole blocks) and without (whole
+// blocks only, the ciphertext as long), 128- and 256-bit keys; no tag.
+TEST_F(KmsOpsTest, KmipCbcRoundTripsWithAndWithoutPadding) {
+  auto core = Unsealed();
+  Key k = Create(*core, "kmip-key", 1, ecall::kSpecSymmetric);
+  for (uint32_t bits : {128u, 256u}) {
+    for (size_t n :
+         {size_t{1}, size_t{15}, size_t{16}, size_t{17}, size_t{100}, ecall::kMaxKmipData}) {
+      SCOPED_TRACE(::testing::Message() << bits << " bits, padded, " << n << " bytes");
+      Bytes pt = crypto::RandomBytes(n);
+      auto enc = KmipEncrypt(*core, KmipEncArgs(k, bits, ecall::kKmipModeCbcPkcs7, {}, pt, {}, 0));
+      ASSERT_OK(enc.status());
+      EXPECT_EQ(enc->iv.size(), 16u);
+      EXPECT_EQ(enc->ciphertext.size(), (n / 16 + 1) * 16);
+      EXPECT_TRUE(enc->tag.empty());
+      auto dec = KmipDecrypt(
+          *core, KmipDecArgs(k, bits, ecall::kKmipModeCbcPkcs7, enc->iv, enc->ciphertext, {}, {}));
+      ASSERT_OK(dec.status());
+      EXPECT_EQ(PlainOf(dec), pt);
+    }
+    for (size_t n : {size_t{16}, size_t{48}, ecall::kMaxKmipData}) {
+      SCOPED_TRACE(::testing::Message() << bits << " bits, unpadded, " << n << " bytes");
+      Bytes pt = crypto::RandomBytes(n);
+      Bytes iv = crypto::RandomBytes(16);
+      auto enc =
+          KmipEncrypt(*core, KmipEncArgs(k, bits, ecall::kKmipModeCbcNoPadding, iv, pt, {}, 0));
+      ASSERT_OK(enc.status());
+      EXPECT_EQ(enc->iv, iv);
+      EXPECT_EQ(enc->ciphertext.size(), n);
+      EXPECT_TRUE(enc->tag.empty());
+      auto dec = KmipDecrypt(
+          *core, KmipDecArgs(k, bits, ecall::kKmipModeCbcNoPadding, iv, enc->ciphertext, {}, {}));
+      ASSERT_OK(dec.status());
+      EXPECT_EQ(PlainOf(dec), pt);
+    }
+  }
+  auto a =
+      KmipEncrypt(*core, KmipEncArgs(k, 128, ecall::kKmipModeCbcPkcs7, {}, ToBytes("m"), {}, 0));
+  auto b =
+      KmipEncrypt(*core, KmipEncArgs(k, 128, ecall::kKmipModeCbcPkcs7, {}, ToBytes("m"), {}, 0));
+  ASSERT_OK(a.status());
+  ASSERT_OK(b.status());
+  EXPECT_NE(a->iv, b->iv);
+}
+
+// The KMIP key is HKDF-SHA256(material, "", "custos/v1/kmip-aes-<bits>", bits / 8): ciphertexts
+// the core makes open under that key computed here from material the test chose, and under
+// nothing else (the material itself, the other length's key, the XKS key).
+TEST(KmsKeyringTest, KmipKeyIsHkdfOfTheMaterialPerKeyLength) {
+  SecretBytes root = crypto::RandomSecret(32);
+  auto keyring = KmsKeyring::Derive(root);
+  auto wrapper = KmsKeyring::Derive(root);
+  ASSERT_OK(keyring.status());
+  ASSERT_OK(wrapper.status());
+  SecretBytes material = crypto::RandomSecret(32);
+  Key k;
+  k.ref = KeyRef{"kmip-known", 7, std::string(ecall::kSpecSymmetric),
+                 wrapper->WrapMaterial("kmip-known", 7, ecall::kSpecSymmetric, material)};
+  KmsOperations ops(std::move(keyring).value());
+  auto serve = [&ops](ecall::Call call, std::vector<Bytes> args) {
+    return ops.Serve(ecall::Request{call, std::move(args)});
+  };
+  auto derive = [&material](std::string_view info, size_t n) {
+    auto key = crypto::Hkdf(material.Expose(), {}, AsBytes(info), n);
+    EXPECT_OK(key.status());
+    return std::move(key).value();
+  };
+  SecretBytes k128 = derive("custos/v1/kmip-aes-128", 16);
+  SecretBytes k256 = derive("custos/v1/kmip-aes-256", 32);
+  SecretBytes xks = derive("custos/v1/xks-aes-gcm", 32);
+  Bytes pt = ToBytes("known material, known key");
+  Bytes aad = ToBytes("aad");
+
+  for (uint32_t bits : {128u, 256u}) {
+    SCOPED_TRACE(bits);
+    const SecretBytes& mine = bits == 128 ? k128 : k256;
+    const SecretBytes& other = bits == 128 ? k256 : k128;
+    auto enc = ecall::Invoke<ecall::KmipEncrypt>(
+        serve, KmipEncArgs(k, bits, ecall::kKmipModeGcm, {}, pt, aad, 14));
+    ASSERT_OK(enc.status());
+    Bytes out(pt.size());
+    ASSERT_OK(
+        crypto::AesGcm::Create(mine)->OpenDetached(enc->iv, enc->ciphertext, enc->tag, aad, out));
+    EXPECT_EQ(out, pt);
+    for (const SecretBytes* wrong : {&other, static_cast<const SecretBytes*>(&xks),
+                                     static_cast<const SecretBytes*>(&material)})
+      EXPECT_EQ(crypto::AesGcm::Create(*wrong)
+                    ->OpenDetached(enc->iv, enc->ciphertext, enc->tag, aad, out)
+                    .code(),
+                ErrorCode::kIntegrity);
+    // And the other way: what this test seals under the derived key, the core opens.
+    Bytes iv = crypto::RandomBytes(12), ct(pt.size()), tag(16);
+    ASSERT_OK(crypto::AesGcm::Create(mine)->SealDetached(iv, pt, aad, ct, tag));
+    auto dec = ecall::Invoke<ecall::KmipDecrypt>(
+        serve, KmipDecArgs(k, bits, ecall::kKmipModeGcm, iv, ct, aad, tag));
+    ASSERT_OK(dec.status());
+    EXPECT_EQ(PlainOf(dec), pt);
+
+    for (uint32_t mode : {ecall::kKmipModeCbcPkcs7, ecall::kKmipModeCbcNoPadding}) {
+      const auto padding =
+          mode == ecall::kKmipModeCbcPkcs7 ? crypto::CbcPadding::kPkcs7 : crypto::CbcPadding::kNone;
+      Bytes block_pt = crypto::RandomBytes(32);
+      auto cbc =
+          ecall::Invoke<ecall::KmipEncrypt>(serve, KmipEncArgs(k, bits, mode, {}, block_pt, {}, 0));
+      ASSERT_OK(cbc.status());
+      auto opened = crypto::AesCbc::Create(mine, padding)->Decrypt(cbc->iv, cbc->ciphertext);
+      ASSERT_OK(opened.status());
+      EXPECT_EQ(HexEncode(opened->Expose()), HexEncode(block_pt));
+    }
+  }
+}
+
+// Every documented refusal: key usage, key length, mode, IV, tag length, AAD and tag with CBC,
+// sizes; then decryption of anything edited or opened under another key, length, IV or AAD.
+TEST_F(KmsOpsTest, KmipRefusesBadArgumentsAndEditedCiphertexts) {
+  auto core = Unsealed();
+  Key k = Create(*core, "kmip-key", 1, ecall::kSpecSymmetric);
+  Key mac = Create(*core, "mac-key", 1, ecall::kSpecHmac256);
+  const uint32_t gcm = ecall::kKmipModeGcm, cbc = ecall::kKmipModeCbcPkcs7,
+                 raw = ecall::kKmipModeCbcNoPadding;
+  Bytes pt = ToBytes("attack at dawn");
+  Bytes aad = ToBytes("aad");
+  const auto kInvalid = ErrorCode::kInvalidArgument;
+
+  // Arguments, on encrypt.
+  EXPECT_REFUSED(KmipEncrypt(*core, KmipEncArgs(mac, 256, gcm, {}, pt, aad, 16)),
+                 ErrorCode::kFailedPrecondition, "kms: key usage does not allow encrypt");
+  for (uint32_t bits : {0u, 64u, 192u, 512u, 16u, 32u})
+    EXPECT_REFUSED(KmipEncrypt(*core, KmipEncArgs(k, bits, gcm, {}, pt, aad, 16)), kInvalid,
+                   "kmip: key length must be 128 or 256 bits");
+  for (uint32_t mode : {0u, 4u, 0xffffffffu})
+    EXPECT_REFUSED(KmipEncrypt(*core, KmipEncArgs(k, 256, mode, {}, pt, {}, 0)), kInvalid,
+                   "kmip: mode must be");
+  for (size_t n : {1, 8, 11, 13, 16})
+    EXPECT_REFUSED(KmipEncrypt(*core, KmipEncArgs(k, 256, gcm, Bytes(n), pt, aad, 16)), kInvalid,
+                   "kmip: an AES-GCM IV must be 12 bytes");
+  for (size_t n : {1, 12, 15, 17, 32})
+    EXPECT_REFUSED(KmipEncrypt(*core, KmipEncArgs(k, 256, cbc, Bytes(n), pt, {}, 0)), kInvalid,
+                   "kmip: an AES-CBC IV must be 16 bytes");
+  for (uint32_t t : {0u, 4u, 11u, 17u, 32u})
+    EXPECT_REFUSED(KmipEncrypt(*core, KmipEncArgs(k, 256, gcm, {}, pt, aad, t)), kInvalid,
+                   "kmip: an AES-GCM tag length must be 12 to 16 bytes");
+  EXPECT_REFUSED(
+      KmipEncrypt(*core, KmipEncArgs(k, 256, gcm, {}, Bytes(ecall::kMaxKmipData + 1), aad, 16)),
+      kInvalid, "kmip: plaintext must be 0 to 65536 bytes");
+  EXPECT_REFUSED(
+      KmipEncrypt(*core, KmipEncArgs(k, 256, gcm, {}, pt, Bytes(ecall::kMaxKmipAad + 1), 16)),
+      kInvalid, "kmip: aad must be 0 to 8192 bytes");
+  for (uint32_t mode : {cbc, raw}) {
+    EXPECT_REFUSED(KmipEncrypt(*core, KmipEncArgs(k, 128, mode, {}, Bytes(16), aad, 0)), kInvalid,
+                   "kmip: AES-CBC takes no aad");
+    EXPECT_REFUSED(KmipEncrypt(*core, KmipEncArgs(k, 128, mode, {}, Bytes(16), {}, 16)), kInvalid,
+                   "kmip: AES-CBC takes no tag length");
+    EXPECT_REFUSED(KmipEncrypt(*core, KmipEncArgs(k, 128, mode, {}, Bytes{}, {}, 0)), kInvalid,
+                   "kmip: plaintext must be");
+  }
+  EXPECT_REFUSED(
+      KmipEncrypt(*core, KmipEncArgs(k, 128, cbc, {}, Bytes(ecall::kMaxKmipData + 1), {}, 0)),
+      kInvalid, "kmip: plaintext must be 1 to 65536 bytes");
+  for (size_t n : {size_t{1}, size_t{15}, size_t{17}, ecall::kMaxKmipData + 16})
+    EXPECT_REFUSED(KmipEncrypt(*core, KmipEncArgs(k, 128, raw, {}, Bytes(n), {}, 0)), kInvalid,
+                   "kmip: plaintext must be a multiple of 16 bytes, 16 to 65536 bytes (AES-CBC "
+                   "without padding)");
+  // A field that does not decode is the ecall layer's refusal; the handler is not reached.
+  {
+    std::vector<Bytes> args = ecall::EncodeFields(KmipEncArgs(k, 256, gcm, {}, pt, aad, 16));
+    args[1] = Bytes{1, 0};
+    EXPECT_REFUSED(Call(*core, ecall::Call::kKmipEncrypt, args), kInvalid,
+                   "ecall kmip-encrypt: key_bits");
+  }
+
+  // Arguments, on decrypt.
+  auto enc = KmipEncrypt(*core, KmipEncArgs(k, 256, gcm, {}, pt, aad, 16));
+  ASSERT_OK(enc.status());
+  const Bytes iv = enc->iv, ct = enc->ciphertext, tag = enc->tag;
+  ASSERT_OK(KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, iv, ct, aad, tag)).status());
+  EXPECT_REFUSED(KmipDecrypt(*core, KmipDecArgs(mac, 256, gcm, iv, ct, aad, tag)),
+                 ErrorCode::kFailedPrecondition, "kms: key usage does not allow decrypt");
+  EXPECT_REFUSED(KmipDecrypt(*core, KmipDecArgs(k, 192, gcm, iv, ct, aad, tag)), kInvalid,
+                 "kmip: key length must be 128 or 256 bits");
+  EXPECT_REFUSED(KmipDecrypt(*core, KmipDecArgs(k, 256, 9, iv, ct, aad, tag)), kInvalid,
+                 "kmip: mode must be");
+  EXPECT_REFUSED(KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, {}, ct, aad, tag)), kInvalid,
+                 "kmip: an AES-GCM IV must be 12 bytes");
+  EXPECT_REFUSED(KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, Bytes(16), ct, aad, tag)), kInvalid,
+                 "kmip: an AES-GCM IV must be 12 bytes");
+  for (size_t t : {0, 11, 17})
+    EXPECT_REFUSED(KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, iv, ct, aad, Bytes(t))), kInvalid,
+                   "kmip: an AES-GCM tag must be 12 to 16 bytes");
+  EXPECT_REFUSED(
+      KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, iv, ct, Bytes(ecall::kMaxKmipAad + 1), tag)),
+      kInvalid, "kmip: aad must be 0 to 8192 bytes");
+  EXPECT_REFUSED(
+      KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, iv, Bytes(ecall::kMaxKmipData + 1), aad, tag)),
+      kInvalid, "kmip: ciphertext must be 0 to 65536 bytes");
+
+  // GCM: anything edited, or another key, length, version, IV or AAD, does not authenticate.
+  const std::string no_auth = "kmip: ciphertext does not authenticate";
+  Bytes bad = tag;
+  bad[15] ^= 0x01;
+  EXPECT_CIPHERTEXT_INVALID(KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, iv, ct, aad, bad)),
+                            no_auth);
+  // The tag length is not bound to the ciphertext (GCM truncates): the first 12 to 15 bytes of a
+  // 16-byte tag authenticate too, so decrypting takes down to 96 bits of tag from anyone.
+  for (size_t t : {12, 15}) {
+    auto cut =
+        KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, iv, ct, aad,
+                                       Bytes(tag.begin(), tag.begin() + static_cast<long>(t))));
+    ASSERT_OK(cut.status());
+    EXPECT_EQ(PlainOf(cut), pt);
+    bad = Bytes(tag.begin(), tag.begin() + static_cast<long>(t));
+    bad[0] ^= 0x80;
+    EXPECT_CIPHERTEXT_INVALID(KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, iv, ct, aad, bad)),
+                              no_auth);
+  }
+  bad = ct;
+  bad[0] ^= 0x01;
+  EXPECT_CIPHERTEXT_INVALID(KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, iv, bad, aad, tag)),
+                            no_auth);
+  bad = iv;
+  bad[0] ^= 0x01;
+  EXPECT_CIPHERTEXT_INVALID(KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, bad, ct, aad, tag)),
+                            no_auth);
+  EXPECT_CIPHERTEXT_INVALID(
+      KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, iv, ct, ToBytes("aae"), tag)), no_auth);
+  EXPECT_CIPHERTEXT_INVALID(KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, iv, ct, {}, tag)), no_auth);
+  EXPECT_CIPHERTEXT_INVALID(KmipDecrypt(*core, KmipDecArgs(k, 128, gcm, iv, ct, aad, tag)),
+                            no_auth);
+  Key other = Create(*core, "kmip-key", 2, ecall::kSpecSymmetric);
+  EXPECT_CIPHERTEXT_INVALID(KmipDecrypt(*core, KmipDecArgs(other, 256, gcm, iv, ct, aad, tag)),
+                            no_auth);
+  // The XKS key of the same version is another key: an XKS ciphertext is not a KMIP one.
+  auto xks = Call(*core, ecall::Call::kXksEncrypt, {k.Ref(), pt, aad});
+  ASSERT_OK(xks.status());
+  EXPECT_CIPHERTEXT_INVALID(
+      KmipDecrypt(*core, KmipDecArgs(k, 256, gcm, (*xks)[0], (*xks)[1], aad, (*xks)[2])), no_auth);
+
+  // CBC: no AAD, no tag, whole blocks; a malformed last block is "bad padding" and nothing more.
+  auto cenc = KmipEncrypt(*core, KmipEncArgs(k, 128, cbc, {}, pt, {}, 0));
+  ASSERT_OK(cenc.status());
+  const Bytes civ = cenc->iv, cct = cenc->ciphertext;
+  ASSERT_EQ(cct.size(), 16u);
+  EXPECT_REFUSED(KmipDecrypt(*core, KmipDecArgs(k, 128, cbc, civ, cct, aad, {})), kInvalid,
+                 "kmip: AES-CBC takes no aad");
+  EXPECT_REFUSED(KmipDecrypt(*core, KmipDecArgs(k, 128, cbc, civ, cct, {}, Bytes(16))), kInvalid,
+                 "kmip: AES-CBC takes no tag");
+  EXPECT_REFUSED(KmipDecrypt(*core, KmipDecArgs(k, 128, cbc, Bytes(12), cct, {}, {})), kInvalid,
+                 "kmip: an AES-CBC IV must be 16 bytes");
+  EXPECT_REFUSED(KmipDecrypt(*core, KmipDecArgs(k, 128, cbc, {}, cct, {}, {})), kInvalid,
+                 "kmip: an AES-CBC IV must be 16 bytes");
+  for (size_t n : {size_t{0}, size_t{15}, size_t{17}, ecall::kMaxKmipData + 32})
+    EXPECT_REFUSED(KmipDecrypt(*core, KmipDecArgs(k, 128, cbc, civ, Bytes(n), {}, {})), kInvalid,
+                   "kmip: ciphertext must be a multiple of 16 bytes, 16 to 65552 bytes");
+  EXPECT_REFUSED(
+      KmipDecrypt(*core, KmipDecArgs(k, 128, raw, civ, Bytes(ecall::kMaxKmipData + 16), {}, {})),
+      kInvalid,
+      "kmip: ciphertext must be a multiple of 16 bytes, 16 to 65536 bytes (AES-CBC without "
+      "padding)");
+  // "attack at dawn" is 14 bytes: the pad is 02 02. An IV edited in its last byte edits the
+  // pad: 02 03 is bad padding; 02 01 is good padding and another message (CBC has no integrity).
+  bad = civ;
+  bad[15] ^= 0x01;
+  EXPECT_CIPHERTEXT_INVALID(KmipDecrypt(*core, KmipDecArgs(k, 128, cbc, bad, cct, {}, {})),
+                            "kmip: bad padding");
+  bad = civ;
+  bad[15] ^= 0x03;
+  auto edited = KmipDecrypt(*core, KmipDecArgs(k, 128, cbc, bad, cct, {}, {}));
+  ASSERT_OK(edited.status());
+  EXPECT_EQ(PlainOf(edited), Concat({pt, Bytes{0x02}}));
+  // A plaintext of whole blocks encrypted unpadded and decrypted padded: its last byte, 0x00,
+  // is no pad length.
+  auto unpadded = KmipEncrypt(*core, KmipEncArgs(k, 256, raw, {}, Bytes(32, 0), {}, 0));
+  ASSERT_OK(unpadded.status());
+  EXPECT_CIPHERTEXT_INVALID(
+      KmipDecrypt(*core, KmipDecArgs(k, 256, cbc, unpadded->iv, unpadded->ciphertext, {}, {})),
+      "kmip: bad padding");
+  // Unpadded decryption checks nothing: under the wrong key length it returns other bytes.
+  auto wrong_length =
+      KmipDecrypt(*core, KmipDecArgs(k, 128, raw, unpadded->iv, unpadded->ciphertext, {}, {}));
+  ASSERT_OK(wrong_length.status());
+  EXPECT_NE(PlainOf(wrong_length), Bytes(32, 0));
+}
+
 // ---- audit chain ----
 
 Bytes Entries(const std::vector<std::string>& entries) {
@@ -951,6 +1333,18 @@ TEST_F(KmsOpsTest, TheSeccompFilteredProcessServesEveryKmsCall) {
   auto back = core->Call(ecall::Call::kXksDecrypt, {sym.Ref(), (*xks)[0], (*xks)[1], (*xks)[2], ToBytes("aad")});
   ASSERT_OK(back.status());
   EXPECT_EQ((*back)[0], ToBytes("m"));
+  for (uint32_t mode : {ecall::kKmipModeGcm, ecall::kKmipModeCbcPkcs7}) {
+    const uint32_t tag_length = mode == ecall::kKmipModeGcm ? 16 : 0;
+    auto kmip = core->Call(
+        ecall::Call::kKmipEncrypt,
+        ecall::EncodeFields(KmipEncArgs(sym, 128, mode, {}, ToBytes("m"), {}, tag_length)));
+    ASSERT_OK(kmip.status());
+    auto kmip_back = core->Call(
+        ecall::Call::kKmipDecrypt,
+        ecall::EncodeFields(KmipDecArgs(sym, 128, mode, (*kmip)[0], (*kmip)[1], {}, (*kmip)[2])));
+    ASSERT_OK(kmip_back.status());
+    EXPECT_EQ((*kmip_back)[0], ToBytes("m"));
+  }
   auto head = core->Call(ecall::Call::kAuditAppend, {Bytes{}, Entries({"e1"})});
   ASSERT_OK(head.status());
   audit::Head want = Chain({0, audit::GenesisHash()}, {"e1"});
