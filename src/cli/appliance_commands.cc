@@ -13,6 +13,7 @@
 #include "common/file.h"
 #include "common/log.h"
 #include "appliance/host/appliance.h"
+#include "appliance/kmip/server.h"
 #include "appliance/host/config.h"
 #include "keeper/daemon/fault_injection.h"
 #include "keeper/daemon/keeper_service.h"
@@ -137,9 +138,25 @@ Status Server(const std::string& config_path, bool insecure_http) {
               << config.xks_listen.substr(0, config.xks_listen.rfind(':')) << ":" << xks_server->port()
               << (config.xks_client_ca.empty() ? "" : " (mutual TLS)") << std::endl;
   }
+  // [kmip] listen: the KMIP server, mutual TLS with the node's KMIP client CA.
+  std::unique_ptr<kmip::KmipServer> kmip_server;
+  if (const kmip::KmipCa* ca = appliance->kmip_ca()) {
+    kmip::KmipServerOptions ko;
+    ko.threads = std::max(2u, std::thread::hardware_concurrency());
+    ko.cert_file = ca->server_cert_file;
+    ko.key_file = ca->server_key_file;
+    ko.client_ca_file = ca->ca_cert_file;
+    ASSIGN_OR_RETURN(kmip_server, kmip::KmipServer::Create(
+                                      config.kmip_listen,
+                                      ko, [&](ByteSpan m, const kmip::KmipPeer& p) { return appliance->HandleKmip(m, p); }));
+    RETURN_IF_ERROR(kmip_server->Start());
+    std::cout << "custos KMIP listening on " << config.kmip_listen.substr(0, config.kmip_listen.rfind(':')) << ":"
+              << kmip_server->port() << " (mutual TLS; client CA " << ca->ca_cert_file << ")" << std::endl;
+  }
   int sig = 0;
   sigwait(&sigs, &sig);
   Log("info", "host", "stopping on signal", {{"signal", sig}});
+  if (kmip_server) kmip_server->Stop();
   if (xks_server) xks_server->Stop();
   server->Stop();
   appliance->Stop();
@@ -256,6 +273,10 @@ void AddApplianceCommands(CLI::App& app, CLI::App* keeper_cmd, std::function<voi
   server
       ->add_option("--listen", dev_options.listen,
                    "with --dev: loopback HOST:PORT (default 127.0.0.1:8200)")
+      ->needs(dev_flag);
+  server
+      ->add_option("--kmip-port", dev_options.kmip_port,
+                   "with --dev: the KMIP listener's port on the same host (default: a free one; KMIP's is 5696)")
       ->needs(dev_flag);
   server
       ->add_option("--data-dir", dev_options.data_dir,

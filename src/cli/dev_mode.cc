@@ -25,6 +25,8 @@
 #include "protocol/custody/custody.h"
 #include "appliance/host/appliance.h"
 #include "appliance/host/config.h"
+#include "appliance/kmip/ca.h"
+#include "appliance/kmip/server.h"
 #include "keeper/daemon/keeper_service.h"
 #include "keeper/daemon/keeper_store.h"
 #include "keeper/daemon/release.h"
@@ -234,6 +236,7 @@ class DevDeployment {
   Status Unseal();
   Status EnsureAccessKey();
   Status EnsureXksCredential();
+  Status EnsureKmipClient();
   Status WriteDevEnv();
 
   DevModeOptions options_;
@@ -243,6 +246,9 @@ class DevDeployment {
   std::vector<DevKeeper> keepers_;  // P1, C1, C2, C3
   std::unique_ptr<host::Appliance> appliance_;
   std::unique_ptr<net::HttpServer> api_;
+  std::unique_ptr<kmip::KmipServer> kmip_;
+  std::string kmip_host_;
+  int kmip_port_ = 0;
   // The unsealing keepers keep releasing (as `keeper serve --auto-release` does): a trusted
   // core that dies is restarted sealed by the appliance and unsealed again by these.
   std::vector<std::unique_ptr<keeper::AutoRelease>> auto_release_;
@@ -364,6 +370,8 @@ Status DevDeployment::StartAppliance() {
   config.custody_path = dir_ + "/custody.json";
   config.tee_backend = "sim";
   config.sim_key_dir = config.data_dir + "/sim";
+  // KMIP (docs/kmip.md) on the same loopback host, a free port.
+  config.kmip_listen = listen.first + ":" + (options_.kmip_port.empty() ? "0" : options_.kmip_port);
   region_ = config.kms_region;
   std::string binary =
       options_.enclave_binary.empty() ? host::DefaultEnclaveBinary() : options_.enclave_binary;
@@ -377,7 +385,42 @@ Status DevDeployment::StartAppliance() {
   RETURN_IF_ERROR(api_->Start());
   endpoint_ = "http://" + listen.first + ":" + std::to_string(api_->port());
   Log("info", "appliance serving", {{"endpoint", endpoint_}});
+  const kmip::KmipCa* ca = appliance->kmip_ca();
+  kmip::KmipServerOptions ko;
+  ko.cert_file = ca->server_cert_file;
+  ko.key_file = ca->server_key_file;
+  ko.client_ca_file = ca->ca_cert_file;
+  ASSIGN_OR_RETURN(kmip_, kmip::KmipServer::Create(config.kmip_listen, ko, [appliance](ByteSpan m, const kmip::KmipPeer& p) {
+                     return appliance->HandleKmip(m, p);
+                   }));
+  RETURN_IF_ERROR(kmip_->Start());
+  kmip_host_ = listen.first;
+  kmip_port_ = kmip_->port();
+  Log("info", "KMIP serving", {{"host", kmip_host_}, {"port", kmip_port_}});
   return Status::Ok();
+}
+
+// EnsureKmipClient gives dev mode a KMIP client certificate ("dev"), made once.
+Status DevDeployment::EnsureKmipClient() {
+  std::string dir = dir_ + "/kmip-client";
+  if (std::filesystem::exists(dir + "/client.crt") && std::filesystem::exists(dir + "/client.key") &&
+      std::filesystem::exists(dir + "/ca.crt")) {
+    // The CA may have been made again (a new data directory for the server): check the files
+    // still belong together by comparing the CA.
+    auto have = ReadFileString(dir + "/ca.crt");
+    auto now = ReadFileString(appliance_->kmip_ca()->ca_cert_file);
+    if (have.ok() && now.ok() && *have == *now) return Status::Ok();
+  }
+  std::filesystem::create_directories(dir);
+  ::chmod(dir.c_str(), 0700);
+  ASSIGN_OR_RETURN(auto pair, kmip::MakeClientKey());
+  ASSIGN_OR_RETURN(std::string cert, appliance_->IssueKmipClient("dev", pair.second));
+  ASSIGN_OR_RETURN(std::string ca, ReadFileString(appliance_->kmip_ca()->ca_cert_file));
+  Status st = WriteFileAtomic(dir + "/client.key", pair.first, 0600);
+  WipeBytes(pair.first);
+  RETURN_IF_ERROR(st);
+  RETURN_IF_ERROR(WriteFileAtomic(dir + "/client.crt", cert, 0644));
+  return WriteFileAtomic(dir + "/ca.crt", ca, 0644);
 }
 
 Status DevDeployment::InitIfNeeded() {
@@ -489,6 +532,13 @@ Status DevDeployment::WriteDevEnv() {
   lines += "CUSTOS_XKS_URI_PREFIX=" + std::string(kXksUriPrefix) + "/kms/xks/v1\n";
   lines += "CUSTOS_XKS_ACCESS_KEY_ID=" + xks_credentials_.access_key_id + "\n";
   lines += "CUSTOS_XKS_SECRET_ACCESS_KEY=" + std::string(xks_credentials_.secret_access_key.ExposeAsString()) + "\n";
+  // KMIP (docs/kmip.md): mutual TLS to HOST:PORT with this client certificate and key; CA
+  // verifies the server (and issued the client certificate).
+  lines += "CUSTOS_KMIP_HOST=" + kmip_host_ + "\n";
+  lines += "CUSTOS_KMIP_PORT=" + std::to_string(kmip_port_) + "\n";
+  lines += "CUSTOS_KMIP_CA=" + dir_ + "/kmip-client/ca.crt\n";
+  lines += "CUSTOS_KMIP_CERT=" + dir_ + "/kmip-client/client.crt\n";
+  lines += "CUSTOS_KMIP_KEY=" + dir_ + "/kmip-client/client.key\n";
   // A server killed with SIGKILL cannot remove this file: the pid tells whether it is live.
   lines += "CUSTOS_DEV_PID=" + std::to_string(::getpid()) + "\n";
   RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + kDevEnvFile, lines, 0600));
@@ -510,6 +560,7 @@ Status DevDeployment::Start() {
                         {"unseal", &DevDeployment::Unseal},
                         {"access key", &DevDeployment::EnsureAccessKey},
                         {"xks credential", &DevDeployment::EnsureXksCredential},
+                        {"kmip client", &DevDeployment::EnsureKmipClient},
                         {"dev.env", &DevDeployment::WriteDevEnv}};
   for (const Step& s : steps) {
     Clock::time_point t = Clock::now();
@@ -540,6 +591,7 @@ void DevDeployment::Stop() {
     }
   }
   auto_release_.clear();  // joins the release threads before the appliance goes
+  if (kmip_) kmip_->Stop();
   if (api_) api_->Stop();
   if (appliance_) {
     appliance_->Stop();

@@ -35,6 +35,8 @@ struct DevModeOptions {
   std::string data_dir = ".custos-dev";
   // enclave_binary is the trusted core's executable; empty means next to this binary.
   std::string enclave_binary;
+  // kmip_port is the KMIP listener's port on the same host (docs/kmip.md); empty: a free one.
+  std::string kmip_port;
 };
 
 // kDevEnvFile is the name, in the data directory, of the file holding the printed

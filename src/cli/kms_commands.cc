@@ -1,8 +1,10 @@
 #include "cli/kms_commands.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
+#include "appliance/kmip/ca.h"
 #include "cli/appliance_commands.h"
 #include "common/file.h"
 #include "common/secret.h"
@@ -71,6 +73,31 @@ Status XksCredentialCreate(const std::string& url, const std::string& prefix, co
   return Status::Ok();
 }
 
+// KmipClientCreate makes a KMIP client's key pair here (the private key never leaves this
+// machine), has the appliance's KMIP CA certify the public key for `name`, and writes
+// DIR/client.key (0600), DIR/client.crt and DIR/ca.crt (docs/kmip.md "Client certificates").
+Status KmipClientCreate(const std::string& url, const std::string& name, const std::string& out_dir,
+                        std::string token_file, const std::string& ca_file) {
+  RETURN_IF_ERROR(kmip::CheckClientName(name));
+  ASSIGN_OR_RETURN(auto pair, kmip::MakeClientKey());
+  ASSIGN_OR_RETURN(json out, AdminCall(url, "/v1/sys/kmip-clients", json{{"name", name}, {"public_key", pair.second}},
+                                       std::move(token_file), ca_file));
+  ASSIGN_OR_RETURN(std::string cert, net::GetString(out, "certificate"));
+  ASSIGN_OR_RETURN(std::string ca, net::GetString(out, "ca_certificate"));
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) return Unavailable("cannot create " + out_dir + ": " + ec.message());
+  Status st = WriteFileAtomic(out_dir + "/client.key", pair.first, 0600);
+  WipeBytes(pair.first);
+  RETURN_IF_ERROR(st);
+  RETURN_IF_ERROR(WriteFileAtomic(out_dir + "/client.crt", cert, 0644));
+  RETURN_IF_ERROR(WriteFileAtomic(out_dir + "/ca.crt", ca, 0644));
+  std::cout << "CUSTOS_KMIP_CERT=" << out_dir << "/client.crt\nCUSTOS_KMIP_KEY=" << out_dir
+            << "/client.key\nCUSTOS_KMIP_CA=" << out_dir << "/ca.crt\nCUSTOS_KMIP_PRINCIPAL_ARN="
+            << out.value("principal_arn", "") << std::endl;
+  return Status::Ok();
+}
+
 }  // namespace
 
 void AddKmsCommands(CLI::App& app, std::function<void(Status)> run) {
@@ -105,6 +132,15 @@ void AddKmsCommands(CLI::App& app, std::function<void(Status)> run) {
     if (r.ok()) std::cout << (*r)["credentials"].dump(2) << "\n";
     run(r.status());
   });
+  static std::string out_dir;
+  auto* kc = op->add_subcommand("kmip-client", "certificates for KMIP clients (docs/kmip.md)")->require_subcommand(1);
+  auto* kcreate = kc->add_subcommand(
+      "create", "make a KMIP client key here and have the appliance's KMIP CA certify it; writes DIR/client.key, "
+                "DIR/client.crt, DIR/ca.crt");
+  kcreate->add_option("--name", name, "the client's name (its certificate's CN and principal user/kmip/NAME)")->required();
+  kcreate->add_option("--out", out_dir, "the directory to write to")->required();
+  add_common(kcreate);
+  kcreate->callback([run] { run(KmipClientCreate(url, name, out_dir, token_file, ca_file)); });
   auto* xdelete = xc->add_subcommand("delete", "delete a credential (after AWS KMS uses its successor: rotation)");
   xdelete->add_option("--access-key-id", access_key_id)->required();
   add_common(xdelete);

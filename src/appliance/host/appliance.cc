@@ -273,6 +273,15 @@ custos::Status Appliance::OpenKms() {
   xo.node_name = config_.node_name.empty() ? "custos-1" : config_.node_name;
   xo.model = "custos trusted core (" + config_.tee_backend + ")";
   xks_ = std::make_unique<kms::XksApi>(kms_.get(), store_.get(), core, sink, xo, api_->mutable_metrics());
+  if (!config_.kmip_listen.empty()) {
+    kmip::KmipApiOptions ko;
+    ko.account_id = config_.kms_account_id;
+    kmip_ = std::make_unique<kmip::KmipApi>(kms_.get(), sink, ko);
+    std::string host = config_.kmip_listen.substr(0, config_.kmip_listen.rfind(':'));
+    if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    if (host == "0.0.0.0" || host == "::") host = config_.node_name.empty() ? "localhost" : config_.node_name;
+    ASSIGN_OR_RETURN(kmip_ca_, kmip::EnsureCa(config_.data_dir + "/kmip", host));
+  }
   // The admin token: kept across restarts so operators' scripts keep working; 0600.
   std::string token_path = admin_token_file();
   if (std::filesystem::exists(token_path)) {
@@ -342,6 +351,25 @@ StatusOr<json> Appliance::XksCredentialDelete(const net::HttpRequest&, const jso
   RETURN_IF_ERROR(xks_->DeleteCredential(id));
   Log("info", "XKS credential deleted", {{"access_key_id", id}});
   return json{{"deleted", id}};
+}
+
+StatusOr<std::string> Appliance::IssueKmipClient(const std::string& name, const std::string& public_key_pem) {
+  if (!kmip_ca_) return FailedPrecondition("this node serves no KMIP ([kmip] listen is not set)");
+  ASSIGN_OR_RETURN(std::string cert, kmip::IssueClientCertificate(*kmip_ca_, name, public_key_pem));
+  Log("info", "KMIP client certificate issued", {{"name", name}, {"principal", kmip_->Principal(name)}});
+  return cert;
+}
+
+StatusOr<json> Appliance::KmipClients(const net::HttpRequest&, const json& body) {
+  ASSIGN_OR_RETURN(std::string name, net::GetString(body, "name"));
+  ASSIGN_OR_RETURN(std::string public_key, net::GetString(body, "public_key"));
+  ASSIGN_OR_RETURN(std::string cert, IssueKmipClient(name, public_key));
+  ASSIGN_OR_RETURN(std::string ca, ReadFileString(kmip_ca_->ca_cert_file));
+  return json{{"certificate", cert}, {"ca_certificate", ca}, {"principal_arn", kmip_->Principal(name)}};
+}
+
+Bytes Appliance::HandleKmip(ByteSpan request, const kmip::KmipPeer& peer) {
+  return kmip_->Handle(request, peer);
 }
 
 StatusOr<json> Appliance::AccessKeys(const net::HttpRequest&, const json& body) {
@@ -447,6 +475,7 @@ const std::vector<Appliance::Route>& Appliance::Routes() {
       {"POST", "/v1/sys/xks-credentials", true, 4 << 10, &Appliance::XksCredentials},
       {"GET", "/v1/sys/xks-credentials", true, 0, &Appliance::XksCredentialList},
       {"POST", "/v1/sys/xks-credentials/delete", true, 4 << 10, &Appliance::XksCredentialDelete},
+      {"POST", "/v1/sys/kmip-clients", true, 8 << 10, &Appliance::KmipClients},
       {"POST", "/v1/sys/sigma/respond", false, 64 << 10, &Appliance::SigmaRespond},
       {"POST", "/v1/sys/sigma/finish", false, 64 << 10, &Appliance::SigmaFinish},
       // A join's record carries the joining node's evidence and DCAP collateral (<= 512 KiB).

@@ -54,6 +54,8 @@
 #include "appliance/host/enclave_process.h"
 #include "appliance/kms/api.h"
 #include "appliance/kms/xks.h"
+#include "appliance/kmip/api.h"
+#include "appliance/kmip/ca.h"
 #include "appliance/kms/service.h"
 #include "appliance/store/store.h"
 #include "net/http.h"
@@ -100,6 +102,12 @@ class Appliance {
 
   // Handle serves one API request; thread-safe.
   net::HttpResponse Handle(const net::HttpRequest& request);
+  // HandleKmip answers one KMIP request message (docs/kmip.md) from a client of the KMIP listener.
+  Bytes HandleKmip(ByteSpan request, const kmip::KmipPeer& peer);
+  // kmip_ca is the KMIP client CA and the listener's certificate ([kmip] listen), or null.
+  const kmip::KmipCa* kmip_ca() const { return kmip_ca_ ? &*kmip_ca_ : nullptr; }
+  // IssueKmipClient signs a KMIP client certificate for `name` over `public_key_pem`.
+  StatusOr<std::string> IssueKmipClient(const std::string& name, const std::string& public_key_pem);
   // Stop ends the join thread (if any) and drains the audit writer. The core stops when the
   // Appliance is destroyed.
   void Stop();
@@ -162,6 +170,7 @@ class Appliance {
   StatusOr<Json> XksCredentials(const net::HttpRequest& request, const Json& body);
   StatusOr<Json> XksCredentialList(const net::HttpRequest& request, const Json& body);
   StatusOr<Json> XksCredentialDelete(const net::HttpRequest& request, const Json& body);
+  StatusOr<Json> KmipClients(const net::HttpRequest& request, const Json& body);
   std::string Metrics();
   void MaintenanceLoop();
   // RefreshLoop keeps the KMS cache coherent with the other nodes of a cluster (KmsService::
@@ -188,6 +197,8 @@ class Appliance {
   std::unique_ptr<kms::KmsService> kms_;
   std::unique_ptr<kms::KmsApi> api_;
   std::unique_ptr<kms::XksApi> xks_;
+  std::unique_ptr<kmip::KmipApi> kmip_;
+  std::optional<kmip::KmipCa> kmip_ca_;  // with [kmip] listen
   std::unique_ptr<AuditWriter> audit_;
   std::atomic<bool> audit_key_recorded_{false};
   std::string admin_token_;

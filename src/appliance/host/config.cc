@@ -47,10 +47,10 @@ struct FieldSpec {
   PathRule path = PathRule::kNone;
 };
 
-constexpr std::array<std::string_view, 7> kTables = {"server", "tee",   "cluster", "kms",
-                                                     "audit",  "store", "xks"};
+constexpr std::array<std::string_view, 8> kTables = {"server", "tee",   "cluster", "kms",
+                                                     "audit",  "store", "xks",     "kmip"};
 
-const std::array<FieldSpec, 28> kFields = {{
+const std::array<FieldSpec, 29> kFields = {{
     {"server", "listen", &ServerConfig::listen},
     {"server", "data_dir", &ServerConfig::data_dir, PathRule::kResolve},
     {"server", "custody", &ServerConfig::custody_path, PathRule::kResolve},
@@ -79,6 +79,7 @@ const std::array<FieldSpec, 28> kFields = {{
     {"xks", "listen", &ServerConfig::xks_listen},
     {"xks", "client_ca", &ServerConfig::xks_client_ca, PathRule::kResolve},
     {"xks", "client_subject", &ServerConfig::xks_client_subject},
+    {"kmip", "listen", &ServerConfig::kmip_listen},
 }};
 
 constexpr std::array<std::string_view, 3> kBackends = {"sim", "sgx-gramine", "tdx-configfs"};
@@ -351,6 +352,7 @@ Status CheckConsistency(const ServerConfig& config) {
     return InvalidArgument("xks.client_subject needs xks.client_ca (the CA the client certificate chains to)");
   if (!config.xks_client_ca.empty() && config.insecure_http)
     return InvalidArgument("xks.client_ca (mutual TLS) cannot be used with insecure_http");
+  if (!config.kmip_listen.empty()) RETURN_IF_ERROR(CheckListen(config.kmip_listen).WithContext("kmip.listen"));
   static const std::regex node_name_re("^[A-Za-z0-9._-]{1,64}$");
   if (!config.node_name.empty() && !std::regex_match(config.node_name, node_name_re))
     return InvalidArgument("server.node_name must be 1 to 64 characters of A-Z a-z 0-9 . _ -");

@@ -107,6 +107,9 @@ struct ServerConfig {
   std::string xks_listen;
   std::string xks_client_ca;
   std::string xks_client_subject;
+  // [kmip] listen (host:port; KMIP's port is 5696): the KMIP server (docs/kmip.md), mutual TLS
+  // with client certificates of the node's KMIP client CA (data_dir/kmip). Empty: no KMIP.
+  std::string kmip_listen;
   // [audit] sync: when a request's audit entry may be acknowledged (docs/audit.md
   // "Durability"): "group" (default) once written, fsynced by group commit within 10 ms;
   // "request" once signed by the core and fsynced.

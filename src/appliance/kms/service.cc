@@ -176,6 +176,15 @@ StatusOr<ecall::EncryptionContext> ReqContext(const json& req, const char* name)
   return ctx;
 }
 
+// Tags beginning with kKmipTagPrefix hold a key's KMIP attributes; only the KMIP server sets them.
+constexpr std::string_view kKmipTagPrefix = "kmip:";
+Status CheckReservedTags(const Caller& caller, const std::vector<store::Tag>& tags) {
+  if (caller.kmip) return Status::Ok();
+  for (const store::Tag& t : tags)
+    if (t.key.starts_with(kKmipTagPrefix)) return Validation("tag keys beginning with kmip: are reserved for KMIP attributes");
+  return Status::Ok();
+}
+
 StatusOr<std::vector<store::Tag>> ReqTags(const json& req) {
   std::vector<store::Tag> tags;
   const json* f = Field(req, "Tags");
@@ -572,6 +581,7 @@ struct KmsService::Impl {
     std::string description = description_field.value_or("");
     if (description.size() > 8192) return Validation("Description is longer than 8192 characters");
     ASSIGN_OR_RETURN(std::vector<store::Tag> tags, ReqTags(req));
+    RETURN_IF_ERROR(CheckReservedTags(in.caller, tags));
     ASSIGN_OR_RETURN(auto policy_field, OptString(req, "Policy"));
     std::string policy_doc = policy_field.value_or(DefaultKeyPolicy(opt.account_id));
     auto policy = KeyPolicy::Parse(policy_doc);
@@ -584,7 +594,8 @@ struct KmsService::Impl {
     r.description = description;
     r.key_spec = spec;
     r.key_usage = usage;
-    r.key_state = "Enabled";
+    // A KMIP Create makes a Pre-Active object: a disabled key until Activate.
+    r.key_state = in.caller.kmip && req.value("PreActive", false) ? "Disabled" : "Enabled";
     r.creation_date = Now();
     r.policy = policy_doc;
     r.current_version = 1;
@@ -790,6 +801,149 @@ struct KmsService::Impl {
     ASSIGN_OR_RETURN(ecall::KeyRef ref, Ref(*k, k->record.current_version));
     RETURN_IF_ERROR(Core<ecall::KmsVerifyMac>({std::move(ref), std::move(m), std::move(mac)}).status());
     return json{{"KeyId", k->record.arn}, {"MacValid", true}, {"MacAlgorithm", "HMAC_SHA_256"}};
+  }
+
+  // ---- the KMIP server's key operations (appliance/kmip, docs/kmip.md) ----
+  // A KMIP object is a custos key; its KMIP-only attributes are "kmip:" tags. Its KMIP state is
+  // the key's state read through the tag kmip:state: Enabled is Active; Disabled is the tag's
+  // PreActive, Deactivated or Compromised (Deactivated without one); PendingDeletion is
+  // Destroyed (Destroyed Compromised after a compromise).
+
+  StatusOr<std::vector<store::Tag>> KeyTags(const CachedKey& k) {
+    auto tags = store->ListTags(k.record.key_id);
+    if (!tags.ok()) return Err(AwsError::kInternal, "the key store could not list tags");
+    return std::move(tags).value();
+  }
+
+  static json TagsJson(const std::vector<store::Tag>& tags) {
+    json out = json::object();
+    for (const store::Tag& t : tags) out[t.key] = t.value;
+    return out;
+  }
+
+  static std::string KmipFlavor(const std::vector<store::Tag>& tags) {
+    for (const store::Tag& t : tags)
+      if (t.key == "kmip:state") return t.value;
+    return "";
+  }
+
+  StatusOr<json> KmipDescribe(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "DescribeKey"));
+    ASSIGN_OR_RETURN(auto tags, KeyTags(*k));
+    return json{{"KeyMetadata", Metadata(*k)}, {"Tags", TagsJson(tags)}};
+  }
+
+  // KmipList: every key with its tags (Locate filters them; like ListKeys, no key policy is
+  // consulted to list, and a key's attributes are still read only through KmipDescribe).
+  StatusOr<json> KmipList(const Invocation&) {
+    json all = json::array();
+    for (auto& [id, k] : keys) {
+      ASSIGN_OR_RETURN(auto tags, KeyTags(k));
+      all.push_back({{"KeyMetadata", Metadata(k)}, {"Tags", TagsJson(tags)}});
+    }
+    return json{{"Keys", std::move(all)}};
+  }
+
+  Status SetKmipTags(const CachedKey& k, std::vector<store::Tag> tags) {
+    return Stored(store->TagResource(k.record.key_id, tags));
+  }
+
+  StatusOr<json> KmipActivate(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "EnableKey"));
+    ASSIGN_OR_RETURN(auto tags, KeyTags(*k));
+    if (k->record.key_state != "Disabled" || KmipFlavor(tags) != "PreActive")
+      return Err(AwsError::kInvalidState, "only a Pre-Active object can be activated");
+    // From now on a disabled key reads as Deactivated (a KMS DisableKey included).
+    RETURN_IF_ERROR(SetKmipTags(*k, {{"kmip:state", "Deactivated"}, {"kmip:activation", std::to_string(Now())}}));
+    store::KeyRecord r = k->record;
+    r.key_state = "Enabled";
+    RETURN_IF_ERROR(UpdateRecord(*k, r));
+    return json::object();
+  }
+
+  StatusOr<json> KmipRevoke(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "DisableKey"));
+    RETURN_IF_ERROR(RequireNotPendingDeletion(*k));
+    const bool compromised = in.req.value("Compromised", false);
+    std::vector<store::Tag> tags = {{"kmip:state", compromised ? "Compromised" : "Deactivated"},
+                                    {"kmip:deactivation", std::to_string(Now())}};
+    if (compromised) tags.push_back({"kmip:compromise", std::to_string(Now())});
+    RETURN_IF_ERROR(SetKmipTags(*k, std::move(tags)));
+    if (k->record.key_state != "Disabled") {
+      store::KeyRecord r = k->record;
+      r.key_state = "Disabled";
+      RETURN_IF_ERROR(UpdateRecord(*k, r));
+    }
+    return json::object();
+  }
+
+  // KmipDestroy: KMIP destroys only an object that is not Active; custos schedules the key's
+  // deletion with the shortest window (7 days), as ScheduleKeyDeletion would: until then the
+  // object reads as Destroyed and CancelKeyDeletion (KMS API) can still bring it back.
+  StatusOr<json> KmipDestroy(const Invocation& in) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, "ScheduleKeyDeletion"));
+    if (k->record.key_state == "Enabled")
+      return Err(AwsError::kInvalidState, "an Active object cannot be destroyed: revoke it first");
+    if (k->record.key_state == "PendingDeletion") return Err(AwsError::kInvalidState, "the object is already destroyed");
+    RETURN_IF_ERROR(SetKmipTags(*k, {{"kmip:destroy", std::to_string(Now())}}));
+    store::KeyRecord r = k->record;
+    r.key_state = "PendingDeletion";
+    r.pending_window_days = 7;
+    r.deletion_date = Now() + 7 * kDay;
+    RETURN_IF_ERROR(UpdateRecord(*k, r));
+    return json{{"DeletionDate", *r.deletion_date}};
+  }
+
+  StatusOr<json> KmipSetTags(const Invocation& in) { return TagResource(in); }
+  StatusOr<json> KmipDeleteTags(const Invocation& in) { return UntagResource(in); }
+
+  // KmipCrypt reads the fields both directions share and checks policy, state and spec.
+  struct KmipCryptArgs {
+    CachedKey* key;
+    uint32_t bits, mode;
+    Bytes iv, aad;
+  };
+  StatusOr<KmipCryptArgs> KmipCryptCommon(const Invocation& in, std::string_view op) {
+    ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
+    RETURN_IF_ERROR(Authorize(in.caller, *k, op));
+    RETURN_IF_ERROR(RequireEnabled(*k));
+    if (k->record.key_spec != ecall::kSpecSymmetric)
+      return Err(AwsError::kInvalidKeyUsage, k->record.arn + " is a " + k->record.key_spec + " key, not an AES key");
+    KmipCryptArgs a{k, 256, ecall::kKmipModeGcm, {}, {}};
+    ASSIGN_OR_RETURN(auto bits, OptInt(in.req, "Bits"));
+    ASSIGN_OR_RETURN(auto mode, OptInt(in.req, "Mode"));
+    if (bits) a.bits = static_cast<uint32_t>(*bits);
+    if (mode) a.mode = static_cast<uint32_t>(*mode);
+    ASSIGN_OR_RETURN(a.iv, XksBlob(in.req, "Iv", 16, false));
+    ASSIGN_OR_RETURN(a.aad, XksBlob(in.req, "Aad", 8192, false));
+    return a;
+  }
+
+  StatusOr<json> KmipEncrypt(const Invocation& in) {
+    ASSIGN_OR_RETURN(KmipCryptArgs a, KmipCryptCommon(in, "Encrypt"));
+    ASSIGN_OR_RETURN(Bytes data, XksBlob(in.req, "Data", ecall::kMaxKmipData, false));
+    ASSIGN_OR_RETURN(auto tag_length, OptInt(in.req, "TagLength"));
+    ASSIGN_OR_RETURN(ecall::KeyRef ref, Ref(*a.key, a.key->record.current_version));
+    uint32_t tl = a.mode == ecall::kKmipModeGcm ? static_cast<uint32_t>(tag_length.value_or(16)) : 0;
+    ASSIGN_OR_RETURN(auto r, Core<ecall::KmipEncrypt>({std::move(ref), a.bits, a.mode, std::move(a.iv),
+                                                        WipedBuffer(std::move(data)), std::move(a.aad), tl}));
+    return json{{"Data", Base64Encode(r.ciphertext)}, {"Iv", Base64Encode(r.iv)}, {"Tag", Base64Encode(r.tag)}};
+  }
+
+  // KMIP ciphertexts do not name a key version: KmipDecrypt uses the current one (a rotated
+  // key's older KMIP ciphertexts do not decrypt; docs/kmip.md says so).
+  StatusOr<json> KmipDecrypt(const Invocation& in) {
+    ASSIGN_OR_RETURN(KmipCryptArgs a, KmipCryptCommon(in, "Decrypt"));
+    ASSIGN_OR_RETURN(Bytes data, XksBlob(in.req, "Data", ecall::kMaxKmipData + 16, false));
+    ASSIGN_OR_RETURN(Bytes tag, XksBlob(in.req, "Tag", 16, false));
+    ASSIGN_OR_RETURN(ecall::KeyRef ref, Ref(*a.key, a.key->record.current_version));
+    ASSIGN_OR_RETURN(auto r, Core<ecall::KmipDecrypt>({std::move(ref), a.bits, a.mode, std::move(a.iv),
+                                                        std::move(data), std::move(a.aad), std::move(tag)}));
+    return json{{"Data", Base64Encode(r.plaintext.view())}};
   }
 
   // ---- the XKS proxy API (docs/xks.md): the key an external key id names ----
@@ -1131,6 +1285,7 @@ struct KmsService::Impl {
     RETURN_IF_ERROR(RequireNotPendingDeletion(*k));
     ASSIGN_OR_RETURN(auto tags, ReqTags(in.req));
     if (tags.empty()) return Validation("Tags is required");
+    RETURN_IF_ERROR(CheckReservedTags(in.caller, tags));
     RETURN_IF_ERROR(Stored(store->TagResource(k->record.key_id, tags)));
     return json::object();
   }
@@ -1145,6 +1300,8 @@ struct KmsService::Impl {
     for (const json& t : *f) {
       if (!t.is_string()) return Err(AwsError::kSerialization, "TagKeys entries must be strings");
       names.push_back(t.get<std::string>());
+      if (!in.caller.kmip && names.back().starts_with(kKmipTagPrefix))
+        return Validation("tag keys beginning with kmip: are reserved for KMIP attributes");
     }
     RETURN_IF_ERROR(Stored(store->UntagResource(k->record.key_id, names)));
     return json::object();
@@ -1248,6 +1405,20 @@ constexpr Operation kXksOperations[] = {
     {"XksDecrypt", Lock::kShared, false, &I::XksDecrypt},
 };
 
+// The KMIP server's key operations (ExecuteKmip only).
+constexpr Operation kKmipOperations[] = {
+    {"KmipCreate", Lock::kExclusive, true, &I::CreateKey},
+    {"KmipDescribe", Lock::kShared, false, &I::KmipDescribe},
+    {"KmipList", Lock::kShared, false, &I::KmipList},
+    {"KmipActivate", Lock::kExclusive, true, &I::KmipActivate},
+    {"KmipRevoke", Lock::kExclusive, true, &I::KmipRevoke},
+    {"KmipDestroy", Lock::kExclusive, true, &I::KmipDestroy},
+    {"KmipSetTags", Lock::kShared, true, &I::KmipSetTags},
+    {"KmipDeleteTags", Lock::kShared, true, &I::KmipDeleteTags},
+    {"KmipEncrypt", Lock::kShared, false, &I::KmipEncrypt},
+    {"KmipDecrypt", Lock::kShared, false, &I::KmipDecrypt},
+};
+
 const Operation* FindOperation(std::string_view name) {
   for (const Operation& o : kOperations)
     if (o.name == name) return &o;
@@ -1318,6 +1489,12 @@ bool KmsService::Fresh() const { return impl_->Fresh(); }
 
 KmsOutcome KmsService::Execute(std::string_view operation, const json& req, const Caller& caller) {
   return Run(FindOperation(operation), req, caller);
+}
+
+KmsOutcome KmsService::ExecuteKmip(std::string_view operation, const json& req, const Caller& caller) {
+  for (const Operation& o : kKmipOperations)
+    if (o.name == operation) return Run(&o, req, caller);
+  return Run(nullptr, req, caller);
 }
 
 KmsOutcome KmsService::ExecuteXks(std::string_view operation, const json& req, const Caller& caller) {

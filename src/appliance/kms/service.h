@@ -56,6 +56,9 @@ struct Caller {
   std::string principal_arn;  // arn:aws:iam::ACCOUNT:user/NAME
   std::string account_id;
   std::string access_key_id;
+  // kmip: the KMIP server's caller (a client certificate's name): only it may set the
+  // reserved "kmip:" tags that hold KMIP attributes (docs/kmip.md "Objects are custos keys").
+  bool kmip = false;
 };
 
 // KmsOutcome is the answer to one operation: `response` when `error_type` is empty, else an
@@ -135,6 +138,13 @@ class KmsService {
   // an alias name without "alias/"), with Execute's locking, freshness and errors. The key
   // policy decides for the caller as for DescribeKey, Encrypt and Decrypt.
   KmsOutcome ExecuteXks(std::string_view operation, const nlohmann::json& request, const Caller& caller);
+
+  // ExecuteKmip runs one of the KMIP server's key operations (appliance/kmip, docs/kmip.md):
+  // "KmipCreate", "KmipDescribe", "KmipList", "KmipActivate", "KmipRevoke", "KmipDestroy",
+  // "KmipSetTags", "KmipDeleteTags", "KmipEncrypt", "KmipDecrypt", with Execute's locking,
+  // freshness, policies and errors. The key policy decides for the caller as for DescribeKey,
+  // EnableKey, DisableKey, ScheduleKeyDeletion, TagResource, UntagResource, Encrypt, Decrypt.
+  KmsOutcome ExecuteKmip(std::string_view operation, const nlohmann::json& request, const Caller& caller);
 
   // RunMaintenance deletes keys whose deletion date has passed and rotates keys whose
   // rotation date has come. The host calls it periodically; safe to call concurrently with
