@@ -8,7 +8,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev libargon2-dev libsqlite3-dev
   libcurl4-openssl-dev libseccomp-dev libtomlplusplus-dev clang libclang-rt-14-dev hyperfine curl
   # KMS API conformance clients (tests/conformance): the AWS CLI, boto3, cryptography.
-  awscli python3-boto3 python3-cryptography
+  awscli python3-boto3 python3-cryptography python3-pykmip
   # GNU time: the e2e tests measure a command's own peak memory with it.
   time
   # The sqlite3 shell: the e2e audit test edits a database with it, operators back up with it.
