@@ -452,8 +452,10 @@ struct XksDecrypt {
 // KMIP Encrypt and Decrypt (the KMIP server's raw AES; kms_calls.h has the constants): under
 // K = HKDF-SHA256(material of a SYMMETRIC_DEFAULT version, salt "", info
 // "custos/v1/kmip-aes-128" or "custos/v1/kmip-aes-256", key_bits / 8), key_bits 128 or 256
-// (else kInvalidArgument "kmip: key length must be 128 or 256 bits"); a ref of another spec is
-// kFailedPrecondition, reason kKeyUsage, as for XKS. `mode`: kKmipModeGcm (1), AES-GCM;
+// (else kInvalidArgument "kmip: key length must be 128 or 256 bits"); or, for a KMIP_AES version
+// (kms-import-key), K = the material as registered, key_bits 8 times its size (else
+// kInvalidArgument "kmip: key length does not match the registered key"). A ref of another spec
+// is kFailedPrecondition, reason kKeyUsage, as for XKS. `mode`: kKmipModeGcm (1), AES-GCM;
 // kKmipModeCbcPkcs7 (2), AES-CBC with PKCS#7 padding; kKmipModeCbcNoPadding (3), AES-CBC without
 // padding; any other value is kInvalidArgument.
 //   GCM: iv empty (the core draws 12 random bytes) or 12 bytes; tag_length 12..16 (the tag is the
@@ -507,13 +509,34 @@ struct KmipDecrypt {
   };
 };
 
+// Registers a client's AES key for the KMIP server (KMIP Register): the core wraps `material` as
+// kms-create-key wraps the material it draws (KW, aad with key id, version and spec), so the
+// version is a KeyRef like any other. Only spec KMIP_AES with 16 or 32 bytes of material is
+// accepted (else kInvalidArgument naming the check, never the bytes); the key id is bounded as
+// for kms-create-key.
+struct KmsImportKey {
+  static constexpr Call kCall = Call::kKmsImportKey;
+  static constexpr std::string_view kName = "kms-import-key";
+  struct Args {
+    std::string key_id;
+    uint32_t version = 0;
+    std::string spec;      // kSpecKmipAes
+    WipedBuffer material;  // the client's AES key, 16 or 32 bytes
+    CUSTOS_ECALL_FIELDS(key_id, version, spec, material);
+  };
+  struct Result {
+    Bytes wrapped;  // the material wrapped under the root key
+    CUSTOS_ECALL_FIELDS(wrapped);
+  };
+};
+
 // AllCalls lists every declaration; ecall.cc builds its table of names and arities from it.
 using AllCalls =
     std::tuple<Hello, Load, Init, StatusQuery, SigmaRespond, SigmaFinish, Record, JoinStart,
                JoinFinish, JoinComplete, Ping, CustodyUpdate, OriginRebind, KmsCreateKey,
                KmsEncrypt, KmsDecrypt, KmsReEncrypt, KmsGenerateDataKey, KmsGenerateRandom, KmsSign,
                KmsVerify, KmsGenerateMac, KmsVerifyMac, KmsNewAccessSecret, KmsOpenAccessSecret,
-               AuditAppend, XksEncrypt, XksDecrypt, KmipEncrypt, KmipDecrypt>;
+               AuditAppend, XksEncrypt, XksDecrypt, KmipEncrypt, KmipDecrypt, KmsImportKey>;
 
 // ---- field codecs ----
 

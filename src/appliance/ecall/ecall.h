@@ -72,6 +72,7 @@ enum class Call : uint16_t {
   kXksDecrypt = 34,
   kKmipEncrypt = 35,
   kKmipDecrypt = 36,
+  kKmsImportKey = 37,
 };
 
 // CallName returns the call's name for logs ("hello", "sigma-respond", ...), or "unknown".

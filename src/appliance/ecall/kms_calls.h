@@ -26,10 +26,18 @@
 
 namespace custos::ecall {
 
-// KMS key specs the core implements (AWS names).
+// KMS key specs the core implements (AWS names, but for custos's own KMIP_AES).
 inline constexpr std::string_view kSpecSymmetric = "SYMMETRIC_DEFAULT";  // AES-256-GCM
 inline constexpr std::string_view kSpecHmac256 = "HMAC_256";             // HMAC-SHA-256
 inline constexpr std::string_view kSpecEccP256 = "ECC_NIST_P256";        // ECDSA_SHA_256
+// kSpecKmipAes: raw AES key material of 16 or 32 bytes registered through KMIP (kms-import-key).
+// Usable only by kmip-encrypt and kmip-decrypt, which use it as the AES key without derivation
+// (the client keeps a copy and expects interoperable ciphertexts); every KMS API operation
+// refuses it (the core's key usage check, and the host's before it).
+inline constexpr std::string_view kSpecKmipAes = "KMIP_AES";
+// kKmipAes128KeySize, kKmipAes256KeySize: the material sizes a KMIP_AES key may have.
+inline constexpr size_t kKmipAes128KeySize = 16;
+inline constexpr size_t kKmipAes256KeySize = 32;
 
 // kMaxKmsPlaintext is AWS's Encrypt limit (4096 bytes); kMaxDataKeyBytes GenerateDataKey's
 // NumberOfBytes limit (1024); kMaxRandomBytes GenerateRandom's (1024); kMaxMacMessage
@@ -49,7 +57,8 @@ inline constexpr size_t kMaxXksAad = 8192 + 2 + 1 + 20;
 //   K = HKDF-SHA256(ikm = material, salt = "", info = "custos/v1/kmip-aes-128" or
 //       "custos/v1/kmip-aes-256", key_bits / 8 bytes), key_bits 128 or 256,
 // so a KMIP key never equals the key of another construction (KMS blob, XKS) or of the other
-// length. `mode` names the cipher: kKmipModeGcm (AES-GCM: a 12-byte IV, a tag of
+// length; or, for a KMIP_AES version, K = the material itself (key_bits must be 8 times its
+// size). `mode` names the cipher: kKmipModeGcm (AES-GCM: a 12-byte IV, a tag of
 // kKmipMinTagLength..kKmipMaxTagLength bytes, the full tag's first bytes; an AAD of at most
 // kMaxKmipAad bytes), kKmipModeCbcPkcs7 (AES-CBC with PKCS#7 padding) or kKmipModeCbcNoPadding
 // (AES-CBC, the data a multiple of 16 bytes); CBC takes a 16-byte IV, no AAD and no tag. An

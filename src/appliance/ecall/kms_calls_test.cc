@@ -190,7 +190,7 @@ TEST(KmsCalls, HaveTheDocumentedArityAndDistinctNames) {
       {Call::kKmsSign, 3},      {Call::kKmsVerify, 4},          {Call::kKmsGenerateMac, 2},
       {Call::kKmsVerifyMac, 3}, {Call::kKmsNewAccessSecret, 2}, {Call::kKmsOpenAccessSecret, 2},
       {Call::kAuditAppend, 2},  {Call::kXksEncrypt, 3},         {Call::kXksDecrypt, 5},
-      {Call::kKmipEncrypt, 7},  {Call::kKmipDecrypt, 7},
+      {Call::kKmipEncrypt, 7},  {Call::kKmipDecrypt, 7},        {Call::kKmsImportKey, 4},
   };
   std::set<std::string_view> names;
   for (const Want& w : want) {

@@ -288,6 +288,7 @@ StatusOr<std::vector<Bytes>> KmsOperations::Serve(const ecall::Request& request)
       {ecall::XksDecrypt::kCall, &Route<ecall::XksDecrypt, &KmsOperations::XksDecrypt>},
       {ecall::KmipEncrypt::kCall, &Route<ecall::KmipEncrypt, &KmsOperations::KmipEncrypt>},
       {ecall::KmipDecrypt::kCall, &Route<ecall::KmipDecrypt, &KmsOperations::KmipDecrypt>},
+      {ecall::KmsImportKey::kCall, &Route<ecall::KmsImportKey, &KmsOperations::ImportKey>},
   };
   for (const auto& [call, handler] : kRoutes)
     if (call == request.call) return handler(*this, request.args);
@@ -362,6 +363,21 @@ StatusOr<ecall::KmsCreateKey::Result> KmsOperations::CreateKey(const ecall::KmsC
   }
   return ecall::KmsCreateKey::Result{keyring_.WrapMaterial(a.key_id, a.version, a.spec, material),
                                      std::move(public_key)};
+}
+
+// A client's own key (KMIP Register): wrapped exactly as CreateKey wraps drawn material, under
+// the spec KMIP_AES, which only kmip-encrypt/kmip-decrypt accept and use without derivation.
+// Messages name the check, never the material.
+StatusOr<ecall::KmsImportKey::Result> KmsOperations::ImportKey(const ecall::KmsImportKey::Args& a) {
+  RETURN_IF_ERROR(CheckLength(a.key_id.size(), 1, 2048, "key id"));
+  if (a.spec != ecall::kSpecKmipAes)
+    return InvalidArgument("kms: an imported key's spec must be KMIP_AES");
+  if (a.material.size() != ecall::kKmipAes128KeySize &&
+      a.material.size() != ecall::kKmipAes256KeySize)
+    return InvalidArgument(
+        "kms: imported key material must be 16 or 32 bytes (AES-128 or AES-256)");
+  SecretBytes material = SecretBytes::CopyFrom(a.material.view());
+  return ecall::KmsImportKey::Result{keyring_.WrapMaterial(a.key_id, a.version, a.spec, material)};
 }
 
 StatusOr<ecall::KmsEncrypt::Result> KmsOperations::Encrypt(const ecall::KmsEncrypt::Args& a) {
@@ -587,15 +603,31 @@ StatusOr<ecall::XksDecrypt::Result> KmsOperations::XksDecrypt(const ecall::XksDe
 // gives is used as given: with GCM, repeating one under a key gives away that key's
 // authentication key to whoever sees both messages, so the host decides whether clients may
 // choose IVs at all.
+//
+// A KMIP_AES version (kms-import-key) is the client's own AES key: used as it is, never derived,
+// so the client's copy makes and opens the same ciphertexts. Its length is public (the wrapped
+// blob is nonce || material || tag), so key_bits is checked against it before the unwrap.
+Status KmsOperations::RequireKmipSpec(const KeyRef& ref, std::string_view op) {
+  if (ref.spec == ecall::kSpecKmipAes) return Status::Ok();
+  return RequireSpec(ref, ecall::kSpecSymmetric, op);
+}
+
 StatusOr<SecretBytes> KmsOperations::KmipKey(const KeyRef& ref, uint32_t key_bits) const {
   RETURN_IF_ERROR(CheckKmipKeyBits(key_bits));
+  if (ref.spec == ecall::kSpecKmipAes) {
+    const Status mismatch = InvalidArgument("kmip: key length does not match the registered key");
+    if (ref.wrapped.size() != crypto::kBoxOverhead + key_bits / 8) return mismatch;
+    ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
+    if (material.size() != key_bits / 8) return mismatch;
+    return material;
+  }
   ASSIGN_OR_RETURN(SecretBytes material, keyring_.UnwrapMaterial(ref));
   std::string_view info = key_bits == 128 ? "custos/v1/kmip-aes-128" : "custos/v1/kmip-aes-256";
   return crypto::Hkdf(material.Expose(), {}, AsBytes(info), key_bits / 8);
 }
 
 StatusOr<ecall::KmipEncrypt::Result> KmsOperations::KmipEncrypt(const ecall::KmipEncrypt::Args& a) {
-  RETURN_IF_ERROR(RequireSpec(a.ref, ecall::kSpecSymmetric, "encrypt"));
+  RETURN_IF_ERROR(RequireKmipSpec(a.ref, "encrypt"));
   RETURN_IF_ERROR(CheckKmipKeyBits(a.key_bits));
   RETURN_IF_ERROR(CheckKmipMode(a.mode));
   RETURN_IF_ERROR(CheckKmipIv(a.mode, a.iv, /*may_be_empty=*/true));
@@ -629,7 +661,7 @@ StatusOr<ecall::KmipEncrypt::Result> KmsOperations::KmipEncrypt(const ecall::Kmi
 }
 
 StatusOr<ecall::KmipDecrypt::Result> KmsOperations::KmipDecrypt(const ecall::KmipDecrypt::Args& a) {
-  RETURN_IF_ERROR(RequireSpec(a.ref, ecall::kSpecSymmetric, "decrypt"));
+  RETURN_IF_ERROR(RequireKmipSpec(a.ref, "decrypt"));
   RETURN_IF_ERROR(CheckKmipKeyBits(a.key_bits));
   RETURN_IF_ERROR(CheckKmipMode(a.mode));
   RETURN_IF_ERROR(CheckKmipIv(a.mode, a.iv, /*may_be_empty=*/false));

@@ -72,7 +72,7 @@ class KmsKeyring {
   std::unique_ptr<crypto::SigningKey> audit_key_;
 };
 
-// KmsOperations serves the KMS calls of ecall/ecall.h (kKmsCreateKey .. kKmipDecrypt) over one
+// KmsOperations serves the KMS calls of ecall/ecall.h (kKmsCreateKey .. kKmsImportKey) over one
 // keyring, and keeps the audit chain's last signed head for this core's life. The core creates
 // it when the root key becomes known; a sealed core has none and refuses these calls itself.
 class KmsOperations {
@@ -114,15 +114,21 @@ class KmsOperations {
   StatusOr<ecall::XksDecrypt::Result> XksDecrypt(const ecall::XksDecrypt::Args& a);
   StatusOr<ecall::KmipEncrypt::Result> KmipEncrypt(const ecall::KmipEncrypt::Args& a);
   StatusOr<ecall::KmipDecrypt::Result> KmipDecrypt(const ecall::KmipDecrypt::Args& a);
+  StatusOr<ecall::KmsImportKey::Result> ImportKey(const ecall::KmsImportKey::Args& a);
 
   // RequireSpec checks that `ref`'s spec allows `op` (kFailedPrecondition "kms: key usage does
   // not allow OP", reason kKeyUsage, otherwise); the material stays wrapped.
   static Status RequireSpec(const ecall::KeyRef& ref, std::string_view spec, std::string_view op);
   // XksKey is the XKS AES-256-GCM key of `ref`'s version: HKDF(material, "custos/v1/xks-aes-gcm").
   StatusOr<SecretBytes> XksKey(const ecall::KeyRef& ref) const;
+  // RequireKmipSpec checks that `ref` is a key the KMIP server may encrypt with:
+  // SYMMETRIC_DEFAULT or KMIP_AES (else as RequireSpec); the material stays wrapped.
+  static Status RequireKmipSpec(const ecall::KeyRef& ref, std::string_view op);
   // KmipKey is the KMIP AES key of `ref`'s version and length (128 or 256 bits, else
-  // kInvalidArgument): HKDF(material, "custos/v1/kmip-aes-128" or "custos/v1/kmip-aes-256"),
-  // key_bits / 8 bytes.
+  // kInvalidArgument): for SYMMETRIC_DEFAULT HKDF(material, "custos/v1/kmip-aes-128" or
+  // "custos/v1/kmip-aes-256"), key_bits / 8 bytes; for KMIP_AES the material itself, whose
+  // length must be key_bits / 8 (else kInvalidArgument "kmip: key length does not match the
+  // registered key", checked on the wrapped length before anything unwraps).
   StatusOr<SecretBytes> KmipKey(const ecall::KeyRef& ref, uint32_t key_bits) const;
   // SealBlob makes a ciphertext blob under `material` (fresh salt and nonce); `context` is the
   // encoded encryption context.

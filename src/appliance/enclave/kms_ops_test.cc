@@ -133,7 +133,8 @@ std::vector<std::pair<ecall::Call, std::vector<Bytes>>> EveryKmsCall() {
         ecall::Call::kKmsGenerateRandom, ecall::Call::kKmsSign, ecall::Call::kKmsVerify,
         ecall::Call::kKmsGenerateMac, ecall::Call::kKmsVerifyMac, ecall::Call::kKmsNewAccessSecret,
         ecall::Call::kKmsOpenAccessSecret, ecall::Call::kAuditAppend, ecall::Call::kXksEncrypt,
-        ecall::Call::kXksDecrypt, ecall::Call::kKmipEncrypt, ecall::Call::kKmipDecrypt})
+        ecall::Call::kXksDecrypt, ecall::Call::kKmipEncrypt, ecall::Call::kKmipDecrypt,
+        ecall::Call::kKmsImportKey})
     out.push_back(
         {c, std::vector<Bytes>(static_cast<size_t>(ecall::ArgCount(c)), Bytes{0, 0, 0, 1})});
   return out;
@@ -1039,6 +1040,183 @@ TEST_F(KmsOpsTest, KmipRefusesBadArgumentsAndEditedCiphertexts) {
   EXPECT_NE(PlainOf(wrong_length), Bytes(32, 0));
 }
 
+// ---- imported KMIP keys (kms-import-key, spec KMIP_AES) ----
+
+// ImportKmipKey registers `material` through the typed call, as the host does.
+StatusOr<Key> ImportKmipKey(EnclaveCore& core, const std::string& id, uint32_t version,
+                            std::string_view spec, ByteSpan material) {
+  auto r = ecall::Invoke<ecall::KmsImportKey>(
+      [&core](ecall::Call call, std::vector<Bytes> args) {
+        return Call(core, call, std::move(args));
+      },
+      ecall::KmsImportKey::Args{id, version, std::string(spec), WipedBuffer::CopyOf(material)});
+  if (!r.ok()) return r.status();
+  Key k;
+  k.ref = KeyRef{id, version, std::string(spec), std::move(r->wrapped)};
+  return k;
+}
+
+// A registered key is the client's AES key itself: what the core encrypts opens under the
+// material the test chose (GCM and CBC), what the test seals the core opens, and the key the
+// core would have derived from that material (SYMMETRIC_DEFAULT's HKDF) opens nothing.
+TEST_F(KmsOpsTest, ImportedKmipKeyIsUsedAsGivenWithoutDerivation) {
+  auto core = Unsealed();
+  for (size_t n : {size_t{16}, size_t{32}}) {
+    SCOPED_TRACE(n);
+    const uint32_t bits = static_cast<uint32_t>(n * 8);
+    SecretBytes material = crypto::RandomSecret(n);
+    auto k = ImportKmipKey(*core, "registered-" + std::to_string(n), 1, ecall::kSpecKmipAes,
+                           material.Expose());
+    ASSERT_OK(k.status());
+    EXPECT_EQ(k->ref.wrapped.size(), 12 + n + 16);  // wrapped as kms-create-key wraps
+    // The same material imported again wraps under a fresh nonce.
+    auto again = ImportKmipKey(*core, k->ref.key_id, 1, ecall::kSpecKmipAes, material.Expose());
+    ASSERT_OK(again.status());
+    EXPECT_NE(again->ref.wrapped, k->ref.wrapped);
+
+    Bytes pt = ToBytes("the client holds this key too");
+    Bytes aad = ToBytes("aad");
+    auto enc = KmipEncrypt(*core, KmipEncArgs(*k, bits, ecall::kKmipModeGcm, {}, pt, aad, 16));
+    ASSERT_OK(enc.status());
+    Bytes out(pt.size());
+    auto gcm = crypto::AesGcm::Create(material);
+    ASSERT_OK(gcm.status());
+    ASSERT_OK(gcm->OpenDetached(enc->iv, enc->ciphertext, enc->tag, aad, out));
+    EXPECT_EQ(out, pt);
+    auto derived =
+        crypto::Hkdf(material.Expose(), {},
+                     AsBytes(bits == 128 ? "custos/v1/kmip-aes-128" : "custos/v1/kmip-aes-256"), n);
+    ASSERT_OK(derived.status());
+    EXPECT_EQ(crypto::AesGcm::Create(*derived)
+                  ->OpenDetached(enc->iv, enc->ciphertext, enc->tag, aad, out)
+                  .code(),
+              ErrorCode::kIntegrity);
+    // The client's ciphertext (sealed here) opens in the core.
+    Bytes iv = crypto::RandomBytes(12), ct(pt.size()), tag(16);
+    ASSERT_OK(gcm->SealDetached(iv, pt, aad, ct, tag));
+    auto dec = KmipDecrypt(*core, KmipDecArgs(*k, bits, ecall::kKmipModeGcm, iv, ct, aad, tag));
+    ASSERT_OK(dec.status());
+    EXPECT_EQ(PlainOf(dec), pt);
+    // CBC with PKCS#7 padding, both ways.
+    auto cbc_enc =
+        KmipEncrypt(*core, KmipEncArgs(*k, bits, ecall::kKmipModeCbcPkcs7, {}, pt, {}, 0));
+    ASSERT_OK(cbc_enc.status());
+    auto cbc = crypto::AesCbc::Create(material, crypto::CbcPadding::kPkcs7);
+    ASSERT_OK(cbc.status());
+    auto opened = cbc->Decrypt(cbc_enc->iv, cbc_enc->ciphertext);
+    ASSERT_OK(opened.status());
+    EXPECT_EQ(HexEncode(opened->Expose()), HexEncode(pt));
+    Bytes cbc_iv = crypto::RandomBytes(16);
+    auto client_ct = cbc->Encrypt(cbc_iv, pt);
+    ASSERT_OK(client_ct.status());
+    auto cbc_dec = KmipDecrypt(
+        *core, KmipDecArgs(*k, bits, ecall::kKmipModeCbcPkcs7, cbc_iv, *client_ct, {}, {}));
+    ASSERT_OK(cbc_dec.status());
+    EXPECT_EQ(PlainOf(cbc_dec), pt);
+
+    // key_bits must be the registered key's length, on both directions.
+    const uint32_t other_bits = bits == 128 ? 256 : 128;
+    EXPECT_REFUSED(
+        KmipEncrypt(*core, KmipEncArgs(*k, other_bits, ecall::kKmipModeGcm, {}, pt, aad, 16)),
+        ErrorCode::kInvalidArgument, "kmip: key length does not match the registered key");
+    EXPECT_REFUSED(
+        KmipDecrypt(*core, KmipDecArgs(*k, other_bits, ecall::kKmipModeGcm, iv, ct, aad, tag)),
+        ErrorCode::kInvalidArgument, "kmip: key length does not match the registered key");
+    EXPECT_REFUSED(KmipEncrypt(*core, KmipEncArgs(*k, 192, ecall::kKmipModeGcm, {}, pt, aad, 16)),
+                   ErrorCode::kInvalidArgument, "kmip: key length must be 128 or 256 bits");
+
+    // The wrapping binds the spec: the blob presented as SYMMETRIC_DEFAULT (which would derive)
+    // does not unwrap, and a SYMMETRIC_DEFAULT blob presented as KMIP_AES does not either.
+    Key as_symmetric = *k;
+    as_symmetric.ref.spec = std::string(ecall::kSpecSymmetric);
+    EXPECT_REFUSED(
+        KmipEncrypt(*core, KmipEncArgs(as_symmetric, bits, ecall::kKmipModeGcm, {}, pt, aad, 16)),
+        ErrorCode::kIntegrity, "kms: key material does not unwrap");
+  }
+  Key sym = Create(*core, "generated", 1, ecall::kSpecSymmetric);
+  Key as_imported = sym;
+  as_imported.ref.spec = std::string(ecall::kSpecKmipAes);
+  EXPECT_REFUSED(KmipEncrypt(*core, KmipEncArgs(as_imported, 256, ecall::kKmipModeGcm, {},
+                                                ToBytes("m"), {}, 16)),
+                 ErrorCode::kIntegrity, "kms: key material does not unwrap");
+}
+
+// kms-import-key takes only KMIP_AES with 16 or 32 bytes, and its refusals never echo the
+// material; kms-create-key cannot make a KMIP_AES key (there is nothing to draw: it is imported).
+TEST_F(KmsOpsTest, ImportKeyRefusesOtherSpecsAndSizes) {
+  auto core = Unsealed();
+  Bytes material = crypto::RandomBytes(32);
+  for (std::string_view spec : {ecall::kSpecSymmetric, ecall::kSpecHmac256, ecall::kSpecEccP256,
+                                std::string_view("AES_256")}) {
+    auto r = ImportKmipKey(*core, "k", 1, spec, material);
+    EXPECT_REFUSED(r, ErrorCode::kInvalidArgument, "kms: an imported key's spec must be KMIP_AES");
+  }
+  for (size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{17}, size_t{24}, size_t{31}, size_t{33},
+                   size_t{64}}) {
+    Bytes m = crypto::RandomBytes(n);
+    auto r = ImportKmipKey(*core, "k", 1, ecall::kSpecKmipAes, m);
+    EXPECT_REFUSED(r, ErrorCode::kInvalidArgument,
+                   "kms: imported key material must be 16 or 32 bytes (AES-128 or AES-256)");
+    if (n > 0) {
+      EXPECT_THAT(r.status().message(), ::testing::Not(HasSubstr(HexEncode(m))));
+    }
+  }
+  EXPECT_REFUSED(ImportKmipKey(*core, "", 1, ecall::kSpecKmipAes, material),
+                 ErrorCode::kInvalidArgument, "kms: key id must be 1 to 2048 bytes");
+  EXPECT_REFUSED(ImportKmipKey(*core, std::string(2049, 'k'), 1, ecall::kSpecKmipAes, material),
+                 ErrorCode::kInvalidArgument, "kms: key id must be 1 to 2048 bytes");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsImportKey,
+                      {ToBytes("k"), Bytes{0, 1}, ToBytes(ecall::kSpecKmipAes), material}),
+                 ErrorCode::kInvalidArgument,
+                 "ecall kms-import-key: version: must be a 4-byte integer");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kKmsCreateKey,
+                      {ToBytes("k"), ecall::U32Arg(1), ToBytes(ecall::kSpecKmipAes)}),
+                 ErrorCode::kInvalidArgument, "kms: unsupported key spec");
+}
+
+// Every KMS and XKS call that takes a key refuses a KMIP_AES key by its spec, before unwrapping
+// (reason key-usage): a registered key serves only kmip-encrypt and kmip-decrypt.
+TEST_F(KmsOpsTest, KmsCallsRefuseAnImportedKmipKey) {
+  auto core = Unsealed();
+  auto imported =
+      ImportKmipKey(*core, "registered", 1, ecall::kSpecKmipAes, crypto::RandomBytes(32));
+  ASSERT_OK(imported.status());
+  const Key& kmip = *imported;
+  Key sym = Create(*core, "s", 1, ecall::kSpecSymmetric);
+  Bytes blob = Encrypt(*core, sym, ToBytes("x"), Ctx({}));
+  // A blob that names the imported key, as a host could present one.
+  ByteWriter named;
+  named.Raw(AsBytes("CKC1")).U8(1).Var(kmip.ref.key_id).U32(1).Raw(Bytes(32 + 12 + 1 + 16, 0));
+  const Bytes kmip_blob = named.Take();
+  const ErrorCode fp = ErrorCode::kFailedPrecondition;
+  struct Refused {
+    ecall::Call call;
+    std::vector<Bytes> args;
+    const char* op;
+  };
+  const Refused calls[] = {
+      {ecall::Call::kKmsEncrypt, {kmip.Ref(), ToBytes("x"), Ctx({})}, "encrypt"},
+      {ecall::Call::kKmsDecrypt, {kmip.Ref(), kmip_blob, Ctx({})}, "decrypt"},
+      {ecall::Call::kKmsGenerateDataKey,
+       {kmip.Ref(), ecall::U32Arg(32), Ctx({}), Bytes{1}},
+       "generate data key"},
+      {ecall::Call::kKmsReEncrypt, {sym.Ref(), blob, Ctx({}), kmip.Ref(), Ctx({})}, "encrypt"},
+      {ecall::Call::kKmsReEncrypt, {kmip.Ref(), kmip_blob, Ctx({}), sym.Ref(), Ctx({})}, "decrypt"},
+      {ecall::Call::kKmsSign, {kmip.Ref(), ToBytes("x"), ToBytes("RAW")}, "sign"},
+      {ecall::Call::kKmsVerify, {kmip.Ref(), ToBytes("x"), ToBytes("RAW"), Bytes{0x30}}, "verify"},
+      {ecall::Call::kKmsGenerateMac, {kmip.Ref(), ToBytes("x")}, "generate mac"},
+      {ecall::Call::kKmsVerifyMac, {kmip.Ref(), ToBytes("x"), Bytes(32, 0)}, "verify mac"},
+      {ecall::Call::kXksEncrypt, {kmip.Ref(), ToBytes("x"), ToBytes("aad")}, "encrypt"},
+      {ecall::Call::kXksDecrypt, {kmip.Ref(), Bytes(12), Bytes(1), Bytes(16), Bytes{}}, "decrypt"},
+  };
+  for (const Refused& c : calls) {
+    SCOPED_TRACE(ecall::CallName(c.call));
+    auto r = Call(*core, c.call, c.args);
+    EXPECT_REFUSED(r, fp, std::string("kms: key usage does not allow ") + c.op);
+    EXPECT_EQ(r.status().reason(), static_cast<uint16_t>(ecall::Reason::kKeyUsage));
+  }
+}
+
 // ---- audit chain ----
 
 Bytes Entries(const std::vector<std::string>& entries) {
@@ -1345,6 +1523,23 @@ TEST_F(KmsOpsTest, TheSeccompFilteredProcessServesEveryKmsCall) {
     ASSERT_OK(kmip_back.status());
     EXPECT_EQ((*kmip_back)[0], ToBytes("m"));
   }
+  // A registered key through the filter: imported, then used as given (GCM, opened here).
+  SecretBytes material = crypto::RandomSecret(16);
+  auto imported =
+      core->Call(ecall::Call::kKmsImportKey, ecall::EncodeFields(ecall::KmsImportKey::Args{
+                                                 "registered", 1, std::string(ecall::kSpecKmipAes),
+                                                 WipedBuffer::CopyOf(material.Expose())}));
+  ASSERT_OK(imported.status());
+  const Key registered{KeyRef{"registered", 1, std::string(ecall::kSpecKmipAes), (*imported)[0]},
+                       {}};
+  auto kmip = core->Call(ecall::Call::kKmipEncrypt,
+                         ecall::EncodeFields(KmipEncArgs(registered, 128, ecall::kKmipModeGcm, {},
+                                                         ToBytes("m"), {}, 16)));
+  ASSERT_OK(kmip.status());
+  Bytes opened_here(1);
+  ASSERT_OK(crypto::AesGcm::Create(material)->OpenDetached((*kmip)[0], (*kmip)[1], (*kmip)[2], {},
+                                                           opened_here));
+  EXPECT_EQ(opened_here, ToBytes("m"));
   auto head = core->Call(ecall::Call::kAuditAppend, {Bytes{}, Entries({"e1"})});
   ASSERT_OK(head.status());
   audit::Head want = Chain({0, audit::GenesisHash()}, {"e1"});

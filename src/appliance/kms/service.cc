@@ -467,7 +467,16 @@ struct KmsService::Impl {
     return Status::Ok();
   }
 
+  // RequireUsage: the key's usage allows `op`. A KMIP_AES key (registered through KMIP) has
+  // usage ENCRYPT_DECRYPT but serves only the KMIP server's Encrypt and Decrypt (KmipCryptCommon
+  // does not come here): every KMS API operation refuses it by name, before the core would.
   static Status RequireUsage(const CachedKey& k, const std::string& usage, std::string_view op) {
+    if (k.record.key_spec == ecall::kSpecKmipAes)
+      return Err(AwsError::kInvalidKeyUsage,
+                 k.record.arn +
+                     " is a KMIP_AES key (registered through KMIP): only KMIP "
+                     "Encrypt and Decrypt may use it, not " +
+                     std::string(op));
     if (k.record.key_usage != usage)
       return Err(AwsError::kInvalidKeyUsage, k.record.arn + " has KeyUsage " + k.record.key_usage +
                                                  ", which does not allow " + std::string(op));
@@ -489,6 +498,9 @@ struct KmsService::Impl {
   }
 
   static Status RequireRotatable(const CachedKey& k) {
+    // A new version would replace the key the client registered and still holds.
+    if (k.record.key_spec == ecall::kSpecKmipAes)
+      return Err(AwsError::kUnsupportedOperation, "a registered KMIP key cannot be rotated");
     if (k.record.key_spec != ecall::kSpecSymmetric)
       return Err(AwsError::kUnsupportedOperation, "only SYMMETRIC_DEFAULT keys can be rotated");
     return Status::Ok();
@@ -515,7 +527,7 @@ struct KmsService::Impl {
               {"Description", r.description},
               {"KeyUsage", r.key_usage},
               {"KeyState", r.key_state},
-              {"Origin", "AWS_KMS"},
+              {"Origin", r.key_spec == ecall::kSpecKmipAes ? "EXTERNAL" : "AWS_KMS"},
               {"KeyManager", "CUSTOMER"},
               {"CustomerMasterKeySpec", r.key_spec},
               {"KeySpec", r.key_spec},
@@ -577,6 +589,35 @@ struct KmsService::Impl {
     if (origin && *origin != "AWS_KMS") return Err(AwsError::kUnsupportedOperation, "only Origin AWS_KMS is supported");
     ASSIGN_OR_RETURN(bool multi_region, OptBool(req, "MultiRegion", false));
     if (multi_region) return Err(AwsError::kUnsupportedOperation, "multi-Region keys are not supported");
+    return NewKey(in, spec, usage, nullptr);
+  }
+
+  // KmipRegister (KMIP Register): a key record made as CreateKey makes one (Description, Tags
+  // with the reserved kmip: ones, Policy and its lockout check, PreActive), whose one version is
+  // the client's AES key, wrapped by the core (kms-import-key) under spec KMIP_AES. Only the KMIP
+  // server's caller may register. The material is wiped once wrapped and never logged.
+  StatusOr<json> KmipRegister(const Invocation& in) {
+    if (!in.caller.kmip)
+      return Err(AwsError::kAccessDenied, "only the KMIP server may register key material");
+    ASSIGN_OR_RETURN(auto encoded, OptString(in.req, "Material"));
+    if (!encoded) return Validation("Material is required");
+    StatusOr<Bytes> decoded = Base64Decode(*encoded);
+    WipeBytes(*encoded);  // this copy; the request itself is the caller's to wipe
+    if (!decoded.ok()) return Err(AwsError::kSerialization, "Material is not valid base64");
+    WipedBuffer material(std::move(decoded).value());
+    if (material.size() != ecall::kKmipAes128KeySize &&
+        material.size() != ecall::kKmipAes256KeySize)
+      return Validation("Material must be 16 or 32 bytes (an AES-128 or AES-256 key)");
+    return NewKey(in, std::string(ecall::kSpecKmipAes), "ENCRYPT_DECRYPT", &material);
+  }
+
+  // NewKey is CreateKey's and KmipRegister's common part: it reads Description, Tags, Policy,
+  // BypassPolicyLockoutSafetyCheck and (for the KMIP server) PreActive, and stores a key of
+  // `spec` and `usage` whose version 1 the core draws (`material` null: kms-create-key) or wraps
+  // from `material` (kms-import-key, which takes the buffer over).
+  StatusOr<json> NewKey(const Invocation& in, const std::string& spec, const std::string& usage,
+                        WipedBuffer* material) {
+    const json& req = in.req;
     ASSIGN_OR_RETURN(auto description_field, OptString(req, "Description"));
     std::string description = description_field.value_or("");
     if (description.size() > 8192) return Validation("Description is longer than 8192 characters");
@@ -603,8 +644,16 @@ struct KmsService::Impl {
     *in.key_id = r.key_id;
     CachedKey k{r, std::make_shared<const KeyPolicy>(std::move(policy).value()), {}};
     if (!bypass) RETURN_IF_ERROR(LockoutCheck(k, in.caller));
-    ASSIGN_OR_RETURN(auto made, Core<ecall::KmsCreateKey>({r.key_id, 1, spec}));
-    store::KeyVersion v{r.key_id, 1, std::move(made.wrapped), std::move(made.public_key), r.creation_date, ""};
+    store::KeyVersion v{r.key_id, 1, {}, {}, r.creation_date, ""};
+    if (material == nullptr) {
+      ASSIGN_OR_RETURN(auto made, Core<ecall::KmsCreateKey>({r.key_id, 1, spec}));
+      v.wrapped_material = std::move(made.wrapped);
+      v.public_key = std::move(made.public_key);
+    } else {
+      ASSIGN_OR_RETURN(auto made,
+                       Core<ecall::KmsImportKey>({r.key_id, 1, spec, std::move(*material)}));
+      v.wrapped_material = std::move(made.wrapped);
+    }
     RETURN_IF_ERROR(Stored(store->CreateKey(r, v)));
     if (!tags.empty()) RETURN_IF_ERROR(Stored(store->TagResource(r.key_id, tags)));
     k.versions[1] = v;
@@ -911,7 +960,7 @@ struct KmsService::Impl {
     ASSIGN_OR_RETURN(CachedKey * k, Named(in, "KeyId", false));
     RETURN_IF_ERROR(Authorize(in.caller, *k, op));
     RETURN_IF_ERROR(RequireEnabled(*k));
-    if (k->record.key_spec != ecall::kSpecSymmetric)
+    if (k->record.key_spec != ecall::kSpecSymmetric && k->record.key_spec != ecall::kSpecKmipAes)
       return Err(AwsError::kInvalidKeyUsage, k->record.arn + " is a " + k->record.key_spec + " key, not an AES key");
     KmipCryptArgs a{k, 256, ecall::kKmipModeGcm, {}, {}};
     ASSIGN_OR_RETURN(auto bits, OptInt(in.req, "Bits"));
@@ -1238,6 +1287,12 @@ struct KmsService::Impl {
     auto old = keys.find(it->second.key_id);
     if (old != keys.end() && old->second.record.key_usage != k->record.key_usage)
       return Validation("the alias's new key must have the same KeyUsage as its current key");
+    // KMIP_AES shares ENCRYPT_DECRYPT with SYMMETRIC_DEFAULT but serves none of its operations.
+    if (old != keys.end() && (old->second.record.key_spec == ecall::kSpecKmipAes) !=
+                                 (k->record.key_spec == ecall::kSpecKmipAes))
+      return Validation(
+          "the alias's new key must have the same KeySpec as its current key (KMIP_AES keys serve "
+          "only KMIP)");
     if (old != keys.end()) RETURN_IF_ERROR(Authorize(in.caller, old->second, "UpdateAlias"));
     RETURN_IF_ERROR(Authorize(in.caller, *k, "UpdateAlias"));
     RETURN_IF_ERROR(RequireNotPendingDeletion(*k));
@@ -1408,6 +1463,7 @@ constexpr Operation kXksOperations[] = {
 // The KMIP server's key operations (ExecuteKmip only).
 constexpr Operation kKmipOperations[] = {
     {"KmipCreate", Lock::kExclusive, true, &I::CreateKey},
+    {"KmipRegister", Lock::kExclusive, true, &I::KmipRegister},
     {"KmipDescribe", Lock::kShared, false, &I::KmipDescribe},
     {"KmipList", Lock::kShared, false, &I::KmipList},
     {"KmipActivate", Lock::kExclusive, true, &I::KmipActivate},

@@ -140,10 +140,14 @@ class KmsService {
   KmsOutcome ExecuteXks(std::string_view operation, const nlohmann::json& request, const Caller& caller);
 
   // ExecuteKmip runs one of the KMIP server's key operations (appliance/kmip, docs/kmip.md):
-  // "KmipCreate", "KmipDescribe", "KmipList", "KmipActivate", "KmipRevoke", "KmipDestroy",
-  // "KmipSetTags", "KmipDeleteTags", "KmipEncrypt", "KmipDecrypt", with Execute's locking,
-  // freshness, policies and errors. The key policy decides for the caller as for DescribeKey,
-  // EnableKey, DisableKey, ScheduleKeyDeletion, TagResource, UntagResource, Encrypt, Decrypt.
+  // "KmipCreate", "KmipRegister", "KmipDescribe", "KmipList", "KmipActivate", "KmipRevoke",
+  // "KmipDestroy", "KmipSetTags", "KmipDeleteTags", "KmipEncrypt", "KmipDecrypt", with Execute's
+  // locking, freshness, policies and errors. The key policy decides for the caller as for
+  // DescribeKey, EnableKey, DisableKey, ScheduleKeyDeletion, TagResource, UntagResource, Encrypt,
+  // Decrypt. KmipRegister (caller.kmip only, else AccessDeniedException) makes a key as
+  // CreateKey does from {"Material": base64 of 16 or 32 bytes, "Tags", "Description",
+  // "PreActive", "Policy"} whose spec is KMIP_AES: the client's AES key, used as given by
+  // KmipEncrypt/KmipDecrypt, refused by every KMS API cryptographic operation and by rotation.
   KmsOutcome ExecuteKmip(std::string_view operation, const nlohmann::json& request, const Caller& caller);
 
   // RunMaintenance deletes keys whose deletion date has passed and rotates keys whose

@@ -11,6 +11,8 @@
 #include <set>
 
 #include "appliance/enclave/core_testing.h"
+#include "crypto/aead.h"
+#include "crypto/random.h"
 #include "gmock/gmock.h"
 #include "appliance/kms/api.h"
 #include "appliance/kms/policy.h"
@@ -332,6 +334,149 @@ TEST_F(KmsServiceTest, SignVerifyMacDataKeysRandomAndKeyUsage) {
   EXPECT_EQ(Base64Decode(Ok("GenerateRandom", {{"NumberOfBytes", 1024}})["Plaintext"].get<std::string>())->size(), 1024u);
   EXPECT_EQ(Err("GenerateRandom", {{"NumberOfBytes", 0}}), "ValidationException");
   EXPECT_EQ(Err("GenerateRandom", {{"NumberOfBytes", 1025}}), "ValidationException");
+}
+
+// KMIP Register: only the KMIP server's caller may register; the key is made as CreateKey makes
+// one (Pre-Active, reserved kmip: tags, default policy) with spec KMIP_AES; after KmipActivate,
+// KmipEncrypt uses the registered material as the AES key (opened here with it); the KMS API's
+// cryptographic operations and rotation refuse the key by name.
+TEST_F(KmsServiceTest, KmipRegisterMakesAKeyOnlyKmipEncryptAndDecryptUse) {
+  kms::Caller kmip{"arn:aws:iam::000000000000:user/kmip-client", "000000000000", "", true};
+  auto kmip_run = [this](std::string_view op, const json& req, const kms::Caller& who) {
+    return service_->ExecuteKmip(op, req, who);
+  };
+  SecretBytes material = crypto::RandomSecret(32);
+  const std::string material_b64 = Base64Encode(material.Expose());
+  json tags = json::array({{{"TagKey", "kmip:state"}, {"TagValue", "PreActive"}},
+                           {{"TagKey", "kmip:length"}, {"TagValue", "256"}},
+                           {{"TagKey", "team"}, {"TagValue", "payments"}}});
+  json req = {{"Material", material_b64},
+              {"Tags", tags},
+              {"Description", "registered"},
+              {"PreActive", true}};
+
+  // Only the KMIP server's caller.
+  KmsOutcome denied = kmip_run("KmipRegister", req, alice_);
+  EXPECT_EQ(denied.error_type, "AccessDeniedException");
+  EXPECT_EQ(Err("KmipRegister", req), "UnknownOperationException");  // not on the KMS API
+  // Material: present, base64, 16 or 32 bytes.
+  EXPECT_EQ(kmip_run("KmipRegister", {{"Tags", tags}}, kmip).error_type, "ValidationException");
+  EXPECT_EQ(kmip_run("KmipRegister", {{"Material", "not base64!"}}, kmip).error_type,
+            "SerializationException");
+  for (size_t n : {size_t{0}, size_t{15}, size_t{24}, size_t{33}}) {
+    KmsOutcome o = kmip_run("KmipRegister", {{"Material", Base64Encode(Bytes(n, 7))}}, kmip);
+    EXPECT_EQ(o.error_type, "ValidationException") << n;
+    EXPECT_THAT(o.message, HasSubstr("Material must be 16 or 32 bytes")) << n;
+  }
+  EXPECT_EQ(
+      kmip_run("KmipRegister", {{"Material", material_b64}, {"Policy", "{"}}, kmip).error_type,
+      "MalformedPolicyDocumentException");
+
+  KmsOutcome made = kmip_run("KmipRegister", req, kmip);
+  ASSERT_TRUE(made.ok()) << made.error_type << ": " << made.message;
+  const json& meta = made.response["KeyMetadata"];
+  const std::string id = meta["KeyId"].get<std::string>();
+  EXPECT_EQ(made.key_id, id);
+  EXPECT_EQ(meta["KeySpec"], "KMIP_AES");
+  EXPECT_EQ(meta["KeyUsage"], "ENCRYPT_DECRYPT");
+  EXPECT_EQ(meta["KeyState"], "Disabled");
+  EXPECT_EQ(meta["Origin"], "EXTERNAL");
+  EXPECT_EQ(meta["Description"], "registered");
+  EXPECT_FALSE(meta.contains("EncryptionAlgorithms"));
+  EXPECT_THAT(made.response.dump(), ::testing::Not(HasSubstr(material_b64)));
+  // The store holds the material wrapped only.
+  auto versions = store_->ListKeyVersions(id);
+  ASSERT_OK(versions.status());
+  ASSERT_EQ(versions->size(), 1u);
+  EXPECT_EQ((*versions)[0].wrapped_material.size(), 12u + 32u + 16u);
+  EXPECT_EQ(HexEncode((*versions)[0].wrapped_material).find(HexEncode(material.Expose())),
+            std::string::npos);
+  json listed = Ok("ListResourceTags", {{"KeyId", id}});
+  EXPECT_EQ(listed["Tags"].size(), 3u);
+  json described = Ok("DescribeKey", {{"KeyId", id}});
+  EXPECT_EQ(described["KeyMetadata"]["KeySpec"], "KMIP_AES");
+  EXPECT_FALSE(described["KeyMetadata"].contains("EncryptionAlgorithms"));
+
+  // Pre-Active: no encryption until activated.
+  json enc_req = {{"KeyId", id},
+                  {"Bits", 256},
+                  {"Mode", ecall::kKmipModeGcm},
+                  {"Data", B64("shared key")},
+                  {"Aad", B64("aad")}};
+  EXPECT_EQ(kmip_run("KmipEncrypt", enc_req, kmip).error_type, "DisabledException");
+  KmsOutcome activated = kmip_run("KmipActivate", {{"KeyId", id}}, kmip);
+  ASSERT_TRUE(activated.ok()) << activated.error_type << ": " << activated.message;
+
+  KmsOutcome enc = kmip_run("KmipEncrypt", enc_req, kmip);
+  ASSERT_TRUE(enc.ok()) << enc.error_type << ": " << enc.message;
+  Bytes iv = *Base64Decode(enc.response["Iv"].get<std::string>());
+  Bytes ct = *Base64Decode(enc.response["Data"].get<std::string>());
+  Bytes tag = *Base64Decode(enc.response["Tag"].get<std::string>());
+  Bytes opened(ct.size());
+  ASSERT_OK(crypto::AesGcm::Create(material)->OpenDetached(iv, ct, tag, ToBytes("aad"), opened));
+  EXPECT_EQ(opened, ToBytes("shared key"));
+  KmsOutcome dec = kmip_run("KmipDecrypt",
+                            {{"KeyId", id},
+                             {"Bits", 256},
+                             {"Mode", ecall::kKmipModeGcm},
+                             {"Iv", Base64Encode(iv)},
+                             {"Data", Base64Encode(ct)},
+                             {"Aad", B64("aad")},
+                             {"Tag", Base64Encode(tag)}},
+                            kmip);
+  ASSERT_TRUE(dec.ok()) << dec.error_type << ": " << dec.message;
+  EXPECT_EQ(dec.response["Data"], B64("shared key"));
+  // A 128-bit request on the 256-bit registered key.
+  json short_req = enc_req;
+  short_req["Bits"] = 128;
+  KmsOutcome mismatch = kmip_run("KmipEncrypt", short_req, kmip);
+  EXPECT_EQ(mismatch.error_type, "ValidationException");
+  EXPECT_THAT(mismatch.message, HasSubstr("key length does not match the registered key"));
+
+  // The KMS API's cryptographic operations refuse it, naming the spec.
+  std::string sym = NewKey();
+  json blob = Ok("Encrypt", {{"KeyId", sym}, {"Plaintext", B64("x")}})["CiphertextBlob"];
+  ByteWriter named;  // a blob header naming the registered key
+  named.Raw(AsBytes("CKC1")).U8(1).Var(id).U32(1).Raw(Bytes(32 + 12 + 1 + 16, 0));
+  struct Refused {
+    const char* op;
+    json body;
+  };
+  const Refused refused[] = {
+      {"Encrypt", {{"KeyId", id}, {"Plaintext", B64("x")}}},
+      {"Decrypt", {{"CiphertextBlob", Base64Encode(named.bytes())}}},
+      {"GenerateDataKey", {{"KeyId", id}, {"KeySpec", "AES_256"}}},
+      {"GenerateDataKeyWithoutPlaintext", {{"KeyId", id}, {"NumberOfBytes", 32}}},
+      {"ReEncrypt", {{"CiphertextBlob", blob}, {"DestinationKeyId", id}}},
+      {"GenerateMac", {{"KeyId", id}, {"Message", B64("m")}, {"MacAlgorithm", "HMAC_SHA_256"}}},
+      {"VerifyMac",
+       {{"KeyId", id}, {"Message", B64("m")}, {"Mac", B64("m")}, {"MacAlgorithm", "HMAC_SHA_256"}}},
+      {"Sign", {{"KeyId", id}, {"Message", B64("m")}, {"SigningAlgorithm", "ECDSA_SHA_256"}}},
+      {"Verify",
+       {{"KeyId", id},
+        {"Message", B64("m")},
+        {"Signature", B64("s")},
+        {"SigningAlgorithm", "ECDSA_SHA_256"}}},
+  };
+  for (const Refused& r : refused) {
+    KmsOutcome o = Run(r.op, r.body);
+    EXPECT_EQ(o.error_type, "InvalidKeyUsageException") << r.op << ": " << o.message;
+    EXPECT_THAT(o.message, HasSubstr("is a KMIP_AES key")) << r.op;
+  }
+  // Rotation would replace the client's key.
+  for (const char* op : {"EnableKeyRotation", "RotateKeyOnDemand"}) {
+    KmsOutcome o = Run(op, {{"KeyId", id}});
+    EXPECT_EQ(o.error_type, "UnsupportedOperationException") << op;
+    EXPECT_THAT(o.message, HasSubstr("a registered KMIP key cannot be rotated")) << op;
+  }
+  // An alias cannot be moved between a KMIP_AES key and a SYMMETRIC_DEFAULT one.
+  Ok("CreateAlias", {{"AliasName", "alias/orders"}, {"TargetKeyId", sym}});
+  EXPECT_EQ(Err("UpdateAlias", {{"AliasName", "alias/orders"}, {"TargetKeyId", id}}),
+            "ValidationException");
+  // The key survives a reload from the store as it was made.
+  Rebuild();
+  EXPECT_TRUE(kmip_run("KmipEncrypt", enc_req, kmip).ok());
+  EXPECT_EQ(Ok("DescribeKey", {{"KeyId", id}})["KeyMetadata"]["KeySpec"], "KMIP_AES");
 }
 
 TEST_F(KmsServiceTest, SealedCoreAnswersDependencyTimeout) {
