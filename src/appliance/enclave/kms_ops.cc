@@ -370,12 +370,16 @@ StatusOr<ecall::KmsCreateKey::Result> KmsOperations::CreateKey(const ecall::KmsC
 // Messages name the check, never the material.
 StatusOr<ecall::KmsImportKey::Result> KmsOperations::ImportKey(const ecall::KmsImportKey::Args& a) {
   RETURN_IF_ERROR(CheckLength(a.key_id.size(), 1, 2048, "key id"));
-  if (a.spec != ecall::kSpecKmipAes)
-    return InvalidArgument("kms: an imported key's spec must be KMIP_AES");
-  if (a.material.size() != ecall::kKmipAes128KeySize &&
+  // KMIP_AES: a raw AES key (16 or 32 bytes); HMAC_256: an HMAC-SHA-256 key of 32 bytes, used
+  // by generate-mac/verify-mac as given, like the material kms-create-key draws for that spec.
+  if (a.spec != ecall::kSpecKmipAes && a.spec != ecall::kSpecHmac256)
+    return InvalidArgument("kms: an imported key's spec must be KMIP_AES or HMAC_256");
+  if (a.spec == ecall::kSpecKmipAes && a.material.size() != ecall::kKmipAes128KeySize &&
       a.material.size() != ecall::kKmipAes256KeySize)
     return InvalidArgument(
         "kms: imported key material must be 16 or 32 bytes (AES-128 or AES-256)");
+  if (a.spec == ecall::kSpecHmac256 && a.material.size() != 32)
+    return InvalidArgument("kms: an imported HMAC_256 key must be 32 bytes");
   SecretBytes material = SecretBytes::CopyFrom(a.material.view());
   return ecall::KmsImportKey::Result{keyring_.WrapMaterial(a.key_id, a.version, a.spec, material)};
 }

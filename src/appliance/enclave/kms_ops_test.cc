@@ -1146,11 +1146,19 @@ TEST_F(KmsOpsTest, ImportedKmipKeyIsUsedAsGivenWithoutDerivation) {
 TEST_F(KmsOpsTest, ImportKeyRefusesOtherSpecsAndSizes) {
   auto core = Unsealed();
   Bytes material = crypto::RandomBytes(32);
-  for (std::string_view spec : {ecall::kSpecSymmetric, ecall::kSpecHmac256, ecall::kSpecEccP256,
-                                std::string_view("AES_256")}) {
+  for (std::string_view spec : {ecall::kSpecSymmetric, ecall::kSpecEccP256, std::string_view("AES_256")}) {
     auto r = ImportKmipKey(*core, "k", 1, spec, material);
-    EXPECT_REFUSED(r, ErrorCode::kInvalidArgument, "kms: an imported key's spec must be KMIP_AES");
+    EXPECT_REFUSED(r, ErrorCode::kInvalidArgument, "kms: an imported key's spec must be KMIP_AES or HMAC_256");
   }
+  // An imported HMAC_256 key is 32 bytes, and MACs as given.
+  EXPECT_REFUSED(ImportKmipKey(*core, "h", 1, ecall::kSpecHmac256, crypto::RandomBytes(16)), ErrorCode::kInvalidArgument,
+                 "kms: an imported HMAC_256 key must be 32 bytes");
+  auto hmac = ImportKmipKey(*core, "h", 1, ecall::kSpecHmac256, material);
+  ASSERT_OK(hmac.status());
+  auto mac = Call(*core, ecall::Call::kKmsGenerateMac, {hmac->Ref(), ToBytes("message")});
+  ASSERT_OK(mac.status());
+  crypto::Digest want = crypto::HmacSha256(material, AsBytes("message"));
+  EXPECT_EQ((*mac)[0], Bytes(want.begin(), want.end()));
   for (size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{17}, size_t{24}, size_t{31}, size_t{33},
                    size_t{64}}) {
     Bytes m = crypto::RandomBytes(n);

@@ -7,6 +7,7 @@
 
 #include "appliance/ecall/kms_calls.h"
 #include "common/bytes.h"
+#include "common/secret.h"
 #include "crypto/random.h"
 #include "protocol/audit/entry.h"
 
@@ -16,8 +17,11 @@ namespace {
 using json = nlohmann::json;
 
 // Enumeration values (KMIP 1.4 section 9.1.3.2).
-constexpr uint32_t kObjectSymmetricKey = 2;
-constexpr uint32_t kAlgAes = 3, kAlgHmacSha256 = 9;
+constexpr uint32_t kObjectSymmetricKey = 2, kObjectPublicKey = 3, kObjectPrivateKey = 4;
+constexpr uint32_t kAlgAes = 3, kAlgEcdsa = 6, kAlgHmacSha256 = 9, kAlgEc = 0x1A;
+constexpr uint32_t kFormatX509 = 5;
+constexpr uint32_t kSigEcdsaSha256 = 0x0E, kHashSha256 = 4;
+constexpr uint32_t kReasonWrongKeyLifecycleState = 0x43;  // KMIP 2.0
 constexpr uint32_t kStatePreActive = 1, kStateActive = 2, kStateDeactivated = 3, kStateCompromised = 4,
                    kStateDestroyed = 5, kStateDestroyedCompromised = 6;
 constexpr uint32_t kModeCbc = 1, kModeGcm = 9;
@@ -25,17 +29,23 @@ constexpr uint32_t kPadNone = 1, kPadPkcs5 = 3;
 constexpr uint32_t kRevokeKeyCompromise = 2;
 constexpr uint32_t kQueryOperations = 1, kQueryObjects = 2, kQueryServerInformation = 3;
 constexpr uint32_t kValid = 1, kInvalid = 2;
-constexpr int32_t kUsageEncrypt = 0x04, kUsageDecrypt = 0x08, kUsageMacGenerate = 0x80, kUsageMacVerify = 0x100;
+constexpr int32_t kUsageSign = 0x01, kUsageVerify = 0x02, kUsageEncrypt = 0x04, kUsageDecrypt = 0x08, kUsageMacGenerate = 0x80, kUsageMacVerify = 0x100;
+
+// The public key of a key pair (a custos ECC_NIST_P256 key, whose id is the private key's) is
+// the object "<key id>/public".
+constexpr std::string_view kPublicSuffix = "/public";
 
 Status Fail(uint32_t reason, std::string message) { return InvalidArgument(std::move(message)).WithReason(reason); }
 
 // ReasonFor is the KMIP Result Reason of a KMS error (AWS exception name).
-uint32_t ReasonFor(const std::string& aws_error) {
+// An operation the object's state does not allow is Permission Denied in KMIP 1.x (its error
+// tables) and Wrong Key Lifecycle State from 2.0.
+uint32_t ReasonFor(const std::string& aws_error, const ProtocolVersion& version) {
   if (aws_error == "NotFoundException") return reason::kItemNotFound;
   if (aws_error == "AccessDeniedException") return reason::kPermissionDenied;
-  if (aws_error == "DisabledException" || aws_error == "KMSInvalidStateException" ||
-      aws_error == "InvalidKeyUsageException")
-    return reason::kIllegalOperation;
+  if (aws_error == "DisabledException" || aws_error == "KMSInvalidStateException")
+    return version.v2() ? kReasonWrongKeyLifecycleState : reason::kPermissionDenied;
+  if (aws_error == "InvalidKeyUsageException") return reason::kIllegalOperation;
   if (aws_error == "ValidationException" || aws_error == "SerializationException") return reason::kInvalidField;
   if (aws_error == "InvalidCiphertextException" || aws_error == "KMSInvalidMacException" ||
       aws_error == "KMSInvalidSignatureException")
@@ -87,9 +97,10 @@ StatusOr<std::pair<std::string, std::string>> SettableTag(const Attribute& a) {
     ASSIGN_OR_RETURN(std::string n, NameOf(a));
     return std::make_pair(std::string("kmip:name"), n);
   }
-  if (a.name == "Object Group") {
+  if (a.name == "Object Group" || a.name == "Contact Information") {
     ASSIGN_OR_RETURN(std::string_view g, a.value.AsTextString());
-    return std::make_pair(std::string("kmip:group"), std::string(g));
+    if (g.size() > 256) return Fail(reason::kInvalidField, "kmip: " + a.name + " is longer than 256 characters");
+    return std::make_pair(std::string(a.name == "Object Group" ? "kmip:group" : "kmip:contact"), std::string(g));
   }
   if (Custom(a.name)) {
     auto text = a.value.AsTextString();
@@ -114,6 +125,7 @@ struct KmipApi::Context {
   kms::Caller caller;
   std::string placeholder;  // the ID Placeholder: the last object a batch item created
   std::string key_id;       // for the audit entry
+  bool public_object = false;  // the request names the public half of a key pair
 };
 
 KmipApi::KmipApi(kms::KmsService* service, kms::AuditSink audit, KmipApiOptions options)
@@ -183,7 +195,7 @@ ResponseBatchItem KmipApi::Run(const RequestBatchItem& item, Context& ctx) {
     e.outcome = r.result_status == result::kSuccess ? "ok" : ReasonName(r.result_reason);
     e.source = ctx.peer.source;
     e.request_metadata = json{{"protocol", "KMIP " + ctx.version.ToString()}};
-    const bool changes = item.operation == op::kCreate || item.operation == op::kActivate ||
+    const bool changes = item.operation == op::kCreate || item.operation == op::kCreateKeyPair || item.operation == op::kRegister || item.operation == op::kActivate ||
                          item.operation == op::kRevoke || item.operation == op::kDestroy ||
                          item.operation == op::kAddAttribute || item.operation == op::kModifyAttribute ||
                          item.operation == op::kDeleteAttribute || item.operation == op::kSetAttribute;
@@ -215,6 +227,10 @@ StatusOr<Item> KmipApi::Dispatch(const RequestBatchItem& item, Context& ctx) {
     case op::kDestroy: return Lifecycle(item.operation, p, ctx);
     case op::kEncrypt: return Crypt(true, p, ctx);
     case op::kDecrypt: return Crypt(false, p, ctx);
+    case op::kCreateKeyPair: return CreateKeyPair(p, ctx);
+    case op::kRegister: return Register(p, ctx);
+    case op::kSign: return Sign(false, p, ctx);
+    case op::kSignatureVerify: return Sign(true, p, ctx);
     case op::kMac: return Mac(false, p, ctx);
     case op::kMacVerify: return Mac(true, p, ctx);
     default:
@@ -224,22 +240,25 @@ StatusOr<Item> KmipApi::Dispatch(const RequestBatchItem& item, Context& ctx) {
 
 StatusOr<std::string> KmipApi::Uid(const Item& payload, Context& ctx) const {
   ASSIGN_OR_RETURN(auto uid, OptText(payload, tags::kUniqueIdentifier));
+  if (!uid && !ctx.placeholder.empty()) uid = ctx.placeholder;
   if (uid) {
     ctx.key_id = uid->substr(0, 128);
+    ctx.public_object = uid->ends_with(kPublicSuffix);
     return *uid;
-  }
-  if (!ctx.placeholder.empty()) {
-    ctx.key_id = ctx.placeholder;
-    return ctx.placeholder;
   }
   return Fail(reason::kMissingData, "kmip: Unique Identifier is required (no ID Placeholder in this batch)");
 }
 
 StatusOr<json> KmipApi::Service(std::string_view operation, const json& request, Context& ctx, bool kmip) {
-  kms::KmsOutcome o = kmip ? service_->ExecuteKmip(operation, request, ctx.caller)
-                           : service_->Execute(operation, request, ctx.caller);
+  // The public half of a key pair is the key itself to the KMS service.
+  json req = request;
+  if (auto it = req.find("KeyId"); it != req.end() && it->is_string() && it->get<std::string>().ends_with(kPublicSuffix)) {
+    std::string id = it->get<std::string>();
+    *it = id.substr(0, id.size() - kPublicSuffix.size());
+  }
+  kms::KmsOutcome o = kmip ? service_->ExecuteKmip(operation, req, ctx.caller) : service_->Execute(operation, req, ctx.caller);
   if (!o.key_id.empty()) ctx.key_id = o.key_id;
-  if (!o.ok()) return Fail(ReasonFor(o.error_type), "kmip: " + o.message);
+  if (!o.ok()) return Fail(ReasonFor(o.error_type, ctx.version), "kmip: " + o.message);
   return std::move(o.response);
 }
 
@@ -263,10 +282,10 @@ StatusOr<Item> KmipApi::Query(const Item& payload, Context&) {
       for (uint32_t o : {op::kDiscoverVersions, op::kQuery, op::kCreate, op::kGet, op::kGetAttributes,
                          op::kGetAttributeList, op::kAddAttribute, op::kModifyAttribute, op::kDeleteAttribute,
                          op::kSetAttribute, op::kLocate, op::kActivate, op::kRevoke, op::kDestroy, op::kEncrypt,
-                         op::kDecrypt, op::kMac, op::kMacVerify})
+                         op::kDecrypt, op::kMac, op::kMacVerify, op::kCreateKeyPair, op::kSign, op::kSignatureVerify, op::kRegister})
         out.push_back(Item::Enumeration(tags::kOperation, o));
     } else if (function == kQueryObjects) {
-      out.push_back(Item::Enumeration(tags::kObjectType, kObjectSymmetricKey));
+      for (uint32_t t : {kObjectSymmetricKey, kObjectPublicKey, kObjectPrivateKey}) out.push_back(Item::Enumeration(tags::kObjectType, t));
     } else if (function == kQueryServerInformation) {
       out.push_back(Item::TextString(tags::kVendorIdentification, options_.vendor));
       out.push_back(Item::Structure(tags::kServerInformation));
@@ -291,7 +310,7 @@ StatusOr<Item> KmipApi::Create(const Item& payload, Context& ctx) {
       ASSIGN_OR_RETURN(length, a.value.AsInteger());
     } else if (a.name == "Cryptographic Usage Mask") {
       ASSIGN_OR_RETURN(usage, a.value.AsInteger());
-    } else if (a.name == "Name" || a.name == "Object Group" || Custom(a.name)) {
+    } else if (a.name == "Name" || a.name == "Object Group" || a.name == "Contact Information" || Custom(a.name)) {
       ASSIGN_OR_RETURN(auto tag, SettableTag(a));
       kept.push_back(std::move(tag));
     } else if (a.name == "Cryptographic Parameters" || a.name == "Operation Policy Name") {
@@ -339,29 +358,139 @@ StatusOr<Item> KmipApi::Create(const Item& payload, Context& ctx) {
   return Item::Structure(tags::kResponsePayload, std::move(out));
 }
 
-StatusOr<Item> KmipApi::Get(const Item& payload, Context& ctx) {
-  ASSIGN_OR_RETURN(std::string uid, Uid(payload, ctx));
-  ASSIGN_OR_RETURN(json d, Service("KmipDescribe", {{"KeyId", uid}}, ctx));
-  (void)d;
-  return Fail(reason::kPermissionDenied,
-              "kmip: key material of " + uid +
-                  " stays in the trusted core: this server does not export keys (use Encrypt, Decrypt and MAC)");
+// Register stores a client's symmetric key (AES-128/256 or HMAC-SHA256, Key Format Type Raw or
+// Transparent Symmetric Key). The core wraps it as given (ecall kms-import-key): a registered
+// AES key encrypts as itself, so the client's copy and custos's agree; such a key (spec
+// KMIP_AES) serves KMIP only, and is never rotated.
+StatusOr<Item> KmipApi::Register(const Item& payload, Context& ctx) {
+  ASSIGN_OR_RETURN(auto type, OptEnum(payload, tags::kObjectType));
+  if (!type) return Fail(reason::kMissingData, "kmip: Register needs an Object Type");
+  if (*type != kObjectSymmetricKey)
+    return Fail(reason::kFeatureNotSupported, "kmip: Register stores Symmetric Keys only (Object Type 2)");
+  ASSIGN_OR_RETURN(const Item* object, payload.RequireItem(tags::kSymmetricKey));
+  ASSIGN_OR_RETURN(const Item* block, object->RequireItem(tags::kKeyBlock));
+  ASSIGN_OR_RETURN(auto format, OptEnum(*block, tags::kKeyFormatType));
+  if (block->FindItem(tags::kKeyWrappingData) != nullptr)
+    return Fail(reason::kFeatureNotSupported, "kmip: Register takes unwrapped key material only");
+  ASSIGN_OR_RETURN(const Item* value, block->RequireItem(tags::kKeyValue));
+  ASSIGN_OR_RETURN(const Item* material_item, value->RequireItem(tags::kKeyMaterial));
+  ByteSpan material;
+  if (format.value_or(1) == 1) {  // Raw
+    ASSIGN_OR_RETURN(material, material_item->AsByteString());
+  } else if (*format == 7) {  // Transparent Symmetric Key: a structure holding Key
+    ASSIGN_OR_RETURN(const Item* key, material_item->RequireItem(tags::kKey));
+    ASSIGN_OR_RETURN(material, key->AsByteString());
+  } else {
+    return Fail(reason::kFeatureNotSupported, "kmip: Key Format Type must be Raw (1) or Transparent Symmetric Key (7)");
+  }
+  ASSIGN_OR_RETURN(auto block_alg, OptEnum(*block, tags::kCryptographicAlgorithm));
+  ASSIGN_OR_RETURN(auto block_len, OptInt(*block, tags::kCryptographicLength));
+  ASSIGN_OR_RETURN(std::vector<Attribute> attributes, RequestAttributes(payload, ctx.version));
+  std::optional<uint32_t> algorithm = block_alg;
+  std::optional<int32_t> length = block_len, usage;
+  std::vector<std::pair<std::string, std::string>> kept;
+  for (const Attribute& a : attributes) {
+    if (a.name == "Cryptographic Algorithm") {
+      ASSIGN_OR_RETURN(algorithm, a.value.AsEnumeration());
+    } else if (a.name == "Cryptographic Length") {
+      ASSIGN_OR_RETURN(length, a.value.AsInteger());
+    } else if (a.name == "Cryptographic Usage Mask") {
+      ASSIGN_OR_RETURN(usage, a.value.AsInteger());
+    } else if (a.name == "Name" || a.name == "Object Group" || a.name == "Contact Information" || Custom(a.name)) {
+      ASSIGN_OR_RETURN(auto tag, SettableTag(a));
+      kept.push_back(std::move(tag));
+    } else if (a.name != "Cryptographic Parameters" && a.name != "Operation Policy Name") {
+      return Fail(reason::kInvalidField, "kmip: attribute " + a.name + " cannot be given to Register");
+    }
+  }
+  if (!algorithm) return Fail(reason::kMissingData, "kmip: Register needs a Cryptographic Algorithm");
+  const int32_t bits = static_cast<int32_t>(material.size() * 8);
+  if (length && *length != bits)
+    return Fail(reason::kInvalidField, "kmip: Cryptographic Length " + std::to_string(*length) + " but the key has " +
+                                           std::to_string(bits) + " bits");
+  std::string spec;
+  int32_t allowed;
+  if (*algorithm == kAlgAes) {
+    if (bits != 128 && bits != 256) return Fail(reason::kInvalidField, "kmip: AES keys are 128 or 256 bits");
+    spec = "KMIP_AES";
+    allowed = kUsageEncrypt | kUsageDecrypt;
+  } else if (*algorithm == kAlgHmacSha256) {
+    if (bits != 256) return Fail(reason::kInvalidField, "kmip: HMAC-SHA256 keys registered here are 256 bits");
+    spec = std::string(ecall::kSpecHmac256);
+    allowed = kUsageMacGenerate | kUsageMacVerify;
+  } else {
+    return Fail(reason::kFeatureNotSupported, "kmip: Register supports AES (3) and HMAC-SHA256 (9) keys only");
+  }
+  if (!usage) usage = allowed;
+  if ((*usage & allowed) == 0)
+    return Fail(reason::kInvalidField, "kmip: Cryptographic Usage Mask " + std::to_string(*usage) + " allows nothing this key does (" +
+                                           std::to_string(allowed) + ")");
+  *usage &= allowed;  // what custos will do with it (a client asking for Export as well gets the rest)
+  json tagl = json::array({{{"TagKey", "kmip:length"}, {"TagValue", std::to_string(bits)}},
+                           {{"TagKey", "kmip:usage"}, {"TagValue", std::to_string(*usage)}},
+                           {{"TagKey", "kmip:state"}, {"TagValue", "PreActive"}}});
+  for (auto& [k, v] : kept) tagl.push_back({{"TagKey", k}, {"TagValue", v}});
+  std::string b64 = Base64Encode(material);
+  json req = {{"KeySpec", spec}, {"Material", b64}, {"Description", "KMIP registered key"}, {"Tags", std::move(tagl)},
+              {"PreActive", true}};
+  WipeBytes(b64);
+  StatusOr<json> made = Service("KmipRegister", req, ctx);
+  WipeBytes(req["Material"].get_ref<std::string&>());
+  if (!made.ok()) return made.status();
+  std::string uid = (*made)["KeyMetadata"]["KeyId"].get<std::string>();
+  ctx.placeholder = uid;
+  ctx.key_id = uid;
+  {
+    std::unique_lock lock(bits_mu_);
+    bits_[uid] = static_cast<uint32_t>(bits);
+  }
+  return Item::Structure(tags::kResponsePayload, {Item::TextString(tags::kUniqueIdentifier, uid)});
 }
 
-StatusOr<std::vector<Attribute>> KmipApi::ObjectAttributes(const std::string& uid, Context& ctx) {
-  ASSIGN_OR_RETURN(json d, Service("KmipDescribe", {{"KeyId", uid}}, ctx));
-  const json& meta = d["KeyMetadata"];
-  const json& tags = d["Tags"];
+StatusOr<Item> KmipApi::Get(const Item& payload, Context& ctx) {
+  ASSIGN_OR_RETURN(std::string uid, Uid(payload, ctx));
+  ASSIGN_OR_RETURN(std::vector<Attribute> attributes, ObjectAttributes(uid, ctx));
+  if (!ctx.public_object)
+    return Fail(reason::kPermissionDenied,
+                "kmip: key material of " + uid +
+                    " stays in the trusted core: this server does not export keys (use Encrypt, Decrypt, MAC and Sign)");
+  ASSIGN_OR_RETURN(auto format, OptEnum(payload, tags::kKeyFormatType));
+  if (format && *format != kFormatX509)
+    return Fail(reason::kFeatureNotSupported, "kmip: public keys are returned as X.509 SubjectPublicKeyInfo (Key Format Type 5) only");
+  ASSIGN_OR_RETURN(json r, Service("GetPublicKey", {{"KeyId", uid}}, ctx, false));
+  ASSIGN_OR_RETURN(Bytes der, Base64Decode(r["PublicKey"].get<std::string>()));
+  uint32_t algorithm = kAlgEcdsa;
+  for (const Attribute& a : attributes)
+    if (a.name == "Cryptographic Algorithm") algorithm = Or(a.value.AsEnumeration(), kAlgEcdsa);
+  Item block = Item::Structure(tags::kKeyBlock, {Item::Enumeration(tags::kKeyFormatType, kFormatX509),
+                                                 Item::Structure(tags::kKeyValue, {Item::ByteString(tags::kKeyMaterial, der)}),
+                                                 Item::Enumeration(tags::kCryptographicAlgorithm, algorithm),
+                                                 Item::Integer(tags::kCryptographicLength, 256)});
+  return Item::Structure(tags::kResponsePayload, {Item::Enumeration(tags::kObjectType, kObjectPublicKey),
+                                                  Item::TextString(tags::kUniqueIdentifier, uid),
+                                                  Item::Structure(tags::kPublicKey, {block})});
+}
+
+namespace {
+
+// AttributesOf lists the attributes of one object: the key `meta`/`tags` describe, or (`pub`)
+// the public half of an ECC key pair.
+std::vector<Attribute> AttributesOf(const std::string& uid, bool pub, const json& meta, const json& tags) {
   const std::string spec = meta.value("KeySpec", "");
+  const bool aes = spec == ecall::kSpecSymmetric || spec == "KMIP_AES";  // KMIP_AES: a registered key
+  const bool ecc = spec == ecall::kSpecEccP256;
   std::vector<Attribute> out;
   out.push_back(Attr("Unique Identifier", Item::TextString(0, uid)));
-  out.push_back(Attr("Object Type", Item::Enumeration(0, kObjectSymmetricKey)));
-  const bool aes = spec == ecall::kSpecSymmetric;
-  out.push_back(Attr("Cryptographic Algorithm", Item::Enumeration(0, aes ? kAlgAes : kAlgHmacSha256)));
+  out.push_back(Attr("Object Type", Item::Enumeration(0, !ecc ? kObjectSymmetricKey : pub ? kObjectPublicKey : kObjectPrivateKey)));
+  std::string alg = TagValue(tags, "kmip:algorithm");
+  uint32_t algorithm = aes ? kAlgAes : ecc ? (alg.empty() ? kAlgEcdsa : static_cast<uint32_t>(std::stoul(alg))) : kAlgHmacSha256;
+  out.push_back(Attr("Cryptographic Algorithm", Item::Enumeration(0, algorithm)));
   std::string length = TagValue(tags, "kmip:length");
   out.push_back(Attr("Cryptographic Length", Item::Integer(0, length.empty() ? 256 : std::stoi(length))));
-  std::string usage = TagValue(tags, "kmip:usage");
-  int32_t default_usage = aes ? (kUsageEncrypt | kUsageDecrypt) : (kUsageMacGenerate | kUsageMacVerify);
+  std::string usage = TagValue(tags, pub ? "kmip:pubusage" : "kmip:usage");
+  int32_t default_usage = aes ? (kUsageEncrypt | kUsageDecrypt)
+                          : ecc ? (pub ? kUsageVerify : kUsageSign)
+                                : (kUsageMacGenerate | kUsageMacVerify);
   out.push_back(Attr("Cryptographic Usage Mask", Item::Integer(0, usage.empty() ? default_usage : std::stoi(usage))));
   const uint32_t state = StateOf(meta, tags);
   out.push_back(Attr("State", Item::Enumeration(0, state)));
@@ -376,16 +505,41 @@ StatusOr<std::vector<Attribute>> KmipApi::ObjectAttributes(const std::string& ui
     std::string v = TagValue(tags, tag);
     if (!v.empty()) out.push_back(Attr(name, Item::DateTime(0, std::stoll(v))));
   }
-  std::string name = TagValue(tags, "kmip:name");
+  std::string name = TagValue(tags, pub ? "kmip:pubname" : "kmip:name");
   if (!name.empty()) out.push_back(Attribute{"Name", 0, NameValue(name)});
   std::string group = TagValue(tags, "kmip:group");
   if (!group.empty()) out.push_back(Attr("Object Group", Item::TextString(0, group)));
+  std::string contact = TagValue(tags, "kmip:contact");
+  if (!contact.empty()) out.push_back(Attr("Contact Information", Item::TextString(0, contact)));
   for (auto it = tags.begin(); it != tags.end(); ++it) {
     const std::string& k = it.key();
     if (k.starts_with("kmip:x-") || k.starts_with("kmip:y-"))
       out.push_back(Attr(k.substr(5), Item::TextString(0, it->get<std::string>())));
   }
   return out;
+}
+
+// Matches: the object has attribute `f` with the same value (a Name by its Name Value).
+bool Matches(const std::vector<Attribute>& attributes, const Attribute& f) {
+  for (const Attribute& a : attributes) {
+    if (a.name != f.name) continue;
+    if (a.name == "Name") {
+      auto want = NameOf(f), have = NameOf(a);
+      if (want.ok() && have.ok() && *want == *have) return true;
+    } else if (a.value == f.value) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+StatusOr<std::vector<Attribute>> KmipApi::ObjectAttributes(const std::string& uid, Context& ctx) {
+  ASSIGN_OR_RETURN(json d, Service("KmipDescribe", {{"KeyId", uid}}, ctx));
+  const bool ecc = d["KeyMetadata"].value("KeySpec", "") == ecall::kSpecEccP256;
+  if (ctx.public_object && !ecc) return Fail(reason::kItemNotFound, "kmip: no object " + uid);
+  return AttributesOf(uid, ctx.public_object, d["KeyMetadata"], d["Tags"]);
 }
 
 namespace {
@@ -484,8 +638,9 @@ StatusOr<Item> KmipApi::ChangeAttribute(uint32_t operation, const Item& payload,
   const bool present = existing != current.end();
   std::string tag_key;
   if (operation == op::kDeleteAttribute) {
-    if (a.name == "Name") tag_key = "kmip:name";
+    if (a.name == "Name") tag_key = ctx.public_object ? "kmip:pubname" : "kmip:name";
     else if (a.name == "Object Group") tag_key = "kmip:group";
+    else if (a.name == "Contact Information") tag_key = "kmip:contact";
     else if (Custom(a.name)) tag_key = "kmip:" + a.name;
     else return Fail(reason::kPermissionDenied, "kmip: attribute " + a.name + " cannot be deleted by a client");
     if (!present) return Fail(reason::kItemNotFound, "kmip: object " + uid + " has no attribute " + a.name);
@@ -494,6 +649,7 @@ StatusOr<Item> KmipApi::ChangeAttribute(uint32_t operation, const Item& payload,
     (void)r;
   } else {
     ASSIGN_OR_RETURN(auto tag, SettableTag(a));
+    if (ctx.public_object && tag.first == "kmip:name") tag.first = "kmip:pubname";
     if (operation == op::kAddAttribute && present)
       return Fail(reason::kIllegalOperation, "kmip: object " + uid + " already has attribute " + a.name + " (use Modify Attribute)");
     if (operation == op::kModifyAttribute && !present)
@@ -512,39 +668,22 @@ StatusOr<Item> KmipApi::Locate(const Item& payload, Context& ctx) {
   ASSIGN_OR_RETURN(auto offset, OptInt(payload, tags::kOffsetItems));
   for (const Attribute& f : filter)
     if (f.name != "Name" && f.name != "Object Type" && f.name != "State" && f.name != "Cryptographic Algorithm" &&
-        f.name != "Cryptographic Length" && f.name != "Object Group" && f.name != "Unique Identifier" && !Custom(f.name))
+        f.name != "Cryptographic Length" && f.name != "Object Group" && f.name != "Unique Identifier" &&
+        f.name != "Contact Information" && f.name != "Cryptographic Usage Mask" && !Custom(f.name))
       return Fail(reason::kFeatureNotSupported, "kmip: Locate cannot filter on attribute " + f.name);
   ASSIGN_OR_RETURN(json all, Service("KmipList", json::object(), ctx));
   std::vector<std::string> found;
   for (const json& k : all["Keys"]) {
     const std::string spec = k["KeyMetadata"].value("KeySpec", "");
-    if (spec != ecall::kSpecSymmetric && spec != ecall::kSpecHmac256) continue;  // not a symmetric key object
-    const std::string uid = k["KeyMetadata"]["KeyId"].get<std::string>();
-    bool match = true;
-    for (const Attribute& f : filter) {
-      const json& tags = k["Tags"];
-      if (f.name == "Name") {
-        auto n = NameOf(f);
-        match = n.ok() && TagValue(tags, "kmip:name") == *n;
-      } else if (f.name == "Object Type") {
-        match = Or(f.value.AsEnumeration(), 0) == kObjectSymmetricKey;
-      } else if (f.name == "State") {
-        match = Or(f.value.AsEnumeration(), 0) == StateOf(k["KeyMetadata"], tags);
-      } else if (f.name == "Cryptographic Algorithm") {
-        match = Or(f.value.AsEnumeration(), 0) == (spec == ecall::kSpecSymmetric ? kAlgAes : kAlgHmacSha256);
-      } else if (f.name == "Cryptographic Length") {
-        std::string l = TagValue(tags, "kmip:length");
-        match = Or(f.value.AsInteger(), 0) == (l.empty() ? 256 : std::stoi(l));
-      } else if (f.name == "Object Group") {
-        match = std::string(Or(f.value.AsTextString(), "")) == TagValue(tags, "kmip:group");
-      } else if (f.name == "Unique Identifier") {
-        match = std::string(Or(f.value.AsTextString(), "")) == uid;
-      } else {
-        match = std::string(Or(f.value.AsTextString(), "\x01")) == TagValue(tags, "kmip:" + f.name);
-      }
-      if (!match) break;
+    const std::string id = k["KeyMetadata"]["KeyId"].get<std::string>();
+    std::vector<std::pair<std::string, bool>> objects = {{id, false}};
+    if (spec == ecall::kSpecEccP256) objects.push_back({id + std::string(kPublicSuffix), true});
+    for (const auto& [uid, pub] : objects) {
+      std::vector<Attribute> attributes = AttributesOf(uid, pub, k["KeyMetadata"], k["Tags"]);
+      bool match = true;
+      for (const Attribute& f : filter) match = match && Matches(attributes, f);
+      if (match) found.push_back(uid);
     }
-    if (match) found.push_back(uid);
   }
   std::vector<Item> out;
   if (ctx.version.v2() || ctx.version.minor >= 3)
@@ -558,6 +697,19 @@ StatusOr<Item> KmipApi::Locate(const Item& payload, Context& ctx) {
 
 StatusOr<Item> KmipApi::Lifecycle(uint32_t operation, const Item& payload, Context& ctx) {
   ASSIGN_OR_RETURN(std::string uid, Uid(payload, ctx));
+  // The two objects of a key pair are one custos key with one state: the second Activate or
+  // Destroy (through the other object) finds the pair there already and succeeds.
+  ASSIGN_OR_RETURN(std::vector<Attribute> attributes, ObjectAttributes(uid, ctx));
+  uint32_t type = kObjectSymmetricKey, state = 0;
+  for (const Attribute& a : attributes) {
+    if (a.name == "Object Type") type = Or(a.value.AsEnumeration(), kObjectSymmetricKey);
+    if (a.name == "State") state = Or(a.value.AsEnumeration(), 0u);
+  }
+  const Item done = Item::Structure(tags::kResponsePayload, {Item::TextString(tags::kUniqueIdentifier, uid)});
+  if (type != kObjectSymmetricKey) {
+    if (operation == op::kActivate && state == kStateActive) return done;
+    if (operation == op::kDestroy && (state == kStateDestroyed || state == kStateDestroyedCompromised)) return done;
+  }
   if (operation == op::kActivate) {
     ASSIGN_OR_RETURN(json r, Service("KmipActivate", {{"KeyId", uid}}, ctx));
     (void)r;
@@ -666,6 +818,111 @@ StatusOr<Item> KmipApi::Crypt(bool encrypt, const Item& payload, Context& ctx) {
   return out;
 }
 
+namespace {
+// PairAttributes reads one attribute container of Create Key Pair (1.x: a Template-Attribute
+// of Attribute items; 2.0: an Attributes-like structure of tagged items); absent: none.
+StatusOr<std::vector<Attribute>> PairAttributes(const Item& payload, Tag v1, Tag v2, const ProtocolVersion& version) {
+  std::vector<Attribute> out;
+  const Item* c = payload.FindItem(version.v2() ? v2 : v1);
+  if (c == nullptr) return out;
+  if (version.v2()) return DecodeAttributes2(*c);
+  for (const Item* a : c->FindItems(tags::kAttribute)) {
+    ASSIGN_OR_RETURN(Attribute attribute, DecodeAttribute1(*a));
+    out.push_back(std::move(attribute));
+  }
+  return out;
+}
+}  // namespace
+
+StatusOr<Item> KmipApi::CreateKeyPair(const Item& payload, Context& ctx) {
+  ASSIGN_OR_RETURN(auto common, PairAttributes(payload, tags::kCommonTemplateAttribute, tags::kCommonAttributes, ctx.version));
+  ASSIGN_OR_RETURN(auto priv, PairAttributes(payload, tags::kPrivateKeyTemplateAttribute, tags::kPrivateKeyAttributes, ctx.version));
+  ASSIGN_OR_RETURN(auto pub, PairAttributes(payload, tags::kPublicKeyTemplateAttribute, tags::kPublicKeyAttributes, ctx.version));
+  std::optional<uint32_t> algorithm;
+  std::optional<int32_t> length;
+  int32_t priv_usage = kUsageSign, pub_usage = kUsageVerify;
+  std::vector<std::pair<std::string, std::string>> kept;
+  auto read = [&](const std::vector<Attribute>& list, int which) -> Status {  // 0 common, 1 private, 2 public
+    for (const Attribute& a : list) {
+      if (a.name == "Cryptographic Algorithm") {
+        ASSIGN_OR_RETURN(algorithm, a.value.AsEnumeration());
+      } else if (a.name == "Cryptographic Length") {
+        ASSIGN_OR_RETURN(length, a.value.AsInteger());
+      } else if (a.name == "Cryptographic Usage Mask") {
+        ASSIGN_OR_RETURN(int32_t m, a.value.AsInteger());
+        if (which != 2) priv_usage = m;
+        if (which != 1) pub_usage = m;
+      } else if (a.name == "Name") {
+        ASSIGN_OR_RETURN(std::string n, NameOf(a));
+        if (which != 2) kept.push_back({"kmip:name", n});
+        if (which != 1) kept.push_back({"kmip:pubname", n});
+      } else if (a.name == "Object Group" || a.name == "Contact Information" || Custom(a.name)) {
+        ASSIGN_OR_RETURN(auto tag, SettableTag(a));
+        kept.push_back(std::move(tag));
+      } else if (a.name != "Cryptographic Parameters" && a.name != "Cryptographic Domain Parameters") {
+        return Fail(reason::kInvalidField, "kmip: attribute " + a.name + " cannot be given to Create Key Pair");
+      }
+    }
+    return Status::Ok();
+  };
+  RETURN_IF_ERROR(read(common, 0));
+  RETURN_IF_ERROR(read(priv, 1));
+  RETURN_IF_ERROR(read(pub, 2));
+  if (!algorithm) return Fail(reason::kMissingData, "kmip: Create Key Pair needs a Cryptographic Algorithm");
+  if (*algorithm != kAlgEcdsa && *algorithm != kAlgEc)
+    return Fail(reason::kFeatureNotSupported, "kmip: Create Key Pair makes ECDSA/EC P-256 keys only (Cryptographic Algorithm 6 or 26)");
+  if (length && *length != 256) return Fail(reason::kFeatureNotSupported, "kmip: EC keys are P-256 (Cryptographic Length 256)");
+  if ((priv_usage & ~kUsageSign) != 0 || (pub_usage & ~kUsageVerify) != 0)
+    return Fail(reason::kInvalidField, "kmip: a P-256 pair signs (private key, usage 1) and verifies (public key, usage 2)");
+  json tagl = json::array({{{"TagKey", "kmip:algorithm"}, {"TagValue", std::to_string(*algorithm)}},
+                           {{"TagKey", "kmip:length"}, {"TagValue", "256"}},
+                           {{"TagKey", "kmip:usage"}, {"TagValue", std::to_string(priv_usage)}},
+                           {{"TagKey", "kmip:pubusage"}, {"TagValue", std::to_string(pub_usage)}},
+                           {{"TagKey", "kmip:state"}, {"TagValue", "PreActive"}}});
+  for (auto& [k, v] : kept) tagl.push_back({{"TagKey", k}, {"TagValue", v}});
+  json req = {{"KeySpec", ecall::kSpecEccP256}, {"KeyUsage", "SIGN_VERIFY"}, {"Description", "KMIP key pair"},
+              {"Tags", std::move(tagl)}, {"PreActive", true}};
+  ASSIGN_OR_RETURN(json made, Service("KmipCreate", req, ctx));
+  std::string uid = made["KeyMetadata"]["KeyId"].get<std::string>();
+  ctx.placeholder = uid;
+  ctx.key_id = uid;
+  return Item::Structure(tags::kResponsePayload, {Item::TextString(tags::kPrivateKeyUniqueIdentifier, uid),
+                                                  Item::TextString(tags::kPublicKeyUniqueIdentifier, uid + std::string(kPublicSuffix))});
+}
+
+StatusOr<Item> KmipApi::Sign(bool verify, const Item& payload, Context& ctx) {
+  ASSIGN_OR_RETURN(std::string uid, Uid(payload, ctx));
+  if (!verify && ctx.public_object) return Fail(reason::kIllegalOperation, "kmip: a public key does not sign");
+  if (const Item* cp = payload.FindItem(tags::kCryptographicParameters)) {
+    ASSIGN_OR_RETURN(auto dsa, OptEnum(*cp, tags::kDigitalSignatureAlgorithm));
+    ASSIGN_OR_RETURN(auto alg, OptEnum(*cp, tags::kCryptographicAlgorithm));
+    ASSIGN_OR_RETURN(auto hash, OptEnum(*cp, tags::kHashingAlgorithm));
+    if ((dsa && *dsa != kSigEcdsaSha256) || (alg && *alg != kAlgEcdsa && *alg != kAlgEc) || (hash && *hash != kHashSha256))
+      return Fail(reason::kFeatureNotSupported, "kmip: signatures are ECDSA with SHA-256 (Digital Signature Algorithm 14) only");
+  }
+  ASSIGN_OR_RETURN(auto data, OptBytes(payload, tags::kData));
+  if (!data || data->empty()) return Fail(reason::kMissingData, "kmip: Data is required");
+  json req = {{"KeyId", uid}, {"Message", Base64Encode(*data)}, {"MessageType", "RAW"}, {"SigningAlgorithm", "ECDSA_SHA_256"}};
+  if (!verify) {
+    ASSIGN_OR_RETURN(json r, Service("Sign", req, ctx, false));
+    ASSIGN_OR_RETURN(Bytes sig, Base64Decode(r["Signature"].get<std::string>()));
+    return Item::Structure(tags::kResponsePayload,
+                           {Item::TextString(tags::kUniqueIdentifier, uid), Item::ByteString(tags::kSignatureData, sig)});
+  }
+  ASSIGN_OR_RETURN(auto sig, OptBytes(payload, tags::kSignatureData));
+  if (!sig) return Fail(reason::kMissingData, "kmip: Signature Verify needs Signature Data");
+  req["Signature"] = Base64Encode(*sig);
+  std::string key = uid.ends_with(kPublicSuffix) ? uid.substr(0, uid.size() - kPublicSuffix.size()) : uid;
+  req["KeyId"] = key;
+  kms::KmsOutcome o = service_->Execute("Verify", req, ctx.caller);
+  uint32_t validity;
+  if (o.ok()) validity = kValid;
+  else if (o.error_type == "KMSInvalidSignatureException") validity = kInvalid;
+  else return Fail(ReasonFor(o.error_type, ctx.version), "kmip: " + o.message);
+  return Item::Structure(tags::kResponsePayload, {Item::TextString(tags::kUniqueIdentifier, uid),
+                                                  Item::Enumeration(tags::kValidityIndicator, validity)});
+}
+
 StatusOr<Item> KmipApi::Mac(bool verify, const Item& payload, Context& ctx) {
   ASSIGN_OR_RETURN(std::string uid, Uid(payload, ctx));
   if (const Item* cp = payload.FindItem(tags::kCryptographicParameters)) {
@@ -689,7 +946,7 @@ StatusOr<Item> KmipApi::Mac(bool verify, const Item& payload, Context& ctx) {
   uint32_t validity;
   if (o.ok()) validity = kValid;
   else if (o.error_type == "KMSInvalidMacException") validity = kInvalid;
-  else return Fail(ReasonFor(o.error_type), "kmip: " + o.message);
+  else return Fail(ReasonFor(o.error_type, ctx.version), "kmip: " + o.message);
   return Item::Structure(tags::kResponsePayload, {Item::TextString(tags::kUniqueIdentifier, uid),
                                                   Item::Enumeration(tags::kValidityIndicator, validity)});
 }

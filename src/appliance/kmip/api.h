@@ -7,7 +7,9 @@
 // Operations: Discover Versions, Query, Create, Get (refused for symmetric keys: no export),
 // Get Attributes, Get Attribute List, Add/Modify/Delete Attribute (1.x), Set/Modify/Delete
 // Attribute (2.0), Locate, Activate, Revoke, Destroy, Encrypt, Decrypt (AES-GCM, AES-CBC),
-// MAC, MAC Verify (HMAC-SHA256). Every batch item is audited in the appliance's chain.
+// MAC, MAC Verify (HMAC-SHA256), Create Key Pair (ECDSA P-256: the private key is the custos key,
+// the public key the object "<key id>/public"), Sign, Signature Verify (ECDSA with SHA-256),
+// Get of a public key (X.509). Every batch item is audited in the appliance's chain.
 //
 // Thread safety: Handle runs concurrently on the KMIP server's I/O threads.
 #pragma once
@@ -66,6 +68,9 @@ class KmipApi {
   StatusOr<Item> Lifecycle(uint32_t operation, const Item& payload, Context& ctx);
   StatusOr<Item> Crypt(bool encrypt, const Item& payload, Context& ctx);
   StatusOr<Item> Mac(bool verify, const Item& payload, Context& ctx);
+  StatusOr<Item> CreateKeyPair(const Item& payload, Context& ctx);
+  StatusOr<Item> Register(const Item& payload, Context& ctx);
+  StatusOr<Item> Sign(bool verify, const Item& payload, Context& ctx);
 
   StatusOr<std::string> Uid(const Item& payload, Context& ctx) const;
   StatusOr<nlohmann::json> Service(std::string_view operation, const nlohmann::json& request, Context& ctx,

@@ -7,6 +7,9 @@
 #include "appliance/kmip/api.h"
 
 #include "appliance/enclave/core_testing.h"
+#include "crypto/aead.h"
+#include "crypto/hash.h"
+#include "crypto/random.h"
 #include "gmock/gmock.h"
 #include "protocol/kmip/message.h"
 #include "tests/testing/testing.h"
@@ -199,11 +202,11 @@ TEST_F(KmipApiTest, CreateActivateEncryptDecryptGcmAndCbc) {
   // Pre-Active: no cryptography yet.
   Result early = Encrypt(uid, "too early", k14, GcmParams());
   EXPECT_EQ(early.status, 1u);
-  EXPECT_EQ(early.reason, reason::kIllegalOperation);
+  EXPECT_EQ(early.reason, reason::kPermissionDenied);
   ASSERT_EQ(Send(op::kActivate, {Text(tags::kUniqueIdentifier, uid)}).status, 0u);
   EXPECT_EQ(State(uid), 2u);
   // Activate twice: only a Pre-Active object can be.
-  EXPECT_EQ(Send(op::kActivate, {Text(tags::kUniqueIdentifier, uid)}).reason, reason::kIllegalOperation);
+  EXPECT_EQ(Send(op::kActivate, {Text(tags::kUniqueIdentifier, uid)}).reason, reason::kPermissionDenied);
 
   // GCM, server-made IV, AAD, separate tag (1.4).
   Item aad = Item::ByteString(tags::kAuthenticatedEncryptionAdditionalData, AsBytes("hdr"));
@@ -303,18 +306,20 @@ TEST_F(KmipApiTest, Kmip20AttributesAreTaggedItems) {
 TEST_F(KmipApiTest, LifecycleRefusalsRevokeAndDestroy) {
   std::string uid = ActiveAes();
   Result destroy_active = Send(op::kDestroy, {Text(tags::kUniqueIdentifier, uid)});
-  EXPECT_EQ(destroy_active.reason, reason::kIllegalOperation);
+  EXPECT_EQ(destroy_active.reason, reason::kPermissionDenied);
   EXPECT_THAT(destroy_active.message, HasSubstr("revoke it first"));
   Item reason_unspecified = Item::Structure(tags::kRevocationReason, {Enum(tags::kRevocationReasonCode, 1)});
   ASSERT_EQ(Send(op::kRevoke, {Text(tags::kUniqueIdentifier, uid), reason_unspecified}).status, 0u);
   EXPECT_EQ(State(uid), 3u);  // Deactivated
   EXPECT_TRUE(Attrs(uid).contains("Deactivation Date"));
   Result revoked = Encrypt(uid, "after revoke", k14, GcmParams());
-  EXPECT_EQ(revoked.reason, reason::kIllegalOperation) << revoked.message;
+  EXPECT_EQ(revoked.reason, reason::kPermissionDenied) << revoked.message;
   ASSERT_EQ(Send(op::kDestroy, {Text(tags::kUniqueIdentifier, uid)}).status, 0u);
   EXPECT_EQ(State(uid), 5u);  // Destroyed, until the deletion window ends
-  EXPECT_EQ(Encrypt(uid, "after destroy", k14, GcmParams()).reason, reason::kIllegalOperation);
-  EXPECT_EQ(Send(op::kDestroy, {Text(tags::kUniqueIdentifier, uid)}).reason, reason::kIllegalOperation);
+  EXPECT_EQ(Encrypt(uid, "after destroy", k14, GcmParams()).reason, reason::kPermissionDenied);
+  EXPECT_EQ(Send(op::kDestroy, {Text(tags::kUniqueIdentifier, uid)}).reason, reason::kPermissionDenied);
+  // KMIP 2.0 has a reason of its own for it: Wrong Key Lifecycle State (0x43).
+  EXPECT_EQ(Send(op::kDestroy, {Text(tags::kUniqueIdentifier, uid)}, k20).reason, 0x43u);
   // The KMS API sees the same key pending deletion, with its 7-day window.
   kms::KmsOutcome d = Kms("DescribeKey", {{"KeyId", uid}});
   ASSERT_TRUE(d.ok()) << d.message;
@@ -454,6 +459,105 @@ TEST_F(KmipApiTest, MacAndMacVerify) {
             reason::kIllegalOperation);
 }
 
+TEST_F(KmipApiTest, KeyPairSignVerifyAndPublicKeyGet) {
+  Item common = Item::Structure(tags::kCommonTemplateAttribute, {Attr1("Cryptographic Algorithm", Enum(0, 6)),
+                                                                 Attr1("Cryptographic Length", Item::Integer(0, 256))});
+  Item priv = Item::Structure(tags::kPrivateKeyTemplateAttribute, {Name1("signer"), Attr1("Cryptographic Usage Mask", Item::Integer(0, 1))});
+  Item pub = Item::Structure(tags::kPublicKeyTemplateAttribute, {Name1("signer-pub"), Attr1("Cryptographic Usage Mask", Item::Integer(0, 2))});
+  Result made = Send(op::kCreateKeyPair, {common, priv, pub});
+  ASSERT_EQ(made.status, 0u) << made.message;
+  std::string sk = made.Text(tags::kPrivateKeyUniqueIdentifier), pk = made.Text(tags::kPublicKeyUniqueIdentifier);
+  EXPECT_EQ(pk, sk + "/public");
+  EXPECT_EQ(Attrs(sk).at("Object Type").AsEnumeration().value(), 4u);
+  EXPECT_EQ(Attrs(pk).at("Object Type").AsEnumeration().value(), 3u);
+  EXPECT_EQ(Attrs(pk).at("Name").FindItem(tags::kNameValue)->AsTextString().value(), "signer-pub");
+  EXPECT_EQ(State(pk), 1u);
+  // One state for the pair: activating either activates both; the second Activate succeeds.
+  ASSERT_EQ(Send(op::kActivate, {Text(tags::kUniqueIdentifier, sk)}).status, 0u);
+  ASSERT_EQ(Send(op::kActivate, {Text(tags::kUniqueIdentifier, pk)}).status, 0u);
+  EXPECT_EQ(State(pk), 2u);
+  Item params = Item::Structure(tags::kCryptographicParameters, {Enum(tags::kDigitalSignatureAlgorithm, 0x0E)});
+  Result sig = Send(op::kSign, {Text(tags::kUniqueIdentifier, sk), params, Item::ByteString(tags::kData, AsBytes("to be signed"))});
+  ASSERT_EQ(sig.status, 0u) << sig.message;
+  Bytes der = sig.Data(tags::kSignatureData);
+  EXPECT_GE(der.size(), 8u);
+  auto verify = [&](const std::string& uid, std::string_view data) {
+    Result r = Send(op::kSignatureVerify, {Text(tags::kUniqueIdentifier, uid), params, Item::ByteString(tags::kData, AsBytes(data)),
+                                           Item::ByteString(tags::kSignatureData, der)});
+    EXPECT_EQ(r.status, 0u) << r.message;
+    return r.Find(tags::kValidityIndicator) ? r.Find(tags::kValidityIndicator)->AsEnumeration().value() : 0u;
+  };
+  EXPECT_EQ(verify(pk, "to be signed"), 1u);
+  EXPECT_EQ(verify(sk, "to be signed"), 1u);
+  EXPECT_EQ(verify(pk, "to be signeD"), 2u);
+  // The public key signs nothing; its Get answers an X.509 SubjectPublicKeyInfo.
+  EXPECT_EQ(Send(op::kSign, {Text(tags::kUniqueIdentifier, pk), Item::ByteString(tags::kData, AsBytes("x"))}).reason,
+            reason::kIllegalOperation);
+  Result got = Send(op::kGet, {Text(tags::kUniqueIdentifier, pk)});
+  ASSERT_EQ(got.status, 0u) << got.message;
+  EXPECT_EQ(got.Find(tags::kObjectType)->AsEnumeration().value(), 3u);
+  const Item* block = got.Find(tags::kPublicKey)->FindItem(tags::kKeyBlock);
+  EXPECT_EQ(block->FindItem(tags::kKeyFormatType)->AsEnumeration().value(), 5u);
+  ByteSpan spki = block->FindItem(tags::kKeyValue)->FindItem(tags::kKeyMaterial)->AsByteString().value();
+  kms::KmsOutcome kp = Kms("GetPublicKey", {{"KeyId", sk}});
+  EXPECT_EQ(kp.response["PublicKey"], Base64Encode(spki));
+  EXPECT_EQ(Send(op::kGet, {Text(tags::kUniqueIdentifier, sk)}).reason, reason::kPermissionDenied);
+  // Locate finds both halves by type.
+  Result loc = Send(op::kLocate, {Attr1("Object Type", Enum(0, 3))});
+  ASSERT_TRUE(loc.payload);
+  EXPECT_EQ(loc.payload->FindItems(tags::kUniqueIdentifier).size(), 1u);
+  EXPECT_EQ(loc.Text(tags::kUniqueIdentifier), pk);
+  // "/public" of a symmetric key is no object.
+  std::string aes = ActiveAes();
+  EXPECT_EQ(Send(op::kGetAttributes, {Text(tags::kUniqueIdentifier, aes + "/public")}).reason, reason::kItemNotFound);
+  // RSA is not made.
+  Item rsa = Item::Structure(tags::kCommonTemplateAttribute, {Attr1("Cryptographic Algorithm", Enum(0, 4)),
+                                                              Attr1("Cryptographic Length", Item::Integer(0, 2048))});
+  EXPECT_EQ(Send(op::kCreateKeyPair, {rsa}).reason, reason::kFeatureNotSupported);
+}
+
+TEST_F(KmipApiTest, RegisterStoresTheClientsKeyAsGiven) {
+  Bytes key = crypto::RandomBytes(16);
+  auto reg = [&](uint32_t alg, ByteSpan material, std::vector<Item> attrs = {}) {
+    Item block = Item::Structure(tags::kKeyBlock, {Enum(tags::kKeyFormatType, 1),
+                                                   Item::Structure(tags::kKeyValue, {Item::ByteString(tags::kKeyMaterial, material)}),
+                                                   Enum(tags::kCryptographicAlgorithm, alg),
+                                                   Item::Integer(tags::kCryptographicLength, static_cast<int32_t>(material.size() * 8))});
+    return Send(op::kRegister, {Enum(tags::kObjectType, 2), Item::Structure(tags::kTemplateAttribute, attrs),
+                                Item::Structure(tags::kSymmetricKey, {block})});
+  };
+  Result r = reg(3, key, {Name1("imported")});
+  ASSERT_EQ(r.status, 0u) << r.message;
+  std::string uid = r.Text(tags::kUniqueIdentifier);
+  EXPECT_EQ(State(uid), 1u);
+  EXPECT_EQ(Attrs(uid).at("Cryptographic Length").AsInteger().value(), 128);
+  ASSERT_EQ(Send(op::kActivate, {Text(tags::kUniqueIdentifier, uid)}).status, 0u);
+  Result enc = Encrypt(uid, "registered", k14, GcmParams());
+  ASSERT_EQ(enc.status, 0u) << enc.message;
+  // What the server made opens under the client's own copy of the key.
+  auto gcm = crypto::AesGcm::Create(SecretBytes::CopyFrom(key));
+  ASSERT_OK(gcm.status());
+  auto opened = gcm->OpenSecret(enc.Data(tags::kIvCounterNonce), Concat({enc.Data(tags::kData), enc.Data(tags::kAuthenticatedEncryptionTag)}), {});
+  ASSERT_OK(opened.status());
+  EXPECT_EQ(Bytes(opened->Expose().begin(), opened->Expose().end()), ToBytes("registered"));
+  // Not for the KMS API, never rotated.
+  EXPECT_EQ(Kms("Encrypt", {{"KeyId", uid}, {"Plaintext", Base64Encode(AsBytes("x"))}}).error_type, "InvalidKeyUsageException");
+  EXPECT_EQ(Kms("EnableKeyRotation", {{"KeyId", uid}}).error_type, "UnsupportedOperationException");
+  // An HMAC key registered MACs as itself.
+  Bytes hkey = crypto::RandomBytes(32);
+  Result h = reg(9, hkey);
+  ASSERT_EQ(h.status, 0u) << h.message;
+  std::string hid = h.Text(tags::kUniqueIdentifier);
+  ASSERT_EQ(Send(op::kActivate, {Text(tags::kUniqueIdentifier, hid)}).status, 0u);
+  Result mac = Send(op::kMac, {Text(tags::kUniqueIdentifier, hid), Item::ByteString(tags::kData, AsBytes("m"))});
+  crypto::Digest want = crypto::HmacSha256(hkey, AsBytes("m"));
+  EXPECT_EQ(mac.Data(tags::kMacData), Bytes(want.begin(), want.end()));
+  // Refusals: a length that does not match, a 192-bit AES key, a wrapped key, another object type.
+  EXPECT_EQ(reg(3, crypto::RandomBytes(24)).reason, reason::kInvalidField);
+  Result other = Send(op::kRegister, {Enum(tags::kObjectType, 7)});
+  EXPECT_EQ(other.reason, reason::kFeatureNotSupported);
+}
+
 TEST_F(KmipApiTest, BatchWithIdPlaceholderAndStopOnError) {
   std::vector<Item> attrs = {Enum(tags::kObjectType, 2),
                              Item::Structure(tags::kTemplateAttribute, {Attr1("Cryptographic Algorithm", Enum(0, 3)),
@@ -462,7 +566,7 @@ TEST_F(KmipApiTest, BatchWithIdPlaceholderAndStopOnError) {
   ASSERT_EQ(r.size(), 4u);
   EXPECT_EQ(r[0].status, 0u);
   EXPECT_EQ(r[1].status, 0u);  // the ID Placeholder: the object item 1 created
-  EXPECT_EQ(r[2].reason, reason::kIllegalOperation);  // an Active object is not destroyed
+  EXPECT_EQ(r[2].reason, reason::kPermissionDenied);  // an Active object is not destroyed
   EXPECT_EQ(r[3].status, 1u);  // not run: Stop is the default continuation option
   EXPECT_THAT(r[3].message, HasSubstr("not run"));
   EXPECT_EQ(State(r[0].Text(tags::kUniqueIdentifier)), 2u);
@@ -507,7 +611,7 @@ TEST_F(KmipApiTest, EveryOperationIsAuditedWithoutPlaintexts) {
   EXPECT_EQ(audit_[0]["key_id"], uid);
   EXPECT_EQ(audit_[0]["durable"], false);
   EXPECT_EQ(audit_[1]["operation"], "KMIP Destroy");
-  EXPECT_EQ(audit_[1]["outcome"], "Illegal Operation");
+  EXPECT_EQ(audit_[1]["outcome"], "Permission Denied");
   EXPECT_EQ(audit_[1]["durable"], true);
   for (const json& e : audit_) EXPECT_THAT(e.dump(), Not(HasSubstr("PLAINTEXT-MARKER-7")));
 }

@@ -605,10 +605,19 @@ struct KmsService::Impl {
     WipeBytes(*encoded);  // this copy; the request itself is the caller's to wipe
     if (!decoded.ok()) return Err(AwsError::kSerialization, "Material is not valid base64");
     WipedBuffer material(std::move(decoded).value());
+    ASSIGN_OR_RETURN(auto spec_field, OptString(in.req, "KeySpec"));
+    const std::string spec = spec_field.value_or(std::string(ecall::kSpecKmipAes));
+    if (spec == ecall::kSpecHmac256) {
+      // A registered HMAC key is an HMAC_256 key like any other (the core MACs with the material
+      // as given): the KMS API's GenerateMac and VerifyMac use it too.
+      if (material.size() != 32) return Validation("Material must be 32 bytes for an HMAC_256 key");
+      return NewKey(in, spec, "GENERATE_VERIFY_MAC", &material);
+    }
+    if (spec != ecall::kSpecKmipAes) return Validation("KeySpec must be KMIP_AES or HMAC_256");
     if (material.size() != ecall::kKmipAes128KeySize &&
         material.size() != ecall::kKmipAes256KeySize)
       return Validation("Material must be 16 or 32 bytes (an AES-128 or AES-256 key)");
-    return NewKey(in, std::string(ecall::kSpecKmipAes), "ENCRYPT_DECRYPT", &material);
+    return NewKey(in, spec, "ENCRYPT_DECRYPT", &material);
   }
 
   // NewKey is CreateKey's and KmipRegister's common part: it reads Description, Tags, Policy,

@@ -24,7 +24,7 @@ struct NamedTag {
   Tag tag;
 };
 // The standard attributes this server reads or answers (1.4 section 3; 2.0 section 4).
-constexpr std::array<NamedTag, 16> kAttributeTags = {{
+constexpr std::array<NamedTag, 17> kAttributeTags = {{
     {"Unique Identifier", tags::kUniqueIdentifier},
     {"Name", tags::kName},
     {"Object Type", tags::kObjectType},
@@ -41,6 +41,7 @@ constexpr std::array<NamedTag, 16> kAttributeTags = {{
     {"Revocation Reason", tags::kRevocationReason},
     {"Object Group", tags::kObjectGroup},
     {"Last Change Date", tags::kLastChangeDate},
+    {"Contact Information", tags::kContactInformation},
 }};
 
 }  // namespace
