@@ -7,6 +7,7 @@
 //   [cluster]  collateral, approval
 //   [kms]      region, account_id
 //   [xks]      region, max_requests_per_second, listen, client_ca, client_subject
+//   [kmip]     listen
 //   [audit]    sync
 //   [store]    url
 //

@@ -198,13 +198,29 @@ TEST(ServerConfigTest, DocumentedExampleParses) {
     uncommented += line + "\n";
     start = end + 1;
   }
-  EXPECT_EQ(uncommented_keys, 10u);  // tls_cert, tls_key, insecure_http, join, node_name,
-                                     // enclave_binary, sim_key_dir, collateral, url, xks region
+  EXPECT_EQ(uncommented_keys, 11u);  // tls_cert, tls_key, insecure_http, join, node_name,
+                                     // enclave_binary, sim_key_dir, collateral, url, xks region,
+                                     // kmip listen
   auto all = ParseServerConfig(uncommented, "/etc/custos");
   ASSERT_TRUE(all.ok()) << all.status().ToString();
   EXPECT_EQ(all->tls_key, "/etc/custos/tls/server.key");
   EXPECT_EQ(all->join_collateral, "/etc/custos/collateral.json");
   EXPECT_EQ(all->store_url.rfind("postgresql://custos@db-1:5432,db-2:5432/custos?", 0), 0u);
+}
+
+TEST(ServerConfigTest, KmipListen) {
+  auto none = ParseServerConfig(WithServer(""), "/srv");
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(none->kmip_listen, "");  // no KMIP unless asked for
+  auto on = ParseServerConfig(WithServer("") + "[kmip]\nlisten = \"0.0.0.0:5696\"\n", "/srv");
+  ASSERT_TRUE(on.ok()) << on.status().ToString();
+  EXPECT_EQ(on->kmip_listen, "0.0.0.0:5696");
+  auto bad = ParseServerConfig(WithServer("") + "[kmip]\nlisten = \"0.0.0.0\"\n", "/srv");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("kmip.listen"));
+  auto unknown = ParseServerConfig(WithServer("") + "[kmip]\nport = 5696\n", "/srv");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(unknown.status().message(), HasSubstr("unknown key kmip.port"));
 }
 
 TEST(ServerConfigTest, StoreUrl) {
