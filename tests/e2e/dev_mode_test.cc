@@ -145,7 +145,15 @@ class DevMode : public ::testing::Test {
                                              "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION",
                                              "CUSTOS_ADMIN_TOKEN_FILE", "CUSTOS_DATA_DIR", "CUSTOS_XKS_ENDPOINT",
                                              "CUSTOS_XKS_URI_PREFIX", "CUSTOS_XKS_ACCESS_KEY_ID",
-                                             "CUSTOS_XKS_SECRET_ACCESS_KEY", "CUSTOS_DEV_PID"));
+                                             "CUSTOS_XKS_SECRET_ACCESS_KEY", "CUSTOS_KMIP_HOST", "CUSTOS_KMIP_PORT",
+                                             "CUSTOS_KMIP_CA", "CUSTOS_KMIP_CERT", "CUSTOS_KMIP_KEY",
+                                             "CUSTOS_DEV_PID"));
+    // KMIP (docs/kmip.md): the loopback host, a bound port, the client's files (its key 0600).
+    EXPECT_EQ(s.Get("CUSTOS_KMIP_HOST"), "127.0.0.1");
+    EXPECT_GT(std::stoi(s.Get("CUSTOS_KMIP_PORT")), 0);
+    EXPECT_TRUE(fs::exists(s.Get("CUSTOS_KMIP_CA")));
+    EXPECT_TRUE(fs::exists(s.Get("CUSTOS_KMIP_CERT")));
+    EXPECT_EQ(ModeOf(s.Get("CUSTOS_KMIP_KEY")), 0600);
     // The XKS proxy API (docs/xks.md): the same listener, the dev prefix, a 256-bit secret.
     EXPECT_EQ(s.Get("CUSTOS_XKS_ENDPOINT"), s.Get("CUSTOS_ENDPOINT"));
     EXPECT_EQ(s.Get("CUSTOS_XKS_URI_PREFIX"), "/dev/kms/xks/v1");
