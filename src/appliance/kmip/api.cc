@@ -294,31 +294,57 @@ StatusOr<Item> KmipApi::Query(const Item& payload, Context&) {
   return Item::Structure(tags::kResponsePayload, std::move(out));
 }
 
+namespace {
+
+// KeyTemplate is what Create and Register read from their attributes: the key's algorithm,
+// length and usage, and the client-settable attributes as kmip: tags.
+struct KeyTemplate {
+  std::optional<uint32_t> algorithm;
+  std::optional<int32_t> length, usage;
+  std::vector<std::pair<std::string, std::string>> tags;
+};
+
+Status ReadTemplate(const std::vector<Attribute>& attributes, const char* operation, KeyTemplate* t) {
+  for (const Attribute& a : attributes) {
+    if (a.name == "Cryptographic Algorithm") {
+      ASSIGN_OR_RETURN(t->algorithm, a.value.AsEnumeration());
+    } else if (a.name == "Cryptographic Length") {
+      ASSIGN_OR_RETURN(t->length, a.value.AsInteger());
+    } else if (a.name == "Cryptographic Usage Mask") {
+      ASSIGN_OR_RETURN(t->usage, a.value.AsInteger());
+    } else if (a.name == "Name" || a.name == "Object Group" || a.name == "Contact Information" || Custom(a.name)) {
+      ASSIGN_OR_RETURN(auto tag, SettableTag(a));
+      t->tags.push_back(std::move(tag));
+    } else if (a.name != "Cryptographic Parameters" && a.name != "Operation Policy Name") {
+      // (Cryptographic Parameters come with each operation; policies are key policies.)
+      return Fail(reason::kInvalidField, "kmip: attribute " + a.name + " cannot be given to " + operation);
+    }
+  }
+  return Status::Ok();
+}
+
+// TagList is the Tags of a new object: the server's own kmip: tags, Pre-Active, the client's.
+StatusOr<json> TagList(const std::vector<std::pair<std::string, std::string>>& own,
+                       const std::vector<std::pair<std::string, std::string>>& client) {
+  json out = json::array();
+  for (const auto& [k, v] : own) out.push_back({{"TagKey", k}, {"TagValue", v}});
+  out.push_back({{"TagKey", "kmip:state"}, {"TagValue", "PreActive"}});
+  for (const auto& [k, v] : client) out.push_back({{"TagKey", k}, {"TagValue", v}});
+  if (out.size() > 50) return Fail(reason::kInvalidField, "kmip: too many attributes (a key holds at most 50 tags)");
+  return out;
+}
+
+}  // namespace
+
 StatusOr<Item> KmipApi::Create(const Item& payload, Context& ctx) {
   ASSIGN_OR_RETURN(auto type, OptEnum(payload, tags::kObjectType));
   if (!type) return Fail(reason::kMissingData, "kmip: Create needs an Object Type");
   if (*type != kObjectSymmetricKey)
     return Fail(reason::kFeatureNotSupported, "kmip: Create makes Symmetric Keys only (Object Type 2)");
   ASSIGN_OR_RETURN(std::vector<Attribute> attributes, RequestAttributes(payload, ctx.version));
-  std::optional<uint32_t> algorithm;
-  std::optional<int32_t> length, usage;
-  std::vector<std::pair<std::string, std::string>> kept;
-  for (const Attribute& a : attributes) {
-    if (a.name == "Cryptographic Algorithm") {
-      ASSIGN_OR_RETURN(algorithm, a.value.AsEnumeration());
-    } else if (a.name == "Cryptographic Length") {
-      ASSIGN_OR_RETURN(length, a.value.AsInteger());
-    } else if (a.name == "Cryptographic Usage Mask") {
-      ASSIGN_OR_RETURN(usage, a.value.AsInteger());
-    } else if (a.name == "Name" || a.name == "Object Group" || a.name == "Contact Information" || Custom(a.name)) {
-      ASSIGN_OR_RETURN(auto tag, SettableTag(a));
-      kept.push_back(std::move(tag));
-    } else if (a.name == "Cryptographic Parameters" || a.name == "Operation Policy Name") {
-      // accepted and ignored: parameters come with each operation; policies are key policies
-    } else {
-      return Fail(reason::kInvalidField, "kmip: attribute " + a.name + " cannot be given to Create");
-    }
-  }
+  KeyTemplate t;
+  RETURN_IF_ERROR(ReadTemplate(attributes, "Create", &t));
+  auto& [algorithm, length, usage, kept] = t;
   if (!algorithm) return Fail(reason::kMissingData, "kmip: Create needs a Cryptographic Algorithm");
   std::string spec;
   if (*algorithm == kAlgAes) {
@@ -339,11 +365,7 @@ StatusOr<Item> KmipApi::Create(const Item& payload, Context& ctx) {
   if ((*usage & ~allowed) != 0 || *usage == 0)
     return Fail(reason::kInvalidField, "kmip: Cryptographic Usage Mask " + std::to_string(*usage) + " is not allowed for this key (" +
                                            std::to_string(allowed) + " is)");
-  json tagl = json::array({{{"TagKey", "kmip:length"}, {"TagValue", std::to_string(*length)}},
-                           {{"TagKey", "kmip:usage"}, {"TagValue", std::to_string(*usage)}},
-                           {{"TagKey", "kmip:state"}, {"TagValue", "PreActive"}}});
-  for (auto& [k, v] : kept) tagl.push_back({{"TagKey", k}, {"TagValue", v}});
-  if (tagl.size() > 50) return Fail(reason::kInvalidField, "kmip: too many attributes (at most 47 custom ones)");
+  ASSIGN_OR_RETURN(json tagl, TagList({{"kmip:length", std::to_string(*length)}, {"kmip:usage", std::to_string(*usage)}}, kept));
   json req = {{"KeySpec", spec}, {"Description", "KMIP object"}, {"Tags", std::move(tagl)}, {"PreActive", true}};
   ASSIGN_OR_RETURN(json made, Service("KmipCreate", req, ctx));
   std::string uid = made["KeyMetadata"]["KeyId"].get<std::string>();
@@ -386,23 +408,9 @@ StatusOr<Item> KmipApi::Register(const Item& payload, Context& ctx) {
   ASSIGN_OR_RETURN(auto block_alg, OptEnum(*block, tags::kCryptographicAlgorithm));
   ASSIGN_OR_RETURN(auto block_len, OptInt(*block, tags::kCryptographicLength));
   ASSIGN_OR_RETURN(std::vector<Attribute> attributes, RequestAttributes(payload, ctx.version));
-  std::optional<uint32_t> algorithm = block_alg;
-  std::optional<int32_t> length = block_len, usage;
-  std::vector<std::pair<std::string, std::string>> kept;
-  for (const Attribute& a : attributes) {
-    if (a.name == "Cryptographic Algorithm") {
-      ASSIGN_OR_RETURN(algorithm, a.value.AsEnumeration());
-    } else if (a.name == "Cryptographic Length") {
-      ASSIGN_OR_RETURN(length, a.value.AsInteger());
-    } else if (a.name == "Cryptographic Usage Mask") {
-      ASSIGN_OR_RETURN(usage, a.value.AsInteger());
-    } else if (a.name == "Name" || a.name == "Object Group" || a.name == "Contact Information" || Custom(a.name)) {
-      ASSIGN_OR_RETURN(auto tag, SettableTag(a));
-      kept.push_back(std::move(tag));
-    } else if (a.name != "Cryptographic Parameters" && a.name != "Operation Policy Name") {
-      return Fail(reason::kInvalidField, "kmip: attribute " + a.name + " cannot be given to Register");
-    }
-  }
+  KeyTemplate t{block_alg, block_len, std::nullopt, {}};
+  RETURN_IF_ERROR(ReadTemplate(attributes, "Register", &t));
+  auto& [algorithm, length, usage, kept] = t;
   if (!algorithm) return Fail(reason::kMissingData, "kmip: Register needs a Cryptographic Algorithm");
   const int32_t bits = static_cast<int32_t>(material.size() * 8);
   if (length && *length != bits)
@@ -426,10 +434,7 @@ StatusOr<Item> KmipApi::Register(const Item& payload, Context& ctx) {
     return Fail(reason::kInvalidField, "kmip: Cryptographic Usage Mask " + std::to_string(*usage) + " allows nothing this key does (" +
                                            std::to_string(allowed) + ")");
   *usage &= allowed;  // what custos will do with it (a client asking for Export as well gets the rest)
-  json tagl = json::array({{{"TagKey", "kmip:length"}, {"TagValue", std::to_string(bits)}},
-                           {{"TagKey", "kmip:usage"}, {"TagValue", std::to_string(*usage)}},
-                           {{"TagKey", "kmip:state"}, {"TagValue", "PreActive"}}});
-  for (auto& [k, v] : kept) tagl.push_back({{"TagKey", k}, {"TagValue", v}});
+  ASSIGN_OR_RETURN(json tagl, TagList({{"kmip:length", std::to_string(bits)}, {"kmip:usage", std::to_string(*usage)}}, kept));
   std::string b64 = Base64Encode(material);
   json req = {{"KeySpec", spec}, {"Material", b64}, {"Description", "KMIP registered key"}, {"Tags", std::move(tagl)},
               {"PreActive", true}};
@@ -874,12 +879,11 @@ StatusOr<Item> KmipApi::CreateKeyPair(const Item& payload, Context& ctx) {
   if (length && *length != 256) return Fail(reason::kFeatureNotSupported, "kmip: EC keys are P-256 (Cryptographic Length 256)");
   if ((priv_usage & ~kUsageSign) != 0 || (pub_usage & ~kUsageVerify) != 0)
     return Fail(reason::kInvalidField, "kmip: a P-256 pair signs (private key, usage 1) and verifies (public key, usage 2)");
-  json tagl = json::array({{{"TagKey", "kmip:algorithm"}, {"TagValue", std::to_string(*algorithm)}},
-                           {{"TagKey", "kmip:length"}, {"TagValue", "256"}},
-                           {{"TagKey", "kmip:usage"}, {"TagValue", std::to_string(priv_usage)}},
-                           {{"TagKey", "kmip:pubusage"}, {"TagValue", std::to_string(pub_usage)}},
-                           {{"TagKey", "kmip:state"}, {"TagValue", "PreActive"}}});
-  for (auto& [k, v] : kept) tagl.push_back({{"TagKey", k}, {"TagValue", v}});
+  ASSIGN_OR_RETURN(json tagl, TagList({{"kmip:algorithm", std::to_string(*algorithm)},
+                                       {"kmip:length", "256"},
+                                       {"kmip:usage", std::to_string(priv_usage)},
+                                       {"kmip:pubusage", std::to_string(pub_usage)}},
+                                      kept));
   json req = {{"KeySpec", ecall::kSpecEccP256}, {"KeyUsage", "SIGN_VERIFY"}, {"Description", "KMIP key pair"},
               {"Tags", std::move(tagl)}, {"PreActive", true}};
   ASSIGN_OR_RETURN(json made, Service("KmipCreate", req, ctx));
