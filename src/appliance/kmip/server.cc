@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl.hpp>
@@ -59,6 +60,13 @@ std::string CommonName(SSL* ssl) {
 
 }  // namespace
 
+// Closable is what Stop needs of a connection: close it once it is between requests.
+class Closable {
+ public:
+  virtual ~Closable() = default;
+  virtual void CloseWhenIdle() = 0;
+};
+
 struct KmipServer::Impl {
   explicit Impl(int threads) : tls(ssl::context::tls_server), io(threads), acceptor(io) {}
   // Declared so that io (whose destruction destroys pending connections, which count down
@@ -72,6 +80,8 @@ struct KmipServer::Impl {
   asio::io_context io;
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
+  std::mutex live_mu;
+  std::vector<std::weak_ptr<Closable>> live;  // open connections (expired ones pruned on accept)
 
   void Accept();
 };
@@ -79,7 +89,7 @@ struct KmipServer::Impl {
 namespace {
 
 // Connection serves one client: handshake, then request after request.
-class Connection : public std::enable_shared_from_this<Connection> {
+class Connection : public Closable, public std::enable_shared_from_this<Connection> {
  public:
   Connection(tcp::socket socket, KmipServer::Impl* server)
       : server_(server), stream_(std::move(socket), server->tls), timer_(stream_.get_executor()) {
@@ -87,7 +97,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto remote = stream_.lowest_layer().remote_endpoint(ec);
     if (!ec) peer_.source = remote.address().to_string() + ":" + std::to_string(remote.port());
   }
-  ~Connection() { --server_->connections; }
+  ~Connection() override { --server_->connections; }
+
+  // CloseWhenIdle (Stop): a connection waiting for its next request is shut down with a TLS
+  // close_notify; one in the middle of a request finishes it and then closes (Answer checks
+  // `stopping`).
+  void CloseWhenIdle() override {
+    auto self = shared_from_this();
+    asio::post(stream_.get_executor(), [self] {
+      if (!self->idle_) return;
+      self->idle_ = false;
+      boost::system::error_code ignored;
+      self->stream_.lowest_layer().cancel(ignored);
+      self->Arm(std::chrono::milliseconds(1000));
+      self->stream_.async_shutdown([self](const boost::system::error_code&) { self->Close(); });
+    });
+  }
 
   void Start() {
     Arm(server_->options.read_timeout);
@@ -117,10 +142,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void ReadHeader() {
+    if (server_->stopping) return Close();
     Arm(server_->options.idle_timeout);
     message_.assign(kHeaderBytes, 0);
+    idle_ = true;
     auto self = shared_from_this();
     asio::async_read(stream_, asio::buffer(message_), [self](const boost::system::error_code& ec, size_t) {
+      if (!self->idle_) return;  // CloseWhenIdle took over
+      self->idle_ = false;
       if (ec) return self->Close();
       DecodeLimits limits;
       limits.max_message_bytes = self->server_->options.max_message_bytes;
@@ -163,6 +192,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ssl::stream<tcp::socket> stream_;
   asio::steady_timer timer_;
   KmipPeer peer_;
+  bool idle_ = false;  // waiting for a request's first bytes (on the strand)
   Bytes message_;
   Bytes response_;
 };
@@ -178,7 +208,13 @@ void KmipServer::Impl::Accept() {
         socket.close(ignored);
       } else {
         ++connections;
-        std::make_shared<Connection>(std::move(socket), this)->Start();
+        auto c = std::make_shared<Connection>(std::move(socket), this);
+        {
+          std::lock_guard lock(live_mu);
+          std::erase_if(live, [](const std::weak_ptr<Closable>& w) { return w.expired(); });
+          live.push_back(c);
+        }
+        c->Start();
       }
     }
     Accept();
@@ -234,8 +270,20 @@ Status KmipServer::Start() {
 
 void KmipServer::Stop() {
   if (impl_->stopping.exchange(true)) return;
-  boost::system::error_code ignored;
-  impl_->acceptor.close(ignored);
+  asio::post(impl_->acceptor.get_executor(), [this] {
+    boost::system::error_code ignored;
+    impl_->acceptor.close(ignored);
+  });
+  // Idle connections are closed with a close_notify; requests in progress get up to 5 s to be
+  // answered; then whatever is left is dropped with the I/O loop.
+  {
+    std::lock_guard lock(impl_->live_mu);
+    for (auto& w : impl_->live)
+      if (auto c = w.lock()) c->CloseWhenIdle();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (impl_->connections.load() > 0 && std::chrono::steady_clock::now() < deadline && !impl_->threads.empty())
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   impl_->io.stop();
   for (std::thread& t : impl_->threads)
     if (t.joinable()) t.join();
