@@ -106,11 +106,11 @@ class Connection : public Closable, public std::enable_shared_from_this<Connecti
     auto self = shared_from_this();
     asio::post(stream_.get_executor(), [self] {
       if (!self->idle_) return;
-      self->idle_ = false;
+      // The pending read completes (aborted) first; its handler then shuts TLS down, so the
+      // shutdown never overlaps another operation on the stream.
+      self->closing_ = true;
       boost::system::error_code ignored;
       self->stream_.lowest_layer().cancel(ignored);
-      self->Arm(std::chrono::milliseconds(1000));
-      self->stream_.async_shutdown([self](const boost::system::error_code&) { self->Close(); });
     });
   }
 
@@ -141,15 +141,22 @@ class Connection : public Closable, public std::enable_shared_from_this<Connecti
     stream_.lowest_layer().close(ignored);
   }
 
+  // Shutdown sends close_notify (and waits up to 1 s for the peer's), then closes.
+  void Shutdown() {
+    Arm(std::chrono::milliseconds(1000));
+    auto self = shared_from_this();
+    stream_.async_shutdown([self](const boost::system::error_code&) { self->Close(); });
+  }
+
   void ReadHeader() {
-    if (server_->stopping) return Close();
+    if (server_->stopping) return Shutdown();
     Arm(server_->options.idle_timeout);
     message_.assign(kHeaderBytes, 0);
     idle_ = true;
     auto self = shared_from_this();
     asio::async_read(stream_, asio::buffer(message_), [self](const boost::system::error_code& ec, size_t) {
-      if (!self->idle_) return;  // CloseWhenIdle took over
       self->idle_ = false;
+      if (ec && self->closing_) return self->Shutdown();
       if (ec) return self->Close();
       DecodeLimits limits;
       limits.max_message_bytes = self->server_->options.max_message_bytes;
@@ -183,7 +190,8 @@ class Connection : public Closable, public std::enable_shared_from_this<Connecti
     auto self = shared_from_this();
     asio::async_write(stream_, asio::buffer(response_), [self, then_close](const boost::system::error_code& ec, size_t) {
       std::fill(self->response_.begin(), self->response_.end(), 0);
-      if (ec || then_close || self->server_->stopping) return self->Close();
+      if (ec || then_close) return self->Close();
+      if (self->server_->stopping) return self->Shutdown();  // answered; no next request
       self->ReadHeader();
     });
   }
@@ -192,7 +200,8 @@ class Connection : public Closable, public std::enable_shared_from_this<Connecti
   ssl::stream<tcp::socket> stream_;
   asio::steady_timer timer_;
   KmipPeer peer_;
-  bool idle_ = false;  // waiting for a request's first bytes (on the strand)
+  bool idle_ = false;     // waiting for a request's first bytes (on the strand)
+  bool closing_ = false;  // Stop: the pending read was cancelled to shut down
   Bytes message_;
   Bytes response_;
 };
