@@ -249,7 +249,7 @@ StatusOr<std::string> KmipApi::Uid(const Item& payload, Context& ctx) const {
   return Fail(reason::kMissingData, "kmip: Unique Identifier is required (no ID Placeholder in this batch)");
 }
 
-StatusOr<json> KmipApi::Service(std::string_view operation, const json& request, Context& ctx, bool kmip) {
+kms::KmsOutcome KmipApi::Outcome(std::string_view operation, const json& request, Context& ctx, bool kmip) {
   // The public half of a key pair is the key itself to the KMS service.
   json req = request;
   if (auto it = req.find("KeyId"); it != req.end() && it->is_string() && it->get<std::string>().ends_with(kPublicSuffix)) {
@@ -258,8 +258,24 @@ StatusOr<json> KmipApi::Service(std::string_view operation, const json& request,
   }
   kms::KmsOutcome o = kmip ? service_->ExecuteKmip(operation, req, ctx.caller) : service_->Execute(operation, req, ctx.caller);
   if (!o.key_id.empty()) ctx.key_id = o.key_id;
+  return o;
+}
+
+StatusOr<json> KmipApi::Service(std::string_view operation, const json& request, Context& ctx, bool kmip) {
+  kms::KmsOutcome o = Outcome(operation, request, ctx, kmip);
   if (!o.ok()) return Fail(ReasonFor(o.error_type, ctx.version), "kmip: " + o.message);
   return std::move(o.response);
+}
+
+StatusOr<Item> KmipApi::Validity(std::string_view operation, const json& request, std::string_view invalid_error,
+                                 const std::string& uid, Context& ctx) {
+  kms::KmsOutcome o = Outcome(operation, request, ctx, false);
+  uint32_t validity;
+  if (o.ok()) validity = kValid;
+  else if (o.error_type == invalid_error) validity = kInvalid;
+  else return Fail(ReasonFor(o.error_type, ctx.version), "kmip: " + o.message);
+  return Item::Structure(tags::kResponsePayload, {Item::TextString(tags::kUniqueIdentifier, uid),
+                                                  Item::Enumeration(tags::kValidityIndicator, validity)});
 }
 
 StatusOr<Item> KmipApi::DiscoverVersions(const Item& payload, Context&) {
@@ -916,15 +932,7 @@ StatusOr<Item> KmipApi::Sign(bool verify, const Item& payload, Context& ctx) {
   ASSIGN_OR_RETURN(auto sig, OptBytes(payload, tags::kSignatureData));
   if (!sig) return Fail(reason::kMissingData, "kmip: Signature Verify needs Signature Data");
   req["Signature"] = Base64Encode(*sig);
-  std::string key = uid.ends_with(kPublicSuffix) ? uid.substr(0, uid.size() - kPublicSuffix.size()) : uid;
-  req["KeyId"] = key;
-  kms::KmsOutcome o = service_->Execute("Verify", req, ctx.caller);
-  uint32_t validity;
-  if (o.ok()) validity = kValid;
-  else if (o.error_type == "KMSInvalidSignatureException") validity = kInvalid;
-  else return Fail(ReasonFor(o.error_type, ctx.version), "kmip: " + o.message);
-  return Item::Structure(tags::kResponsePayload, {Item::TextString(tags::kUniqueIdentifier, uid),
-                                                  Item::Enumeration(tags::kValidityIndicator, validity)});
+  return Validity("Verify", req, "KMSInvalidSignatureException", uid, ctx);
 }
 
 StatusOr<Item> KmipApi::Mac(bool verify, const Item& payload, Context& ctx) {
@@ -945,14 +953,7 @@ StatusOr<Item> KmipApi::Mac(bool verify, const Item& payload, Context& ctx) {
   ASSIGN_OR_RETURN(auto mac, OptBytes(payload, tags::kMacData));
   if (!mac) return Fail(reason::kMissingData, "kmip: MAC Verify needs MAC Data");
   req["Mac"] = Base64Encode(*mac);
-  kms::KmsOutcome o = service_->Execute("VerifyMac", req, ctx.caller);
-  if (!o.key_id.empty()) ctx.key_id = o.key_id;
-  uint32_t validity;
-  if (o.ok()) validity = kValid;
-  else if (o.error_type == "KMSInvalidMacException") validity = kInvalid;
-  else return Fail(ReasonFor(o.error_type, ctx.version), "kmip: " + o.message);
-  return Item::Structure(tags::kResponsePayload, {Item::TextString(tags::kUniqueIdentifier, uid),
-                                                  Item::Enumeration(tags::kValidityIndicator, validity)});
+  return Validity("VerifyMac", req, "KMSInvalidMacException", uid, ctx);
 }
 
 }  // namespace custos::kmip

@@ -73,8 +73,14 @@ class KmipApi {
   StatusOr<Item> Sign(bool verify, const Item& payload, Context& ctx);
 
   StatusOr<std::string> Uid(const Item& payload, Context& ctx) const;
+  // Outcome runs one KMS service operation for the request's caller (a "<id>/public" KeyId is
+  // the key itself); Service is Outcome with a refusal turned into its KMIP reason; Validity
+  // answers a verification: Valid, Invalid on `invalid_error`, any other refusal as such.
+  kms::KmsOutcome Outcome(std::string_view operation, const nlohmann::json& request, Context& ctx, bool kmip);
   StatusOr<nlohmann::json> Service(std::string_view operation, const nlohmann::json& request, Context& ctx,
                                    bool kmip = true);
+  StatusOr<Item> Validity(std::string_view operation, const nlohmann::json& request, std::string_view invalid_error,
+                          const std::string& uid, Context& ctx);
   StatusOr<std::vector<Attribute>> ObjectAttributes(const std::string& uid, Context& ctx);
   StatusOr<uint32_t> KeyBits(const std::string& uid, Context& ctx);
 

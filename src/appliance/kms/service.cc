@@ -956,8 +956,6 @@ struct KmsService::Impl {
     return json{{"DeletionDate", *r.deletion_date}};
   }
 
-  StatusOr<json> KmipSetTags(const Invocation& in) { return TagResource(in); }
-  StatusOr<json> KmipDeleteTags(const Invocation& in) { return UntagResource(in); }
 
   // KmipCrypt reads the fields both directions share and checks policy, state and spec.
   struct KmipCryptArgs {
@@ -1478,8 +1476,9 @@ constexpr Operation kKmipOperations[] = {
     {"KmipActivate", Lock::kExclusive, true, &I::KmipActivate},
     {"KmipRevoke", Lock::kExclusive, true, &I::KmipRevoke},
     {"KmipDestroy", Lock::kExclusive, true, &I::KmipDestroy},
-    {"KmipSetTags", Lock::kShared, true, &I::KmipSetTags},
-    {"KmipDeleteTags", Lock::kShared, true, &I::KmipDeleteTags},
+    // TagResource and UntagResource, which let a KMIP caller (only) set kmip: tags.
+    {"KmipSetTags", Lock::kShared, true, &I::TagResource},
+    {"KmipDeleteTags", Lock::kShared, true, &I::UntagResource},
     {"KmipEncrypt", Lock::kShared, false, &I::KmipEncrypt},
     {"KmipDecrypt", Lock::kShared, false, &I::KmipDecrypt},
 };
