@@ -27,7 +27,7 @@ namespace {
 
 using namespace custos;
 
-std::unique_ptr<host::EnclaveProcess> SpawnEnclave() {
+std::shared_ptr<host::EnclaveProcess> SpawnEnclave() {
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   std::string dir = std::filesystem::path(std::string(exe, n > 0 ? n : 0)).parent_path();
@@ -36,13 +36,13 @@ std::unique_ptr<host::EnclaveProcess> SpawnEnclave() {
   auto p = host::EnclaveProcess::Spawn({dir + "/custos-enclave", {"--tee", "sim", "--sim-key-dir", keys}});
   if (!p.ok()) {
     fprintf(stderr, "cannot start custos-enclave: %s\n", p.status().message().c_str());
-    return std::unique_ptr<host::EnclaveProcess>();
+    return std::shared_ptr<host::EnclaveProcess>();
   }
   return std::move(*p);
 }
 
-std::unique_ptr<host::EnclaveProcess>& Enclave() {
-  static std::unique_ptr<host::EnclaveProcess> e = SpawnEnclave();
+std::shared_ptr<host::EnclaveProcess>& Enclave() {
+  static std::shared_ptr<host::EnclaveProcess> e = SpawnEnclave();
   return e;
 }
 
@@ -71,7 +71,7 @@ std::string BenchCustody() {
 
 // KmsEnclave is an unsealed core and the encoded KeyRef of one SYMMETRIC_DEFAULT key in it.
 struct KmsEnclave {
-  std::unique_ptr<host::EnclaveProcess> process;
+  std::shared_ptr<host::EnclaveProcess> process;
   Bytes ref;
 };
 

@@ -7,6 +7,8 @@
 
 #include "net/http_server.h"
 
+#include "net/fiber.h"
+
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -301,6 +303,29 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     in.body = std::move(req.body());
     in.remote = remote_;
 
+    if (shared_->options.fibers) {
+      // The handler runs on a fiber of this thread: where it waits for the trusted core it
+      // suspends, and the thread serves other connections meanwhile. The answer is written
+      // from the event loop, not from the fiber's stack.
+      auto& ioc = static_cast<asio::io_context&>(asio::query(stream_.get_executor(), asio::execution::context));
+      try {
+        fiber::Start(ioc, [self = this->shared_from_this(), in = std::move(in), version, keep_alive, head]() mutable {
+          HttpResponse out = self->RunHandler(in);
+          asio::post(self->stream_.get_executor(),
+                     [self, out = std::move(out), version, keep_alive, head]() mutable {
+                       self->Answer(std::move(out), version, keep_alive, head);
+                     });
+        });
+      } catch (const std::bad_alloc&) {
+        WipeBytes(in.body);
+        Answer(ErrorResponse(503, "unavailable", "server out of memory"), version, false, head);
+      }
+      return;
+    }
+    Answer(RunHandler(in), version, keep_alive, head);
+  }
+
+  HttpResponse RunHandler(HttpRequest& in) {
     HttpResponse out;
     try {
       out = shared_->handler(in);
@@ -312,6 +337,10 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     shared_->served.fetch_add(1);
     // Request bodies can carry key material (wrapped or not); do not leave them in freed heap.
     WipeBytes(in.body);
+    return out;
+  }
+
+  void Answer(HttpResponse out, unsigned version, bool keep_alive, bool head) {
     if (out.status < 100 || out.status > 599)
       out = ErrorResponse(500, "internal", "internal error");
 

@@ -22,6 +22,9 @@ namespace custos::net {
 struct HttpServerOptions {
   // threads is the number of I/O threads, each able to run the handler.
   int threads = 2;
+  // fibers runs each request's handler on a fiber of its I/O thread (net/fiber.h): a handler
+  // that suspends (a trusted-core call) lets the thread serve other connections meanwhile.
+  bool fibers = false;
   // max_body_bytes bounds a request body; larger requests get 413 and the connection closes.
   size_t max_body_bytes = 1 << 20;
   // read_timeout bounds reading one request (headers and body), each response write and the

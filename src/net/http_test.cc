@@ -13,7 +13,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/asio/post.hpp>
 #include <chrono>
+#include <future>
+#include <mutex>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -23,6 +26,7 @@
 #include "net/http_client.h"
 #include "net/json_fields.h"
 #include "net/http_server.h"
+#include "net/fiber.h"
 #include "tests/testing/testing.h"
 
 namespace custos::net {
@@ -174,6 +178,66 @@ TEST(Http, GetAndPostRoundTrip) {
   EXPECT_EQ(client.Get("/", {{"X-Evil", "a\r\nInjected: 1"}}).status().code(),
             ErrorCode::kInvalidArgument);
   EXPECT_EQ(server->requests_served(), 2u);
+}
+
+TEST(Http, OneFiberThreadServesOtherConnectionsWhileAHandlerIsSuspended) {
+  // One I/O thread. The handler of /park suspends its fiber until /unpark resumes it: without
+  // fibers the thread would be stuck in /park and /unpark would never be read.
+  std::mutex mu;
+  fiber::Fiber* parked = nullptr;
+  HttpServerOptions options;
+  options.threads = 1;
+  options.fibers = true;
+  auto server = StartServer(
+      [&](const HttpRequest& req) {
+        HttpResponse res;
+        if (req.target == "/park") {
+          {
+            std::lock_guard lock(mu);
+            parked = fiber::Current();
+          }
+          fiber::Suspend();
+          res.body = "unparked";
+        } else if (req.target == "/unpark") {
+          fiber::Fiber* f;
+          {
+            std::lock_guard lock(mu);
+            f = parked;
+          }
+          if (f == nullptr) {
+            res.status = 409;
+          } else {
+            boost::asio::post(fiber::ContextOf(f), [f] { fiber::Resume(f); });
+            res.body = "done";
+          }
+        } else {
+          res.body = fiber::Current() != nullptr ? "on a fiber" : "on the thread";
+        }
+        return res;
+      },
+      options);
+  ASSERT_NE(server, nullptr);
+  auto parked_answer = std::async(std::launch::async, [&] { return MakeClient(BaseUrl(*server)).Get("/park"); });
+  for (int i = 0; i < 500; ++i) {
+    {
+      std::lock_guard lock(mu);
+      if (parked != nullptr) break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  HttpClient other = MakeClient(BaseUrl(*server));
+  auto plain = other.Get("/other");
+  ASSERT_OK(plain.status());
+  EXPECT_EQ(plain->body, "on a fiber");
+  EXPECT_EQ(parked_answer.wait_for(0ms), std::future_status::timeout);  // still parked
+  auto unpark = other.Get("/unpark");
+  ASSERT_OK(unpark.status());
+  EXPECT_EQ(unpark->status, 200);
+  ASSERT_EQ(parked_answer.wait_for(10s), std::future_status::ready);
+  auto parked_res = parked_answer.get();
+  ASSERT_OK(parked_res.status());
+  EXPECT_EQ(parked_res->body, "unparked");
+  EXPECT_EQ(server->requests_served(), 3u);
 }
 
 TEST(Http, KeepAliveReusesOneConnection) {

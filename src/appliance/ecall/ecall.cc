@@ -9,6 +9,7 @@
 #include "common/secret.h"
 
 #include <openssl/crypto.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -242,6 +243,41 @@ Status FrameReader::Fill(size_t want) {
 }
 
 FrameReader::~FrameReader() { WipeBytes(buf_); }
+
+bool FrameReader::HasFrame() const {
+  if (end_ - start_ < 4) return false;
+  const uint8_t* p = buf_.data() + start_;
+  uint32_t len = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+  // An oversized length is "a frame" too: Next reports it.
+  return len > kMaxFrameSize || end_ - start_ >= 4 + size_t{len};
+}
+
+Status FrameReader::ReadAvailable() {
+  for (;;) {
+    if (start_ > 0 && start_ == end_) start_ = end_ = 0;
+    if (buf_.size() - end_ < 16 * 1024) {
+      // Room for what may be waiting: compact, then grow (wiping what is left behind).
+      if (start_ > 0) {
+        std::memmove(buf_.data(), buf_.data() + start_, end_ - start_);
+        OPENSSL_cleanse(buf_.data() + (end_ - start_), start_);
+        end_ -= start_;
+        start_ = 0;
+      }
+      if (buf_.size() - end_ < 16 * 1024) {
+        Bytes bigger(std::max<size_t>(64 * 1024, buf_.size() * 2));
+        if (end_ > 0) std::memcpy(bigger.data(), buf_.data(), end_);
+        WipeBytes(buf_);
+        buf_.swap(bigger);
+      }
+    }
+    ssize_t n = ::recv(fd_, buf_.data() + end_, buf_.size() - end_, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Status::Ok();
+    if (n < 0) return Unavailable(std::string("ecall: read failed: ") + std::strerror(errno));
+    if (n == 0) return Unavailable("ecall: peer closed");
+    end_ += static_cast<size_t>(n);
+  }
+}
 
 StatusOr<Bytes> FrameReader::Next() {
   if (end_ - start_ < 4) RETURN_IF_ERROR(Fill(4));

@@ -138,6 +138,11 @@ class FrameReader {
   // Next returns the next frame's payload; errors as ReadFrame. The buffer keeps no copy of a
   // returned frame (frames carry plaintexts and secrets): consumed bytes are wiped at once.
   StatusOr<Bytes> Next();
+  // HasFrame: a whole frame is buffered (Next returns it without reading).
+  bool HasFrame() const;
+  // ReadAvailable reads what the socket holds without blocking (recv with MSG_DONTWAIT until
+  // it would block); kUnavailable on EOF or a read error. For callers woken by readiness.
+  Status ReadAvailable();
   // buffer_for_testing is the whole internal buffer, for the test that nothing stays behind.
   ByteSpan buffer_for_testing() const { return buf_; }
 

@@ -73,10 +73,11 @@ std::string DefaultEnclaveBinary() {
 
 net::HttpServerOptions ApiServerOptions(const ServerConfig& config) {
   net::HttpServerOptions o;
-  // KMS handlers block until their audit entry is committed (group commit: one fsync and one
-  // core signature per batch). With only as many threads as cores, each batch held one entry
-  // (scripts/bench_kms.sh); more threads let concurrent requests share a commit.
-  o.threads = 16;
+  // One I/O thread per CPU, each running its requests on fibers: a request waiting for the
+  // trusted core suspends and the thread serves its other connections (net/fiber.h,
+  // docs/architecture.md "Appliance concurrency model").
+  o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  o.fibers = true;
   o.tls_cert_file = config.tls_cert;
   o.tls_key_file = config.tls_key;
   o.transport_error = [](int status, std::string_view, std::string_view message) {
@@ -99,19 +100,23 @@ EnclaveLaunch EnclaveLaunchFor(const ServerConfig& c, const std::string& enclave
   l.args.insert(l.args.end(), {"--gramine-root", c.gramine_root, "--tsm-root", c.tsm_root});
   // One core worker per CPU unless configured (docs/architecture.md "The trusted core's
   // workers").
-  l.workers = c.core_workers != 0 ? c.core_workers
-                                  : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  l.workers = c.core_workers != 0 ? c.core_workers : cpus;
+  // And a pipelined channel for every fiber-running I/O thread: the KMS API server's and the
+  // XKS listener's (ApiServerOptions), one per CPU each. A thread beyond these calls through
+  // the workers' channels.
+  l.pipelined = std::min(256, 2 * cpus);
   return l;
 }
 
-Appliance::Appliance(ServerConfig config, std::string enclave_binary, std::unique_ptr<EnclaveProcess> enclave)
+Appliance::Appliance(ServerConfig config, std::string enclave_binary, std::shared_ptr<EnclaveProcess> enclave)
     : config_(std::move(config)), enclave_binary_(std::move(enclave_binary)), enclave_(std::move(enclave)) {}
 
 Appliance::~Appliance() { Stop(); }
 
 // StartCore spawns the trusted core and loads the custody it serves, the stored envelope and
 // its origin file (at start, and again when the supervisor restarts a core that died).
-StatusOr<std::unique_ptr<EnclaveProcess>> StartCore(const ServerConfig& config, const std::string& enclave_binary,
+StatusOr<std::shared_ptr<EnclaveProcess>> StartCore(const ServerConfig& config, const std::string& enclave_binary,
                                                     bool* initialized) {
   ASSIGN_OR_RETURN(std::string custody_json, ChooseCustody(config));
   Bytes envelope, origin;
@@ -127,7 +132,7 @@ StatusOr<std::unique_ptr<EnclaveProcess>> StartCore(const ServerConfig& config, 
   if (!config.join_collateral.empty()) {
     ASSIGN_OR_RETURN(collateral, ReadFileString(config.join_collateral));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<EnclaveProcess> enclave,
+  ASSIGN_OR_RETURN(std::shared_ptr<EnclaveProcess> enclave,
                    EnclaveProcess::Spawn(EnclaveLaunchFor(config, enclave_binary)));
   RETURN_IF_ERROR(
       ecall::Invoke<ecall::Load>([&](ecall::Call c, std::vector<Bytes> a) { return enclave->Call(c, std::move(a)); },
@@ -143,7 +148,7 @@ StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config
   if (ec) return Unavailable("cannot create data_dir " + config.data_dir + ": " + ec.message());
   ::chmod(config.data_dir.c_str(), 0700);
   bool initialized = false;
-  ASSIGN_OR_RETURN(std::unique_ptr<EnclaveProcess> enclave, StartCore(config, enclave_binary, &initialized));
+  ASSIGN_OR_RETURN(std::shared_ptr<EnclaveProcess> enclave, StartCore(config, enclave_binary, &initialized));
   std::unique_ptr<Appliance> a(new Appliance(config, enclave_binary, std::move(enclave)));
   RETURN_IF_ERROR(a->OpenKms());
   Log("info", "trusted core started",
@@ -160,8 +165,14 @@ StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config
 }
 
 StatusOr<std::vector<Bytes>> Appliance::CoreCall(ecall::Call call, std::vector<Bytes> args) {
-  std::shared_lock<std::shared_mutex> lock(core_mu_);
-  return enclave_->Call(call, std::move(args));
+  std::shared_ptr<EnclaveProcess> enclave;
+  {
+    // Not held during the call: a call may suspend its fiber (net/fiber.h), and no lock may
+    // be held across a suspension.
+    std::shared_lock<std::shared_mutex> lock(core_mu_);
+    enclave = enclave_;
+  }
+  return enclave->Call(call, std::move(args));
 }
 
 template <typename C>

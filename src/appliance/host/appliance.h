@@ -130,7 +130,7 @@ class Appliance {
   Bytes core_measurement() const;
 
  private:
-  Appliance(ServerConfig config, std::string enclave_binary, std::unique_ptr<EnclaveProcess> enclave);
+  Appliance(ServerConfig config, std::string enclave_binary, std::shared_ptr<EnclaveProcess> enclave);
   // CoreCall sends one call to the current core (shared lock: the supervisor swaps a dead core
   // under the exclusive lock).
   StatusOr<std::vector<Bytes>> CoreCall(ecall::Call call, std::vector<Bytes> args);
@@ -183,7 +183,9 @@ class Appliance {
   ServerConfig config_;
   std::string enclave_binary_;
   mutable std::shared_mutex core_mu_;
-  std::unique_ptr<EnclaveProcess> enclave_;  // guarded by core_mu_ (replaced, never reset)
+  // Guarded by core_mu_ (replaced, never reset); a call holds its own reference, so a core
+  // replaced meanwhile goes when its last call has returned.
+  std::shared_ptr<EnclaveProcess> enclave_;
   std::atomic<uint64_t> restarts_{0};
   std::atomic<bool> join_running_{false};
   std::thread supervisor_thread_;

@@ -25,16 +25,24 @@ struct EnclaveLaunch {
   std::string binary;              // path to custos-enclave
   std::vector<std::string> args;   // e.g. {"--tee", "sim", "--sim-key-dir", "/var/lib/custos/sim"}
   int workers = 1;                 // core threads, one channel each (1..256)
+  // pipelined: more channels (and core threads), each lent to one fiber-running HTTP I/O
+  // thread at a time: its fibers' calls are written one after another without waiting, and
+  // the answers, which come back in order, resume them (net/fiber.h). 0..256.
+  int pipelined = 0;
 };
 
+struct PipeLink;  // enclave_process.cc: a pipelined channel lent to one I/O thread
+
 // EnclaveProcess owns one running trusted core. Call is thread-safe: each call takes a free
-// channel (waiting for one when all are busy). The destructor closes the sockets, which makes
+// channel (waiting for one when all are busy); a call from a fiber that may suspend
+// (fiber::SuspendAllowed) goes through its thread's pipelined channel instead and suspends
+// the fiber, not the thread, until the answer. The destructor closes the sockets, which makes
 // the core exit, and reaps it (SIGKILL after 2 s).
-class EnclaveProcess {
+class EnclaveProcess : public std::enable_shared_from_this<EnclaveProcess> {
  public:
   // Spawn starts the core and performs kHello; fails if the binary cannot be started, exits
   // early (its stderr says why), or speaks another interface version.
-  static StatusOr<std::unique_ptr<EnclaveProcess>> Spawn(const EnclaveLaunch& launch);
+  static StatusOr<std::shared_ptr<EnclaveProcess>> Spawn(const EnclaveLaunch& launch);
   ~EnclaveProcess();
   EnclaveProcess(const EnclaveProcess&) = delete;
   EnclaveProcess& operator=(const EnclaveProcess&) = delete;
@@ -49,6 +57,7 @@ class EnclaveProcess {
 
   pid_t pid() const { return pid_; }
   int workers() const { return static_cast<int>(channels_.size()); }
+  int pipelined() const { return static_cast<int>(pipes_.size()); }
   // The kHello results.
   const std::string& tee() const { return tee_; }
   const Bytes& enclave_key() const { return enclave_key_; }
@@ -62,12 +71,23 @@ class EnclaveProcess {
     int fd;
     ecall::FrameReader reader;
   };
-  EnclaveProcess(pid_t pid, std::vector<int> fds);
+  friend struct PipeLink;
+  EnclaveProcess(pid_t pid, std::vector<int> fds, std::vector<int> pipe_fds);
+  // CallSync sends one request on a free channel and waits for its answer.
+  StatusOr<Bytes> CallSync(const Bytes& payload);
+  // CallSuspending sends one request on the calling I/O thread's pipelined channel and
+  // suspends the fiber until its answer; nullopt when this thread can have no channel (all
+  // are lent to other threads, or this process is not owned by a shared_ptr).
+  std::optional<StatusOr<Bytes>> CallSuspending(const Bytes& payload);
+  void MarkBroken();
+  bool Broken();
   std::mutex mu_;
   std::condition_variable free_cv_;
   pid_t pid_;
   std::vector<std::unique_ptr<Channel>> channels_;
   std::vector<Channel*> free_;  // guarded by mu_
+  std::vector<std::unique_ptr<Channel>> pipes_;
+  std::vector<Channel*> free_pipes_;  // guarded by mu_
   bool broken_ = false;       // guarded by mu_
   bool reaped_ = false;       // guarded by mu_
   std::string exit_reason_;   // guarded by mu_

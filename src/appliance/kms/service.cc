@@ -4,6 +4,8 @@
 // flow: the only catch is Execute's guard against a nlohmann::json library exception.
 #include "appliance/kms/service.h"
 
+#include "net/fiber.h"
+
 #include <atomic>
 
 #include <algorithm>
@@ -291,6 +293,9 @@ struct KmsService::Impl {
   CoreCall core;
   ServiceOptions opt;
   std::shared_mutex mu;
+  // Writers waiting for mu: fibers step back from taking it shared while one waits
+  // (LockShared), so a writer is not starved by a stream of readers.
+  std::atomic<int> writers_waiting{0};
   std::map<std::string, CachedKey> keys;              // key id -> key
   std::map<std::string, store::AliasRecord> aliases;  // alias name -> alias
   // The store's change log version the cache reflects (guarded by mu), and when the cache was
@@ -1565,6 +1570,29 @@ KmsOutcome KmsService::ExecuteXks(std::string_view operation, const json& req, c
   return Run(FindXksOperation(operation), req, caller);
 }
 
+namespace {
+
+// On a fiber (net/fiber.h) mu is never waited for by blocking the thread: another fiber of the
+// same thread may hold it shared while suspended in a core call, and would never be resumed
+// to let go. A fiber tries and yields instead; a waiting writer makes readers on fibers step
+// back, so it gets its turn once the readers inside finish.
+void LockExclusive(std::atomic<int>& writers_waiting, std::unique_lock<std::shared_mutex>& lock) {
+  writers_waiting.fetch_add(1);
+  if (net::fiber::Current() == nullptr) {
+    lock.lock();
+  } else {
+    while (!lock.try_lock()) net::fiber::Yield();
+  }
+  writers_waiting.fetch_sub(1);
+}
+
+void LockShared(const std::atomic<int>& writers_waiting, std::shared_lock<std::shared_mutex>& lock) {
+  if (net::fiber::Current() == nullptr) return lock.lock();
+  while (writers_waiting.load() > 0 || !lock.try_lock()) net::fiber::Yield();
+}
+
+}  // namespace
+
 KmsOutcome KmsService::Run(const void* operation, const json& req, const Caller& caller) {
   KmsOutcome out;
   const Operation* op = static_cast<const Operation*>(operation);
@@ -1580,8 +1608,8 @@ KmsOutcome KmsService::Run(const void* operation, const json& req, const Caller&
   std::shared_lock<std::shared_mutex> shared(m.mu, std::defer_lock);
   std::unique_lock<std::shared_mutex> exclusive(m.mu, std::defer_lock);
   const bool alone = op->lock != Lock::kShared;
-  if (alone) exclusive.lock();
-  else shared.lock();
+  if (alone) LockExclusive(m.writers_waiting, exclusive);
+  else LockShared(m.writers_waiting, shared);
   // A change is made from the store's current state: catch up with other nodes first. (On a
   // single node the log holds only this node's own changes: one cheap read.)
   if (alone) (void)m.CatchUp();
@@ -1598,6 +1626,11 @@ KmsOutcome KmsService::Run(const void* operation, const json& req, const Caller&
   // module as anything but the AWS error for a malformed request.
   auto run = [&] {
     out.key_id.clear();
+    // An operation under the shared lock may suspend its fiber in its core call: the only lock
+    // it holds is mu shared, which fibers never block on. Exclusive ones call the core without
+    // suspending.
+    std::optional<net::fiber::AllowSuspend> may_suspend;
+    if (shared.owns_lock()) may_suspend.emplace();
     try {
       r = (m.*(op->run))(Invocation{req, caller, &out.key_id});
     } catch (const json::exception&) {
@@ -1617,7 +1650,7 @@ KmsOutcome KmsService::Run(const void* operation, const json& req, const Caller&
     StatusOr<uint64_t> newest = m.store->StateVersion();
     if (newest.ok() && *newest != m.state_version) {
       shared.unlock();
-      exclusive.lock();
+      LockExclusive(m.writers_waiting, exclusive);
       if (m.CatchUp().ok()) run();
     }
   }

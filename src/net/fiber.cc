@@ -1,0 +1,208 @@
+#include "net/fiber.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CUSTOS_FIBER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CUSTOS_FIBER_ASAN 1
+#endif
+#endif
+#ifdef CUSTOS_FIBER_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+namespace custos::net::fiber {
+
+namespace {
+
+constexpr size_t kStackSize = 512 * 1024;  // usable; one guard page more below it
+constexpr size_t kPooledStacks = 256;      // per thread; more are unmapped when they end
+
+struct Stack {
+  uint8_t* map = nullptr;  // the mapping, guard page first
+  size_t map_size = 0;
+  uint8_t* bottom() const { return map + (map_size - kStackSize); }
+};
+
+size_t PageSize() {
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+struct StackPool {
+  std::vector<Stack> free;
+  ~StackPool() {
+    for (Stack& s : free) munmap(s.map, s.map_size);
+  }
+};
+
+thread_local StackPool pool;
+
+Stack TakeStack() {
+  if (!pool.free.empty()) {
+    Stack s = pool.free.back();
+    pool.free.pop_back();
+    return s;
+  }
+  const size_t size = kStackSize + PageSize();
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE,
+                 -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  Stack s{static_cast<uint8_t*>(p), size};
+  // The guard page: running off the stack faults here instead of writing over other memory.
+  if (mprotect(s.map, PageSize(), PROT_NONE) != 0) {
+    munmap(p, size);
+    throw std::bad_alloc();
+  }
+  // Stacks hold plaintexts and keys while a request runs: never in a core dump.
+  (void)madvise(s.map, size, MADV_DONTDUMP);
+  return s;
+}
+
+void GiveStack(const Stack& s) {
+  if (pool.free.size() < kPooledStacks) {
+    pool.free.push_back(s);
+  } else {
+    munmap(s.map, s.map_size);
+  }
+}
+
+std::atomic<unsigned long long> started_count{0};
+std::atomic<unsigned long long> suspended_count{0};
+
+}  // namespace
+
+struct Fiber {
+  ucontext_t context;
+  ucontext_t* back = nullptr;  // where the fiber returns to when it suspends or ends
+  Stack stack;
+  std::function<void()> fn;
+  boost::asio::io_context* ioc = nullptr;
+  bool done = false;
+  int allow_suspend = 0;
+#ifdef CUSTOS_FIBER_ASAN
+  void* fake_stack = nullptr;
+  const void* back_bottom = nullptr;
+  size_t back_size = 0;
+#endif
+};
+
+namespace {
+
+thread_local Fiber* current = nullptr;
+
+// SwitchOut leaves the running fiber for its thread's event loop; returns when resumed.
+void SwitchOut(Fiber* f) {
+#ifdef CUSTOS_FIBER_ASAN
+  __sanitizer_start_switch_fiber(f->done ? nullptr : &f->fake_stack, f->back_bottom, f->back_size);
+#endif
+  swapcontext(&f->context, f->back);
+#ifdef CUSTOS_FIBER_ASAN
+  __sanitizer_finish_switch_fiber(f->fake_stack, &f->back_bottom, &f->back_size);
+#endif
+}
+
+void Entry() {
+  Fiber* f = current;
+#ifdef CUSTOS_FIBER_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &f->back_bottom, &f->back_size);
+#endif
+  try {
+    f->fn();
+  } catch (...) {
+  }
+  f->fn = nullptr;  // its captures end here, on the fiber's own stack
+  f->done = true;
+  SwitchOut(f);  // never resumed: SwitchIn frees the fiber
+  std::abort();
+}
+
+// SwitchIn runs `f` from the thread's event loop until it suspends or ends.
+void SwitchIn(Fiber* f) {
+  if (current != nullptr) std::abort();  // fibers are resumed from the event loop only
+  ucontext_t here;
+  f->back = &here;
+  current = f;
+#ifdef CUSTOS_FIBER_ASAN
+  void* fake = nullptr;
+  __sanitizer_start_switch_fiber(&fake, f->stack.bottom(), kStackSize);
+#endif
+  swapcontext(&here, &f->context);
+#ifdef CUSTOS_FIBER_ASAN
+  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#endif
+  current = nullptr;
+  if (f->done) {
+    GiveStack(f->stack);
+    delete f;
+  }
+}
+
+}  // namespace
+
+void Start(boost::asio::io_context& ioc, std::function<void()> fn) {
+  Stack stack = TakeStack();
+  Fiber* f = new Fiber;
+  f->stack = stack;
+  f->fn = std::move(fn);
+  f->ioc = &ioc;
+  if (getcontext(&f->context) != 0) {
+    GiveStack(stack);
+    delete f;
+    throw std::bad_alloc();
+  }
+  f->context.uc_stack.ss_sp = f->stack.bottom();
+  f->context.uc_stack.ss_size = kStackSize;
+  f->context.uc_link = nullptr;
+  makecontext(&f->context, &Entry, 0);
+  started_count.fetch_add(1, std::memory_order_relaxed);
+  SwitchIn(f);
+}
+
+Fiber* Current() { return current; }
+
+void Suspend() {
+  Fiber* f = current;
+  if (f == nullptr) std::abort();
+  suspended_count.fetch_add(1, std::memory_order_relaxed);
+  SwitchOut(f);
+  current = f;
+}
+
+void Resume(Fiber* f) { SwitchIn(f); }
+
+void Yield() {
+  Fiber* f = current;
+  if (f == nullptr) std::abort();
+  boost::asio::post(*f->ioc, [f] { Resume(f); });
+  Suspend();
+}
+
+boost::asio::io_context& ContextOf(Fiber* f) { return *f->ioc; }
+
+bool SuspendAllowed() { return current != nullptr && current->allow_suspend > 0; }
+
+AllowSuspend::AllowSuspend() : fiber_(current) {
+  if (fiber_ != nullptr) ++fiber_->allow_suspend;
+}
+
+AllowSuspend::~AllowSuspend() {
+  if (fiber_ != nullptr) --fiber_->allow_suspend;
+}
+
+Stats GetStats() { return {started_count.load(), suspended_count.load()}; }
+
+}  // namespace custos::net::fiber
