@@ -104,12 +104,29 @@ namespace {
 
 thread_local Fiber* current = nullptr;
 
+// Switch saves the running context in `from` and continues `to`; it returns when something
+// switches back to `from`. Sanitizer builds avoid swapcontext: ASan intercepts it and prints a
+// warning on stderr, where the daemons write JSON log lines; getcontext/setcontext do the
+// same, with the stack switch announced to ASan by the calls around Switch.
+void Switch(ucontext_t* from, ucontext_t* to) {
+#ifdef CUSTOS_FIBER_ASAN
+  volatile bool returned = false;
+  getcontext(from);
+  if (!returned) {
+    returned = true;
+    setcontext(to);
+  }
+#else
+  swapcontext(from, to);
+#endif
+}
+
 // SwitchOut leaves the running fiber for its thread's event loop; returns when resumed.
 void SwitchOut(Fiber* f) {
 #ifdef CUSTOS_FIBER_ASAN
   __sanitizer_start_switch_fiber(f->done ? nullptr : &f->fake_stack, f->back_bottom, f->back_size);
 #endif
-  swapcontext(&f->context, f->back);
+  Switch(&f->context, f->back);
 #ifdef CUSTOS_FIBER_ASAN
   __sanitizer_finish_switch_fiber(f->fake_stack, &f->back_bottom, &f->back_size);
 #endif
@@ -140,7 +157,7 @@ void SwitchIn(Fiber* f) {
   void* fake = nullptr;
   __sanitizer_start_switch_fiber(&fake, f->stack.bottom(), kStackSize);
 #endif
-  swapcontext(&here, &f->context);
+  Switch(&here, &f->context);
 #ifdef CUSTOS_FIBER_ASAN
   __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif

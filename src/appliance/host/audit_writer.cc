@@ -1,5 +1,10 @@
 #include "appliance/host/audit_writer.h"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include "net/fiber.h"
+
 #include <ctime>
 #include <utility>
 
@@ -132,37 +137,110 @@ Status AuditWriter::Append(const nlohmann::json& entry, bool durable) {
   if (text.size() > kMaxAuditEntryBytes)
     return InvalidArgument("audit: entry larger than " + std::to_string(kMaxAuditEntryBytes) +
                            " bytes");
+  if (!durable && options_.sync == AuditSync::kGroup && net::fiber::SuspendAllowed())
+    return AppendFromFiber(std::move(text));
+  std::vector<std::string> texts;
+  texts.push_back(std::move(text));
+  return AppendTexts(texts, durable);
+}
+
+namespace {
+
+// The entries the fibers of one I/O thread appended since its last flush, and the fibers
+// waiting for them (AppendFromFiber).
+struct FiberWaiter {
+  net::fiber::Fiber* fiber;
+  Status result = Status::Ok();
+};
+struct FiberQueue {
+  const AuditWriter* writer = nullptr;
+  std::vector<std::string> texts;
+  std::vector<FiberWaiter*> waiters;
+  bool posted = false;
+};
+thread_local std::vector<FiberQueue> fiber_queues;
+
+FiberQueue& QueueFor(const AuditWriter* writer) {
+  for (FiberQueue& q : fiber_queues)
+    if (q.writer == writer) return q;
+  fiber_queues.push_back(FiberQueue{writer, {}, {}, false});
+  return fiber_queues.back();
+}
+
+}  // namespace
+
+Status AuditWriter::AppendFromFiber(std::string text) {
+  // The first entry of a round of the thread's event loop posts the flush; the others of that
+  // round join it. The flush runs after the handlers already queued (the requests that came in
+  // together), so their entries share one write.
+  net::fiber::Fiber* self = net::fiber::Current();
+  FiberQueue& queue = QueueFor(this);
+  FiberWaiter waiter{self};
+  queue.texts.push_back(std::move(text));
+  queue.waiters.push_back(&waiter);
+  if (!queue.posted) {
+    queue.posted = true;
+    boost::asio::post(net::fiber::ContextOf(self), [this] { FlushFiberQueue(); });
+  }
+  net::fiber::Suspend();
+  return waiter.result;
+}
+
+void AuditWriter::FlushFiberQueue() {
+  FiberQueue& queue = QueueFor(this);
+  std::vector<std::string> texts;
+  std::vector<FiberWaiter*> waiters;
+  texts.swap(queue.texts);
+  waiters.swap(queue.waiters);
+  queue.posted = false;
+  Status result = AppendTexts(texts, false);
+  for (FiberWaiter* w : waiters) {
+    w->result = result;
+    net::fiber::Resume(w->fiber);
+  }
+}
+
+Status AuditWriter::AppendTexts(std::vector<std::string>& texts, bool durable) {
   std::unique_lock lock(mu_);
   if (stopping_) return FailedPrecondition("audit log could not be written: writer stopped");
   if (unsigned_count_ >= options_.max_unsigned_entries)
     return Unavailable("audit log could not be written: " + std::to_string(unsigned_count_) +
                        " entries wait for the trusted core's signature");
-  if (!open_ || open_->entries.size() >= options_.max_batch_entries ||
-      open_->bytes + text.size() > options_.max_batch_bytes) {
-    if (open_) closed_.push_back(std::move(open_));
-    open_ = std::make_shared<Batch>();
-  }
-  std::shared_ptr<Batch> batch = open_;
-  batch->bytes += text.size();
-  batch->entries.push_back(std::move(text));
-  // The first appender that finds its batch at the head of the queue with no write running
-  // writes it; everyone else in the batch waits for that write.
-  batch->done_cv.wait(lock, [&] { return batch->done || (!writing_ && IsHead(batch)); });
-  if (!batch->done) {
-    if (closed_.empty()) {
-      open_.reset();
-    } else {
-      closed_.pop_front();
+  std::vector<std::shared_ptr<Batch>> joined;
+  for (std::string& text : texts) {
+    if (!open_ || open_->entries.size() >= options_.max_batch_entries ||
+        open_->bytes + text.size() > options_.max_batch_bytes) {
+      if (open_) closed_.push_back(std::move(open_));
+      open_ = std::make_shared<Batch>();
     }
-    writing_ = true;
-    lock.unlock();
-    Lead(batch);
-    lock.lock();
+    open_->bytes += text.size();
+    open_->entries.push_back(std::move(text));
+    if (joined.empty() || joined.back() != open_) joined.push_back(open_);
   }
-  if (!batch->result.ok() || options_.sync == AuditSync::kRequest) return batch->result;
+  Status result = Status::Ok();
+  uint64_t last_seq = 0;
+  for (const std::shared_ptr<Batch>& batch : joined) {
+    // The first appender that finds its batch at the head of the queue with no write running
+    // writes it; everyone else in the batch waits for that write.
+    batch->done_cv.wait(lock, [&] { return batch->done || (!writing_ && IsHead(batch)); });
+    if (!batch->done) {
+      if (closed_.empty()) {
+        open_.reset();
+      } else {
+        closed_.pop_front();
+      }
+      writing_ = true;
+      lock.unlock();
+      Lead(batch);
+      lock.lock();
+    }
+    if (!batch->result.ok() && result.ok()) result = batch->result;
+    last_seq = std::max(last_seq, batch->last_seq);
+  }
+  if (!result.ok() || options_.sync == AuditSync::kRequest) return result;
   const bool window_passed =
       oldest_undurable_ && Clock::now() - *oldest_undurable_ > options_.sync_window;
-  if (durable || window_passed) return WaitDurable(lock, batch->last_seq);
+  if (durable || window_passed) return WaitDurable(lock, last_seq);
   return Status::Ok();
 }
 

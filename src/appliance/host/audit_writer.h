@@ -133,6 +133,10 @@ class AuditWriter {
   Status Append(const nlohmann::json& entry, bool durable = false);
   // Append of the request path's entry (audit::Entry, docs/audit.md "Entries").
   Status Append(const audit::Entry& entry, bool durable = false);
+  // From a fiber that may suspend (net/fiber.h AllowSuspend), a kGroup Append that need not be
+  // durable suspends the fiber instead of blocking the thread: the entries the fibers of one
+  // I/O thread append in one round of its event loop are written together, once that round's
+  // ready handlers have run, and each fiber then resumes with the common result.
 
   // Stop refuses new entries, commits every queued one (their Append calls return as usual),
   // and joins the writer thread. Idempotent.
@@ -159,6 +163,11 @@ class AuditWriter {
 
  private:
   using Clock = std::chrono::steady_clock;
+  // AppendTexts joins serialised entries to the open batch (more batches when they do not
+  // fit), leads or waits for each, and returns the first failure.
+  Status AppendTexts(std::vector<std::string>& texts, bool durable);
+  Status AppendFromFiber(std::string text);
+  void FlushFiberQueue();
   // Batch is the entries of one group commit and, once done, its result.
   struct Batch {
     std::vector<std::string> entries;

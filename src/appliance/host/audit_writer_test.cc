@@ -17,6 +17,10 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include "net/fiber.h"
 #include "protocol/audit/verify.h"
 #include "gmock/gmock.h"
 #include "tests/testing/testing.h"
@@ -764,6 +768,88 @@ TEST(AuditEntry, ToJsonHasEveryFieldAndAnRfc3339Time) {
   EXPECT_EQ(j["outcome"], "AccessDeniedException");
   EXPECT_EQ(j["http_status"], 400);
   EXPECT_EQ(j.size(), 9u);
+}
+
+}  // namespace
+}  // namespace custos::host
+
+namespace custos::host {
+namespace {
+
+// CountingStore counts the writes of audit records (one per group-commit write).
+class CountingStore : public custos::testing::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::atomic<int> appends{0};
+  Status AppendAudit(const std::vector<store::AuditRecord>& r, store::Durability d) override {
+    ++appends;
+    return ForwardingStore::AppendAudit(r, d);
+  }
+};
+
+TEST_F(AuditWriterTest, FibersOfOneThreadShareOneWriteAndEachGetsItsResult) {
+  namespace fiber = net::fiber;
+  FakeCore core(key_);
+  AuditWriterOptions options;  // group
+  options.audit_key = key_.verifying_key();
+  auto second = store::OpenSqliteStore(db_path_);  // a second connection to the test database
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  CountingStore counting(std::move(second).value());
+  auto started = AuditWriter::Start(counting, core.Signer(), options);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  std::unique_ptr<AuditWriter> writer = std::move(started).value();
+
+  // 50 requests of one event-loop round append from their fibers: one write for all of them.
+  constexpr int kFibers = 50;
+  std::vector<Status> results(kFibers, Status(ErrorCode::kInternal, "not run"));
+  const auto before = fiber::GetStats();
+  boost::asio::io_context ioc{1};
+  boost::asio::post(ioc, [&] {
+    for (int i = 0; i < kFibers; ++i)
+      fiber::Start(ioc, [&, i] {
+        fiber::AllowSuspend may_suspend;
+        results[i] = writer->Append(Entry("fiber-" + std::to_string(i)));
+      });
+  });
+  ioc.run();
+  for (const Status& r : results) EXPECT_OK(r);
+  EXPECT_EQ(counting.appends.load(), 1);
+  EXPECT_EQ(fiber::GetStats().suspended - before.suspended, static_cast<unsigned long long>(kFibers));
+  EXPECT_EQ(writer->head().seq, uint64_t{kFibers});
+
+  // A durable append (a key-state change) never suspends: it waits for its fsync in place.
+  Status durable = Status(ErrorCode::kInternal, "not run");
+  const auto before_durable = fiber::GetStats();
+  ioc.restart();
+  boost::asio::post(ioc, [&] {
+    fiber::Start(ioc, [&] {
+      fiber::AllowSuspend may_suspend;
+      durable = writer->Append(Entry("state change"), /*durable=*/true);
+    });
+  });
+  ioc.run();
+  EXPECT_OK(durable);
+  EXPECT_EQ(fiber::GetStats().suspended, before_durable.suspended);
+  EXPECT_GE(writer->progress().durable, uint64_t{kFibers + 1});
+
+  // A write that fails fails every fiber that shared it, and stores none of their entries.
+  store::AuditRecord intruder{kFibers + 2, "{}", Bytes(32, 1), {}};
+  ASSERT_OK(store_->AppendAudit({intruder}, store::Durability::kDurable));
+  ioc.restart();
+  boost::asio::post(ioc, [&] {
+    for (int i = 0; i < 5; ++i)
+      fiber::Start(ioc, [&, i] {
+        fiber::AllowSuspend may_suspend;
+        results[i] = writer->Append(Entry("refused-" + std::to_string(i)));
+      });
+  });
+  ioc.run();
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(results[i].code(), ErrorCode::kUnavailable);
+    EXPECT_THAT(results[i].message(), HasSubstr("audit log could not be written"));
+  }
+  EXPECT_EQ(writer->head().seq, uint64_t{kFibers + 1});
+  writer->Stop();
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "appliance/kms/api.h"
 
+#include "net/fiber.h"
+
 #include "appliance/ecall/calls.h"
 
 #include <cmath>
@@ -184,6 +186,8 @@ net::HttpResponse KmsApi::Handle(const net::HttpRequest& req) {
     if (audit_ && authenticated) {
       // A result is never handed out unaudited. A refusal that cannot be audited (typically:
       // the core is sealed, so nothing can sign the chain) keeps its own answer: it did nothing.
+      // No lock is held here: the append may suspend this request's fiber (AuditWriter).
+      net::fiber::AllowSuspend may_suspend;
       Status s = audit_(entry, KmsService::ChangesState(operation));
       if (!s.ok() && r.status == 200) {
         r = ErrorResponse(500, "KMSInternalException",

@@ -1,5 +1,7 @@
 #include "appliance/kms/xks.h"
 
+#include "net/fiber.h"
+
 #include <algorithm>
 #include <ctime>
 #include <regex>
@@ -347,6 +349,7 @@ net::HttpResponse XksApi::Serve(const net::HttpRequest& req, std::string* op_out
   entry.outcome = OutcomeOf(out);
   *outcome_out = entry.outcome;
   if (audit_) {
+    net::fiber::AllowSuspend may_suspend;  // no lock is held: the append may suspend the fiber
     Status s = audit_(entry, false);
     // Nothing is handed out unaudited.
     if (!s.ok() && out.status == 200) {
