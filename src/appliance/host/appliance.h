@@ -151,6 +151,10 @@ class Appliance {
   custos::Status AuthorizeAuditRead(const net::HttpRequest& request) const;
   StatusOr<Json> AuditHead(const net::HttpRequest& request, const Json& body);
   StatusOr<Json> AuditRecords(const net::HttpRequest& request, const Json& body);
+  // The same page as bytes (?format=binary, docs/protocol.md "Audit witness").
+  StatusOr<std::string> AuditRecordsBinary(const net::HttpRequest& request);
+  // ReadAuditPage checks the reader and the query and reads the page: its log name and records.
+  StatusOr<std::pair<std::string, std::vector<store::AuditRecord>>> ReadAuditPage(const net::HttpRequest& request);
   StatusOr<Json> Status(const net::HttpRequest& request, const Json& body);
   StatusOr<Json> Init(const net::HttpRequest& request, const Json& body);
   StatusOr<Json> SigmaRespond(const net::HttpRequest& request, const Json& body);

@@ -48,6 +48,9 @@ Status SaveState(const std::string& dir, const audit::WitnessState& state) {
 }
 
 // Reader makes the keeper's signed reads of the appliance's audit routes.
+StatusOr<std::vector<audit::RecordShown>> ParseRecords(const json& j);
+StatusOr<std::vector<audit::RecordShown>> ParseRecordsBinary(std::string_view body);
+
 class Reader {
  public:
   Reader(net::HttpClient client, std::string keeper_id, crypto::SigningKey identity, std::string peer)
@@ -63,6 +66,23 @@ class Reader {
                                 {audit::kReadTimeHeader, std::to_string(now)},
                                 {audit::kReadSignatureHeader, HexEncode(signature)}};
     return net::DecodeJsonResponse(client_.Get(path, headers), peer_);
+  }
+
+  // GetRecords reads one page of audit records, asking for the binary form; an appliance that
+  // answers in JSON (one from before that form) is read as JSON.
+  StatusOr<std::vector<audit::RecordShown>> GetRecords(const std::string& path_without_format) {
+    const std::string path = path_without_format + "&format=binary";
+    const int64_t now = static_cast<int64_t>(std::time(nullptr));
+    const std::string target = client_.url().path_prefix + path;
+    Bytes signature = identity_.Sign(audit::ReadRequestMessage(keeper_id_, target, now));
+    net::HttpHeaders headers = {{audit::kReadKeeperHeader, keeper_id_},
+                                {audit::kReadTimeHeader, std::to_string(now)},
+                                {audit::kReadSignatureHeader, HexEncode(signature)}};
+    StatusOr<net::HttpResponse> response = client_.Get(path, headers);
+    if (response.ok() && response->status == 200 && response->content_type == "application/octet-stream")
+      return ParseRecordsBinary(response->body);
+    ASSIGN_OR_RETURN(json j, net::DecodeJsonResponse(response, peer_));
+    return ParseRecords(j);
   }
 
  private:
@@ -110,6 +130,32 @@ StatusOr<std::vector<audit::RecordShown>> ParseRecords(const json& j) {
   return out;
 }
 
+// ParseRecordsBinary reads the ?format=binary page: u32 count, then per record u64 seq ||
+// hash (32) || var(signature) || var(entry) (docs/protocol.md "Audit witness").
+StatusOr<std::vector<audit::RecordShown>> ParseRecordsBinary(std::string_view body) {
+  auto malformed = [] { return IntegrityError("appliance answer: malformed audit records (binary)"); };
+  ByteReader r(AsBytes(body));
+  StatusOr<uint32_t> count = r.U32("count");
+  if (!count.ok() || *count > 100'000) return malformed();
+  std::vector<audit::RecordShown> out;
+  out.reserve(*count);
+  for (uint32_t i = 0; i < *count; ++i) {
+    StatusOr<uint64_t> seq = r.U64("seq");
+    if (!seq.ok()) return malformed();
+    StatusOr<ByteSpan> hash = r.Raw(audit::kHashSize, "hash");
+    StatusOr<ByteSpan> signature = hash.ok() ? r.Var("signature", 1024) : StatusOr<ByteSpan>(hash.status());
+    StatusOr<ByteSpan> entry = signature.ok() ? r.Var("entry", 1 << 20) : StatusOr<ByteSpan>(signature.status());
+    if (!entry.ok()) return malformed();
+    audit::RecordShown rec;
+    rec.seq = *seq;
+    rec.hash = Bytes(hash->begin(), hash->end());
+    rec.entry = std::string(entry->begin(), entry->end());
+    out.push_back(std::move(rec));
+  }
+  if (!r.ExpectEnd("audit records").ok()) return malformed();
+  return out;
+}
+
 // Check runs the witness against `witnessed` and returns what to record; nothing is written.
 StatusOr<WitnessOutcome> Check(Reader& reader, const audit::CustodyWitness& witnessed, audit::HeadShown* shown) {
   ASSIGN_OR_RETURN(json head_json, reader.Get("/v1/sys/audit/head"));
@@ -125,9 +171,9 @@ StatusOr<WitnessOutcome> Check(Reader& reader, const audit::CustodyWitness& witn
   constexpr uint64_t kPage = 1000;
   while (!check.Done()) {
     const uint64_t from = check.NextSeq();
-    ASSIGN_OR_RETURN(json page_json, reader.Get("/v1/sys/audit/records?log=" + shown->log + "&from=" +
-                                                std::to_string(from) + "&limit=" + std::to_string(kPage)));
-    ASSIGN_OR_RETURN(std::vector<audit::RecordShown> page, ParseRecords(page_json));
+    ASSIGN_OR_RETURN(std::vector<audit::RecordShown> page,
+                     reader.GetRecords("/v1/sys/audit/records?log=" + shown->log + "&from=" + std::to_string(from) +
+                                       "&limit=" + std::to_string(kPage)));
     for (const audit::RecordShown& r : page) {
       RETURN_IF_ERROR(check.Add(r));
       if (check.Done()) break;
