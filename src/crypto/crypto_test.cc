@@ -39,6 +39,15 @@ TEST(Sha256, KnownAnswer) {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+TEST(HmacSha256, Rfc4231VectorsAndAnEmptyKey) {
+  // RFC 4231 test cases 1 and 2, and HMAC-SHA256 of an empty message under an empty key.
+  EXPECT_EQ(HexEncode(HmacSha256(Bytes(20, 0x0b), AsBytes("Hi There"))),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  EXPECT_EQ(HexEncode(HmacSha256(AsBytes("Jefe"), AsBytes("what do ya want for nothing?"))),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_EQ(HexEncode(HmacSha256({}, {})), "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+}
+
 TEST(AesGcm, RoundTripAndTamper) {
   auto key = RandomSecret(32);
   auto gcm = AesGcm::Create(key);

@@ -10,16 +10,44 @@
 
 namespace custos::crypto {
 
+namespace {
+
+// OpenSSL's SHA-256 and HMAC, fetched once. EVP_sha256() and HMAC() fetch the implementation
+// from the provider tables on every call (a lock, allocations, name lookups), which on the KMS
+// request path (SigV4, audit chain hashes, witness reads) cost more than hashing the bytes.
+const EVP_MD* Sha256Algorithm() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  if (md == nullptr) std::abort();
+  return md;
+}
+
+// HmacSha256Template is an HMAC context with its digest set; each call works on a copy.
+const EVP_MAC_CTX* HmacSha256Template() {
+  static EVP_MAC_CTX* t = [] {
+    EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    EVP_MAC_CTX* ctx = mac == nullptr ? nullptr : EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);  // the context keeps its own reference
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    if (ctx == nullptr || EVP_MAC_CTX_set_params(ctx, params) != 1) std::abort();
+    return ctx;
+  }();
+  return t;
+}
+
+}  // namespace
+
 Digest Sha256(ByteSpan data) {
   Digest d;
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), d.data(), &len, EVP_sha256(), nullptr) != 1)
+  if (EVP_Digest(data.data(), data.size(), d.data(), &len, Sha256Algorithm(), nullptr) != 1)
     std::abort();
   return d;
 }
 
 Sha256Stream::Sha256Stream() : ctx_(EVP_MD_CTX_new()) {
-  if (ctx_ == nullptr || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1)
+  if (ctx_ == nullptr || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), Sha256Algorithm(), nullptr) != 1)
     std::abort();
 }
 Sha256Stream::~Sha256Stream() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
@@ -45,11 +73,14 @@ Digest Sha256Stream::Final() {
 
 Digest HmacSha256(ByteSpan key, ByteSpan data) {
   Digest d;
-  unsigned int len = 0;
+  size_t len = 0;
   static const uint8_t kEmpty = 0;
-  if (HMAC(EVP_sha256(), key.empty() ? &kEmpty : key.data(), static_cast<int>(key.size()),
-           data.data(), data.size(), d.data(), &len) == nullptr)
+  EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(HmacSha256Template());
+  if (ctx == nullptr || EVP_MAC_init(ctx, key.empty() ? &kEmpty : key.data(), key.size(), nullptr) != 1 ||
+      EVP_MAC_update(ctx, data.data(), data.size()) != 1 || EVP_MAC_final(ctx, d.data(), &len, d.size()) != 1 ||
+      len != d.size())
     std::abort();
+  EVP_MAC_CTX_free(ctx);  // clears the keyed state
   return d;
 }
 
