@@ -191,6 +191,24 @@ Status WriteFrame(int fd, ByteSpan payload) {
   return st;
 }
 
+Status AppendFrame(Bytes& out, ByteSpan payload) {
+  if (payload.size() > kMaxFrameSize) return InvalidArgument("ecall: frame too large");
+  const size_t n = payload.size();
+  const uint8_t len[4] = {static_cast<uint8_t>(n >> 24), static_cast<uint8_t>(n >> 16), static_cast<uint8_t>(n >> 8),
+                          static_cast<uint8_t>(n)};
+  if (out.capacity() < out.size() + 4 + n) {
+    // Growing moves the bytes: wipe the old buffer (frames carry secrets).
+    Bytes bigger;
+    bigger.reserve(std::max(out.capacity() * 2, out.size() + 4 + n));
+    bigger.insert(bigger.end(), out.begin(), out.end());
+    WipeBytes(out);
+    out.swap(bigger);
+  }
+  out.insert(out.end(), len, len + 4);
+  out.insert(out.end(), payload.begin(), payload.end());
+  return Status::Ok();
+}
+
 namespace {
 Status ReadExact(int fd, uint8_t* p, size_t len) {
   size_t got = 0;

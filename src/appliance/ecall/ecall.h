@@ -126,6 +126,8 @@ struct Response {
 // WriteFrame writes u32 length || payload to `fd`, retrying short writes and EINTR.
 // kInvalidArgument above kMaxFrameSize; kUnavailable when the peer is gone.
 Status WriteFrame(int fd, ByteSpan payload);
+// AppendFrame appends u32 length || payload to `out`, for several frames in one write.
+Status AppendFrame(Bytes& out, ByteSpan payload);
 // FrameReader reads frames from one stream socket, buffering what a read returns, so that a
 // frame usually costs one read(2) instead of two (the length, then the payload). Not
 // thread-safe; one reader per socket.

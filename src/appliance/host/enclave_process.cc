@@ -2,10 +2,12 @@
 
 #include "appliance/ecall/calls.h"
 
+#include "common/file.h"
 #include "common/secret.h"
 #include "net/fiber.h"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
 #include <signal.h>
@@ -193,6 +195,20 @@ struct PipeLink : std::enable_shared_from_this<PipeLink> {
     if (!pending.empty() && !waiting) Arm();
   }
 
+  // Flush writes the calls queued in this round of the event loop, in one write.
+  void Flush() {
+    flush_posted = false;
+    if (broken || out.empty()) {
+      WipeBytes(out);
+      out.clear();
+      return;
+    }
+    Status written = WriteFully(channel->fd, out);
+    WipeBytes(out);  // calls carry plaintexts and secrets
+    out.clear();
+    if (!written.ok()) Fail(Unavailable("trusted core: " + written.message()));
+  }
+
   // Detach: the thread ends. Answers still due would leave the channel out of step for anyone
   // else, so then the process counts as broken.
   void Detach() {
@@ -223,6 +239,8 @@ struct PipeLink : std::enable_shared_from_this<PipeLink> {
   std::deque<Waiter*> pending;
   std::deque<size_t> sizes;
   size_t in_flight_bytes = 0;
+  Bytes out;  // calls not yet written (Flush)
+  bool flush_posted = false;
   bool waiting = false;
   bool broken = false;
 };
@@ -286,11 +304,12 @@ std::optional<StatusOr<Bytes>> EnclaveProcess::CallSuspending(const Bytes& paylo
   }
   if (link->broken) return StatusOr<Bytes>(Unavailable("trusted core is gone; the server is restarting it (sealed)"));
   if (link->in_flight_bytes + payload.size() > kMaxPipelinedBytes) return std::nullopt;
-  Status written = ecall::WriteFrame(link->channel->fd, payload);
-  if (!written.ok()) {
-    auto keep = link->shared_from_this();
-    link->Fail(Unavailable("trusted core: " + written.message()));
-    return StatusOr<Bytes>(Unavailable("trusted core: " + written.message()));
+  // Queued, and written with the other calls of this round of the thread's event loop.
+  Status framed = ecall::AppendFrame(link->out, payload);
+  if (!framed.ok()) return StatusOr<Bytes>(framed);
+  if (!link->flush_posted) {
+    link->flush_posted = true;
+    boost::asio::post(net::fiber::ContextOf(self), [keep = link->shared_from_this()] { keep->Flush(); });
   }
   PipeLink::Waiter waiter{self};
   link->pending.push_back(&waiter);
