@@ -625,6 +625,28 @@ constexpr size_t kMaxAuditRecordsPerRead = 1000;
 
 }  // namespace
 
+StatusOr<std::shared_ptr<const custody::CustodyDescriptor>> Appliance::ServedCustody() const {
+  // Parsing (and checking) a descriptor costs far more than reading its files: the parsed one
+  // is kept while both files read the same (every witnessing keeper's page read asks).
+  ASSIGN_OR_RETURN(std::string key, ReadFileString(config_.custody_path));
+  const std::string adopted_path = config_.data_dir + "/" + std::string(kCustodyFile);
+  if (std::filesystem::exists(adopted_path)) {
+    ASSIGN_OR_RETURN(std::string adopted, ReadFileString(adopted_path));
+    key += std::string(1, '\0') + adopted;
+  }
+  {
+    std::lock_guard<std::mutex> lock(custody_cache_mu_);
+    if (custody_cache_ && custody_cache_key_ == key) return custody_cache_;
+  }
+  ASSIGN_OR_RETURN(std::string custody_text, ChooseCustody(config_));
+  ASSIGN_OR_RETURN(custody::CustodyDescriptor parsed, custody::CustodyDescriptor::Parse(custody_text));
+  auto shared = std::make_shared<const custody::CustodyDescriptor>(std::move(parsed));
+  std::lock_guard<std::mutex> lock(custody_cache_mu_);
+  custody_cache_key_ = std::move(key);
+  custody_cache_ = shared;
+  return shared;
+}
+
 custos::Status Appliance::AuthorizeAuditRead(const net::HttpRequest& req) const {
   if (IsAdmin(req)) return custos::Status::Ok();
   auto header = [&](const char* name) -> std::string {
@@ -645,9 +667,8 @@ custos::Status Appliance::AuthorizeAuditRead(const net::HttpRequest& req) const 
   if (when < now - audit::kReadSkewSeconds || when > now + audit::kReadSkewSeconds)
     return PermissionDenied("audit read: x-custos-time is more than " + std::to_string(audit::kReadSkewSeconds) +
                             " s from the appliance's clock");
-  ASSIGN_OR_RETURN(std::string custody_text, ChooseCustody(config_));
-  ASSIGN_OR_RETURN(custody::CustodyDescriptor custody, custody::CustodyDescriptor::Parse(custody_text));
-  const custody::KeeperRecord* keeper = custody.FindKeeper(keeper_id);
+  ASSIGN_OR_RETURN(std::shared_ptr<const custody::CustodyDescriptor> custody, ServedCustody());
+  const custody::KeeperRecord* keeper = custody->FindKeeper(keeper_id);
   if (keeper == nullptr) return PermissionDenied("audit read: keeper " + keeper_id.substr(0, 64) + " is not in this custody");
   StatusOr<Bytes> signature = HexDecode(signature_hex);
   if (!signature.ok() ||

@@ -50,6 +50,7 @@
 
 #include "common/secret.h"
 #include "appliance/host/audit_writer.h"
+#include "protocol/custody/custody.h"
 #include "appliance/host/config.h"
 #include "appliance/host/enclave_process.h"
 #include "appliance/kms/api.h"
@@ -194,6 +195,12 @@ class Appliance {
   std::atomic<bool> join_running_{false};
   std::thread supervisor_thread_;
   std::mutex init_mu_;
+  // ServedCustody: the descriptor ChooseCustody picks, parsed, cached while its files are
+  // unchanged (audit reads check the reader against it).
+  StatusOr<std::shared_ptr<const custody::CustodyDescriptor>> ServedCustody() const;
+  mutable std::mutex custody_cache_mu_;
+  mutable std::string custody_cache_key_;                                 // guarded by custody_cache_mu_
+  mutable std::shared_ptr<const custody::CustodyDescriptor> custody_cache_;  // guarded by custody_cache_mu_
   std::mutex join_mu_;
   std::condition_variable join_cv_;
   bool stopping_ = false;
