@@ -176,11 +176,15 @@ void Start(boost::asio::io_context& ioc, std::function<void()> fn) {
   f->stack = stack;
   f->fn = std::move(fn);
   f->ioc = &ioc;
-  if (getcontext(&f->context) != 0) {
-    GiveStack(stack);
-    delete f;
-    throw std::bad_alloc();
+  // A copy of one context taken on this thread (its signal mask, its FPU state): getcontext is
+  // a system call, once per thread instead of once per request.
+  static thread_local ucontext_t base;
+  static thread_local bool have_base = false;
+  if (!have_base) {
+    if (getcontext(&base) != 0) std::abort();
+    have_base = true;
   }
+  f->context = base;
   f->context.uc_stack.ss_sp = f->stack.bottom();
   f->context.uc_stack.ss_size = kStackSize;
   f->context.uc_link = nullptr;
