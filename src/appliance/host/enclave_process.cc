@@ -195,18 +195,56 @@ struct PipeLink : std::enable_shared_from_this<PipeLink> {
     if (!pending.empty() && !waiting) Arm();
   }
 
-  // Flush writes the calls queued in this round of the event loop, in one write.
+  // Flush writes the calls queued in this round of the event loop, in one write. The socket
+  // is written without blocking: what it does not take now is sent when it is writable again,
+  // so this thread always gets back to reading answers, and neither side can wait on the other.
   void Flush() {
     flush_posted = false;
-    if (broken || out.empty()) {
+    if (broken) return Discard();
+    if (sent == unsent.size()) {
+      WipeBytes(unsent);
+      unsent.clear();
+      sent = 0;
+      unsent.swap(out);
+    } else {
+      unsent.insert(unsent.end(), out.begin(), out.end());
       WipeBytes(out);
       out.clear();
-      return;
     }
-    Status written = WriteFully(channel->fd, out);
-    WipeBytes(out);  // calls carry plaintexts and secrets
+    Send();
+  }
+
+  void Send() {
+    while (sent < unsent.size()) {
+      ssize_t n = ::send(channel->fd, unsent.data() + sent, unsent.size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (!write_waiting) {
+          write_waiting = true;
+          descriptor.async_wait(boost::asio::posix::descriptor_base::wait_write,
+                                [self = shared_from_this()](const boost::system::error_code& ec) {
+                                  self->write_waiting = false;
+                                  if (self->broken) return;
+                                  if (ec) return self->Fail(Unavailable("trusted core channel: " + ec.message()));
+                                  self->Send();
+                                });
+        }
+        return;
+      }
+      if (n < 0) return Fail(Unavailable(std::string("trusted core: write failed: ") + std::strerror(errno)));
+      sent += static_cast<size_t>(n);
+    }
+    WipeBytes(unsent);  // calls carry plaintexts and secrets
+    unsent.clear();
+    sent = 0;
+  }
+
+  void Discard() {
+    WipeBytes(out);
     out.clear();
-    if (!written.ok()) Fail(Unavailable("trusted core: " + written.message()));
+    WipeBytes(unsent);
+    unsent.clear();
+    sent = 0;
   }
 
   // Detach: the thread ends. Answers still due would leave the channel out of step for anyone
@@ -223,6 +261,7 @@ struct PipeLink : std::enable_shared_from_this<PipeLink> {
   // out of step is never reused; the supervisor restarts the core).
   void Fail(Status why) {
     broken = true;
+    Discard();
     process->MarkBroken();
     std::deque<Waiter*> waiters;
     waiters.swap(pending);
@@ -239,18 +278,21 @@ struct PipeLink : std::enable_shared_from_this<PipeLink> {
   std::deque<Waiter*> pending;
   std::deque<size_t> sizes;
   size_t in_flight_bytes = 0;
-  Bytes out;  // calls not yet written (Flush)
+  Bytes out;     // calls of this round, not yet handed to Flush
+  Bytes unsent;  // calls flushed that the socket has not taken yet, from `sent` on
+  size_t sent = 0;
   bool flush_posted = false;
+  bool write_waiting = false;
   bool waiting = false;
   bool broken = false;
 };
 
 namespace {
 // Requests at most this large go through a pipelined channel, and at most this many bytes of
-// requests wait there at once: answers are about as large as requests, so neither side's
-// socket buffer (~200 KiB) can fill while the other waits to write (no deadlock).
-constexpr size_t kMaxPipelinedRequest = 16 * 1024;
-constexpr size_t kMaxPipelinedBytes = 64 * 1024;
+// requests wait there at once (a memory bound: the host never blocks writing to a pipelined
+// channel, PipeLink::Send, so the two sides cannot wait on each other).
+constexpr size_t kMaxPipelinedRequest = 256 * 1024;
+constexpr size_t kMaxPipelinedBytes = 8 * 1024 * 1024;
 
 // The links of this thread, one per core process it has called. When the thread ends, each
 // link lets go of its socket first (its waiting handler, if any, is dropped with the
