@@ -10,8 +10,10 @@
 #include <new>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define CUSTOS_FIBER_ASAN 1
@@ -222,6 +224,24 @@ AllowSuspend::AllowSuspend() : fiber_(current) {
 
 AllowSuspend::~AllowSuspend() {
   if (fiber_ != nullptr) --fiber_->allow_suspend;
+}
+
+void RunElsewhere(const std::function<void()>& fn) {
+  if (!SuspendAllowed()) return fn();
+  // One thread, made at first use and never destroyed (work may be queued at exit).
+  static boost::asio::thread_pool* pool = new boost::asio::thread_pool(1);
+  Fiber* f = current;
+  // The fiber's io_context has work until the fiber is resumed (it does not run dry meanwhile).
+  auto work = boost::asio::make_work_guard(*f->ioc);
+  boost::asio::post(*pool, [f, &fn, work = std::move(work)]() mutable {
+    try {
+      fn();
+    } catch (...) {
+    }
+    boost::asio::post(*f->ioc, [f] { Resume(f); });
+    work.reset();
+  });
+  Suspend();
 }
 
 Stats GetStats() { return {started_count.load(), suspended_count.load()}; }

@@ -62,6 +62,12 @@ class AllowSuspend {
   Fiber* fiber_;
 };
 
+// RunElsewhere runs `fn` on a background thread of the process while the current fiber waits
+// suspended, and returns when fn has returned: for slow work a request must do (reading a page
+// of the audit log, say) without holding up the other connections of its I/O thread. Outside
+// a fiber that may suspend (SuspendAllowed), fn runs here and now. fn must not throw.
+void RunElsewhere(const std::function<void()>& fn);
+
 // Counters of this process, for tests and /metrics: fibers started, suspensions.
 struct Stats {
   unsigned long long started = 0;

@@ -4,7 +4,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/testing/testing.h"
@@ -134,6 +136,33 @@ TEST(FiberTest, ThousandsOfFibersReuseTheirStacks) {
   EXPECT_EQ(done, 4000);
   EXPECT_EQ(GetStats().started - before.started, 4000u);
   EXPECT_EQ(GetStats().suspended - before.suspended, 4000u);
+}
+
+TEST(FiberTest, RunElsewhereRunsOnAnotherThreadWhileTheThreadServesOthers) {
+  asio::io_context ioc{1};
+  const std::thread::id io_thread = std::this_thread::get_id();
+  std::thread::id ran_on;
+  std::vector<std::string> log;
+  asio::post(ioc, [&] {
+    Start(ioc, [&] {
+      AllowSuspend allow;
+      RunElsewhere([&] {
+        ran_on = std::this_thread::get_id();
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      });
+      log.push_back("slow work done");
+    });
+    Start(ioc, [&] { log.push_back("other request"); });  // served while the first waits
+  });
+  ioc.run();
+  EXPECT_NE(ran_on, io_thread);
+  EXPECT_EQ(log, (std::vector<std::string>{"other request", "slow work done"}));
+  // Without AllowSuspend it runs in place.
+  std::thread::id in_place;
+  ioc.restart();
+  asio::post(ioc, [&] { Start(ioc, [&] { RunElsewhere([&] { in_place = std::this_thread::get_id(); }); }); });
+  ioc.run();
+  EXPECT_EQ(in_place, io_thread);
 }
 
 int Deep(int n) {
