@@ -12,13 +12,16 @@
 // a time, all over the one EnclaveCore (KMS calls run concurrently, the others one at a time:
 // core.h). It exits when the host closes the first socket.
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <climits>
+#include <cstring>
 #include <future>
 #include <iostream>
 #include <latch>
+#include <memory>
 #include <thread>
 
 #include "CLI/CLI.hpp"
@@ -93,15 +96,43 @@ Status Run(int fd, int workers, attestation::TeeBackendConfig tee_config) {
   // A thread makes syscalls as it starts (glibc registers rseq): each one must be running
   // before the filter is installed.
   std::latch started(workers - 1);
+  struct Worker {
+    int fd;
+    std::shared_future<enclave::EnclaveCore*> core;
+    std::latch* started;
+  };
+  // Each worker's stack is 2 MiB, not glibc's 8 MiB default: the lockdown locks all memory
+  // (mlockall), stacks included, and the host starts 3 channels per CPU.
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 2 << 20);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   for (int i = 1; i < workers; ++i) {
-    std::thread([fd = fd + i, core_future, &started] {
-      started.count_down();
-      enclave::EnclaveCore* core = core_future.get();
-      if (core == nullptr) return;
-      Status st = Serve(fd, *core);
-      if (!st.ok()) Log("error", "trusted core worker stopped", {{"reason", st.message()}});
-    }).detach();
+    auto* w = new Worker{fd + i, core_future, &started};
+    pthread_t thread;
+    int rc = pthread_create(
+        &thread, &attr,
+        [](void* arg) -> void* {
+          std::unique_ptr<Worker> w(static_cast<Worker*>(arg));
+          w->started->count_down();
+          enclave::EnclaveCore* core = w->core.get();
+          if (core == nullptr) return nullptr;
+          Status st = Serve(w->fd, *core);
+          if (!st.ok()) Log("error", "trusted core worker stopped", {{"reason", st.message()}});
+          return nullptr;
+        },
+        w);
+    if (rc != 0) {
+      delete w;
+      pthread_attr_destroy(&attr);
+      // The workers already started count down and end; wait for them (they use `started`).
+      started.count_down(workers - i);
+      started.wait();
+      core_ready.set_value(nullptr);
+      return Unavailable(std::string("cannot start a trusted core worker: ") + std::strerror(rc));
+    }
   }
+  pthread_attr_destroy(&attr);
   started.wait();
   // 2. Lock down. Hardware backends keep reading their attestation files.
   enclave::SeccompOptions seccomp;
