@@ -58,27 +58,13 @@ class Reader {
         peer_(std::move(peer)) {}
 
   StatusOr<json> Get(const std::string& path) {
-    const int64_t now = static_cast<int64_t>(std::time(nullptr));
-    // The appliance checks the signature over the target it receives: base path included.
-    const std::string target = client_.url().path_prefix + path;
-    Bytes signature = identity_.Sign(audit::ReadRequestMessage(keeper_id_, target, now));
-    net::HttpHeaders headers = {{audit::kReadKeeperHeader, keeper_id_},
-                                {audit::kReadTimeHeader, std::to_string(now)},
-                                {audit::kReadSignatureHeader, HexEncode(signature)}};
-    return net::DecodeJsonResponse(client_.Get(path, headers), peer_);
+    return net::DecodeJsonResponse(SignedGet(path), peer_);
   }
 
   // GetRecords reads one page of audit records, asking for the binary form; an appliance that
   // answers in JSON (one from before that form) is read as JSON.
   StatusOr<std::vector<audit::RecordShown>> GetRecords(const std::string& path_without_format) {
-    const std::string path = path_without_format + "&format=binary";
-    const int64_t now = static_cast<int64_t>(std::time(nullptr));
-    const std::string target = client_.url().path_prefix + path;
-    Bytes signature = identity_.Sign(audit::ReadRequestMessage(keeper_id_, target, now));
-    net::HttpHeaders headers = {{audit::kReadKeeperHeader, keeper_id_},
-                                {audit::kReadTimeHeader, std::to_string(now)},
-                                {audit::kReadSignatureHeader, HexEncode(signature)}};
-    StatusOr<net::HttpResponse> response = client_.Get(path, headers);
+    StatusOr<net::HttpResponse> response = SignedGet(path_without_format + "&format=binary");
     if (response.ok() && response->status == 200 && response->content_type == "application/octet-stream")
       return ParseRecordsBinary(response->body);
     ASSIGN_OR_RETURN(json j, net::DecodeJsonResponse(response, peer_));
@@ -86,6 +72,18 @@ class Reader {
   }
 
  private:
+  // SignedGet sends a GET signed as a keeper's audit read (docs/protocol.md "Audit witness").
+  StatusOr<net::HttpResponse> SignedGet(const std::string& path) {
+    const int64_t now = static_cast<int64_t>(std::time(nullptr));
+    // The appliance checks the signature over the target it receives: base path included.
+    const std::string target = client_.url().path_prefix + path;
+    Bytes signature = identity_.Sign(audit::ReadRequestMessage(keeper_id_, target, now));
+    net::HttpHeaders headers = {{audit::kReadKeeperHeader, keeper_id_},
+                                {audit::kReadTimeHeader, std::to_string(now)},
+                                {audit::kReadSignatureHeader, HexEncode(signature)}};
+    return client_.Get(path, headers);
+  }
+
   net::HttpClient client_;
   std::string keeper_id_;
   crypto::SigningKey identity_;
