@@ -249,6 +249,13 @@ constexpr char kListAccessKeys[] =
     "SELECT " CUSTOS_ACCESS_KEY_COLUMNS " FROM access_keys ORDER BY access_key_id";
 constexpr char kDeleteAccessKey[] = "DELETE FROM access_keys WHERE access_key_id = ?1";
 
+// The audit writes' transaction control, run through the statement cache (AuditWriteScope).
+constexpr char kSyncNormal[] = "PRAGMA synchronous = NORMAL";
+constexpr char kSyncFull[] = "PRAGMA synchronous = FULL";
+constexpr char kBeginImmediate[] = "BEGIN IMMEDIATE";
+constexpr char kCommit[] = "COMMIT";
+constexpr char kRollback[] = "ROLLBACK";
+
 // Every audit statement names its log as ?1: the store's own, or ReadAuditLog's.
 constexpr char kLastSeq[] = "SELECT seq FROM audit WHERE log = ?1 ORDER BY seq DESC LIMIT 1";
 constexpr char kInsertAudit[] =
@@ -768,9 +775,8 @@ class SqliteStore final : public Store, public internal::ChangeLogSettings {
     // The batch must be consecutive in itself; checked before touching the database.
     RETURN_IF_ERROR(internal::CheckAuditBatch(records));
     std::lock_guard<std::mutex> lock(mu_);
-    ASSIGN_OR_RETURN(SyncMode mode, SyncMode::Set(db_, kOp, durability));
-    Transaction tx(db_);
-    RETURN_IF_ERROR(tx.Begin(kOp, true));
+    AuditWriteScope tx(*this);
+    RETURN_IF_ERROR(tx.Begin(kOp, durability));
     uint64_t last = 0;
     {
       ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kLastSeq));
@@ -795,9 +801,8 @@ class SqliteStore final : public Store, public internal::ChangeLogSettings {
     constexpr char kOp[] = "sign audit";
     RETURN_IF_ERROR(internal::CheckAuditSignature(seq, signature));
     std::lock_guard<std::mutex> lock(mu_);
-    ASSIGN_OR_RETURN(SyncMode mode, SyncMode::Set(db_, kOp, durability));
-    Transaction tx(db_);
-    RETURN_IF_ERROR(tx.Begin(kOp, true));
+    AuditWriteScope tx(*this);
+    RETURN_IF_ERROR(tx.Begin(kOp, durability));
     {
       ASSIGN_OR_RETURN(Stmt s, Prepare(kOp, kSignAudit));
       s.Text(audit_log_).Int(static_cast<int64_t>(seq)).Blob(signature);
@@ -1030,27 +1035,45 @@ class SqliteStore final : public Store, public internal::ChangeLogSettings {
     return ReadAuditRecord(s);
   }
 
-  // SyncMode switches the connection to synchronous=NORMAL for one kWritten transaction (in
-  // WAL mode: commit writes the log without fsync) and back to FULL when it goes out of scope.
-  class SyncMode {
+  // ExecCached runs a statement without results through the statement cache. Requires mu_.
+  Status ExecCached(const char* op, const char* sql) {
+    ASSIGN_OR_RETURN(Stmt s, Prepare(op, sql));
+    return s.Run();
+  }
+
+  // AuditWriteScope is the audit writes' IMMEDIATE transaction; for a kWritten write it also
+  // switches the connection to synchronous=NORMAL (in WAL mode: commit writes the log without
+  // fsync) and back to FULL at the end. Through cached statements: audit writes run once per
+  // group-commit round on the request path, and sqlite3_exec would parse the two PRAGMAs,
+  // BEGIN and COMMIT again every time. Requires mu_.
+  class AuditWriteScope {
    public:
-    static StatusOr<SyncMode> Set(sqlite3* db, const char* op, Durability durability) {
-      if (durability == Durability::kDurable) return SyncMode(nullptr);
-      int rc = sqlite3_exec(db, "PRAGMA synchronous = NORMAL", nullptr, nullptr, nullptr);
-      if (rc != SQLITE_OK) return SqliteError(db, op, rc);
-      return SyncMode(db);
+    explicit AuditWriteScope(SqliteStore& store) : store_(store) {}
+    AuditWriteScope(const AuditWriteScope&) = delete;
+    AuditWriteScope& operator=(const AuditWriteScope&) = delete;
+    ~AuditWriteScope() {
+      if (open_ && !sqlite3_get_autocommit(store_.db_)) (void)store_.ExecCached("audit rollback", kRollback);
+      if (relaxed_) (void)store_.ExecCached("audit sync mode", kSyncFull);
     }
-    SyncMode(SyncMode&& o) noexcept : db_(std::exchange(o.db_, nullptr)) {}
-    SyncMode(const SyncMode&) = delete;
-    SyncMode& operator=(const SyncMode&) = delete;
-    SyncMode& operator=(SyncMode&&) = delete;
-    ~SyncMode() {
-      if (db_ != nullptr) sqlite3_exec(db_, "PRAGMA synchronous = FULL", nullptr, nullptr, nullptr);
+    Status Begin(const char* op, Durability durability) {
+      if (durability != Durability::kDurable) {
+        RETURN_IF_ERROR(store_.ExecCached(op, kSyncNormal));
+        relaxed_ = true;
+      }
+      RETURN_IF_ERROR(store_.ExecCached(op, kBeginImmediate));
+      open_ = true;
+      return Status::Ok();
+    }
+    Status Commit(const char* op) {
+      RETURN_IF_ERROR(store_.ExecCached(op, kCommit));
+      open_ = false;
+      return Status::Ok();
     }
 
    private:
-    explicit SyncMode(sqlite3* db) : db_(db) {}
-    sqlite3* db_;
+    SqliteStore& store_;
+    bool relaxed_ = false;
+    bool open_ = false;
   };
 
   std::mutex mu_;
