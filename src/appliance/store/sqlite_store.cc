@@ -444,9 +444,12 @@ Status PrepareFile(const std::string& path) {
 
 class SqliteStore final : public Store, public internal::ChangeLogSettings {
  public:
-  SqliteStore(sqlite3* db, std::string audit_log) : db_(db), audit_log_(std::move(audit_log)) {}
+  SqliteStore(sqlite3* db, std::string path, std::string audit_log)
+      : db_(db), path_(std::move(path)), audit_log_(std::move(audit_log)) {}
   ~SqliteStore() override {
     for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+    sqlite3_finalize(read_stmt_);
+    sqlite3_close_v2(read_db_);
     sqlite3_close_v2(db_);
     if (wal_fd_ >= 0) ::close(wal_fd_);
   }
@@ -903,11 +906,19 @@ class SqliteStore final : public Store, public internal::ChangeLogSettings {
     return s.Rows([](Stmt& r) { return r.ColText(0); });
   }
 
+  // ReadAuditLog reads through a second, read-only connection: with the WAL it reads while the
+  // main connection writes, so a page of up to 1,000 records (each witnessing keeper reads
+  // every one) does not hold the request path's audit writes behind mu_ for its length.
   StatusOr<std::vector<AuditRecord>> ReadAuditLog(std::string_view log, uint64_t from_seq,
                                                   size_t limit) override {
     constexpr char kOp[] = "read audit log";
     RETURN_IF_ERROR(internal::CheckAuditLogName(kOp, log));
-    return ReadAuditOf(kOp, log, from_seq, limit);
+    if (limit == 0 || from_seq > kMaxAuditSeq) return std::vector<AuditRecord>();
+    std::lock_guard<std::mutex> lock(read_mu_);
+    if (read_stmt_ == nullptr) RETURN_IF_ERROR(OpenReader(kOp));
+    Stmt s(read_db_, read_stmt_, kOp);
+    s.Text(log).Int(static_cast<int64_t>(from_seq)).Int(internal::RowLimit(limit));
+    return s.Rows([](Stmt& r) { return ReadAuditRecord(r); });
   }
 
   // ---- Meta.
@@ -1035,6 +1046,25 @@ class SqliteStore final : public Store, public internal::ChangeLogSettings {
     return ReadAuditRecord(s);
   }
 
+  // OpenReader opens the read-only connection of ReadAuditLog. Requires read_mu_.
+  Status OpenReader(const char* op) {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
+                             nullptr);
+    if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* stmt = nullptr;
+    if (rc == SQLITE_OK) rc = sqlite3_prepare_v3(db, kReadAudit, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    if (rc != SQLITE_OK) {
+      Status st = SqliteError(db, op, rc);
+      sqlite3_finalize(stmt);
+      sqlite3_close_v2(db);
+      return st;
+    }
+    read_db_ = db;
+    read_stmt_ = stmt;
+    return Status::Ok();
+  }
+
   // ExecCached runs a statement without results through the statement cache. Requires mu_.
   Status ExecCached(const char* op, const char* sql) {
     ASSIGN_OR_RETURN(Stmt s, Prepare(op, sql));
@@ -1078,6 +1108,10 @@ class SqliteStore final : public Store, public internal::ChangeLogSettings {
 
   std::mutex mu_;
   sqlite3* const db_;
+  const std::string path_;
+  std::mutex read_mu_;
+  sqlite3* read_db_ = nullptr;         // guarded by read_mu_: ReadAuditLog's connection
+  sqlite3_stmt* read_stmt_ = nullptr;  // guarded by read_mu_
   const std::string audit_log_;  // the log this store's audit calls act on
   std::atomic<uint64_t> kept_{internal::kStateChangesKept};  // changes the log keeps
   int wal_fd_ = -1;  // guarded by mu_; opened by the first SyncAudit
@@ -1099,7 +1133,7 @@ StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, StoreO
     sqlite3_close_v2(db);  // a harmless no-op on nullptr
     return st;
   }
-  auto store = std::make_unique<SqliteStore>(db, std::move(options.audit_log));
+  auto store = std::make_unique<SqliteStore>(db, path, std::move(options.audit_log));
   RETURN_IF_ERROR(store->Configure());
   return std::unique_ptr<Store>(std::move(store));
 }
