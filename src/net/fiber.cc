@@ -187,6 +187,11 @@ void Start(boost::asio::io_context& ioc, std::function<void()> fn) {
     have_base = true;
   }
   f->context = base;
+#if defined(__x86_64__)
+  // glibc's getcontext points uc_mcontext.fpregs into the context itself (__fpregs_mem): the
+  // copy must point into its own copy, not into `base`.
+  f->context.uc_mcontext.fpregs = &f->context.__fpregs_mem;
+#endif
   f->context.uc_stack.ss_sp = f->stack.bottom();
   f->context.uc_stack.ss_size = kStackSize;
   f->context.uc_link = nullptr;
