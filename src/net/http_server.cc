@@ -179,16 +179,25 @@ struct ServerShared {
 
 // Session serves one connection: optional TLS handshake, then read request / run handler /
 // write response until the peer or the server ends keep-alive. All of its work runs on the
-// connection's strand (the executor of the accepted socket), so it needs no locks.
+// connection's I/O thread (the executor of the accepted socket), so it needs no locks.
+// Each io_context is run by exactly one thread, so a connection's handlers are serialized
+// without a strand, and the streams name the io_context's executor type directly: no
+// type-erased executor (any_io_executor copies allocate) and no strand hop per operation.
+using IoExecutor = asio::io_context::executor_type;
+using TcpSocket = asio::basic_stream_socket<tcp, IoExecutor>;
+using TcpStream = beast::basic_stream<tcp, IoExecutor>;
+using SteadyTimer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                               asio::wait_traits<std::chrono::steady_clock>, IoExecutor>;
+
 template <class Stream>
 class Session final : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+  static constexpr bool kTls = !std::is_same_v<Stream, TcpStream>;
 
-  Session(tcp::socket&& socket, std::shared_ptr<ServerShared> shared,
+  Session(TcpSocket&& socket, std::shared_ptr<ServerShared> shared,
           std::string remote) requires(!kTls)
       : stream_(std::move(socket)), shared_(std::move(shared)), remote_(std::move(remote)) {}
-  Session(tcp::socket&& socket, ssl::context& tls, std::shared_ptr<ServerShared> shared,
+  Session(TcpSocket&& socket, ssl::context& tls, std::shared_ptr<ServerShared> shared,
           std::string remote) requires(kTls)
       : stream_(std::move(socket), tls), shared_(std::move(shared)), remote_(std::move(remote)) {}
 
@@ -208,7 +217,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
  private:
-  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+  TcpStream& Lowest() { return beast::get_lowest_layer(stream_); }
 
   void Begin() {
     if constexpr (kTls) {
@@ -307,7 +316,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       // The handler runs on a fiber of this thread: where it waits for the trusted core it
       // suspends, and the thread serves other connections meanwhile. The answer is written
       // from the event loop, not from the fiber's stack.
-      auto& ioc = static_cast<asio::io_context&>(asio::query(stream_.get_executor(), asio::execution::context));
+      asio::io_context& ioc = stream_.get_executor().context();
       try {
         fiber::Start(ioc, [self = this->shared_from_this(), in = std::move(in), version, keep_alive, head]() mutable {
           HttpResponse out = self->RunHandler(in);
@@ -430,7 +439,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void CloseNow() { Lowest().close(); }
 
   Stream stream_;
-  asio::steady_timer idle_timer_{stream_.get_executor()};
+  SteadyTimer idle_timer_{stream_.get_executor()};
   std::shared_ptr<ServerShared> shared_;
   std::string remote_;
   beast::flat_buffer buffer_;
@@ -445,8 +454,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   bool registered_ = false;
 };
 
-using PlainSession = Session<beast::tcp_stream>;
-using TlsSession = Session<beast::ssl_stream<beast::tcp_stream>>;
+using PlainSession = Session<TcpStream>;
+using TlsSession = Session<beast::ssl_stream<TcpStream>>;
 
 // ParseListen splits "host:port" / "[v6]:port" and resolves the host to one endpoint.
 StatusOr<tcp::endpoint> ParseListen(std::string_view listen) {
@@ -514,13 +523,13 @@ struct HttpServer::Impl {
 
   void Accept() {
     asio::io_context& target = *iocs[next_ioc++ % iocs.size()];
-    acceptor.async_accept(asio::make_strand(target),
-                          [this](beast::error_code ec, tcp::socket socket) {
+    acceptor.async_accept(target.get_executor(),
+                          [this](beast::error_code ec, TcpSocket socket) {
                             OnAccept(ec, std::move(socket));
                           });
   }
 
-  void OnAccept(beast::error_code ec, tcp::socket socket) {
+  void OnAccept(beast::error_code ec, TcpSocket socket) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
     if (ec) {
       // Typically EMFILE: back off briefly instead of spinning on the failing accept.
@@ -544,8 +553,8 @@ struct HttpServer::Impl {
     Admit(std::move(socket));
   }
 
-  void WaitForRoom(tcp::socket socket, std::chrono::steady_clock::time_point deadline) {
-    auto held = std::make_shared<tcp::socket>(std::move(socket));
+  void WaitForRoom(TcpSocket socket, std::chrono::steady_clock::time_point deadline) {
+    auto held = std::make_shared<TcpSocket>(std::move(socket));
     retry_timer.expires_after(std::chrono::milliseconds(5));
     retry_timer.async_wait([this, held, deadline](beast::error_code wait_ec) {
       beast::error_code ignored;
@@ -562,7 +571,7 @@ struct HttpServer::Impl {
     });
   }
 
-  void Admit(tcp::socket socket) {
+  void Admit(TcpSocket socket) {
     shared->accepted.fetch_add(1);
     beast::error_code ep_ec;
     tcp::endpoint peer = socket.remote_endpoint(ep_ec);
