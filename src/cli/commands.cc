@@ -196,7 +196,8 @@ Status KeeperWitnessCheck(const std::string& dir, const std::string& url, const 
   ASSIGN_OR_RETURN(keeper::WitnessOutcome w, keeper::WitnessAppliance(*store, url, ca_file));
   std::cout << nlohmann::json{{"keeper", store->id()},   {"appliance", url},        {"log", w.log},
                               {"seq", w.seq},            {"hash", w.hash},          {"advanced", w.advanced},
-                              {"first_sight", w.first_sight}, {"records_checked", w.checked}}
+                              {"first_sight", w.first_sight}, {"records_checked", w.checked},
+                              {"by_line", w.by_line},    {"run", HexEncode(w.run)}}
                    .dump()
             << "\n";
   return Status::Ok();

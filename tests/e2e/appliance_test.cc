@@ -473,6 +473,18 @@ TEST_F(Appliance, KeepersRefuseARolledBackOrForkedAuditChain) {
 
   create_keys(3);
   for (const char* k : {"P1", "C1", "C2", "C3"}) ASSERT_EQ(witness(k).code, 0) << k;
+  // While the same core runs, a witness takes the new head on the core's line statement: no
+  // record between is read (the two heads' records are spot-checked). After the restart below
+  // (another core run) the records are read again.
+  create_keys(2);
+  RunResult lined = witness("P1");
+  ASSERT_EQ(lined.code, 0) << lined.err;
+  json lined_json = json::parse(lined.out, nullptr, false);
+  ASSERT_TRUE(lined_json.is_object()) << lined.out;
+  EXPECT_TRUE(lined_json.value("by_line", false)) << lined.out;
+  EXPECT_EQ(lined_json.value("records_checked", uint64_t{99}), 0u) << lined.out;
+  const std::string first_run = lined_json.value("run", "");
+  EXPECT_EQ(first_run.size(), 2 * audit::kRunIdSize) << lined.out;
   // A copy of the database as it is now, taken with the node stopped (an old backup, or what a
   // host kept to roll back to); then a normal restart and more keys, witnessed by everyone.
   StopNode(n);
@@ -488,6 +500,9 @@ TEST_F(Appliance, KeepersRefuseARolledBackOrForkedAuditChain) {
     RunResult w = witness(k);
     ASSERT_EQ(w.code, 0) << k << ": " << w.err;
     newest = witnessed_seq(w);
+    json j = json::parse(w.out, nullptr, false);
+    EXPECT_FALSE(j.value("by_line", true)) << k << ": " << w.out;  // another run: read
+    EXPECT_NE(j.value("run", ""), first_run) << k << ": " << w.out;
   }
   ASSERT_GT(newest, 3u);
 

@@ -413,6 +413,22 @@ struct AuditAppend {
   };
 };
 
+// AuditLine: the core's line statement for a head it signed in its current run (protocol/audit/
+// chain.h LineMessage); kFailedPrecondition when the head is not among the last ones it signed.
+struct AuditLine {
+  static constexpr Call kCall = Call::kAuditLine;
+  static constexpr std::string_view kName = "audit-line";
+  struct Args {
+    Bytes head;  // u64 seq || hash (32)
+    CUSTOS_ECALL_FIELDS(head);
+  };
+  struct Result {
+    Bytes run_id;     // 16 bytes
+    Bytes signature;  // over LineMessage(run_id, seq, hash)
+    CUSTOS_ECALL_FIELDS(run_id, signature);
+  };
+};
+
 // The XKS proxy API's AES-GCM (docs/xks.md): under a key derived from a SYMMETRIC_DEFAULT key
 // version, with the AAD the host built from the request (the spec's construction).
 struct XksEncrypt {
@@ -536,7 +552,7 @@ using AllCalls =
                JoinFinish, JoinComplete, Ping, CustodyUpdate, OriginRebind, KmsCreateKey,
                KmsEncrypt, KmsDecrypt, KmsReEncrypt, KmsGenerateDataKey, KmsGenerateRandom, KmsSign,
                KmsVerify, KmsGenerateMac, KmsVerifyMac, KmsNewAccessSecret, KmsOpenAccessSecret,
-               AuditAppend, XksEncrypt, XksDecrypt, KmipEncrypt, KmipDecrypt, KmsImportKey>;
+               AuditAppend, XksEncrypt, XksDecrypt, KmipEncrypt, KmipDecrypt, KmsImportKey, AuditLine>;
 
 // ---- field codecs ----
 

@@ -73,6 +73,7 @@ enum class Call : uint16_t {
   kKmipEncrypt = 35,
   kKmipDecrypt = 36,
   kKmsImportKey = 37,
+  kAuditLine = 38,
 };
 
 // CallName returns the call's name for logs ("hello", "sigma-respond", ...), or "unknown".

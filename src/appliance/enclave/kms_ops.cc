@@ -265,7 +265,8 @@ StatusOr<SecretBytes> KmsKeyring::UnwrapAccessSecret(std::string_view access_key
 
 // ---- KmsOperations ----
 
-KmsOperations::KmsOperations(KmsKeyring keyring) : keyring_(std::move(keyring)) {}
+KmsOperations::KmsOperations(KmsKeyring keyring)
+    : keyring_(std::move(keyring)), run_id_(crypto::RandomBytes(audit::kRunIdSize)) {}
 
 StatusOr<std::vector<Bytes>> KmsOperations::Serve(const ecall::Request& request) {
   using Handler = Results (*)(KmsOperations&, std::span<const Bytes>);
@@ -284,6 +285,7 @@ StatusOr<std::vector<Bytes>> KmsOperations::Serve(const ecall::Request& request)
       {ecall::KmsNewAccessSecret::kCall, &Route<ecall::KmsNewAccessSecret, &KmsOperations::NewAccessSecret>},
       {ecall::KmsOpenAccessSecret::kCall, &Route<ecall::KmsOpenAccessSecret, &KmsOperations::OpenAccessSecret>},
       {ecall::AuditAppend::kCall, &Route<ecall::AuditAppend, &KmsOperations::AuditAppend>},
+      {ecall::AuditLine::kCall, &Route<ecall::AuditLine, &KmsOperations::AuditLine>},
       {ecall::XksEncrypt::kCall, &Route<ecall::XksEncrypt, &KmsOperations::XksEncrypt>},
       {ecall::XksDecrypt::kCall, &Route<ecall::XksDecrypt, &KmsOperations::XksDecrypt>},
       {ecall::KmipEncrypt::kCall, &Route<ecall::KmipEncrypt, &KmsOperations::KmipEncrypt>},
@@ -557,8 +559,28 @@ StatusOr<ecall::AuditAppend::Result> KmsOperations::AuditAppend(const ecall::Aud
   }
   Bytes signature = keyring_.audit_key().Sign(audit::CheckpointMessage(head.seq, head.hash));
   Bytes encoded = audit::EncodeHead(head.seq, head.hash);
+  recent_heads_.push_back(head);
+  if (recent_heads_.size() > kLineHeads) recent_heads_.pop_front();
   last_signed_ = std::move(head);
   return ecall::AuditAppend::Result{std::move(encoded), std::move(signature)};
+}
+
+StatusOr<ecall::AuditLine::Result> KmsOperations::AuditLine(const ecall::AuditLine::Args& a) {
+  ASSIGN_OR_RETURN(audit::Head head, audit::DecodeHead(a.head));
+  {
+    std::lock_guard lock(audit_mu_);
+    bool signed_here = false;
+    for (auto it = recent_heads_.rbegin(); it != recent_heads_.rend() && it->seq >= head.seq; ++it)
+      if (it->seq == head.seq) {
+        signed_here = it->hash == head.hash;
+        break;
+      }
+    if (!signed_here)
+      return FailedPrecondition("audit: head seq " + std::to_string(head.seq) +
+                                " is not one this core signed recently in its current run");
+  }
+  Bytes signature = keyring_.audit_key().Sign(audit::LineMessage(run_id_, head.seq, head.hash));
+  return ecall::AuditLine::Result{run_id_, std::move(signature)};
 }
 
 // XKS proxy API (docs/xks.md): AES-256-GCM under a key derived from the key version's

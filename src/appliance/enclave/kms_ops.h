@@ -16,6 +16,7 @@
 #pragma once
 
 #include <memory>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -110,6 +111,7 @@ class KmsOperations {
   StatusOr<ecall::KmsNewAccessSecret::Result> NewAccessSecret(const ecall::KmsNewAccessSecret::Args& a);
   StatusOr<ecall::KmsOpenAccessSecret::Result> OpenAccessSecret(const ecall::KmsOpenAccessSecret::Args& a);
   StatusOr<ecall::AuditAppend::Result> AuditAppend(const ecall::AuditAppend::Args& a);
+  StatusOr<ecall::AuditLine::Result> AuditLine(const ecall::AuditLine::Args& a);
   StatusOr<ecall::XksEncrypt::Result> XksEncrypt(const ecall::XksEncrypt::Args& a);
   StatusOr<ecall::XksDecrypt::Result> XksDecrypt(const ecall::XksDecrypt::Args& a);
   StatusOr<ecall::KmipEncrypt::Result> KmipEncrypt(const ecall::KmipEncrypt::Args& a);
@@ -145,6 +147,12 @@ class KmsOperations {
   KmsKeyring keyring_;
   std::mutex audit_mu_;  // serialises AuditAppend
   std::optional<audit::Head> last_signed_;  // guarded by audit_mu_: the head this core signed last
+  // The heads signed in this run, newest last, at most kLineHeads (guarded by audit_mu_): the
+  // ones AuditLine vouches for. The host asks for its newest durable head, a few batches behind
+  // the newest signed one at most; an idle log's last head stays here however old.
+  static constexpr size_t kLineHeads = 256;
+  std::deque<audit::Head> recent_heads_;
+  const Bytes run_id_;  // random, drawn with this object: one run of linear signing
 };
 
 }  // namespace custos::enclave

@@ -134,7 +134,7 @@ std::vector<std::pair<ecall::Call, std::vector<Bytes>>> EveryKmsCall() {
         ecall::Call::kKmsGenerateMac, ecall::Call::kKmsVerifyMac, ecall::Call::kKmsNewAccessSecret,
         ecall::Call::kKmsOpenAccessSecret, ecall::Call::kAuditAppend, ecall::Call::kXksEncrypt,
         ecall::Call::kXksDecrypt, ecall::Call::kKmipEncrypt, ecall::Call::kKmipDecrypt,
-        ecall::Call::kKmsImportKey})
+        ecall::Call::kKmsImportKey, ecall::Call::kAuditLine})
     out.push_back(
         {c, std::vector<Bytes>(static_cast<size_t>(ecall::ArgCount(c)), Bytes{0, 0, 0, 1})});
   return out;
@@ -1307,6 +1307,72 @@ TEST_F(KmsOpsTest, AuditAppendsChainAndSignHeads) {
   auto r3 = Call(*core, ecall::Call::kAuditAppend, {anchor2, Entries({"e4", "e5"})});
   ASSERT_OK(r3.status());
   EXPECT_EQ((*r3)[0], audit::EncodeHead(5, Chain(want2, {"e4", "e5"}).hash));
+}
+
+// The line statement (docs/protocol.md "Audit witness"): the core vouches, under one run id,
+// for heads it signed in its current run, and for nothing else.
+TEST_F(KmsOpsTest, AuditLineVouchesOnlyForHeadsSignedInThisRun) {
+  auto core = Unsealed();
+  crypto::VerifyingKey audit_key = AuditKeyOf(*core);
+  const ErrorCode fp = ErrorCode::kFailedPrecondition;
+  // Nothing signed yet in this run: not even the genesis head.
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditLine, {audit::EncodeHead(0, audit::GenesisHash())}), fp,
+                 "is not one this core signed recently in its current run");
+  auto r1 = Call(*core, ecall::Call::kAuditAppend, {Bytes{}, Entries({"a", "b"})});
+  ASSERT_OK(r1.status());
+  auto r2 = Call(*core, ecall::Call::kAuditAppend, {Concat({(*r1)[0], (*r1)[1]}), Entries({"c"})});
+  ASSERT_OK(r2.status());
+  Bytes run_id;
+  for (const Bytes& head : {(*r1)[0], (*r2)[0]}) {
+    auto line = Call(*core, ecall::Call::kAuditLine, {head});
+    ASSERT_OK(line.status());
+    ASSERT_EQ((*line)[0].size(), audit::kRunIdSize);
+    if (run_id.empty()) run_id = (*line)[0];
+    EXPECT_EQ((*line)[0], run_id);  // one run, one id
+    auto h = audit::DecodeHead(head);
+    ASSERT_OK(h.status());
+    EXPECT_OK(audit_key.Verify(audit::LineMessage(run_id, h->seq, h->hash), (*line)[1]));
+    // The signature is over the line message, not a checkpoint: it cannot stand for one.
+    EXPECT_FALSE(audit_key.Verify(audit::CheckpointMessage(h->seq, h->hash), (*line)[1]).ok());
+  }
+  // A head it did not sign: another hash at a signed seq, a seq between, a seq beyond.
+  Bytes other = (*r2)[0];
+  other[8] ^= 1;
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditLine, {other}), fp, "head seq 3 is not one this core signed");
+  auto h1 = audit::DecodeHead((*r1)[0]);
+  ASSERT_OK(h1.status());
+  Bytes between = audit::EncodeHead(1, audit::EntryHash(audit::GenesisHash(), 1, "a"));
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditLine, {between}), fp, "head seq 1 is not one");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditLine, {audit::EncodeHead(9, h1->hash)}), fp, "head seq 9 is not one");
+  EXPECT_REFUSED(Call(*core, ecall::Call::kAuditLine, {Bytes{1, 2, 3}}), ErrorCode::kInvalidArgument, "");
+
+}
+
+// Another run (a restarted core: a new KmsOperations over the same root key) that anchors on
+// a head the first run signed has another run id and vouches for nothing the first run signed
+// until it signs itself.
+TEST_F(KmsOpsTest, AuditLineOfAnotherRunHasAnotherIdAndStartsEmpty) {
+  SecretBytes root = SecretBytes::CopyFrom(crypto::RandomBytes(32));
+  auto keyring1 = KmsKeyring::Derive(root);
+  auto keyring2 = KmsKeyring::Derive(root);
+  ASSERT_OK(keyring1.status());
+  ASSERT_OK(keyring2.status());
+  KmsOperations first(std::move(*keyring1)), second(std::move(*keyring2));
+  auto serve = [](KmsOperations& ops, ecall::Call call, std::vector<Bytes> args) {
+    return ops.Serve(ecall::Request{call, std::move(args)});
+  };
+  auto r1 = serve(first, ecall::Call::kAuditAppend, {Bytes{}, Entries({"a"})});
+  ASSERT_OK(r1.status());
+  auto line1 = serve(first, ecall::Call::kAuditLine, {(*r1)[0]});
+  ASSERT_OK(line1.status());
+  EXPECT_REFUSED(serve(second, ecall::Call::kAuditLine, {(*r1)[0]}), ErrorCode::kFailedPrecondition,
+                 "is not one this core signed");
+  auto r2 = serve(second, ecall::Call::kAuditAppend, {Concat({(*r1)[0], (*r1)[1]}), Entries({"b"})});
+  ASSERT_OK(r2.status());
+  auto line2 = serve(second, ecall::Call::kAuditLine, {(*r2)[0]});
+  ASSERT_OK(line2.status());
+  EXPECT_EQ((*line2)[0].size(), audit::kRunIdSize);
+  EXPECT_NE((*line2)[0], (*line1)[0]);
 }
 
 TEST_F(KmsOpsTest, AuditAfterRestartAcceptsTheStoredAnchorAndRefusesAForgedOne) {

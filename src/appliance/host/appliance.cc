@@ -698,6 +698,11 @@ StatusOr<json> Appliance::AuditHead(const net::HttpRequest& req, const json&) {
       out["seq"] = head.seq;
       out["hash"] = HexEncode(head.hash);
       out["signature"] = HexEncode(head.signature);
+      // The core's line statement for this head (docs/protocol.md "Audit witness"): a keeper
+      // that witnessed a head of the same run need not read the records in between. None when
+      // the running core did not sign this head (sealed, restarted since, or behind).
+      StatusOr<ecall::AuditLine::Result> line = Core<ecall::AuditLine>({audit::EncodeHead(head.seq, head.hash)});
+      if (line.ok()) out["line"] = {{"run", HexEncode(line->run_id)}, {"signature", HexEncode(line->signature)}};
     }
   }
   return out;

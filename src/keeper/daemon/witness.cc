@@ -108,6 +108,12 @@ StatusOr<audit::HeadShown> ParseHead(const json& j) {
   if (h.seq != 0) {
     ASSIGN_OR_RETURN(h.hash, HexField(j, "hash"));
     ASSIGN_OR_RETURN(h.signature, HexField(j, "signature"));
+    // The core's line statement for this head, when the appliance gives one.
+    if (j.contains("line")) {
+      if (!j["line"].is_object()) return IntegrityError("appliance answer: malformed audit line");
+      ASSIGN_OR_RETURN(h.line_run, HexField(j["line"], "run"));
+      ASSIGN_OR_RETURN(h.line_signature, HexField(j["line"], "signature"));
+    }
   }
   return h;
 }
@@ -166,6 +172,19 @@ StatusOr<WitnessOutcome> Check(Reader& reader, const audit::CustodyWitness& witn
   auto known = witnessed.logs.find(shown->log);
   out.first_sight = shown->seq != 0 && known == witnessed.logs.end();
   out.advanced = shown->seq != 0 && (out.first_sight || known->second.seq != shown->seq);
+  out.by_line = check.ByLine();
+  if (check.ByLine()) {
+    // Taken on the core's word: the log must still hold the witnessed head's record and hold
+    // the new head's, each with its hash (two one-record reads instead of every record between).
+    for (const audit::WitnessedHead& at : {known->second, check.Recorded()}) {
+      ASSIGN_OR_RETURN(std::vector<audit::RecordShown> one,
+                       reader.GetRecords("/v1/sys/audit/records?log=" + shown->log + "&from=" +
+                                         std::to_string(at.seq) + "&limit=1"));
+      RETURN_IF_ERROR(at.seq == known->second.seq && at.hash == known->second.hash
+                          ? audit::CheckOtherLog(shown->log, at, one.empty() ? nullptr : &one.front())
+                          : audit::CheckRecordAt(shown->log, at, one.empty() ? nullptr : &one.front()));
+    }
+  }
   constexpr uint64_t kPage = 1000;
   while (!check.Done()) {
     const uint64_t from = check.NextSeq();
@@ -179,7 +198,8 @@ StatusOr<WitnessOutcome> Check(Reader& reader, const audit::CustodyWitness& witn
     if (page.empty() || page.size() < kPage) break;
   }
   RETURN_IF_ERROR(check.Finish());
-  if (!out.first_sight && out.advanced) out.checked = shown->seq - known->second.seq;
+  if (!out.first_sight && out.advanced && !out.by_line) out.checked = shown->seq - known->second.seq;
+  out.run = check.Recorded().run;
   // The other nodes' logs this keeper witnessed (a shared database): still there, same hash.
   for (const auto& [log, head] : witnessed.logs) {
     if (log == shown->log) continue;
@@ -240,7 +260,13 @@ StatusOr<WitnessOutcome> WitnessAppliance(KeeperStore& store, const std::string&
     }
     return out;
   }
-  if (!out->advanced) return out;
+  // The same head shown with a line statement of another run (a restarted core signed it again,
+  // as it does for a tail whose signature was not stored): recorded too, so that the next
+  // witness can take heads of that run by line. A head shown without a line keeps its run.
+  auto known = witnessed.logs.find(out->log);
+  const bool new_run = out->seq != 0 && !out->run.empty() && known != witnessed.logs.end() &&
+                       known->second.run != out->run;
+  if (!out->advanced && !new_run) return out;
   // Durable in the keeper's own log before the state moves on.
   RETURN_IF_ERROR(store.audit().Append("audit.witness", {{"appliance", server_url},
                                                          {"log", out->log},
@@ -248,9 +274,11 @@ StatusOr<WitnessOutcome> WitnessAppliance(KeeperStore& store, const std::string&
                                                          {"hash", out->hash},
                                                          {"audit_public_key", shown.audit_public_key},
                                                          {"records_checked", out->checked},
+                                                         {"by_line", out->by_line},
+                                                         {"run", HexEncode(out->run)},
                                                          {"first_sight", out->first_sight}}));
   witnessed.audit_public_key = shown.audit_public_key;
-  witnessed.logs[out->log] = audit::WitnessedHead{shown.seq, shown.hash};
+  witnessed.logs[out->log] = audit::WitnessedHead{shown.seq, shown.hash, out->run};
   RETURN_IF_ERROR(SaveState(store.dir(), state));
   return out;
 }

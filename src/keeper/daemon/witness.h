@@ -26,6 +26,8 @@ struct WitnessOutcome {
   uint64_t seq = 0;       // the head now witnessed (0: the appliance has signed nothing yet)
   std::string hash;       // hex
   uint64_t checked = 0;   // records chained from the previous head
+  bool by_line = false;   // taken on the core's line statement (same run): no record read between
+  Bytes run;              // the core run of the head's line statement (empty: none given)
   bool first_sight = false;  // no earlier head of this log: its signed head is the start
   bool advanced = false;  // the witnessed head moved
 };

@@ -18,6 +18,12 @@ Bytes CheckpointMessage(uint64_t seq, ByteSpan hash) {
   return w.Take();
 }
 
+Bytes LineMessage(ByteSpan run_id, uint64_t seq, ByteSpan hash) {
+  ByteWriter w;
+  w.Raw(AsBytes("custos/v1/audit-line")).Raw(run_id).U64(seq).Raw(hash);
+  return w.Take();
+}
+
 Bytes EncodeHead(uint64_t seq, ByteSpan hash) {
   ByteWriter w;
   w.U64(seq).Raw(hash);

@@ -28,6 +28,15 @@ Bytes EntryHash(ByteSpan previous_hash, uint64_t seq, std::string_view entry);
 //   "custos/v1/audit-head" || u64 seq || hash (32)
 Bytes CheckpointMessage(uint64_t seq, ByteSpan hash);
 
+// A line statement is the core's word that a head is one it signed in its current run, whose
+// identity is a random run id drawn when the core's KMS state is set up (at unseal). Within a
+// run the core signs only heads that extend the previous one (kAuditAppend refuses any other
+// anchor), so two heads with line statements of one run lie on one chain, the newer extending
+// the older (docs/protocol.md "Audit witness"). What the audit key signs:
+//   "custos/v1/audit-line" || run id (16) || u64 seq || hash (32)
+inline constexpr size_t kRunIdSize = 16;
+Bytes LineMessage(ByteSpan run_id, uint64_t seq, ByteSpan hash);
+
 // EncodeHead/DecodeHead: head = u64 seq || hash (32).
 Bytes EncodeHead(uint64_t seq, ByteSpan hash);
 struct Head {

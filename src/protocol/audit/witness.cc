@@ -26,7 +26,10 @@ json WitnessState::ToJson() const {
   json custodies_json = json::object();
   for (const auto& [y, c] : custodies) {
     json logs = json::object();
-    for (const auto& [name, head] : c.logs) logs[name] = {{"seq", head.seq}, {"hash", HexEncode(head.hash)}};
+    for (const auto& [name, head] : c.logs) {
+      logs[name] = {{"seq", head.seq}, {"hash", HexEncode(head.hash)}};
+      if (!head.run.empty()) logs[name]["run"] = HexEncode(head.run);
+    }
     custodies_json[y] = {{"audit_public_key", c.audit_public_key}, {"logs", std::move(logs)}};
   }
   return {{"version", 1}, {"custodies", std::move(custodies_json)}};
@@ -49,7 +52,14 @@ StatusOr<WitnessState> WitnessState::FromJson(const json& j) {
         return bad;
       StatusOr<Bytes> hash = HexDecode(head["hash"].get<std::string>());
       if (!hash.ok() || hash->size() != kHashSize) return bad;
-      w.logs[name] = WitnessedHead{head["seq"].get<uint64_t>(), std::move(*hash)};
+      Bytes run;
+      if (head.contains("run")) {
+        if (!head["run"].is_string()) return bad;
+        StatusOr<Bytes> r = HexDecode(head["run"].get<std::string>());
+        if (!r.ok() || r->size() != kRunIdSize) return bad;
+        run = std::move(*r);
+      }
+      w.logs[name] = WitnessedHead{head["seq"].get<uint64_t>(), std::move(*hash), std::move(run)};
     }
     s.custodies[y] = std::move(w);
   }
@@ -82,11 +92,30 @@ StatusOr<WitnessCheck> WitnessCheck::Begin(const CustodyWitness& witnessed, cons
   if (head.hash.size() != kHashSize || !key.Verify(CheckpointMessage(head.seq, head.hash), head.signature).ok())
     return IntegrityError("audit key: the signature of log " + c.log_ + "'s head seq " + std::to_string(head.seq) +
                           " does not verify under the audit key");
+  if (!head.line_run.empty() &&
+      (head.line_run.size() != kRunIdSize ||
+       !key.Verify(LineMessage(head.line_run, head.seq, head.hash), head.line_signature).ok()))
+    return IntegrityError("audit key: the line statement for log " + c.log_ + "'s head seq " +
+                          std::to_string(head.seq) + " does not verify under the audit key");
   if (w == witnessed.logs.end()) {
     c.done_ = true;  // first sight of this log: its signed head is the start
     return c;
   }
   const WitnessedHead& from = w->second;
+  if (!head.line_run.empty() && head.line_run == from.run) {
+    // Both heads come with line statements of one core run, and a core signs only heads that
+    // extend its last one within a run: the newer extends the older, no record need be read.
+    if (head.seq < from.seq)
+      return Rollback("log " + c.log_ + " shows head seq " + std::to_string(head.seq) + " of the core run " +
+                      HexEncode(from.run) + ", before seq " + std::to_string(from.seq) +
+                      " this keeper witnessed of the same run");
+    if (head.seq == from.seq && head.hash != from.hash)
+      return Fork("log " + c.log_ + " has hash " + HexEncode(head.hash) + " at seq " + std::to_string(from.seq) +
+                  ", this keeper witnessed " + HexEncode(from.hash) + " (two different heads at one sequence number)");
+    c.done_ = true;
+    c.by_line_ = true;
+    return c;
+  }
   if (head.seq < from.seq)
     return Rollback("log " + c.log_ + " ends at signed head seq " + std::to_string(head.seq) + ", before seq " +
                     std::to_string(from.seq) +
@@ -146,6 +175,16 @@ Status CheckOtherLog(const std::string& log, const WitnessedHead& witnessed, con
   if (at->hash != witnessed.hash)
     return Fork("log " + Quoted(log) + " has hash " + HexEncode(at->hash) + " at seq " + std::to_string(at->seq) +
                 ", this keeper witnessed " + HexEncode(witnessed.hash) + " (two different heads at one sequence number)");
+  return Status::Ok();
+}
+
+Status CheckRecordAt(const std::string& log, const WitnessedHead& head, const RecordShown* at) {
+  if (at == nullptr || at->seq != head.seq)
+    return Rollback("log " + Quoted(log) + " has no record at its signed head seq " + std::to_string(head.seq) +
+                    " (the database was restored from an older copy, or truncated)");
+  if (at->hash != head.hash)
+    return Fork("log " + Quoted(log) + " has hash " + HexEncode(at->hash) + " at seq " + std::to_string(at->seq) +
+                ", its signed head there is " + HexEncode(head.hash) + " (two different heads at one sequence number)");
   return Status::Ok();
 }
 

@@ -30,10 +30,13 @@ inline constexpr char kReadSignatureHeader[] = "x-custos-signature";
 inline constexpr int64_t kReadSkewSeconds = 300;
 Bytes ReadRequestMessage(std::string_view keeper_id, std::string_view target, int64_t unix_time);
 
-// WitnessedHead is a core-signed head a keeper checked.
+// WitnessedHead is a core-signed head a keeper checked; `run` is the core run whose line
+// statement came with it (empty when none did): a later head with a line statement of the
+// same run extends this one without reading the records between.
 struct WitnessedHead {
   uint64_t seq = 0;
   Bytes hash;
+  Bytes run;
 };
 
 // WitnessState is what one keeper witnessed of the appliances of one custody (joint key Y): the
@@ -41,7 +44,8 @@ struct WitnessedHead {
 // per log (a node's [server] node_name, "" for a single node), the newest head it checked.
 // Stored as JSON (keeper dir, witness.json):
 //   {"version": 1, "custodies": {"<Y hex>": {"audit_public_key": "<hex>",
-//                                            "logs": {"<log>": {"seq": N, "hash": "<hex>"}}}}}
+//                                            "logs": {"<log>": {"seq": N, "hash": "<hex>",
+//                                                               "run": "<hex>" (optional)}}}}}
 struct CustodyWitness {
   std::string audit_public_key;  // hex SEC1 compressed; empty until the first signed head
   std::map<std::string, WitnessedHead> logs;
@@ -52,12 +56,15 @@ struct WitnessState {
   static StatusOr<WitnessState> FromJson(const nlohmann::json& j);
 };
 
-// HeadShown is what the appliance's GET /v1/sys/audit/head answered.
+// HeadShown is what the appliance's GET /v1/sys/audit/head answered. `line_run` and
+// `line_signature` are the core's line statement for the head (chain.h LineMessage), empty when
+// the appliance gave none.
 struct HeadShown {
   std::string log;
   std::string audit_public_key;  // hex; empty when the core has signed nothing yet
   uint64_t seq = 0;              // 0: no signed head yet
   Bytes hash, signature;
+  Bytes line_run, line_signature;
 };
 
 // RecordShown is one record of GET /v1/sys/audit/records.
@@ -77,7 +84,17 @@ class WitnessCheck {
   // shown one on first sight), and that it does not go back before the witnessed head.
   // Returns the seq to read records from (the witnessed seq; 0 when nothing needs reading:
   // first sight, or the head is the witnessed one).
+  //
+  // With a line statement (checked under the same key), a head of the same run as the
+  // witnessed one is taken as extending it without reading records (ByLine()); one of the same
+  // run before the witnessed head is a rollback, another hash at its seq a fork: a core never
+  // signs either within a run. A head of another run, or without a line, is read as above.
   static StatusOr<WitnessCheck> Begin(const CustodyWitness& witnessed, const HeadShown& head);
+  // ByLine: the head was taken on the core's line statement; the keeper still spot-checks that
+  // the log holds the witnessed head's record and the new head's record (CheckRecordAt).
+  bool ByLine() const { return by_line_; }
+  // Recorded is the head to record once Finish succeeds (with the line's run, if any).
+  WitnessedHead Recorded() const { return {head_.seq, head_.hash, head_.line_run}; }
   // NextSeq is the record Add wants next; Done says the shown head was reached.
   uint64_t NextSeq() const { return next_; }
   bool Done() const { return done_; }
@@ -94,11 +111,17 @@ class WitnessCheck {
   uint64_t next_ = 0;
   Bytes prev_;
   bool done_ = false;
+  bool by_line_ = false;
 };
 
 // CheckOtherLog checks a log this keeper witnessed through another node: the record at the
 // witnessed seq (read from the shared database) must still be there with the same hash.
 // `at` is the first record GET /v1/sys/audit/records?log=L&from=S&limit=1 returned, or null.
 Status CheckOtherLog(const std::string& log, const WitnessedHead& witnessed, const RecordShown* at);
+
+// CheckRecordAt checks, for a head taken by line, that the log itself holds the record of a
+// signed head with its hash: `at` is the first record GET /v1/sys/audit/records?from=SEQ&limit=1
+// returned, or null. Refusals as CheckOtherLog ("audit rollback: ..." / "audit fork: ...").
+Status CheckRecordAt(const std::string& log, const WitnessedHead& head, const RecordShown* at);
 
 }  // namespace custos::audit

@@ -28,9 +28,16 @@ struct Chain {
   }
   HeadShown Head(uint64_t seq, const std::string& log = "node-1") const {
     const RecordShown& r = records[seq - 1];
-    return {log, HexEncode(key.verifying_key().Encode()), seq, r.hash, key.Sign(CheckpointMessage(seq, r.hash))};
+    return {log, HexEncode(key.verifying_key().Encode()), seq, r.hash, key.Sign(CheckpointMessage(seq, r.hash)), {}, {}};
   }
-  WitnessedHead At(uint64_t seq) const { return {seq, records[seq - 1].hash}; }
+  WitnessedHead At(uint64_t seq, Bytes run = {}) const { return {seq, records[seq - 1].hash, std::move(run)}; }
+  // Lined is Head(seq) with the core's line statement of run `run`.
+  HeadShown Lined(uint64_t seq, const Bytes& run) const {
+    HeadShown h = Head(seq);
+    h.line_run = run;
+    h.line_signature = key.Sign(LineMessage(run, seq, h.hash));
+    return h;
+  }
   const crypto::SigningKey& key;
   std::vector<RecordShown> records;
 };
@@ -63,7 +70,7 @@ TEST_F(WitnessTest, AHeadThatExtendsTheWitnessedOneIsAccepted) {
   EXPECT_OK(CheckAll(Witnessed(c, 7), c.Head(20), c.records));
   EXPECT_OK(CheckAll(Witnessed(c, 20), c.Head(20), c.records));  // unchanged
   EXPECT_OK(CheckAll(CustodyWitness{}, c.Head(20), c.records));  // first sight
-  EXPECT_OK(CheckAll(CustodyWitness{}, HeadShown{"node-1", "", 0, {}, {}}, {}));  // nothing signed yet
+  EXPECT_OK(CheckAll(CustodyWitness{}, HeadShown{"node-1", "", 0, {}, {}, {}, {}}, {}));  // nothing signed yet
 }
 
 TEST_F(WitnessTest, AHeadBeforeTheWitnessedOneIsARollback) {
@@ -72,7 +79,7 @@ TEST_F(WitnessTest, AHeadBeforeTheWitnessedOneIsARollback) {
   EXPECT_EQ(st.code(), ErrorCode::kIntegrity);
   EXPECT_THAT(st.message(), HasSubstr("audit rollback: log 'node-1' ends at signed head seq 9, before seq 15 "
                                       "this keeper witnessed"));
-  st = CheckAll(Witnessed(c, 15), HeadShown{"node-1", "", 0, {}, {}}, {});
+  st = CheckAll(Witnessed(c, 15), HeadShown{"node-1", "", 0, {}, {}, {}, {}}, {});
   EXPECT_THAT(st.message(), HasSubstr("audit rollback: log 'node-1' has no signed head, this keeper witnessed seq 15"));
   // The head is later, but the record at the witnessed seq is gone.
   WitnessCheck check = *WitnessCheck::Begin(Witnessed(c, 15), c.Head(20));
@@ -135,18 +142,109 @@ TEST_F(WitnessTest, AnotherNodesLogMustStillHoldTheWitnessedRecord) {
   EXPECT_THAT(st.message(), HasSubstr("audit fork: log 'node-2' has hash"));
 }
 
+// The line statement: a head of the same core run as the witnessed one is taken without
+// reading records; anything else is read as before.
+TEST_F(WitnessTest, AHeadOfTheSameCoreRunIsTakenOnItsLineStatement) {
+  Chain c(key_, 20);
+  const Bytes run(kRunIdSize, 0x11), other_run(kRunIdSize, 0x22);
+  CustodyWitness w;
+  w.audit_public_key = HexEncode(key_.verifying_key().Encode());
+  w.logs["node-1"] = c.At(7, run);
+  auto check = WitnessCheck::Begin(w, c.Lined(20, run));
+  ASSERT_OK(check.status());
+  EXPECT_TRUE(check->Done());
+  EXPECT_TRUE(check->ByLine());
+  EXPECT_OK(check->Finish());
+  EXPECT_EQ(check->Recorded().seq, 20u);
+  EXPECT_EQ(check->Recorded().run, run);
+  EXPECT_OK(CheckAll(w, c.Lined(20, run), {}));  // no record is needed
+  EXPECT_OK(CheckAll(w, c.Lined(7, run), {}));   // unchanged
+
+  // Another run (a restarted core): the records are read from the witnessed seq, and the new
+  // head is recorded with the new run.
+  check = WitnessCheck::Begin(w, c.Lined(20, other_run));
+  ASSERT_OK(check.status());
+  EXPECT_FALSE(check->ByLine());
+  EXPECT_EQ(check->NextSeq(), 7u);
+  EXPECT_OK(CheckAll(w, c.Lined(20, other_run), c.records));
+  std::vector<RecordShown> edited = c.records;
+  edited[12].entry = "{\"n\":13,\"t\":\"edited\"}";
+  EXPECT_THAT(CheckAll(w, c.Lined(20, other_run), edited).message(), HasSubstr("record seq 13 does not chain"));
+  // A witnessed head without a run, or a shown head without a line: read as before.
+  EXPECT_FALSE(WitnessCheck::Begin(Witnessed(c, 7), c.Lined(20, run))->ByLine());
+  EXPECT_FALSE(WitnessCheck::Begin(w, c.Head(20))->ByLine());
+  EXPECT_TRUE(WitnessCheck::Begin(w, c.Head(20))->Recorded().run.empty());
+}
+
+TEST_F(WitnessTest, ALineStatementThatGoesBackOrForksOrDoesNotVerifyIsRefused) {
+  Chain c(key_, 20);
+  Chain other(key_, 20, "b");
+  const Bytes run(kRunIdSize, 0x11);
+  CustodyWitness w;
+  w.audit_public_key = HexEncode(key_.verifying_key().Encode());
+  w.logs["node-1"] = c.At(15, run);
+  Status st = CheckAll(w, c.Lined(9, run), c.records);
+  EXPECT_EQ(st.code(), ErrorCode::kIntegrity);
+  EXPECT_THAT(st.message(), HasSubstr("audit rollback: log 'node-1' shows head seq 9 of the core run " +
+                                      HexEncode(run) + ", before seq 15 this keeper witnessed of the same run"));
+  st = CheckAll(w, other.Lined(15, run), other.records);
+  EXPECT_THAT(st.message(), HasSubstr("audit fork: log 'node-1' has hash " + HexEncode(other.records[14].hash)));
+
+  // The line must verify under the audit key, over the line message of that run and head.
+  HeadShown bad = c.Lined(20, run);
+  bad.line_signature[3] ^= 1;
+  st = CheckAll(w, bad, c.records);
+  EXPECT_EQ(st.code(), ErrorCode::kIntegrity);
+  EXPECT_THAT(st.message(), HasSubstr("audit key: the line statement for log 'node-1''s head seq 20 does not verify"));
+  bad = c.Lined(20, run);
+  bad.line_signature = key_.Sign(CheckpointMessage(20, bad.hash));  // a checkpoint is not a line
+  EXPECT_THAT(CheckAll(w, bad, c.records).message(), HasSubstr("the line statement"));
+  bad = c.Lined(20, Bytes(kRunIdSize, 0x33));
+  bad.line_run = run;  // signed for another run
+  EXPECT_THAT(CheckAll(w, bad, c.records).message(), HasSubstr("the line statement"));
+  bad = c.Lined(20, run);
+  bad.line_signature = crypto::SigningKey::Generate().Sign(LineMessage(run, 20, bad.hash));
+  EXPECT_THAT(CheckAll(w, bad, c.records).message(), HasSubstr("the line statement"));
+  bad = c.Lined(20, run);
+  bad.line_run.pop_back();
+  EXPECT_THAT(CheckAll(w, bad, c.records).message(), HasSubstr("the line statement"));
+  // On first sight too.
+  bad = c.Lined(20, run);
+  bad.line_signature[0] ^= 1;
+  EXPECT_THAT(CheckAll(CustodyWitness{}, bad, c.records).message(), HasSubstr("the line statement"));
+}
+
+TEST_F(WitnessTest, AHeadTakenByLineMustHaveItsRecordInTheLog) {
+  Chain c(key_, 20);
+  EXPECT_OK(CheckRecordAt("node-1", c.At(20), &c.records[19]));
+  Status st = CheckRecordAt("node-1", c.At(20), nullptr);
+  EXPECT_EQ(st.code(), ErrorCode::kIntegrity);
+  EXPECT_THAT(st.message(), HasSubstr("audit rollback: log 'node-1' has no record at its signed head seq 20"));
+  st = CheckRecordAt("node-1", c.At(20), &c.records[18]);
+  EXPECT_THAT(st.message(), HasSubstr("audit rollback: log 'node-1' has no record at its signed head seq 20"));
+  Chain other(key_, 20, "b");
+  st = CheckRecordAt("node-1", c.At(20), &other.records[19]);
+  EXPECT_THAT(st.message(), HasSubstr("audit fork: log 'node-1' has hash " + HexEncode(other.records[19].hash)));
+}
+
 TEST_F(WitnessTest, StateRoundTripsThroughJson) {
   Chain c(key_, 5);
   WitnessState s;
   s.custodies["02ab"] = Witnessed(c, 5);
   s.custodies["02ab"].logs[""] = c.At(3);
+  s.custodies["02ab"].logs["node-2"] = c.At(4, Bytes(kRunIdSize, 0x5a));
   auto back = WitnessState::FromJson(nlohmann::json::parse(s.ToJson().dump()));
   ASSERT_OK(back.status());
   EXPECT_EQ(back->ToJson(), s.ToJson());
   EXPECT_EQ(back->custodies["02ab"].logs[""].seq, 3u);
+  EXPECT_TRUE(back->custodies["02ab"].logs[""].run.empty());
+  EXPECT_EQ(back->custodies["02ab"].logs["node-2"].run, Bytes(kRunIdSize, 0x5a));
   EXPECT_FALSE(WitnessState::FromJson(nlohmann::json{{"version", 2}, {"custodies", nlohmann::json::object()}}).ok());
   auto bad = s.ToJson();
   bad["custodies"]["02ab"]["logs"]["node-1"]["hash"] = "zz";
+  EXPECT_FALSE(WitnessState::FromJson(bad).ok());
+  bad = s.ToJson();
+  bad["custodies"]["02ab"]["logs"]["node-2"]["run"] = "5a5a";  // not 16 bytes
   EXPECT_FALSE(WitnessState::FromJson(bad).ok());
 }
 
