@@ -133,7 +133,10 @@ Status AuditWriter::Append(const nlohmann::json& entry, bool durable) {
   // Serialised here, in the request's thread, so the writer thread only hashes and stores.
   // nlohmann's objects are ordered maps: dump() sorts keys. Replacing invalid UTF-8 (a
   // client-chosen key id, say) keeps dump() from throwing.
-  std::string text = entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return AppendText(entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), durable);
+}
+
+Status AuditWriter::AppendText(std::string text, bool durable) {
   if (text.size() > kMaxAuditEntryBytes)
     return InvalidArgument("audit: entry larger than " + std::to_string(kMaxAuditEntryBytes) +
                            " bytes");
@@ -271,7 +274,7 @@ void AuditWriter::Lead(const std::shared_ptr<Batch>& batch) {
 }
 
 Status AuditWriter::Append(const audit::Entry& entry, bool durable) {
-  return Append(entry.ToJson(), durable);
+  return AppendText(entry.ToText(), durable);
 }
 
 Status AuditWriter::WaitDurable(std::unique_lock<std::mutex>& lock, uint64_t seq) {

@@ -166,6 +166,8 @@ class AuditWriter {
   // AppendTexts joins serialised entries to the open batch (more batches when they do not
   // fit), leads or waits for each, and returns the first failure.
   Status AppendTexts(std::vector<std::string>& texts, bool durable);
+  // AppendText appends one serialised entry (the size check, then the fiber queue or a batch).
+  Status AppendText(std::string text, bool durable);
   Status AppendFromFiber(std::string text);
   void FlushFiberQueue();
   // Batch is the entries of one group commit and, once done, its result.

@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include <random>
+
 #include "protocol/audit/chain.h"
+#include "protocol/audit/entry.h"
 #include "protocol/audit/verify.h"
 #include "gmock/gmock.h"
 #include "tests/testing/testing.h"
@@ -329,6 +332,57 @@ TEST_F(AuditChainTest, IncrementalVerifierMatchesTheVectorForm) {
   EXPECT_FALSE(bad.Add(2, log_[1].entry, log_[1].hash, log_[1].signature));
   EXPECT_FALSE(bad.Add(1, log_[0].entry, log_[0].hash, log_[0].signature));  // ignored
   EXPECT_EQ(bad.Finish().failed_seq, 1u);
+}
+
+// The entry's stored text (what the chain hashes) is the canonical JSON dump, whether it is
+// written directly (plain ASCII fields) or through the JSON object (anything that needs an
+// escape, invalid UTF-8, request metadata): same bytes either way.
+TEST(AuditEntry, TextIsTheCanonicalJsonDumpForPlainAndOddFields) {
+  using E = struct ::custos::audit::Entry;  // (this file's Entry() makes test entries)
+  auto dump = [](const E& e) {
+    return e.ToJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
+  E e;
+  e.request_id = "3f2a-11";
+  e.principal = "arn:aws:iam::111122223333:user/app";
+  e.access_key_id = "AKIACUSTOS0001";
+  e.operation = "Encrypt";
+  e.key_id = "1234abcd-12ab-34cd-56ef-1234567890ab";
+  e.outcome = "ok";
+  e.http_status = 200;
+  e.source = "127.0.0.1:5000";
+  EXPECT_EQ(e.ToText(), dump(e));
+  EXPECT_EQ(e.ToText().substr(0, 34), R"({"access_key_id":"AKIACUSTOS0001",)");
+  E empty;
+  EXPECT_EQ(empty.ToText(), dump(empty));
+  for (std::string odd : {std::string("a\"b"), std::string("back\\slash"), std::string("tab\there"),
+                          std::string("\x7f"), std::string("caf\xc3\xa9"), std::string("bad \xff utf-8"),
+                          std::string(1, '\0')}) {
+    E x = e;
+    x.key_id = odd;
+    EXPECT_EQ(x.ToText(), dump(x)) << odd;
+    x = e;
+    x.source = odd;
+    EXPECT_EQ(x.ToText(), dump(x)) << odd;
+  }
+  E meta = e;
+  meta.request_metadata = {{"kmsOperation", "Encrypt"}, {"awsPrincipalArn", "arn:aws:iam::1:root"}};
+  EXPECT_EQ(meta.ToText(), dump(meta));
+  EXPECT_NE(meta.ToText().find("request_metadata"), std::string::npos);
+  // Random fields over every byte value.
+  std::mt19937 rng(7);
+  for (int i = 0; i < 2000; ++i) {
+    E r = e;
+    std::string* fields[] = {&r.request_id, &r.principal, &r.access_key_id, &r.operation, &r.key_id, &r.outcome,
+                             &r.source};
+    std::string& f = *fields[rng() % 7];
+    f.clear();
+    for (size_t n = rng() % 12; n > 0; --n)
+      f += static_cast<char>(rng() % 4 == 0 ? rng() % 256 : 0x20 + rng() % 95);
+    r.http_status = static_cast<int>(rng() % 600);
+    r.time = std::chrono::system_clock::time_point(std::chrono::milliseconds(rng()));
+    ASSERT_EQ(r.ToText(), dump(r)) << f;
+  }
 }
 
 }  // namespace

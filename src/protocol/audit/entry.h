@@ -26,6 +26,11 @@ struct Entry {
 
   // ToJson renders the entry; time is RFC 3339 UTC with milliseconds.
   nlohmann::json ToJson() const;
+  // ToText is the entry's stored text: exactly ToJson().dump() with sorted keys, no spaces and
+  // invalid UTF-8 replaced (what the chain hashes). Written directly, without building the
+  // object, when every field is printable ASCII needing no escape (the request path's case);
+  // through ToJson otherwise.
+  std::string ToText() const;
 };
 
 // Rfc3339Millis renders `t` as "2024-05-01T12:00:00.123Z".
