@@ -1,3 +1,9 @@
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <set>
+#include <thread>
+
 #include <nlohmann/json.hpp>
 
 #include "common/file.h"
@@ -233,6 +239,42 @@ TEST(AeadBox, RoundTripFreshNoncesAndRefusals) {
   EXPECT_EQ(OpenBox(key, ByteSpan(*a).first(27), AsBytes("aad")).status().code(), ErrorCode::kIntegrity);
   EXPECT_EQ(SealBox(SecretBytes::CopyFrom(RandomBytes(16)), msg, {}).status().code(),
             ErrorCode::kInvalidArgument);
+}
+
+// RandomBytes serves small draws from a per-thread pool: every draw is fresh (no value twice,
+// within a thread, across threads, across pool refills), sizes on both sides of the pooled
+// bound are whole, and a forked child never hands out the bytes its parent hands out next.
+TEST(RandomBytes, DrawsAreFreshAcrossThreadsRefillsAndForks) {
+  std::set<Bytes> seen;
+  for (int i = 0; i < 5000; ++i) ASSERT_TRUE(seen.insert(RandomBytes(16)).second);  // ~80 refills
+  for (size_t n : {1u, 12u, 32u, 63u, 64u, 65u, 1000u, 5000u}) EXPECT_EQ(RandomBytes(n).size(), n);
+  EXPECT_TRUE(RandomBytes(0).empty());
+  std::vector<Bytes> other;
+  std::thread t([&] {
+    for (int i = 0; i < 1000; ++i) other.push_back(RandomBytes(16));
+  });
+  t.join();
+  for (const Bytes& b : other) EXPECT_TRUE(seen.insert(b).second);
+
+  (void)RandomBytes(16);  // the pool now holds bytes the parent will serve next
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    Bytes child = RandomBytes(16);
+    ssize_t w = write(fds[1], child.data(), child.size());
+    _exit(w == 16 ? 0 : 1);
+  }
+  Bytes parent = RandomBytes(16);
+  Bytes child(16);
+  ASSERT_EQ(read(fds[0], child.data(), child.size()), 16);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  close(fds[0]);
+  close(fds[1]);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_NE(parent, child);
 }
 
 }  // namespace
