@@ -7,8 +7,8 @@ PKGS=(
   libssl-dev libboost-dev libboost-system-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libargon2-dev libsqlite3-dev
   libcurl4-openssl-dev libseccomp-dev libtomlplusplus-dev clang libclang-rt-14-dev hyperfine curl
-  # The custos binary's allocator (src/cli/CMakeLists.txt).
-  libjemalloc-dev
+  # The custos binary's allocator (src/cli/CMakeLists.txt); the fibers' stack switch (src/net/fiber.cc).
+  libjemalloc-dev libboost-context-dev
   # KMS API conformance clients (tests/conformance): the AWS CLI, boto3, cryptography.
   awscli python3-boto3 python3-cryptography python3-pykmip
   # GNU time: the e2e tests measure a command's own peak memory with it.

@@ -1,7 +1,6 @@
 #include "net/fiber.h"
 
 #include <sys/mman.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -24,6 +23,12 @@
 #endif
 #ifdef CUSTOS_FIBER_ASAN
 #include <sanitizer/common_interface_defs.h>
+#include <ucontext.h>
+#else
+// Release builds switch stacks with Boost.Context's fcontext (a few instructions, no system
+// call); glibc's swapcontext saves and restores the signal mask with rt_sigprocmask on every
+// switch, six switches per KMS request (docs/benchmarks.md, issue 14).
+#include <boost/context/detail/fcontext.hpp>
 #endif
 
 namespace custos::net::fiber {
@@ -87,9 +92,18 @@ std::atomic<unsigned long long> suspended_count{0};
 
 }  // namespace
 
+#ifndef CUSTOS_FIBER_ASAN
+namespace bctx = boost::context::detail;
+#endif
+
 struct Fiber {
+#ifdef CUSTOS_FIBER_ASAN
   ucontext_t context;
   ucontext_t* back = nullptr;  // where the fiber returns to when it suspends or ends
+#else
+  bctx::fcontext_t context = nullptr;  // the fiber, while it is suspended (or not yet started)
+  bctx::fcontext_t back = nullptr;     // the event loop, while the fiber runs
+#endif
   Stack stack;
   std::function<void()> fn;
   boost::asio::io_context* ioc = nullptr;
@@ -110,34 +124,37 @@ thread_local Fiber* current = nullptr;
 // switches back to `from`. Sanitizer builds avoid swapcontext: ASan intercepts it and prints a
 // warning on stderr, where the daemons write JSON log lines; getcontext/setcontext do the
 // same, with the stack switch announced to ASan by the calls around Switch.
-void Switch(ucontext_t* from, ucontext_t* to) {
 #ifdef CUSTOS_FIBER_ASAN
+void Switch(ucontext_t* from, ucontext_t* to) {
   volatile bool returned = false;
   getcontext(from);
   if (!returned) {
     returned = true;
     setcontext(to);
   }
-#else
-  swapcontext(from, to);
-#endif
 }
+#endif
 
 // SwitchOut leaves the running fiber for its thread's event loop; returns when resumed.
 void SwitchOut(Fiber* f) {
 #ifdef CUSTOS_FIBER_ASAN
   __sanitizer_start_switch_fiber(f->done ? nullptr : &f->fake_stack, f->back_bottom, f->back_size);
-#endif
   Switch(&f->context, f->back);
-#ifdef CUSTOS_FIBER_ASAN
   __sanitizer_finish_switch_fiber(f->fake_stack, &f->back_bottom, &f->back_size);
+#else
+  // The event loop's context comes back with every resume (SwitchIn passes nothing else).
+  f->back = bctx::jump_fcontext(f->back, nullptr).fctx;
 #endif
 }
 
+#ifdef CUSTOS_FIBER_ASAN
 void Entry() {
   Fiber* f = current;
-#ifdef CUSTOS_FIBER_ASAN
   __sanitizer_finish_switch_fiber(nullptr, &f->back_bottom, &f->back_size);
+#else
+void Entry(bctx::transfer_t from) {
+  Fiber* f = current;
+  f->back = from.fctx;
 #endif
   try {
     f->fn();
@@ -152,16 +169,17 @@ void Entry() {
 // SwitchIn runs `f` from the thread's event loop until it suspends or ends.
 void SwitchIn(Fiber* f) {
   if (current != nullptr) std::abort();  // fibers are resumed from the event loop only
-  ucontext_t here;
-  f->back = &here;
   current = f;
 #ifdef CUSTOS_FIBER_ASAN
+  ucontext_t here;
+  f->back = &here;
   void* fake = nullptr;
   __sanitizer_start_switch_fiber(&fake, f->stack.bottom(), kStackSize);
-#endif
   Switch(&here, &f->context);
-#ifdef CUSTOS_FIBER_ASAN
   __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#else
+  // Returns when the fiber suspends or ends, with the fiber's context to resume it by.
+  f->context = bctx::jump_fcontext(f->context, nullptr).fctx;
 #endif
   current = nullptr;
   if (f->done) {
@@ -178,6 +196,7 @@ void Start(boost::asio::io_context& ioc, std::function<void()> fn) {
   f->stack = stack;
   f->fn = std::move(fn);
   f->ioc = &ioc;
+#ifdef CUSTOS_FIBER_ASAN
   // A copy of one context taken on this thread (its signal mask, its FPU state): getcontext is
   // a system call, once per thread instead of once per request.
   static thread_local ucontext_t base;
@@ -196,6 +215,10 @@ void Start(boost::asio::io_context& ioc, std::function<void()> fn) {
   f->context.uc_stack.ss_size = kStackSize;
   f->context.uc_link = nullptr;
   makecontext(&f->context, &Entry, 0);
+#else
+  // The stack grows down from its top; fcontext keeps its own small frame there.
+  f->context = bctx::make_fcontext(f->stack.bottom() + kStackSize, kStackSize, &Entry);
+#endif
   started_count.fetch_add(1, std::memory_order_relaxed);
   SwitchIn(f);
 }
