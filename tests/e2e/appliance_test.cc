@@ -476,6 +476,13 @@ TEST_F(Appliance, KeepersRefuseARolledBackOrForkedAuditChain) {
   // While the same core runs, a witness takes the new head on the core's line statement: no
   // record between is read (the two heads' records are spot-checked). After the restart below
   // (another core run) the records are read again.
+  // (The head shown is the newest one whose signature is fsynced, so right after the key
+  // creations it can still be one the core signed before an earlier test restarted it, which
+  // comes without a line: wait for a witness that records a line's run first.)
+  ASSERT_TRUE(WaitFor([&] {
+    json j = json::parse(witness("P1").out, nullptr, false);
+    return j.is_object() && !j.value("run", "").empty();
+  }));
   create_keys(2);
   RunResult lined = witness("P1");
   ASSERT_EQ(lined.code, 0) << lined.err;
