@@ -19,11 +19,24 @@ struct AesGcm::Ctx {
   }
 };
 
+namespace {
+
+// The AES-GCM implementations, fetched from OpenSSL's provider once. EVP_aes_256_gcm() and its
+// kind make every EVP_*Init_ex fetch the implementation again by name (a lock and a name-map
+// lookup): two of them per KMS Encrypt in the trusted core, where they showed at 2 % of all
+// samples (docs/benchmarks.md, issue 14). Never freed: they live as long as the process.
+const EVP_CIPHER* FetchedGcm(size_t key_size) {
+  static EVP_CIPHER* const aes128 = EVP_CIPHER_fetch(nullptr, "AES-128-GCM", nullptr);
+  static EVP_CIPHER* const aes256 = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+  return key_size == 16 ? aes128 : aes256;
+}
+
+}  // namespace
+
 StatusOr<AesGcm> AesGcm::Create(const SecretBytes& key) {
-  const EVP_CIPHER* cipher = nullptr;
-  if (key.size() == 16) cipher = EVP_aes_128_gcm();
-  else if (key.size() == 32) cipher = EVP_aes_256_gcm();
-  else return InvalidArgument("AES-GCM key must be 16 or 32 bytes");
+  if (key.size() != 16 && key.size() != 32) return InvalidArgument("AES-GCM key must be 16 or 32 bytes");
+  const EVP_CIPHER* cipher = FetchedGcm(key.size());
+  if (cipher == nullptr) return InternalError("AES-GCM is unavailable in OpenSSL");
   AesGcm a;
   a.ctx_ = std::make_unique<Ctx>();
   a.ctx_->enc = EVP_CIPHER_CTX_new();
