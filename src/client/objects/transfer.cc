@@ -121,6 +121,24 @@ Status PwriteFull(int fd, std::span<const uint8_t> buf, uint64_t offset) {
   return Status::Ok();
 }
 
+// DestinationWriter writes into a download's destination file for all of its range threads, one
+// write at a time. The kernel takes the file's inode lock for each write anyway (tmpfs, ext4),
+// and writers waiting for it there spin on the CPU (rwsem optimistic spinning): with four range
+// threads that tripled the system time of a 1 GiB download to tmpfs (docs/benchmarks.md, issue
+// 14, objects run 5). Waiting here sleeps instead; nothing is lost, the writes were serial.
+class DestinationWriter {
+ public:
+  explicit DestinationWriter(int fd) : fd_(fd) {}
+  Status Write(std::span<const uint8_t> bytes, uint64_t offset) {
+    std::lock_guard lock(mu_);
+    return PwriteFull(fd_, bytes, offset);
+  }
+
+ private:
+  const int fd_;
+  std::mutex mu_;
+};
+
 // ---- upload sources ----
 
 // SealingBody produces one part of an encrypted object: the header (for the first part), then
@@ -429,9 +447,9 @@ struct ChunkKeys {
 // run buffer is wiped when the body goes away.
 class OpeningBody : public BodySink {
  public:
-  OpeningBody(int out_fd, const Layout& layout, const ChunkKeys& keys, uint64_t first,
-              uint64_t last, uint64_t want_begin, uint64_t want_end)
-      : out_fd_(out_fd),
+  OpeningBody(std::shared_ptr<DestinationWriter> out, const Layout& layout, const ChunkKeys& keys,
+              uint64_t first, uint64_t last, uint64_t want_begin, uint64_t want_end)
+      : out_(std::move(out)),
         layout_(layout),
         keys_(keys),
         next_(first),
@@ -503,14 +521,13 @@ class OpeningBody : public BodySink {
     const uint64_t a = std::max(p0, want_begin_), b = std::min(p1, want_end_);
     Status st = Status::Ok();
     if (a < b)
-      st = PwriteFull(out_fd_, {run_.data() + (a - p0), static_cast<size_t>(b - a)},
-                      a - want_begin_);
+      st = out_->Write({run_.data() + (a - p0), static_cast<size_t>(b - a)}, a - want_begin_);
     run_length_ = 0;
     run_first_ = next_;
     return st;
   }
 
-  const int out_fd_;
+  const std::shared_ptr<DestinationWriter> out_;
   const Layout layout_;
   const ChunkKeys keys_;
   uint64_t next_;       // the chunk being received, or the next one
@@ -527,13 +544,14 @@ class OpeningBody : public BodySink {
 class OpeningSink : public RangeSink {
  public:
   OpeningSink(int out_fd, const Layout& layout, const ChunkKeys& keys, uint64_t want_begin, uint64_t want_end)
-      : out_fd_(out_fd), layout_(layout), keys_(keys), want_begin_(want_begin), want_end_(want_end) {}
+      : out_(std::make_shared<DestinationWriter>(out_fd)), layout_(layout), keys_(keys), want_begin_(want_begin),
+        want_end_(want_end) {}
   StatusOr<std::unique_ptr<BodySink>> Open(const ByteRange& range) override {
     ASSIGN_OR_RETURN(uint64_t first, layout_.ChunkAt(range.offset));
     uint64_t last = first;
     while (layout_.ChunkEnd(last) < range.end()) ++last;
     if (layout_.ChunkEnd(last) != range.end()) return InternalError("download range does not end on a chunk boundary");
-    return std::unique_ptr<BodySink>(new OpeningBody(out_fd_, layout_, keys_, first, last, want_begin_, want_end_));
+    return std::unique_ptr<BodySink>(new OpeningBody(out_, layout_, keys_, first, last, want_begin_, want_end_));
   }
   // A large receive buffer: each piece is decrypted where it lies, so bigger pieces mean fewer
   // recv(2) calls and GCM updates per chunk at no extra copy. (The plain sink writes each piece
@@ -541,7 +559,7 @@ class OpeningSink : public RangeSink {
   size_t receive_buffer_size() const override { return 512u << 10; }
 
  private:
-  const int out_fd_;
+  const std::shared_ptr<DestinationWriter> out_;
   const Layout layout_;
   const ChunkKeys keys_;
   const uint64_t want_begin_, want_end_;
@@ -550,6 +568,9 @@ class OpeningSink : public RangeSink {
 class PlainBodySink : public BodySink {
  public:
   PlainBodySink(int fd, uint64_t out_offset) : fd_(fd), pos_(out_offset) {}
+  // Each piece libcurl delivers (16 KiB) is written as it comes, by each range thread on its
+  // own: serialising these small writes through DestinationWriter measured slower (a futex
+  // hand-off per piece), unlike the encrypted path's 256 KiB runs.
   Status Write(std::span<const uint8_t> bytes) override {
     RETURN_IF_ERROR(PwriteFull(fd_, bytes, pos_));
     pos_ += bytes.size();
