@@ -533,17 +533,18 @@ StatusOr<ecall::AuditAppend::Result> KmsOperations::AuditAppend(const ecall::Aud
   audit::Head head{0, audit::GenesisHash()};
   if (anchor.empty()) {
     // Only a log this core has not extended yet may start from the genesis head.
-    if (last_signed_) return FailedPrecondition("audit: anchor is not the current head");
+    if (!signed_heads_.empty()) return FailedPrecondition("audit: anchor is not the current head");
   } else {
     if (anchor.size() != kAnchorSize)
       return InvalidArgument(
           "audit: anchor must be a head (40 bytes) and its signature (64 bytes)");
     ByteSpan encoded_head = anchor.first(anchor.size() - crypto::kSignatureSize);
     ASSIGN_OR_RETURN(head, audit::DecodeHead(encoded_head));
-    if (last_signed_) {
+    if (!signed_heads_.empty()) {
+      const audit::Head& last = signed_heads_.back();
       // The core remembers what it signed: an older head (stale) or another one (a fork) is
       // refused even though its signature is genuine.
-      if (head.seq != last_signed_->seq || head.hash != last_signed_->hash)
+      if (head.seq != last.seq || head.hash != last.hash)
         return FailedPrecondition("audit: anchor is not the current head");
     } else {
       // First append since start: the stored head is trusted only by the audit key's signature.
@@ -559,9 +560,8 @@ StatusOr<ecall::AuditAppend::Result> KmsOperations::AuditAppend(const ecall::Aud
   }
   Bytes signature = keyring_.audit_key().Sign(audit::CheckpointMessage(head.seq, head.hash));
   Bytes encoded = audit::EncodeHead(head.seq, head.hash);
-  recent_heads_.push_back(head);
-  if (recent_heads_.size() > kLineHeads) recent_heads_.pop_front();
-  last_signed_ = std::move(head);
+  signed_heads_.push_back(std::move(head));
+  if (signed_heads_.size() > kLineHeads) signed_heads_.pop_front();
   return ecall::AuditAppend::Result{std::move(encoded), std::move(signature)};
 }
 
@@ -570,7 +570,7 @@ StatusOr<ecall::AuditLine::Result> KmsOperations::AuditLine(const ecall::AuditLi
   {
     std::lock_guard lock(audit_mu_);
     bool signed_here = false;
-    for (auto it = recent_heads_.rbegin(); it != recent_heads_.rend() && it->seq >= head.seq; ++it)
+    for (auto it = signed_heads_.rbegin(); it != signed_heads_.rend() && it->seq >= head.seq; ++it)
       if (it->seq == head.seq) {
         signed_here = it->hash == head.hash;
         break;

@@ -146,12 +146,12 @@ class KmsOperations {
 
   KmsKeyring keyring_;
   std::mutex audit_mu_;  // serialises AuditAppend
-  std::optional<audit::Head> last_signed_;  // guarded by audit_mu_: the head this core signed last
-  // The heads signed in this run, newest last, at most kLineHeads (guarded by audit_mu_): the
-  // ones AuditLine vouches for. The host asks for its newest durable head, a few batches behind
-  // the newest signed one at most; an idle log's last head stays here however old.
+  // The heads this core signed in this run, newest last (the one the next append must extend),
+  // at most kLineHeads (guarded by audit_mu_). AuditLine vouches for these: the host asks for
+  // its newest durable head, a few batches behind the newest signed one at most; an idle log's
+  // last head stays here however old.
   static constexpr size_t kLineHeads = 256;
-  std::deque<audit::Head> recent_heads_;
+  std::deque<audit::Head> signed_heads_;
   const Bytes run_id_;  // random, drawn with this object: one run of linear signing
 };
 

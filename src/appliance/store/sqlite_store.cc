@@ -906,19 +906,11 @@ class SqliteStore final : public Store, public internal::ChangeLogSettings {
     return s.Rows([](Stmt& r) { return r.ColText(0); });
   }
 
-  // ReadAuditLog reads through a second, read-only connection: with the WAL it reads while the
-  // main connection writes, so a page of up to 1,000 records (each witnessing keeper reads
-  // every one) does not hold the request path's audit writes behind mu_ for its length.
   StatusOr<std::vector<AuditRecord>> ReadAuditLog(std::string_view log, uint64_t from_seq,
                                                   size_t limit) override {
     constexpr char kOp[] = "read audit log";
     RETURN_IF_ERROR(internal::CheckAuditLogName(kOp, log));
-    if (limit == 0 || from_seq > kMaxAuditSeq) return std::vector<AuditRecord>();
-    std::lock_guard<std::mutex> lock(read_mu_);
-    if (read_stmt_ == nullptr) RETURN_IF_ERROR(OpenReader(kOp));
-    Stmt s(read_db_, read_stmt_, kOp);
-    s.Text(log).Int(static_cast<int64_t>(from_seq)).Int(internal::RowLimit(limit));
-    return s.Rows([](Stmt& r) { return ReadAuditRecord(r); });
+    return ReadAuditOf(kOp, log, from_seq, limit);
   }
 
   // ---- Meta.
@@ -1028,11 +1020,16 @@ class SqliteStore final : public Store, public internal::ChangeLogSettings {
     return s.Run();
   }
 
+  // ReadAuditOf reads a page of a log through a second, read-only connection: with the WAL it
+  // reads the committed log while the main connection writes, so a page of up to 1,000 records
+  // (each witnessing keeper's, an export's) does not hold the request path's audit writes
+  // behind mu_ for its length.
   StatusOr<std::vector<AuditRecord>> ReadAuditOf(const char* op, std::string_view log,
                                                  uint64_t from_seq, size_t limit) {
     if (limit == 0 || from_seq > kMaxAuditSeq) return std::vector<AuditRecord>();
-    std::lock_guard<std::mutex> lock(mu_);
-    ASSIGN_OR_RETURN(Stmt s, Prepare(op, kReadAudit));
+    std::lock_guard<std::mutex> lock(read_mu_);
+    if (read_stmt_ == nullptr) RETURN_IF_ERROR(OpenReader(op));
+    Stmt s(read_db_, read_stmt_, op);
     s.Text(log).Int(static_cast<int64_t>(from_seq)).Int(internal::RowLimit(limit));
     return s.Rows([](Stmt& r) { return ReadAuditRecord(r); });
   }

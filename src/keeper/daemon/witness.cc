@@ -6,6 +6,7 @@
 
 #include <ctime>
 #include <mutex>
+#include <optional>
 
 #include "common/file.h"
 #include "net/http_client.h"
@@ -160,6 +161,16 @@ StatusOr<std::vector<audit::RecordShown>> ParseRecordsBinary(std::string_view bo
   return out;
 }
 
+// RecordAt reads the record of `log` at `seq` (nullopt when the log has none there).
+StatusOr<std::optional<audit::RecordShown>> RecordAt(Reader& reader, const std::string& log, uint64_t seq) {
+  ASSIGN_OR_RETURN(std::vector<audit::RecordShown> one,
+                   reader.GetRecords("/v1/sys/audit/records?log=" + log + "&from=" + std::to_string(seq) + "&limit=1"));
+  if (one.empty()) return std::optional<audit::RecordShown>();
+  return std::optional<audit::RecordShown>(std::move(one.front()));
+}
+
+const audit::RecordShown* OrNull(const std::optional<audit::RecordShown>& r) { return r ? &*r : nullptr; }
+
 // Check runs the witness against `witnessed` and returns what to record; nothing is written.
 StatusOr<WitnessOutcome> Check(Reader& reader, const audit::CustodyWitness& witnessed, audit::HeadShown* shown) {
   ASSIGN_OR_RETURN(json head_json, reader.Get("/v1/sys/audit/head"));
@@ -176,14 +187,10 @@ StatusOr<WitnessOutcome> Check(Reader& reader, const audit::CustodyWitness& witn
   if (check.ByLine()) {
     // Taken on the core's word: the log must still hold the witnessed head's record and hold
     // the new head's, each with its hash (two one-record reads instead of every record between).
-    for (const audit::WitnessedHead& at : {known->second, check.Recorded()}) {
-      ASSIGN_OR_RETURN(std::vector<audit::RecordShown> one,
-                       reader.GetRecords("/v1/sys/audit/records?log=" + shown->log + "&from=" +
-                                         std::to_string(at.seq) + "&limit=1"));
-      RETURN_IF_ERROR(at.seq == known->second.seq && at.hash == known->second.hash
-                          ? audit::CheckOtherLog(shown->log, at, one.empty() ? nullptr : &one.front())
-                          : audit::CheckRecordAt(shown->log, at, one.empty() ? nullptr : &one.front()));
-    }
+    ASSIGN_OR_RETURN(auto witnessed_record, RecordAt(reader, shown->log, known->second.seq));
+    RETURN_IF_ERROR(audit::CheckOtherLog(shown->log, known->second, OrNull(witnessed_record)));
+    ASSIGN_OR_RETURN(auto head_record, RecordAt(reader, shown->log, shown->seq));
+    RETURN_IF_ERROR(audit::CheckRecordAt(shown->log, check.Recorded(), OrNull(head_record)));
   }
   constexpr uint64_t kPage = 1000;
   while (!check.Done()) {
@@ -203,10 +210,8 @@ StatusOr<WitnessOutcome> Check(Reader& reader, const audit::CustodyWitness& witn
   // The other nodes' logs this keeper witnessed (a shared database): still there, same hash.
   for (const auto& [log, head] : witnessed.logs) {
     if (log == shown->log) continue;
-    ASSIGN_OR_RETURN(json at_json, reader.Get("/v1/sys/audit/records?log=" + log + "&from=" +
-                                              std::to_string(head.seq) + "&limit=1"));
-    ASSIGN_OR_RETURN(std::vector<audit::RecordShown> at, ParseRecords(at_json));
-    RETURN_IF_ERROR(audit::CheckOtherLog(log, head, at.empty() ? nullptr : &at.front()));
+    ASSIGN_OR_RETURN(auto at, RecordAt(reader, log, head.seq));
+    RETURN_IF_ERROR(audit::CheckOtherLog(log, head, OrNull(at)));
   }
   return out;
 }

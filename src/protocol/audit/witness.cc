@@ -168,24 +168,31 @@ Status WitnessCheck::Finish() const {
                std::to_string(head_.seq));
 }
 
-Status CheckOtherLog(const std::string& log, const WitnessedHead& witnessed, const RecordShown* at) {
-  if (at == nullptr || at->seq != witnessed.seq)
-    return Rollback("log " + Quoted(log) + " has no record at seq " + std::to_string(witnessed.seq) +
-                    " this keeper witnessed (the database was restored from an older copy, or truncated)");
-  if (at->hash != witnessed.hash)
-    return Fork("log " + Quoted(log) + " has hash " + HexEncode(at->hash) + " at seq " + std::to_string(at->seq) +
-                ", this keeper witnessed " + HexEncode(witnessed.hash) + " (two different heads at one sequence number)");
-  return Status::Ok();
-}
+namespace {
 
-Status CheckRecordAt(const std::string& log, const WitnessedHead& head, const RecordShown* at) {
+// CheckRecord: the record `at` (or its absence) against a head the log must hold; `missing` and
+// `expected` word the refusals ("seq S this keeper witnessed", ", this keeper witnessed H").
+Status CheckRecord(const std::string& log, const WitnessedHead& head, const RecordShown* at,
+                   const std::string& missing, const std::string& expected) {
   if (at == nullptr || at->seq != head.seq)
-    return Rollback("log " + Quoted(log) + " has no record at its signed head seq " + std::to_string(head.seq) +
+    return Rollback("log " + Quoted(log) + " has no record at " + missing +
                     " (the database was restored from an older copy, or truncated)");
   if (at->hash != head.hash)
     return Fork("log " + Quoted(log) + " has hash " + HexEncode(at->hash) + " at seq " + std::to_string(at->seq) +
-                ", its signed head there is " + HexEncode(head.hash) + " (two different heads at one sequence number)");
+                expected + " (two different heads at one sequence number)");
   return Status::Ok();
+}
+
+}  // namespace
+
+Status CheckOtherLog(const std::string& log, const WitnessedHead& witnessed, const RecordShown* at) {
+  return CheckRecord(log, witnessed, at, "seq " + std::to_string(witnessed.seq) + " this keeper witnessed",
+                     ", this keeper witnessed " + HexEncode(witnessed.hash));
+}
+
+Status CheckRecordAt(const std::string& log, const WitnessedHead& head, const RecordShown* at) {
+  return CheckRecord(log, head, at, "its signed head seq " + std::to_string(head.seq),
+                     ", its signed head there is " + HexEncode(head.hash));
 }
 
 }  // namespace custos::audit
