@@ -1,3 +1,6 @@
+#include <openssl/core_names.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +42,49 @@ TEST(Hkdf, Rfc5869Vectors) {
 }
 
 TEST(Hkdf, RefusesOversizedOutput) { EXPECT_FALSE(Hkdf(Bytes(32), {}, {}, 255 * 32 + 1).ok()); }
+
+// OpenSSL's own HKDF (EVP_KDF "HKDF"), the reference the HMAC composition must agree with.
+Bytes OpensslHkdf(ByteSpan ikm, ByteSpan salt, ByteSpan info, size_t length) {
+  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
+  static uint8_t empty = 0;
+  auto octets = [](const char* name, ByteSpan b) {
+    return OSSL_PARAM_construct_octet_string(name, b.empty() ? &empty : const_cast<uint8_t*>(b.data()), b.size());
+  };
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
+                         octets(OSSL_KDF_PARAM_KEY, ikm), octets(OSSL_KDF_PARAM_SALT, salt),
+                         octets(OSSL_KDF_PARAM_INFO, info), OSSL_PARAM_construct_end()};
+  Bytes out(length);
+  int rc = EVP_KDF_derive(ctx, out.data(), out.size(), params);
+  EVP_KDF_CTX_free(ctx);
+  EVP_KDF_free(kdf);
+  EXPECT_EQ(rc, 1);
+  return out;
+}
+
+TEST(Hkdf, AgreesWithOpensslHkdfOverLengthsSaltsAndKeys) {
+  // Output lengths across block boundaries up to the maximum, salts empty (HashLen zeros), short
+  // and longer than the HMAC block (hashed first), keys of every size class.
+  const size_t lengths[] = {1, 16, 31, 32, 33, 64, 65, 100, 255 * 32};
+  const size_t sizes[] = {0, 1, 13, 32, 64, 65, 200};
+  int checked = 0;
+  for (size_t length : lengths)
+    for (size_t salt_size : sizes)
+      for (size_t ikm_size : {size_t{1}, size_t{32}, size_t{100}}) {
+        Bytes ikm = RandomBytes(ikm_size), salt = RandomBytes(salt_size);
+        Bytes info = RandomBytes(salt_size % 3 == 0 ? 0 : 40);
+        auto ours = Hkdf(ikm, salt, info, length);
+        ASSERT_OK(ours.status());
+        ASSERT_EQ(HexEncode(ours->Expose()), HexEncode(OpensslHkdf(ikm, salt, info, length)))
+            << "length " << length << " salt " << salt_size << " ikm " << ikm_size;
+        ++checked;
+      }
+  EXPECT_EQ(checked, 9 * 7 * 3);
+  // A short PRK is refused, as is a zero length.
+  EXPECT_FALSE(HkdfExpand(Bytes(31), {}, 32).ok());
+  EXPECT_FALSE(Hkdf(Bytes(32), {}, {}, 0).ok());
+}
 
 TEST(Sha256, KnownAnswer) {
   EXPECT_EQ(HexEncode(Sha256Bytes(AsBytes("abc"))),

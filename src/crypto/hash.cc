@@ -3,14 +3,19 @@
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 #include <openssl/hmac.h>
-#include <openssl/kdf.h>
+#include <openssl/crypto.h>
 #include <openssl/params.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <initializer_list>
 
 namespace custos::crypto {
 
 namespace {
+
+constexpr size_t kDigestSize = 32;  // SHA-256
 
 // OpenSSL's SHA-256 and HMAC, fetched once. EVP_sha256() and HMAC() fetch the implementation
 // from the provider tables on every call (a lock, allocations, name lookups), which on the KMS
@@ -86,65 +91,60 @@ Digest HmacSha256(ByteSpan key, ByteSpan data) {
 
 namespace {
 
-// HkdfAlgorithm is OpenSSL's HKDF implementation, fetched once: a fetch walks the provider
-// tables under a lock and cost about as much as the derivation itself on the KMS hot path.
-EVP_KDF* HkdfAlgorithm() {
-  static EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
-  return kdf;
-}
-
-// RunHkdf drives OpenSSL's HKDF provider in the given mode (extract-only, expand-only, or both
-// in one derivation). `salt` is used by the extract step, `info` by the expand step.
-Status RunHkdf(int mode, ByteSpan key, ByteSpan salt, ByteSpan info, uint8_t* out, size_t out_len) {
-  EVP_KDF* kdf = HkdfAlgorithm();
-  if (kdf == nullptr) return InternalError("HKDF is unavailable in OpenSSL");
-  EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
-  if (ctx == nullptr) return InternalError("EVP_KDF_CTX_new failed");
+// HmacInto writes HMAC-SHA256(key, the concatenation of `parts`) to out[0..32), through a copy
+// of the fetched template (no provider lookup, no lock: HKDF runs on every KMS Encrypt).
+void HmacInto(ByteSpan key, std::initializer_list<ByteSpan> parts, uint8_t* out) {
   static const uint8_t kEmpty = 0;
-  auto octets = [](const char* name, ByteSpan b) {
-    return OSSL_PARAM_construct_octet_string(name, const_cast<uint8_t*>(b.empty() ? &kEmpty : b.data()), b.size());
-  };
-  OSSL_PARAM params[6];
-  size_t n = 0;
-  char digest[] = "SHA256";
-  params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
-  params[n++] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-  params[n++] = octets(OSSL_KDF_PARAM_KEY, key);
-  if (mode != EVP_KDF_HKDF_MODE_EXPAND_ONLY) params[n++] = octets(OSSL_KDF_PARAM_SALT, salt);
-  if (mode != EVP_KDF_HKDF_MODE_EXTRACT_ONLY) params[n++] = octets(OSSL_KDF_PARAM_INFO, info);
-  params[n] = OSSL_PARAM_construct_end();
-  int rc = EVP_KDF_derive(ctx, out, out_len, params);
-  EVP_KDF_CTX_free(ctx);
-  if (rc != 1) return InternalError("HKDF derivation failed");
-  return Status::Ok();
+  size_t len = 0;
+  EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(HmacSha256Template());
+  bool ok = ctx != nullptr &&
+            EVP_MAC_init(ctx, key.empty() ? &kEmpty : key.data(), key.size(), nullptr) == 1;
+  for (ByteSpan part : parts) ok = ok && (part.empty() || EVP_MAC_update(ctx, part.data(), part.size()) == 1);
+  ok = ok && EVP_MAC_final(ctx, out, &len, kDigestSize) == 1 && len == kDigestSize;
+  EVP_MAC_CTX_free(ctx);  // clears the keyed state
+  if (!ok) std::abort();
 }
 
 }  // namespace
 
+// HKDF (RFC 5869) composed from HMAC-SHA256. OpenSSL's own HKDF (EVP_KDF "HKDF") looks up its
+// digest and MAC by name on every derivation, under the provider store's read lock: with the
+// core's workers deriving concurrently that cost 3.2 µs per derivation against 1.3 µs here
+// (docs/benchmarks.md). The tests check this against OpenSSL's HKDF and RFC 5869's vectors.
 SecretBytes HkdfExtract(ByteSpan salt, ByteSpan ikm) {
   // RFC 5869: an absent salt is HashLen zero bytes.
-  static const uint8_t kZeros[32] = {};
-  ByteSpan s = salt.empty() ? ByteSpan(kZeros, 32) : salt;
-  SecretBytes prk(32);
-  if (!RunHkdf(EVP_KDF_HKDF_MODE_EXTRACT_ONLY, ikm, s, {}, prk.ExposeMutable().data(), 32).ok())
-    std::abort();
+  static const uint8_t kZeros[kDigestSize] = {};
+  SecretBytes prk(kDigestSize);
+  HmacInto(salt.empty() ? ByteSpan(kZeros, kDigestSize) : salt, {ikm}, prk.ExposeMutable().data());
   return prk;
 }
 
 StatusOr<SecretBytes> HkdfExpand(ByteSpan prk, ByteSpan info, size_t length) {
-  if (length == 0 || length > 255 * 32) return InvalidArgument("HKDF output length out of range");
-  if (prk.size() < 32) return InvalidArgument("HKDF PRK shorter than the hash length");
+  if (length == 0 || length > 255 * kDigestSize)
+    return InvalidArgument("HKDF output length out of range");
+  if (prk.size() < kDigestSize) return InvalidArgument("HKDF PRK shorter than the hash length");
   SecretBytes out(length);
-  RETURN_IF_ERROR(
-      RunHkdf(EVP_KDF_HKDF_MODE_EXPAND_ONLY, prk, {}, info, out.ExposeMutable().data(), length));
+  uint8_t* dst = out.ExposeMutable().data();
+  // T(0) = empty; T(i) = HMAC(PRK, T(i-1) || info || i); OKM = the first L bytes of T(1) T(2) ...
+  uint8_t block[kDigestSize];
+  size_t block_len = 0;
+  for (size_t done = 0, i = 1; done < length; ++i) {
+    const uint8_t counter = static_cast<uint8_t>(i);
+    HmacInto(prk, {ByteSpan(block, block_len), info, ByteSpan(&counter, 1)}, block);
+    block_len = kDigestSize;
+    const size_t n = std::min(kDigestSize, length - done);
+    std::memcpy(dst + done, block, n);
+    done += n;
+  }
+  OPENSSL_cleanse(block, sizeof block);
   return out;
 }
 
 StatusOr<SecretBytes> Hkdf(ByteSpan ikm, ByteSpan salt, ByteSpan info, size_t length) {
-  if (length == 0 || length > 255 * 32) return InvalidArgument("HKDF output length out of range");
-  SecretBytes out(length);
-  RETURN_IF_ERROR(RunHkdf(EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND, ikm, salt, info, out.ExposeMutable().data(), length));
-  return out;
+  if (length == 0 || length > 255 * kDigestSize)
+    return InvalidArgument("HKDF output length out of range");
+  SecretBytes prk = HkdfExtract(salt, ikm);
+  return HkdfExpand(prk.Expose(), info, length);
 }
 
 }  // namespace custos::crypto
