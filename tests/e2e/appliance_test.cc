@@ -2,6 +2,8 @@
 // keepers (1 provider, 2-of-3 customers) after a real DKG, `custos server` nodes (host +
 // custos-enclave), `custos operator init`, `custos keeper release` and `keeper serve
 // --auto-release`, cluster join, and the refusals. Tests run in order and share one cluster.
+#include <sched.h>
+
 #include <fstream>
 #include <regex>
 #include <thread>
@@ -77,6 +79,8 @@ TEST_F(Appliance, InitRestartSealedThenQuorumUnseals) {
   // The core runs under a seccomp filter, seen from outside its process.
   std::string proc_status = ReadAll("/proc/" + std::to_string(s["host"]["enclave_pid"].get<int>()) + "/status");
   EXPECT_THAT(proc_status, HasSubstr("Seccomp:\t2"));
+  // [server] cpu_scheduling defaults to batch: the core inherited SCHED_BATCH from the host.
+  EXPECT_EQ(sched_getscheduler(s["host"]["enclave_pid"].get<int>()), SCHED_BATCH);
   policy = WritePolicy("policy.json");
 
   // A stranger cannot initialise the node, nor read its status or metrics; the public routes

@@ -1,4 +1,5 @@
 #include "appliance/host/appliance.h"
+#include "appliance/host/cpu_scheduling.h"
 
 #include "net/fiber.h"
 
@@ -149,6 +150,8 @@ StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) return Unavailable("cannot create data_dir " + config.data_dir + ": " + ec.message());
   ::chmod(config.data_dir.c_str(), 0700);
+  // Before the core and the server threads start, so that they inherit it.
+  RETURN_IF_ERROR(ApplyCpuScheduling(config.cpu_scheduling));
   bool initialized = false;
   ASSIGN_OR_RETURN(std::shared_ptr<EnclaveProcess> enclave, StartCore(config, enclave_binary, &initialized));
   std::unique_ptr<Appliance> a(new Appliance(config, enclave_binary, std::move(enclave)));
@@ -158,6 +161,7 @@ StatusOr<std::unique_ptr<Appliance>> Appliance::Start(const ServerConfig& config
        {"enclave_pid", a->enclave_->pid()},
        {"measurement", HexEncode(a->enclave_->measurement())},
        {"initialized", initialized},
+       {"cpu_scheduling", config.cpu_scheduling},
        {"state", "sealed"}});
   a->StartJoin();
   a->maintenance_thread_ = std::thread([p = a.get()] { p->MaintenanceLoop(); });

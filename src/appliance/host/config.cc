@@ -50,7 +50,7 @@ struct FieldSpec {
 constexpr std::array<std::string_view, 8> kTables = {"server", "tee",   "cluster", "kms",
                                                      "audit",  "store", "xks",     "kmip"};
 
-const std::array<FieldSpec, 29> kFields = {{
+const std::array<FieldSpec, 30> kFields = {{
     {"server", "listen", &ServerConfig::listen},
     {"server", "data_dir", &ServerConfig::data_dir, PathRule::kResolve},
     {"server", "custody", &ServerConfig::custody_path, PathRule::kResolve},
@@ -59,6 +59,7 @@ const std::array<FieldSpec, 29> kFields = {{
     {"server", "join", &ServerConfig::join_url},
     {"server", "insecure_http", &ServerConfig::insecure_http},
     {"server", "node_name", &ServerConfig::node_name},
+    {"server", "cpu_scheduling", &ServerConfig::cpu_scheduling},
     {"tee", "backend", &ServerConfig::tee_backend},
     {"tee", "enclave_binary", &ServerConfig::enclave_binary, PathRule::kResolve},
     {"tee", "sim_key_dir", &ServerConfig::sim_key_dir, PathRule::kResolve},
@@ -340,6 +341,8 @@ Status CheckConsistency(const ServerConfig& config) {
   static const std::regex account_re("^[0-9]{12}$");
   if (!std::regex_match(config.kms_account_id, account_re))
     return InvalidArgument("kms.account_id must be 12 digits");
+  if (config.cpu_scheduling != "batch" && config.cpu_scheduling != "normal")
+    return InvalidArgument("server.cpu_scheduling must be \"batch\" or \"normal\"");
   if (config.audit_sync != "group" && config.audit_sync != "request")
     return InvalidArgument("audit.sync must be \"group\" or \"request\"");
   if (config.core_workers > 256) return InvalidArgument("tee.core_workers must be 0 to 256");

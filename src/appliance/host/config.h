@@ -1,7 +1,8 @@
 // The appliance server's configuration file. `custos server --config server.toml` reads one
 // TOML file (docs/server.example.toml is a commented example) with three tables:
 //
-//   [server]   listen, data_dir, custody, tls_cert, tls_key, insecure_http, join, node_name
+//   [server]   listen, data_dir, custody, tls_cert, tls_key, insecure_http, join, node_name,
+//              cpu_scheduling
 //   [tee]      backend, enclave_binary, sim_key_dir, sim_product_id, sim_svn, sim_debug,
 //              gramine_root, tsm_root
 //   [cluster]  collateral, approval
@@ -125,6 +126,9 @@ struct ServerConfig {
   // (1 to 64 characters of [A-Za-z0-9._-]). Required with store.url, "" otherwise (a single
   // node's log).
   std::string node_name;
+  // [server] cpu_scheduling: "batch" (default): the process's threads and its trusted core run
+  // under SCHED_BATCH (cpu_scheduling.h); "normal": the policy it was started with.
+  std::string cpu_scheduling = "batch";
 
   bool operator==(const ServerConfig&) const = default;
 };

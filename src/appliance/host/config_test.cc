@@ -261,6 +261,17 @@ TEST(ServerConfigTest, AuditSyncAndCoreWorkers) {
             "server.toml: tee.core_workers must be 0 to 256");
 }
 
+TEST(ServerConfigTest, CpuScheduling) {
+  auto config = ParseServerConfig(WithServer(""), "/etc/custos");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->cpu_scheduling, "batch");
+  config = ParseServerConfig(WithServer("cpu_scheduling = \"normal\""), "/etc/custos");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->cpu_scheduling, "normal");
+  EXPECT_EQ(Refusal(WithServer("cpu_scheduling = \"fifo\"")),
+            "server.toml: server.cpu_scheduling must be \"batch\" or \"normal\"");
+}
+
 TEST(ServerConfigTest, RefusesUnknownTablesAndKeys) {
   EXPECT_EQ(Refusal(WithServer("", "[tee]\nbakend = \"sim\"\n")),
             "server.toml: unknown key tee.bakend");
