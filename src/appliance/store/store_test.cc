@@ -1021,6 +1021,7 @@ TEST_F(SqliteStoreTest, PragmasOnAReopenedDatabase) {
   EXPECT_EQ(Pragma("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(Pragma("PRAGMA synchronous"), "2");  // FULL
   EXPECT_EQ(Pragma("PRAGMA foreign_keys"), "1");
+  EXPECT_EQ(Pragma("PRAGMA wal_autocheckpoint"), "250");
   EXPECT_NE(Pragma("PRAGMA busy_timeout"), "0");
   EXPECT_EQ(Pragma("PRAGMA user_version"), std::to_string(kSchemaVersion));
   EXPECT_EQ(Pragma("PRAGMA application_id"), std::to_string(internal::kApplicationId));
