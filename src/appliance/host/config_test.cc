@@ -198,13 +198,14 @@ TEST(ServerConfigTest, DocumentedExampleParses) {
     uncommented += line + "\n";
     start = end + 1;
   }
-  EXPECT_EQ(uncommented_keys, 11u);  // tls_cert, tls_key, insecure_http, join, node_name,
-                                     // enclave_binary, sim_key_dir, collateral, url, xks region,
-                                     // kmip listen
+  EXPECT_EQ(uncommented_keys, 12u);  // tls_cert, tls_key, insecure_http, join, node_name,
+                                     // cpu_scheduling, enclave_binary, sim_key_dir, collateral,
+                                     // url, xks region, kmip listen
   auto all = ParseServerConfig(uncommented, "/etc/custos");
   ASSERT_TRUE(all.ok()) << all.status().ToString();
   EXPECT_EQ(all->tls_key, "/etc/custos/tls/server.key");
   EXPECT_EQ(all->join_collateral, "/etc/custos/collateral.json");
+  EXPECT_EQ(all->cpu_scheduling, "batch");
   EXPECT_EQ(all->store_url.rfind("postgresql://custos@db-1:5432,db-2:5432/custos?", 0), 0u);
 }
 
