@@ -76,19 +76,6 @@ Digest Sha256Stream::Final() {
   return d;
 }
 
-Digest HmacSha256(ByteSpan key, ByteSpan data) {
-  Digest d;
-  size_t len = 0;
-  static const uint8_t kEmpty = 0;
-  EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(HmacSha256Template());
-  if (ctx == nullptr || EVP_MAC_init(ctx, key.empty() ? &kEmpty : key.data(), key.size(), nullptr) != 1 ||
-      EVP_MAC_update(ctx, data.data(), data.size()) != 1 || EVP_MAC_final(ctx, d.data(), &len, d.size()) != 1 ||
-      len != d.size())
-    std::abort();
-  EVP_MAC_CTX_free(ctx);  // clears the keyed state
-  return d;
-}
-
 namespace {
 
 // HmacInto writes HMAC-SHA256(key, the concatenation of `parts`) to out[0..32), through a copy
@@ -106,6 +93,12 @@ void HmacInto(ByteSpan key, std::initializer_list<ByteSpan> parts, uint8_t* out)
 }
 
 }  // namespace
+
+Digest HmacSha256(ByteSpan key, ByteSpan data) {
+  Digest d;
+  HmacInto(key, {data}, d.data());
+  return d;
+}
 
 // HKDF (RFC 5869) composed from HMAC-SHA256. OpenSSL's own HKDF (EVP_KDF "HKDF") looks up its
 // digest and MAC by name on every derivation, under the provider store's read lock: with the
@@ -141,8 +134,6 @@ StatusOr<SecretBytes> HkdfExpand(ByteSpan prk, ByteSpan info, size_t length) {
 }
 
 StatusOr<SecretBytes> Hkdf(ByteSpan ikm, ByteSpan salt, ByteSpan info, size_t length) {
-  if (length == 0 || length > 255 * kDigestSize)
-    return InvalidArgument("HKDF output length out of range");
   SecretBytes prk = HkdfExtract(salt, ikm);
   return HkdfExpand(prk.Expose(), info, length);
 }
