@@ -24,14 +24,20 @@
 #
 # Prints a table (median ± stddev of both directions, ratios vs plain and vs awscli) and the verdict
 # for the target "appliance-mode overhead <= 5 % for objects >= 16 MiB" (the worst size counts),
-# with the client's CPU time per download, plain vs appliance (less sensitive to other load).
+# with the client's CPU time per download, plain vs appliance (less sensitive to other load), and
+# the machine's: the client's plus what the services (s3rver, the appliance and its trusted core,
+# the keepers) spent during that method's downloads, from /proc/PID/task/*/schedstat. The run also
+# times AES-256-GCM with `openssl speed`, and prints what decrypting each size costs at that rate
+# as a share of the plain download's machine CPU: when every core is busy (the script prints how
+# busy they were), that share is the least overhead the appliance path can show here, whatever
+# else it does.
 # Writes BENCH_OUT/results.csv, BENCH_OUT/results.md and BENCH_OUT/hyperfine/*.json, and draws
 # the chart from the CSV with scripts/plot_objects.gp. Timings are never asserted: a MISSED
 # verdict still exits 0.
 #
 # Environment:
 #   BENCH_OBJECT_SIZES  sizes, B/KiB/MiB/GiB suffixes   (default "1KiB 1MiB 16MiB 256MiB 1GiB")
-#   BENCH_RUNS          timed runs per measurement      (default 7 up to 16 MiB, 5 up to 256 MiB, 3 above)
+#   BENCH_RUNS          timed runs per measurement      (default 21 up to 16 MiB, 5 up to 256 MiB, 3 above)
 #   BENCH_OUT           result directory                (default docs/bench-objects)
 #   BENCH_PNG           chart                           (default docs/objects-bench.png when
 #                                                        BENCH_OUT is the default, else
@@ -305,6 +311,15 @@ stored_check() {
   echo "$len"
 }
 
+# service_cpu_ns: CPU time so far of the services every method talks to (s3rver, the appliance and
+# its trusted core, the keepers), summed over their threads, in nanoseconds (schedstat's first
+# field; finer than the 10 ms ticks of /proc/PID/stat).
+service_cpu_ns() {
+  local p pids=("$s3_pid" "$server_pid" $(pgrep -P "$server_pid" 2>/dev/null) "${keeper_pids[@]}")
+  for p in "${pids[@]}"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{ t += $1 } END { printf "%.0f\n", t }'
+}
+declare -A service_ns=() service_runs=()
+
 results="$work/results.tsv"
 : >"$results"
 fmt_ms() { awk -v m="$1" -v s="$2" 'BEGIN { m *= 1000; s *= 1000; if (m < 100) printf "%8.1f ± %5.1f ms", m, s; else printf "%8.0f ± %5.0f ms", m, s }'; }
@@ -344,7 +359,7 @@ nm=${#methods[@]}
 for idx in "${!size_labels[@]}"; do
   label="${size_labels[$idx]}" bytes="${size_bytes[$idx]}"
   src="$work/data/$label.bin"
-  if [ -n "${BENCH_RUNS:-}" ]; then runs="$BENCH_RUNS"; elif [ "$bytes" -le $((16 << 20)) ]; then runs=7; elif [ "$bytes" -le $((256 << 20)) ]; then runs=5; else runs=3; fi
+  if [ -n "${BENCH_RUNS:-}" ]; then runs="$BENCH_RUNS"; elif [ "$bytes" -le $((16 << 20)) ]; then runs=21; elif [ "$bytes" -le $((256 << 20)) ]; then runs=5; else runs=3; fi
   warmup=0
   [ "$bytes" -le $((16 << 20)) ] && warmup=1
   echo "$label ($bytes bytes): $runs interleaved rounds, $warmup warm-up"
@@ -359,7 +374,11 @@ for idx in "${!size_labels[@]}"; do
         if [ "$op" = upload ]; then
           timed "$label $method upload" "$work/json/$label-$method-upload.r$r.json" 1 "$w" "" "${up_cmd[@]}"
         else
+          c0="$(service_cpu_ns)"
           timed "$label $method download" "$work/json/$label-$method-download.r$r.json" 1 "$w" "rm -f $dest" "${down_cmd[@]}"
+          c1="$(service_cpu_ns)"
+          service_ns[$label/$method]=$(( ${service_ns[$label/$method]:-0} + c1 - c0 ))
+          service_runs[$label/$method]=$(( ${service_runs[$label/$method]:-0} + 1 + w ))
         fi
       done
     done
@@ -383,8 +402,9 @@ for idx in "${!size_labels[@]}"; do
     done
     read -r um us umin umax ur <<<"$(json_stats "$work/json/$label-$method-upload.json")"
     read -r dm ds dmin dmax dr <<<"$(json_stats "$work/json/$label-$method-download.json")"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$bytes" "$idx" "$method" \
-      "$um" "$us" "$umin" "$umax" "$ur" "$dm" "$ds" "$dmin" "$dmax" "$dr" "${stored[$method]}" >>"$results"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$bytes" "$idx" "$method" \
+      "$um" "$us" "$umin" "$umax" "$ur" "$dm" "$ds" "$dmin" "$dmax" "$dr" "${stored[$method]}" \
+      "$(awk -v t="${service_ns[$label/$method]}" -v n="${service_runs[$label/$method]}" 'BEGIN { printf "%.6f", t / n / 1e9 }')" >>"$results"
     printf '  %-9s upload %s   download %s   verified (cmp), stored %s bytes\n' "$method" "$(fmt_ms "$um" "$us")" "$(fmt_ms "$dm" "$ds")" "${stored[$method]}"
   done
   # The big objects are not needed any more: free s3rver's disk for the next size.
@@ -396,6 +416,12 @@ done
 elapsed=$((SECONDS - started))
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "measured in ${elapsed} s; load after: $load_after"
+# The reference for the floor: OpenSSL's AES-256-GCM decryption of 64 KiB blocks (the default
+# chunk), on one core, after the downloads so that it disturbs none of them.
+gcm_rate="$(openssl speed -decrypt -evp aes-256-gcm -bytes 65536 -seconds 2 2>/dev/null |
+  awk '$1 == "AES-256-GCM" { v = $NF; sub(/k$/, "", v); printf "%.0f", v * 1000 }')"
+[ -n "$gcm_rate" ] && [ "$gcm_rate" -gt 0 ] || fail "openssl speed -decrypt -evp aes-256-gcm printed no rate"
+echo "AES-256-GCM decryption, openssl speed, 64 KiB blocks: $((gcm_rate / 1000000)) MB/s ($(openssl version | cut -d' ' -f1-2))"
 echo
 
 # ---- report --------------------------------------------------------------------------------
@@ -406,10 +432,11 @@ commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')"
 if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no -- src 2>/dev/null)" ]; then commit+=" (src/ modified)"; fi
 meta="custos ${commit} ($custos_src, sha256 $custos_sha...), s3rver ${s3rver_version:-?} on loopback, hyperfine $hyperfine_version, $aws_version; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores; load $load_before before, $load_after after; $(date -u '+%Y-%m-%d %H:%M UTC')"
 
-"$py" - "$results" "$out_dir/results.csv" "$out_dir/results.md" "$meta" "$png" <<'PY' || fail "report"
+"$py" - "$results" "$out_dir/results.csv" "$out_dir/results.md" "$meta" "$png" "$gcm_rate" <<'PY' || fail "report"
 import csv, json, os, sys
 
 tsv, csv_path, md_path, meta, png = sys.argv[1:6]
+gcm_rate = float(sys.argv[6])  # bytes per second, openssl speed in this run
 METHODS = ["plain", "appliance", "dual", "awscli"]
 rows = []
 for line in open(tsv):
@@ -418,7 +445,7 @@ for line in open(tsv):
         "size": f[0], "size_bytes": int(f[1]), "size_index": int(f[2]), "method": f[3],
         "up": float(f[4]), "up_sd": float(f[5]), "up_min": float(f[6]), "up_max": float(f[7]), "up_runs": int(f[8]),
         "down": float(f[9]), "down_sd": float(f[10]), "down_min": float(f[11]), "down_max": float(f[12]), "down_runs": int(f[13]),
-        "stored": int(f[14]),
+        "stored": int(f[14]), "service_cpu": float(f[15]),
     })
 by = {(r["size"], r["method"]): r for r in rows}
 sizes = []
@@ -443,7 +470,8 @@ with open(csv_path, "w", newline="") as fh:
                 "upload_median_s", "upload_stddev_s", "upload_min_s", "upload_max_s", "upload_runs",
                 "download_median_s", "download_stddev_s", "download_min_s", "download_max_s", "download_runs",
                 "upload_mib_s", "download_mib_s", "stored_bytes",
-                "upload_vs_plain", "download_vs_plain", "upload_vs_awscli", "download_vs_awscli"])
+                "upload_vs_plain", "download_vs_plain", "upload_vs_awscli", "download_vs_awscli",
+                "download_service_cpu_s"])
     for r in rows:
         mib = r["size_bytes"] / 1048576
         w.writerow([r["size"], r["size_bytes"], r["size_index"], r["method"],
@@ -451,7 +479,8 @@ with open(csv_path, "w", newline="") as fh:
                     f"{r['down']:.6f}", f"{r['down_sd']:.6f}", f"{r['down_min']:.6f}", f"{r['down_max']:.6f}", r["down_runs"],
                     f"{mib / r['up']:.2f}", f"{mib / r['down']:.2f}", r["stored"],
                     f"{ratio(r, 'plain', 'up'):.4f}", f"{ratio(r, 'plain', 'down'):.4f}",
-                    f"{ratio(r, 'awscli', 'up'):.4f}", f"{ratio(r, 'awscli', 'down'):.4f}"])
+                    f"{ratio(r, 'awscli', 'up'):.4f}", f"{ratio(r, 'awscli', 'down'):.4f}",
+                    f"{r['service_cpu']:.6f}"])
 
 head = ["size", "method", "upload", "download", "up/plain", "down/plain", "up/awscli", "down/awscli"]
 table = []
@@ -497,6 +526,20 @@ if big:
     if all(p is not None and a is not None for _, p, a in cpu):
         details.append("client CPU per download (user + system, mean), plain / appliance: " +
                        ", ".join(f"{s} {p:.0f} / {a:.0f} ms ({a - p:+.0f} ms)" for s, p, a in cpu))
+        # The machine's CPU per download: the client's and the services' (s3rver, the appliance,
+        # its core, the keepers) during that method's downloads. When the cores are all busy,
+        # wall time follows this sum, and AES-GCM's share of it is a floor for the overhead.
+        machine = {s: (p + by[(s, "plain")]["service_cpu"] * 1e3, a + by[(s, "appliance")]["service_cpu"] * 1e3)
+                   for s, p, a in cpu}
+        ncpu = os.cpu_count() or 1
+        details.append("machine CPU per download (client + s3rver + appliance + keepers), plain / appliance: " +
+                       ", ".join(f"{s} {mp:.0f} / {ma:.0f} ms ({ma - mp:+.0f} ms)" for s, (mp, ma) in machine.items()) +
+                       f"; cores busy during the plain downloads (machine CPU / ({ncpu} cores x median wall)): " +
+                       ", ".join(f"{s} {machine[s][0] / 1e3 / (ncpu * by[(s, 'plain')]['down']):.2f}" for s in big))
+        details.append(f"AES-256-GCM decryption at openssl speed's {gcm_rate / 1e6:.0f} MB/s in this run, as a share of the "
+                       "plain download's machine CPU (the least overhead the appliance path can show while every core is busy): " +
+                       ", ".join(f"{s} {by[(s, 'plain')]['size_bytes'] / gcm_rate * 1e3:.1f} ms = "
+                                 f"{by[(s, 'plain')]['size_bytes'] / gcm_rate * 1e3 / machine[s][0] * 100:.1f} %" for s in big))
     dual_up = {s: (by[(s, "dual")]["up"] / by[(s, "plain")]["up"] - 1) * 100 for s in big if by.get((s, "dual"))}
     dual_down = {s: (by[(s, "dual")]["down"] / by[(s, "plain")]["down"] - 1) * 100 for s in big if by.get((s, "dual"))}
     if dual_up:
