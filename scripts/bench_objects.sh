@@ -29,8 +29,8 @@
 # the keepers) spent during that method's downloads, from /proc/PID/task/*/schedstat. The run also
 # times AES-256-GCM with `openssl speed`, and prints what decrypting each size costs at that rate
 # as a share of the plain download's machine CPU: when every core is busy (the script prints how
-# busy they were), that share is the least overhead the appliance path can show here, whatever
-# else it does.
+# busy they were), that share is what the decryption alone adds to the wall time, other things
+# equal (they are not quite: the two paths write and read differently).
 # Writes BENCH_OUT/results.csv, BENCH_OUT/results.md and BENCH_OUT/hyperfine/*.json, and draws
 # the chart from the CSV with scripts/plot_objects.gp. Timings are never asserted: a MISSED
 # verdict still exits 0.
@@ -537,7 +537,8 @@ if big:
                        f"; cores busy during the plain downloads (machine CPU / ({ncpu} cores x median wall)): " +
                        ", ".join(f"{s} {machine[s][0] / 1e3 / (ncpu * by[(s, 'plain')]['down']):.2f}" for s in big))
         details.append(f"AES-256-GCM decryption at openssl speed's {gcm_rate / 1e6:.0f} MB/s in this run, as a share of the "
-                       "plain download's machine CPU (the least overhead the appliance path can show while every core is busy): " +
+                       "plain download's machine CPU (what the decryption alone adds to the wall time while every core is busy, "
+                       "other things equal; the two paths also differ in how they write and read): " +
                        ", ".join(f"{s} {by[(s, 'plain')]['size_bytes'] / gcm_rate * 1e3:.1f} ms = "
                                  f"{by[(s, 'plain')]['size_bytes'] / gcm_rate * 1e3 / machine[s][0] * 100:.1f} %" for s in big))
     dual_up = {s: (by[(s, "dual")]["up"] / by[(s, "plain")]["up"] - 1) * 100 for s in big if by.get((s, "dual"))}
