@@ -417,8 +417,8 @@ done
 elapsed=$((SECONDS - started))
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "measured in ${elapsed} s; load after: $load_after"
-# The reference for the floor: OpenSSL's AES-256-GCM decryption of 64 KiB blocks (the default
-# chunk), on one core, after the downloads so that it disturbs none of them.
+# The reference for AES-GCM's share: OpenSSL's AES-256-GCM decryption of 64 KiB blocks (the
+# default chunk), on one core, after the downloads so that it disturbs none of them.
 gcm_rate="$(openssl speed -decrypt -evp aes-256-gcm -bytes 65536 -seconds 2 2>/dev/null |
   awk '$1 == "AES-256-GCM" { v = $NF; sub(/k$/, "", v); printf "%.0f", v * 1000 }')"
 [ -n "$gcm_rate" ] && [ "$gcm_rate" -gt 0 ] || fail "openssl speed -decrypt -evp aes-256-gcm printed no rate"
@@ -529,7 +529,8 @@ if big:
                        ", ".join(f"{s} {p:.0f} / {a:.0f} ms ({a - p:+.0f} ms)" for s, p, a in cpu))
         # The machine's CPU per download: the client's and the services' (s3rver, the appliance,
         # its core, the keepers) during that method's downloads. When the cores are all busy,
-        # wall time follows this sum, and AES-GCM's share of it is a floor for the overhead.
+        # wall time follows this sum, and AES-GCM's share of it is what the decryption alone adds
+        # (other things equal, which they are not quite: see the header).
         machine = {s: (p + by[(s, "plain")]["service_cpu"] * 1e3, a + by[(s, "appliance")]["service_cpu"] * 1e3)
                    for s, p, a in cpu}
         ncpu = os.cpu_count() or 1
