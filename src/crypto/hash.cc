@@ -15,7 +15,7 @@ namespace custos::crypto {
 
 namespace {
 
-constexpr size_t kDigestSize = 32;  // SHA-256
+constexpr size_t kDigestSize = std::tuple_size_v<Digest>;  // SHA-256
 
 // OpenSSL's SHA-256 and HMAC, fetched once. EVP_sha256() and HMAC() fetch the implementation
 // from the provider tables on every call (a lock, allocations, name lookups), which on the KMS
